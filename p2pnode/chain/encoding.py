@@ -1,0 +1,144 @@
+"""Canonical CBOR (RFC 8949 §4.2.1 deterministic encoding) in pure Python, and sha256 ids.
+
+The chain hashes and signs these bytes, so this encoder is the single source of truth for
+canonical form. `protocols.codec` decodes untrusted bytes and compares them with `encode` of the
+result, so any non-canonical input (long-form integers, unsorted or duplicate keys, indefinite
+lengths, floats, tags) is rejected there.
+
+Supported values: int, bytes, str, list/tuple, dict (keys sorted by their encoded bytes), bool, None.
+`decode` is a fast decoder for trusted bytes this node wrote itself (state values).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+MAX_UINT64 = (1 << 64) - 1
+
+_BOOL_NONE = {False: b"\xf4", True: b"\xf5"}
+
+
+def _head(major: int, value: int) -> bytes:
+    if value < 24:
+        return bytes((major << 5 | value,))
+    if value < 0x100:
+        return bytes((major << 5 | 24, value))
+    if value < 0x10000:
+        return bytes((major << 5 | 25,)) + value.to_bytes(2, "big")
+    if value < 0x100000000:
+        return bytes((major << 5 | 26,)) + value.to_bytes(4, "big")
+    if value <= MAX_UINT64:
+        return bytes((major << 5 | 27,)) + value.to_bytes(8, "big")
+    raise ValueError(f"integer out of CBOR range: {value}")
+
+
+def _encode_into(obj: Any, out: list[bytes]) -> None:
+    t = type(obj)
+    if t is int:
+        if obj >= 0:
+            out.append(_head(0, obj))
+        else:
+            out.append(_head(1, -1 - obj))
+    elif t is bytes:
+        out.append(_head(2, len(obj)))
+        out.append(obj)
+    elif t is str:
+        raw = obj.encode("utf-8")
+        out.append(_head(3, len(raw)))
+        out.append(raw)
+    elif t is list or t is tuple:
+        out.append(_head(4, len(obj)))
+        for item in obj:
+            _encode_into(item, out)
+    elif t is dict:
+        items = sorted((encode(k), v) for k, v in obj.items())
+        out.append(_head(5, len(items)))
+        for key_bytes, value in items:
+            out.append(key_bytes)
+            _encode_into(value, out)
+    elif t is bool:
+        out.append(_BOOL_NONE[obj])
+    elif obj is None:
+        out.append(b"\xf6")
+    else:
+        raise TypeError(f"cannot encode {t.__name__} canonically")
+
+
+def encode(obj: Any) -> bytes:
+    """Canonical CBOR bytes of `obj`."""
+    out: list[bytes] = []
+    _encode_into(obj, out)
+    return b"".join(out)
+
+
+class DecodeError(ValueError):
+    """Trusted bytes did not decode (a bug or a corrupted store)."""
+
+
+def decode(data: bytes) -> Any:
+    """Decode canonical CBOR written by `encode` (trusted input; see protocols.codec for untrusted)."""
+    value, end = _decode_at(data, 0)
+    if end != len(data):
+        raise DecodeError("trailing bytes")
+    return value
+
+
+def _decode_at(data: bytes, pos: int) -> tuple[Any, int]:
+    try:
+        initial = data[pos]
+    except IndexError:
+        raise DecodeError("truncated") from None
+    major, info = initial >> 5, initial & 31
+    pos += 1
+    if major == 7:
+        if info == 20:
+            return False, pos
+        if info == 21:
+            return True, pos
+        if info == 22:
+            return None, pos
+        raise DecodeError(f"unsupported simple value {info}")
+    if info < 24:
+        arg = info
+    elif info <= 27:
+        size = 1 << (info - 24)
+        arg = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    else:
+        raise DecodeError("indefinite lengths are not canonical")
+    if major == 0:
+        return arg, pos
+    if major == 1:
+        return -1 - arg, pos
+    if major == 2:
+        if pos + arg > len(data):
+            raise DecodeError("truncated bytes")
+        return data[pos : pos + arg], pos + arg
+    if major == 3:
+        if pos + arg > len(data):
+            raise DecodeError("truncated text")
+        return data[pos : pos + arg].decode("utf-8"), pos + arg
+    if major == 4:
+        items = []
+        for _ in range(arg):
+            item, pos = _decode_at(data, pos)
+            items.append(item)
+        return items, pos
+    if major == 5:
+        mapping = {}
+        for _ in range(arg):
+            key, pos = _decode_at(data, pos)
+            value, pos = _decode_at(data, pos)
+            mapping[key] = value
+        return mapping, pos
+    raise DecodeError(f"unsupported major type {major}")
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def object_id(obj: Any) -> bytes:
+    """The id of a chain object: sha256 of its canonical bytes."""
+    return hashlib.sha256(encode(obj)).digest()

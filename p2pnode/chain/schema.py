@@ -1,0 +1,163 @@
+"""Strict schemas for chain objects: dataclass <-> plain CBOR-able values.
+
+Every chain object is a frozen dataclass with a ``SCHEMA`` mapping field name to a field type.
+``to_plain`` gives the dict that is canonically encoded; ``from_plain`` checks types, ranges,
+sizes and the exact field set, raising ``SchemaError`` with the path of the bad field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Protocol, TypeVar
+
+T = TypeVar("T", bound="ChainObject")
+
+
+class SchemaError(ValueError):
+    """A value does not match its schema; the message names the field path and the problem."""
+
+
+class FieldType(Protocol):
+    def check(self, value: Any, path: str) -> Any: ...
+
+    def plain(self, value: Any) -> Any: ...
+
+
+class ChainObject:
+    SCHEMA: ClassVar[dict[str, FieldType]]
+
+
+class UInt:
+    def __init__(self, bits: int) -> None:
+        self.max = (1 << bits) - 1
+        self.bits = bits
+
+    def check(self, value: Any, path: str) -> int:
+        if type(value) is not int:
+            raise SchemaError(f"{path}: expected u{self.bits}, got {type(value).__name__}")
+        if value < 0 or value > self.max:
+            raise SchemaError(f"{path}: u{self.bits} out of range")
+        return value
+
+    def plain(self, value: int) -> int:
+        return value
+
+
+class Bool:
+    def check(self, value: Any, path: str) -> bool:
+        if type(value) is not bool:
+            raise SchemaError(f"{path}: expected bool, got {type(value).__name__}")
+        return value
+
+    def plain(self, value: bool) -> bool:
+        return value
+
+
+class Bytes:
+    def __init__(self, exact: int | None = None, max_len: int | None = None) -> None:
+        self.exact = exact
+        self.max_len = max_len
+
+    def check(self, value: Any, path: str) -> bytes:
+        if type(value) is not bytes:
+            raise SchemaError(f"{path}: expected bytes, got {type(value).__name__}")
+        if self.exact is not None and len(value) != self.exact:
+            raise SchemaError(f"{path}: expected {self.exact} bytes, got {len(value)}")
+        if self.max_len is not None and len(value) > self.max_len:
+            raise SchemaError(f"{path}: longer than {self.max_len} bytes")
+        return value
+
+    def plain(self, value: bytes) -> bytes:
+        return value
+
+
+class Text:
+    def __init__(self, max_len: int, choices: frozenset[str] | None = None) -> None:
+        self.max_len = max_len
+        self.choices = choices
+
+    def check(self, value: Any, path: str) -> str:
+        if type(value) is not str:
+            raise SchemaError(f"{path}: expected text, got {type(value).__name__}")
+        if len(value) > self.max_len:
+            raise SchemaError(f"{path}: longer than {self.max_len} characters")
+        if self.choices is not None and value not in self.choices:
+            raise SchemaError(f"{path}: {value!r} is not one of {sorted(self.choices)}")
+        return value
+
+    def plain(self, value: str) -> str:
+        return value
+
+
+class ListOf:
+    def __init__(self, item: FieldType, max_len: int) -> None:
+        self.item = item
+        self.max_len = max_len
+
+    def check(self, value: Any, path: str) -> tuple[Any, ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise SchemaError(f"{path}: expected list, got {type(value).__name__}")
+        if len(value) > self.max_len:
+            raise SchemaError(f"{path}: more than {self.max_len} items")
+        check = self.item.check
+        return tuple(check(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+    def plain(self, value: tuple[Any, ...]) -> list[Any]:
+        plain = self.item.plain
+        return [plain(v) for v in value]
+
+
+class Struct:
+    def __init__(self, cls: type[ChainObject]) -> None:
+        self.cls = cls
+
+    def check(self, value: Any, path: str) -> Any:
+        return from_plain(self.cls, value, path)
+
+    def plain(self, value: Any) -> dict[str, Any]:
+        return to_plain(value)
+
+
+U8, U16, U32, U64 = UInt(8), UInt(16), UInt(32), UInt(64)
+U128 = UInt(128)
+B32 = Bytes(exact=32)
+B64 = Bytes(exact=64)
+BOOL = Bool()
+
+
+def to_plain(obj: Any) -> dict[str, Any]:
+    """The dict of `obj`'s fields in plain CBOR-able values."""
+    schema = obj.SCHEMA
+    return {name: ftype.plain(getattr(obj, name)) for name, ftype in schema.items()}
+
+
+def from_plain(cls: type[T], value: Any, path: str = "") -> T:
+    """Build `cls` from a decoded map, checking the exact field set and every field's type."""
+    where = path or cls.__name__
+    if type(value) is not dict:
+        raise SchemaError(f"{where}: expected map, got {type(value).__name__}")
+    schema = cls.SCHEMA
+    if len(value) != len(schema) or value.keys() != schema.keys():
+        unknown = sorted(str(k) for k in value.keys() - schema.keys())
+        missing = sorted(schema.keys() - value.keys())
+        parts = []
+        if unknown:
+            parts.append(f"unknown fields {unknown}")
+        if missing:
+            parts.append(f"missing fields {missing}")
+        raise SchemaError(f"{where}: {'; '.join(parts) or 'bad field set'}")
+    kwargs = {name: ftype.check(value[name], f"{where}.{name}") for name, ftype in schema.items()}
+    obj = cls(**kwargs)
+    post = getattr(obj, "validate_shape", None)
+    if post is not None:
+        post(where)
+    return obj
+
+
+def chain_object(cls: type[T]) -> type[T]:
+    """Decorator: a frozen, slotted dataclass whose SCHEMA lists its fields in order."""
+    dc = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    names = [f.name for f in dataclasses.fields(dc)]
+    if names != list(cls.SCHEMA):
+        raise TypeError(f"{cls.__name__}: SCHEMA {list(cls.SCHEMA)} does not match fields {names}")
+    return dc
