@@ -1,0 +1,268 @@
+"""Chain state as a key-value map with typed accessors, buffered writes and an incremental root.
+
+A `State` reads through to a `StateReader` (the store at the parent block, or a dict in tests)
+and buffers its writes; nothing reaches the reader. `child()` opens a nested overlay used to apply
+one transaction (commit on success, drop on failure), so a rejected transaction or block leaves no
+partial state. `root()` updates the LtHash accumulator from the changed keys only.
+
+Key layout (one-byte table prefix, fixed-width binary fields, so keys sort by table):
+    A|pub                account: [balance, nonce]
+    S|cold|hot           stake of a coldkey on a hotkey
+    T|hot                total stake on a hotkey
+    L|hot                sorted list of coldkeys staking on a hotkey
+    H|hot                hotkey record: [owner coldkey, take]
+    N|netuid             subnet record (map)
+    U|netuid|uid         neuron record (map)
+    K|netuid|hot         uid of a hotkey on a subnet
+    C|netuid|hot         weight commit: [hash, block, epoch]
+    G|name               global value (params, supply, validator set, finality, ...)
+    P|id                 governance proposal; V|id|cold vote
+    X|name               slashing / signing records
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from p2pnode.chain import accumulator
+from p2pnode.chain.encoding import decode, encode
+
+_MISSING = object()
+
+
+class StateReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class DictReader:
+    """An in-memory `StateReader` (tests, genesis)."""
+
+    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
+        self.data: dict[bytes, bytes] = data if data is not None else {}
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def apply(self, changes: dict[bytes, bytes | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+
+def u16b(n: int) -> bytes:
+    return n.to_bytes(2, "big")
+
+
+def u64b(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+class State:
+    """Chain state at one point: a read-through, write-buffering overlay with typed accessors."""
+
+    def __init__(self, base: StateReader, acc: int, parent: State | None = None) -> None:
+        self._base = base
+        self._parent = parent
+        self._acc = acc
+        self._writes: dict[bytes, bytes | None] = {}
+
+    # ---------------------------------------------------------------- raw access
+
+    def get_raw(self, key: bytes) -> bytes | None:
+        value = self._writes.get(key, _MISSING)
+        if value is not _MISSING:
+            return value  # type: ignore[return-value]
+        if self._parent is not None:
+            return self._parent.get_raw(key)
+        return self._base.get(key)
+
+    def _base_raw(self, key: bytes) -> bytes | None:
+        if self._parent is not None:
+            return self._parent.get_raw(key)
+        return self._base.get(key)
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        raw = self.get_raw(key)
+        return default if raw is None else decode(raw)
+
+    def put(self, key: bytes, value: Any) -> None:
+        self._writes[key] = encode(value)
+
+    def delete(self, key: bytes) -> None:
+        self._writes[key] = None
+
+    # ---------------------------------------------------------------- overlays and roots
+
+    def child(self) -> State:
+        """A nested overlay; `commit_into_parent()` keeps its writes, dropping it discards them."""
+        return State(self._base, self._acc, parent=self)
+
+    def commit_into_parent(self) -> None:
+        assert self._parent is not None, "not a child overlay"
+        self._parent._writes.update(self._writes)
+        self._writes = {}
+
+    def changes(self) -> dict[bytes, bytes | None]:
+        """Writes whose value differs from the base reader (top-level overlay only)."""
+        assert self._parent is None, "changes() of a child overlay"
+        get = self._base.get
+        return {k: v for k, v in self._writes.items() if get(k) != v}
+
+    def accumulator(self) -> int:
+        """The LtHash of the state with this overlay's writes, from the changed keys only."""
+        assert self._parent is None, "accumulator() of a child overlay"
+        acc = self._acc
+        get = self._base.get
+        for key, new in self._writes.items():
+            old = get(key)
+            if old == new:
+                continue
+            if old is not None:
+                acc = accumulator.sub(acc, accumulator.element_hash(key, old))
+            if new is not None:
+                acc = accumulator.add(acc, accumulator.element_hash(key, new))
+        return acc
+
+    def root(self) -> bytes:
+        return accumulator.digest(self.accumulator())
+
+    def written_keys(self) -> Iterator[bytes]:
+        return iter(self._writes)
+
+    # ---------------------------------------------------------------- globals
+
+    def global_value(self, name: str, default: Any = None) -> Any:
+        return self.get(b"G" + name.encode(), default)
+
+    def set_global(self, name: str, value: Any) -> None:
+        self.put(b"G" + name.encode(), value)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.global_value("params")
+
+    def param(self, name: str) -> Any:
+        return self.global_value("params")[name]
+
+    @property
+    def chain_id(self) -> str:
+        return self.global_value("chain_id")
+
+    @property
+    def height(self) -> int:
+        return self.global_value("height", 0)
+
+    # ---------------------------------------------------------------- accounts
+
+    def balance(self, pub: bytes) -> int:
+        rec = self.get(b"A" + pub)
+        return 0 if rec is None else rec[0]
+
+    def nonce(self, pub: bytes) -> int:
+        rec = self.get(b"A" + pub)
+        return 0 if rec is None else rec[1]
+
+    def set_account(self, pub: bytes, balance: int, nonce: int) -> None:
+        if balance == 0 and nonce == 0:
+            self.delete(b"A" + pub)
+        else:
+            self.put(b"A" + pub, [balance, nonce])
+
+    def credit(self, pub: bytes, amount: int) -> None:
+        rec = self.get(b"A" + pub) or [0, 0]
+        self.set_account(pub, rec[0] + amount, rec[1])
+
+    def debit(self, pub: bytes, amount: int) -> None:
+        rec = self.get(b"A" + pub) or [0, 0]
+        if rec[0] < amount:
+            raise ValueError("debit exceeds balance")  # callers validate first: this is a bug
+        self.set_account(pub, rec[0] - amount, rec[1])
+
+    # ---------------------------------------------------------------- supply counters
+
+    def supply(self) -> dict[str, int]:
+        return self.global_value("supply")
+
+    def add_supply(self, field: str, amount: int) -> None:
+        supply = dict(self.global_value("supply"))
+        supply[field] += amount
+        self.set_global("supply", supply)
+
+    # ---------------------------------------------------------------- stake
+
+    def stake(self, cold: bytes, hot: bytes) -> int:
+        return self.get(b"S" + cold + hot, 0)
+
+    def total_stake(self, hot: bytes) -> int:
+        return self.get(b"T" + hot, 0)
+
+    def stakers(self, hot: bytes) -> list[bytes]:
+        return self.get(b"L" + hot, [])
+
+    def change_stake(self, cold: bytes, hot: bytes, delta: int) -> None:
+        """Add (or with a negative delta remove) stake; keeps totals and the staker list."""
+        old = self.stake(cold, hot)
+        new = old + delta
+        if new < 0:
+            raise ValueError("stake would go negative")  # callers validate first
+        if new == 0:
+            self.delete(b"S" + cold + hot)
+        else:
+            self.put(b"S" + cold + hot, new)
+        total = self.total_stake(hot) + delta
+        if total == 0:
+            self.delete(b"T" + hot)
+        else:
+            self.put(b"T" + hot, total)
+        if (old == 0) != (new == 0):
+            stakers = set(self.stakers(hot))
+            if new == 0:
+                stakers.discard(cold)
+            else:
+                stakers.add(cold)
+            if stakers:
+                self.put(b"L" + hot, sorted(stakers))
+            else:
+                self.delete(b"L" + hot)
+
+    # ---------------------------------------------------------------- hotkeys
+
+    def hotkey_owner(self, hot: bytes) -> bytes | None:
+        rec = self.get(b"H" + hot)
+        return None if rec is None else rec[0]
+
+    def hotkey_take(self, hot: bytes) -> int:
+        rec = self.get(b"H" + hot)
+        return self.param("default_take") if rec is None else rec[1]
+
+    def set_hotkey(self, hot: bytes, owner: bytes, take: int) -> None:
+        self.put(b"H" + hot, [owner, take])
+
+    # ---------------------------------------------------------------- subnets and neurons
+
+    def subnet(self, netuid: int) -> dict[str, Any] | None:
+        return self.get(b"N" + u16b(netuid))
+
+    def set_subnet(self, netuid: int, record: dict[str, Any]) -> None:
+        self.put(b"N" + u16b(netuid), record)
+
+    def netuids(self) -> list[int]:
+        return self.global_value("netuids", [])
+
+    def neuron(self, netuid: int, uid: int) -> dict[str, Any] | None:
+        return self.get(b"U" + u16b(netuid) + u16b(uid))
+
+    def set_neuron(self, netuid: int, uid: int, record: dict[str, Any]) -> None:
+        self.put(b"U" + u16b(netuid) + u16b(uid), record)
+
+    def uid_of(self, netuid: int, hot: bytes) -> int | None:
+        return self.get(b"K" + u16b(netuid) + hot)
+
+    def set_uid_of(self, netuid: int, hot: bytes, uid: int | None) -> None:
+        if uid is None:
+            self.delete(b"K" + u16b(netuid) + hot)
+        else:
+            self.put(b"K" + u16b(netuid) + hot, uid)
