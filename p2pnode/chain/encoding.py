@@ -17,9 +17,15 @@ from typing import Any
 MAX_UINT64 = (1 << 64) - 1
 
 _BOOL_NONE = {False: b"\xf4", True: b"\xf5"}
+_KEY_CACHE: dict[str, bytes] = {}  # encoded text map keys (field names repeat endlessly)
+
+
+_SMALL_HEADS = [[bytes((major << 5 | v,)) for v in range(24)] for major in range(8)]
 
 
 def _head(major: int, value: int) -> bytes:
+    if value < 24:
+        return _SMALL_HEADS[major][value]
     if value < 24:
         return bytes((major << 5 | value,))
     if value < 0x100:
@@ -52,7 +58,16 @@ def _encode_into(obj: Any, out: list[bytes]) -> None:
         for item in obj:
             _encode_into(item, out)
     elif t is dict:
-        items = sorted((encode(k), v) for k, v in obj.items())
+        cache = _KEY_CACHE
+        items = []
+        for k, v in obj.items():
+            kb = cache.get(k) if type(k) is str else None
+            if kb is None:
+                kb = encode(k)
+                if type(k) is str and len(cache) < 4096:
+                    cache[k] = kb
+            items.append((kb, v))
+        items.sort()
         out.append(_head(5, len(items)))
         for key_bytes, value in items:
             out.append(key_bytes)

@@ -29,6 +29,7 @@ from p2pnode.chain import accumulator
 from p2pnode.chain.encoding import decode, encode
 
 _MISSING = object()
+_PARAMS_CACHE: dict[bytes, dict[str, int]] = {}
 
 
 class StateReader(Protocol):
@@ -144,8 +145,17 @@ class State:
     def params(self) -> dict[str, Any]:
         return self.global_value("params")
 
-    def param(self, name: str) -> Any:
-        return self.global_value("params")[name]
+    def param(self, name: str) -> int:
+        # Parameters are read for every transaction: decode the params map once per distinct value.
+        raw = self.get_raw(b"Gparams")
+        assert raw is not None, "state has no params"
+        params = _PARAMS_CACHE.get(raw)
+        if params is None:
+            params = decode(raw)
+            if len(_PARAMS_CACHE) > 64:
+                _PARAMS_CACHE.clear()
+            _PARAMS_CACHE[raw] = params
+        return params[name]
 
     @property
     def chain_id(self) -> str:

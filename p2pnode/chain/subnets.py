@@ -13,3 +13,7 @@ def block_step(state: State, ctx: BlockContext) -> None:
 
 
 TX_HANDLERS: dict[str, Any] = {}
+
+
+def init_genesis(state: State, genesis_subnets: Any) -> None:
+    """Create the root subnet (netuid 0) and the subnets listed in genesis."""

@@ -1,0 +1,106 @@
+"""Genesis: the initial state and block 0, from a validated `Genesis` description.
+
+The genesis hash is the hash of block 0's header, which commits to the chain id, the genesis time
+and (through the state root) every parameter, balance, stake and subnet of the initial state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from p2pnode.chain import accumulator, consensus, subnets
+from p2pnode.chain.encoding import sha256
+from p2pnode.chain.params import check_hyperparam, check_param, default_hyperparams, default_params
+from p2pnode.chain.state import DictReader, State
+from p2pnode.chain.types import ZERO_HASH, Header, body_root
+
+GENESIS_VERSION = 1
+
+
+class GenesisError(ValueError):
+    """The genesis description is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class GenesisValidator:
+    hotkey: bytes
+    coldkey: bytes
+    stake: int
+
+
+@dataclass(frozen=True)
+class GenesisSubnet:
+    owner_coldkey: bytes
+    owner_hotkey: bytes
+    task: str
+    hyperparameters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    params: dict[str, int]
+    balances: tuple[tuple[bytes, int], ...]
+    validators: tuple[GenesisValidator, ...]
+    subnets: tuple[GenesisSubnet, ...] = ()
+
+
+def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
+    """The initial key-value state, its accumulator, and the block-0 header."""
+    if not genesis.chain_id or len(genesis.chain_id) > 64:
+        raise GenesisError("chain_id: must be 1..64 characters")
+    params = default_params()
+    for name, value in genesis.params.items():
+        problem = check_param(name, value)
+        if problem:
+            raise GenesisError(f"params.{name}: {problem}")
+        params[name] = value
+    reader = DictReader()
+    state = State(reader, accumulator.EMPTY)
+    state.set_global("chain_id", genesis.chain_id)
+    state.set_global("params", params)
+    state.set_global("height", 0)
+    total = 0
+    for pub, amount in genesis.balances:
+        if amount <= 0:
+            raise GenesisError("balances: amounts must be positive")
+        state.credit(pub, amount)
+        total += amount
+    for v in genesis.validators:
+        if v.stake <= 0:
+            raise GenesisError("validators: stake must be positive")
+        owner = state.hotkey_owner(v.hotkey)
+        if owner is not None and owner != v.coldkey:
+            raise GenesisError("validators: hotkey listed with two coldkeys")
+        state.set_hotkey(v.hotkey, v.coldkey, params["default_take"])
+        state.change_stake(v.coldkey, v.hotkey, v.stake)
+        consensus.add_candidate(state, v.hotkey)
+        total += v.stake
+    state.set_global("supply", {"genesis": total, "emitted": 0, "burned": 0, "locked": 0})
+    for index, sn in enumerate(genesis.subnets):
+        for name, value in sn.hyperparameters.items():
+            problem = check_hyperparam(name, value, by_owner=False)
+            if problem:
+                raise GenesisError(f"subnets[{index}].hyperparameters.{name}: {problem}")
+    subnets.init_genesis(state, genesis.subnets)
+    consensus.init_validator_sets(state, sha256(b"p2pnode/genesis-seed\x00" + genesis.chain_id.encode()))
+    if not state.global_value("vset")["validators"]:
+        raise GenesisError("validators: no block validator meets min_validator_stake")
+    acc = state.accumulator()
+    reader.apply(state.changes())
+    header = Header(
+        chain=genesis.chain_id,
+        version=params["protocol_version"],
+        height=0,
+        slot=0,
+        parent=ZERO_HASH,
+        proposer=ZERO_HASH,
+        state_root=accumulator.digest(acc),
+        tx_root=body_root((), ()),
+        timestamp_ms=genesis.genesis_time_ms,
+    )
+    return reader, acc, header
+
+
+__all__ = ["Genesis", "GenesisError", "GenesisSubnet", "GenesisValidator", "build_genesis_state", "default_hyperparams"]

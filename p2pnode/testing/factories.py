@@ -1,0 +1,62 @@
+"""Factories for tests, benchmarks and the simulator: dev keys, genesis, signed transactions, stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from p2pnode.chain.genesis import Genesis, GenesisSubnet, GenesisValidator, build_genesis_state
+from p2pnode.chain.params import TAO
+from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.types import SignedTx, make_tx
+from p2pnode.genesis_file import dev_keypair
+from p2pnode.store import ChainDB, Store
+from protocols.crypto import Keypair
+
+DEV_CHAIN_ID = "p2pnode-test"
+
+
+def validator_keys(n: int) -> list[tuple[Keypair, Keypair]]:
+    """(coldkey, hotkey) pairs of the well-known development validators."""
+    return [(dev_keypair(f"validator-{i}-cold"), dev_keypair(f"validator-{i}-hot")) for i in range(n)]
+
+
+def user_keys(n: int) -> list[Keypair]:
+    return [dev_keypair(f"user-{i}") for i in range(n)]
+
+
+def make_genesis(
+    validators: int = 4,
+    users: int = 4,
+    *,
+    chain_id: str = DEV_CHAIN_ID,
+    balance: int = 1_000_000 * TAO,
+    stake: int = 1_000 * TAO,
+    params: dict[str, int] | None = None,
+    subnets: tuple[GenesisSubnet, ...] = (),
+    extra_balances: tuple[tuple[bytes, int], ...] = (),
+) -> Genesis:
+    vals = validator_keys(validators)
+    balances = [(k.public_key, balance) for k in user_keys(users)]
+    balances += [(cold.public_key, balance) for cold, _ in vals]
+    balances += [(hot.public_key, 10 * TAO) for _, hot in vals]
+    balances += list(extra_balances)
+    return Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=0,
+        params=dict(params or {}),
+        balances=tuple(balances),
+        validators=tuple(GenesisValidator(hot.public_key, cold.public_key, stake) for cold, hot in vals),
+        subnets=subnets,
+    )
+
+
+def open_chain(path: str | Path, genesis: Genesis) -> ChainDB:
+    store = Store(path)
+    reader, acc, header = build_genesis_state(genesis)
+    store.initialise(header, reader, acc)
+    return ChainDB(store)
+
+
+def signed(key: Keypair, nonce: int, body: ChainObject, *, fee: int = 1_000, chain_id: str = DEV_CHAIN_ID) -> SignedTx:
+    tx = make_tx(chain_id, key.public_key, nonce, fee, body)
+    return SignedTx(tx=tx, sig=key.sign(tx.signing_bytes()))

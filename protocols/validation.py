@@ -1,0 +1,57 @@
+"""Stateless verification of signed chain objects (signatures, shape) before the state transition.
+
+Everything here is pure; a failure names its reason. Stateful checks (nonce, balance, subnet, ...)
+are the chain's (`p2pnode.chain.transition`).
+"""
+
+from __future__ import annotations
+
+from p2pnode.chain.types import Block, SignedHeader, SignedTx, SignedVote, SlashDoubleProposal, SlashVote
+from protocols.crypto import verify
+
+
+class InvalidSignature(ValueError):
+    """A signature does not verify; `reason` names what was signed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def tx_signature_ok(stx: SignedTx) -> bool:
+    return verify(stx.tx.sender, stx.tx.signing_bytes(), stx.sig)
+
+
+def vote_signature_ok(sv: SignedVote) -> bool:
+    return verify(sv.vote.validator, sv.vote.signing_bytes(), sv.sig)
+
+
+def header_signature_ok(sh: SignedHeader) -> bool:
+    return verify(sh.header.proposer, sh.header.signing_bytes(), sh.sig)
+
+
+def check_tx_signatures(stx: SignedTx) -> None:
+    """The transaction's signature and the signatures inside slashing evidence."""
+    if not tx_signature_ok(stx):
+        raise InvalidSignature("bad_signature")
+    body = stx.tx.body
+    if isinstance(body, SlashDoubleProposal):
+        if not (header_signature_ok(body.first) and header_signature_ok(body.second)):
+            raise InvalidSignature("bad_evidence_signature")
+    elif isinstance(body, SlashVote):
+        if not (vote_signature_ok(body.first) and vote_signature_ok(body.second)):
+            raise InvalidSignature("bad_evidence_signature")
+
+
+def check_block_signatures(block: Block) -> None:
+    """Proposer signature, every transaction's and every vote's; raises InvalidSignature."""
+    if not header_signature_ok(block.signed_header):
+        raise InvalidSignature("bad_block_signature")
+    for index, stx in enumerate(block.txs):
+        try:
+            check_tx_signatures(stx)
+        except InvalidSignature as exc:
+            raise InvalidSignature(f"{exc.reason} (tx {index})") from None
+    for index, sv in enumerate(block.votes):
+        if not vote_signature_ok(sv):
+            raise InvalidSignature(f"bad_vote_signature (vote {index})")
