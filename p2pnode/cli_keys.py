@@ -214,20 +214,23 @@ def _new(args: argparse.Namespace) -> int:
         store.create_hotkey(args.wallet, args.hotkey)
         info = store.hotkey_info(args.wallet, args.hotkey)
     else:
-        _refuse_existing_coldkey(store, args.wallet)
-        _warn_if_fast_kdf()
+        _refuse_existing_key(store, args.wallet, None)
         password = password_from(password_file=args.password_file, confirm=True, prompt="New coldkey password: ")
         store.create_coldkey(args.wallet, password)
+        _warn_if_fast_kdf()
         info = store.coldkey_info(args.wallet)
     _print_created(info, "created", args.json)
     return 0
 
 
-def _refuse_existing_coldkey(store: KeyStore, wallet: str) -> None:
-    # Checked before any prompt, so nobody types a new password twice only to be refused.
-    path = store.coldkey_path(wallet)
+def _refuse_existing_key(store: KeyStore, wallet: str, hotkey: str | None) -> None:
+    # Checked before any prompt, so nobody types a seed or a new password only to be refused.
+    if hotkey is None:
+        path, what = store.coldkey_path(wallet), "a coldkey"
+    else:
+        path, what = store.hotkey_path(wallet, hotkey), f"a hotkey {hotkey!r}"
     if os.path.lexists(path):
-        raise CliError(f"wallet {wallet!r} already has a coldkey ({path}); keys are never replaced")
+        raise CliError(f"wallet {wallet!r} already has {what} ({path}); keys are never replaced")
 
 
 def _read_seed(seed_file: str | None) -> bytes:
@@ -248,6 +251,7 @@ def _read_seed(seed_file: str | None) -> bytes:
 
 def _import(args: argparse.Namespace) -> int:
     store = _store(args)
+    _refuse_existing_key(store, args.wallet, args.hotkey)
     if args.key_file is not None:
         password = None
         if args.hotkey is None:
@@ -257,11 +261,10 @@ def _import(args: argparse.Namespace) -> int:
         store.create_hotkey(args.wallet, args.hotkey, seed=_read_seed(args.seed_file))
         info = store.hotkey_info(args.wallet, args.hotkey)
     else:
-        _refuse_existing_coldkey(store, args.wallet)
         seed = _read_seed(args.seed_file)
-        _warn_if_fast_kdf()
         password = password_from(password_file=args.password_file, confirm=True, prompt="New coldkey password: ")
         store.create_coldkey(args.wallet, password, seed=seed)
+        _warn_if_fast_kdf()
         info = store.coldkey_info(args.wallet)
     _print_created(info, "imported", args.json)
     return 0
