@@ -1,0 +1,235 @@
+"""GossipSub topics for the application: naming, message ids, validation, size and rate limits.
+
+- Topics are named `/p2pnode/<chain_id>/<name>/<version>` (`gossip_topic`), so two chains never
+  share a mesh and a message format change gets a new topic.
+- The message id is sha256 of the payload (`message_id`): the same bytes published by two peers
+  are one message, and ids do not depend on who signed or relayed.
+- Each topic has a size limit (default 512 KiB; py-libp2p silently drops RPCs over 1 MiB, so no
+  limit may exceed `MAX_TOPIC_MESSAGE_BYTES`). Larger messages are rejected and penalised.
+- Each (topic, origin) pair gets a token bucket; over it, messages are ignored (not penalised: the
+  forwarder is not necessarily the origin). This replaces py-libp2p's spam protection, which
+  throttled per *forwarder* at 10 msg/s, the local publisher included.
+- The application validator is pure and synchronous; its verdict maps to libp2p's boolean
+  (ACCEPT -> deliver and relay; IGNORE -> drop; REJECT -> drop and penalise the forwarder).
+  An exception counts as IGNORE and is logged: it must never reach libp2p.
+- Our own publishes skip the application validator (the publishing service already trusts what
+  it built) and are not delivered back to our own handler.
+- Accepted messages go into one bounded channel per topic, consumed by one task that calls the
+  handler in order; a handler exception is logged and the next message is handled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from protocols.network import GossipHandler, GossipValidator, Verdict
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+# py-libp2p drops any RPC over 1 MiB without an error (notes §3.4); keep room for the envelope
+# (signature, key, seqno, topic, sender record) around the payload.
+MAX_TOPIC_MESSAGE_BYTES = 1024 * 1024 - 8 * 1024
+
+_TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def gossip_topic(chain_id: str, name: str, version: int = 1) -> str:
+    """`/p2pnode/<chain_id>/<name>/<version>`, e.g. `gossip_topic("devnet", "blocks")`."""
+    for label, part in (("chain_id", chain_id), ("name", name)):
+        if not _TOPIC_PART.match(part):
+            raise ValueError(f"{label} {part!r} must be 1-64 characters of [A-Za-z0-9._-]")
+    if version < 1:
+        raise ValueError("topic version starts at 1")
+    return f"/p2pnode/{chain_id}/{name}/{version}"
+
+
+def message_id(msg: rpc_pb2.Message) -> bytes:
+    """GossipSub message id: sha256 of the payload (content addressed)."""
+    return hashlib.sha256(msg.data).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    heartbeat_interval_s: int = 1
+    prune_back_off_s: int = 2
+    default_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Per (topic, origin) token bucket: sustained rate and burst.
+    origin_rate_per_s: float = 50.0
+    origin_burst: int = 200
+    # Accepted messages waiting for the application handler, per topic.
+    delivery_queue_size: int = 1024
+    # Per-peer outbound RPC queue (upstream: 32) and when a publisher waits for it to drain.
+    outbound_queue_size: int = 512
+    publish_backlog_high_water: int = 256
+    publish_backlog_wait_s: float = 2.0
+    seen_ttl_s: int = 120
+
+    def __post_init__(self) -> None:
+        if not 0 < self.default_max_message_bytes <= MAX_TOPIC_MESSAGE_BYTES:
+            raise ValueError(f"default_max_message_bytes must be in 1..{MAX_TOPIC_MESSAGE_BYTES}")
+
+
+class OriginRateLimiter:
+    """Token buckets keyed by (topic, origin); bounded memory (least recently used evicted)."""
+
+    def __init__(
+        self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
+    ) -> None:
+        self._rate = rate_per_s
+        self._burst = float(burst)
+        self._clock = clock
+        self._max_keys = max_keys
+        self._buckets: OrderedDict[tuple[str, bytes], tuple[float, float]] = OrderedDict()
+
+    def allow(self, topic: str, origin: bytes) -> bool:
+        now = self._clock()
+        key = (topic, origin)
+        tokens, last = self._buckets.pop(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return allowed
+
+
+@dataclass(slots=True)
+class _Topic:
+    validator: GossipValidator
+    handler: GossipHandler
+    max_message_bytes: int
+
+
+Penaliser = Callable[[str, str], None]
+
+
+class GossipTopics:
+    """The application's topics: turns `GossipValidator`s into libp2p validators and delivers.
+
+    Independent of the host's lifecycle: `libp2p_validator` and `deliver` are wired in by
+    `LibP2PNetwork`, which owns the Pubsub instance.
+    """
+
+    def __init__(self, local_peer: ID, config: GossipConfig, penalise: Penaliser) -> None:
+        self.config = config
+        self._local_peer = local_peer
+        self._local_peer_bytes = local_peer.to_bytes()
+        self._penalise = penalise
+        self._topics: dict[str, _Topic] = {}
+        self._limits: dict[str, int] = {}
+        self._rate_limiter = OriginRateLimiter(config.origin_rate_per_s, config.origin_burst)
+        # message id -> forwarding peer, so the handler learns who relayed an accepted message.
+        self._forwarders: OrderedDict[bytes, str] = OrderedDict()
+        self.rejected = 0
+        self.ignored = 0
+        self.validator_errors = 0
+
+    # -- registration ----------------------------------------------------------------------
+
+    def add(
+        self, topic: str, validator: GossipValidator, handler: GossipHandler, max_message_bytes: int | None
+    ) -> None:
+        if topic in self._topics:
+            raise ValueError(f"already subscribed to {topic}")
+        if max_message_bytes is not None:
+            self.set_max_message_bytes(topic, max_message_bytes)
+        self._topics[topic] = _Topic(validator, handler, self.max_message_bytes(topic))
+
+    def set_max_message_bytes(self, topic: str, limit: int) -> None:
+        if not 0 < limit <= MAX_TOPIC_MESSAGE_BYTES:
+            raise ValueError(f"max_message_bytes must be in 1..{MAX_TOPIC_MESSAGE_BYTES}")
+        self._limits[topic] = limit
+        if topic in self._topics:
+            self._topics[topic].max_message_bytes = limit
+
+    def max_message_bytes(self, topic: str) -> int:
+        return self._limits.get(topic, self.config.default_max_message_bytes)
+
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    def check_publish(self, topic: str, data: bytes) -> None:
+        limit = self.max_message_bytes(topic)
+        if len(data) > limit:
+            raise ValueError(f"{len(data)} byte message is over the {limit} byte limit of {topic}")
+
+    # -- validation ------------------------------------------------------------------------
+
+    def libp2p_validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            try:
+                return self._validate(topic, forwarder, msg)
+            except Exception:
+                # Our own code failing must not reach libp2p either: ignore, no penalty.
+                self.validator_errors += 1
+                logger.exception("gossip validation of %s failed", topic)
+                return False
+
+        return validate
+
+    def _validate(self, topic_name: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        if forwarder == self._local_peer:
+            return True  # our own publish, size-checked in `check_publish`
+        topic = self._topics.get(topic_name)
+        if topic is None:
+            return False
+        forwarder_id = forwarder.to_base58()
+        if len(msg.data) > topic.max_message_bytes:
+            self.rejected += 1
+            self._penalise(forwarder_id, "oversized_message")
+            return False
+        if not self._rate_limiter.allow(topic_name, msg.from_id):
+            self.ignored += 1
+            return False
+        try:
+            verdict = topic.validator(forwarder_id, msg.data)
+        except Exception:
+            self.validator_errors += 1
+            logger.exception("gossip validator for %s raised; message ignored", topic_name)
+            return False
+        if verdict is Verdict.ACCEPT:
+            self._remember_forwarder(message_id(msg), forwarder_id)
+            return True
+        if verdict is Verdict.REJECT:
+            self.rejected += 1
+            self._penalise(forwarder_id, "invalid_message")
+        else:
+            self.ignored += 1
+        return False
+
+    def _remember_forwarder(self, mid: bytes, forwarder: str) -> None:
+        self._forwarders[mid] = forwarder
+        if len(self._forwarders) > 4 * self.config.delivery_queue_size:
+            self._forwarders.popitem(last=False)
+
+    # -- delivery --------------------------------------------------------------------------
+
+    async def deliver(self, topic_name: str, messages: trio.MemoryReceiveChannel[rpc_pb2.Message]) -> None:
+        """Feed the topic's handler until the channel closes or the task is cancelled."""
+        topic = self._topics[topic_name]
+        async for msg in messages:
+            if msg.from_id == self._local_peer_bytes:
+                continue  # libp2p hands our own publishes back to us
+            forwarder = self._forwarders.pop(message_id(msg), None)
+            if forwarder is None:
+                forwarder = ID(msg.from_id).to_base58()
+            try:
+                await topic.handler(forwarder, msg.data)
+            except Exception:
+                logger.exception("gossip handler for %s raised", topic_name)

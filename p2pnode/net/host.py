@@ -1,0 +1,449 @@
+"""`LibP2PNetwork`: the node's `NetworkAPI` over a py-libp2p 0.8.1 host on trio.
+
+One host per node: TCP + Noise (nothing else) + Yamux (never mplex), GossipSub for topics,
+Kademlia (server mode) for discovery and PeerID -> address lookups, and our own request/response
+framing. The identity is the node's ed25519 hotkey seed, so the PeerID is derived from the hotkey.
+
+Lifecycle (trio structured concurrency)::
+
+    network = LibP2PNetwork(seed, bootstrap=[...])
+    network.subscribe(topic, validator, handler)      # before or after start
+    async with network:                               # or: await nursery.start(network.run)
+        await network.publish(topic, b"...")
+
+`run()` signals readiness with `task_status.started()` once the host listens, pubsub and the DHT
+run, bootstrap peers were dialled, and topics registered before start are subscribed. It runs
+until cancelled. A `LibP2PNetwork` runs once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.ed25519 import Ed25519PublicKey
+from libp2p.crypto.ed25519 import create_new_key_pair as create_ed25519_key_pair
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from p2pnode.net import libp2p_workarounds as workarounds
+from p2pnode.net.gossip import GossipConfig, GossipTopics, message_id
+from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
+from p2pnode.net.scoring import PeerScorer, PeerScoreView, ScoringConfig
+from protocols.network import GossipHandler, GossipValidator, RequestHandler
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0",)
+
+
+def key_pair_from_seed(seed: bytes) -> Any:
+    """The libp2p ed25519 key pair of a 32-byte secret seed (the node's hotkey seed)."""
+    if len(seed) != 32:
+        raise ValueError(f"an ed25519 seed is 32 bytes, got {len(seed)}")
+    return create_ed25519_key_pair(seed)
+
+
+def peer_id_from_seed(seed: bytes) -> str:
+    """The PeerID (base58, `12D3KooW...`) of the node whose hotkey seed is `seed`."""
+    return ID.from_pubkey(key_pair_from_seed(seed).public_key).to_base58()
+
+
+def peer_id_from_pubkey(public_key: bytes) -> str:
+    """The PeerID of a 32-byte ed25519 public key (a hotkey), e.g. to find a neuron via the DHT."""
+    if len(public_key) != 32:
+        raise ValueError(f"an ed25519 public key is 32 bytes, got {len(public_key)}")
+    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key)).to_base58()
+
+
+@dataclass(frozen=True, slots=True)
+class NetConfig:
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+    reqresp: ReqRespLimits = field(default_factory=ReqRespLimits)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # Discovery keeps dialling peers found in the DHT until this many are connected.
+    target_peer_count: int = 16
+    dial_timeout_s: float = 10.0
+    # Upstream refreshes the routing table only every 600 s (notes §2.3): refresh early (peers
+    # that start after us) and then periodically ourselves.
+    dht_refresh_after_start_s: tuple[float, ...] = (2.0, 6.0, 15.0)
+    dht_refresh_interval_s: float = 60.0
+    # Score upkeep (ban expiry, pruning) and re-dialling bootstrap peers when alone.
+    maintenance_interval_s: float = 1.0
+
+
+class _BanGate(INotifee):
+    """Disconnects a banned peer as soon as it connects again (bans are by PeerID: on a shared
+    address the connection gate, which filters by IP, cannot express them)."""
+
+    def __init__(self, network: LibP2PNetwork) -> None:
+        self._network = network
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if self._network.scorer.is_banned(peer.to_base58()):
+            self._network._schedule_disconnect(peer)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        pass
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        pass
+
+
+class LibP2PNetwork:
+    """`protocols.network.NetworkAPI` over py-libp2p; see the module docstring."""
+
+    def __init__(
+        self,
+        seed: bytes,
+        *,
+        listen_addrs: Sequence[str] = DEFAULT_LISTEN_ADDRS,
+        bootstrap: Sequence[str] = (),
+        config: NetConfig | None = None,
+    ) -> None:
+        workarounds.configure_libp2p_logging()
+        workarounds.install_signed_record_caches()
+        self.config = config or NetConfig()
+        self._listen_multiaddrs = [multiaddr.Multiaddr(a) for a in listen_addrs]
+        self._bootstrap = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in bootstrap]
+        key_pair = key_pair_from_seed(seed)
+        self.host: IHost = new_host(
+            key_pair=key_pair,
+            sec_opt=workarounds.noise_only_security(key_pair),
+            muxer_opt=workarounds.yamux_only_muxer(),
+            listen_addrs=self._listen_multiaddrs,
+            enable_mDNS=False,
+        )
+        self._local_id = self.host.get_id()
+        self._peer_id = self._local_id.to_base58()
+        self.scorer = PeerScorer(self.config.scoring)
+        self.gossipsub = workarounds.HardenedGossipSub(
+            degree=self.config.gossip.degree,
+            degree_low=self.config.gossip.degree_low,
+            degree_high=self.config.gossip.degree_high,
+            heartbeat_interval=self.config.gossip.heartbeat_interval_s,
+            prune_back_off=self.config.gossip.prune_back_off_s,
+        )
+        # Pubsub and the DHT register their stream handlers and notifees in __init__, so both
+        # exist before any connection (notes §2.2).
+        self.pubsub = Pubsub(
+            self.host,
+            self.gossipsub,
+            msg_id_constructor=message_id,
+            seen_ttl=self.config.gossip.seen_ttl_s,
+            strict_signing=True,
+        )
+        self.pubsub.validation_cache = workarounds.SuccessOnlyValidationCache()
+        workarounds.enlarge_outbound_queues(self.pubsub, self.config.gossip.outbound_queue_size)
+        self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
+        self.topics = GossipTopics(self._local_id, self.config.gossip, self._penalise_quietly)
+        self.reqresp = RequestResponseServer(self.config.reqresp, self._penalise_quietly, self.scorer.is_banned)
+        self.reqresp.attach(self.host)
+        self.guard_stats = workarounds.install_stream_handler_guard(self.host)
+        self.host.get_network().register_notifee(_BanGate(self))
+        self._nursery: trio.Nursery | None = None
+        self._started = False
+        self._subscribed: dict[str, trio.Event] = {}
+        self._lifecycle: AbstractAsyncContextManager[None] | None = None
+
+    # -- identity and addresses ------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        return self._peer_id
+
+    def listen_addrs(self) -> list[str]:
+        """Our listen multiaddrs, each ending in `/p2p/<PeerID>` (usable as bootstrap strings)."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def connected_peers(self) -> list[str]:
+        return [p.to_base58() for p in self.host.get_connected_peers()]
+
+    def topic_peers(self, topic: str) -> list[str]:
+        """Connected peers that told us they subscribe to `topic`."""
+        return [p.to_base58() for p in self.pubsub.peer_topics.get(topic, ())]
+
+    def mesh_peers(self, topic: str) -> list[str]:
+        return [p.to_base58() for p in self.gossipsub.mesh.get(topic, ())]
+
+    async def find_peer_addrs(self, peer_id: str) -> list[str]:
+        """PeerID -> multiaddrs (with `/p2p/<PeerID>`), from the peerstore or a DHT lookup."""
+        target = ID.from_base58(peer_id)
+        info = await self.dht.find_peer(target)
+        if info is None:
+            return []
+        suffix = f"/p2p/{peer_id}"
+        return [a if a.endswith(suffix) else a + suffix for a in (str(m) for m in info.addrs)]
+
+    async def connect(self, addr: str) -> str:
+        """Dial a `/.../p2p/<PeerID>` multiaddr; returns the PeerID. Raises on failure."""
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        with trio.fail_after(self.config.dial_timeout_s):
+            await self.host.connect(info)
+        return info.peer_id.to_base58()
+
+    # -- NetworkAPI: gossip ----------------------------------------------------------------
+
+    def subscribe(
+        self,
+        topic: str,
+        validator: GossipValidator,
+        handler: GossipHandler,
+        *,
+        max_message_bytes: int | None = None,
+    ) -> None:
+        """Receive `topic`; `max_message_bytes` overrides the default 512 KiB limit for it."""
+        self.topics.add(topic, validator, handler, max_message_bytes)
+        # The validator is in place before the subscription exists: nothing slips past it.
+        self.pubsub.set_topic_validator(topic, self.topics.libp2p_validator(topic), False)
+        self._subscribed[topic] = trio.Event()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._join_topic, topic)
+
+    async def wait_subscribed(self, topic: str) -> None:
+        """Wait until a topic passed to `subscribe` is announced to peers and delivering."""
+        await self._subscribed[topic].wait()
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Gossip `data` (best effort). Raises ValueError over the topic's size limit, which
+        py-libp2p would otherwise drop silently."""
+        self.topics.check_publish(topic, data)
+        await self._wait_for_outbound_room()
+        await self.pubsub.publish(topic, data)
+
+    def set_topic_max_bytes(self, topic: str, limit: int) -> None:
+        self.topics.set_max_message_bytes(topic, limit)
+
+    async def _wait_for_outbound_room(self) -> None:
+        # Back-pressure for bursts: let the per-peer send loops drain before queueing more, so
+        # a tight publish loop does not overflow the outbound queues (drops there are silent).
+        await trio.lowlevel.checkpoint()
+        gossip = self.config.gossip
+        if workarounds.outbound_backlog(self.pubsub) < gossip.publish_backlog_high_water:
+            return
+        with trio.move_on_after(gossip.publish_backlog_wait_s):
+            # The queues signal nothing when they drain, so poll them.
+            while workarounds.outbound_backlog(self.pubsub) >= gossip.publish_backlog_high_water // 2:  # noqa: ASYNC110
+                await trio.sleep(0.005)
+
+    async def _join_topic(self, topic: str) -> None:
+        await self.pubsub.subscribe(topic)
+        messages = workarounds.replace_subscription_queue(
+            self.pubsub, topic, self.config.gossip.delivery_queue_size
+        )
+        self._subscribed[topic].set()
+        await self.topics.deliver(topic, messages)
+
+    # -- NetworkAPI: request/response ------------------------------------------------------
+
+    def set_request_handler(self, protocol_id: str, handler: RequestHandler, max_request_bytes: int) -> None:
+        self.reqresp.set_handler(protocol_id, handler, max_request_bytes)
+
+    # NetworkAPI fixes this signature, timeout included.
+    async def request(
+        self, peer_id: str, protocol_id: str, data: bytes, *, timeout: float, max_response_bytes: int  # noqa: ASYNC109
+    ) -> bytes:
+        return await send_request(
+            self.host,
+            peer_id,
+            protocol_id,
+            data,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+            limits=self.config.reqresp,
+            penalise=self._penalise_quietly,
+        )
+
+    # -- NetworkAPI: scores ----------------------------------------------------------------
+
+    def penalise(self, peer_id: str, reason: str, amount: float) -> None:
+        """Lower a peer's score; once it crosses the ban threshold it is disconnected, its
+        gossip dropped and its reconnects refused until the ban expires."""
+        self._apply_penalty(peer_id, reason, amount)
+
+    def _penalise_quietly(self, peer_id: str, reason: str) -> None:
+        # Penalties the network layer finds itself: the reason's default amount, never raising.
+        try:
+            self._apply_penalty(peer_id, reason, None)
+        except Exception:
+            logger.exception("penalising %s for %s failed", peer_id, reason)
+
+    def _apply_penalty(self, peer_id: str, reason: str, amount: float | None) -> None:
+        if peer_id == self._peer_id:
+            return
+        self.scorer.set_network_size(len(self.host.get_connected_peers()))
+        if self.scorer.penalise(peer_id, reason, amount):
+            logger.warning("banning peer %s (last penalty: %s)", peer_id, reason)
+            self._enforce_ban(peer_id)
+
+    def peer_score(self, peer_id: str) -> PeerScoreView:
+        return self.scorer.view(peer_id)
+
+    def is_banned(self, peer_id: str) -> bool:
+        return self.scorer.is_banned(peer_id)
+
+    def _enforce_ban(self, peer_id: str) -> None:
+        try:
+            peer = ID.from_base58(peer_id)
+        except Exception:
+            return
+        if self._started:
+            self.pubsub.add_to_blacklist(peer)
+        self.dht.routing_table.remove_peer(peer)
+        self._schedule_disconnect(peer)
+
+    def _schedule_disconnect(self, peer: ID) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._disconnect, peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        try:
+            with trio.move_on_after(5):
+                await self.host.disconnect(peer)
+        except Exception as exc:
+            logger.debug("disconnecting %s failed: %r", peer, exc)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start everything, signal readiness, then serve until cancelled."""
+        if self._started:
+            raise RuntimeError("a LibP2PNetwork runs once")
+        async with self.host.run(self._listen_multiaddrs):
+            async with background_trio_service(self.pubsub), background_trio_service(self.gossipsub):
+                await self.pubsub.wait_until_ready()
+                await self._dial_bootstrap()
+                async with background_trio_service(self.dht), trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._started = True
+                    for topic in self.topics.topics():
+                        nursery.start_soon(self._join_topic, topic)
+                    for topic in self.topics.topics():
+                        await self._subscribed[topic].wait()
+                    nursery.start_soon(self._discovery_loop)
+                    nursery.start_soon(self._maintenance_loop)
+                    task_status.started()
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        self._nursery = None
+
+    async def __aenter__(self) -> LibP2PNetwork:
+        self._lifecycle = self._running()
+        await self._lifecycle.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._lifecycle is not None
+        return await self._lifecycle.__aexit__(exc_type, exc, tb)
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            try:
+                yield
+            finally:
+                nursery.cancel_scope.cancel()
+
+    # -- discovery -------------------------------------------------------------------------
+
+    async def _dial_bootstrap(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for info in self._bootstrap:
+                nursery.start_soon(self._dial_bootstrap_peer, info)
+
+    async def _dial_bootstrap_peer(self, info: PeerInfo) -> None:
+        if info.peer_id == self._local_id:
+            return
+        try:
+            with trio.fail_after(self.config.dial_timeout_s):
+                await self.host.connect(info)
+            # We know bootstrap peers run the DHT in server mode; identify may not have finished.
+            await self.dht.add_peer(info.peer_id, skip_server_mode_check=True)
+        except Exception as exc:
+            logger.warning("bootstrap peer %s unreachable: %r", info.peer_id, exc)
+
+    async def _discovery_loop(self) -> None:
+        delays = list(self.config.dht_refresh_after_start_s)
+        while True:
+            await trio.sleep(delays.pop(0) if delays else self.config.dht_refresh_interval_s)
+            try:
+                with trio.move_on_after(max(30.0, self.config.dial_timeout_s)):
+                    await self.dht.refresh_routing_table()
+            except Exception as exc:
+                logger.debug("routing table refresh failed: %r", exc)
+            await self._connect_discovered()
+
+    async def _connect_discovered(self) -> None:
+        """Dial peers from the routing table and peerstore until `target_peer_count`."""
+        connected = set(self.host.get_connected_peers())
+        peerstore = self.host.get_peerstore()
+        candidates = [
+            p
+            for p in dict.fromkeys([*self.dht.routing_table.get_peer_ids(), *peerstore.peers_with_addrs()])
+            if p != self._local_id and p not in connected and not self.scorer.is_banned(p.to_base58())
+        ]
+        budget = self.config.target_peer_count - len(connected)
+        async with trio.open_nursery() as nursery:
+            for peer in candidates[: max(budget, 0)]:
+                nursery.start_soon(self._dial_discovered, PeerInfo(peer, peerstore.addrs(peer)))
+
+    async def _dial_discovered(self, info: PeerInfo) -> None:
+        try:
+            with trio.fail_after(self.config.dial_timeout_s):
+                await self.host.connect(info)
+        except Exception as exc:
+            logger.debug("could not dial discovered peer %s: %r", info.peer_id, exc)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.maintenance_interval_s)
+            connected = self.host.get_connected_peers()
+            self.scorer.set_network_size(len(connected))
+            for peer_id in self.scorer.expire_bans():
+                logger.info("ban of %s expired", peer_id)
+                self.pubsub.remove_from_blacklist(ID.from_base58(peer_id))
+            self.scorer.prune()
+            if not connected and self._bootstrap:
+                await self._dial_bootstrap()
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "peer_id": self._peer_id,
+            "connected_peers": len(self.host.get_connected_peers()),
+            "routing_table_size": self.dht.get_routing_table_size(),
+            "heartbeat_interval_s": self.gossipsub.heartbeat_interval,
+            "mesh": {topic: len(peers) for topic, peers in self.gossipsub.mesh.items()},
+            "gossip_rejected": self.topics.rejected,
+            "gossip_ignored": self.topics.ignored,
+            "validator_errors": self.topics.validator_errors,
+            "handler_errors_caught": self.guard_stats.total,
+            "banned_peers": self.scorer.banned_peers(),
+            "reqresp_inbound_in_flight": self.reqresp.inbound_in_flight(),
+        }

@@ -1,0 +1,356 @@
+"""Hardening for py-libp2p 0.8.1: one place for every setting and patch its defaults need.
+
+Each item names the upstream problem it addresses (numbers are sections of
+`shared/notes/libp2p.md`, where each was reproduced). Everything here is either a construction
+option or a change scoped to one host / pubsub instance, except `install_signed_record_caches`,
+which swaps two module-level helpers in `libp2p.pubsub` for caching wrappers with the same
+results (idempotent, process-wide).
+
+| problem (0.8.1)                                                      | fix here                               |
+| -------------------------------------------------------------------- | -------------------------------------- |
+| §4.1-4.2 an exception in any stream handler kills the host, or        | `install_stream_handler_guard`         |
+|   (StreamEOF & co.) silently ends the connection's accept loop        |                                        |
+| §4.10 default security accepts /plaintext/2.0.0 (and secio, TLS)      | `noise_only_security`                  |
+| §4.9 mplex breaks on 1 MB payloads                                    | `yamux_only_muxer`                     |
+| §4.4 adaptive gossip turns a 1 s heartbeat into 60 s                  | `HardenedGossipSub` (adaptive off)     |
+| §4.5 IHAVE never sent to peers in PRUNE back-off (60 s)               | `HardenedGossipSub` (2 s back-off)     |
+| §4.6 GRAFT-flood detector fires on the remote's own PRUNE             | `HardenedGossipSub` (detector off)     |
+| §4.7 spam protection caps every peer incl. ourselves at 10 msg/s      | off; per-origin limit in `gossip.py`   |
+| mcache keys messages by from+seqno while the seen-cache uses the      | `HardenedGossipSub` (mcache keyed by   |
+|   configured message id, so every IHAVE is answered with IWANT        |   the pubsub message id)               |
+| IDONTWANT sent to every mesh peer for every message (doubles RPCs)    | only for messages >= 16 KiB            |
+| validation cache remembers failures: an IGNOREd message is dropped    | `SuccessOnlyValidationCache`           |
+|   for 5 min even once it becomes valid, and re-forwarders go unscored |                                        |
+| §4.8 per-peer outbound queue of 32 RPCs drops bursts silently         | `enlarge_outbound_queues`              |
+| §3.4 subscription queue of 32 drops with a warning                    | `replace_subscription_queue`           |
+| §4.11 `host.get_addrs()` + a fresh signed record check per RPC       | `install_signed_record_caches`         |
+| §2.3 one spurious kad WARNING per DHT query                           | `configure_libp2p_logging`             |
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TMuxerOptions, TProtocol, TSecurityOptions
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
+from libp2p.pubsub import gossipsub as gossipsub_module
+from libp2p.pubsub import pubsub as pubsub_module
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.mcache import CacheEntry, MessageCache
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
+from libp2p.pubsub.rpc_queue import RpcQueue
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
+from libp2p.stream_muxer.yamux.yamux import Yamux
+
+logger = logging.getLogger(__name__)
+
+StreamHandler = Callable[[INetStream], Any]
+
+# Exceptions that mean "the remote went away mid-stream": normal churn, logged at DEBUG.
+_REMOTE_CLOSED_ERRORS = (StreamError, IncompleteReadError, EOFError, ConnectionError)
+
+
+# -- logging -----------------------------------------------------------------------------------
+
+
+def configure_libp2p_logging() -> None:
+    """libp2p at WARNING and its DHT at ERROR (one spurious warning per DHT query, §2.3).
+
+    Only loggers nobody configured yet are touched, so an operator's explicit choice wins.
+    """
+    for name, level in (("libp2p", logging.WARNING), ("libp2p.kad_dht", logging.ERROR)):
+        log = logging.getLogger(name)
+        if log.level == logging.NOTSET:
+            log.setLevel(level)
+
+
+# -- security and muxing -----------------------------------------------------------------------
+
+
+def noise_only_security(key_pair: KeyPair) -> TSecurityOptions:
+    """Noise and nothing else: the default set also offers plaintext, secio and TLS (§4.10)."""
+    noise_static_key = create_x25519_key_pair()
+    return {NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=noise_static_key.private_key)}
+
+
+def yamux_only_muxer() -> TMuxerOptions:
+    """Yamux only: mplex, the default fallback, failed a 1 MB response (§4.9)."""
+    return {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
+
+
+# -- stream handler guard ----------------------------------------------------------------------
+
+
+class HandlerGuardStats:
+    """Counts what the guard caught, per protocol (exposed for status APIs and tests)."""
+
+    def __init__(self) -> None:
+        self.caught: dict[str, int] = {}
+
+    def record(self, protocol: str) -> None:
+        self.caught[protocol] = self.caught.get(protocol, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.caught.values())
+
+
+def _guard(protocol: str, handler: StreamHandler, stats: HandlerGuardStats) -> StreamHandler:
+    if getattr(handler, "_p2pnode_guarded", False):
+        return handler
+
+    async def guarded(stream: INetStream) -> None:
+        try:
+            await handler(stream)
+        # Exception, not BaseException: trio.Cancelled must keep unwinding the nursery.
+        except Exception as exc:
+            stats.record(protocol)
+            peer = _remote_peer(stream)
+            if isinstance(exc, _REMOTE_CLOSED_ERRORS):
+                logger.debug("stream handler %s: remote %s closed early: %r", protocol, peer, exc)
+            else:
+                logger.warning("stream handler %s failed for peer %s: %r", protocol, peer, exc)
+                logger.debug("stream handler failure detail", exc_info=True)
+            try:
+                await stream.reset()
+            except Exception:
+                logger.debug("reset after handler failure failed", exc_info=True)
+
+    guarded._p2pnode_guarded = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _remote_peer(stream: INetStream) -> str:
+    try:
+        return str(stream.muxed_conn.peer_id)
+    except Exception:
+        return "?"
+
+
+def install_stream_handler_guard(host: IHost) -> HandlerGuardStats:
+    """Guard every stream handler of `host`, now and whenever one is registered later (§4.1-4.2).
+
+    Without it, any exception escaping a handler (one malformed gossipsub frame raises protobuf's
+    DecodeError) propagates into the swarm and ends `host.run()`; an exception that looks like a
+    connection shutdown instead ends that connection's stream-accept loop and leaves a zombie
+    connection. The guard catches `Exception`, logs it, and resets only that stream.
+
+    Three layers: existing handlers are wrapped; `add_handler` on this host's multiselect is
+    wrapped so later registrations are guarded too (re-applied automatically); and the swarm's
+    common handler (protocol negotiation plus dispatch) gets the same guard as a backstop.
+    Idempotent.
+    """
+    existing = getattr(host, "_p2pnode_guard_stats", None)
+    if isinstance(existing, HandlerGuardStats):
+        return existing
+    stats = HandlerGuardStats()
+    mux = host.get_mux()
+    for protocol, handler in list(mux.handlers.items()):
+        if handler is not None:
+            mux.handlers[protocol] = _guard(str(protocol), handler, stats)
+    original_add_handler = mux.add_handler
+
+    def add_guarded_handler(protocol: TProtocol, handler: StreamHandler) -> None:
+        original_add_handler(protocol, _guard(str(protocol), handler, stats) if handler else handler)
+
+    mux.add_handler = add_guarded_handler  # type: ignore[method-assign]
+    network = host.get_network()
+    swarm_handler = getattr(network, "common_stream_handler", None)
+    if swarm_handler is not None:
+        network.set_stream_handler(_guard("<negotiation>", swarm_handler, stats))
+    host._p2pnode_guard_stats = stats  # type: ignore[attr-defined]
+    return stats
+
+
+# -- GossipSub ---------------------------------------------------------------------------------
+
+
+class _PubsubIdMessageCache(MessageCache):
+    """The gossip message cache keyed by the pubsub's message id (sha256 of the payload).
+
+    Upstream keys it by from_id+seqno while the seen-cache and IWANT lookups use the configured
+    message id, so with content ids a peer never recognises an IHAVE id as seen and asks for
+    every advertised message again.
+    """
+
+    def __init__(self, router: GossipSub, window_size: int, history_size: int) -> None:
+        super().__init__(window_size, history_size)
+        self._router = router
+
+    def put(self, msg: rpc_pb2.Message) -> None:
+        pubsub = self._router.pubsub
+        mid = pubsub.get_message_id(msg) if pubsub is not None else msg.from_id + msg.seqno
+        if mid in self.msgs:
+            return
+        self.msgs[mid] = msg
+        self.history[0].append(CacheEntry(mid, msg.topicIDs))
+
+
+class HardenedGossipSub(GossipSub):
+    """GossipSub with the settings and fixes the notes validated (§5), see the module table."""
+
+    def __init__(
+        self,
+        *,
+        degree: int = 6,
+        degree_low: int = 4,
+        degree_high: int = 12,
+        heartbeat_interval: int = 1,
+        prune_back_off: int = 2,
+        gossip_window: int = 3,
+        gossip_history: int = 5,
+        idontwant_min_bytes: int = 16 * 1024,
+    ) -> None:
+        super().__init__(
+            # meshsub 1.2 (IDONTWANT) then 1.1; 1.3+ add extension machinery we do not use.
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+            degree=degree,
+            degree_low=degree_low,
+            degree_high=degree_high,
+            heartbeat_interval=heartbeat_interval,
+            prune_back_off=prune_back_off,
+            unsubscribe_back_off=prune_back_off,
+            gossip_window=gossip_window,
+            gossip_history=gossip_history,
+            adaptive_gossip_enabled=False,
+            spam_protection_enabled=False,
+        )
+        # Upstream compares the GRAFT time with when the *remote* pruned us (§4.6).
+        self.graft_flood_threshold = 0.0
+        self.idontwant_min_bytes = idontwant_min_bytes
+        self.mcache = _PubsubIdMessageCache(self, gossip_window, gossip_history)
+
+    def _adapt_heartbeat_parameters(self, health: float) -> None:
+        # Never stretch the heartbeat (§4.4), even if adaptive gossip gets switched back on.
+        self.heartbeat_interval = self.heartbeat_interval_base
+
+    async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Iterable[str]) -> None:
+        # IDONTWANT saves bandwidth for big messages only; for small ones it doubles the RPCs.
+        msg = self.mcache.get(msg_id)
+        if msg is None or len(msg.data) < self.idontwant_min_bytes:
+            return
+        await super()._emit_idontwant_for_message(msg_id, topic_ids)
+
+
+class SuccessOnlyValidationCache(ValidationCache):
+    """Remember only successful validations.
+
+    Upstream caches failures for 5 minutes: a message our validator IGNOREd (not yet verifiable,
+    rate limited) would be dropped even once valid, and every further forwarder of an invalid
+    message would skip our validator and so escape our penalty.
+    """
+
+    def put(self, msg_id: bytes, result: ValidationResult) -> None:
+        if result.is_valid:
+            super().put(msg_id, result)
+
+
+class _SizedQueueDict(dict[ID, RpcQueue]):
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def __setitem__(self, peer_id: ID, queue: RpcQueue) -> None:
+        queue._queue.max_size = self.capacity
+        super().__setitem__(peer_id, queue)
+
+
+def enlarge_outbound_queues(pubsub: Pubsub, capacity: int) -> None:
+    """Per-peer outbound RPC queues of `capacity` instead of 32 (drops are silent, §4.8)."""
+    queues = _SizedQueueDict(capacity)
+    for peer_id, queue in pubsub.peer_queues.items():
+        queues[peer_id] = queue
+    pubsub.peer_queues = queues
+
+
+def outbound_backlog(pubsub: Pubsub) -> int:
+    """The longest per-peer outbound queue, in RPCs (for publisher back-pressure)."""
+    return max((len(q) for q in pubsub.peer_queues.values()), default=0)
+
+
+def replace_subscription_queue(
+    pubsub: Pubsub, topic: str, capacity: int
+) -> trio.MemoryReceiveChannel[rpc_pb2.Message]:
+    """Swap the 32-slot channel `Pubsub.subscribe` made for `topic` for one of `capacity`.
+
+    Call right after `await pubsub.subscribe(topic)`, with no await in between: messages already
+    queued are moved over, and `notify_subscriptions` (synchronous) sends into the new channel
+    from then on. Overflow is still dropped with upstream's warning, but at `capacity`.
+    """
+    send, receive = trio.open_memory_channel[rpc_pb2.Message](capacity)
+    old_receive = pubsub.subscribed_topics_receive[topic].receive_channel
+    while True:
+        try:
+            send.send_nowait(old_receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+    old_send = pubsub.subscribed_topics_send[topic]
+    pubsub.subscribed_topics_send[topic] = send
+    pubsub.subscribed_topics_receive[topic].receive_channel = receive
+    old_send.close()
+    return receive
+
+
+# -- signed peer record caches (CPU, §4.11) ----------------------------------------------------
+
+_SPR_TTL_S = 5.0  # our addresses are fixed after listen; re-read them at most every 5 s
+_VERIFIED_TTL_S = 60.0  # re-verify (and so refresh the peerstore TTL) a peer's record each minute
+_VERIFIED_MAX = 4096
+
+_original_env_to_send = pubsub_module.env_to_send_in_RPC
+_original_consume = pubsub_module.maybe_consume_signed_record
+
+
+def _cached_env_to_send_in_RPC(host: IHost) -> tuple[bytes, bool]:
+    # Upstream rebuilds `host.get_addrs()` (multiaddr work, ~0.7 ms) for every outgoing RPC.
+    now = time.monotonic()
+    cached = getattr(host, "_p2pnode_spr", None)
+    if cached is not None and cached[0] > now:
+        return cached[1], False
+    envelope, created = _original_env_to_send(host)
+    host._p2pnode_spr = (now + _SPR_TTL_S, envelope)  # type: ignore[attr-defined]
+    return envelope, created
+
+
+def _cached_maybe_consume_signed_record(msg: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
+    # Upstream verifies the sender's Ed25519 envelope on every RPC (twice for control RPCs),
+    # although a peer sends the same bytes each time. Skip bytes already verified for this peer.
+    if not msg.HasField("senderRecord"):
+        return True
+    verified: dict[ID, tuple[bytes, float]] | None = getattr(host, "_p2pnode_verified_spr", None)
+    if verified is None:
+        verified = {}
+        host._p2pnode_verified_spr = verified  # type: ignore[attr-defined]
+    now = time.monotonic()
+    known = verified.get(peer_id)
+    if known is not None and known[0] == msg.senderRecord and known[1] > now:
+        return True
+    ok = _original_consume(msg, host, peer_id)
+    if ok:
+        if len(verified) >= _VERIFIED_MAX:
+            verified.clear()
+        verified[peer_id] = (msg.senderRecord, now + _VERIFIED_TTL_S)
+    return ok
+
+
+def install_signed_record_caches() -> None:
+    """Swap libp2p.pubsub's signed-peer-record helpers for caching ones (same results)."""
+    replacements: Mapping[str, object] = {
+        "env_to_send_in_RPC": _cached_env_to_send_in_RPC,
+        "maybe_consume_signed_record": _cached_maybe_consume_signed_record,
+    }
+    for module in (pubsub_module, gossipsub_module):
+        for name, replacement in replacements.items():
+            setattr(module, name, replacement)
