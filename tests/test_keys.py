@@ -552,3 +552,12 @@ def test_cli_in_a_subprocess(tmp_path: Path) -> None:
     assert refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith("p2pnode: error: key file ") and "mode 0644" in refused.stderr
+
+
+@pytest.mark.slow
+def test_production_kdf_round_trip(tmp_path: Path) -> None:
+    # The default cost (256 MiB, 3 passes) really is what gets written and read back; slow: ~2 s.
+    store = KeyStore(tmp_path, kdf=KDF_MODERATE)
+    created = store.create_coldkey("w", PASSWORD)
+    assert store.coldkey_info("w").kdf == KDF_MODERATE
+    assert store.load_coldkey("w", PASSWORD) == created
