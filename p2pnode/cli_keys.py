@@ -94,7 +94,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _add_key_selection(import_)
     source = import_.add_mutually_exclusive_group()
-    source.add_argument("--seed-file", metavar="PATH", help="file holding the secret seed in hex ('-': stdin)")
+    source.add_argument(
+        "--seed-file", metavar="PATH", help="file holding the secret seed in hex ('-': stdin)"
+    )
     source.add_argument("--key-file", metavar="PATH", type=Path, help="a p2pnode key file to copy in")
     _add_password_file(import_)
     _add_json(import_)
@@ -109,7 +111,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_key_selection(export)
     output = export.add_mutually_exclusive_group()
     output.add_argument("--hex", action="store_true", help="print the public key in hex instead")
-    output.add_argument("--json", action="store_true", help="print wallet, kind, address and public key as JSON")
+    output.add_argument(
+        "--json", action="store_true", help="print wallet, kind, address and public key as JSON"
+    )
     export.set_defaults(func=_run_with_errors(_export_public))
 
 
@@ -205,7 +209,9 @@ def _print_created(info: KeyInfo, verb: str, as_json: bool) -> None:
     print(f"{verb} {name} of wallet {info.wallet!r}: {info.address}")
     print(f"  file: {info.path}")
     if info.hotkey is None:
-        print("  keep a backup copy of this file and remember its password: the two together are the only way back")
+        print(
+            "  keep a backup copy of this file and remember its password: the two together are the only way back"
+        )
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -215,7 +221,9 @@ def _new(args: argparse.Namespace) -> int:
         info = store.hotkey_info(args.wallet, args.hotkey)
     else:
         _refuse_existing_key(store, args.wallet, None)
-        password = password_from(password_file=args.password_file, confirm=True, prompt="New coldkey password: ")
+        password = password_from(
+            password_file=args.password_file, confirm=True, prompt="New coldkey password: "
+        )
         store.create_coldkey(args.wallet, password)
         _warn_if_fast_kdf()
         info = store.coldkey_info(args.wallet)
@@ -255,14 +263,18 @@ def _import(args: argparse.Namespace) -> int:
     if args.key_file is not None:
         password = None
         if args.hotkey is None:
-            password = password_from(password_file=args.password_file, prompt="Password of the coldkey file: ")
+            password = password_from(
+                password_file=args.password_file, prompt="Password of the coldkey file: "
+            )
         info = store.import_key_file(args.wallet, args.hotkey, args.key_file, password)
     elif args.hotkey is not None:
         store.create_hotkey(args.wallet, args.hotkey, seed=_read_seed(args.seed_file))
         info = store.hotkey_info(args.wallet, args.hotkey)
     else:
         seed = _read_seed(args.seed_file)
-        password = password_from(password_file=args.password_file, confirm=True, prompt="New coldkey password: ")
+        password = password_from(
+            password_file=args.password_file, confirm=True, prompt="New coldkey password: "
+        )
         store.create_coldkey(args.wallet, password, seed=seed)
         _warn_if_fast_kdf()
         info = store.coldkey_info(args.wallet)

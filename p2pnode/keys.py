@@ -325,7 +325,9 @@ class KeyStore:
         self._write_key_file(path, document, exists_message)
         return keypair
 
-    def import_key_file(self, wallet: str, hotkey: str | None, source: Path, password: str | None = None) -> KeyInfo:
+    def import_key_file(
+        self, wallet: str, hotkey: str | None, source: Path, password: str | None = None
+    ) -> KeyInfo:
         """Store a copy of a key file from elsewhere (a backup, another machine), byte for byte.
 
         With `hotkey` None the file must be a coldkey, and `password` must decrypt it: a file is
@@ -388,7 +390,9 @@ class KeyStore:
     def hotkey_info(self, wallet: str, hotkey: str) -> KeyInfo:
         """The hotkey's address (the file is fully checked: its seed must give that address)."""
         keypair = self.load_hotkey(wallet, hotkey)
-        return KeyInfo(wallet, hotkey, keypair.address, keypair.public_key, self.hotkey_path(wallet, hotkey), None)
+        return KeyInfo(
+            wallet, hotkey, keypair.address, keypair.public_key, self.hotkey_path(wallet, hotkey), None
+        )
 
     def wallet_info(self, wallet: str) -> WalletInfo:
         """The wallet's coldkey (if this machine has it) and hotkeys, sorted by name.
@@ -400,7 +404,9 @@ class KeyStore:
         if not directory.is_dir():
             raise KeyNotFound(f"no wallet {wallet!r} in {self.wallets_dir}")
         coldkey = self.coldkey_info(wallet) if self.coldkey_path(wallet).exists() else None
-        hotkeys = tuple(self.hotkey_info(wallet, name) for name in _names_in(directory / "hotkeys", files=True))
+        hotkeys = tuple(
+            self.hotkey_info(wallet, name) for name in _names_in(directory / "hotkeys", files=True)
+        )
         return WalletInfo(wallet, coldkey, hotkeys)
 
     def list_wallets(self) -> list[WalletInfo]:
@@ -499,7 +505,7 @@ def _names_in(directory: Path, *, files: bool) -> list[str]:
         # Temporary files (".name.tmp") and other stray entries are not keys.
         if not _NAME_PATTERN.fullmatch(entry.name):
             continue
-        if (entry.is_file() if files else entry.is_dir()):
+        if entry.is_file() if files else entry.is_dir():
             names.append(entry.name)
     return sorted(names)
 
@@ -584,7 +590,9 @@ def _load_document(raw: bytes, path: Path, kind: str) -> dict[str, Any]:
 def _require_fields(value: Any, fields: set[str], where: str, path: Path) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) != fields:
         found = sorted(value) if isinstance(value, dict) else type(value).__name__
-        raise CorruptKeyFile(f"key file {path}: {where} must have exactly the fields {sorted(fields)}, has {found}")
+        raise CorruptKeyFile(
+            f"key file {path}: {where} must have exactly the fields {sorted(fields)}, has {found}"
+        )
     return value
 
 
@@ -633,7 +641,9 @@ def _parse_coldkey(raw: bytes, path: Path) -> _EncryptedColdkey:
 def _parse_hotkey(raw: bytes, path: Path) -> _PlainHotkey:
     document = _load_document(raw, path, "hotkey")
     _require_fields(document, {"format", "version", "kind", "address", "seed"}, "the file", path)
-    return _PlainHotkey(address=_address_field(document, path), seed=_hex_field(document, "seed", SEED_SIZE, path))
+    return _PlainHotkey(
+        address=_address_field(document, path), seed=_hex_field(document, "seed", SEED_SIZE, path)
+    )
 
 
 def _decrypt_coldkey(parsed: _EncryptedColdkey, password: str, path: Path) -> Keypair:

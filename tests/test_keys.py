@@ -172,7 +172,9 @@ def test_new_coldkey_is_encrypted_private_and_opens_with_its_password(
         KeyStore(home).load_coldkey("alice", PASSWORD + "!")
 
 
-def test_new_hotkey_list_show_and_export_public_agree(home: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_hotkey_list_show_and_export_public_agree(
+    home: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("P2PNODE_PASSWORD", PASSWORD)
     assert cli("new", "--wallet", "alice").code == 0
     assert cli("new", "--wallet", "alice", "--hotkey", "miner").code == 0
@@ -211,7 +213,9 @@ def test_new_hotkey_list_show_and_export_public_agree(home: Path, cli, monkeypat
     }
 
 
-def test_default_wallet_and_keys_dir_flag(home: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_wallet_and_keys_dir_flag(
+    home: Path, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("P2PNODE_PASSWORD", PASSWORD)
     elsewhere = tmp_path / "elsewhere"
     assert cli("new", "--keys-dir", str(elsewhere)).code == 0
@@ -233,7 +237,9 @@ def test_existing_keys_are_never_replaced(home: Path, cli, monkeypatch: pytest.M
     before = {path: path.read_bytes() for path in (home / "wallets" / "w").rglob("*") if path.is_file()}
     assert_one_line_error(cli("new", "--wallet", "w"), "already has a coldkey")
     assert_one_line_error(cli("new", "--wallet", "w", "--hotkey", "h"), "already has a hotkey 'h'")
-    assert_one_line_error(cli("import", "--wallet", "w", "--hotkey", "h", "--seed-file", "/dev/null"), "already")
+    assert_one_line_error(
+        cli("import", "--wallet", "w", "--hotkey", "h", "--seed-file", "/dev/null"), "already"
+    )
     after = {path: path.read_bytes() for path in (home / "wallets" / "w").rglob("*") if path.is_file()}
     assert after == before  # no stray temporary files either
     with pytest.raises(KeyExists):
@@ -268,7 +274,9 @@ def test_password_from_file(home: Path, tmp_path: Path, cli, monkeypatch: pytest
     assert cli("show", "--wallet", "w", "--verify", "--password-file", str(password_file)).code == 0
     # The file wins over the environment.
     monkeypatch.setenv("P2PNODE_PASSWORD", "something else")
-    assert cli("show", "--wallet", "w", "--verify", "--password-file", str(password_file), "--json").json()["verified"]
+    assert cli("show", "--wallet", "w", "--verify", "--password-file", str(password_file), "--json").json()[
+        "verified"
+    ]
     assert_one_line_error(
         cli("show", "--wallet", "w", "--verify", "--password-file", str(tmp_path / "missing")),
         "cannot read password file",
@@ -305,7 +313,9 @@ def test_prompt_without_input_is_an_error(home: Path, cli, monkeypatch: pytest.M
     assert_one_line_error(cli("new", "--wallet", "w"), "no password given", "P2PNODE_PASSWORD")
 
 
-def test_existing_coldkey_is_refused_before_prompting(home: Path, cli, prompts: list[str], monkeypatch) -> None:
+def test_existing_coldkey_is_refused_before_prompting(
+    home: Path, cli, prompts: list[str], monkeypatch
+) -> None:
     monkeypatch.setenv("P2PNODE_PASSWORD", PASSWORD)
     assert cli("new", "--wallet", "w").code == 0
     monkeypatch.delenv("P2PNODE_PASSWORD")
@@ -364,7 +374,9 @@ def test_key_readable_by_others_is_refused(wallet: Path, cli, key: str, mode: in
     path = wallet / key
     path.chmod(mode)
     hotkey_args = ["--hotkey", "h"] if key != "coldkey" else []
-    assert_one_line_error(cli("export-public", "--wallet", "w", *hotkey_args), f"mode {mode:04o}", "chmod 600")
+    assert_one_line_error(
+        cli("export-public", "--wallet", "w", *hotkey_args), f"mode {mode:04o}", "chmod 600"
+    )
     assert_one_line_error(cli("show", "--wallet", "w"), f"mode {mode:04o}")
     assert_one_line_error(cli("list"), f"mode {mode:04o}")
     with pytest.raises(InsecureKeyFile):
@@ -407,7 +419,10 @@ def edit_json(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
         (lambda d: d["kdf"].update(memlimit=2**42), "'memlimit' must be an integer from 8192"),
         (lambda d: d["kdf"].update(name="scrypt"), "unsupported algorithms"),
         (lambda d: d["cipher"].update(nonce=d["cipher"]["nonce"].upper()), "lowercase hex"),
-        (lambda d: d["cipher"].update(ciphertext=d["cipher"]["ciphertext"][:-2]), "'ciphertext' must be 48 bytes"),
+        (
+            lambda d: d["cipher"].update(ciphertext=d["cipher"]["ciphertext"][:-2]),
+            "'ciphertext' must be 48 bytes",
+        ),
         (lambda d: d.update(address=generate_keypair().address), "does not match the key"),
     ],
 )
@@ -482,7 +497,9 @@ def test_import_seed_from_stdin_and_prompt(home: Path, cli, prompts: list[str], 
 
 
 @pytest.mark.parametrize("bad_seed", [SEED_HEX[:-2], SEED_HEX + "00", "zz" + SEED_HEX[2:], ""])
-def test_import_bad_seed_is_refused_without_echoing_it(home: Path, tmp_path: Path, cli, bad_seed: str) -> None:
+def test_import_bad_seed_is_refused_without_echoing_it(
+    home: Path, tmp_path: Path, cli, bad_seed: str
+) -> None:
     seed_file = tmp_path / "seed"
     seed_file.write_text(bad_seed)
     result = cli("import", "--wallet", "w", "--hotkey", "h", "--seed-file", str(seed_file))
@@ -497,7 +514,14 @@ def test_import_key_files_from_another_machine(tmp_path: Path, cli, wallet: Path
     # Copies often lose their mode on the way: the source's mode is not held against it.
     (wallet / "coldkey").chmod(0o644)
     result = cli(
-        "import", "--keys-dir", str(other), "--wallet", "copy", "--key-file", str(wallet / "coldkey"), "--json"
+        "import",
+        "--keys-dir",
+        str(other),
+        "--wallet",
+        "copy",
+        "--key-file",
+        str(wallet / "coldkey"),
+        "--json",
     )
     assert result.code == 0, result.err
     assert (other / "wallets" / "copy" / "coldkey").read_bytes() == (wallet / "coldkey").read_bytes()
@@ -507,7 +531,20 @@ def test_import_key_files_from_another_machine(tmp_path: Path, cli, wallet: Path
     assert KeyStore(other).load_coldkey("copy", PASSWORD) == original.load_coldkey("w", PASSWORD)
 
     hotkey_file = wallet / "hotkeys" / "h"
-    assert cli("import", "--keys-dir", str(other), "--wallet", "copy", "--hotkey", "h", "--key-file", str(hotkey_file)).code == 0
+    assert (
+        cli(
+            "import",
+            "--keys-dir",
+            str(other),
+            "--wallet",
+            "copy",
+            "--hotkey",
+            "h",
+            "--key-file",
+            str(hotkey_file),
+        ).code
+        == 0
+    )
     assert KeyStore(other).load_hotkey("copy", "h") == original.load_hotkey("w", "h")
 
 
@@ -519,11 +556,29 @@ def test_import_key_file_checks_password_and_kind(tmp_path: Path, cli, wallet: P
         "wrong password",
     )
     assert_one_line_error(
-        cli("import", "--keys-dir", str(other), "--wallet", "copy", "--key-file", str(wallet / "hotkeys" / "h")),
+        cli(
+            "import",
+            "--keys-dir",
+            str(other),
+            "--wallet",
+            "copy",
+            "--key-file",
+            str(wallet / "hotkeys" / "h"),
+        ),
         "holds a 'hotkey', not a coldkey",
     )
     assert_one_line_error(
-        cli("import", "--keys-dir", str(other), "--wallet", "c", "--hotkey", "h", "--key-file", str(tmp_path / "nope")),
+        cli(
+            "import",
+            "--keys-dir",
+            str(other),
+            "--wallet",
+            "c",
+            "--hotkey",
+            "h",
+            "--key-file",
+            str(tmp_path / "nope"),
+        ),
         "no such key file",
     )
     assert not (other / "wallets" / "copy" / "coldkey").exists()

@@ -122,8 +122,9 @@ def decode_address(text: str) -> bytes:
         raise AddressError("mixed case")
     separator = lower.rfind(_SEPARATOR)
     if separator < 0:
-        raise AddressError(f"no separator {_SEPARATOR!r}: expected an address starting with "
-                           f"{ADDRESS_PREFIX + _SEPARATOR!r}")
+        raise AddressError(
+            f"no separator {_SEPARATOR!r}: expected an address starting with {ADDRESS_PREFIX + _SEPARATOR!r}"
+        )
     if lower[:separator] != ADDRESS_PREFIX:
         raise AddressError(f"wrong prefix {text[:separator]!r}, expected {ADDRESS_PREFIX!r}")
     if len(text) != ADDRESS_LENGTH:
@@ -132,8 +133,9 @@ def decode_address(text: str) -> bytes:
     for position in range(separator + 1, len(lower)):
         value = _CHAR_VALUE.get(lower[position])
         if value is None:
-            raise AddressError(f"bad character {text[position]!r} at position {position} "
-                               "(not in the bech32 alphabet)")
+            raise AddressError(
+                f"bad character {text[position]!r} at position {position} (not in the bech32 alphabet)"
+            )
         values.append(value)
     polymod = _polymod(_EXPANDED_PREFIX + values)
     if polymod != _BECH32M_CONSTANT:
