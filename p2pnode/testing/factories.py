@@ -60,3 +60,13 @@ def open_chain(path: str | Path, genesis: Genesis) -> ChainDB:
 def signed(key: Keypair, nonce: int, body: ChainObject, *, fee: int = 1_000, chain_id: str = DEV_CHAIN_ID) -> SignedTx:
     tx = make_tx(chain_id, key.public_key, nonce, fee, body)
     return SignedTx(tx=tx, sig=key.sign(tx.signing_bytes()))
+
+
+def recompute_root(items: object) -> bytes:
+    """The state root computed from scratch over (key, value) pairs (cross-check of the incremental one)."""
+    from p2pnode.chain import accumulator
+
+    acc = accumulator.EMPTY
+    for key, value in items:  # type: ignore[attr-defined]
+        acc = accumulator.add(acc, accumulator.element_hash(key, value))
+    return accumulator.digest(acc)

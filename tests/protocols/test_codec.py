@@ -1,0 +1,155 @@
+"""The strict codec: canonical round trips, and nothing but MalformedMessage on bad bytes."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pnode.chain import types as t
+from p2pnode.chain.encoding import encode as canonical_encode
+from p2pnode.chain.schema import to_plain
+from p2pnode.testing.factories import signed, user_keys
+from protocols import codec
+from protocols.codec import MalformedMessage
+
+KEY = user_keys(1)[0]
+b32 = st.binary(min_size=32, max_size=32)
+u16 = st.integers(0, 65535)
+u64 = st.integers(0, 2**64 - 1)
+text = st.text(max_size=20)
+
+checkpoint = st.builds(t.Checkpoint, height=u64, hash=b32)
+vote = st.builds(t.FinalityVote, chain=text, validator=b32, source=checkpoint, target=checkpoint)
+signed_vote = st.builds(t.SignedVote, vote=vote, sig=st.binary(min_size=64, max_size=64))
+header = st.builds(
+    t.Header, chain=text, version=st.integers(0, 2**32 - 1), height=u64, slot=u64, parent=b32, proposer=b32,
+    state_root=b32, tx_root=b32, timestamp_ms=u64,
+)
+signed_header = st.builds(t.SignedHeader, header=header, sig=st.binary(min_size=64, max_size=64))
+weights = st.lists(st.tuples(u16, u16), max_size=8)
+bodies = st.one_of(
+    st.builds(t.Transfer, to=b32, amount=u64),
+    st.builds(t.AddStake, hotkey=b32, amount=u64),
+    st.builds(t.RemoveStake, hotkey=b32, amount=u64),
+    st.builds(t.SetTake, hotkey=b32, take=u16),
+    st.builds(t.Register, netuid=u16, hotkey=b32, max_burn=u64),
+    st.builds(t.Serve, netuid=u16, peer_id=text, model=text),
+    weights.map(lambda w: t.SetWeights(netuid=1, uids=tuple(u for u, _ in w), values=tuple(v for _, v in w), version_key=0)),
+    st.builds(t.CommitWeights, netuid=u16, commit_hash=b32),
+    weights.map(lambda w: t.RevealWeights(netuid=2, uids=tuple(u for u, _ in w), values=tuple(v for _, v in w), salt=b"s", version_key=1)),
+    st.builds(t.CreateSubnet, hotkey=b32, task=text, max_lock=u64),
+    st.builds(t.SetHyperparameter, netuid=u16, name=text, value=u64),
+    st.builds(t.Propose, action=st.sampled_from(sorted(t.PROPOSAL_ACTIONS)), param=text, value=u64,
+              owner=st.binary(max_size=32), task=text, version=st.integers(0, 2**32 - 1), activation_height=u64, text=text),
+    st.builds(t.GovVote, proposal=u64, choice=st.sampled_from(sorted(t.VOTE_CHOICES))),
+    st.builds(t.SlashDoubleProposal, first=signed_header, second=signed_header),
+    st.builds(t.SlashVote, first=signed_vote, second=signed_vote),
+)
+signed_tx = st.builds(
+    lambda body, nonce, fee, sig: t.SignedTx(tx=t.make_tx("c", KEY.public_key, nonce, fee, body), sig=sig),
+    bodies, u64, u64, st.binary(min_size=64, max_size=64),
+)
+block = st.builds(t.Block, header=header, sig=st.binary(min_size=64, max_size=64),
+                  txs=st.lists(signed_tx, max_size=3).map(tuple), votes=st.lists(signed_vote, max_size=3).map(tuple))
+
+
+@settings(max_examples=150, deadline=None)
+@given(block)
+def test_every_object_round_trips(obj: t.Block) -> None:
+    data = codec.encode(obj)
+    assert codec.decode(t.Block, data) == obj
+    assert codec.encode(codec.decode(t.Block, data)) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_only_raise_malformed(data: bytes) -> None:
+    for cls in (t.Block, t.SignedTx, t.SignedVote):
+        try:
+            codec.decode(cls, data)
+        except MalformedMessage:
+            pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(signed_tx, st.data())
+def test_mutated_encodings_only_raise_malformed(obj: t.SignedTx, data: st.DataObject) -> None:
+    raw = bytearray(codec.encode(obj))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    try:
+        decoded = codec.decode(t.SignedTx, bytes(raw))
+    except MalformedMessage:
+        return
+    assert codec.encode(decoded) == bytes(raw)  # whatever is accepted is canonical
+
+
+def _tx_plain() -> dict:
+    return to_plain(signed(KEY, 0, t.Transfer(to=bytes(32), amount=1)))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda p: p["tx"].update(extra=1), "unknown fields"),
+        (lambda p: p["tx"].pop("fee"), "missing fields"),
+        (lambda p: p["tx"].update(fee="1"), "expected u64"),
+        (lambda p: p["tx"].update(fee=-1), "u64 out of range"),
+        (lambda p: p["tx"]["body"].update(to=b"short"), "expected 32 bytes"),
+        (lambda p: p["tx"].update(kind="mint"), "is not one of"),
+        (lambda p: p.update(sig=b"x"), "expected 64 bytes"),
+    ],
+)
+def test_schema_violations_name_the_field(mutate, reason: str) -> None:
+    plain = _tx_plain()
+    mutate(plain)
+    with pytest.raises(MalformedMessage, match=reason):
+        codec.decode(t.SignedTx, canonical_encode(plain))
+
+
+def test_non_canonical_forms_are_rejected() -> None:
+    plain = _tx_plain()
+    canonical = canonical_encode(plain)
+    assert codec.decode(t.SignedTx, canonical)
+    # unsorted keys (insertion order, not canonical order)
+    unsorted = cbor2.dumps({"tx": plain["tx"], "sig": plain["sig"]})
+    assert unsorted != canonical
+    with pytest.raises(MalformedMessage, match="canonical"):
+        codec.decode(t.SignedTx, unsorted)
+    # integer in a longer form than needed: 1000 as a 64-bit argument
+    long_int = canonical.replace(b"\x19\x03\xe8", b"\x1b" + (1000).to_bytes(8, "big"), 1)
+    with pytest.raises(MalformedMessage):
+        codec.decode(t.SignedTx, long_int)
+    # duplicate map key: {"sig": x, "sig": x, "tx": ...} built by hand
+    dup = b"\xa3" + canonical_encode("sig") + canonical_encode(plain["sig"]) + canonical[1:]
+    with pytest.raises(MalformedMessage):
+        codec.decode(t.SignedTx, dup)
+    # indefinite-length map
+    with pytest.raises(MalformedMessage):
+        codec.decode(t.SignedTx, b"\xbf" + canonical[1:] + b"\xff")
+    # a float where an integer belongs
+    plain["tx"]["fee"] = 1.0
+    with pytest.raises(MalformedMessage):
+        codec.decode(t.SignedTx, cbor2.dumps(plain, canonical=True))
+
+
+def test_integers_beyond_u64_are_rejected() -> None:
+    plain = _tx_plain()
+    plain["tx"]["fee"] = 2**64  # cbor2 writes a bignum tag
+    with pytest.raises(MalformedMessage):
+        codec.decode(t.SignedTx, cbor2.dumps(plain, canonical=True))
+
+
+def test_oversized_input_is_rejected_before_parsing() -> None:
+    data = codec.encode(signed(KEY, 0, t.Transfer(to=bytes(32), amount=1)))
+    with pytest.raises(MalformedMessage, match="exceeds the limit"):
+        codec.decode(t.SignedTx, data, max_bytes=len(data) - 1)
+
+
+def test_deep_nesting_is_rejected() -> None:
+    nested = b"\x81" * 100_000 + b"\x00"
+    with pytest.raises(MalformedMessage):
+        codec.decode(t.SignedTx, nested)
