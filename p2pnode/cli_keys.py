@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     keys = subparsers.add_parser(
         "keys",
         help="create, list, show, import and export keys",
-        description=__doc__.split("\n\n")[1].replace("``", "'"),
+        description=__doc__.split("\n\n")[1].replace("``", ""),
     )
     commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
 
