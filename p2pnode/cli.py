@@ -63,4 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module so that CliError is the same class the commands raise.
+    from p2pnode.cli import main as _main
+
+    sys.exit(_main())
