@@ -29,8 +29,6 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
-from libp2p.crypto.ed25519 import Ed25519PublicKey
-from libp2p.crypto.ed25519 import create_new_key_pair as create_ed25519_key_pair
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
@@ -39,6 +37,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.net import libp2p_workarounds as workarounds
 from p2pnode.net.gossip import GossipConfig, GossipTopics, message_id
+from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
 from p2pnode.net.scoring import PeerScorer, PeerScoreView, ScoringConfig
 from protocols.network import GossipHandler, GossipValidator, RequestHandler
@@ -47,24 +46,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0",)
 
-
-def key_pair_from_seed(seed: bytes) -> Any:
-    """The libp2p ed25519 key pair of a 32-byte secret seed (the node's hotkey seed)."""
-    if len(seed) != 32:
-        raise ValueError(f"an ed25519 seed is 32 bytes, got {len(seed)}")
-    return create_ed25519_key_pair(seed)
-
-
-def peer_id_from_seed(seed: bytes) -> str:
-    """The PeerID (base58, `12D3KooW...`) of the node whose hotkey seed is `seed`."""
-    return ID.from_pubkey(key_pair_from_seed(seed).public_key).to_base58()
-
-
-def peer_id_from_pubkey(public_key: bytes) -> str:
-    """The PeerID of a 32-byte ed25519 public key (a hotkey), e.g. to find a neuron via the DHT."""
-    if len(public_key) != 32:
-        raise ValueError(f"an ed25519 public key is 32 bytes, got {len(public_key)}")
-    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key)).to_base58()
+__all__ = ["LibP2PNetwork", "NetConfig", "peer_id_from_pubkey", "peer_id_from_seed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +171,7 @@ class LibP2PNetwork:
 
     async def find_peer_addrs(self, peer_id: str) -> list[str]:
         """PeerID -> multiaddrs (with `/p2p/<PeerID>`), from the peerstore or a DHT lookup."""
-        target = ID.from_base58(peer_id)
+        target = parse_peer_id(peer_id)
         info = await self.dht.find_peer(target)
         if info is None:
             return []
@@ -305,8 +287,8 @@ class LibP2PNetwork:
 
     def _enforce_ban(self, peer_id: str) -> None:
         try:
-            peer = ID.from_base58(peer_id)
-        except Exception:
+            peer = parse_peer_id(peer_id)
+        except ValueError:
             return
         if self._started:
             self.pubsub.add_to_blacklist(peer)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 
+from p2pnode.net.identity import parse_peer_id
 from protocols.network import RequestError, RequestHandler
 
 logger = logging.getLogger(__name__)
@@ -297,9 +297,9 @@ async def send_request(
     if not 0 < max_response_bytes <= limits.max_response_bytes:
         raise RequestError(f"max_response_bytes must be in 1..{limits.max_response_bytes}")
     try:
-        peer = ID.from_base58(peer_id)
-    except Exception as exc:
-        raise RequestError(f"not a peer id: {peer_id!r}") from exc
+        peer = parse_peer_id(peer_id)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from exc
     if peer == host.get_id():
         raise RequestError("cannot send a request to ourselves")
 

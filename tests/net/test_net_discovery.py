@@ -1,0 +1,53 @@
+"""Kademlia discovery beyond the bootstrap peer, between in-process hosts."""
+
+from __future__ import annotations
+
+import pytest
+from netutil import TOPIC, Inbox, accept_all, node, running, wait_for
+
+from p2pnode.net.host import NetConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+# No periodic refreshes beyond the DHT's own one at start.
+QUIET = NetConfig(dht_refresh_after_start_s=(), dht_refresh_interval_s=3600)
+
+
+async def test_peer_finds_a_third_peer_address_via_the_dht() -> None:
+    a = node("dht-a", config=QUIET)
+    async with a:
+        b = node("dht-b", a.listen_addrs(), QUIET)
+        c = node("dht-c", a.listen_addrs(), QUIET)
+        async with running(b, c):
+            # B and C were only given A. C's start-up self-lookup (Kademlia runs one at start)
+            # asks A, learns of B and dials it. Let that happen, then make B forget C entirely:
+            # from then on only a lookup through A can tell B where C is.
+            await wait_for(lambda: c.peer_id in b.connected_peers(), 10, "c's start-up lookup")
+            c_id = c.host.get_id()
+            await b.host.disconnect(c_id)
+            await wait_for(lambda: c.peer_id not in b.connected_peers(), 10, "b drops c")
+            b.dht.routing_table.remove_peer(c_id)
+            if b.host.get_peerstore().has_peer(c_id):  # the disconnect may already have cleared it
+                b.host.get_peerstore().clear_peerdata(c_id)
+            assert c_id not in b.host.get_peerstore().peers_with_addrs()
+            c_addrs = await b.find_peer_addrs(c.peer_id)
+            assert set(c.listen_addrs()) <= set(c_addrs)
+            assert await b.connect(c_addrs[0]) == c.peer_id
+            await wait_for(lambda: b.peer_id in c.connected_peers(), 10, "c sees b")
+            assert await b.find_peer_addrs(b.peer_id) == b.listen_addrs()
+
+
+async def test_discovery_loop_connects_to_peers_beyond_the_bootstrap_and_gossip_flows() -> None:
+    eager = NetConfig(dht_refresh_after_start_s=(0.5,), dht_refresh_interval_s=1.0)
+    a = node("disc-a", config=eager)
+    async with a:
+        b, b_inbox = node("disc-b", a.listen_addrs(), eager), Inbox()
+        c, c_inbox = node("disc-c", a.listen_addrs(), eager), Inbox()
+        b.subscribe(TOPIC, accept_all, b_inbox)
+        c.subscribe(TOPIC, accept_all, c_inbox)
+        async with running(b, c):
+            # Only A was given to B and C; the routing-table refresh makes them meet.
+            await wait_for(lambda: c.peer_id in b.connected_peers(), 20, "b connected to c")
+            await wait_for(lambda: c.peer_id in b.mesh_peers(TOPIC), 10, "b and c in one mesh")
+            await c.publish(TOPIC, b"direct")
+            await wait_for(lambda: b_inbox.messages == [(c.peer_id, b"direct")], 10, "delivery from c")

@@ -1,0 +1,77 @@
+"""Gossip between in-process hosts: delivery, validators, penalties, bans."""
+
+from __future__ import annotations
+
+import pytest
+from netutil import TOPIC, Inbox, accept_all, node, running, wait_for
+
+from p2pnode.net.host import NetConfig
+from p2pnode.net.scoring import DEFAULT_PENALTIES
+from protocols.network import Verdict
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def only_ok_payloads(peer: str, data: bytes) -> Verdict:
+    if data.startswith(b"ok:"):
+        return Verdict.ACCEPT
+    if data.startswith(b"stale:"):
+        return Verdict.IGNORE
+    return Verdict.REJECT
+
+
+async def test_two_hosts_connect_via_bootstrap_and_gossip() -> None:
+    alice, alice_inbox = node("alice"), Inbox()
+    alice.subscribe(TOPIC, accept_all, alice_inbox)
+    async with alice:
+        assert all(a.endswith(f"/p2p/{alice.peer_id}") for a in alice.listen_addrs())
+        bob, bob_inbox = node("bob", bootstrap=alice.listen_addrs()), Inbox()
+        bob.subscribe(TOPIC, accept_all, bob_inbox)
+        async with bob:
+            assert bob.connected_peers() == [alice.peer_id]
+            await wait_for(lambda: bob.mesh_peers(TOPIC) and alice.mesh_peers(TOPIC), 10, "mesh")
+            await bob.publish(TOPIC, b"from bob")
+            await alice.publish(TOPIC, b"from alice")
+            await wait_for(lambda: alice_inbox.messages and bob_inbox.messages, 10, "delivery")
+            # The handler learns who forwarded the message; nobody gets their own publish back.
+            assert alice_inbox.messages == [(bob.peer_id, b"from bob")]
+            assert bob_inbox.messages == [(alice.peer_id, b"from alice")]
+            with pytest.raises(ValueError):
+                await bob.publish(TOPIC, b"x" * (512 * 1024 + 1))
+
+
+async def test_rejected_messages_penalise_and_finally_ban_the_sender() -> None:
+    config = NetConfig(dht_refresh_after_start_s=(), dht_refresh_interval_s=3600)
+    hub, hub_inbox = node("hub", config=config), Inbox()
+    hub.subscribe(TOPIC, only_ok_payloads, hub_inbox)
+    async with hub:
+        honest, honest_inbox = node("honest", hub.listen_addrs(), config), Inbox()
+        rogue, rogue_inbox = node("rogue", hub.listen_addrs(), config), Inbox()
+        honest.subscribe(TOPIC, only_ok_payloads, honest_inbox)
+        rogue.subscribe(TOPIC, accept_all, rogue_inbox)
+        async with running(honest, rogue):
+            await wait_for(lambda: len(hub.mesh_peers(TOPIC)) == 2, 10, "hub mesh")
+
+            # An IGNOREd message costs nothing; a REJECTed one costs the forwarder.
+            await rogue.publish(TOPIC, b"stale:1")
+            await rogue.publish(TOPIC, b"forged:1")
+            await wait_for(lambda: hub.peer_score(rogue.peer_id).score < 0, 10, "penalty")
+            assert hub.peer_score(rogue.peer_id).score == pytest.approx(-DEFAULT_PENALTIES["invalid_message"].amount, abs=0.1)
+            assert hub.peer_score(honest.peer_id).score == 0
+
+            for i in range(2, 7):
+                await rogue.publish(TOPIC, b"forged:%d" % i)
+            await wait_for(lambda: hub.is_banned(rogue.peer_id), 10, "ban")
+            await wait_for(lambda: rogue.peer_id not in hub.connected_peers(), 10, "rogue disconnected")
+            assert hub_inbox.messages == []
+
+            # Honest peers keep exchanging after the ban.
+            await honest.publish(TOPIC, b"ok:after-ban")
+            await hub.publish(TOPIC, b"ok:from-hub")
+            await wait_for(lambda: hub_inbox.payloads() == [b"ok:after-ban"], 10, "hub receives")
+            await wait_for(lambda: honest_inbox.payloads() == [b"ok:from-hub"], 10, "honest receives")
+
+            # A banned peer that dials back in is dropped again.
+            await rogue.connect(hub.listen_addrs()[0])
+            await wait_for(lambda: rogue.peer_id not in hub.connected_peers(), 10, "reconnect refused")
+            assert hub.statistics()["banned_peers"] == [rogue.peer_id]
