@@ -7,8 +7,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamEOF, StreamReset
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.security.insecure.transport import PLAINTEXT_PROTOCOL_ID, InsecureTransport
+from multiaddr import Multiaddr
 
 from p2pnode.net.host import LibP2PNetwork, NetConfig
+from p2pnode.net.identity import key_pair_from_seed
+from p2pnode.net.libp2p_workarounds import noise_only_security, yamux_only_muxer
 from protocols.network import Verdict
 
 TOPIC = "/p2pnode/testnet/blocks/1"
@@ -56,3 +66,39 @@ async def running(*networks: LibP2PNetwork) -> AsyncIterator[Sequence[LibP2PNetw
 
 def node(name: str, bootstrap: Sequence[str] = (), config: NetConfig | None = None) -> LibP2PNetwork:
     return LibP2PNetwork(seed_for(name), bootstrap=bootstrap, config=config)
+
+
+@asynccontextmanager
+async def raw_host(name: str, *, plaintext_only: bool = False) -> AsyncIterator[IHost]:
+    """A bare py-libp2p host (no p2pnode layer) for playing the attacker; Noise + Yamux unless
+    `plaintext_only`, which offers nothing but /plaintext/2.0.0."""
+    key_pair = key_pair_from_seed(seed_for(name))
+    security = (
+        {PLAINTEXT_PROTOCOL_ID: InsecureTransport(key_pair)}
+        if plaintext_only
+        else noise_only_security(key_pair)
+    )
+    host = new_host(key_pair=key_pair, sec_opt=security, muxer_opt=yamux_only_muxer())
+    async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        yield host
+
+
+async def dial(host: IHost, addr: str) -> None:
+    with trio.fail_after(10):
+        await host.connect(info_from_p2p_addr(Multiaddr(addr)))
+
+
+async def send_and_wait_for_close(host: IHost, peer: ID, protocol: str, payload: bytes, *, half_close: bool = False) -> None:
+    """Open `protocol` to `peer`, write `payload` (then FIN if `half_close`), and wait until the
+    remote ends the stream (reset or closed); fails if it does not within 10 s."""
+    with trio.fail_after(10):
+        stream = await host.new_stream(peer, [TProtocol(protocol)])
+        await stream.write(payload)
+        if half_close:
+            await stream.close()
+        while True:
+            try:
+                if not await stream.read(65536):
+                    return
+            except (StreamReset, StreamEOF):
+                return
