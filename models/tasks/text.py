@@ -1,0 +1,157 @@
+"""The `text` task: predict the next character of standard-library docstrings.
+
+Request::
+
+    {"context": "Return the number of items in the "}      # 1..1024 characters of VOCAB
+
+Response: log-probabilities (natural log) of candidate next characters, best first or in any
+order, at most one entry per character::
+
+    {"logprobs": [["s", -0.41], ["c", -2.3], [" ", -3.0], ...]}   # 1..96 pairs, each logprob <= 0
+
+Characters a response leaves out share the remaining probability mass ``1 - sum(exp(logprob))``
+equally, so a short top-k list and the full 96-entry distribution are both valid answers; the full
+one scores best when the model is calibrated. The listed probabilities may not sum to more than 1
+(a small rounding slack is allowed and renormalised away).
+
+Challenge: a seeded position in the held-out part of the corpus (see `models.tasks.corpus`); the
+request is the 64..128 characters before it, the truth is the character at it.
+
+Score: the log-likelihood the response gives the true character, made finite and mapped to [0, 1].
+The validator first mixes the response with a little uniform mass,
+``q' = (1 - epsilon) * q + epsilon / 96`` with epsilon = 0.01, so no answer costs more than
+``log(epsilon / 96)`` (about -9.17 nats); the score is then
+``1 - log q'(truth) / log(epsilon / 96)``: 0.999 for certainty on the right character, 0.0 for
+certainty on a wrong one, and 0.502 for the uniform distribution. This is an affine map of the log
+score of q', so it stays a proper scoring rule: a miner maximises its expected score by reporting
+its true beliefs, not by being overconfident. A response that fails validation scores 0.0.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from models.base import Request, Response, Task
+from models.errors import InvalidRequest, InvalidResponse
+from models.schema import Schema
+from models.tasks.corpus import VOCAB, load_corpus
+
+# A response's probabilities may add up to a bit more than 1 after rounding (4 decimals of nats
+# is a relative error of 1e-4 per entry); anything beyond this slack is an invalid distribution.
+PROBABILITY_SLACK = 1e-3
+# Log-probabilities below this are treated as this (exp underflows long before; keeps numbers sane).
+MIN_LOGPROB = -1000.0
+
+
+@dataclass(frozen=True)
+class TextTaskConfig:
+    max_context_chars: int = 1024  # longest request a miner must accept
+    challenge_min_chars: int = 64  # challenge contexts are drawn between these lengths
+    challenge_max_chars: int = 128
+    epsilon: float = 0.01  # uniform mass mixed into every response before scoring
+
+
+class TextTask(Task):
+    """Next-character prediction over `VOCAB` on the held-out standard-library docstrings."""
+
+    name = "text"
+    vocab = VOCAB
+
+    def __init__(self, config: TextTaskConfig | None = None) -> None:
+        self.config = config or TextTaskConfig()
+        self._index = {ch: i for i, ch in enumerate(VOCAB)}
+
+    @property
+    def request_schema(self) -> Schema:
+        return {
+            "type": "object",
+            "properties": {
+                "context": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": self.config.max_context_chars,
+                    "description": "the text so far; newline and printable ASCII only",
+                },
+            },
+            "required": ["context"],
+        }
+
+    @property
+    def response_schema(self) -> Schema:
+        pair: dict[str, Any] = {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
+            "prefixItems": [
+                {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 1,
+                    "description": "a character of the vocabulary",
+                },
+                {"type": "number", "maximum": 0, "description": "its natural-log probability"},
+            ],
+            "items": False,
+        }
+        return {
+            "type": "object",
+            "properties": {
+                "logprobs": {"type": "array", "minItems": 1, "maxItems": len(VOCAB), "items": pair}
+            },
+            "required": ["logprobs"],
+        }
+
+    def check_request(self, request: Request) -> None:
+        index = self._index
+        for position, ch in enumerate(request["context"]):
+            if ch not in index:
+                raise InvalidRequest(
+                    f"$.context[{position}]: character {ch!r} is outside the vocabulary (newline and printable ASCII)"
+                )
+
+    def check_response(self, request: Request, response: Response) -> None:
+        seen: set[str] = set()
+        total = 0.0
+        for position, (ch, logprob) in enumerate(response["logprobs"]):
+            if ch not in self._index:
+                raise InvalidResponse(f"$.logprobs[{position}][0]: {ch!r} is not in the vocabulary")
+            if ch in seen:
+                raise InvalidResponse(f"$.logprobs[{position}][0]: {ch!r} is listed twice")
+            seen.add(ch)
+            total += math.exp(max(logprob, MIN_LOGPROB))
+        if total > 1.0 + PROBABILITY_SLACK:
+            raise InvalidResponse(f"$.logprobs: probabilities sum to {total:.6f}, more than 1")
+
+    def make_challenge(self, seed: int) -> tuple[Request, str]:
+        """A held-out context and its next character; the same seed gives the same pair.
+
+        Depends on the corpus, hence on the Python build (see `models.tasks.corpus`).
+        """
+        heldout = load_corpus().heldout
+        # A string seed is hashed with sha512 by `random`: stable across platforms and versions,
+        # and the prefix keeps this task's draws apart from other users of the same seed.
+        rng = random.Random(f"p2pnode.text/{seed}")
+        length = rng.randint(self.config.challenge_min_chars, self.config.challenge_max_chars)
+        position = rng.randrange(length, len(heldout))
+        return {"context": heldout[position - length : position]}, heldout[position]
+
+    def probability(self, response: Response, char: str) -> float:
+        """The probability a valid response gives ``char`` (unlisted characters share the rest)."""
+        listed = {ch: math.exp(max(logprob, MIN_LOGPROB)) for ch, logprob in response["logprobs"]}
+        total = sum(listed.values())
+        if total > 1.0:  # rounding slack: renormalise rather than reward an overfull distribution
+            listed = {ch: p / total for ch, p in listed.items()}
+            total = 1.0
+        if char in listed:
+            return listed[char]
+        unlisted = len(VOCAB) - len(listed)
+        return (1.0 - total) / unlisted if unlisted else 0.0
+
+    def score_valid(self, request: Request, response: Response, truth: str) -> float:
+        epsilon = self.config.epsilon
+        floor = math.log(epsilon / len(VOCAB))  # the worst possible log q'(truth)
+        mixed = (1.0 - epsilon) * self.probability(response, truth) + epsilon / len(VOCAB)
+        return 1.0 - math.log(mixed) / floor
