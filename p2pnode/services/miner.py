@@ -1,0 +1,408 @@
+"""The miner server: answers signed inference requests with a model, one forward pass per batch.
+
+    server = MinerServer(hotkey, chain_id, netuid, model, task, stake_of, clock)
+    await nursery.start(server.run, network)        # registers /p2pnode/<chain>/inference/1
+
+Per request, cheapest checks first (see docs/market.md): size, strict decoding, chain, miner id,
+subnet, caller signature, caller key == sending peer, timestamp window, nonce replay, rate limit
+(callers without stake only), task request schema. Each accepted request waits in a priority queue
+ordered by the caller's stake (then arrival); one batching task takes up to `max_batch_size` of
+them, waiting `batch_window_s` after the first arrival for others to join, and runs ONE
+`model.answer_batch` in a worker thread under `forward_timeout_s`. Every request, accepted or not,
+is answered with a signed, coded `SignedInferenceResponse`: nothing is answered by dropping the
+stream.
+
+Time: the caller's timestamp is compared with `clock()` (wall seconds, injected); queue deadlines,
+rate limits and elapsed times use trio's clock, so tests can run under `MockClock`.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+from models.base import Task
+from models.errors import InvalidRequest
+from p2pnode.net.identity import peer_id_from_pubkey
+from protocols.codec import MalformedMessage, encode
+from protocols.crypto import Keypair
+from protocols.inference import (
+    DEFAULT_TIMESTAMP_WINDOW_MS,
+    MAX_PAYLOAD_BYTES,
+    MAX_REQUEST_BYTES,
+    Code,
+    InferenceRejected,
+    ReplayCache,
+    build_response,
+    check_request,
+    decode_json_payload,
+    decode_request,
+    encode_json_payload,
+    inference_protocol_id,
+    request_id_of,
+)
+from protocols.network import NetworkAPI
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BatchModel", "MinerConfig", "MinerServer", "TokenBuckets"]
+
+
+class BatchModel(Protocol):
+    """What the server needs from a model (`models.base.Model` is one)."""
+
+    max_batch_size: int
+
+    def answer_batch(self, requests: Sequence[object]) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MinerConfig:
+    timestamp_window_ms: int = DEFAULT_TIMESTAMP_WINDOW_MS
+    # Nonces are kept for twice the window (a request is valid from -window to +window).
+    replay_cache_entries: int = 200_000
+    max_batch_size: int | None = None  # None: the model's own `max_batch_size`
+    # After the first request arrives at an idle server, wait this long for others to join its
+    # batch: a few ms of latency for much higher throughput under concurrency.
+    batch_window_s: float = 0.005
+    max_queue: int = 256  # requests waiting for a forward pass, beyond which callers get OVERLOADED
+    request_timeout_s: float = 10.0  # receipt to answer; must stay under the transport's handler timeout
+    forward_timeout_s: float = 5.0  # one forward pass
+    # Callers with no stake: a token bucket each, and one shared bucket for all of them (new keys
+    # are free, so per-key buckets alone would not bound the load).
+    unstaked_rate_per_s: float = 1.0
+    unstaked_burst: float = 5.0
+    unstaked_total_rate_per_s: float = 20.0
+    unstaked_total_burst: float = 40.0
+    rate_table_entries: int = 10_000
+    # The caller key must be the key of the peer that sent the request (a node's PeerID is its
+    # hotkey), so a signed request cannot be relayed by a third party.
+    bind_caller_to_peer: bool = True
+
+
+class TokenBuckets:
+    """A token bucket per key (`rate` tokens/s, at most `burst`), at most `max_entries` keys.
+
+    The least recently used key is forgotten when the table is full; it comes back with a full
+    bucket, which is why the miner also keeps one shared bucket for all unstaked callers.
+    """
+
+    def __init__(self, rate: float, burst: float, max_entries: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_entries = max_entries
+        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
+
+    def allow(self, key: bytes, now: float) -> bool:
+        """Take one token from `key`'s bucket if it has one."""
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self.max_entries:
+            self._buckets.popitem(last=False)
+        return allowed
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class _Pending:
+    """One accepted request waiting for (or inside) a forward pass."""
+
+    __slots__ = ("request", "stake", "seq", "done", "response", "error", "queued")
+
+    def __init__(self, request: dict[str, Any], stake: int, seq: int) -> None:
+        self.request = request
+        self.stake = stake
+        self.seq = seq
+        self.done = trio.Event()
+        self.response: dict[str, Any] | None = None
+        self.error: InferenceRejected | None = None
+        self.queued = True  # in the queue and still wanted (False once taken, abandoned or displaced)
+
+    def finish(self, response: dict[str, Any] | None, error: InferenceRejected | None) -> None:
+        if not self.done.is_set():
+            self.response, self.error = response, error
+            self.done.set()
+
+
+class MinerServer:
+    """Serves one model for one subnet on the inference protocol; see the module docstring."""
+
+    def __init__(
+        self,
+        keypair: Keypair,
+        chain_id: str,
+        netuid: int,
+        model: BatchModel,
+        task: Task,
+        stake_of: Callable[[bytes], int],
+        clock: Callable[[], float],
+        config: MinerConfig | None = None,
+    ) -> None:
+        self.keypair = keypair
+        self.chain_id = chain_id
+        self.netuid = netuid
+        self.model = model
+        self.task = task
+        self.stake_of = stake_of
+        self.clock = clock
+        self.config = config or MinerConfig()
+        self.protocol_id = inference_protocol_id(chain_id)
+        self.max_batch_size = max(1, self.config.max_batch_size or getattr(model, "max_batch_size", 64))
+        window = self.config.timestamp_window_ms
+        self._replays = ReplayCache(ttl_ms=2 * window, max_entries=self.config.replay_cache_entries)
+        self._per_caller = TokenBuckets(
+            self.config.unstaked_rate_per_s, self.config.unstaked_burst, self.config.rate_table_entries
+        )
+        self._all_unstaked = TokenBuckets(
+            self.config.unstaked_total_rate_per_s, self.config.unstaked_total_burst, 1
+        )
+        self._heap: list[tuple[int, int, _Pending]] = []  # (-stake, seq, pending): highest stake first
+        self._queued = 0  # live entries in the heap
+        self._seq = itertools.count()
+        self._arrived = trio.Event()
+        self._peer_id: str | None = None
+        self._nursery: trio.Nursery | None = None
+        self._was_idle = True  # nothing was waiting when the last forward pass ended
+        # Counters for statistics() and tests.
+        self.codes: Counter[Code] = Counter()
+        self.forward_passes = 0
+        self.batch_sizes: list[int] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(
+        self, network: NetworkAPI, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Register the request handler and serve until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._peer_id = network.peer_id
+            nursery.start_soon(self._batch_loop)
+            # The transport accepts up to 4x our own limit, so that a request that is merely too
+            # large still gets a coded TOO_LARGE answer rather than a transport-level refusal.
+            network.set_request_handler(
+                self.protocol_id, self.handle, max_request_bytes=4 * MAX_REQUEST_BYTES
+            )
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "codes": {code.name: count for code, count in sorted(self.codes.items())},
+            "forward_passes": self.forward_passes,
+            "queued": self._queued,
+            "replay_cache": len(self._replays),
+            "rate_table": len(self._per_caller),
+        }
+
+    # -- the request handler -----------------------------------------------------------------
+
+    async def handle(self, peer_id: str, data: bytes) -> bytes:
+        """Answer one request (the `RequestHandler` registered on the network); never raises."""
+        received = trio.current_time()
+        payload = b""
+        try:
+            payload = await self._serve(peer_id, data, received)
+            code, message = Code.OK, ""
+        except InferenceRejected as exc:
+            code, message = exc.code, exc.message
+        except Exception:  # a bug here must still produce an answer, and be visible in the log
+            logger.exception("miner: unexpected failure serving a request")
+            code, message = Code.INTERNAL, "internal error"
+        self.codes[code] += 1
+        elapsed_ms = int((trio.current_time() - received) * 1000)
+        signed = build_response(
+            self.keypair,
+            chain_id=self.chain_id,
+            request_id=request_id_of(data),
+            code=code,
+            message=message,
+            payload=payload,
+            elapsed_ms=elapsed_ms,
+        )
+        return encode(signed)
+
+    async def _serve(self, peer_id: str, data: bytes, received: float) -> bytes:
+        if self._nursery is None or self._peer_id is None:
+            raise InferenceRejected(Code.OVERLOADED, "miner is not running")
+        signed = decode_request(data)
+        request = signed.request
+        now_ms = int(self.clock() * 1000)
+        check_request(
+            signed,
+            chain_id=self.chain_id,
+            miner=self._peer_id,
+            netuid=self.netuid,
+            now_ms=now_ms,
+            window_ms=self.config.timestamp_window_ms,
+        )
+        if self.config.bind_caller_to_peer and _peer_id_of(request.caller) != peer_id:
+            raise InferenceRejected(Code.WRONG_CALLER, "caller key is not the sending peer's key")
+        fresh = self._replays.add(request.caller, request.nonce, now_ms)
+        if fresh is False:
+            raise InferenceRejected(Code.REPLAYED_NONCE, "nonce already used")
+        if fresh is None:
+            raise InferenceRejected(Code.OVERLOADED, "too many requests in the replay window")
+        stake = max(0, int(self.stake_of(request.caller)))
+        if stake == 0:
+            # Per caller first, so a caller over its own limit does not drain the shared bucket.
+            if not self._per_caller.allow(request.caller, received):
+                raise InferenceRejected(Code.RATE_LIMITED, "unstaked caller over its request rate")
+            if not self._all_unstaked.allow(b"", received):
+                raise InferenceRejected(Code.RATE_LIMITED, "unstaked callers over their shared request rate")
+        try:
+            task_request = self.task.validate_request(decode_json_payload(request.payload))
+        except MalformedMessage as exc:
+            raise InferenceRejected(Code.BAD_REQUEST, exc.reason) from None
+        except InvalidRequest as exc:
+            raise InferenceRejected(Code.BAD_REQUEST, f"invalid task request: {exc.reason}") from None
+        deadline = received + self.config.request_timeout_s
+        response = await self._answer(task_request, stake, deadline)
+        try:
+            payload = encode_json_payload(response)
+        except (TypeError, ValueError) as exc:
+            raise InferenceRejected(Code.INTERNAL, f"model response is not JSON: {exc}") from None
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise InferenceRejected(Code.INTERNAL, "model response over the payload limit")
+        return payload
+
+    # -- queue and batches -------------------------------------------------------------------
+
+    async def _answer(self, request: dict[str, Any], stake: int, deadline: float) -> dict[str, Any]:
+        pending = self._enqueue(request, stake)
+        try:
+            with trio.move_on_at(deadline):
+                await pending.done.wait()
+        finally:
+            if not pending.done.is_set():
+                self._withdraw(pending)
+        if not pending.done.is_set():
+            raise InferenceRejected(
+                Code.TIMEOUT, f"no answer within {self.config.request_timeout_s:g} s of receipt"
+            )
+        if pending.error is not None:
+            raise pending.error
+        if pending.response is None:  # finish() always sets one of the two
+            raise InferenceRejected(Code.INTERNAL, "no response")
+        return pending.response
+
+    def _enqueue(self, request: dict[str, Any], stake: int) -> _Pending:
+        if self._queued >= self.config.max_queue:
+            lowest = max((entry for entry in self._heap if entry[2].queued), default=None)
+            if lowest is None or lowest[2].stake >= stake:
+                raise InferenceRejected(Code.OVERLOADED, "queue full")
+            # A higher-stake caller displaces the lowest-stake, latest waiting one.
+            self._withdraw(lowest[2])
+            lowest[2].finish(None, InferenceRejected(Code.OVERLOADED, "displaced by a higher-stake caller"))
+        pending = _Pending(request, stake, next(self._seq))
+        heapq.heappush(self._heap, (-stake, pending.seq, pending))
+        self._queued += 1
+        if len(self._heap) > 2 * self.config.max_queue + self.max_batch_size:
+            # Withdrawn entries are removed lazily; rebuild before they pile up.
+            self._heap = [entry for entry in self._heap if entry[2].queued]
+            heapq.heapify(self._heap)
+        self._arrived.set()
+        return pending
+
+    def _withdraw(self, pending: _Pending) -> None:
+        if pending.queued:
+            pending.queued = False
+            self._queued -= 1
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while self._heap and len(batch) < self.max_batch_size:
+            _, _, pending = heapq.heappop(self._heap)
+            if pending.queued:
+                self._withdraw(pending)
+                batch.append(pending)
+        return batch
+
+    async def _wait_arrival(self) -> None:
+        await self._arrived.wait()
+        self._arrived = trio.Event()
+
+    async def _batch_loop(self) -> None:
+        while True:
+            while self._queued == 0:
+                await self._wait_arrival()
+            # An idle server waits a moment for concurrent callers to join; requests that piled up
+            # during the previous forward pass have waited long enough already.
+            if self._queued < self.max_batch_size and self._was_idle:
+                with trio.move_on_after(self.config.batch_window_s):
+                    while self._queued < self.max_batch_size:
+                        await self._wait_arrival()
+            batch = self._take_batch()
+            if batch:
+                await self._forward(batch)
+                self._was_idle = self._queued == 0
+
+    async def _forward(self, batch: list[_Pending]) -> None:
+        nursery = self._nursery
+        if nursery is None:
+            return
+        done = trio.Event()
+        outcome: dict[str, Any] = {}
+        requests = [pending.request for pending in batch]
+
+        async def work() -> None:
+            try:
+                # abandon_on_cancel: a hung model must not hold up shutdown (the thread is left
+                # to finish on its own).
+                outcome["responses"] = await trio.to_thread.run_sync(
+                    self.model.answer_batch, requests, abandon_on_cancel=True
+                )
+            except Exception as exc:
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        self.forward_passes += 1
+        self.batch_sizes.append(len(batch))
+        nursery.start_soon(work)
+        with trio.move_on_after(self.config.forward_timeout_s):
+            await done.wait()
+        if not done.is_set():
+            logger.warning(
+                "miner: forward pass over %d requests exceeded %.1f s",
+                len(batch),
+                self.config.forward_timeout_s,
+            )
+            for pending in batch:
+                pending.finish(None, InferenceRejected(Code.TIMEOUT, "forward pass timed out"))
+            # A worker thread cannot be interrupted: wait for it, so passes never overlap.
+            await done.wait()
+            return
+        error = outcome.get("error")
+        responses = outcome.get("responses")
+        if error is not None or not isinstance(responses, list) or len(responses) != len(batch):
+            logger.error("miner: model failed on a batch of %d: %r", len(batch), error)
+            for pending in batch:
+                pending.finish(None, InferenceRejected(Code.INTERNAL, "model failed"))
+            return
+        for pending, response in zip(batch, responses, strict=True):
+            pending.finish(response, None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_id_of(public_key: bytes) -> str:
+    try:
+        return peer_id_from_pubkey(public_key)
+    except ValueError:
+        return ""

@@ -1,0 +1,179 @@
+"""Helpers for the market tests: keys, a countable fake model, fake miners, signed requests."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from models.tasks import ForecastTask
+from p2pnode.net.identity import peer_id_from_pubkey
+from p2pnode.testing.memnet import MemoryHub, MemoryNetwork
+from protocols.codec import decode, encode
+from protocols.crypto import Keypair, keypair_from_seed
+from protocols.inference import (
+    MAX_RESPONSE_BYTES,
+    Code,
+    SignedInferenceRequest,
+    SignedInferenceResponse,
+    build_request,
+    build_response,
+    encode_json_payload,
+    inference_protocol_id,
+    request_id_of,
+)
+
+CHAIN = "p2pnode-test"
+NETUID = 1
+PROTOCOL = inference_protocol_id(CHAIN)
+WALL_NOW = 1_800_000_000.0  # the fake wall clock every test miner and validator reads
+
+
+def key(name: str) -> Keypair:
+    return keypair_from_seed(hashlib.sha256(b"market-test:" + name.encode()).digest())
+
+
+def peer_of(keypair: Keypair) -> str:
+    return peer_id_from_pubkey(keypair.public_key)
+
+
+def wall_clock() -> float:
+    return WALL_NOW
+
+
+def join(hub: MemoryHub, keypair: Keypair) -> MemoryNetwork:
+    """Put `keypair`'s node on the hub under its real PeerID (miners bind callers to peers)."""
+    return hub.add_peer(peer_of(keypair))
+
+
+_nonces = itertools.count(1)
+
+
+def fresh_nonce() -> bytes:
+    return next(_nonces).to_bytes(16, "big")
+
+
+def signed_request(
+    caller: Keypair,
+    miner_peer: str,
+    task_request: Any,
+    *,
+    chain: str = CHAIN,
+    netuid: int = NETUID,
+    timestamp_ms: int | None = None,
+    nonce: bytes | None = None,
+) -> SignedInferenceRequest:
+    return build_request(
+        caller,
+        chain_id=chain,
+        miner=miner_peer,
+        netuid=netuid,
+        payload=encode_json_payload(task_request),
+        nonce=nonce or fresh_nonce(),
+        timestamp_ms=int(WALL_NOW * 1000) if timestamp_ms is None else timestamp_ms,
+    )
+
+
+async def ask(
+    net: MemoryNetwork, miner_peer: str, data: bytes, timeout: float = 10.0  # noqa: ASYNC109
+) -> SignedInferenceResponse:
+    reply = await net.request(
+        miner_peer, PROTOCOL, data, timeout=timeout, max_response_bytes=MAX_RESPONSE_BYTES
+    )
+    return decode(SignedInferenceResponse, reply, MAX_RESPONSE_BYTES)
+
+
+def forecast_request(level: float = 10.0, horizon: int = 4) -> dict[str, Any]:
+    return {"history": [level + i for i in range(8)], "horizon": horizon}
+
+
+class FakeForecastModel:
+    """A naive forecaster (repeat the last value) that records every forward pass.
+
+    `gate`: each forward pass blocks until it is set (a model that is slow or stuck); `entered` is
+    set from the worker thread when a pass begins. `fail`: every pass raises.
+    """
+
+    def __init__(self, max_batch_size: int = 64, *, gated: bool = False, fail: bool = False) -> None:
+        self.max_batch_size = max_batch_size
+        self.batches: list[list[dict[str, Any]]] = []
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.entered = trio.Event()
+        self.fail = fail
+
+    def answer_batch(self, requests: Sequence[object]) -> list[dict[str, Any]]:
+        batch = [dict(r) for r in requests]  # type: ignore[call-overload]
+        self.batches.append(batch)
+        trio.from_thread.run_sync(self.entered.set)
+        self.gate.wait(timeout=30)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return [{"forecast": [r["history"][-1]] * r["horizon"]} for r in batch]
+
+    @property
+    def forward_passes(self) -> int:
+        return len(self.batches)
+
+
+# ---------------------------------------------------------------- fake miners for validator tests
+
+# (peer id, request bytes) -> response bytes, built from the miner's key and the decoded request.
+Behaviour = Callable[[Keypair, SignedInferenceRequest, bytes], Awaitable[bytes]]
+
+
+def respond(
+    miner: Keypair, data: bytes, task_response: Any, code: Code = Code.OK, request_id: bytes | None = None
+) -> bytes:
+    return encode(
+        build_response(
+            miner,
+            chain_id=CHAIN,
+            request_id=request_id if request_id is not None else request_id_of(data),
+            code=code,
+            payload=encode_json_payload(task_response) if task_response is not None else b"",
+        )
+    )
+
+
+class FakeMiner:
+    """A miner on the hub that answers forecast challenges by `behaviour`."""
+
+    def __init__(self, hub: MemoryHub, name: str, behaviour: str) -> None:
+        self.key = key(name)
+        self.net = join(hub, self.key)
+        self.behaviour = behaviour
+        self.task = ForecastTask()
+        self.first_answer: bytes | None = None
+        self.calls = 0
+        self.net.set_request_handler(PROTOCOL, self.handle, max_request_bytes=1 << 20)
+
+    async def handle(self, peer: str, data: bytes) -> bytes:
+        self.calls += 1
+        signed = decode(SignedInferenceRequest, data)
+        task_request = json.loads(signed.request.payload)
+        naive = {"forecast": [task_request["history"][-1]] * task_request["horizon"]}
+        if self.behaviour == "naive":
+            return respond(self.key, data, naive)
+        if self.behaviour == "garbage":
+            return respond(self.key, data, {"forecast": "lots"})
+        if self.behaviour == "replay":
+            # Answers the first challenge honestly, then replays that first answer forever.
+            if self.first_answer is None:
+                self.first_answer = respond(self.key, data, naive)
+            return self.first_answer
+        if self.behaviour == "error":
+            return respond(self.key, data, None, code=Code.INTERNAL)
+        if self.behaviour == "hang":  # killed mid-request: never answers
+            await trio.sleep_forever()
+        if self.behaviour == "raise":
+            raise RuntimeError("crashed mid-request")
+        if self.behaviour == "forged":  # a valid answer signed by someone else's key
+            return respond(key("impostor"), data, naive)
+        raise AssertionError(self.behaviour)
