@@ -105,7 +105,7 @@ class LibP2PNetwork:
         config: NetConfig | None = None,
     ) -> None:
         workarounds.configure_libp2p_logging()
-        workarounds.install_signed_record_caches()
+        workarounds.install_cpu_fixes()
         self.config = config or NetConfig()
         self._listen_multiaddrs = [multiaddr.Multiaddr(a) for a in listen_addrs]
         self._bootstrap = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in bootstrap]

@@ -3,8 +3,8 @@
 Each item names the upstream problem it addresses (numbers are sections of
 `shared/notes/libp2p.md`, where each was reproduced). Everything here is either a construction
 option or a change scoped to one host / pubsub instance, except `install_signed_record_caches`,
-which swaps two module-level helpers in `libp2p.pubsub` for caching wrappers with the same
-results (idempotent, process-wide).
+which swaps module-level helpers in libp2p for faster ones with the same results (idempotent,
+process-wide).
 
 | problem (0.8.1)                                                      | fix here                               |
 | -------------------------------------------------------------------- | -------------------------------------- |
@@ -23,7 +23,9 @@ results (idempotent, process-wide).
 |   for 5 min even once it becomes valid, and re-forwarders go unscored |                                        |
 | §4.8 per-peer outbound queue of 32 RPCs drops bursts silently         | `enlarge_outbound_queues`              |
 | §3.4 subscription queue of 32 drops with a warning                    | `replace_subscription_queue`           |
-| §4.11 `host.get_addrs()` + a fresh signed record check per RPC       | `install_signed_record_caches`         |
+| §4.11 `host.get_addrs()` + a fresh signed record check per RPC,      | `install_cpu_fixes` (process-wide)     |
+|   varint prefixes read one byte per await, one yamux WINDOW_UPDATE    |                                        |
+|   frame per read                                                      |                                        |
 | §2.3 one spurious kad WARNING per DHT query                           | `configure_libp2p_logging`             |
 """
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -39,7 +41,8 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TMuxerOptions, TProtocol, TSecurityOptions
-from libp2p.io.exceptions import IncompleteReadError
+from libp2p.exceptions import ParseError
+from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.pubsub import gossipsub as gossipsub_module
@@ -51,6 +54,7 @@ from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
@@ -303,14 +307,20 @@ def replace_subscription_queue(
     return receive
 
 
-# -- signed peer record caches (CPU, §4.11) ----------------------------------------------------
+# -- process-wide CPU fixes (§4.11) -------------------------------------------------------------
+#
+# These swap module-level helpers in libp2p for faster ones with the same results. They are
+# process-wide, idempotent, and recorded in `_ORIGINALS` so a benchmark can undo them for a
+# before/after comparison (`restore_cpu_fixes`).
 
 _SPR_TTL_S = 5.0  # our addresses are fixed after listen; re-read them at most every 5 s
 _VERIFIED_TTL_S = 60.0  # re-verify (and so refresh the peerstore TTL) a peer's record each minute
 _VERIFIED_MAX = 4096
+_FRAME_READ_CHUNK = 64 * 1024
 
 _original_env_to_send = pubsub_module.env_to_send_in_RPC
 _original_consume = pubsub_module.maybe_consume_signed_record
+_ORIGINALS: dict[tuple[Any, str], Any] = {}
 
 
 def _cached_env_to_send_in_RPC(host: IHost) -> tuple[bytes, bool]:
@@ -345,12 +355,77 @@ def _cached_maybe_consume_signed_record(msg: rpc_pb2.RPC, host: IHost, peer_id: 
     return ok
 
 
-def install_signed_record_caches() -> None:
-    """Swap libp2p.pubsub's signed-peer-record helpers for caching ones (same results)."""
-    replacements: Mapping[str, object] = {
-        "env_to_send_in_RPC": _cached_env_to_send_in_RPC,
-        "maybe_consume_signed_record": _cached_maybe_consume_signed_record,
-    }
+async def _buffered_read_varint_prefixed_bytes_limited(stream: INetStream, max_length: int) -> bytes:
+    """One pubsub RPC frame from a long-lived pubsub stream, read in chunks.
+
+    Upstream reads the length prefix one byte per `stream.read(1)` (each a lock, a muxer call
+    and a task switch). This keeps a per-stream buffer instead; pubsub's read loop is the only
+    reader of its inbound streams, so bytes read ahead are never lost. Same exceptions.
+    """
+    buffer: bytearray | None = getattr(stream, "_p2pnode_frame_buffer", None)
+    if buffer is None:
+        buffer = bytearray()
+        stream._p2pnode_frame_buffer = buffer  # type: ignore[attr-defined]
+    length = shift = 0
+    prefix = 0
+    while True:
+        while prefix >= len(buffer):
+            chunk = await stream.read(_FRAME_READ_CHUNK)
+            if not chunk:
+                raise IncompleteReadError("stream ended in a length prefix", expected_bytes=1)
+            buffer += chunk
+        byte = buffer[prefix]
+        prefix += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if prefix >= 10:
+            raise ParseError("varint length prefix longer than 10 bytes")
+    if length > max_length:
+        raise MessageTooLarge(f"Message length {length} exceeds maximum allowed {max_length}")
+    end = prefix + length
+    while len(buffer) < end:
+        chunk = await stream.read(max(end - len(buffer), _FRAME_READ_CHUNK))
+        if not chunk:
+            raise IncompleteReadError(
+                "stream ended in a frame", expected_bytes=length, received_bytes=len(buffer) - prefix
+            )
+        buffer += chunk
+    frame = bytes(buffer[prefix:end])
+    del buffer[:end]
+    return frame
+
+
+def _patch(module: Any, name: str, replacement: Any) -> None:
+    _ORIGINALS.setdefault((module, name), getattr(module, name))
+    setattr(module, name, replacement)
+
+
+def install_cpu_fixes() -> None:
+    """Swap in the cheaper helpers (same results); see the module table. Idempotent.
+
+    - signed peer records: cache ours, verify each peer's once (not per RPC);
+    - pubsub frames: read in chunks, not one byte per await;
+    - yamux: credit the receive window at half-window hysteresis like go-yamux, instead of one
+      WINDOW_UPDATE frame per read (py-libp2p's RELEASE_ON_READ default), and stop re-reading
+      its PY_YAMUX_* tuning environment variables on every read.
+    """
     for module in (pubsub_module, gossipsub_module):
-        for name, replacement in replacements.items():
-            setattr(module, name, replacement)
+        _patch(module, "env_to_send_in_RPC", _cached_env_to_send_in_RPC)
+        _patch(module, "maybe_consume_signed_record", _cached_maybe_consume_signed_record)
+    _patch(pubsub_module, "read_varint_prefixed_bytes_limited", _buffered_read_varint_prefixed_bytes_limited)
+    release_on_read = yamux_module._py_yamux_env("RELEASE_ON_READ", "0").upper() not in ("0", "FALSE", "NO")
+    hysteresis_off = yamux_module._yamux_disable_hysteresis()
+    divisor = yamux_module._yamux_batch_threshold_divisor()
+    _patch(yamux_module, "_yamux_release_on_read", lambda: release_on_read)
+    _patch(yamux_module, "_yamux_disable_hysteresis", lambda: hysteresis_off)
+    _patch(yamux_module, "_yamux_batch_threshold_divisor", lambda: divisor)
+    _patch(yamux_module, "_perf_yamux_debug_enabled", lambda: False)
+
+
+def restore_cpu_fixes() -> None:
+    """Put libp2p's own helpers back (for before/after benchmarks only)."""
+    for (module, name), original in _ORIGINALS.items():
+        setattr(module, name, original)
+    _ORIGINALS.clear()

@@ -84,6 +84,8 @@ async def test_request_response_limits_and_failures() -> None:
             assert len(await ask(BIG, b"4096")) == 4096
             with pytest.raises(RequestError, match="over the 4096 byte limit"):
                 await ask(BIG, b"4097")
+            # Multi-megabyte responses cross many yamux window updates intact.
+            assert await ask(BIG, b"3000000", max_response=4 * 1024 * 1024) == b"x" * 3_000_000
 
             # A raising handler answers SERVER_ERROR on its stream only.
             with pytest.raises(RequestError, match="SERVER_ERROR: handler failed"):

@@ -6,6 +6,8 @@ import hashlib
 
 import pytest
 import trio
+from libp2p.exceptions import ParseError
+from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from netutil import seed_for
@@ -19,6 +21,7 @@ from p2pnode.net.gossip import (
     message_id,
 )
 from p2pnode.net.host import peer_id_from_pubkey, peer_id_from_seed
+from p2pnode.net.libp2p_workarounds import _buffered_read_varint_prefixed_bytes_limited as read_pubsub_frame
 from p2pnode.net.reqresp import (
     FrameError,
     FrameReader,
@@ -211,3 +214,23 @@ def test_topic_size_limits() -> None:
         topics.set_max_message_bytes("t", MAX_TOPIC_MESSAGE_BYTES + 1)
     with pytest.raises(ValueError):
         GossipConfig(default_max_message_bytes=2 * 1024 * 1024)
+
+
+# -- pubsub frame reader (CPU fix) -------------------------------------------------------------
+
+
+async def test_buffered_pubsub_frames_match_upstream_semantics() -> None:
+    frames = [b"", b"a", b"b" * 300, b"c" * 70_000]
+    wire = b"".join(encode_uvarint(len(f)) + f for f in frames)
+    for chunk in (1, 7, 100_000):
+        stream = ChunkedStream(wire, chunk)
+        read = [await read_pubsub_frame(stream, 1 << 20) for _ in frames]  # type: ignore[arg-type]
+        assert read == frames
+        with pytest.raises(IncompleteReadError):
+            await read_pubsub_frame(stream, 1 << 20)  # type: ignore[arg-type]
+    with pytest.raises(MessageTooLarge):
+        await read_pubsub_frame(ChunkedStream(encode_uvarint(2000) + b"x" * 2000, 64), 1000)  # type: ignore[arg-type]
+    with pytest.raises(IncompleteReadError):
+        await read_pubsub_frame(ChunkedStream(encode_uvarint(10) + b"x" * 3, 64), 1000)  # type: ignore[arg-type]
+    with pytest.raises(ParseError):
+        await read_pubsub_frame(ChunkedStream(b"\xff" * 11, 64), 1000)  # type: ignore[arg-type]
