@@ -80,7 +80,10 @@ def signed_request(
 
 
 async def ask(
-    net: MemoryNetwork, miner_peer: str, data: bytes, timeout: float = 10.0  # noqa: ASYNC109
+    net: MemoryNetwork,
+    miner_peer: str,
+    data: bytes,
+    timeout: float = 10.0,  # noqa: ASYNC109
 ) -> SignedInferenceResponse:
     reply = await net.request(
         miner_peer, PROTOCOL, data, timeout=timeout, max_response_bytes=MAX_RESPONSE_BYTES
