@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2pnode.chain import finality
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
-from p2pnode.chain.errors import BlockInvalid
+from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.state import State
-from p2pnode.chain.types import Header, SignedVote
+from p2pnode.chain.types import Header, SignedVote, SlashDoubleProposal, SlashVote, Tx
 
 
 def epoch_of(state: State, slot: int) -> int:
@@ -51,6 +52,7 @@ def init_validator_sets(state: State, seed: bytes) -> None:
     state.set_global("vset", {"epoch": 0, "validators": validators, "seed": seed})
     state.set_global("vset_next", {"epoch": 1, "validators": validators, "seed": sha256(seed + b"next")})
     state.set_global("slot", 0)
+    finality.init_genesis(state)
 
 
 def validator_set_for_slot(state: State, slot: int) -> dict[str, Any]:
@@ -75,18 +77,45 @@ def proposer_for_slot(state: State, slot: int) -> bytes | None:
     raise AssertionError("unreachable")
 
 
+def validator_set_for_epoch(state: State, epoch: int) -> dict[str, Any] | None:
+    """The validator set that proposes and votes in `epoch`, if the state still knows it.
+
+    `vset` serves the epochs after `vset_prev`'s up to its own (epochs without blocks are served
+    by the set that was next when they passed), `vset_next` the epochs after it.
+    """
+    vset = state.global_value("vset")
+    if epoch > vset["epoch"]:
+        return state.global_value("vset_next")
+    prev = state.global_value("vset_prev")
+    if prev is None or epoch > prev["epoch"]:
+        return vset
+    return prev if epoch == prev["epoch"] else None
+
+
 def check_header(state: State, header: Header) -> None:
-    """Stateful header checks against the parent state."""
-    if header.slot <= state.global_value("slot", 0):
+    """Stateful header checks against the parent state; records the checkpoints the block reveals."""
+    parent_slot = state.global_value("slot", 0)
+    if header.slot <= parent_slot:
         raise BlockInvalid("slot_not_after_parent", f"slot {header.slot}")
     if header.proposer != proposer_for_slot(state, header.slot):
         raise BlockInvalid("wrong_proposer", f"slot {header.slot}")
+    finality.record_checkpoints(state, header.parent, header.height - 1, parent_slot, header.slot)
 
 
 def process_votes(state: State, votes: tuple[SignedVote, ...], ctx: BlockContext) -> None:
-    """Finality votes carried by a block (finality gadget)."""
-    if votes:
-        raise BlockInvalid("votes_unsupported")
+    """Count the finality votes a block carries (signatures were checked before the transition).
+
+    Every vote must count: a proposer filters with `vote_problem` first, so a block carrying an
+    inapplicable vote (duplicate, wrong target, unknown validator) is invalid.
+    """
+    for index, signed_vote in enumerate(votes):
+        vote = signed_vote.vote
+        vset = validator_set_for_epoch(state, vote.target.epoch)
+        problem = finality.vote_problem(state, vote, ctx.slot, vset)
+        if problem is not None:
+            raise BlockInvalid("bad_vote", f"vote {index}: {problem}")
+        assert vset is not None
+        finality.count_vote(state, vote, vset)
 
 
 def block_step(state: State, header: Header, ctx: BlockContext) -> None:
@@ -94,12 +123,65 @@ def block_step(state: State, header: Header, ctx: BlockContext) -> None:
     vset = state.global_value("vset")
     if epoch > vset["epoch"]:
         current = dict(state.global_value("vset_next"), epoch=epoch)
+        state.set_global("vset_prev", vset)
         state.set_global("vset", current)
         state.set_global(
             "vset_next",
             {"epoch": epoch + 1, "validators": compute_validator_set(state), "seed": sha256(current["seed"] + header.parent)},
         )
+        finality.prune_tallies(state, epoch)
     state.set_global("slot", header.slot)
 
 
-TX_HANDLERS: dict[str, Any] = {}
+# ---------------------------------------------------------------- slashing
+
+
+def slash(state: State, hotkey: bytes, height: int) -> int:
+    """Burn `slash_permille` of every stake on `hotkey` and mark it slashed; returns the amount burned.
+
+    A slashed hotkey leaves the validator set at the next set computation (compute_validator_set).
+    Burning moves stake into the `burned` supply counter, so total supply stays conserved.
+    """
+    if state.hotkey_owner(hotkey) is None:
+        raise TxInvalid("unknown_offender")
+    if is_slashed(state, hotkey):
+        raise TxInvalid("already_slashed")
+    permille = state.param("slash_permille")
+    burned = 0
+    for cold in state.stakers(hotkey):
+        amount = state.stake(cold, hotkey) * permille // 1000
+        if amount:
+            state.change_stake(cold, hotkey, -amount)
+            burned += amount
+    if burned:
+        state.add_supply("burned", burned)
+    state.put(b"Xslashed" + hotkey, [height, burned])
+    return burned
+
+
+def _slash_double_proposal(state: State, tx: Tx, ctx: BlockContext) -> None:
+    evidence: SlashDoubleProposal = tx.body
+    first, second = evidence.first.header, evidence.second.header
+    if first.chain != state.chain_id or second.chain != state.chain_id:
+        raise TxInvalid("wrong_chain", "evidence from another chain")
+    if first.proposer != second.proposer or first.slot != second.slot:
+        raise TxInvalid("not_equivocation", "headers differ in proposer or slot")
+    if first.hash == second.hash:
+        raise TxInvalid("not_equivocation", "the same header twice")
+    slash(state, first.proposer, ctx.height)
+
+
+def _slash_vote(state: State, tx: Tx, ctx: BlockContext) -> None:
+    evidence: SlashVote = tx.body
+    first, second = evidence.first.vote, evidence.second.vote
+    if first.chain != state.chain_id or second.chain != state.chain_id:
+        raise TxInvalid("wrong_chain", "evidence from another chain")
+    if not finality.is_slashable_pair(first, second):
+        raise TxInvalid("not_slashable", "neither a double vote nor a surround vote")
+    slash(state, first.validator, ctx.height)
+
+
+TX_HANDLERS: dict[str, Any] = {
+    "slash_double_proposal": _slash_double_proposal,
+    "slash_vote": _slash_vote,
+}

@@ -206,7 +206,10 @@ class GovVote(ChainObject):
 
 @chain_object
 class Checkpoint(ChainObject):
-    SCHEMA: ClassVar[dict[str, FieldType]] = {"height": U64, "hash": B32}
+    """The block a finality epoch starts from; `epoch` orders checkpoints for the slashing rules."""
+
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"epoch": U64, "height": U64, "hash": B32}
+    epoch: int
     height: int
     hash: bytes
 

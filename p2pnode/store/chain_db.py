@@ -1,17 +1,37 @@
-"""The canonical chain on a store: import a verified block on the head, build a block, roll back."""
+"""The block tree on a store: verify and import blocks, follow fork choice, reorganise, build blocks.
+
+The store holds the canonical chain and the state at its head. Verified blocks off the canonical
+chain are kept too (`Store.put_block`), with their state changes in memory, so a fork can be
+verified block by block and adopted when fork choice prefers it. A reorganisation rolls the store
+back to the fork point (undo records) and forward along the fork inside one store transaction, so
+a crash leaves either the old chain or the new one.
+
+Finality bounds all of it: a block that does not descend from the finalized checkpoint is refused,
+undo records below it are pruned, and fork blocks at or below it are forgotten.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from p2pnode.chain import accumulator
-from p2pnode.chain.errors import BlockInvalid
+from p2pnode.chain import accumulator, consensus, finality
+from p2pnode.chain.encoding import decode, encode
+from p2pnode.chain.errors import BlockInvalid, TxInvalid
+from p2pnode.chain.forkchoice import BlockInfo, is_better
 from p2pnode.chain.state import State
-from p2pnode.chain.transition import apply_block, apply_block_body
-from p2pnode.chain.types import Block, Header, SignedTx, SignedVote, body_root
+from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
+from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root
 from p2pnode.store.sqlite_store import Store
+from protocols import codec
 from protocols.crypto import Keypair
 from protocols.validation import InvalidSignature, check_block_signatures
+
+# Verified blocks off the canonical chain kept in memory (with their state changes). Beyond this,
+# new fork blocks are refused until finality prunes old ones: bounded memory under a fork flood.
+MAX_FORK_BLOCKS = 4096
+# Room kept in a block for its header, signature and CBOR framing when filling it with transactions.
+BLOCK_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -19,13 +39,58 @@ class ImportResult:
     hash: bytes
     height: int
     state_root: bytes
+    known: bool = False  # the block was already verified; nothing changed
+    head: bool = False  # the block is (now) the head
+    reorged: int = 0  # canonical blocks rolled back to adopt it
+
+
+@dataclass
+class _ForkBlock:
+    block: Block
+    info: BlockInfo
+    changes: dict[bytes, bytes | None]  # relative to the parent's state
+    acc: int  # state accumulator after the block
+
+
+class _RewoundReader:
+    """The head state seen through overrides: the state at an ancestor, or at a fork block."""
+
+    def __init__(self, store: Store, overrides: dict[bytes, bytes | None]) -> None:
+        self._store = store
+        self._overrides = overrides
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._overrides:
+            return self._overrides[key]
+        return self._store.get(key)
+
+
+def _info(block: Block, state_justified_epoch: int) -> BlockInfo:
+    h = block.header
+    return BlockInfo(h.hash, h.parent, h.height, h.slot, state_justified_epoch)
+
+
+def _justified_epoch_of_raw(raw: bytes | None) -> int:
+    if raw is None:
+        return -1
+    justified = decode(raw)["justified"]
+    return justified[-1][0] if justified else -1
 
 
 class ChainDB:
-    """The chain as stored: head state, import and production on the head."""
+    """The chain as stored: head state, verified forks, fork choice, production on the head.
+
+    Not thread-safe; one owner (the node's tasks, all on one trio thread) uses it.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._forks: dict[bytes, _ForkBlock] = {}
+        self._head_cache: tuple[bytes, Header] | None = None
+        raw = store.meta("finalized")
+        self._finalized: Checkpoint | None = None if raw is None else finality.cp_from(decode(raw))
+
+    # ---------------------------------------------------------------- reading
 
     def head_state(self) -> State:
         """A fresh overlay over the head state (nothing written reaches the store)."""
@@ -33,23 +98,236 @@ class ChainDB:
 
     @property
     def head(self) -> Header:
-        header = self.store.header(self.store.head_hash)
-        assert header is not None
-        return header
+        head_hash = self.store.head_hash
+        if self._head_cache is None or self._head_cache[0] != head_hash:
+            header = self.store.header(head_hash)
+            assert header is not None
+            self._head_cache = (head_hash, header)
+        return self._head_cache[1]
+
+    @property
+    def head_info(self) -> BlockInfo:
+        head = self.head
+        return BlockInfo(head.hash, head.parent, head.height, head.slot, finality.justified_epoch(self.head_state()))
+
+    @property
+    def finalized(self) -> Checkpoint | None:
+        """The latest finalized checkpoint this node has seen (never goes back, survives restarts)."""
+        state_cp = finality.finalized_checkpoint(self.head_state())
+        if state_cp is not None and (self._finalized is None or state_cp.epoch > self._finalized.epoch):
+            return state_cp
+        return self._finalized
+
+    @property
+    def justified(self) -> Checkpoint | None:
+        return finality.justified_checkpoint(self.head_state())
+
+    def is_known(self, block_hash: bytes, height: int) -> bool:
+        """Whether the block was verified: canonical, or a kept fork block."""
+        return block_hash in self._forks or self.store.canonical_hash(height) == block_hash
+
+    def fork_count(self) -> int:
+        return len(self._forks)
+
+    # ---------------------------------------------------------------- importing
 
     def import_block(self, block: Block, *, signatures_checked: bool = False) -> ImportResult:
-        """Verify and apply `block` on the head and commit it; raises BlockInvalid, keeping nothing."""
-        if block.header.parent != self.store.head_hash:
-            raise BlockInvalid("unknown_parent", "block does not extend the head")
-        if not signatures_checked:
-            try:
-                check_block_signatures(block)
-            except InvalidSignature as exc:
-                raise BlockInvalid("bad_signature", exc.reason) from None
-        state = self.head_state()
+        """Verify `block` and add it to the tree; adopt it if fork choice prefers it.
+
+        Raises BlockInvalid (nothing kept) when the block is invalid, its parent is unknown
+        (`unknown_parent`), it conflicts with the finalized checkpoint (`conflicts_with_finality`),
+        or the fork pool is full (`fork_pool_full`).
+        """
+        header = block.header
+        block_hash = header.hash
+        if self.is_known(block_hash, header.height):
+            return ImportResult(block_hash, header.height, header.state_root, known=True, head=block_hash == self.store.head_hash)
+        finalized = self.finalized
+        if finalized is not None and header.height <= finalized.height:
+            raise BlockInvalid("conflicts_with_finality", f"height {header.height} <= finalized {finalized.height}")
+        if header.parent == self.store.head_hash:
+            self._verify_signatures(block, signatures_checked)
+            state = self.head_state()
+            apply_block(state, block)
+            self.store.commit_block(block, state.changes(), state.accumulator())
+            self._after_head_change()
+            return ImportResult(block_hash, header.height, header.state_root, head=True)
+        if not self.is_known(header.parent, header.height - 1):
+            raise BlockInvalid("unknown_parent", header.parent.hex()[:16])
+        if len(self._forks) >= MAX_FORK_BLOCKS:
+            raise BlockInvalid("fork_pool_full")
+        self._verify_signatures(block, signatures_checked)
+        state = self._state_after(header.parent, header.height - 1)
         apply_block(state, block)
-        self.store.commit_block(block, state.changes(), state.accumulator())
-        return ImportResult(block.hash, block.header.height, block.header.state_root)
+        fork = _ForkBlock(block, _info(block, finality.justified_epoch(state)), state.changes(), state.accumulator())
+        self.store.put_block(block)
+        self._forks[block_hash] = fork
+        if not is_better(fork.info, self.head_info):
+            return ImportResult(block_hash, header.height, header.state_root)
+        rolled_back = self._reorganise_to(block_hash)
+        return ImportResult(block_hash, header.height, header.state_root, head=True, reorged=rolled_back)
+
+    @staticmethod
+    def _verify_signatures(block: Block, already: bool) -> None:
+        if already:
+            return
+        try:
+            check_block_signatures(block)
+        except InvalidSignature as exc:
+            raise BlockInvalid("bad_signature", exc.reason) from None
+
+    def _fork_path(self, block_hash: bytes) -> tuple[list[_ForkBlock], bytes, int]:
+        """Fork blocks from `block_hash` back to the canonical chain (newest first), and the
+        canonical fork point (hash, height)."""
+        path: list[_ForkBlock] = []
+        current = block_hash
+        while current in self._forks:
+            fork = self._forks[current]
+            path.append(fork)
+            current = fork.info.parent
+        height = path[-1].info.height - 1 if path else -1
+        return path, current, height
+
+    def _state_after(self, block_hash: bytes, height: int) -> State:
+        """A state overlay equal to the state after the verified block `block_hash`."""
+        path, point, point_height = self._fork_path(block_hash)
+        if not path:
+            point_height = height
+        finalized = self.finalized
+        if finalized is not None and point_height < finalized.height:
+            raise BlockInvalid("conflicts_with_finality", "fork point below the finalized checkpoint")
+        overrides: dict[bytes, bytes | None] = {}
+        acc = self.store.head_accumulator()
+        for h in range(self.store.head_height, point_height, -1):
+            canonical = self.store.canonical_hash(h)
+            record = None if canonical is None else self.store.undo_record(canonical)
+            if record is None:
+                raise BlockInvalid("conflicts_with_finality", f"no undo record at height {h}")
+            acc, old_values = record
+            overrides.update(old_values)
+        for fork in reversed(path):
+            overrides.update(fork.changes)
+            acc = fork.acc
+        return State(_RewoundReader(self.store, overrides), acc)
+
+    def _reorganise_to(self, new_head: bytes) -> int:
+        """Make the fork block `new_head` the head: roll back to the fork point and forward, atomically."""
+        path, point, _ = self._fork_path(new_head)
+        rolled: list[_ForkBlock] = []
+        store = self.store
+        with store.transaction():
+            while store.head_hash != point:
+                head_hash = store.head_hash
+                block = store.block(head_hash)
+                record = store.undo_record(head_hash)
+                if block is None or record is None:
+                    raise BlockInvalid("conflicts_with_finality", "cannot roll back past pruned undo records")
+                changes = {key: store.get(key) for key, _ in record[1]}
+                info = _info(block, _justified_epoch_of_raw(store.get(b"Gffg")))
+                rolled.append(_ForkBlock(block, info, changes, store.head_accumulator()))
+                store.rollback_head()
+            for fork in reversed(path):
+                store.commit_block(fork.block, fork.changes, fork.acc)
+        # Only after the commit: memory follows the store.
+        for fork in path:
+            del self._forks[fork.info.hash]
+        for fork in rolled:
+            self._forks[fork.info.hash] = fork
+        self._after_head_change()
+        return len(rolled)
+
+    def _after_head_change(self) -> None:
+        state_cp = finality.finalized_checkpoint(self.head_state())
+        if state_cp is None or (self._finalized is not None and state_cp.epoch <= self._finalized.epoch):
+            return
+        self._finalized = state_cp
+        self.store.set_meta("finalized", encode(finality.cp_plain(state_cp)))
+        # Undo of the finalized block and below can never be needed: nothing there is reverted.
+        self.store.prune_undo(state_cp.height + 1)
+        for block_hash in [h for h, f in self._forks.items() if f.info.height <= state_cp.height]:
+            del self._forks[block_hash]
+
+    # ---------------------------------------------------------------- building
+
+    def prepare_block(
+        self,
+        proposer: bytes,
+        slot: int,
+        timestamp_ms: int,
+        candidates: Iterable[SignedTx] = (),
+        votes: Iterable[SignedVote] = (),
+        *,
+        skip_invalid: bool = False,
+    ) -> Block:
+        """An unsigned block on the head; with `skip_invalid`, transactions and votes that would not
+        apply are left out (the rest keep their order), and block count and size limits hold."""
+        parent = self.head
+        state = self.head_state()
+        header = Header(
+            chain=parent.chain,
+            version=state.param("protocol_version"),
+            height=parent.height + 1,
+            slot=slot,
+            parent=parent.hash,
+            proposer=proposer,
+            state_root=bytes(32),
+            tx_root=bytes(32),
+            timestamp_ms=timestamp_ms,
+        )
+        txs, chosen_votes = list(candidates), list(votes)
+        if skip_invalid:
+            txs, chosen_votes = self._select(state.child(), header, txs, chosen_votes)
+        header = Header(**{**_fields(header), "tx_root": body_root(txs, chosen_votes)})
+        draft = Block(header=header, sig=bytes(64), txs=tuple(txs), votes=tuple(chosen_votes))
+        state = self.head_state()
+        apply_block_body(state, draft)
+        header = Header(**{**_fields(header), "state_root": accumulator.digest(state.accumulator())})
+        return Block(header=header, sig=bytes(64), txs=draft.txs, votes=draft.votes)
+
+    @staticmethod
+    def _select(
+        state: State, header: Header, txs: list[SignedTx], votes: list[SignedVote]
+    ) -> tuple[list[SignedTx], list[SignedVote]]:
+        """The transactions and votes that apply in order, within the block limits.
+
+        Mirrors the order of `apply_block_body` (header checks, transactions, votes) on a throwaway
+        overlay; the caller applies the result again from scratch, so a mismatch cannot slip through.
+        """
+        consensus.check_header(state, header)
+        state.set_global("height", header.height)
+        ctx = context_for(Block(header=header, sig=bytes(64), txs=(), votes=()))
+        max_txs = state.param("max_block_txs")
+        budget = state.param("max_block_bytes") - BLOCK_OVERHEAD_BYTES
+        chosen: list[SignedTx] = []
+        failed_senders: set[bytes] = set()
+        for stx in txs:
+            if len(chosen) >= max_txs:
+                break
+            if stx.tx.sender in failed_senders:
+                continue  # a later nonce of a sender whose earlier transaction failed cannot apply
+            size = len(codec.encode(stx))
+            if size > budget:
+                continue
+            try:
+                apply_tx(state, stx.tx, ctx)
+            except TxInvalid:
+                failed_senders.add(stx.tx.sender)
+                continue
+            chosen.append(stx)
+            budget -= size
+        chosen_votes: list[SignedVote] = []
+        for signed_vote in votes:
+            vote = signed_vote.vote
+            vset = consensus.validator_set_for_epoch(state, vote.target.epoch)
+            if finality.vote_problem(state, vote, header.slot, vset) is not None or vset is None:
+                continue
+            size = len(codec.encode(signed_vote))
+            if size > budget:
+                break
+            finality.count_vote(state, vote, vset)
+            chosen_votes.append(signed_vote)
+            budget -= size
+        return chosen, chosen_votes
 
     def build_block(
         self,
@@ -59,25 +337,13 @@ class ChainDB:
         txs: list[SignedTx] | tuple[SignedTx, ...] = (),
         votes: list[SignedVote] | tuple[SignedVote, ...] = (),
     ) -> Block:
-        """Assemble and sign a block on the head (the given transactions must all apply)."""
-        parent = self.head
-        state = self.head_state()
-        txs, votes = tuple(txs), tuple(votes)
-        header = Header(
-            chain=parent.chain,
-            version=state.param("protocol_version"),
-            height=parent.height + 1,
-            slot=slot,
-            parent=parent.hash,
-            proposer=proposer.public_key,
-            state_root=bytes(32),
-            tx_root=body_root(txs, votes),
-            timestamp_ms=timestamp_ms,
-        )
-        draft = Block(header=header, sig=bytes(64), txs=txs, votes=votes)
-        apply_block_body(state, draft)
-        header = Header(**{**_fields(header), "state_root": accumulator.digest(state.accumulator())})
-        return Block(header=header, sig=proposer.sign(header.signing_bytes()), txs=txs, votes=votes)
+        """Assemble and sign a block on the head (the given transactions and votes must all apply)."""
+        block = self.prepare_block(proposer.public_key, slot, timestamp_ms, txs, votes)
+        return sign_block(block, proposer.sign(block.header.signing_bytes()))
+
+
+def sign_block(block: Block, signature: bytes) -> Block:
+    return Block(header=block.header, sig=signature, txs=block.txs, votes=block.votes)
 
 
 def _fields(header: Header) -> dict[str, object]:

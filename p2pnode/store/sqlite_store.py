@@ -278,6 +278,13 @@ class Store:
             self.set_meta("acc", bytes(row[0]))
         return header
 
+    def undo_record(self, block_hash: bytes) -> tuple[int, list[tuple[bytes, bytes | None]]] | None:
+        """(accumulator before the block, [(key, value before the block)]) of a canonical block, if kept."""
+        row = self._db.execute("SELECT acc_before, data FROM undo WHERE hash=?", (block_hash,)).fetchone()
+        if row is None:
+            return None
+        return accumulator.from_bytes(bytes(row[0])), [(k, v) for k, v in decode(bytes(row[1]))]
+
     def prune_undo(self, below_height: int) -> None:
         """Drop undo records of finalized blocks: they can never be rolled back."""
         with self.transaction():

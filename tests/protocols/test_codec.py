@@ -20,7 +20,7 @@ u16 = st.integers(0, 65535)
 u64 = st.integers(0, 2**64 - 1)
 text = st.text(max_size=20)
 
-checkpoint = st.builds(t.Checkpoint, height=u64, hash=b32)
+checkpoint = st.builds(t.Checkpoint, epoch=u64, height=u64, hash=b32)
 vote = st.builds(t.FinalityVote, chain=text, validator=b32, source=checkpoint, target=checkpoint)
 signed_vote = st.builds(t.SignedVote, vote=vote, sig=st.binary(min_size=64, max_size=64))
 header = st.builds(

@@ -1,0 +1,207 @@
+"""Casper-FFG finality over epoch checkpoints, as pure functions of the chain state.
+
+Rules (docs/chain.md, "Finality"):
+
+- The checkpoint of epoch e on a chain is the last block whose slot is at or before the epoch
+  boundary slot e * epoch_slots (the boundary block itself when that slot has a block). A block's
+  own hash is not known while it is applied, so the checkpoint is recorded by the first block after
+  the boundary, from its parent (`record_checkpoints`).
+- A block validator votes once per epoch: source = the latest justified checkpoint it knows,
+  target = the current epoch's checkpoint. Votes travel by gossip and are included in blocks; a
+  block may include votes whose target is its own epoch's or the previous epoch's checkpoint on its
+  own chain and whose source is a recently justified checkpoint of its chain. A validator counts
+  once per target epoch.
+- A target is justified when the votes of one link source -> target carry at least 2/3 of the stake
+  of the target epoch's validator set; the source is finalized when the target is the checkpoint of
+  the very next epoch (the one-epoch finality rule of Casper FFG).
+- Slashable: two different votes with the same target epoch (double vote), or one vote whose
+  epochs surround the other's (surround vote).
+
+Everything lives in state (globals `ffg`, per-epoch tallies under `X`), so it is part of the state
+root and a syncing node re-derives finality from blocks alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from p2pnode.chain.state import State, u64b
+from p2pnode.chain.types import Checkpoint, FinalityVote
+
+# Checkpoints of this many recent epochs are kept in state (votes may only target the current or
+# the previous epoch, so two would do; the margin keeps a vote in flight across a boundary usable).
+KEPT_CHECKPOINTS = 4
+# Justified checkpoints a vote's source may name (the latest few on this chain).
+KEPT_JUSTIFIED = 4
+# Tallies are kept for target epochs no older than this many epochs before the current one.
+KEPT_TALLY_EPOCHS = 2
+
+_TALLY_PREFIX = b"Xffgtally"
+
+
+def cp_plain(cp: Checkpoint) -> list[Any]:
+    return [cp.epoch, cp.height, cp.hash]
+
+
+def cp_from(plain: list[Any]) -> Checkpoint:
+    return Checkpoint(epoch=plain[0], height=plain[1], hash=plain[2])
+
+
+def _ffg(state: State) -> dict[str, Any]:
+    return state.global_value("ffg") or {"justified": [], "finalized": None, "checkpoints": [], "tallies": []}
+
+
+def init_genesis(state: State) -> None:
+    """Nothing is justified before block 1 names genesis as the checkpoint of epoch 0."""
+    state.set_global("ffg", {"justified": [], "finalized": None, "checkpoints": [], "tallies": []})
+
+
+def justified_checkpoint(state: State) -> Checkpoint | None:
+    """The latest justified checkpoint of this chain (None before block 1)."""
+    justified = _ffg(state)["justified"]
+    return cp_from(justified[-1]) if justified else None
+
+
+def finalized_checkpoint(state: State) -> Checkpoint | None:
+    finalized = _ffg(state)["finalized"]
+    return None if finalized is None else cp_from(finalized)
+
+
+def justified_epoch(state: State) -> int:
+    cp = justified_checkpoint(state)
+    return -1 if cp is None else cp.epoch
+
+
+def checkpoint_of(state: State, epoch: int) -> Checkpoint | None:
+    """This chain's checkpoint for `epoch`, if it is recent and already known."""
+    for plain in _ffg(state)["checkpoints"]:
+        if plain[0] == epoch:
+            return cp_from(plain)
+    return None
+
+
+def record_checkpoints(state: State, parent_hash: bytes, parent_height: int, parent_slot: int, slot: int) -> None:
+    """Called for each block before its body: its parent is the checkpoint of every epoch boundary
+    in [parent_slot, slot)."""
+    epoch_slots = state.param("epoch_slots")
+    first = -(-parent_slot // epoch_slots)  # first boundary at or after the parent's slot
+    last = (slot - 1) // epoch_slots  # last boundary strictly before this block's slot
+    if first > last:
+        return
+    ffg = dict(_ffg(state))
+    first = max(first, last - KEPT_CHECKPOINTS + 1)
+    checkpoints = [c for c in ffg["checkpoints"] if c[0] < first]
+    checkpoints += [[e, parent_height, parent_hash] for e in range(first, last + 1)]
+    ffg["checkpoints"] = checkpoints[-KEPT_CHECKPOINTS:]
+    if not ffg["justified"]:
+        # Block 1 reveals the genesis hash: genesis is justified and finalized by definition.
+        genesis = [0, parent_height, parent_hash]
+        ffg["justified"] = [genesis]
+        ffg["finalized"] = genesis
+    state.set_global("ffg", ffg)
+
+
+def vote_target(state: State, head_hash: bytes, head_height: int, head_slot: int, epoch: int) -> Checkpoint | None:
+    """What a validator whose head is (hash, height, slot) with post-state `state` votes for in `epoch`."""
+    if head_slot <= epoch * state.param("epoch_slots"):
+        return Checkpoint(epoch=epoch, height=head_height, hash=head_hash)
+    return checkpoint_of(state, epoch)
+
+
+def _tally_key(epoch: int) -> bytes:
+    return _TALLY_PREFIX + u64b(epoch)
+
+
+def vote_problem(state: State, vote: FinalityVote, slot: int, vset: dict[str, Any] | None) -> str | None:
+    """Why `vote` cannot be counted in a block at `slot` on this state, or None if it can.
+
+    `vset` is the validator set of the vote's target epoch (consensus.validator_set_for_epoch).
+    """
+    if vote.chain != state.chain_id:
+        return "wrong_chain"
+    current = slot // state.param("epoch_slots")
+    target, source = vote.target, vote.source
+    if target.epoch not in (current, current - 1):
+        return "target_epoch_out_of_window"
+    if checkpoint_of(state, target.epoch) != target:
+        return "target_not_on_chain"
+    if source.epoch >= target.epoch:
+        return "source_not_before_target"
+    if cp_plain(source) not in _ffg(state)["justified"]:
+        return "source_not_justified"
+    if vset is None:
+        return "no_validator_set"
+    stake = _stake_in(vset, vote.validator)
+    if stake == 0:
+        return "not_a_validator"
+    tally = state.get(_tally_key(target.epoch), [])
+    for _, _, _, voters in tally:
+        if vote.validator in voters:
+            return "duplicate_vote"
+    return None
+
+
+def _stake_in(vset: dict[str, Any], hotkey: bytes) -> int:
+    for hot, stake in vset["validators"]:
+        if hot == hotkey:
+            return stake
+    return 0
+
+
+def count_vote(state: State, vote: FinalityVote, vset: dict[str, Any]) -> None:
+    """Add an applicable vote (vote_problem returned None) and update justification and finality."""
+    target, source = vote.target, vote.source
+    key = _tally_key(target.epoch)
+    tally: list[list[Any]] = [list(entry) for entry in state.get(key, [])]
+    stake = _stake_in(vset, vote.validator)
+    for entry in tally:
+        if entry[0] == source.epoch and entry[1] == source.hash:
+            link = entry
+            break
+    else:
+        link = [source.epoch, source.hash, 0, []]
+        tally.append(link)
+        tally.sort()
+    link[2] += stake
+    link[3] = sorted([*link[3], vote.validator])
+    state.put(key, tally)
+    ffg = dict(_ffg(state))
+    if target.epoch not in ffg["tallies"]:
+        ffg["tallies"] = sorted([*ffg["tallies"], target.epoch])
+    total = sum(s for _, s in vset["validators"])
+    if link[2] * 3 >= total * 2:
+        _justify(ffg, target, source)
+    state.set_global("ffg", ffg)
+
+
+def _justify(ffg: dict[str, Any], target: Checkpoint, source: Checkpoint) -> None:
+    plain = cp_plain(target)
+    if plain not in ffg["justified"]:
+        ffg["justified"] = sorted([*ffg["justified"], plain])[-KEPT_JUSTIFIED:]
+    finalized = ffg["finalized"]
+    if target.epoch == source.epoch + 1 and (finalized is None or source.epoch > finalized[0]):
+        ffg["finalized"] = cp_plain(source)
+
+
+def prune_tallies(state: State, current_epoch: int) -> None:
+    """Drop tallies of target epochs that can no longer receive votes (bounded state)."""
+    ffg = _ffg(state)
+    old = [e for e in ffg["tallies"] if e < current_epoch - KEPT_TALLY_EPOCHS]
+    if not old:
+        return
+    for epoch in old:
+        state.delete(_tally_key(epoch))
+    state.set_global("ffg", dict(ffg, tallies=[e for e in ffg["tallies"] if e not in old]))
+
+
+def is_slashable_pair(first: FinalityVote, second: FinalityVote) -> bool:
+    """Two votes by one validator that break a Casper-FFG commandment (double or surround vote)."""
+    if first.validator != second.validator or first.chain != second.chain or first == second:
+        return False
+    if first.target.epoch == second.target.epoch:
+        return True
+    return surrounds(first, second) or surrounds(second, first)
+
+
+def surrounds(outer: FinalityVote, inner: FinalityVote) -> bool:
+    return outer.source.epoch < inner.source.epoch and inner.target.epoch < outer.target.epoch

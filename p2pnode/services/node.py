@@ -1,0 +1,434 @@
+"""`ChainNode`: the chain services of one peer, composed over an abstract network.
+
+The same class runs over libp2p (`p2pnode join`) and in the deterministic simulator
+(`p2pnode.testing.sim`). Its whole contract:
+
+    node = ChainNode(chain, network, clock, signer=None)   # signer: a GuardedSigner to validate
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)                       # subscribed and serving when it returns
+        admission = await node.submit_tx(encoded_signed_tx)
+        node.head, node.finalized, node.status()
+
+What it runs (all trio tasks in `run`'s nursery):
+- gossip on `protocols.topics` blocks / txs / votes, with validators that never raise;
+- block production in the slots where the signer is the proposer (transactions from the mempool,
+  finality votes from the vote pool), and one finality vote per epoch at the middle slot;
+- sync (`SyncService`): status handshakes, range sync, orphan resolution;
+- equivocation watch: evidence of double proposals and double / surround votes is submitted as a
+  slashing transaction by a node that has a signer (its hotkey pays the fee);
+- re-gossip of pending transactions and mempool expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from p2pnode.chain import consensus, finality
+from p2pnode.chain.context import BlockContext
+from p2pnode.chain.encoding import sha256
+from p2pnode.chain.errors import BlockInvalid
+from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.types import (
+    ZERO_HASH,
+    Block,
+    Checkpoint,
+    FinalityVote,
+    Header,
+    SignedTx,
+    SignedVote,
+    SlashDoubleProposal,
+    SlashVote,
+    make_tx,
+)
+from p2pnode.services.clock import Clock
+from p2pnode.services.mempool import Admission, Mempool, MempoolConfig
+from p2pnode.services.signing_record import GuardedSigner
+from p2pnode.services.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
+from p2pnode.services.votes import EquivocationWatch, VotePool
+from p2pnode.store.chain_db import ChainDB
+from protocols import codec, sync, topics
+from protocols.network import NetworkAPI, Verdict
+from protocols.validation import header_signature_ok, vote_signature_ok
+
+log = logging.getLogger(__name__)
+
+MAX_VOTE_BYTES = 1024
+PENALTY_INVALID_BLOCK = 50.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    mempool: MempoolConfig = field(default_factory=MempoolConfig)
+    regossip_interval_ms: int = 30_000
+    regossip_limit: int = 256
+    max_orphans: int = 256
+    # Gossip blocks more than this many slots ahead of our clock are ignored (clock skew margin).
+    future_slots: int = 1
+    # A node catching up does not propose on its stale head (its block would only make a fork).
+    produce_while_syncing: bool = False
+
+
+class ChainNode:
+    """The chain services of one peer (see the module docstring for the contract)."""
+
+    def __init__(
+        self,
+        chain: ChainDB,
+        network: NetworkAPI,
+        clock: Clock,
+        signer: GuardedSigner | None = None,
+        config: NodeConfig | None = None,
+    ) -> None:
+        self.chain = chain
+        self.network = network
+        self.clock = clock
+        self.signer = signer
+        self.config = config or NodeConfig()
+        genesis = chain.store.canonical_block(0)
+        assert genesis is not None, "store has no genesis"
+        self.chain_id = genesis.header.chain
+        self.genesis_hash = genesis.hash
+        self.genesis_ms = genesis.header.timestamp_ms
+        state = chain.head_state()
+        self.slot_ms = state.param("slot_ms")
+        self.epoch_slots = state.param("epoch_slots")
+        self.mempool = Mempool(self.config.mempool)
+        self.vote_pool = VotePool()
+        self.watch = EquivocationWatch()
+        self.orphans = OrphanPool(self.config.max_orphans)
+        self.sync = SyncService(
+            network=network,
+            clock=clock,
+            chain_id=self.chain_id,
+            genesis_hash=self.genesis_hash,
+            slot_ms=self.slot_ms,
+            genesis_ms=self.genesis_ms,
+            local_status=self.local_status,
+            is_known=chain.is_known,
+            finalized_height=self._finalized_height,
+            import_block=self._import,
+            read_range=chain.store.canonical_range_bytes,
+            config=self.config.sync,
+        )
+        self.topics = {kind: topics.topic(self.chain_id, kind) for kind in topics.TOPIC_KINDS}
+        self._decoded: OrderedDict[bytes, Block] = OrderedDict()  # validator -> handler hand-off
+        self._evidence_send, self._evidence_recv = trio.open_memory_channel[ChainObject](64)
+        self._reported: set[bytes] = set()
+        self.blocks_proposed = 0
+        self.votes_cast = 0
+        self.evidence_submitted = 0
+
+    # ---------------------------------------------------------------- public surface
+
+    @property
+    def head(self) -> Header:
+        return self.chain.head
+
+    @property
+    def finalized(self) -> Checkpoint | None:
+        return self.chain.finalized
+
+    def current_slot(self) -> int:
+        return max(0, (self.clock.now_ms() - self.genesis_ms) // self.slot_ms)
+
+    async def submit_tx(self, data: bytes) -> Admission:
+        """Admit an encoded SignedTx to the mempool and gossip it if admitted."""
+        admission = self.mempool.add(data, self.chain.head_state(), self._next_context(), self.clock.now_ms())
+        if admission.added:
+            await self.network.publish(self.topics["txs"], data)
+        return admission
+
+    def status(self) -> dict[str, Any]:
+        head = self.head
+        finalized = self.finalized
+        justified = self.chain.justified
+        return {
+            "chain_id": self.chain_id,
+            "genesis_hash": self.genesis_hash.hex(),
+            "peer_id": self.network.peer_id,
+            "current_slot": self.current_slot(),
+            "head_height": head.height,
+            "head_slot": head.slot,
+            "head_hash": head.hash.hex(),
+            "justified_epoch": None if justified is None else justified.epoch,
+            "finalized_epoch": None if finalized is None else finalized.epoch,
+            "finalized_height": None if finalized is None else finalized.height,
+            "finalized_hash": None if finalized is None else finalized.hash.hex(),
+            "validator": None if self.signer is None else self.signer.public_key.hex(),
+            "syncing": self.sync.syncing,
+            "peers": len(self.network.connected_peers()),
+            "mempool": len(self.mempool),
+            "votes_pending": len(self.vote_pool),
+            "orphans": len(self.orphans),
+            "forks": self.chain.fork_count(),
+            "blocks_proposed": self.blocks_proposed,
+            "votes_cast": self.votes_cast,
+            "evidence_submitted": self.evidence_submitted,
+        }
+
+    def local_status(self) -> sync.Status:
+        head = self.head
+        finalized = self.finalized
+        justified = self.chain.justified
+        return sync.Status(
+            chain=self.chain_id,
+            genesis=self.genesis_hash,
+            head_height=head.height,
+            head_slot=head.slot,
+            head_hash=head.hash,
+            justified_epoch=0 if justified is None else justified.epoch,
+            finalized_epoch=0 if finalized is None else finalized.epoch,
+            finalized_height=0 if finalized is None else finalized.height,
+            finalized_hash=self.genesis_hash if finalized is None else finalized.hash,
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every service until cancelled; `started()` once subscribed and serving."""
+        self.network.subscribe(self.topics["blocks"], self._guard(self._validate_block), self._on_block)
+        self.network.subscribe(self.topics["txs"], self._guard(self._validate_tx), _no_op_handler)
+        self.network.subscribe(self.topics["votes"], self._guard(self._validate_vote), _no_op_handler)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.sync.run)
+            nursery.start_soon(self._duties)
+            nursery.start_soon(self._evidence_task)
+            task_status.started()
+
+    # ---------------------------------------------------------------- helpers
+
+    def _finalized_height(self) -> int:
+        finalized = self.finalized
+        return 0 if finalized is None else finalized.height
+
+    def _next_context(self) -> BlockContext:
+        head = self.head
+        slot = max(self.current_slot(), head.slot) + 1
+        return BlockContext(height=head.height + 1, slot=slot, proposer=ZERO_HASH, timestamp_ms=self.clock.now_ms())
+
+    @staticmethod
+    def _guard(validator: Any) -> Any:
+        """A gossip validator must never raise: an exception is a bug here or hostile input."""
+
+        def guarded(peer_id: str, data: bytes) -> Verdict:
+            try:
+                return validator(peer_id, data)  # type: ignore[no-any-return]
+            except Exception:
+                log.exception("gossip validator failed; rejecting the message")
+                return Verdict.REJECT
+
+        return guarded
+
+    # ---------------------------------------------------------------- blocks
+
+    def _validate_block(self, peer_id: str, data: bytes) -> Verdict:
+        max_bytes = self.chain.head_state().param("max_block_bytes")
+        try:
+            block = codec.decode(Block, data, max_bytes=max_bytes)
+        except codec.MalformedMessage:
+            return Verdict.REJECT
+        header = block.header
+        if header.chain != self.chain_id:
+            return Verdict.REJECT
+        if self.chain.is_known(block.hash, header.height):
+            return Verdict.IGNORE
+        if header.slot > self.current_slot() + self.config.future_slots:
+            return Verdict.IGNORE
+        if header.height <= self._finalized_height():
+            return Verdict.IGNORE
+        if not header_signature_ok(block.signed_header):
+            return Verdict.REJECT
+        evidence = self.watch.see_header(block.signed_header)
+        if evidence is not None:
+            self._queue_evidence(evidence)
+            return Verdict.IGNORE  # relay only the first block of a proposer's slot
+        if header.parent == self.chain.store.head_hash:
+            if consensus.proposer_for_slot(self.chain.head_state(), header.slot) != header.proposer:
+                return Verdict.REJECT
+        self._decoded[sha256(data)] = block
+        while len(self._decoded) > 64:
+            self._decoded.popitem(last=False)
+        return Verdict.ACCEPT
+
+    async def _on_block(self, peer_id: str, data: bytes) -> None:
+        block = self._decoded.pop(sha256(data), None)
+        if block is None:
+            block = codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES)
+        outcome = await self._import(block, peer_id)
+        if outcome == ImportOutcome.INVALID:
+            self.network.penalise(peer_id, "invalid_block", PENALTY_INVALID_BLOCK)
+
+    async def _import(self, block: Block, peer_id: str) -> str:
+        """Import a block and then any orphans it unlocks; the outcome is the first block's."""
+        outcome = self._import_one(block)
+        if outcome != ImportOutcome.OK:
+            return outcome
+        ready = self.orphans.pop_children(block.hash)
+        while ready:
+            child = ready.pop(0)
+            if self._import_one(child) == ImportOutcome.OK:
+                ready.extend(self.orphans.pop_children(child.hash))
+        await trio.lowlevel.checkpoint()
+        return outcome
+
+    def _import_one(self, block: Block) -> str:
+        try:
+            result = self.chain.import_block(block)
+        except BlockInvalid as exc:
+            if exc.reason == "unknown_parent":
+                self.orphans.add(block)
+                self.sync.request_sync()
+                return ImportOutcome.UNKNOWN_PARENT
+            if exc.reason in ("conflicts_with_finality", "fork_pool_full"):
+                return ImportOutcome.REFUSED
+            log.info("invalid block %s at height %d: %s", block.hash.hex()[:12], block.header.height, exc)
+            return ImportOutcome.INVALID
+        if result.head and not result.known:
+            state = self.chain.head_state()
+            self.mempool.remove_applied(state)
+            self.orphans.drop_below(self._finalized_height())
+        return ImportOutcome.OK
+
+    # ---------------------------------------------------------------- transactions and votes
+
+    def _validate_tx(self, peer_id: str, data: bytes) -> Verdict:
+        admission = self.mempool.add(data, self.chain.head_state(), self._next_context(), self.clock.now_ms())
+        if admission.added:
+            return Verdict.ACCEPT
+        return Verdict.REJECT if admission.stateless_rejection else Verdict.IGNORE
+
+    def _validate_vote(self, peer_id: str, data: bytes) -> Verdict:
+        try:
+            signed_vote = codec.decode(SignedVote, data, max_bytes=MAX_VOTE_BYTES)
+        except codec.MalformedMessage:
+            return Verdict.REJECT
+        vote = signed_vote.vote
+        if vote.chain != self.chain_id:
+            return Verdict.REJECT
+        epoch = self.current_slot() // self.epoch_slots
+        if not epoch - 2 <= vote.target.epoch <= epoch + 1:
+            return Verdict.IGNORE
+        if not vote_signature_ok(signed_vote):
+            return Verdict.REJECT
+        evidence = self.watch.see_vote(signed_vote)
+        if evidence is not None:
+            self._queue_evidence(evidence)
+        if not self.vote_pool.add(signed_vote):
+            return Verdict.IGNORE
+        return Verdict.ACCEPT
+
+    # ---------------------------------------------------------------- duties
+
+    async def _duties(self) -> None:
+        """Per slot: propose at the slot start, vote at the middle slot's half, then upkeep."""
+        while True:
+            slot = self.current_slot() + 1
+            start_ms = self.genesis_ms + slot * self.slot_ms
+            await self.clock.sleep_until_ms(start_ms)
+            await self._propose(slot)
+            await self.clock.sleep_until_ms(start_ms + self.slot_ms // 2)
+            if slot % self.epoch_slots == self.epoch_slots // 2:
+                await self._vote(slot // self.epoch_slots)
+            await self._upkeep(slot)
+
+    async def _propose(self, slot: int) -> None:
+        if self.signer is None:
+            return
+        if self.sync.syncing and not self.config.produce_while_syncing:
+            return
+        state = self.chain.head_state()
+        if self.head.slot >= slot or consensus.proposer_for_slot(state, slot) != self.signer.public_key:
+            return
+        candidates = self.mempool.candidates(state, state.param("max_block_txs") * 2)
+        votes = self.vote_pool.for_inclusion(slot // self.epoch_slots)
+        try:
+            draft = self.chain.prepare_block(
+                self.signer.public_key, slot, self.genesis_ms + slot * self.slot_ms, candidates, votes, skip_invalid=True
+            )
+        except BlockInvalid as exc:
+            log.error("could not build a block for slot %d: %s", slot, exc)
+            return
+        block = self.signer.sign_block(draft)
+        if block is None:
+            log.warning("signing record refused a block for slot %d", slot)
+            return
+        self.watch.see_header(block.signed_header)
+        if await self._import(block, self.network.peer_id) != ImportOutcome.OK:
+            log.error("own block for slot %d did not import", slot)
+            return
+        self.blocks_proposed += 1
+        await self.network.publish(self.topics["blocks"], codec.encode(block))
+
+    async def _vote(self, epoch: int) -> None:
+        if self.signer is None:
+            return
+        state = self.chain.head_state()
+        vset = consensus.validator_set_for_epoch(state, epoch)
+        if vset is None or all(hot != self.signer.public_key for hot, _ in vset["validators"]):
+            return
+        head = self.head
+        target = finality.vote_target(state, head.hash, head.height, head.slot, epoch)
+        source = finality.justified_checkpoint(state)
+        if target is None or source is None or source.epoch >= target.epoch:
+            return
+        vote = FinalityVote(chain=self.chain_id, validator=self.signer.public_key, source=source, target=target)
+        signed_vote = self.signer.sign_vote(vote)
+        if signed_vote is None:
+            log.warning("signing record refused a vote for epoch %d", epoch)
+            return
+        self.watch.see_vote(signed_vote)
+        self.vote_pool.add(signed_vote)
+        self.votes_cast += 1
+        await self.network.publish(self.topics["votes"], codec.encode(signed_vote))
+
+    async def _upkeep(self, slot: int) -> None:
+        now = self.clock.now_ms()
+        self.mempool.expire(now)
+        self.vote_pool.prune(slot // self.epoch_slots)
+        for data in self.mempool.due_for_gossip(now, self.config.regossip_interval_ms, self.config.regossip_limit):
+            await self.network.publish(self.topics["txs"], data)
+
+    # ---------------------------------------------------------------- slashing evidence
+
+    def _queue_evidence(self, evidence: ChainObject) -> None:
+        try:
+            self._evidence_send.send_nowait(evidence)
+        except trio.WouldBlock:
+            log.warning("evidence queue full; dropping evidence")
+
+    async def _evidence_task(self) -> None:
+        async for evidence in self._evidence_recv:
+            await self._submit_evidence(evidence)
+
+    async def _submit_evidence(self, evidence: ChainObject) -> None:
+        offender = _offender(evidence)
+        log.warning("equivocation by %s observed", offender.hex()[:12])
+        if self.signer is None or offender in self._reported:
+            return
+        state = self.chain.head_state()
+        if consensus.is_slashed(state, offender):
+            return
+        me = self.signer.public_key
+        tx = make_tx(self.chain_id, me, self.mempool.next_nonce(me, state), state.param("min_fee"), evidence)
+        data = codec.encode(SignedTx(tx=tx, sig=self.signer.sign_tx_bytes(tx.signing_bytes())))
+        admission = await self.submit_tx(data)
+        if admission.added:
+            self._reported.add(offender)
+            self.evidence_submitted += 1
+        else:
+            log.warning("slashing evidence not admitted: %s", admission.reason)
+
+
+def _offender(evidence: ChainObject) -> bytes:
+    if isinstance(evidence, SlashDoubleProposal):
+        return evidence.first.header.proposer
+    assert isinstance(evidence, SlashVote)
+    return evidence.first.vote.validator
+
+
+async def _no_op_handler(peer_id: str, data: bytes) -> None:
+    """Transactions and votes are taken in by their validators; nothing is left to do on delivery."""

@@ -1,0 +1,351 @@
+"""Sync: status handshakes, range sync from several peers, and the orphan pool.
+
+Catch-up is pull-based, so no block the chain needs depends on gossip alone:
+
+- Every connected peer is asked for its `Status` when first seen and every `status_interval_ms`.
+  A peer on another chain or genesis is penalised and ignored.
+- When a peer's head is better by fork choice order (justified epoch, height, lower hash), a sync
+  round downloads blocks by height from all peers that advertise that same head, `batch` blocks per
+  request and up to `parallel` requests at once, and imports them in order; each block is fully
+  verified on import. A first block whose parent is unknown means the peer's chain forks below our
+  head: the round steps back (doubling) towards our finalized checkpoint.
+- A peer that serves an undecodable or invalid block, or a range that does not link up, is
+  penalised (`NetworkAPI.penalise`) and left out of sync for `bad_peer_ms`; a peer that times out
+  is only left out.
+- Gossip blocks with an unknown parent wait in a bounded `OrphanPool` and wake the sync task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from p2pnode.chain.forkchoice import status_key
+from p2pnode.chain.types import Block
+from p2pnode.services.clock import Clock
+from protocols import codec, sync, topics
+from protocols.network import NetworkAPI, RequestError
+
+log = logging.getLogger(__name__)
+
+# Penalties (the adapter disconnects a peer whose score falls too low; see protocols.network).
+PENALTY_BAD_BLOCK = 50.0
+PENALTY_BAD_RESPONSE = 20.0
+PENALTY_WRONG_CHAIN = 100.0
+
+
+class OrphanPool:
+    """Blocks whose parent is unknown, bounded; the oldest is dropped first."""
+
+    def __init__(self, max_blocks: int = 256) -> None:
+        self.max_blocks = max_blocks
+        self._blocks: OrderedDict[bytes, Block] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def add(self, block: Block) -> None:
+        block_hash = block.hash
+        if block_hash in self._blocks:
+            return
+        self._blocks[block_hash] = block
+        while len(self._blocks) > self.max_blocks:
+            self._blocks.popitem(last=False)
+
+    def pop_children(self, parent_hash: bytes) -> list[Block]:
+        children = [b for b in self._blocks.values() if b.header.parent == parent_hash]
+        for child in children:
+            del self._blocks[child.hash]
+        children.sort(key=lambda b: b.hash)
+        return children
+
+    def drop_below(self, height: int) -> None:
+        for block_hash in [h for h, b in self._blocks.items() if b.header.height <= height]:
+            del self._blocks[block_hash]
+
+
+@dataclass
+class PeerView:
+    status: sync.Status
+    updated_ms: int
+
+
+class ImportOutcome:
+    """What importing one block from a peer gave (the node's import callback returns one)."""
+
+    OK = "ok"  # imported or already known
+    UNKNOWN_PARENT = "unknown_parent"
+    INVALID = "invalid"  # the block is invalid: the peer that served it is at fault
+    REFUSED = "refused"  # conflicts with our finality or pools are full: not provably the peer's fault
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    status_interval_ms: int = 4_000
+    batch: int = 32
+    parallel: int = 3
+    request_timeout_s: float = 2.0
+    bad_peer_ms: int = 30_000
+    # Phase of the periodic wakeup inside a slot: away from the producer (slot start) and the
+    # voter (mid slot), so a node's duties never race its own sync at one instant.
+    phase_permille: int = 750
+
+
+class SyncService:
+    """Keeps the node's chain caught up with its peers (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        network: NetworkAPI,
+        clock: Clock,
+        chain_id: str,
+        genesis_hash: bytes,
+        slot_ms: int,
+        genesis_ms: int,
+        local_status: Callable[[], sync.Status],
+        is_known: Callable[[bytes, int], bool],
+        finalized_height: Callable[[], int],
+        import_block: Callable[[Block, str], Awaitable[str]],
+        read_range: Callable[[int, int], list[bytes]],
+        config: SyncConfig | None = None,
+    ) -> None:
+        self.network = network
+        self.clock = clock
+        self.chain_id = chain_id
+        self.genesis_hash = genesis_hash
+        self.slot_ms = slot_ms
+        self.genesis_ms = genesis_ms
+        self.local_status = local_status
+        self.is_known = is_known
+        self.finalized_height = finalized_height
+        self.import_block = import_block
+        self.read_range = read_range
+        self.config = config or SyncConfig()
+        self.peers: dict[str, PeerView] = {}
+        self.bad_until: dict[str, int] = {}
+        self.syncing = False
+        self.blocks_imported = 0
+        self._wakeup = trio.Event()
+
+    # ---------------------------------------------------------------- serving
+
+    def register_handlers(self) -> None:
+        self.network.set_request_handler(
+            topics.status_protocol(self.chain_id), self._serve_status, sync.MAX_STATUS_BYTES
+        )
+        self.network.set_request_handler(
+            topics.blocks_by_range_protocol(self.chain_id), self._serve_range, sync.MAX_RANGE_REQUEST_BYTES
+        )
+
+    async def _serve_status(self, peer_id: str, request: bytes) -> bytes:
+        def remember(status: sync.Status) -> None:
+            if self._acceptable(peer_id, status):
+                self.peers[peer_id] = PeerView(status, self.clock.now_ms())
+                if status_key(status.justified_epoch, status.head_height, status.head_hash) > self._our_key():
+                    self.request_sync()
+
+        return sync.handle_status(request, self.local_status, remember)
+
+    async def _serve_range(self, peer_id: str, request: bytes) -> bytes:
+        return sync.handle_blocks_by_range(request, self.read_range)
+
+    # ---------------------------------------------------------------- running
+
+    def request_sync(self) -> None:
+        """Wake the sync task (an orphan arrived, or a peer announced a better head)."""
+        self._wakeup.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.register_handlers()
+        task_status.started()
+        while True:
+            await self._refresh_statuses()
+            await self._sync_round()
+            await self._wait_for_next_round()
+
+    async def _wait_for_next_round(self) -> None:
+        now = self.clock.now_ms()
+        interval = self.config.status_interval_ms
+        phase = self.slot_ms * self.config.phase_permille // 1000
+        # Next wakeup: a slot-aligned instant plus the phase, at least one slot away.
+        base = now - self.genesis_ms
+        next_tick = (base // interval + 1) * interval + phase + self.genesis_ms
+        with trio.move_on_at(trio.current_time() + (next_tick - now) / 1000):
+            await self._wakeup.wait()
+        self._wakeup = trio.Event()
+
+    def _our_key(self) -> tuple[int, int, int]:
+        status = self.local_status()
+        return status_key(status.justified_epoch, status.head_height, status.head_hash)
+
+    def _acceptable(self, peer_id: str, status: sync.Status) -> bool:
+        if status.chain != self.chain_id or status.genesis != self.genesis_hash:
+            self.network.penalise(peer_id, "wrong_chain", PENALTY_WRONG_CHAIN)
+            self.peers.pop(peer_id, None)
+            return False
+        return True
+
+    async def _refresh_statuses(self) -> None:
+        now = self.clock.now_ms()
+        connected = self.network.connected_peers()
+        for gone in [p for p in self.peers if p not in connected]:
+            del self.peers[gone]
+        due = [
+            p
+            for p in connected
+            if p not in self.peers or now - self.peers[p].updated_ms >= self.config.status_interval_ms
+        ]
+        if not due:
+            return
+        async with trio.open_nursery() as nursery:
+            for peer_id in due:
+                nursery.start_soon(self._ask_status, peer_id)
+
+    async def _ask_status(self, peer_id: str) -> None:
+        request = sync.encode_status(self.local_status())
+        try:
+            data = await self.network.request(
+                peer_id,
+                topics.status_protocol(self.chain_id),
+                request,
+                timeout=self.config.request_timeout_s,
+                max_response_bytes=sync.MAX_STATUS_BYTES,
+            )
+            status = sync.decode_status(data)
+        except RequestError:
+            return
+        except codec.MalformedMessage:
+            self.network.penalise(peer_id, "bad_status", PENALTY_BAD_RESPONSE)
+            return
+        if self._acceptable(peer_id, status):
+            self.peers[peer_id] = PeerView(status, self.clock.now_ms())
+
+    def _usable(self, peer_id: str) -> bool:
+        return self.bad_until.get(peer_id, -1) <= self.clock.now_ms()
+
+    def _mark_bad(self, peer_id: str, reason: str, penalty: float) -> None:
+        if penalty:
+            self.network.penalise(peer_id, reason, penalty)
+        self.bad_until[peer_id] = self.clock.now_ms() + self.config.bad_peer_ms
+        log.info("sync: leaving out peer %s (%s)", peer_id, reason)
+
+    async def _sync_round(self) -> None:
+        """Download and import from the best peers until we are as good as them or they fail."""
+        self.syncing = True
+        try:
+            back_off = self.config.batch
+            while True:
+                candidates = [(p, v.status) for p, v in self.peers.items() if self._usable(p)]
+                ours = self._our_key()
+                better = [
+                    (p, s) for p, s in candidates if status_key(s.justified_epoch, s.head_height, s.head_hash) > ours
+                ]
+                if not better:
+                    return
+                best = max(better, key=lambda ps: (status_key(ps[1].justified_epoch, ps[1].head_height, ps[1].head_hash), ps[0]))[1]
+                sources = sorted(p for p, s in better if s.head_hash == best.head_hash)
+                local = self.local_status()
+                anchor = min(local.head_height + 1, best.head_height)
+                start = max(self.finalized_height() + 1, anchor - (back_off - self.config.batch))
+                imported_before = self.blocks_imported
+                progress = await self._fetch_and_import(start, best.head_height, sources)
+                if progress == "fork_below":
+                    if start <= self.finalized_height() + 1:
+                        # The peer's chain does not contain our finalized block: not ours to follow.
+                        for peer_id in sources:
+                            self._mark_bad(peer_id, "conflicting_finality", 0)
+                        continue
+                    back_off *= 2
+                    continue
+                if progress == "stalled":
+                    continue  # the failing sources were left out; try the others
+                if self.blocks_imported == imported_before and self._our_key() <= ours:
+                    # The advertised head did not materialise (stale status or a lying peer).
+                    for peer_id in sources:
+                        self._mark_bad(peer_id, "no_progress", 0)
+                    continue
+                back_off = self.config.batch
+        finally:
+            self.syncing = False
+
+    async def _fetch_and_import(self, start: int, end: int, sources: list[str]) -> str:
+        """Fetch heights start..end in batches from `sources`, in parallel, and import in order.
+
+        Returns "done", "fork_below" (the first block's parent is unknown) or "stalled"."""
+        batch, parallel = self.config.batch, self.config.parallel
+        height = start
+        while height <= end:
+            usable = [p for p in sources if self._usable(p)]
+            if not usable:
+                return "stalled"
+            plan = []
+            for i in range(parallel):
+                first = height + i * batch
+                if first > end:
+                    break
+                plan.append((first, min(batch, end - first + 1), usable[i % len(usable)]))
+            results: list[list[bytes] | None] = [None] * len(plan)
+
+            async with trio.open_nursery() as nursery:
+                for index, (first, count, peer_id) in enumerate(plan):
+                    nursery.start_soon(self._fetch_into, results, index, peer_id, first, count)
+            for (first, count, peer_id), blocks in zip(plan, results, strict=True):
+                if blocks is None:
+                    return "stalled"
+                if not blocks:
+                    return "done"  # the peer's head moved back (reorg); statuses refresh soon
+                for offset, data in enumerate(blocks):
+                    outcome = await self._import_bytes(peer_id, data, first + offset)
+                    if outcome == ImportOutcome.UNKNOWN_PARENT and first + offset == start:
+                        return "fork_below"
+                    if outcome != ImportOutcome.OK:
+                        if outcome != ImportOutcome.REFUSED:
+                            self._mark_bad(peer_id, outcome, PENALTY_BAD_BLOCK)
+                        else:
+                            self._mark_bad(peer_id, outcome, 0)
+                        return "stalled"
+                height = first + len(blocks)
+                if len(blocks) < count:
+                    return "done"
+        return "done"
+
+    async def _fetch_into(
+        self, results: list[list[bytes] | None], index: int, peer_id: str, start: int, count: int
+    ) -> None:
+        results[index] = await self._fetch_range(peer_id, start, count)
+
+    async def _fetch_range(self, peer_id: str, start: int, count: int) -> list[bytes] | None:
+        try:
+            data = await self.network.request(
+                peer_id,
+                topics.blocks_by_range_protocol(self.chain_id),
+                sync.encode_range_request(start, count),
+                timeout=self.config.request_timeout_s,
+                max_response_bytes=sync.MAX_RANGE_RESPONSE_BYTES,
+            )
+            return sync.decode_range_response(data, count)
+        except RequestError:
+            self._mark_bad(peer_id, "request_failed", 0)
+            return None
+        except codec.MalformedMessage:
+            self._mark_bad(peer_id, "malformed_range", PENALTY_BAD_RESPONSE)
+            return None
+
+    async def _import_bytes(self, peer_id: str, data: bytes, expected_height: int) -> str:
+        try:
+            block = codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES)
+        except codec.MalformedMessage:
+            return ImportOutcome.INVALID
+        if block.header.height != expected_height or block.header.chain != self.chain_id:
+            return ImportOutcome.INVALID
+        if self.is_known(block.hash, block.header.height):
+            return ImportOutcome.OK
+        outcome = await self.import_block(block, peer_id)
+        if outcome == ImportOutcome.OK:
+            self.blocks_imported += 1
+        return outcome

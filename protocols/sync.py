@@ -1,0 +1,110 @@
+"""Sync messages and their request handlers, on byte payloads (the same code serves libp2p and the
+simulator).
+
+Protocols (ids in `protocols.topics`):
+
+- status: the request is the caller's `Status`, the response the server's `Status`; both sides learn
+  the other's chain, genesis, head and finalized checkpoint in one round trip.
+- blocks_by_range: `BlocksByRangeRequest(start, count)` asks for the server's canonical blocks at
+  heights start .. start+count-1; the response lists encoded blocks in height order, possibly fewer
+  than asked (the server stops at its head or at `MAX_RANGE_RESPONSE_BYTES`). Each block is decoded
+  and verified on its own by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+from p2pnode.chain.schema import B32, U16, U64, Bytes, ChainObject, FieldType, ListOf, Text, chain_object
+from p2pnode.chain.types import MAX_CHAIN_ID
+from protocols import codec
+
+MAX_BLOCKS_PER_REQUEST = 64
+MAX_BLOCK_BYTES = 4 << 20  # the largest max_block_bytes governance may set
+MAX_RANGE_RESPONSE_BYTES = 8 << 20
+MAX_STATUS_BYTES = 512
+MAX_RANGE_REQUEST_BYTES = 64
+
+
+@chain_object
+class Status(ChainObject):
+    """A peer's chain at a glance. `justified_epoch` is 0 before block 1 (nothing voted yet)."""
+
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "chain": Text(MAX_CHAIN_ID),
+        "genesis": B32,
+        "head_height": U64,
+        "head_slot": U64,
+        "head_hash": B32,
+        "justified_epoch": U64,
+        "finalized_epoch": U64,
+        "finalized_height": U64,
+        "finalized_hash": B32,
+    }
+    chain: str
+    genesis: bytes
+    head_height: int
+    head_slot: int
+    head_hash: bytes
+    justified_epoch: int
+    finalized_epoch: int
+    finalized_height: int
+    finalized_hash: bytes
+
+
+@chain_object
+class BlocksByRangeRequest(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"start": U64, "count": U16}
+    start: int
+    count: int
+
+
+@chain_object
+class BlocksByRangeResponse(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "blocks": ListOf(Bytes(max_len=MAX_BLOCK_BYTES), MAX_BLOCKS_PER_REQUEST),
+    }
+    blocks: tuple[bytes, ...]
+
+
+def encode_status(status: Status) -> bytes:
+    return codec.encode(status)
+
+
+def decode_status(data: bytes) -> Status:
+    """Raises MalformedMessage."""
+    return codec.decode(Status, data, max_bytes=MAX_STATUS_BYTES)
+
+
+def handle_status(request: bytes, local: Callable[[], Status], on_peer_status: Callable[[Status], None]) -> bytes:
+    """Answer a status request with ours; the caller's status is passed on if it decodes."""
+    peer = decode_status(request)
+    on_peer_status(peer)
+    return encode_status(local())
+
+
+def encode_range_request(start: int, count: int) -> bytes:
+    return codec.encode(BlocksByRangeRequest(start=start, count=min(count, MAX_BLOCKS_PER_REQUEST)))
+
+
+def handle_blocks_by_range(request: bytes, read_range: Callable[[int, int], list[bytes]]) -> bytes:
+    """Serve canonical blocks; `read_range(start, count)` returns encoded blocks in height order."""
+    req = codec.decode(BlocksByRangeRequest, request, max_bytes=MAX_RANGE_REQUEST_BYTES)
+    count = min(req.count, MAX_BLOCKS_PER_REQUEST)
+    out: list[bytes] = []
+    budget = MAX_RANGE_RESPONSE_BYTES - 1024
+    for data in read_range(req.start, count):
+        if len(data) > budget:
+            break
+        budget -= len(data) + 8
+        out.append(data)
+    return codec.encode(BlocksByRangeResponse(blocks=tuple(out)))
+
+
+def decode_range_response(data: bytes, requested: int) -> list[bytes]:
+    """The encoded blocks of a response; raises MalformedMessage (also for more than requested)."""
+    resp = codec.decode(BlocksByRangeResponse, data, max_bytes=MAX_RANGE_RESPONSE_BYTES)
+    if len(resp.blocks) > requested:
+        raise codec.MalformedMessage("more blocks than requested")
+    return list(resp.blocks)
