@@ -1,0 +1,1130 @@
+"""Yuma Consensus: one epoch of one subnet, bit-exact with subtensor's sparse `epoch_mechanism`.
+
+The specification is `shared/spec/yuma.md` (§3 the algorithm, §1 the arithmetic, §9 the traps).
+`run_epoch` is a pure function of an `EpochInput`: no clock, randomness, I/O or floats. Every value
+is a raw fixed-point integer (see `p2pnode.chain.fixed`).
+
+How it is fast enough in pure Python:
+
+* Value equivalence. The chain's matrices are sparse, but every step except one gives the same
+  values on dense rows in which an absent entry is 0 (sums, floor products, `min` against the
+  consensus, column normalisations, EMAs that keep only entries > 0). So each row that takes part
+  (a permitted validator's weights, a stored bond row) is dense; rows that take no part are None.
+  The exception is the Yuma 3 liquid-alpha EMA, which keeps exactly the entries of the new weight
+  row in their stored order (§3.9b, §9 item 8); that path runs entry by entry.
+* Packed lanes. A dense row (or a column) is one Python int holding every entry in a 64- or
+  128-bit lane, so one big-int multiply, shift or mask acts on all entries at C speed; an exact
+  division by a scalar is a multiply by a magic number (see `_Lanes.div`).
+* The stake-weighted median uses the closed form of §3.6 item 6, one sort per column.
+
+`p2pnode.chain.yuma_reference` is a literal, slow port of the chain code used to cross-check this.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate, compress, repeat
+from operator import add, floordiv, mul, rshift
+
+from p2pnode.chain.fixed import (
+    FRAC32,
+    I32F32_MAX,
+    ONE32,
+    U16_MAX,
+    U64_MAX,
+    fixed64_to_fixed32,
+    from_int64,
+    liquid_alpha_sigmoid,
+    max_upscale_to_u16,
+    safe_div64,
+    sat32,
+)
+
+# `u16_proportion_to_fixed` ((u << 32) // 65535) for the liquid-alpha path, which works per entry.
+_FROM_U16 = [(u << FRAC32) // U16_MAX for u in range(U16_MAX + 1)]
+
+I16_MIN = -(1 << 15)
+I16_MAX = (1 << 15) - 1
+I64F64_INT_MAX = (1 << 63) - 1  # the largest integer an I64F64 holds: bounds the total stake
+BONDS_MOVING_AVERAGE_MAX = 1_000_000  # above it the EMA alpha would be negative
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+class InvalidEpochInput(ValueError):
+    """An `EpochInput` field is out of range or malformed; `field` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class InvalidWeights(ValueError):
+    """A weight submission is malformed; `reason` is a stable snake_case name."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# --- sparse rows -------------------------------------------------------------------------------------
+
+_LITTLE_ENDIAN = sys.byteorder == "little"
+
+
+def _le_bytes(words: array[int]) -> bytes:
+    """An array's items as little-endian bytes."""
+    if _LITTLE_ENDIAN:
+        return words.tobytes()
+    swapped = array(words.typecode, words)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _from_le(typecode: str, data: bytes | bytearray) -> array[int]:
+    words = array(typecode)
+    words.frombytes(data)
+    if not _LITTLE_ENDIAN:
+        words.byteswap()
+    return words
+
+
+class SparseRow:
+    """One stored sparse row: destination uids and u16 values (parallel `array('H')`s).
+
+    Iterates as `(uid, value)` pairs in stored order, so it can be used wherever a list of pairs
+    is; it exists so that rows of thousands of entries are not thousands of tuples.
+    """
+
+    __slots__ = ("uids", "values")
+
+    def __init__(self, uids: array[int], values: array[int]) -> None:
+        if uids.typecode != "H" or values.typecode != "H" or len(uids) != len(values):
+            raise ValueError("SparseRow needs two u16 arrays of equal length")
+        self.uids = uids
+        self.values = values
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[int, int]]) -> SparseRow:
+        if not pairs:
+            return EMPTY_ROW
+        uids, values = zip(*pairs, strict=True)
+        return cls(array("H", uids), array("H", values))
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return list(zip(self.uids, self.values, strict=True))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return zip(self.uids, self.values, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def __bool__(self) -> bool:
+        return len(self.uids) > 0
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SparseRow):
+            return self.uids == other.uids and self.values == other.values
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.uids.tobytes(), self.values.tobytes()))
+
+    def __repr__(self) -> str:
+        return f"SparseRow({self.pairs()!r})"
+
+
+EMPTY_ROW = SparseRow(array("H"), array("H"))
+
+RowLike = SparseRow | Sequence[tuple[int, int]]
+
+
+# --- inputs and outputs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EpochInput:
+    """Everything one epoch of one subnet (one mechanism) reads (yuma.md §2).
+
+    Per-uid sequences have length `n`. `weights[i]` and `bonds[i]` are the stored sparse rows of
+    uid i as `(dest_uid, u16)` pairs in stored order (or `SparseRow`s; either way they are held as
+    `SparseRow`s after validation). Weights are stored max-upscaled (§6.1); destinations >= n are
+    ignored, for weights and bonds alike. `validator_permit` is the permit vector of the *previous*
+    epoch, `stake` the epoch stake weight per uid in rao. `commit_blocks` is None when commit-reveal
+    is off, else per uid the earliest unexpired commit block (None: no commit). Hyperparameters
+    default to subtensor's storage defaults.
+    """
+
+    n: int
+    current_block: int
+    tempo: int
+    activity_cutoff: int
+    last_update: Sequence[int]
+    block_at_registration: Sequence[int]
+    stake: Sequence[int]
+    validator_permit: Sequence[bool]
+    max_allowed_validators: int
+    weights: Sequence[RowLike]
+    bonds: Sequence[RowLike]
+    emission: int
+    stake_threshold: int = 0
+    owner_uid: int | None = None
+    last_mech_step_block: int = 0
+    commit_blocks: Sequence[int | None] | None = None
+    kappa: int = 32_767
+    bonds_penalty: int = 65_535
+    bonds_moving_average: int = 900_000
+    yuma3_on: bool = False
+    liquid_alpha_on: bool = False
+    alpha_low: int = 45_875
+    alpha_high: int = 58_982
+    alpha_sigmoid_steepness: int = 1_000
+
+    def __post_init__(self) -> None:
+        _validate_input(self)
+
+
+@dataclass(frozen=True, slots=True)
+class EpochOutput:
+    """What the epoch publishes and stores (yuma.md §3.11, §3.12); per-uid tuples of length n.
+
+    u16 proportions: `stake_weight`, `consensus`, `incentive`, `dividends`, `validator_trust`.
+    rao: `emission` (the stored Emission, from the combined share), `server_emission` (to miners),
+    `validator_emission` (to validators). `validator_permit` holds the new permits and `bonds` the
+    rows as stored after the epoch (empty for uids without a new permit).
+    """
+
+    active: tuple[bool, ...]
+    stake_weight: tuple[int, ...]
+    consensus: tuple[int, ...]
+    incentive: tuple[int, ...]
+    dividends: tuple[int, ...]
+    validator_trust: tuple[int, ...]
+    emission: tuple[int, ...]
+    server_emission: tuple[int, ...]
+    validator_emission: tuple[int, ...]
+    validator_permit: tuple[bool, ...]
+    bonds: tuple[SparseRow, ...]
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _check_uint(name: str, value: object, bits: int) -> None:
+    if not _is_int(value):
+        raise InvalidEpochInput(name, "must be an integer")
+    if not 0 <= value < (1 << bits):  # type: ignore[operator]
+        raise InvalidEpochInput(name, f"must be in [0, 2^{bits})")
+
+
+def _check_uint_vector(name: str, values: Sequence[object], n: int, bits: int) -> None:
+    if len(values) != n:
+        raise InvalidEpochInput(name, f"must have n={n} entries, has {len(values)}")
+    if n and not set(map(type, values)) <= {int}:
+        raise InvalidEpochInput(name, "entries must be integers")
+    if n and (min(values) < 0 or max(values) >= (1 << bits)):  # type: ignore[type-var, operator]
+        raise InvalidEpochInput(name, f"entries must be in [0, 2^{bits})")
+
+
+def _check_rows(name: str, rows: Sequence[RowLike], n: int) -> tuple[SparseRow, ...]:
+    """Validate stored rows and hold each as a `SparseRow`."""
+    if len(rows) != n:
+        raise InvalidEpochInput(name, f"must have n={n} rows, has {len(rows)}")
+    full = array("H", range(n)).tobytes()
+    out: list[SparseRow] = []
+    for i, row in enumerate(rows):
+        if isinstance(row, SparseRow):
+            parsed = row
+        elif not row:
+            out.append(EMPTY_ROW)
+            continue
+        else:
+            try:
+                uids, values = zip(*row, strict=True)
+            except (TypeError, ValueError):
+                raise InvalidEpochInput(f"{name}[{i}]", "entries must be [uid, value] pairs") from None
+            if not set(map(type, uids)) | set(map(type, values)) <= {int}:
+                raise InvalidEpochInput(f"{name}[{i}]", "uids and values must be integers")
+            try:
+                parsed = SparseRow(array("H", uids), array("H", values))
+            except OverflowError:
+                raise InvalidEpochInput(f"{name}[{i}]", "uids and values must be u16") from None
+        uids = parsed.uids
+        if uids.tobytes() != full and _ascending_runs(uids) is None and len(set(uids)) != len(uids):
+            raise InvalidEpochInput(f"{name}[{i}]", "duplicate destination uid")
+        out.append(parsed)
+    return tuple(out)
+
+
+def _validate_input(inp: EpochInput) -> None:
+    setattr_ = object.__setattr__
+    if not _is_int(inp.n) or not 0 <= inp.n <= U16_MAX:
+        raise InvalidEpochInput("n", "must be an integer in [0, 65535]")
+    n = inp.n
+    for name in ("current_block", "tempo", "activity_cutoff", "emission", "stake_threshold",
+                 "last_mech_step_block", "bonds_moving_average"):
+        _check_uint(name, getattr(inp, name), 64)
+    if inp.bonds_moving_average > BONDS_MOVING_AVERAGE_MAX:
+        raise InvalidEpochInput("bonds_moving_average", "must be at most 1000000 (per million)")
+    for name in ("max_allowed_validators", "kappa", "bonds_penalty", "alpha_low", "alpha_high"):
+        _check_uint(name, getattr(inp, name), 16)
+    steep = inp.alpha_sigmoid_steepness
+    if not _is_int(steep) or not I16_MIN <= steep <= I16_MAX:
+        raise InvalidEpochInput("alpha_sigmoid_steepness", "must be an i16 integer")
+    for name in ("yuma3_on", "liquid_alpha_on"):
+        if type(getattr(inp, name)) is not bool:
+            raise InvalidEpochInput(name, "must be a bool")
+    for name in ("last_update", "block_at_registration", "stake"):
+        values = tuple(getattr(inp, name))
+        _check_uint_vector(name, values, n, 64)
+        setattr_(inp, name, values)
+    if sum(inp.stake) > I64F64_INT_MAX:
+        raise InvalidEpochInput("stake", "total stake exceeds the I64F64 range (2^63 - 1 rao)")
+    permits = tuple(inp.validator_permit)
+    if len(permits) != n or not set(map(type, permits)) <= {bool}:
+        raise InvalidEpochInput("validator_permit", f"must be n={n} booleans")
+    setattr_(inp, "validator_permit", permits)
+    owner = inp.owner_uid
+    if owner is not None and (not _is_int(owner) or not 0 <= owner < n):
+        raise InvalidEpochInput("owner_uid", "must be null or a uid below n")
+    if inp.commit_blocks is not None:
+        cbs = tuple(inp.commit_blocks)
+        if len(cbs) != n:
+            raise InvalidEpochInput("commit_blocks", f"must have n={n} entries")
+        for cb in cbs:
+            if cb is not None and (not _is_int(cb) or not 0 <= cb <= U64_MAX):
+                raise InvalidEpochInput("commit_blocks", "entries must be null or u64 blocks")
+        setattr_(inp, "commit_blocks", cbs)
+    setattr_(inp, "weights", _check_rows("weights", inp.weights, n))
+    setattr_(inp, "bonds", _check_rows("bonds", inp.bonds, n))
+
+
+# --- weights at submission (§6.1) --------------------------------------------------------------------
+
+
+def canonicalise_weights(
+    uids: Sequence[int], values: Sequence[int], n: int | None = None
+) -> list[tuple[int, int]]:
+    """A weight submission as `(uid, value)` pairs sorted by uid.
+
+    Sorting at submission removes the chain's row-order dependence (yuma.md §9 item 8). Raises
+    `InvalidWeights` (reasons: length_mismatch, not_an_integer, uid_out_of_range,
+    value_out_of_range, duplicate_uid, too_many_weights) instead of guessing.
+    """
+    if len(uids) != len(values):
+        raise InvalidWeights("length_mismatch", f"{len(uids)} uids, {len(values)} values")
+    for u in uids:
+        if not _is_int(u):
+            raise InvalidWeights("not_an_integer", f"uid {u!r}")
+        if not 0 <= u <= U16_MAX or (n is not None and u >= n):
+            raise InvalidWeights("uid_out_of_range", f"uid {u}")
+    for v in values:
+        if not _is_int(v):
+            raise InvalidWeights("not_an_integer", f"value {v!r}")
+        if not 0 <= v <= U16_MAX:
+            raise InvalidWeights("value_out_of_range", f"value {v}")
+    if len(set(uids)) != len(uids):
+        seen: set[int] = set()
+        dup = next(u for u in uids if u in seen or seen.add(u))  # type: ignore[func-returns-value]
+        raise InvalidWeights("duplicate_uid", f"uid {dup}")
+    if n is not None and len(uids) > n:
+        raise InvalidWeights("too_many_weights", f"{len(uids)} weights for {n} uids")
+    return sorted(zip(uids, values, strict=True))
+
+
+def max_upscale_weights(values: Sequence[int]) -> list[int]:
+    """The stored form of u16 weight values (§6.1): scaled so the largest is 65535.
+
+    `vec_u16_max_upscale_to_u16`: with max > 32768 the factor 65535/max is truncated first, then
+    `round(v * factor)`; otherwise `round(v * 65535 / max)`; rounding is half away from zero.
+    """
+    return max_upscale_to_u16([v << FRAC32 for v in values])
+
+
+# --- small exact kernels (also used by tests) --------------------------------------------------------
+
+
+def topk_nonzero(values: Sequence[int], k: int) -> list[bool]:
+    """`is_topk_nonzero`: True for non-zero values among the k largest; ties: lower index loses."""
+    n = len(values)
+    result = [v != 0 for v in values]
+    if n < k:
+        return result
+    for idx in sorted(range(n), key=values.__getitem__)[: n - k]:  # stable ascending sort
+        result[idx] = False
+    return result
+
+
+def weighted_median_by_threshold(stake: Sequence[int], score: Sequence[int], threshold: int) -> int:
+    """Closed form of subtensor's `weighted_median` (yuma.md §3.6 item 6), positive stakes.
+
+    The largest score s with sum(stake_i : score_i >= s) >= threshold, else the smallest score,
+    or 0 for no scores. The iterative algorithm called with `minority`, `lo = 0` and
+    `hi = sum(stake)` corresponds to threshold = hi - minority; in the epoch that is kappa.
+    """
+    m = len(score)
+    if m == 0:
+        return 0
+    order = sorted(range(m), key=score.__getitem__, reverse=True)
+    pos = bisect_left(list(accumulate(map(stake.__getitem__, order))), threshold)
+    return score[order[pos]] if pos < m else score[order[-1]]
+
+
+def select_uid_to_prune(
+    emission: Sequence[int],
+    block_at_registration: Sequence[int],
+    current_block: int,
+    immunity_period: int,
+    min_non_immune_uids: int,
+    owner_immune_uids: Sequence[int] = (),
+) -> int | None:
+    """The uid a registration on a full subnet replaces (yuma.md §3.14), or None if none may go.
+
+    Owner-immune uids are never chosen. Among the others the best candidate has the lowest
+    emission, then the lowest registration block, then the lowest uid; a non-immune candidate is
+    taken only while more than `min_non_immune_uids` uids are non-immune, else the best immune one.
+    """
+    skip = set(owner_immune_uids)
+    free_count = 0
+    best_free: tuple[int, int, int] | None = None
+    best_immune: tuple[int, int, int] | None = None
+    for uid, (em, reg) in enumerate(zip(emission, block_at_registration, strict=True)):
+        if uid in skip:
+            continue
+        key = (em, reg, uid)
+        if max(current_block - reg, 0) < immunity_period:
+            if best_immune is None or key < best_immune:
+                best_immune = key
+        else:
+            free_count += 1
+            if best_free is None or key < best_free:
+                best_free = key
+    if free_count > min_non_immune_uids and best_free is not None:
+        return best_free[2]
+    return None if best_immune is None else best_immune[2]
+
+
+def immune_owner_uids(
+    owner_coldkey_uids: Sequence[int],
+    block_at_registration: Sequence[int],
+    owner_uid: int | None,
+    limit: int = 1,
+) -> list[int]:
+    """Uids that are never pruned (§3.14): the owner coldkey's uids on the subnet, oldest
+    registration first (then lowest uid), cut to `limit`, with the owner hotkey's uid put first."""
+    ordered = sorted(owner_coldkey_uids, key=lambda u: (block_at_registration[u], u))[:limit]
+    if owner_uid is not None and owner_uid not in ordered:
+        ordered = [owner_uid, *ordered][:limit]
+    return ordered
+
+
+# --- packed lanes ------------------------------------------------------------------------------------
+#
+# A vector of non-negative raws is packed into one int, lane k at bits [k*bits, (k+1)*bits). One
+# big-int operation then acts on every lane at C speed:
+#   * lane-wise add: `a + b` (callers keep every lane below its width);
+#   * floor(lane * f / 2^32) for a scalar f, i.e. a raw `saturating_mul` that cannot saturate:
+#     clear each lane's low 32 bits of `p * f`, then shift the whole int right by 32;
+#   * floor(lane * 2^32 / d) for a scalar d > 0, i.e. a raw `safe_div`: multiply by the magic
+#     number m = floor(2^(32+k) / d) + 1 with k = x_bits + bitlen(d), then take bits >= k of each
+#     lane. For every lane x < 2^x_bits this is exact: x*m/2^k exceeds x*2^32/d by less than
+#     x/2^k < 1/d, and x*2^32/d is at least 1/d below the next integer;
+#   * lane-wise min of 64-bit lanes holding values < 2^63, with a guard bit.
+# Lanes travel through little-endian bytes and `array('Q')` (C speed, no int per entry).
+
+
+def _int_from_words(words: array[int]) -> int:
+    return int.from_bytes(words if _LITTLE_ENDIAN else _le_bytes(words), "little")
+
+
+class _Lanes:
+    """`count` lanes of `bits` (64 or 128) bits each."""
+
+    def __init__(self, count: int, bits: int) -> None:
+        self.count = count
+        self.bits = bits
+        self.step = bits // 64
+        self.width = bits // 8 * count
+        self.ones = _int_from_words(array("Q", [1] + [0] * (self.step - 1)) * count)
+        self.guard = self.ones << (bits - 1)
+        self.zero_words = array("Q", [0]) * (self.step * count)
+        self._masks: dict[int, int] = {}
+        self.high = self.mask(bits) ^ self.mask(FRAC32)  # bits [32, bits) of every lane
+
+    def mask(self, width: int) -> int:
+        """The low `width` bits of every lane set."""
+        m = self._masks.get(width)
+        if m is None:
+            m = self._masks[width] = ((1 << width) - 1) * self.ones
+        return m
+
+    def nonzero_flags(self, packed: int) -> int:
+        """The guard bit of every lane that is not 0 (lanes < 2^(bits-1); no borrow can occur)."""
+        return ((packed | self.guard) - self.ones) & self.guard
+
+    def flagged_lanes(self, flags: int) -> list[int]:
+        """Indices, ascending, of the lanes whose guard bit is set in `flags`."""
+        out = []
+        while flags:
+            low = flags & -flags
+            out.append(low.bit_length() // self.bits - 1)
+            flags ^= low
+        return out
+
+    def pack(self, values: array[int]) -> int:
+        """Words (< 2^64) into lanes."""
+        if self.step == 1:
+            return _int_from_words(values)
+        words = array("Q", self.zero_words)
+        words[0 :: self.step] = values
+        return _int_from_words(words)
+
+    def pack_u16(self, values: array[int]) -> int:
+        """u16 words into lanes, copying bytes (no int per entry)."""
+        raw = _le_bytes(values)
+        lane_bytes = 8 * self.step
+        spread = bytearray(lane_bytes * len(values))
+        spread[0::lane_bytes] = raw[0::2]
+        spread[1::lane_bytes] = raw[1::2]
+        return int.from_bytes(spread, "little")
+
+    def unpack(self, packed: int) -> array[int]:
+        """The lanes (each < 2^64) as words."""
+        words = _from_le("Q", packed.to_bytes(self.width, "little"))
+        return words if self.step == 1 else words[0 :: self.step]
+
+    def unpack_u16(self, packed: int) -> array[int]:
+        """The lanes (each < 2^16) as u16 words."""
+        return _u16_from_lanes(packed.to_bytes(self.width, "little"), 8 * self.step, 0)
+
+    def scale(self, packed: int, factor: int) -> int:
+        """floor(lane * factor / 2^32) where every lane * factor < 2^bits."""
+        return ((packed * factor) & self.high) >> FRAC32
+
+    def div(self, packed: int, divisor: int, x_bits: int) -> int:
+        """floor(lane * 2^32 / divisor) for lanes < 2^x_bits (x_bits <= 47 on 128-bit lanes)."""
+        k = x_bits + divisor.bit_length()
+        magic = (1 << (FRAC32 + k)) // divisor + 1
+        return ((packed * magic) >> k) & self.mask(self.bits - k)
+
+    def minimum(self, a: int, b: int) -> int:
+        """Lane-wise min of 64-bit lanes holding values < 2^63."""
+        ge = ((a | self.guard) - b) & self.guard  # the guard bit survives where a >= b
+        select = ge - (ge >> 63)  # every value bit set where a >= b
+        return a ^ ((a ^ b) & select)
+
+
+def _u16_from_lanes(data: bytes | bytearray, stride: int, offset: int) -> array[int]:
+    """The low 16 bits of little-endian lanes `stride` bytes apart, starting at byte `offset`."""
+    lo = data[offset::stride]
+    raw = bytearray(2 * len(lo))
+    raw[0::2] = lo
+    raw[1::2] = data[offset + 1 :: stride]
+    return _from_le("H", raw)
+
+
+_FEW = 64  # up to this many gaps or holes, rows are handled by block copies instead of per entry
+
+
+@lru_cache(maxsize=64)
+def _lanes64(count: int) -> _Lanes:
+    return _Lanes(count, 64)
+
+
+def _ascending_runs(uids: array[int]) -> list[tuple[int, int]] | None:
+    """For strictly ascending u16 uids with at most `_FEW` gaps, the runs of consecutive uids as
+    (start index, end index); None otherwise. Computed on packed lanes, not per entry."""
+    count = len(uids)
+    if count < 2:
+        return [(0, count)] if count else []
+    lanes = _lanes64(count)
+    packed = lanes.pack_u16(uids)
+    following = (packed >> 64) | lanes.guard  # lane k: 2^63 + uids[k+1] (top lane: 2^63)
+    inner = lanes.guard ^ (1 << (64 * count - 1))  # guard bits of every lane but the top one
+    if (following - packed - lanes.ones) & inner != inner:  # some uids[k+1] - uids[k] < 1
+        return None
+    gaps = (following - packed - 2 * lanes.ones) & inner  # uids[k+1] - uids[k] >= 2
+    if gaps.bit_count() > _FEW:
+        return None
+    runs, start = [], 0
+    for k in lanes.flagged_lanes(gaps):
+        runs.append((start, k + 1))
+        start = k + 1
+    runs.append((start, count))
+    return runs
+
+
+def _column_image(rows: Sequence[array[int] | None], n: int) -> memoryview:
+    """Bytes of an R x n matrix of words laid out column by column in 128-bit lanes.
+
+    Column j is bytes [16*R*j, 16*R*(j+1)) and lane p holds row p's word j, so `int.from_bytes`
+    of that slice (no copy) is column j packed as `_Lanes(R, 128)`.
+    """
+    r = len(rows)
+    image = array("Q", [0]) * (2 * r * n)
+    for p, row in enumerate(rows):
+        if row is not None:
+            image[2 * p :: 2 * r] = row
+    if not _LITTLE_ENDIAN:
+        image.byteswap()
+    return memoryview(image).cast("B")
+
+
+def _column_image_u16(rows: Sequence[array[int] | None], n: int) -> memoryview:
+    """`_column_image` of u16 rows, built by copying bytes."""
+    r = len(rows)
+    image = bytearray(16 * r * n)
+    for p, row in enumerate(rows):
+        if row is not None:
+            raw = _le_bytes(row)
+            image[16 * p :: 16 * r] = raw[0::2]
+            image[16 * p + 1 :: 16 * r] = raw[1::2]
+    return memoryview(image)
+
+
+def _lane_words(data: bytes, step: int) -> Sequence[int]:
+    """The low 64-bit word of every lane of little-endian bytes (lanes of `step` words)."""
+    if _LITTLE_ENDIAN:
+        return memoryview(data).cast("Q")[::step]
+    return _from_le("Q", data)[::step]
+
+
+# --- the epoch ---------------------------------------------------------------------------------------
+
+
+def _normalize(values: list[int]) -> list[int]:
+    """`inplace_normalize` for non-negative raws: v / sum (truncating), unchanged when sum is 0."""
+    total = sum(values)
+    if total == 0:
+        return values
+    return list(map(floordiv, map(mul, values, repeat(ONE32)), repeat(total)))
+
+
+def _to_u16(values: Sequence[int]) -> tuple[int, ...]:
+    """`fixed_proportion_to_u16` on non-negative raws: floor(v * 65535 / 2^32), capped."""
+    out = list(map(rshift, map(mul, values, repeat(U16_MAX)), repeat(FRAC32)))
+    if out and max(out) > U16_MAX:
+        out = [min(v, U16_MAX) for v in out]
+    return tuple(out)
+
+
+def _merge_lookup(entries: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """What subtensor's peekable merge over columns 0..n-1 finds in a row (yuma.md §9 item 8).
+
+    The merge skips entries whose uid is below the current column and waits at the first one that
+    is not, so on a row not sorted by uid it misses entries: an entry is found iff its uid is >=
+    the column the merge stands at when it reaches the entry.
+    """
+    found: dict[int, int] = {}
+    column = 0
+    for j, v in entries:
+        if j >= column:
+            found[j] = v
+            column = j + 1
+    return found
+
+
+class _Epoch:
+    """Working state of one `run_epoch` call; each `process_*` is one step of yuma.md §3.
+
+    Rows that take part are packed ints of n 64-bit lanes (`self.rows`); an absent or all-zero row
+    is None. Column-wise divisions run on columns packed in 128-bit lanes.
+    """
+
+    def __init__(self, inp: EpochInput) -> None:
+        self.inp = inp
+        n = self.n = inp.n
+        self.rows = _Lanes(n, 64)
+        self.wide_rows = _Lanes(n, 128)
+        self.full_row = array("H", range(n))
+        self.full_row_bytes = self.full_row.tobytes()
+        self.zero_row = array("Q", [0]) * n
+        bar = inp.block_at_registration
+        self.uids_by_registration = sorted(range(n), key=bar.__getitem__)
+        self.sorted_registration = [bar[j] for j in self.uids_by_registration]
+        self.liquid = inp.yuma3_on and inp.liquid_alpha_on
+
+    # helpers ------------------------------------------------------------------------------------
+
+    def registered_at_or_after(self, block: int) -> list[int]:
+        """Uids j with block_at_registration[j] >= block (the ones a `<=` mask removes)."""
+        return self.uids_by_registration[bisect_left(self.sorted_registration, block):]
+
+    def dense_u16(self, row: SparseRow, masked: Sequence[int]) -> array[int]:
+        """A stored row as n u16 words (absent, destination >= n, or `masked`: 0)."""
+        uids, values = row.uids, row.values
+        if uids.tobytes() == self.full_row_bytes:  # (array == compares item by item)
+            dense = values[:]
+        else:
+            runs = _ascending_runs(uids) if len(uids) > _FEW else None
+            if runs is not None and uids[-1] < self.n:
+                dense = array("H", bytes(2 * self.n))
+                for a, b in runs:
+                    dense[uids[a] : uids[a] + b - a] = values[a:b]
+            else:
+                lookup = dict(zip(uids, values, strict=True))
+                dense = array("H", map(lookup.get, self.full_row, repeat(0, self.n)))
+        for j in masked:
+            dense[j] = 0
+        return dense
+
+    def proportions(self, dense: array[int], total: int) -> tuple[int, array[int]]:
+        """floor(u * 2^32 / total) of u16 words: packed in 64-bit lanes, and as words."""
+        wide = self.wide_rows
+        words = wide.unpack(wide.div(wide.pack_u16(dense), total, 16))
+        return self.rows.pack(words), words
+
+    def scale_row(self, packed: int, factor: int) -> int:
+        """floor(lane * factor / 2^32) on 64-bit lanes holding values <= 1, factor in [0, 1]."""
+        if factor == ONE32:
+            return packed
+        return self.rows.scale(packed, factor) if factor else 0
+
+    # §3.1 - §3.4 --------------------------------------------------------------------------------
+
+    def process_activity(self) -> None:
+        inp = self.inp
+        cutoff, block = inp.activity_cutoff, inp.current_block
+        self.active = [min(lu + cutoff, U64_MAX) >= block for lu in inp.last_update]
+
+    def process_stake(self) -> None:
+        inp = self.inp
+        stake = list(inp.stake)
+        threshold, owner = inp.stake_threshold, inp.owner_uid
+        if threshold:
+            stake = [s if s >= threshold or i == owner else 0 for i, s in enumerate(stake)]
+        total = sum(stake)
+        # I64F64 normalisation, (s << 64) / (total << 64) = (s << 64) // total, then to I32F32
+        self.stake = [((s << 64) // total) >> 32 for s in stake] if total else [0] * self.n
+
+    def process_permits(self) -> None:
+        inp = self.inp
+        owner = inp.owner_uid
+        old = list(inp.validator_permit)
+        new = topk_nonzero(self.stake, inp.max_allowed_validators)
+        if owner is not None:
+            old[owner] = True
+            new[owner] = True
+        self.old_permit = old
+        self.new_permit = new
+
+    def process_active_stake(self) -> None:
+        a = [
+            s if act and perm else 0
+            for s, act, perm in zip(self.stake, self.active, self.old_permit, strict=True)
+        ]
+        self.active_stake = _normalize(a)
+
+    # §3.5 weights ---------------------------------------------------------------------------------
+
+    def row_threshold(self, i: int) -> int:
+        """Destination j survives the outdated and commit-reveal masks iff its registration block
+        is below this (both masks are `<=` on the row's block, commit block + 1 for `<`)."""
+        inp = self.inp
+        threshold = inp.last_update[i]
+        if inp.commit_blocks is not None:
+            cb = inp.commit_blocks[i]
+            if cb is not None and cb + 1 < threshold:
+                threshold = cb + 1
+        return threshold
+
+    def process_weights(self) -> None:
+        inp = self.inp
+        n, owner = self.n, inp.owner_uid
+        packed: list[int | None] = [None] * n
+        words: list[array[int] | None] = [None] * n
+        ordered: list[list[tuple[int, int]] | None] = [None] * n  # liquid alpha only
+        bar = inp.block_at_registration
+        newest_registration = max(bar)
+        for i in range(n):
+            stored = inp.weights[i]
+            if not self.old_permit[i] or not stored:
+                continue
+            threshold = self.row_threshold(i)
+            masked = self.registered_at_or_after(threshold) if newest_registration >= threshold else []
+            dense = self.dense_u16(stored, masked)  # type: ignore[arg-type]
+            if i != owner:
+                dense[i] = 0
+            total = sum(dense)
+            if self.liquid:
+                ordered[i] = [
+                    (j, (v << FRAC32) // total if total else 0)
+                    for j, v in stored
+                    if j < n and (j != i or i == owner) and bar[j] < threshold
+                ]
+            if total:
+                packed[i], words[i] = self.proportions(dense, total)
+        self.weights = packed
+        self.weight_words = words
+        self.weights_ordered = ordered
+
+    # §3.6 consensus -------------------------------------------------------------------------------
+
+    def process_consensus(self) -> None:
+        n = self.n
+        a = self.active_stake
+        voters = [i for i in range(n) if a[i] > 0]
+        m = len(voters)
+        if m == 0:
+            consensus = [0] * n
+        elif m == 1:
+            # a one-entry partition returns its score whatever the stake
+            consensus = list(self.weight_words[voters[0]] or self.zero_row)
+        else:
+            stake_hat = _normalize([a[i] for i in voters])
+            kappa = (self.inp.kappa << FRAC32) // U16_MAX
+            stack = array("Q")
+            for i in voters:
+                stack += self.weight_words[i] or self.zero_row
+            positions = range(m)
+            stake_at = stake_hat.__getitem__
+            consensus = []
+            append = consensus.append
+            for j in range(n):
+                col = stack[j::n]
+                if not any(col):
+                    append(0)
+                    continue
+                order = sorted(positions, key=col.__getitem__, reverse=True)
+                pos = bisect_left(list(accumulate(map(stake_at, order))), kappa)
+                append(col[order[pos]] if pos < m else col[order[-1]])
+        self.consensus = consensus
+        self.consensus_packed = self.rows.pack(array("Q", consensus))
+
+    # §3.7 - §3.8 ----------------------------------------------------------------------------------
+
+    def process_clip_and_ranks(self) -> None:
+        n, a, lanes = self.n, self.active_stake, self.rows
+        c = self.consensus_packed
+        clipped: list[int | None] = [None] * n
+        trust = [0] * n
+        ranks = 0
+        for i, w in enumerate(self.weights):
+            if w is None:
+                continue
+            # min(w, C_j); an entry above a zero consensus is dropped, which is the value 0
+            wc = lanes.minimum(w, c)
+            clipped[i] = wc
+            trust[i] = sum(lanes.unpack(wc))
+            if a[i]:
+                ranks += self.scale_row(wc, a[i])
+        self.clipped = clipped
+        self.validator_trust = trust
+        self.incentive = _normalize(list(lanes.unpack(ranks)))
+
+    # §3.9 bonds -----------------------------------------------------------------------------------
+
+    def process_weights_for_bonds(self) -> None:
+        beta = (self.inp.bonds_penalty << FRAC32) // U16_MAX
+        self.beta = beta
+        if beta == 0:
+            self.weights_for_bonds = self.weights
+        elif beta == ONE32:
+            self.weights_for_bonds = self.clipped
+        else:
+            # w + floor(beta * (wc - w)) = w - ceil(beta * (w - wc)), with every lane non-negative
+            lanes = self.rows
+            round_up = lanes.ones * (ONE32 - 1)
+            out: list[int | None] = []
+            for w, wc in zip(self.weights, self.clipped, strict=True):
+                if w is None or wc is None:
+                    out.append(None)
+                    continue
+                out.append(w - ((((w - wc) * beta + round_up) & lanes.high) >> FRAC32))
+            self.weights_for_bonds = out
+
+    def bonds_u16(self) -> list[array[int] | None]:
+        """Stored bonds as dense u16 words, bonds to uids registered since the last epoch masked."""
+        inp = self.inp
+        lms = inp.last_mech_step_block
+        last_tempo = max(inp.current_block - inp.tempo, 0) if lms == 0 else lms + 1
+        self.last_tempo = last_tempo
+        masked = self.registered_at_or_after(last_tempo)
+        rows: list[array[int] | None] = [None] * self.n
+        for i, stored in enumerate(inp.bonds):
+            if stored:
+                dense = self.dense_u16(stored, masked)  # type: ignore[arg-type]
+                if any(dense):
+                    rows[i] = dense
+        return rows
+
+    def ema_alpha(self) -> int:
+        """`1 - I32F32(I64F64(bonds_moving_average) / I64F64(1e6))`, in [0, 1] by input bounds."""
+        bma = fixed64_to_fixed32(safe_div64(from_int64(self.inp.bonds_moving_average), from_int64(10**6)))
+        return sat32(ONE32 - bma)
+
+    def process_bonds_yuma2(self) -> None:
+        """§3.9a, original Yuma: column-normalised bonds and stake-weighted delta.
+
+        The row-wise steps (delta, column sums) run on packed rows; the column normalisations
+        run column by column on the rows that hold a bond or a delta.
+        """
+        n, a, lanes = self.n, self.active_stake, self.rows
+        bonds = self.bonds_u16()
+        bond_sums = 0
+        for row in bonds:
+            if row is not None:
+                bond_sums += lanes.pack_u16(row)
+        delta: list[int | None] = [
+            None if (wb is None or not a[i]) else self.scale_row(wb, a[i])
+            for i, wb in enumerate(self.weights_for_bonds)
+        ]
+        delta_sums = sum(d for d in delta if d is not None)
+        rows = [i for i in range(n) if bonds[i] is not None or delta[i] is not None]
+        self.bond_rows = rows
+        self.bond_images: tuple[array[int], bytearray] | None = None
+        if not rows:
+            self.dividends = [0] * n
+            return
+        r = len(rows)
+        bond_image = _column_image_u16([bonds[i] for i in rows], n)
+        delta_image = _column_image(
+            [None if delta[i] is None else lanes.unpack(delta[i]) for i in rows], n  # type: ignore[arg-type]
+        )
+        bsum = lanes.unpack(bond_sums) if bond_sums else self.zero_row
+        dsum = lanes.unpack(delta_sums) if delta_sums else self.zero_row
+        alpha = self.ema_alpha()
+        keep = ONE32 - alpha
+        incentive = self.incentive
+        cols = _Lanes(r, 128)
+        width, high = cols.width, cols.high
+        ema_image = bytearray(width * n)
+        store_image = bytearray(width * n)
+        dividends = 0
+        for j in range(n):
+            bs, ds = bsum[j], dsum[j]
+            if not (bs or ds):
+                continue
+            at = j * width
+            # floor(alpha * delta_n) + floor((1 - alpha) * bonds_n): clear fractions, add, shift
+            ema = 0
+            if bs:
+                ema = (cols.div(int.from_bytes(bond_image[at : at + width], "little"), bs, 16) * keep) & high
+            if ds:
+                ema += (cols.div(int.from_bytes(delta_image[at : at + width], "little"), ds, 33) * alpha) & high
+            ema >>= FRAC32
+            if not ema:
+                continue
+            ema_bytes = ema.to_bytes(width, "little")
+            ema_image[at : at + width] = ema_bytes
+            words = _lane_words(ema_bytes, 2)
+            ema_sum = sum(words)
+            ema_norm = cols.div(ema, ema_sum, 33)
+            if incentive[j]:
+                dividends += ((ema_norm * incentive[j]) & high) >> FRAC32
+            # storage: column max-upscale (by the largest normalised entry), then u16
+            col_max = (max(words) << FRAC32) // ema_sum
+            upscaled = cols.div(ema_norm, col_max, 33)
+            store_image[at : at + width] = (((upscaled * U16_MAX) & high) >> FRAC32).to_bytes(width, "little")
+        per_row = cols.unpack(dividends) if dividends else array("Q", [0]) * r
+        full = [0] * n
+        for p, i in enumerate(rows):
+            full[i] = per_row[p]
+        self.dividends = _normalize(full)
+        self.bond_images = (_from_le("Q", ema_image), store_image)
+
+    def process_bonds_yuma3(self) -> None:
+        """§3.9b, Yuma 3: bonds as proportions, EMA towards the weights, optional liquid alpha."""
+        n, lanes = self.n, self.rows
+        bonds = self.bonds_u16()
+        self.ema_ordered: list[list[tuple[int, int]]] | None = None
+        if self.liquid and any(self.consensus):
+            self.ema_ordered = self.ema_liquid(bonds)
+            ema: list[int | None] = [
+                None if not entries else lanes.pack(self.dense_from_entries(entries))
+                for entries in self.ema_ordered
+            ]
+        else:
+            alpha = self.ema_alpha()
+            keep = ONE32 - alpha
+            ema = []
+            for wb, b in zip(self.weights_for_bonds, bonds, strict=True):
+                value = 0 if wb is None else self.scale_row(wb, alpha)
+                if b is not None and keep:
+                    value += self.scale_row(self.proportions(b, U16_MAX)[0], keep)
+                ema.append(value or None)
+        self.ema_rows = ema
+        incentive, a = self.incentive, self.active_stake
+        dividends = [0] * n
+        voting_rows = [i for i in range(n) if ema[i] is not None and a[i]]
+        if voting_rows:
+            ema_sums = lanes.unpack(sum(e for e in ema if e is not None))
+            image = _column_image([lanes.unpack(ema[i]) for i in voting_rows], n)  # type: ignore[arg-type]
+            cols = _Lanes(len(voting_rows), 128)
+            width, high = cols.width, cols.high
+            totals = 0
+            for j in range(n):
+                if incentive[j] and ema_sums[j]:
+                    column = int.from_bytes(image[j * width : (j + 1) * width], "little")
+                    totals += ((cols.div(column, ema_sums[j], 33) * incentive[j]) & high) >> FRAC32
+            per_row = cols.unpack(totals) if totals else array("Q", [0]) * len(voting_rows)
+            for p, i in enumerate(voting_rows):
+                product = (per_row[p] * a[i]) >> FRAC32  # `checked_mul`: 0 on overflow
+                dividends[i] = product if product <= I32F32_MAX else 0
+        self.dividends = _normalize(dividends)
+
+    def dense_from_entries(self, entries: Sequence[tuple[int, int]]) -> array[int]:
+        dense = array("Q", self.zero_row)
+        for j, v in entries:
+            dense[j] = v
+        return dense
+
+    def ordered_bonds(self, i: int) -> list[tuple[int, int]]:
+        """Masked stored bond row i as (j, proportion) in stored order (liquid alpha only)."""
+        bar, last_tempo, n = self.inp.block_at_registration, self.last_tempo, self.n
+        return [(j, _FROM_U16[u]) for j, u in self.inp.bonds[i] if j < n and bar[j] < last_tempo]
+
+    def ordered_weights_for_bonds(self, i: int) -> list[tuple[int, int]]:
+        """Row i of the weights for bonds as sparse entries in the chain's order (§3.9 item 2)."""
+        beta, c = self.beta, self.consensus
+        entries = self.weights_ordered[i] or []
+        if beta == 0:
+            return entries
+        if beta == ONE32:
+            return [(j, w if w <= c[j] else c[j]) for j, w in entries if w <= c[j] or c[j] > 0]
+        row = self.weights_for_bonds[i]
+        if row is None:
+            return []
+        return [(j, v) for j, v in enumerate(self.rows.unpack(row)) if v > 0]
+
+    def ema_liquid(self, bonds: list[array[int] | None]) -> list[list[tuple[int, int]]]:
+        """`mat_ema_alpha_sparse` with the liquid-alpha matrix (§3.9b item 2, §9 item 8)."""
+        inp, c = self.inp, self.consensus
+        low = _FROM_U16[inp.alpha_low]
+        high = _FROM_U16[inp.alpha_high]
+        steepness = inp.alpha_sigmoid_steepness << FRAC32
+        alpha_cache: dict[tuple[int, int, int], int] = {}
+        out: list[list[tuple[int, int]]] = []
+        for i in range(self.n):
+            new_entries = self.ordered_weights_for_bonds(i)
+            if not new_entries:
+                out.append([])
+                continue
+            old_entries = self.ordered_bonds(i) if bonds[i] is not None else []
+            seen_w = _merge_lookup(new_entries)
+            seen_b = _merge_lookup(old_entries)
+            old_value = dict(old_entries)
+            row: list[tuple[int, int]] = []
+            for j, w_new in new_entries:
+                key = (c[j], seen_w.get(j, 0), seen_b.get(j, 0))
+                alpha = alpha_cache.get(key)
+                if alpha is None:
+                    alpha = alpha_cache[key] = liquid_alpha_sigmoid(*key, low, high, steepness)
+                decayed = sat32(((ONE32 - alpha) * old_value.get(j, 0)) >> FRAC32)
+                gain = sat32((alpha * w_new) >> FRAC32)
+                value = min(sat32(decayed + max(gain, 0)), ONE32)
+                if value > 0:
+                    row.append((j, value))
+            out.append(row)
+        return out
+
+    # §3.10 - §3.12 --------------------------------------------------------------------------------
+
+    def stored_bonds(self) -> list[SparseRow]:
+        """§3.12: the new bond rows as u16, empty for uids without a new permit."""
+        n, permit = self.n, self.new_permit
+        out = [EMPTY_ROW] * n
+        if self.inp.yuma3_on:
+            if self.ema_ordered is not None:
+                for i, entries in enumerate(self.ema_ordered):
+                    if permit[i] and entries:
+                        out[i] = SparseRow(
+                            array("H", [j for j, _ in entries]),
+                            array("H", [(v * U16_MAX) >> FRAC32 for _, v in entries]),
+                        )
+                return out
+            lanes = self.rows
+            for i, ema in enumerate(self.ema_rows):
+                if ema is not None and permit[i]:
+                    out[i] = self.present_entries(ema, lanes.unpack_u16(lanes.scale(ema, U16_MAX)))
+            return out
+        if self.bond_images is None:
+            return out
+        ema_words, store_image = self.bond_images
+        r = len(self.bond_rows)
+        for p, i in enumerate(self.bond_rows):
+            if permit[i]:
+                u16 = _u16_from_lanes(store_image, 16 * r, 16 * p)
+                out[i] = self.present_entries(_int_from_words(ema_words[2 * p :: 2 * r]), u16)
+        return out
+
+    def present_entries(self, present: int, values: array[int]) -> SparseRow:
+        """The entries j (ascending) whose lane of `present` (packed, 64-bit lanes) is not 0."""
+        lanes = self.rows
+        holes = lanes.guard ^ lanes.nonzero_flags(present)
+        if not holes:
+            return SparseRow(self.full_row[:], values)
+        if holes.bit_count() <= _FEW:
+            uids, kept = self.full_row[:], values[:]
+            for j in reversed(lanes.flagged_lanes(holes)):
+                del uids[j]
+                del kept[j]
+            return SparseRow(uids, kept)
+        flags = lanes.unpack(present)
+        return SparseRow(array("H", compress(self.full_row, flags)), array("H", compress(values, flags)))
+
+    def output(self) -> EpochOutput:
+        incentive, dividends = self.incentive, self.dividends
+        combined = list(map(add, incentive, dividends))
+        total = sum(combined)
+        if total:
+            server = list(map(floordiv, map(mul, incentive, repeat(ONE32)), repeat(total)))
+            validator = list(map(floordiv, map(mul, dividends, repeat(ONE32)), repeat(total)))
+            combined = _normalize(combined)
+        else:
+            # §3.10 item 3: no consensus; validators are paid by active stake, else by stake
+            server = incentive
+            validator = combined = self.active_stake if any(self.active_stake) else self.stake
+        rao = self.inp.emission
+
+        def amounts(shares: list[int]) -> tuple[int, ...]:
+            # I96F32(share) * I96F32(E), to u64: floor(raw * E / 2^32), never above E
+            return tuple(map(rshift, map(mul, shares, repeat(rao)), repeat(FRAC32)))
+
+        return EpochOutput(
+            active=tuple(self.active),
+            stake_weight=_to_u16(self.stake),
+            consensus=_to_u16(self.consensus),
+            incentive=_to_u16(incentive),
+            dividends=_to_u16(dividends),
+            validator_trust=_to_u16(self.validator_trust),
+            emission=amounts(combined),
+            server_emission=amounts(server),
+            validator_emission=amounts(validator),
+            validator_permit=tuple(self.new_permit),
+            bonds=tuple(self.stored_bonds()),
+        )
+
+
+def _empty_output() -> EpochOutput:
+    return EpochOutput((), (), (), (), (), (), (), (), (), (), ())
+
+
+def run_epoch(inp: EpochInput) -> EpochOutput:
+    """Run one Yuma Consensus epoch (yuma.md §3): what the chain publishes and stores."""
+    if inp.n == 0:
+        return _empty_output()
+    epoch = _Epoch(inp)
+    epoch.process_activity()
+    epoch.process_stake()
+    epoch.process_permits()
+    epoch.process_active_stake()
+    epoch.process_weights()
+    epoch.process_consensus()
+    epoch.process_clip_and_ranks()
+    epoch.process_weights_for_bonds()
+    if inp.yuma3_on:
+        epoch.process_bonds_yuma3()
+    else:
+        epoch.process_bonds_yuma2()
+    return epoch.output()
