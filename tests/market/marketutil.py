@@ -102,8 +102,11 @@ class FakeForecastModel:
     set from the worker thread when a pass begins. `fail`: every pass raises.
     """
 
-    def __init__(self, max_batch_size: int = 64, *, gated: bool = False, fail: bool = False) -> None:
+    def __init__(
+        self, max_batch_size: int = 64, *, gated: bool = False, fail: bool = False, offset: float = 0.0
+    ) -> None:
         self.max_batch_size = max_batch_size
+        self.offset = offset  # added to every forecast value (miners of different quality)
         self.batches: list[list[dict[str, Any]]] = []
         self.gate = threading.Event()
         if not gated:
@@ -118,7 +121,7 @@ class FakeForecastModel:
         self.gate.wait(timeout=30)
         if self.fail:
             raise RuntimeError("model exploded")
-        return [{"forecast": [r["history"][-1]] * r["horizon"]} for r in batch]
+        return [{"forecast": [r["history"][-1] + self.offset] * r["horizon"]} for r in batch]
 
     @property
     def forward_passes(self) -> int:
