@@ -10,6 +10,7 @@ Key layout (one-byte table prefix, fixed-width binary fields, so keys sort by ta
     S|cold|hot           stake of a coldkey on a hotkey
     T|hot                total stake on a hotkey
     L|hot                sorted list of coldkeys staking on a hotkey
+    R|cold               sorted list of hotkeys a coldkey stakes on
     H|hot                hotkey record: [owner coldkey, take]
     N|netuid             subnet record (map)
     U|netuid|uid         neuron record (map)
@@ -227,16 +228,31 @@ class State:
             self.delete(b"T" + hot)
         else:
             self.put(b"T" + hot, total)
+        self.set_global("total_staked", self.global_value("total_staked", 0) + delta)
         if (old == 0) != (new == 0):
-            stakers = set(self.stakers(hot))
-            if new == 0:
-                stakers.discard(cold)
-            else:
-                stakers.add(cold)
-            if stakers:
-                self.put(b"L" + hot, sorted(stakers))
-            else:
-                self.delete(b"L" + hot)
+            self._set_member(b"L" + hot, cold, new != 0)
+            self._set_member(b"R" + cold, hot, new != 0)
+
+    def _set_member(self, key: bytes, member: bytes, present: bool) -> None:
+        members = set(self.get(key, []))
+        if present:
+            members.add(member)
+        else:
+            members.discard(member)
+        if members:
+            self.put(key, sorted(members))
+        else:
+            self.delete(key)
+
+    def staked_hotkeys(self, cold: bytes) -> list[bytes]:
+        return self.get(b"R" + cold, [])
+
+    def coldkey_stake(self, cold: bytes) -> int:
+        """All stake a coldkey holds, over every hotkey."""
+        return sum(self.stake(cold, hot) for hot in self.staked_hotkeys(cold))
+
+    def total_staked(self) -> int:
+        return self.global_value("total_staked", 0)
 
     # ---------------------------------------------------------------- hotkeys
 

@@ -1,19 +1,563 @@
-"""Subnet economics as state transitions (registration, serving, weights, emission, epochs)."""
+"""Subnet economics as state transitions: subnets, registration, serving, weights, emission, epochs.
+
+One stake token (TAO): the epoch weighs each uid by the total stake on its hotkey (yuma.md §7 with
+tao_weight = 0 and no child keys). Emission per block follows the halving schedule; it is split
+across subnets by the root subnet's weights (netuid 0, where hotkeys weight subnets) or equally
+while root has no weights, and accrues as each subnet's pending emission. At a subnet's epoch the
+owner takes `owner_cut`, the Yuma epoch splits the rest into miner incentive and validator
+dividends, and a validator's dividends pay its take to its owner and the rest to its stakers pro
+rata. Everything is paid as stake and every rao is accounted for (see tests/chain/test_economics.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from p2pnode.chain import yuma
 from p2pnode.chain.context import BlockContext
+from p2pnode.chain.encoding import encode, sha256
+from p2pnode.chain.errors import TxInvalid
+from p2pnode.chain.params import check_hyperparam, default_hyperparams
 from p2pnode.chain.state import State
+from p2pnode.chain.types import (
+    CommitWeights,
+    CreateSubnet,
+    Register,
+    RevealWeights,
+    Serve,
+    SetHyperparameter,
+    SetWeights,
+    Tx,
+)
+
+ROOT_NETUID = 0
+MAX_UNREVEALED_COMMITS = 10
+SUPPORTED_TASKS = frozenset({"root", "text", "forecast"})
 
 
-def block_step(state: State, ctx: BlockContext) -> None:
-    """Per-block emission and the epochs of subnets that are due."""
+# ---------------------------------------------------------------- records
 
 
-TX_HANDLERS: dict[str, Any] = {}
+def new_subnet_record(owner_cold: bytes, owner_hot: bytes, task: str, block: int, lock: int,
+                      hyper: dict[str, int] | None = None) -> dict[str, Any]:
+    hp = default_hyperparams()
+    hp.update(hyper or {})
+    return {
+        "owner_cold": owner_cold,
+        "owner_hot": owner_hot,
+        "task": task,
+        "hp": hp,
+        "n": 0,
+        "pending": 0,
+        "last_epoch": block,
+        "epoch_index": 0,
+        "created": block,
+        "lock": lock,
+    }
+
+
+def new_neuron(hot: bytes, block: int) -> dict[str, Any]:
+    return {
+        "hot": hot,
+        "registered": block,
+        "last_update": block,
+        "peer_id": "",
+        "model": "",
+        "permit": False,
+        "weights": [],
+        "bonds": [],
+        "consensus": 0,
+        "incentive": 0,
+        "dividends": 0,
+        "trust": 0,
+        "emission": 0,
+        "active": True,
+    }
+
+
+def _subnet_or_reject(state: State, netuid: int) -> dict[str, Any]:
+    sn = state.subnet(netuid)
+    if sn is None:
+        raise TxInvalid("unknown_subnet", f"netuid {netuid}")
+    return sn
+
+
+def _uid_or_reject(state: State, netuid: int, hot: bytes) -> int:
+    uid = state.uid_of(netuid, hot)
+    if uid is None:
+        raise TxInvalid("not_registered", f"hotkey is not registered on netuid {netuid}")
+    return uid
+
+
+def _claim_hotkey(state: State, hot: bytes, cold: bytes) -> None:
+    owner = state.hotkey_owner(hot)
+    if owner is None:
+        if hot == cold:
+            raise TxInvalid("hotkey_is_coldkey", "use a separate hotkey")
+        state.set_hotkey(hot, cold, state.param("default_take"))
+    elif owner != cold:
+        raise TxInvalid("not_hotkey_owner", "the hotkey belongs to another coldkey")
+
+
+def _append_uid(state: State, netuid: int, sn: dict[str, Any], hot: bytes, block: int) -> int:
+    uid = sn["n"]
+    sn["n"] = uid + 1
+    state.set_neuron(netuid, uid, new_neuron(hot, block))
+    state.set_uid_of(netuid, hot, uid)
+    return uid
 
 
 def init_genesis(state: State, genesis_subnets: Any) -> None:
-    """Create the root subnet (netuid 0) and the subnets listed in genesis."""
+    """Create the root subnet (netuid 0) and the subnets listed in genesis (no lock, owner uid 0)."""
+    root = new_subnet_record(b"", b"", "root", 0, 0, {"commit_reveal_enabled": 0, "tempo": 100})
+    state.set_subnet(ROOT_NETUID, root)
+    netuids = [ROOT_NETUID]
+    for index, gs in enumerate(genesis_subnets, start=1):
+        _claim_hotkey(state, gs.owner_hotkey, gs.owner_coldkey)
+        sn = new_subnet_record(gs.owner_coldkey, gs.owner_hotkey, gs.task, 0, 0, gs.hyperparameters)
+        # Stagger epochs so subnets do not all run in the same block (as subtensor does).
+        sn["last_epoch"] = -(index % sn["hp"]["tempo"])
+        _append_uid(state, index, sn, gs.owner_hotkey, 0)
+        state.set_subnet(index, sn)
+        netuids.append(index)
+    state.set_global("netuids", netuids)
+
+
+# ---------------------------------------------------------------- subnet creation and settings
+
+
+def _create_subnet(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: CreateSubnet = tx.body
+    if body.task not in SUPPORTED_TASKS - {"root"}:
+        raise TxInvalid("unknown_task", f"{body.task!r} is not one of {sorted(SUPPORTED_TASKS - {'root'})}")
+    netuids = state.netuids()
+    if len(netuids) >= state.param("max_subnets"):
+        raise TxInvalid("too_many_subnets")
+    lock = state.param("subnet_lock_cost")
+    if lock > body.max_lock:
+        raise TxInvalid("lock_cost_too_high", f"lock cost is {lock}")
+    if state.balance(tx.sender) < lock:
+        raise TxInvalid("insufficient_balance", f"lock cost {lock}")
+    _claim_hotkey(state, body.hotkey, tx.sender)
+    state.debit(tx.sender, lock)
+    state.add_supply("locked", lock)
+    create_subnet_record(state, tx.sender, body.hotkey, body.task, ctx.height, lock)
+
+
+def create_subnet_record(state: State, owner_cold: bytes, owner_hot: bytes, task: str, block: int, lock: int) -> int:
+    """Create a subnet at the lowest free netuid with the owner hotkey as uid 0; returns the netuid."""
+    netuids = state.netuids()
+    netuid = next(i for i in range(len(netuids) + 1) if i not in netuids)
+    sn = new_subnet_record(owner_cold, owner_hot, task, block, lock)
+    _append_uid(state, netuid, sn, owner_hot, block)
+    state.set_subnet(netuid, sn)
+    state.set_global("netuids", sorted([*netuids, netuid]))
+    return netuid
+
+
+def _set_hyperparameter(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: SetHyperparameter = tx.body
+    sn = _subnet_or_reject(state, body.netuid)
+    if body.netuid == ROOT_NETUID or sn["owner_cold"] != tx.sender:
+        raise TxInvalid("not_subnet_owner")
+    problem = check_hyperparam(body.name, body.value, by_owner=True)
+    if problem:
+        raise TxInvalid("hyperparameter_out_of_bounds", problem)
+    hp = dict(sn["hp"], **{body.name: body.value})
+    if hp["alpha_low"] > hp["alpha_high"]:
+        raise TxInvalid("hyperparameter_out_of_bounds", "alpha_low must not exceed alpha_high")
+    sn["hp"] = hp
+    state.set_subnet(body.netuid, sn)
+
+
+# ---------------------------------------------------------------- registration and serving
+
+
+def pruning_candidate(state: State, netuid: int, sn: dict[str, Any], block: int) -> int | None:
+    """The uid a new registration replaces (yuma.md §3.14, ImmuneOwnerUidsLimit 1, MinNonImmuneUids 0)."""
+    immunity = sn["hp"]["immunity_period"]
+    best: tuple[int, int, int] | None = None
+    for uid in range(sn["n"]):
+        neuron = state.neuron(netuid, uid)
+        assert neuron is not None
+        if neuron["hot"] == sn["owner_hot"]:
+            continue
+        if block - neuron["registered"] < immunity:
+            continue
+        key = (neuron["emission"], neuron["registered"], uid)
+        if best is None or key < best:
+            best = key
+    return None if best is None else best[2]
+
+
+def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: Register = tx.body
+    sn = _subnet_or_reject(state, body.netuid)
+    if state.uid_of(body.netuid, body.hotkey) is not None:
+        raise TxInvalid("already_registered")
+    burn = sn["hp"]["registration_burn"]
+    if burn > body.max_burn:
+        raise TxInvalid("burn_too_high", f"registration burns {burn}")
+    if state.balance(tx.sender) < burn:
+        raise TxInvalid("insufficient_balance", f"registration burns {burn}")
+    _claim_hotkey(state, body.hotkey, tx.sender)
+    if sn["n"] < sn["hp"]["max_allowed_uids"]:
+        _append_uid(state, body.netuid, sn, body.hotkey, ctx.height)
+    else:
+        uid = pruning_candidate(state, body.netuid, sn, ctx.height)
+        if uid is None:
+            raise TxInvalid("subnet_full", "every uid is immune")
+        _replace_uid(state, body.netuid, sn, uid, body.hotkey, ctx.height)
+    state.debit(tx.sender, burn)
+    state.add_supply("burned", burn)
+    state.set_subnet(body.netuid, sn)
+
+
+def _replace_uid(state: State, netuid: int, sn: dict[str, Any], uid: int, hot: bytes, block: int) -> None:
+    old = state.neuron(netuid, uid)
+    assert old is not None
+    state.set_uid_of(netuid, old["hot"], None)
+    state.set_neuron(netuid, uid, new_neuron(hot, block))
+    state.set_uid_of(netuid, hot, uid)
+    # Every other row's entry pointing at the replaced uid is zeroed (kept), as subtensor does.
+    for other in range(sn["n"]):
+        if other == uid:
+            continue
+        neuron = state.neuron(netuid, other)
+        assert neuron is not None
+        changed = False
+        for entry in neuron["weights"]:
+            if entry[0] == uid and entry[1] != 0:
+                entry[1] = 0
+                changed = True
+        bonds = [b for b in neuron["bonds"] if b[0] != uid]
+        if changed or len(bonds) != len(neuron["bonds"]):
+            neuron["bonds"] = bonds
+            state.set_neuron(netuid, other, neuron)
+
+
+def _serve(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: Serve = tx.body
+    _subnet_or_reject(state, body.netuid)
+    uid = _uid_or_reject(state, body.netuid, tx.sender)
+    if not body.peer_id:
+        raise TxInvalid("invalid_peer_id", "empty")
+    neuron = state.neuron(body.netuid, uid)
+    assert neuron is not None
+    neuron["peer_id"] = body.peer_id
+    neuron["model"] = body.model
+    state.set_neuron(body.netuid, uid, neuron)
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _checked_weights(state: State, netuid: int, sn: dict[str, Any], uid: int, hot: bytes,
+                     uids: tuple[int, ...], values: tuple[int, ...], version_key: int) -> list[list[int]]:
+    """yuma.md §6.1 checks (rate limit excluded); returns the canonical max-upscaled row."""
+    hp = sn["hp"]
+    if version_key < hp["weights_version_key"]:
+        raise TxInvalid("version_key_too_low", f"minimum {hp['weights_version_key']}")
+    n = sn["n"]
+    # Root weights point at netuids; subnet weights at uids.
+    limit = max(state.netuids()) + 1 if netuid == ROOT_NETUID else n
+    if len(uids) > limit:
+        raise TxInvalid("too_many_weights", f"{len(uids)} > {limit} uids")
+    stake = state.total_stake(hot)
+    is_owner = hot == sn["owner_hot"]
+    if not is_owner and stake < state.param("stake_threshold"):
+        raise TxInvalid("stake_below_threshold")
+    self_only = len(uids) == 1 and uids[0] == uid
+    neuron = state.neuron(netuid, uid)
+    assert neuron is not None
+    if netuid != ROOT_NETUID and not (neuron["permit"] or self_only or is_owner):
+        raise TxInvalid("no_validator_permit")
+    try:
+        pairs = yuma.canonicalise_weights(uids, values, n=limit)
+    except yuma.InvalidWeights as exc:
+        raise TxInvalid(exc.reason, exc.detail) from None
+    if not self_only and len(pairs) < min(hp["min_allowed_weights"], n):
+        raise TxInvalid("too_few_weights", f"minimum {min(hp['min_allowed_weights'], n)}")
+    upscaled = yuma.max_upscale_weights([v for _, v in pairs])
+    row = [(u, v) for (u, _), v in zip(pairs, upscaled, strict=True)]
+    if hp["max_weight_limit"] < 65535 and not self_only:
+        total = sum(v for _, v in row)
+        if total and any(v * 65535 > hp["max_weight_limit"] * total for _, v in row):
+            raise TxInvalid("weight_exceeds_max_limit", f"limit {hp['max_weight_limit']}")
+    return [[u, v] for u, v in row]
+
+
+def _set_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: SetWeights = tx.body
+    sn = _subnet_or_reject(state, body.netuid)
+    uid = _uid_or_reject(state, body.netuid, tx.sender)
+    if sn["hp"]["commit_reveal_enabled"]:
+        raise TxInvalid("commit_reveal_enabled", "commit then reveal weights on this subnet")
+    neuron = state.neuron(body.netuid, uid)
+    assert neuron is not None
+    limit = sn["hp"]["weights_rate_limit"]
+    if neuron.get("weights_set_at", 0) and ctx.height - neuron["weights_set_at"] < limit:
+        raise TxInvalid("weights_rate_limited", f"{limit} blocks between weight sets")
+    neuron["weights"] = _checked_weights(state, body.netuid, sn, uid, tx.sender, body.uids, body.values, body.version_key)
+    neuron["last_update"] = ctx.height
+    neuron["weights_set_at"] = ctx.height
+    state.set_neuron(body.netuid, uid, neuron)
+
+
+def commit_hash(hotkey: bytes, netuid: int, uids: list[int] | tuple[int, ...], values: list[int] | tuple[int, ...],
+                salt: bytes, version_key: int) -> bytes:
+    """The commit of a weights reveal: sha256 over the canonical encoding of all its parts."""
+    return sha256(b"p2pnode/weights-commit/v1\x00" + encode([hotkey, netuid, list(uids), list(values), salt, version_key]))
+
+
+def _live_commits(sn: dict[str, Any], commits: list[list[Any]]) -> list[list[Any]]:
+    """Drop expired commits: those whose reveal epoch has passed."""
+    current, period = sn["epoch_index"], sn["hp"]["reveal_period_epochs"]
+    return [c for c in commits if current <= c[1] + period]
+
+
+def _commit_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: CommitWeights = tx.body
+    sn = _subnet_or_reject(state, body.netuid)
+    uid = _uid_or_reject(state, body.netuid, tx.sender)
+    if not sn["hp"]["commit_reveal_enabled"]:
+        raise TxInvalid("commit_reveal_disabled", "set weights directly on this subnet")
+    key = b"C" + body.netuid.to_bytes(2, "big") + tx.sender
+    commits = _live_commits(sn, state.get(key, []))
+    if commits and ctx.height - commits[-1][2] < sn["hp"]["weights_rate_limit"]:
+        raise TxInvalid("weights_rate_limited", f"{sn['hp']['weights_rate_limit']} blocks between commits")
+    if len(commits) >= MAX_UNREVEALED_COMMITS:
+        raise TxInvalid("too_many_commits", f"at most {MAX_UNREVEALED_COMMITS} unrevealed")
+    commits.append([body.commit_hash, sn["epoch_index"], ctx.height])
+    state.put(key, commits)
+    neuron = state.neuron(body.netuid, uid)
+    assert neuron is not None
+    neuron["last_update"] = ctx.height  # committing keeps a validator active (yuma.md §6.2)
+    state.set_neuron(body.netuid, uid, neuron)
+
+
+def _reveal_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
+    body: RevealWeights = tx.body
+    sn = _subnet_or_reject(state, body.netuid)
+    uid = _uid_or_reject(state, body.netuid, tx.sender)
+    if not sn["hp"]["commit_reveal_enabled"]:
+        raise TxInvalid("commit_reveal_disabled")
+    key = b"C" + body.netuid.to_bytes(2, "big") + tx.sender
+    commits = _live_commits(sn, state.get(key, []))
+    digest = commit_hash(tx.sender, body.netuid, body.uids, body.values, body.salt, body.version_key)
+    index = next((i for i, c in enumerate(commits) if c[0] == digest), None)
+    if index is None:
+        raise TxInvalid("no_matching_commit", "no live commit has this hash")
+    due = commits[index][1] + sn["hp"]["reveal_period_epochs"]
+    if sn["epoch_index"] < due:
+        raise TxInvalid("reveal_too_early", f"reveal in epoch {due}, now {sn['epoch_index']}")
+    neuron = state.neuron(body.netuid, uid)
+    assert neuron is not None
+    neuron["weights"] = _checked_weights(state, body.netuid, sn, uid, tx.sender, body.uids, body.values, body.version_key)
+    state.set_neuron(body.netuid, uid, neuron)
+    remaining = commits[index + 1 :]
+    if remaining:
+        state.put(key, remaining)
+    else:
+        state.delete(key)
+
+
+# ---------------------------------------------------------------- emission and epochs
+
+
+def _stake_to(state: State, hot: bytes, cold: bytes, amount: int) -> None:
+    if amount:
+        state.change_stake(cold, hot, amount)
+        state.add_supply("emitted", amount)
+
+
+def root_shares(state: State, netuids: list[int]) -> list[int]:
+    """Each subnet's share of block emission in parts of 2^32, from root weights weighted by stake.
+
+    A subnet's share is the stake-weighted mean of the root validators' normalised weights on it;
+    with no root weights every subnet gets an equal share.
+    """
+    root = state.subnet(ROOT_NETUID)
+    assert root is not None
+    totals = {netuid: 0 for netuid in netuids}
+    weight_stake = 0
+    for uid in range(root["n"]):
+        neuron = state.neuron(ROOT_NETUID, uid)
+        assert neuron is not None
+        row = [(u, v) for u, v in neuron["weights"] if u in totals and v]
+        row_sum = sum(v for _, v in row)
+        stake = state.total_stake(neuron["hot"])
+        if not row_sum or not stake:
+            continue
+        weight_stake += stake
+        for u, v in row:
+            totals[u] += stake * v * (1 << 32) // row_sum
+    if weight_stake == 0:
+        return [(1 << 32) // len(netuids)] * len(netuids)
+    return [totals[netuid] // weight_stake for netuid in netuids]
+
+
+def block_emission(issued: int, base: int, cap: int) -> int:
+    """Rao emitted by one block: `base >> k`, k the largest integer with issued >= cap·(1 − 2^−k) (yuma.md §4.2)."""
+    if issued >= cap:
+        return 0
+    k = 0
+    # issued >= cap - cap/2^(k+1)  <=>  (cap - issued)·2^(k+1) <= cap
+    while (cap - issued) << (k + 1) <= cap:
+        k += 1
+    return base >> k
+
+
+def _distribute_block_emission(state: State, ctx: BlockContext) -> None:
+    netuids = [n for n in state.netuids() if n != ROOT_NETUID]
+    if not netuids:
+        return
+    supply = state.supply()
+    issued = supply["genesis"] + supply["emitted"] + state.global_value("pending_total", 0)
+    amount = block_emission(issued, state.param("block_emission"), state.param("halving_supply"))
+    if amount == 0:
+        return
+    shares = root_shares(state, netuids)
+    paid = [amount * s >> 32 for s in shares]
+    # The rounding dust goes to the subnet with the largest share (lowest netuid on ties).
+    paid[max(range(len(netuids)), key=lambda i: (shares[i], -netuids[i]))] += amount - sum(paid)
+    for netuid, part in zip(netuids, paid, strict=True):
+        if part:
+            sn = state.subnet(netuid)
+            assert sn is not None
+            sn["pending"] += part
+            state.set_subnet(netuid, sn)
+    state.set_global("pending_total", state.global_value("pending_total", 0) + amount)
+
+
+def epoch_input(state: State, netuid: int, sn: dict[str, Any], block: int, amount: int) -> yuma.EpochInput:
+    n = sn["n"]
+    neurons = [state.neuron(netuid, uid) for uid in range(n)]
+    owner_uid = state.uid_of(netuid, sn["owner_hot"]) if sn["owner_hot"] else None
+    hp = sn["hp"]
+    commit_blocks = None
+    if hp["commit_reveal_enabled"]:
+        commit_blocks = []
+        for nr in neurons:
+            live = _live_commits(sn, state.get(b"C" + netuid.to_bytes(2, "big") + nr["hot"], []))  # type: ignore[index]
+            commit_blocks.append(min((c[2] for c in live), default=None))
+    return yuma.EpochInput(
+        n=n,
+        current_block=block,
+        tempo=hp["tempo"],
+        last_mech_step_block=max(sn["last_epoch"], 0),
+        commit_blocks=commit_blocks,
+        activity_cutoff=hp["activity_cutoff"],
+        last_update=[nr["last_update"] for nr in neurons],  # type: ignore[index]
+        block_at_registration=[nr["registered"] for nr in neurons],  # type: ignore[index]
+        stake=[state.total_stake(nr["hot"]) for nr in neurons],  # type: ignore[index]
+        stake_threshold=state.param("stake_threshold"),
+        owner_uid=owner_uid,
+        validator_permit=[nr["permit"] for nr in neurons],  # type: ignore[index]
+        max_allowed_validators=hp["max_allowed_validators"],
+        weights=[[tuple(e) for e in nr["weights"]] for nr in neurons],  # type: ignore[index]
+        bonds=[[tuple(e) for e in nr["bonds"]] for nr in neurons],  # type: ignore[index]
+        kappa=hp["kappa"],
+        bonds_penalty=hp["bonds_penalty"],
+        bonds_moving_average=hp["bonds_moving_average"],
+        yuma3_on=bool(hp["yuma3_on"]),
+        liquid_alpha_on=bool(hp["liquid_alpha_on"]),
+        alpha_low=hp["alpha_low"],
+        alpha_high=hp["alpha_high"],
+        alpha_sigmoid_steepness=hp["alpha_sigmoid_steepness"],
+        emission=amount,
+    )
+
+
+def _pay_dividend(state: State, hot: bytes, amount: int) -> None:
+    """A validator's dividend: its take to the owner coldkey, the rest to its stakers pro rata."""
+    owner = state.hotkey_owner(hot)
+    assert owner is not None
+    take = amount * state.hotkey_take(hot) // 65535
+    rest = amount - take
+    stakers = state.stakers(hot)
+    total = state.total_stake(hot)
+    shares: list[tuple[bytes, int]] = []
+    if total and rest:
+        shares = [(cold, rest * state.stake(cold, hot) // total) for cold in stakers]
+    paid_out = sum(s for _, s in shares)
+    for cold, share in shares:
+        _stake_to(state, hot, cold, share)
+    _stake_to(state, hot, owner, take + rest - paid_out)  # the take, plus the rounding dust
+
+
+def run_subnet_epoch(state: State, netuid: int, block: int) -> None:
+    sn = state.subnet(netuid)
+    assert sn is not None
+    pending = sn["pending"]
+    sn["pending"] = 0
+    state.set_global("pending_total", state.global_value("pending_total", 0) - pending)
+    if sn["n"] == 0:
+        # Nobody to pay: the pending emission is not minted.
+        sn["last_epoch"] = block
+        sn["epoch_index"] += 1
+        state.set_subnet(netuid, sn)
+        return
+    owner_cut = pending * state.param("owner_cut") // 65535 if sn["owner_hot"] else 0
+    amount = pending - owner_cut
+    out = yuma.run_epoch(epoch_input(state, netuid, sn, block, amount))
+    sn["last_epoch"] = block
+    sn["epoch_index"] += 1
+    owner_hotkeys = {sn["owner_hot"]}
+    paid = 0
+    for uid in range(sn["n"]):
+        neuron = state.neuron(netuid, uid)
+        assert neuron is not None
+        incentive_rao, dividend_rao = out.server_emission[uid], out.validator_emission[uid]
+        neuron.update(
+            consensus=out.consensus[uid],
+            incentive=out.incentive[uid],
+            dividends=out.dividends[uid],
+            trust=out.validator_trust[uid],
+            permit=out.validator_permit[uid],
+            bonds=[list(b) for b in out.bonds[uid]],
+            emission=incentive_rao + dividend_rao,
+            active=out.active[uid],
+        )
+        state.set_neuron(netuid, uid, neuron)
+        hot = neuron["hot"]
+        if incentive_rao:
+            if hot in owner_hotkeys:
+                state.add_supply("burned", incentive_rao)  # the owner's miner incentive is burned
+                state.add_supply("emitted", incentive_rao)
+            else:
+                owner = state.hotkey_owner(hot)
+                assert owner is not None
+                _stake_to(state, hot, owner, incentive_rao)
+        if dividend_rao:
+            _pay_dividend(state, hot, dividend_rao)
+        paid += incentive_rao + dividend_rao
+    # The owner cut and the epoch's rounding dust go to the owner (staked on the owner hotkey).
+    if sn["owner_hot"]:
+        _stake_to(state, sn["owner_hot"], sn["owner_cold"], owner_cut + amount - paid)
+    state.set_subnet(netuid, sn)
+
+
+def block_step(state: State, ctx: BlockContext) -> None:
+    """Per-block emission, then the epochs of subnets that are due (at most 2 per block)."""
+    _distribute_block_emission(state, ctx)
+    ran = 0
+    for netuid in state.netuids():
+        sn = state.subnet(netuid)
+        assert sn is not None
+        if netuid == ROOT_NETUID:
+            continue
+        if ctx.height - sn["last_epoch"] >= sn["hp"]["tempo"] and ran < 2:
+            run_subnet_epoch(state, netuid, ctx.height)
+            ran += 1
+
+
+TX_HANDLERS = {
+    "create_subnet": _create_subnet,
+    "set_hyperparameter": _set_hyperparameter,
+    "register": _register,
+    "serve": _serve,
+    "set_weights": _set_weights,
+    "commit_weights": _commit_weights,
+    "reveal_weights": _reveal_weights,
+}

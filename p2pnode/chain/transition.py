@@ -18,7 +18,9 @@ from p2pnode.chain.types import AddStake, Block, RemoveStake, SetTake, Transfer,
 
 TxHandler = Callable[[State, Tx, BlockContext], None]
 
-SUPPORTED_PROTOCOL_VERSIONS = frozenset({1})
+# Protocol versions this build can run. Version 2 (scheduled by governance) burns fees instead of
+# paying them to the proposer.
+SUPPORTED_PROTOCOL_VERSIONS = frozenset({1, 2})
 
 
 def _transfer(state: State, tx: Tx, ctx: BlockContext) -> None:
@@ -54,6 +56,7 @@ def _remove_stake(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("zero_amount")
     if state.stake(tx.sender, body.hotkey) < body.amount:
         raise TxInvalid("insufficient_stake", f"staked {state.stake(tx.sender, body.hotkey)}")
+    governance.check_unlocked(state, tx.sender, state.coldkey_stake(tx.sender) - body.amount, ctx.height)
     state.change_stake(tx.sender, body.hotkey, -body.amount)
     state.credit(tx.sender, body.amount)
 
@@ -98,7 +101,10 @@ def apply_tx(state: State, tx: Tx, ctx: BlockContext) -> None:
     overlay = state.child()
     overlay.set_account(tx.sender, balance - tx.fee, expected + 1)
     if tx.fee:
-        overlay.credit(ctx.proposer, tx.fee)
+        if state.param("protocol_version") >= 2:
+            overlay.add_supply("burned", tx.fee)
+        else:
+            overlay.credit(ctx.proposer, tx.fee)
     handler(overlay, tx, ctx)
     overlay.commit_into_parent()
 

@@ -1,0 +1,91 @@
+"""A fast in-memory chain for economics and governance tests: blocks without signatures or SQLite.
+
+`ChainHarness` applies blocks with the real state transition (`apply_block_body`) on a dict-backed
+state; signatures are not checked (the transition never does), so tests exercise exactly the
+stateful rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from p2pnode.chain import accumulator, consensus
+from p2pnode.chain.encoding import decode
+from p2pnode.chain.errors import TxInvalid
+from p2pnode.chain.genesis import Genesis, build_genesis_state
+from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.state import DictReader, State
+from p2pnode.chain.transition import apply_block_body, context_for, validate_tx
+from p2pnode.chain.types import Block, Header, SignedTx, body_root, make_tx
+from protocols.crypto import Keypair
+
+NO_SIG = bytes(64)
+
+
+class ChainHarness:
+    def __init__(self, genesis: Genesis) -> None:
+        self.reader, self.acc, self.genesis_header = build_genesis_state(genesis)
+        self.chain_id = genesis.chain_id
+        self.height = 0
+        self.slot = 0
+        self.parent = self.genesis_header.hash
+        self._queued: dict[bytes, int] = {}  # nonces handed out for the next block
+
+    @property
+    def state(self) -> State:
+        return State(self.reader, self.acc)
+
+    def tx(self, key: Keypair, body: ChainObject, *, fee: int = 1_000, nonce: int | None = None) -> SignedTx:
+        if nonce is None:
+            nonce = self.state.nonce(key.public_key) + self._queued.get(key.public_key, 0)
+            self._queued[key.public_key] = self._queued.get(key.public_key, 0) + 1
+        return SignedTx(tx=make_tx(self.chain_id, key.public_key, nonce, fee, body), sig=NO_SIG)
+
+    def block(self, txs: Iterable[SignedTx] = ()) -> Block:
+        """Apply one block holding `txs` in the next slot; raises BlockInvalid (nothing kept)."""
+        self._queued = {}
+        state = self.state
+        slot = self.slot + 1
+        header = Header(
+            chain=self.chain_id, version=state.param("protocol_version"), height=self.height + 1, slot=slot,
+            parent=self.parent, proposer=consensus.proposer_for_slot(state, slot) or bytes(32),
+            state_root=bytes(32), tx_root=body_root(tuple(txs), ()), timestamp_ms=slot * 1000,
+        )
+        txs = tuple(txs)
+        header = Header(**{**{n: getattr(header, n) for n in Header.SCHEMA}, "tx_root": body_root(txs, ())})
+        block = Block(header=header, sig=NO_SIG, txs=txs, votes=())
+        apply_block_body(state, block)
+        self.acc = state.accumulator()
+        self.reader.apply(state.changes())
+        self.height, self.slot, self.parent = header.height, slot, header.hash
+        return block
+
+    def blocks(self, count: int) -> None:
+        for _ in range(count):
+            self.block()
+
+    def reject_reason(self, stx: SignedTx) -> str:
+        self._queued = {}
+        state = self.state
+        header = Header(chain=self.chain_id, version=1, height=self.height + 1, slot=self.slot + 1,
+                        parent=self.parent, proposer=bytes(32), state_root=bytes(32), tx_root=bytes(32),
+                        timestamp_ms=0)
+        try:
+            validate_tx(state, stx.tx, context_for(Block(header=header, sig=NO_SIG, txs=(), votes=())))
+        except TxInvalid as exc:
+            return exc.reason
+        raise AssertionError("transaction was accepted")
+
+    def conservation(self) -> tuple[int, int]:
+        """(balances + stake + burned + locked, genesis + emitted): equal after every block."""
+        data = self.reader.data
+        balances = sum(decode(v)[0] for k, v in data.items() if k[:1] == b"A")
+        stakes = sum(decode(v) for k, v in data.items() if k[:1] == b"S")
+        supply = self.state.supply()
+        return balances + stakes + supply["burned"] + supply["locked"], supply["genesis"] + supply["emitted"]
+
+    def root(self) -> bytes:
+        return accumulator.digest(self.acc)
+
+
+__all__ = ["ChainHarness", "DictReader"]
