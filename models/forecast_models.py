@@ -30,6 +30,7 @@ from models.base import Model, Request, Response, Task, Tensors, require_task, r
 from models.checkpoints import find_checkpoint, load_checkpoint
 from models.errors import CheckpointError, IncompatibleTask
 from models.tasks.forecast import ForecastTask, synthetic_series
+from models.training import TRAINING_THREADS, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,8 @@ def train_mlp(
 @functools.lru_cache(maxsize=1)
 def _quick_trained_state() -> dict[str, torch.Tensor]:
     # Cached so that a process creating the model twice trains once.
-    return train_mlp(MLPConfig(), QUICK_TRAIN).state_dict()
+    with torch_threads(TRAINING_THREADS):
+        return train_mlp(MLPConfig(), QUICK_TRAIN).state_dict()
 
 
 def mlp_checkpoint(model: ForecastMLP, train: MLPTrainConfig) -> dict[str, Any]:

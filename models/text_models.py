@@ -32,6 +32,7 @@ from models.errors import CheckpointError
 from models.gpt import CharGPT, GPTConfig, TrainConfig, train_char_gpt
 from models.tasks.corpus import VOCAB, load_corpus
 from models.tasks.text import TextTask
+from models.training import TRAINING_THREADS, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ TRANSFORMER_FORMAT = "p2pnode.text-transformer/1"
 QUICK_CONFIG = GPTConfig(vocab_size=len(VOCAB), block_size=16, n_layer=2, n_head=4, n_embd=64)
 QUICK_TRAIN = TrainConfig(steps=600, batch_size=32, learning_rate=5e-3, seed=0)
 # The model `scripts/train_text.py` trains by default (under two minutes on two CPU cores).
-FULL_CONFIG = GPTConfig(vocab_size=len(VOCAB), block_size=64, n_layer=3, n_head=4, n_embd=96)
-FULL_TRAIN = TrainConfig(steps=900, batch_size=32, learning_rate=4e-3, seed=0)
+FULL_CONFIG = GPTConfig(vocab_size=len(VOCAB), block_size=64, n_layer=3, n_head=4, n_embd=64)
+FULL_TRAIN = TrainConfig(steps=1500, batch_size=32, learning_rate=4e-3, seed=0)
 # Add-k smoothing of the frequency models: no character is ever given probability 0.
 SMOOTHING = 0.5
 
@@ -171,7 +172,8 @@ def bigram_factory(task: Task, device: str = "cpu", **options: Any) -> TextModel
 def _quick_trained_state(corpus_fingerprint: str) -> dict[str, torch.Tensor]:
     # Keyed by the corpus so a different corpus can never reuse stale weights; cached so that a
     # process creating the model twice (tests, a restart of the miner service) trains once.
-    model = train_char_gpt(QUICK_CONFIG, encode_text(load_corpus().train), QUICK_TRAIN)
+    with torch_threads(TRAINING_THREADS):
+        model = train_char_gpt(QUICK_CONFIG, encode_text(load_corpus().train), QUICK_TRAIN)
     return model.state_dict()
 
 
