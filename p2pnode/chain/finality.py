@@ -141,6 +141,11 @@ def vote_problem(state: State, vote: FinalityVote, slot: int, vset: dict[str, An
     return None
 
 
+def counted_voters(state: State, epoch: int) -> set[bytes]:
+    """Validators whose vote for target `epoch` this chain has counted already."""
+    return {voter for entry in state.get(_tally_key(epoch), []) for voter in entry[3]}
+
+
 def _stake_in(vset: dict[str, Any], hotkey: bytes) -> int:
     for hot, stake in vset["validators"]:
         if hot == hotkey:

@@ -120,6 +120,7 @@ class ChainNode:
         self._decoded: OrderedDict[bytes, Block] = OrderedDict()  # validator -> handler hand-off
         self._evidence_send, self._evidence_recv = trio.open_memory_channel[ChainObject](64)
         self._reported: set[bytes] = set()
+        self._status_cache: tuple[bytes, sync.Status] | None = None
         self.blocks_proposed = 0
         self.votes_cast = 0
         self.evidence_submitted = 0
@@ -173,6 +174,14 @@ class ChainNode:
         }
 
     def local_status(self) -> sync.Status:
+        head_hash = self.chain.store.head_hash
+        if self._status_cache is not None and self._status_cache[0] == head_hash:
+            return self._status_cache[1]
+        status = self._make_status()
+        self._status_cache = (head_hash, status)
+        return status
+
+    def _make_status(self) -> sync.Status:
         head = self.head
         finalized = self.finalized
         justified = self.chain.justified
@@ -226,7 +235,7 @@ class ChainNode:
     # ---------------------------------------------------------------- blocks
 
     def _validate_block(self, peer_id: str, data: bytes) -> Verdict:
-        max_bytes = self.chain.head_state().param("max_block_bytes")
+        max_bytes = self.chain.head_param("max_block_bytes")
         try:
             block = codec.decode(Block, data, max_bytes=max_bytes)
         except codec.MalformedMessage:
@@ -240,6 +249,8 @@ class ChainNode:
             return Verdict.IGNORE
         if header.height <= self._finalized_height():
             return Verdict.IGNORE
+        if not self._known_validator(header.proposer):
+            return Verdict.IGNORE  # not a validator we know of: unverifiable here, not relayed
         if not header_signature_ok(block.signed_header):
             return Verdict.REJECT
         evidence = self.watch.see_header(block.signed_header)
@@ -253,6 +264,14 @@ class ChainNode:
         while len(self._decoded) > 64:
             self._decoded.popitem(last=False)
         return Verdict.ACCEPT
+
+    def _known_validator(self, hotkey: bytes) -> bool:
+        state = self.chain.head_state()
+        for name in ("vset_prev", "vset", "vset_next"):
+            vset = state.global_value(name)
+            if vset is not None and any(hot == hotkey for hot, _ in vset["validators"]):
+                return True
+        return False
 
     async def _on_block(self, peer_id: str, data: bytes) -> None:
         block = self._decoded.pop(sha256(data), None)

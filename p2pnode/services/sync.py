@@ -85,7 +85,7 @@ class ImportOutcome:
 
 @dataclass(frozen=True)
 class SyncConfig:
-    status_interval_ms: int = 4_000
+    status_interval_ms: int = 8_000
     batch: int = 32
     parallel: int = 3
     request_timeout_s: float = 2.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from p2pnode.chain import accumulator, consensus, finality
 from p2pnode.chain.encoding import decode, encode
@@ -52,6 +53,15 @@ class _ForkBlock:
     acc: int  # state accumulator after the block
 
 
+@dataclass(frozen=True)
+class _HeadView:
+    hash: bytes
+    header: Header
+    justified: Checkpoint | None
+    finalized: Checkpoint | None
+    params: dict[str, int]
+
+
 class _RewoundReader:
     """The head state seen through overrides: the state at an ancestor, or at a fork block."""
 
@@ -86,7 +96,7 @@ class ChainDB:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._forks: dict[bytes, _ForkBlock] = {}
-        self._head_cache: tuple[bytes, Header] | None = None
+        self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
         self._finalized: Checkpoint | None = None if raw is None else finality.cp_from(decode(raw))
 
@@ -96,31 +106,51 @@ class ChainDB:
         """A fresh overlay over the head state (nothing written reaches the store)."""
         return State(self.store, self.store.head_accumulator())
 
-    @property
-    def head(self) -> Header:
+    def _view(self) -> _HeadView:
+        """What the node asks about the head all the time, decoded once per head."""
         head_hash = self.store.head_hash
-        if self._head_cache is None or self._head_cache[0] != head_hash:
+        view = self._head_view
+        if view is None or view.hash != head_hash:
             header = self.store.header(head_hash)
             assert header is not None
-            self._head_cache = (head_hash, header)
-        return self._head_cache[1]
+            state = self.head_state()
+            view = _HeadView(
+                head_hash,
+                header,
+                finality.justified_checkpoint(state),
+                finality.finalized_checkpoint(state),
+                {name: state.param(name) for name in ("slot_ms", "epoch_slots", "max_block_bytes", "max_block_txs")},
+            )
+            self._head_view = view
+        return view
+
+    @property
+    def head(self) -> Header:
+        return self._view().header
 
     @property
     def head_info(self) -> BlockInfo:
-        head = self.head
-        return BlockInfo(head.hash, head.parent, head.height, head.slot, finality.justified_epoch(self.head_state()))
+        view = self._view()
+        head = view.header
+        justified_epoch = -1 if view.justified is None else view.justified.epoch
+        return BlockInfo(head.hash, head.parent, head.height, head.slot, justified_epoch)
 
     @property
     def finalized(self) -> Checkpoint | None:
         """The latest finalized checkpoint this node has seen (never goes back, survives restarts)."""
-        state_cp = finality.finalized_checkpoint(self.head_state())
+        state_cp = self._view().finalized
         if state_cp is not None and (self._finalized is None or state_cp.epoch > self._finalized.epoch):
             return state_cp
         return self._finalized
 
     @property
     def justified(self) -> Checkpoint | None:
-        return finality.justified_checkpoint(self.head_state())
+        return self._view().justified
+
+    def head_param(self, name: str) -> int:
+        """A chain parameter at the head (cached for slot_ms, epoch_slots and the block limits)."""
+        params = self._view().params
+        return params[name] if name in params else self.head_state().param(name)
 
     def is_known(self, block_hash: bytes, height: int) -> bool:
         """Whether the block was verified: canonical, or a kept fork block."""
@@ -237,7 +267,7 @@ class ChainDB:
         return len(rolled)
 
     def _after_head_change(self) -> None:
-        state_cp = finality.finalized_checkpoint(self.head_state())
+        state_cp = self._view().finalized
         if state_cp is None or (self._finalized is not None and state_cp.epoch <= self._finalized.epoch):
             return
         self._finalized = state_cp
@@ -316,10 +346,19 @@ class ChainDB:
             chosen.append(stx)
             budget -= size
         chosen_votes: list[SignedVote] = []
+        vsets: dict[int, dict[str, Any] | None] = {}
+        counted: dict[int, set[bytes]] = {}
         for signed_vote in votes:
             vote = signed_vote.vote
-            vset = consensus.validator_set_for_epoch(state, vote.target.epoch)
-            if finality.vote_problem(state, vote, header.slot, vset) is not None or vset is None:
+            epoch = vote.target.epoch
+            if epoch not in vsets:
+                vsets[epoch] = consensus.validator_set_for_epoch(state, epoch)
+                counted[epoch] = finality.counted_voters(state, epoch)
+            vset = vsets[epoch]
+            # Cheap pre-filter: most pooled votes are already on chain.
+            if vset is None or vote.validator in counted[epoch]:
+                continue
+            if finality.vote_problem(state, vote, header.slot, vset) is not None:
                 continue
             size = len(codec.encode(signed_vote))
             if size > budget:

@@ -33,7 +33,8 @@ import trio.testing
 from p2pnode.chain import consensus, finality
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.genesis import Genesis
-from p2pnode.chain.types import Checkpoint, FinalityVote, SignedVote
+from p2pnode.chain.types import Block, Checkpoint, FinalityVote, Header, SignedVote, body_root
+from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.clock import TrioClock
 from p2pnode.services.node import ChainNode, NodeConfig
 from p2pnode.services.signing_record import GuardedSigner
@@ -286,8 +287,12 @@ class Simulation:
         loss_permille: int = 0,
         config: NodeConfig | None = None,
         genesis_params: dict[str, int] | None = None,
+        passive: frozenset[int] = frozenset(),
     ) -> None:
+        """`passive`: nodes whose validator key signs only what the test makes it sign (byzantine
+        helpers below); their ChainNode runs without a signer."""
         validators = nodes if validators is None else validators
+        self.passive = passive
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.seed = seed
@@ -340,7 +345,7 @@ class Simulation:
         assert sim_node.node is None, f"node {i} is already up"
         chain = open_chain(sim_node.store_path, self.genesis)
         signer = None
-        if sim_node.key is not None:
+        if sim_node.key is not None and i not in self.passive:
             signer = GuardedSigner(sim_node.key, SigningRecord(sim_node.record_path, sim_node.key.public_key))
         sim_node.endpoint.come_up()
         node = ChainNode(chain, sim_node.endpoint, self.clock, signer, self.config)
@@ -439,6 +444,30 @@ class Simulation:
             vote = FinalityVote(chain=node.chain_id, validator=sim_node.key.public_key, source=source, target=target)
             signed_vote = SignedVote(vote=vote, sig=sim_node.key.sign(vote.signing_bytes()))
             await sim_node.endpoint.publish(node.topics["votes"], codec.encode(signed_vote))
+
+    async def flood_blocks(self, i: int, count: int) -> None:
+        """Node i gossips `count` well-formed blocks signed by a key that is not the proposer: half
+        on its head (wrong proposer), half on unknown parents (orphans)."""
+        sim_node = self.nodes[i]
+        assert sim_node.node is not None
+        node = sim_node.node
+        key = dev_keypair(f"flooder-{i}")
+        head = node.head
+        for n in range(count):
+            parent = head.hash if n % 2 == 0 else sha256(b"nowhere" + n.to_bytes(4, "big"))
+            header = Header(
+                chain=node.chain_id,
+                version=head.version,
+                height=head.height + 1,
+                slot=node.current_slot(),
+                parent=parent,
+                proposer=key.public_key,
+                state_root=sha256(n.to_bytes(4, "big")),
+                tx_root=body_root((), ()),
+                timestamp_ms=self.clock.now_ms(),
+            )
+            block = Block(header=header, sig=key.sign(header.signing_bytes()), txs=(), votes=())
+            await sim_node.endpoint.publish(node.topics["blocks"], codec.encode(block))
 
     async def flood(self, i: int, count: int) -> None:
         """Node i gossips `count` junk messages on every topic (undecodable and badly signed)."""
