@@ -47,8 +47,8 @@ import trio
 from models.base import Task
 from models.errors import InvalidResponse
 from p2pnode.chain.address import AddressError, decode_address
-from p2pnode.chain.encoding import encode as canonical_encode
 from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.subnets import commit_hash
 from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
 from protocols.codec import MalformedMessage, encode
 from protocols.crypto import Keypair
@@ -66,20 +66,6 @@ from protocols.inference import (
     verify_response,
 )
 from protocols.network import NetworkAPI, RequestError
-
-try:  # the chain's definition, once subnets.py has it; the same formula otherwise
-    from p2pnode.chain.subnets import commit_hash  # type: ignore[attr-defined]
-except ImportError:
-    _COMMIT_DOMAIN = b"p2pnode/weights-commit/v1\x00"
-
-    def commit_hash(
-        hotkey: bytes, netuid: int, uids: list[int], values: list[int], salt: bytes, version_key: int
-    ) -> bytes:
-        """What a validator commits to: sha256(domain + canonical CBOR of the revealed data)."""
-        return hashlib.sha256(
-            _COMMIT_DOMAIN + canonical_encode([hotkey, netuid, list(uids), list(values), salt, version_key])
-        ).digest()
-
 
 logger = logging.getLogger(__name__)
 
