@@ -6,7 +6,16 @@ import argparse
 
 from p2pnode.chain.types import GovVote, Propose
 from p2pnode.cli import CliError
-from p2pnode.cli_common import add_api, add_json, add_signer, api_get, emit, load_signer, parse_address, submit
+from p2pnode.cli_common import (
+    add_api,
+    add_json,
+    add_signer,
+    api_get,
+    emit,
+    load_signer,
+    parse_address,
+    submit,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -3,7 +3,8 @@
 Format:
     {"chain_id": "...", "genesis_time_ms": 0, "params": {name: int},
      "balances": {address: rao}, "validators": [{"hotkey": addr, "coldkey": addr, "stake": rao}],
-     "subnets": [{"owner_coldkey": addr, "owner_hotkey": addr, "task": "text", "hyperparameters": {}}],
+     "subnets": [{"owner_coldkey": addr, "owner_hotkey": addr, "task": "text", "hyperparameters": {},
+                  "neurons": [{"hotkey": addr, "coldkey": addr}]}],
      "bootstrap": [multiaddr, ...]}
 """
 
@@ -82,7 +83,12 @@ def genesis_from_json(doc: Any) -> tuple[Genesis, list[str]]:
                                      _int(v["stake"], f"validators[{i}].stake", 1)))
     sns = []
     for i, s in enumerate(subnets):
-        _keys(s, f"subnets[{i}]", {"owner_coldkey", "owner_hotkey", "task"}, {"hyperparameters"})
+        _keys(s, f"subnets[{i}]", {"owner_coldkey", "owner_hotkey", "task"}, {"hyperparameters", "neurons"})
+        neurons = s.get("neurons", [])
+        if type(neurons) is not list:
+            raise GenesisError(f"subnets[{i}].neurons: expected a list")
+        for j, nr in enumerate(neurons):
+            _keys(nr, f"subnets[{i}].neurons[{j}]", {"hotkey", "coldkey"}, set())
         hp = s.get("hyperparameters", {})
         if type(hp) is not dict:
             raise GenesisError(f"subnets[{i}].hyperparameters: expected an object")
@@ -90,7 +96,10 @@ def genesis_from_json(doc: Any) -> tuple[Genesis, list[str]]:
             raise GenesisError(f"subnets[{i}].task: expected a string")
         sns.append(GenesisSubnet(_addr(s["owner_coldkey"], f"subnets[{i}].owner_coldkey"),
                                  _addr(s["owner_hotkey"], f"subnets[{i}].owner_hotkey"), s["task"],
-                                 {k: _int(x, f"subnets[{i}].hyperparameters.{k}") for k, x in hp.items()}))
+                                 {k: _int(x, f"subnets[{i}].hyperparameters.{k}") for k, x in hp.items()},
+                                 tuple((_addr(nr["hotkey"], f"subnets[{i}].neurons[{j}].hotkey"),
+                                        _addr(nr["coldkey"], f"subnets[{i}].neurons[{j}].coldkey"))
+                                       for j, nr in enumerate(neurons))))
     genesis = Genesis(
         chain_id=doc["chain_id"],
         genesis_time_ms=_int(doc["genesis_time_ms"], "genesis_time_ms"),

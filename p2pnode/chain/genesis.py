@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from p2pnode.chain import accumulator, consensus, subnets
 from p2pnode.chain.encoding import sha256
+from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.params import check_hyperparam, check_param, default_hyperparams, default_params
 from p2pnode.chain.state import DictReader, State
 from p2pnode.chain.types import ZERO_HASH, Header, body_root
@@ -34,6 +35,8 @@ class GenesisSubnet:
     owner_hotkey: bytes
     task: str
     hyperparameters: dict[str, int] = field(default_factory=dict)
+    # Hotkeys registered at genesis after the owner, as (hotkey, owning coldkey), no burn.
+    neurons: tuple[tuple[bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,10 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
             problem = check_hyperparam(name, value, by_owner=False)
             if problem:
                 raise GenesisError(f"subnets[{index}].hyperparameters.{name}: {problem}")
-    subnets.init_genesis(state, genesis.subnets)
+    try:
+        subnets.init_genesis(state, genesis.subnets)
+    except (TxInvalid, ValueError) as exc:
+        raise GenesisError(f"subnets: {exc}") from None
     consensus.init_validator_sets(state, sha256(b"p2pnode/genesis-seed\x00" + genesis.chain_id.encode()))
     if not state.global_value("vset")["validators"]:
         raise GenesisError("validators: no block validator meets min_validator_stake")

@@ -22,7 +22,6 @@ from p2pnode.chain.state import State
 from p2pnode.chain.types import GovVote, Propose, Tx
 
 
-
 def _key(proposal_id: int) -> bytes:
     return b"P" + proposal_id.to_bytes(8, "big")
 

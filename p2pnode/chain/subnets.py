@@ -118,6 +118,11 @@ def init_genesis(state: State, genesis_subnets: Any) -> None:
         # Stagger epochs so subnets do not all run in the same block (as subtensor does).
         sn["last_epoch"] = -(index % sn["hp"]["tempo"])
         _append_uid(state, index, sn, gs.owner_hotkey, 0)
+        for hot, cold in gs.neurons:
+            _claim_hotkey(state, hot, cold)
+            if state.uid_of(index, hot) is not None:
+                raise ValueError("a genesis neuron is listed twice")
+            _append_uid(state, index, sn, hot, 0)
         state.set_subnet(index, sn)
         netuids.append(index)
     state.set_global("netuids", netuids)

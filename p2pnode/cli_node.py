@@ -1,0 +1,111 @@
+"""`p2pnode join` (run a peer) and `p2pnode status` (ask a running peer)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import trio
+
+from p2pnode.chain.genesis import GenesisError
+from p2pnode.cli import CliError
+from p2pnode.cli_common import add_api, add_json, api_get, emit
+from p2pnode.cli_keys import DEFAULT_WALLET
+from p2pnode.keys import KeyStore, KeyStoreError, default_home
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    join = subparsers.add_parser("join", help="run a peer on a network")
+    join.add_argument("--network", default="devnet", help="network name under testnet/ or a genesis file path")
+    join.add_argument("--data-dir", type=Path, help="chain data directory (default: ~/.p2pnode/<network>)")
+    join.add_argument("--keys-dir", type=Path, help="directory holding wallets/ (default: $P2PNODE_HOME or ~/.p2pnode)")
+    join.add_argument("--wallet", default=DEFAULT_WALLET, help="wallet whose hotkey is this peer's identity")
+    join.add_argument("--hotkey", default="default", help="hotkey name (default: default)")
+    join.add_argument("--create-keys", action="store_true", help="create the wallet's hotkey if it does not exist")
+    join.add_argument("--dev-key", metavar="NAME", help="use a well-known development key instead (local testnets only)")
+    join.add_argument("--validator", action="store_true", help="produce blocks and vote for finality (block validator)")
+    join.add_argument("--miner", metavar="MODEL", help="serve MODEL (a registered name or package.module:factory)")
+    join.add_argument("--netuid", type=int, default=1, help="subnet the miner serves (default: 1)")
+    join.add_argument("--validate", metavar="NETUID", type=int, help="run the validator loop on this subnet")
+    join.add_argument("--validator-round", type=float, default=6.0, help="seconds between validator rounds")
+    join.add_argument("--listen", action="append", metavar="MULTIADDR",
+                      help="listen address (default: /ip4/127.0.0.1/tcp/0); repeatable")
+    join.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR", help="bootstrap peer; repeatable")
+    join.add_argument("--api-port", type=int, default=8545, help="local HTTP API port on 127.0.0.1 (0: any free port)")
+    join.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    join.add_argument("--no-progress", action="store_true", help="no sync progress bar")
+    join.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
+    join.set_defaults(func=_join)
+
+    status = subparsers.add_parser("status", help="the state of a running peer")
+    add_api(status)
+    add_json(status)
+    status.set_defaults(func=_status)
+
+
+def _hotkey(args: argparse.Namespace):  # -> Keypair
+    if args.dev_key:
+        from p2pnode.genesis_file import dev_keypair
+
+        return dev_keypair(args.dev_key)
+    store = KeyStore(args.keys_dir or default_home())
+    try:
+        return store.load_hotkey(args.wallet, args.hotkey)
+    except KeyStoreError as exc:
+        if args.create_keys:
+            try:
+                return store.create_hotkey(args.wallet, args.hotkey)
+            except KeyStoreError as again:
+                raise CliError(str(again)) from None
+        raise CliError(f"{exc} (create it with `p2pnode keys new --wallet {args.wallet} --hotkey {args.hotkey}` "
+                       "or pass --create-keys)") from None
+
+
+def _join(args: argparse.Namespace) -> int:
+    from p2pnode.node import PeerOptions, run_peer
+    from p2pnode.store import StoreError
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    network_name = Path(args.network).stem if args.network.endswith(".json") else args.network
+    data_dir = args.data_dir or default_home() / network_name
+    options = PeerOptions(
+        genesis=args.network,
+        data_dir=data_dir,
+        hotkey=_hotkey(args),
+        validator=args.validator,
+        miner_model=args.miner,
+        miner_netuid=args.netuid,
+        validate_netuid=args.validate,
+        validator_round_s=args.validator_round,
+        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        bootstrap=args.bootstrap,
+        api_port=args.api_port,
+        progress=not args.no_progress and os.isatty(2),
+        ready_file=args.ready_file,
+    )
+    try:
+        trio.run(run_peer, options)
+    except (GenesisError, StoreError) as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot start the peer: {exc}") from None
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    s = api_get(args, "/status")
+    text = "\n".join([
+        f"chain:      {s['chain_id']} (genesis {s['genesis_hash'][:16]})",
+        f"peer id:    {s['peer_id']}",
+        f"head:       height {s['head_height']} slot {s['head_slot']} {s['head_hash'][:16]}",
+        f"finalized:  height {s['finalized_height']} {str(s['finalized_hash'])[:16]}",
+        f"peers:      {s['peers']}   mempool: {s['mempool']}   syncing: {s['syncing']}",
+        f"protocol:   v{s['protocol_version']} (supports {s['supported_versions']})"
+        + (f"   HALTED: {s['halted']}" if s.get("halted") else ""),
+    ])
+    emit(args, s, text)
+    return 0
