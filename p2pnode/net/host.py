@@ -61,8 +61,10 @@ class NetConfig:
     # that start after us) and then periodically ourselves.
     dht_refresh_after_start_s: tuple[float, ...] = (2.0, 6.0, 15.0)
     dht_refresh_interval_s: float = 60.0
-    # Score upkeep (ban expiry, pruning) and re-dialling bootstrap peers when alone.
+    # Score upkeep (ban expiry, pruning) runs this often; with no connection left, bootstrap
+    # peers are dialled again at most every `bootstrap_redial_interval_s`.
     maintenance_interval_s: float = 1.0
+    bootstrap_redial_interval_s: float = 10.0
 
 
 class _BanGate(INotifee):
@@ -402,6 +404,7 @@ class LibP2PNetwork:
             logger.debug("could not dial discovered peer %s: %r", info.peer_id, exc)
 
     async def _maintenance_loop(self) -> None:
+        next_bootstrap_dial = 0.0
         while True:
             await trio.sleep(self.config.maintenance_interval_s)
             connected = self.host.get_connected_peers()
@@ -410,7 +413,8 @@ class LibP2PNetwork:
                 logger.info("ban of %s expired", peer_id)
                 self.pubsub.remove_from_blacklist(ID.from_base58(peer_id))
             self.scorer.prune()
-            if not connected and self._bootstrap:
+            if not connected and self._bootstrap and trio.current_time() >= next_bootstrap_dial:
+                next_bootstrap_dial = trio.current_time() + self.config.bootstrap_redial_interval_s
                 await self._dial_bootstrap()
 
     # -- introspection ---------------------------------------------------------------------
