@@ -1,0 +1,116 @@
+"""Mempool rules: admission, dedupe, nonce order, future nonces, fee priority, eviction, expiry, re-gossip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pnode.chain import consensus
+from p2pnode.chain.context import BlockContext
+from p2pnode.chain.types import SignedTx, Transfer
+from p2pnode.services.mempool import Mempool, MempoolConfig
+from p2pnode.store import ChainDB
+from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
+from protocols import codec
+
+ALICE, BOB, CAROL, DAVE = user_keys(4)
+HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> ChainDB:
+    return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
+
+
+def ctx(chain: ChainDB) -> BlockContext:
+    return BlockContext(height=chain.head.height + 1, slot=chain.head.slot + 1, proposer=bytes(32), timestamp_ms=0)
+
+
+def pay(sender, nonce: int, fee: int = 1_000, amount: int = 1) -> SignedTx:  # noqa: ANN001
+    return signed(sender, nonce, Transfer(to=DAVE.public_key, amount=amount), fee=fee)
+
+
+def add(pool: Mempool, chain: ChainDB, stx: SignedTx, now: int = 0) -> str:
+    return pool.add(codec.encode(stx), chain.head_state(), ctx(chain), now).reason
+
+
+def test_admission_checks_decoding_signature_and_state(chain: ChainDB) -> None:
+    pool = Mempool()
+    assert add(pool, chain, pay(ALICE, 0)) == "added"
+    assert add(pool, chain, pay(ALICE, 0)) == "duplicate"
+    assert pool.add(b"\xff\x00", chain.head_state(), ctx(chain), 0).reason == "malformed"
+    forged = SignedTx(tx=pay(BOB, 0).tx, sig=bytes(64))
+    admission = pool.add(codec.encode(forged), chain.head_state(), ctx(chain), 0)
+    assert admission.reason == "bad_signature" and admission.stateless_rejection
+    assert add(pool, chain, pay(BOB, 0, amount=10**19)) == "insufficient_balance"
+    assert add(pool, chain, pay(BOB, 0, fee=1)) == "fee_too_low"
+    assert len(pool) == 1
+
+
+def test_future_nonces_are_held_but_bounded(chain: ChainDB) -> None:
+    pool = Mempool(MempoolConfig(max_future_per_sender=2, max_nonce_gap=10))
+    assert add(pool, chain, pay(ALICE, 2)) == "added"
+    assert add(pool, chain, pay(ALICE, 3)) == "added"
+    assert add(pool, chain, pay(ALICE, 5)) == "too_many_future"
+    assert add(pool, chain, pay(ALICE, 11)) == "nonce_too_far"
+    assert pool.candidates(chain.head_state(), 10) == [], "nonce 0 is missing: nothing is executable"
+    assert add(pool, chain, pay(ALICE, 0)) == "added"
+    assert add(pool, chain, pay(ALICE, 1)) == "added"
+    assert [s.tx.nonce for s in pool.candidates(chain.head_state(), 10)] == [0, 1, 2, 3]
+    assert pool.next_nonce(ALICE.public_key, chain.head_state()) == 4
+
+
+def test_replacement_needs_a_higher_fee(chain: ChainDB) -> None:
+    pool = Mempool()
+    assert add(pool, chain, pay(ALICE, 0, fee=10_000)) == "added"
+    assert add(pool, chain, pay(ALICE, 0, fee=10_500, amount=2)) == "underpriced_replacement"
+    assert add(pool, chain, pay(ALICE, 0, fee=11_000, amount=3)) == "replaced"
+    assert len(pool) == 1 and pool.candidates(chain.head_state(), 5)[0].tx.fee == 11_000
+
+
+def test_candidates_follow_fee_across_senders_and_nonce_within(chain: ChainDB) -> None:
+    pool = Mempool()
+    for stx in [pay(ALICE, 0, fee=2_000), pay(ALICE, 1, fee=9_000), pay(BOB, 0, fee=5_000), pay(CAROL, 0, fee=1_000)]:
+        assert add(pool, chain, stx) == "added"
+    order = [(s.tx.sender, s.tx.nonce) for s in pool.candidates(chain.head_state(), 10)]
+    assert order == [
+        (BOB.public_key, 0),
+        (ALICE.public_key, 0),
+        (ALICE.public_key, 1),
+        (CAROL.public_key, 0),
+    ]
+    assert len(pool.candidates(chain.head_state(), 2)) == 2
+
+
+def test_a_full_pool_evicts_the_lowest_fee(chain: ChainDB) -> None:
+    pool = Mempool(MempoolConfig(max_txs=2))
+    assert add(pool, chain, pay(ALICE, 0, fee=3_000)) == "added"
+    assert add(pool, chain, pay(BOB, 0, fee=1_000)) == "added"
+    assert add(pool, chain, pay(CAROL, 0, fee=1_000)) == "pool_full"
+    assert add(pool, chain, pay(CAROL, 0, fee=2_000)) == "added"
+    assert {s.tx.sender for s in pool.candidates(chain.head_state(), 5)} == {ALICE.public_key, CAROL.public_key}
+
+
+def test_included_transactions_leave_and_old_ones_expire(chain: ChainDB) -> None:
+    pool = Mempool(MempoolConfig(ttl_ms=1_000))
+    first, second = pay(ALICE, 0), pay(BOB, 0)
+    add(pool, chain, first, now=0)
+    add(pool, chain, second, now=900)
+    slot = chain.head.slot + 1
+    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
+    chain.import_block(chain.build_block(HOTS[proposer], slot, 0, [first]))
+    assert pool.remove_applied(chain.head_state()) == 1
+    assert first.id not in pool and second.id in pool
+    assert pool.expire(1_500) == 0
+    assert pool.expire(2_000) == 1 and len(pool) == 0
+
+
+def test_pending_transactions_are_regossiped_at_intervals(chain: ChainDB) -> None:
+    pool = Mempool()
+    add(pool, chain, pay(ALICE, 0), now=0)
+    add(pool, chain, pay(BOB, 0), now=500)
+    assert pool.due_for_gossip(999, 1_000, 10) == []
+    assert len(pool.due_for_gossip(1_000, 1_000, 10)) == 1
+    assert len(pool.due_for_gossip(1_500, 1_000, 10)) == 1
+    assert pool.due_for_gossip(1_600, 1_000, 10) == []

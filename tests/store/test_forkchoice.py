@@ -1,0 +1,111 @@
+"""Fork choice and reorganisation through the store; finality bounds what may be reverted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pnode.chain import consensus, finality
+from p2pnode.chain.errors import BlockInvalid
+from p2pnode.chain.forkchoice import BlockInfo, choose_head, head_key, is_better
+from p2pnode.chain.types import Block, FinalityVote, SignedVote, Transfer
+from p2pnode.store import ChainDB
+from p2pnode.testing.factories import (
+    DEV_CHAIN_ID,
+    make_genesis,
+    open_chain,
+    recompute_root,
+    signed,
+    user_keys,
+    validator_keys,
+)
+
+VALS = validator_keys(4)
+HOTS = {hot.public_key: hot for _, hot in VALS}
+ALICE, BOB = user_keys(2)
+GENESIS = make_genesis(4, 4)
+
+
+def build(chain: ChainDB, slot: int, txs: list = (), votes: list = ()) -> Block:  # type: ignore[assignment]
+    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
+    block = chain.build_block(HOTS[proposer], slot, slot * 1000, list(txs), list(votes))
+    chain.import_block(block)
+    return block
+
+
+def info(h: int, height: int, justified: int) -> BlockInfo:
+    return BlockInfo(bytes([h]) * 32, bytes(32), height, height, justified)
+
+
+def test_the_order_is_justified_then_height_then_lowest_hash() -> None:
+    assert is_better(info(9, 5, 2), info(1, 50, 1)), "a later justified checkpoint beats length"
+    assert is_better(info(9, 6, 1), info(1, 5, 1)), "then the longer chain"
+    assert is_better(info(1, 5, 1), info(2, 5, 1)), "then the lower hash"
+    assert choose_head([info(3, 5, 1), info(2, 5, 1), info(4, 4, 1)]) == info(2, 5, 1)
+    assert head_key(info(1, 5, 1)) > head_key(info(2, 5, 1))
+
+
+def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
+    a = open_chain(tmp_path / "a.sqlite", GENESIS)
+    b = open_chain(tmp_path / "b.sqlite", GENESIS)
+    fork_a = [build(a, 1, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))]), build(a, 2), build(a, 3)]
+    fork_b = [build(b, 2, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=7))]), build(b, 3), build(b, 4), build(b, 5)]
+    results = [a.import_block(block) for block in fork_b]
+    assert [r.head for r in results] == [False, False, False, True]
+    assert results[-1].reorged == 3
+    assert a.head.hash == b.head.hash
+    assert a.head_state().balance(BOB.public_key) == b.head_state().balance(BOB.public_key)
+    assert recompute_root(a.store.state_items()) == b.head.state_root
+    # The old branch was kept, verified: extending it past the new head switches back.
+    assert a.is_known(fork_a[-1].hash, 3)
+    c = open_chain(tmp_path / "c.sqlite", GENESIS)
+    for block in fork_a:
+        c.import_block(block)
+    for slot in (6, 7, 8):
+        build(c, slot)
+    back = [a.import_block(c.store.canonical_block(height)) for height in range(4, 7)]
+    assert back[-1].head and max(r.reorged for r in back) == 4  # all four blocks of fork b
+    assert a.head.hash == c.head.hash
+    assert recompute_root(a.store.state_items()) == c.head.state_root
+
+
+def test_an_unknown_parent_is_refused(tmp_path: Path) -> None:
+    a = open_chain(tmp_path / "a.sqlite", GENESIS)
+    b = open_chain(tmp_path / "b.sqlite", GENESIS)
+    build(b, 1)
+    orphan = build(b, 2)
+    with pytest.raises(BlockInvalid, match="unknown_parent"):
+        a.import_block(orphan)
+
+
+def _finalize(chain: ChainDB, epochs: int) -> None:
+    pending: list[SignedVote] = []
+    for slot in range(chain.head.slot + 1, chain.head.slot + 1 + 8 * epochs):
+        build(chain, slot, votes=pending)
+        pending = []
+        if slot % 8 == 4 and slot > 8:
+            state, head = chain.head_state(), chain.head
+            target = finality.vote_target(state, head.hash, head.height, head.slot, slot // 8)
+            source = finality.justified_checkpoint(state)
+            for _, hot in VALS:
+                vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot.public_key, source=source, target=target)
+                pending.append(SignedVote(vote=vote, sig=hot.sign(vote.signing_bytes())))
+
+
+def test_nothing_at_or_below_finality_is_reverted(tmp_path: Path) -> None:
+    a = open_chain(tmp_path / "a.sqlite", GENESIS)
+    rival = open_chain(tmp_path / "rival.sqlite", GENESIS)
+    build(rival, 2)  # a builds on slot 1: the chains differ from height 1
+    long_fork = [build(rival, s) for s in range(3, 60)]
+    _finalize(a, 4)
+    finalized = a.finalized
+    assert finalized is not None and finalized.height >= 16
+    with pytest.raises(BlockInvalid, match="conflicts_with_finality"):
+        a.import_block(rival.store.canonical_block(1))
+    with pytest.raises(BlockInvalid):
+        for block in long_fork:
+            a.import_block(block)
+    assert a.store.canonical_hash(finalized.height) == finalized.hash
+    assert a.store.undo_record(a.store.canonical_hash(finalized.height)) is None, "undo pruned below finality"
+    assert a.store.undo_record(a.head.hash) is not None
