@@ -473,12 +473,14 @@ class _Lanes:
         return ((packed | self.guard) - self.ones) & self.guard
 
     def flagged_lanes(self, flags: int) -> list[int]:
-        """Indices, ascending, of the lanes whose guard bit is set in `flags`."""
+        """Indices, ascending, of the lanes whose guard bit is set in `flags` (no other bits set)."""
+        lane_bytes = self.bits // 8
+        guards = flags.to_bytes(self.width, "little")[lane_bytes - 1 :: lane_bytes]  # 0x80 or 0
         out = []
-        while flags:
-            low = flags & -flags
-            out.append(low.bit_length() // self.bits - 1)
-            flags ^= low
+        k = guards.find(0x80)
+        while k >= 0:
+            out.append(k)
+            k = guards.find(0x80, k + 1)
         return out
 
     def pack(self, values: array[int]) -> int:
@@ -522,6 +524,18 @@ class _Lanes:
         ge = ((a | self.guard) - b) & self.guard  # the guard bit survives where a >= b
         select = ge - (ge >> 63)  # every value bit set where a >= b
         return a ^ ((a ^ b) & select)
+
+
+class _KeepBits(dict[int, int]):
+    """k -> bits [k, lane width) of every lane, computed on first use."""
+
+    def __init__(self, lanes: _Lanes) -> None:
+        super().__init__()
+        self.lanes = lanes
+
+    def __missing__(self, k: int) -> int:
+        bits = self[k] = self.lanes.mask(self.lanes.bits) ^ self.lanes.mask(k)
+        return bits
 
 
 def _u16_from_lanes(data: bytes | bytearray, stride: int, offset: int) -> array[int]:
@@ -898,6 +912,9 @@ class _Epoch:
         incentive = self.incentive
         cols = _Lanes(r, 128)
         width, high = cols.width, cols.high
+        # `_Lanes.div` written out (this loop runs per column): the result bits of a lane after
+        # dividing with shift k are its bits [k, 128), selected by `keep_bits[k]` before the shift.
+        keep_bits = _KeepBits(cols)
         ema_image = bytearray(width * n)
         store_image = bytearray(width * n)
         dividends = 0
@@ -908,10 +925,14 @@ class _Epoch:
             at = j * width
             # floor(alpha * delta_n) + floor((1 - alpha) * bonds_n): clear fractions, add, shift
             ema = 0
-            if bs:
-                ema = (cols.div(int.from_bytes(bond_image[at : at + width], "little"), bs, 16) * keep) & high
-            if ds:
-                ema += (cols.div(int.from_bytes(delta_image[at : at + width], "little"), ds, 33) * alpha) & high
+            if bs:  # bonds_n = floor(u * 2^32 / bs) of u16 lanes
+                k = 16 + bs.bit_length()
+                column = int.from_bytes(bond_image[at : at + width], "little")
+                ema = ((((column * ((1 << (FRAC32 + k)) // bs + 1)) & keep_bits[k]) >> k) * keep) & high
+            if ds:  # delta_n = floor(d * 2^32 / ds) of lanes < 2^33
+                k = 33 + ds.bit_length()
+                column = int.from_bytes(delta_image[at : at + width], "little")
+                ema += ((((column * ((1 << (FRAC32 + k)) // ds + 1)) & keep_bits[k]) >> k) * alpha) & high
             ema >>= FRAC32
             if not ema:
                 continue
@@ -919,12 +940,14 @@ class _Epoch:
             ema_image[at : at + width] = ema_bytes
             words = _lane_words(ema_bytes, 2)
             ema_sum = sum(words)
-            ema_norm = cols.div(ema, ema_sum, 33)
+            k = 33 + ema_sum.bit_length()
+            ema_norm = ((ema * ((1 << (FRAC32 + k)) // ema_sum + 1)) & keep_bits[k]) >> k
             if incentive[j]:
                 dividends += ((ema_norm * incentive[j]) & high) >> FRAC32
             # storage: column max-upscale (by the largest normalised entry), then u16
             col_max = (max(words) << FRAC32) // ema_sum
-            upscaled = cols.div(ema_norm, col_max, 33)
+            k = 33 + col_max.bit_length()
+            upscaled = ((ema_norm * ((1 << (FRAC32 + k)) // col_max + 1)) & keep_bits[k]) >> k
             store_image[at : at + width] = (((upscaled * U16_MAX) & high) >> FRAC32).to_bytes(width, "little")
         per_row = cols.unpack(dividends) if dividends else array("Q", [0]) * r
         full = [0] * n
