@@ -21,9 +21,10 @@ import urllib.request
 from typing import Any
 
 from p2pnode.cli import CliError
+from p2pnode.client import DEFAULT_API
 
 # The node's API address; `--api` or P2PNODE_API override it.
-DEFAULT_API_URL = "http://127.0.0.1:8700"
+DEFAULT_API_URL = DEFAULT_API
 MAX_API_RESPONSE_BYTES = 16 * 1024 * 1024
 METAGRAPH_COLUMNS = (
     "uid",

@@ -171,6 +171,7 @@ def _up(args: argparse.Namespace) -> int:
                 _wait_ready(entry, deadline)
                 bootstrap = [a for a in entry["listen_addrs"] if "/tcp/" in a][:1]
         if market:
+            _train_text_model(run_dir, deadline)
             for i, model in enumerate(MINER_MODELS):
                 offset = 2 * (args.nodes + i)
                 extra = ["--listen", f"/ip4/127.0.0.1/tcp/{_port(args.base_port, offset)}",
@@ -194,6 +195,32 @@ def _up(args: argparse.Namespace) -> int:
         _print_table(rows)
         print(f"\nlogs and data under {run_dir}/; stop with: p2pnode testnet down --dir {run_dir}")
     return 0
+
+
+TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_text.py"
+TRAIN_STEPS = 600
+
+
+def _train_text_model(run_dir: Path, deadline: float) -> None:
+    """Train the text-transformer once per run directory, so its miner starts serving at once.
+
+    Without a checkpoint the miner would train at start inside its own process (and answer nothing
+    meanwhile); trained here, while the validators connect, it is cached in DIR/models for later runs.
+    """
+    model_dir = run_dir / "models"
+    checkpoint = model_dir / "text-transformer.pt"
+    os.environ["P2PNODE_MODEL_DIR"] = str(model_dir.resolve())
+    if checkpoint.exists() or not TRAIN_SCRIPT.exists():
+        return
+    model_dir.mkdir(parents=True, exist_ok=True)
+    print(f"training the text-transformer miner model once ({TRAIN_STEPS} steps) into {checkpoint} ...", flush=True)
+    with open(run_dir / "train.log", "ab") as log:
+        try:
+            subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--steps", str(TRAIN_STEPS), str(checkpoint)],
+                           stdout=log, stderr=subprocess.STDOUT, check=True,
+                           timeout=max(10.0, deadline - time.monotonic()))
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise CliError(f"training the text model failed ({exc}); see {run_dir / 'train.log'}") from None
 
 
 def _wait_finalizing(nodes: list[dict[str, Any]], deadline: float) -> None:
