@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             c0 = time.process_time()
             EpochInput(**fields)
             construct = time.process_time() - c0
-            cpu, wall, out = timed(lambda inp=inp: run_epoch(inp), runs)
+            cpu, wall, out = timed(partial(run_epoch, inp), runs)
             ref_cpu: float | None = None
             if n <= args.reference_max_n:
                 ref_runs = 3 if n <= 256 else 1
-                rc, _, ref_out = timed(lambda inp=inp: run_epoch_reference(inp), ref_runs)
+                rc, _, ref_out = timed(partial(run_epoch_reference, inp), ref_runs)
                 if ref_out != out:
                     raise SystemExit(f"reference and fast epoch disagree at n={n} ({name})")
                 ref_cpu = statistics.median(rc)
-            row = {
+            row: dict[str, Any] = {
                 "n": n, "validators": validators, "model": name, "runs": runs, "construct": construct,
                 "cpu": statistics.median(cpu), "cpu_min": min(cpu), "wall": statistics.median(wall),
                 "ref": ref_cpu,

@@ -259,8 +259,8 @@ def _check_rows(name: str, rows: Sequence[RowLike], n: int) -> tuple[SparseRow, 
                 parsed = SparseRow(array("H", uids), array("H", values))
             except OverflowError:
                 raise InvalidEpochInput(f"{name}[{i}]", "uids and values must be u16") from None
-        uids = parsed.uids
-        if uids.tobytes() != full and _ascending_runs(uids) is None and len(set(uids)) != len(uids):
+        dest = parsed.uids
+        if dest.tobytes() != full and _ascending_runs(dest) is None and len(set(dest)) != len(dest):
             raise InvalidEpochInput(f"{name}[{i}]", "duplicate destination uid")
         out.append(parsed)
     return tuple(out)
