@@ -8,6 +8,12 @@ the docstring says where they go. Nothing is rounded away silently and nothing u
 * `split_subnet_emission`: a subnet's emission into owner cut, miner pool and validator pool.
 * `split_take`: a delegate's take of a dividend.
 * `settle_epoch`: an epoch's per-uid rao (from `yuma.run_epoch`) against the amount it was given.
+
+A subnet's emission flows: per block, `block_emission` (split over subnets with `split_pro_rata`)
+accrues as the subnet's pending emission; at its epoch, `split_subnet_emission` takes the owner
+cut, the miner and validator pools together are the `emission` the epoch distributes, and
+`settle_epoch` returns the per-uid payouts plus the rao left undistributed, which go back into
+the pending emission for the next epoch.
 """
 
 from __future__ import annotations
