@@ -47,6 +47,7 @@ from protocols.network import NetworkAPI, RequestError
 __all__ = ["MinerAnswer", "QueryError", "handle_query", "pick_miners", "query_miners", "request_from_input"]
 
 DEFAULT_TOP_K = 3
+DEFAULT_GRACE_S = 1.0
 DEFAULT_TIMEOUT_S = 10.0
 MAX_INPUT_CHARS = 16_384
 
@@ -197,40 +198,54 @@ async def query_miners(
     *,
     clock: Callable[[], float],
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    grace_s: float = DEFAULT_GRACE_S,
 ) -> tuple[MinerAnswer | None, dict[int, str]]:
     """Ask `miners` concurrently: (the best answer or None, {uid: why it failed})."""
     answers: list[MinerAnswer] = []
     failures: dict[int, str] = {}
-    wait_for_all = callable(getattr(task, "confidence", None))
+    incentive = {m.uid: m.incentive for m in miners}
 
+    finished = 0
     async with trio.open_nursery() as nursery:
+        first_answer = trio.Event()
 
         async def one(miner: Candidate) -> None:
-            with trio.move_on_after(timeout_s + 1.0):  # whatever the transport does
-                try:
-                    answer = await _ask(
-                        network, keypair, chain_id, netuid, task, request, miner, clock, timeout_s
-                    )
-                except QueryError as exc:
-                    failures[miner.uid] = exc.message
-                    return
-                answers.append(answer)
-                if not wait_for_all:
-                    nursery.cancel_scope.cancel()  # the first valid answer wins
+            nonlocal finished
+            try:
+                with trio.move_on_after(timeout_s + 1.0):  # whatever the transport does
+                    try:
+                        answer = await _ask(
+                            network, keypair, chain_id, netuid, task, request, miner, clock, timeout_s
+                        )
+                    except QueryError as exc:
+                        failures[miner.uid] = exc.message
+                        return
+                    answers.append(answer)
+                    first_answer.set()
+            finally:
+                finished += 1
+                if finished == len(miners):
+                    nursery.cancel_scope.cancel()  # everyone answered or failed: no grace needed
+
+        async def close_after_grace() -> None:
+            # The best-ranked miners get a short grace after the first answer; slower ones are dropped.
+            await first_answer.wait()
+            await trio.sleep(grace_s)
+            nursery.cancel_scope.cancel()
 
         for miner in miners:
             nursery.start_soon(one, miner)
+        nursery.start_soon(close_after_grace)
 
     answered = {a.uid for a in answers}
     for miner in miners:
         if miner.uid not in answered and miner.uid not in failures:
-            first_won = answers and not wait_for_all
-            failures[miner.uid] = "cancelled: another miner answered first" if first_won else "timed out"
+            failures[miner.uid] = "too slow: better-ranked answers arrived first" if answers else "timed out"
     if not answers:
         return None, failures
-    if wait_for_all:
-        return max(answers, key=lambda a: (a.confidence or 0.0, -a.latency_ms)), failures
-    return answers[0], failures
+    # The network's judgement of quality is the incentive the epoch gives a miner; then the task's
+    # own confidence, then speed.
+    return max(answers, key=lambda a: (incentive.get(a.uid, 0.0), a.confidence or 0.0, -a.latency_ms)), failures
 
 
 async def handle_query(
