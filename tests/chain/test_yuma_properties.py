@@ -24,8 +24,10 @@ from p2pnode.chain.yuma import (
     InvalidWeights,
     SparseRow,
     canonicalise_weights,
+    immune_owner_uids,
     max_upscale_weights,
     run_epoch,
+    select_uid_to_prune,
 )
 from p2pnode.chain.yuma_reference import run_epoch_reference
 from p2pnode.epoch_case import render_document, result_document
@@ -322,3 +324,32 @@ def test_settling_an_epoch_accounts_for_every_rao(inp: EpochInput) -> None:
 def test_settle_epoch_refuses_overpayment() -> None:
     with pytest.raises(ValueError):
         settle_epoch(10, [6], [5])
+
+
+# --- pruning (§3.14) ---------------------------------------------------------------------------------
+
+
+def test_prune_prefers_the_lowest_emission_non_immune_uid_with_ties_by_age_then_uid() -> None:
+    emission = [5, 1, 1, 1, 9]
+    registered = [0, 30, 20, 20, 0]
+    # block 100, immunity 50: uids 0..4 are all past immunity (100 - 30 = 70 >= 50)
+    assert select_uid_to_prune(emission, registered, 100, 50, 0) == 2  # emission 1; oldest 20; uid 2 < 3
+    assert select_uid_to_prune(emission, registered, 100, 50, 0, owner_immune_uids=[2]) == 3
+    # only 5 non-immune uids and at least 5 must stay: fall back to the best immune one (none here)
+    assert select_uid_to_prune(emission, registered, 100, 50, 5) is None
+
+
+def test_prune_falls_back_to_the_best_immune_uid() -> None:
+    emission = [3, 2, 7]
+    registered = [90, 95, 10]  # uids 0 and 1 immune at block 100 with immunity 20
+    assert select_uid_to_prune(emission, registered, 100, 20, 0) == 2
+    assert select_uid_to_prune(emission, registered, 100, 20, 1) == 1  # 1 free uid is not > 1
+    assert select_uid_to_prune(emission, registered, 100, 20, 1, owner_immune_uids=[1]) == 0
+
+
+def test_immune_owner_uids_put_the_owner_hotkey_first() -> None:
+    registered = [5, 1, 1, 9]
+    assert immune_owner_uids([3, 2, 1], registered, None, limit=2) == [1, 2]
+    assert immune_owner_uids([3, 2, 1], registered, 0, limit=2) == [0, 1]
+    assert immune_owner_uids([3, 2, 1], registered, 2, limit=2) == [1, 2]
+    assert immune_owner_uids([], registered, 3) == [3]
