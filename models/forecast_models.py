@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from models.base import Model, Request, Response, Task, Tensors, require_task, r
 from models.checkpoints import find_checkpoint, load_checkpoint
 from models.errors import CheckpointError, IncompatibleTask
 from models.tasks.forecast import ForecastTask, synthetic_series
-from models.training import TRAINING_THREADS, torch_threads
+from models.training import TRAINING_THREADS, Schedule, cosine_rate, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ class MLPTrainConfig:
     batch_size: int = 256
     learning_rate: float = 2e-3
     seed: int = 0
+    max_seconds: float | None = None  # a time cap (see `models.training.Schedule`); None = deterministic
 
 
 QUICK_TRAIN = MLPTrainConfig(series=1500, steps=400)
@@ -162,33 +162,40 @@ def training_windows(config: MLPConfig, series: int, seed: int) -> tuple[torch.T
 
 def train_mlp(
     config: MLPConfig, train: MLPTrainConfig, progress: Callable[[int, float], None] | None = None
-) -> ForecastMLP:
-    """Train a `ForecastMLP` with an L1 loss (the score is a mean absolute error); deterministic."""
+) -> tuple[ForecastMLP, Schedule]:
+    """Train a `ForecastMLP` with an L1 loss (the score is a mean absolute error).
+
+    Returns the model and its finished `Schedule`; without a time cap the result is deterministic.
+    """
     inputs, targets = training_windows(config, train.series, train.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)
         model = ForecastMLP(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(train.seed)
+    schedule = Schedule(train.steps, train.max_seconds)
     model.train()
-    for step in range(train.steps):
+    step = 0
+    while (fraction := schedule.fraction(step)) < 1.0:
         for group in optimizer.param_groups:
-            group["lr"] = train.learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / train.steps))
+            group["lr"] = cosine_rate(train.learning_rate, fraction, step, warmup_steps=0)
         index = torch.randint(0, len(inputs), (train.batch_size,), generator=generator)
         loss = F.l1_loss(model(inputs[index]), targets[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if progress is not None and (step % 250 == 0 or step == train.steps - 1):
+        if progress is not None and step % 250 == 0:
             progress(step, loss.item())
-    return model.eval()
+        step += 1
+    return model.eval(), schedule
 
 
 @functools.lru_cache(maxsize=1)
 def _quick_trained_state() -> dict[str, torch.Tensor]:
     # Cached so that a process creating the model twice trains once.
     with torch_threads(TRAINING_THREADS):
-        return train_mlp(MLPConfig(), QUICK_TRAIN).state_dict()
+        model, _ = train_mlp(MLPConfig(), QUICK_TRAIN)
+    return model.state_dict()
 
 
 def mlp_checkpoint(model: ForecastMLP, train: MLPTrainConfig) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.training import Schedule, cosine_rate
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -118,6 +120,7 @@ class TrainConfig:
     seed: int = 0
     warmup_steps: int = 20
     weight_decay: float = 0.01
+    max_seconds: float | None = None  # a time cap (see `models.training.Schedule`); None = deterministic
 
 
 def _windows(tokens: torch.Tensor, starts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,13 +135,13 @@ def train_char_gpt(
     tokens: torch.Tensor,
     train: TrainConfig,
     progress: Callable[[int, float], None] | None = None,
-) -> CharGPT:
-    """Train a fresh `CharGPT` on a 1-D int64 token tensor; the same inputs give the same weights.
+) -> tuple[CharGPT, Schedule]:
+    """Train a fresh `CharGPT` on a 1-D int64 token tensor; return it and its finished `Schedule`.
 
     AdamW with a linear warmup and a cosine decay, gradient clipping at 1.0, random windows of
-    `block_size` tokens. The global torch RNG is left as it was (initialisation runs inside
-    `fork_rng`), so training does not disturb the caller's randomness. ``progress(step, loss)`` is
-    called every 50 steps and at the end.
+    `block_size` tokens. Without a time cap the same inputs give the same weights. The global torch
+    RNG is left as it was (initialisation runs inside `fork_rng`), so training does not disturb the
+    caller's randomness. ``progress(step, loss)`` is called every 50 steps.
     """
     if len(tokens) <= config.block_size + 1:
         raise ValueError(f"need more than {config.block_size + 1} tokens to train, got {len(tokens)}")
@@ -150,11 +153,11 @@ def train_char_gpt(
         model.parameters(), lr=train.learning_rate, betas=(0.9, 0.99), weight_decay=train.weight_decay
     )
     generator = torch.Generator().manual_seed(train.seed)
-    for step in range(train.steps):
-        warmup = min(1.0, (step + 1) / train.warmup_steps)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * step / train.steps))
+    schedule = Schedule(train.steps, train.max_seconds)
+    step = 0
+    while (fraction := schedule.fraction(step)) < 1.0:
         for group in optimizer.param_groups:
-            group["lr"] = train.learning_rate * warmup * cosine
+            group["lr"] = cosine_rate(train.learning_rate, fraction, step, train.warmup_steps)
         starts = torch.randint(
             0, len(tokens) - config.block_size - 1, (train.batch_size,), generator=generator
         )
@@ -165,9 +168,10 @@ def train_char_gpt(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        if progress is not None and (step % 50 == 0 or step == train.steps - 1):
+        if progress is not None and step % 50 == 0:
             progress(step, loss.item())
-    return model.eval()
+        step += 1
+    return model.eval(), schedule
 
 
 @torch.no_grad()

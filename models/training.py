@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Iterator
 
 import torch
@@ -25,3 +27,39 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class Schedule:
+    """How far training has come, as a fraction in [0, 1]: by steps, or by time under a cap.
+
+    Without ``max_seconds`` the fraction is ``step / steps``, so training is deterministic. With it,
+    the fraction is the larger of that and ``elapsed / max_seconds``: on a slow or busy machine the
+    learning-rate schedule is compressed to fit the time and training stops at the cap, at the
+    cost of determinism (`cut_short` tells).
+    """
+
+    def __init__(self, steps: int, max_seconds: float | None = None) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be positive, got {steps}")
+        self.steps = steps
+        self.max_seconds = max_seconds
+        self.cut_short = False
+        self.steps_done = 0  # steps completed when `fraction` was last asked
+        self._started = time.monotonic()
+
+    def fraction(self, step: int) -> float:
+        """The fraction done before step ``step`` (0-based); training stops once it reaches 1."""
+        self.steps_done = step
+        by_steps = step / self.steps
+        if self.max_seconds is None:
+            return by_steps
+        by_time = (time.monotonic() - self._started) / self.max_seconds
+        if by_time >= 1.0 and by_steps < 1.0:
+            self.cut_short = True
+        return max(by_steps, by_time)
+
+
+def cosine_rate(base: float, fraction: float, step: int, warmup_steps: int) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine decay to 0 as ``fraction`` goes to 1."""
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return base * warmup * 0.5 * (1.0 + math.cos(math.pi * min(fraction, 1.0)))

@@ -5,7 +5,9 @@
     P2PNODE_MODEL_DIR=/var/lib/p2pnode/models p2pnode join ... --model text-transformer
 
 The defaults (`FULL_CONFIG`, `FULL_TRAIN` in models/text_models.py) train in under two minutes on
-two CPU cores. Same Python build + same arguments = same weights (fixed seed).
+a CPU: the training loop is capped at ``--max-seconds`` (100 by default). When the cap does not
+bind, the same Python build and arguments give the same weights (fixed seed); when it binds (a slow
+or busy machine) the learning-rate schedule is compressed to fit, and the script says so.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=FULL_TRAIN.batch_size)
     parser.add_argument("--learning-rate", type=float, default=FULL_TRAIN.learning_rate)
     parser.add_argument("--seed", type=int, default=FULL_TRAIN.seed)
+    parser.add_argument("--max-seconds", type=float, default=100.0, help="cap on the training loop (0: none)")
     parser.add_argument(
         "--threads",
         type=int,
@@ -49,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         seed=args.seed,
+        max_seconds=args.max_seconds or None,
     )
     started = time.perf_counter()
     corpus = load_corpus()
@@ -61,16 +65,22 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def progress(step: int, loss: float) -> None:
-        print(f"step {step:5d}  loss {loss:.3f}  {time.perf_counter() - training_started:6.1f} s", flush=True)
+        if step % 250 == 0:
+            print(
+                f"step {step:5d}  loss {loss:.3f}  {time.perf_counter() - training_started:6.1f} s",
+                flush=True,
+            )
 
     training_started = time.perf_counter()
     with torch_threads(args.threads):
-        model = train_char_gpt(FULL_CONFIG, tokens, train, progress)
+        model, schedule = train_char_gpt(FULL_CONFIG, tokens, train, progress)
     training_seconds = time.perf_counter() - training_started
     heldout_nats = mean_nats(model, heldout)
-    save_checkpoint(args.out, TRANSFORMER_FORMAT, transformer_checkpoint(model, train, heldout_nats))
+    payload = transformer_checkpoint(model, train, schedule.steps_done, heldout_nats)
+    save_checkpoint(args.out, TRANSFORMER_FORMAT, payload)
+    cut = f" (cut short by the {args.max_seconds:.0f} s cap)" if schedule.cut_short else ""
     print(
-        f"trained {FULL_CONFIG} for {train.steps} steps in {training_seconds:.1f} s "
+        f"trained {FULL_CONFIG} for {schedule.steps_done} steps{cut} in {training_seconds:.1f} s "
         f"(total {time.perf_counter() - started:.1f} s); held-out loss {heldout_nats:.3f} nats/char; "
         f"saved {args.out}"
     )

@@ -166,7 +166,8 @@ def test_every_builtin_model_runs_on_cuda_and_agrees_with_the_cpu(
 def tiny_gpt() -> tuple[CharGPT, TrainConfig]:
     train = TrainConfig(steps=5, batch_size=4, learning_rate=1e-3, seed=3)
     config = GPTConfig(block_size=8, n_layer=1, n_head=2, n_embd=16)
-    return train_char_gpt(config, encode_text(load_corpus().train[:5000]), train), train
+    model, _ = train_char_gpt(config, encode_text(load_corpus().train[:5000]), train)
+    return model, train
 
 
 def test_training_is_deterministic() -> None:
@@ -177,7 +178,7 @@ def test_training_is_deterministic() -> None:
     ):
         assert key == other_key and torch.equal(value, other_value)
     small = MLPTrainConfig(series=20, steps=5, batch_size=8)
-    one, two = train_mlp(MLPConfig(hidden=8), small), train_mlp(MLPConfig(hidden=8), small)
+    (one, _), (two, _) = train_mlp(MLPConfig(hidden=8), small), train_mlp(MLPConfig(hidden=8), small)
     assert all(
         torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values(), strict=True)
     )
@@ -188,7 +189,9 @@ def test_the_transformer_loads_its_checkpoint_from_the_model_dir(
 ) -> None:
     gpt, train = tiny_gpt()
     save_checkpoint(
-        tmp_path / "text-transformer.pt", TRANSFORMER_FORMAT, transformer_checkpoint(gpt, train, 4.0)
+        tmp_path / "text-transformer.pt",
+        TRANSFORMER_FORMAT,
+        transformer_checkpoint(gpt, train, train.steps, 4.0),
     )
     request = {"context": "Return the"}
     expected = torch.log_softmax(gpt(encode_text(request["context"][-8:]).unsqueeze(0))[0, -1], dim=-1)
@@ -205,7 +208,7 @@ def test_the_transformer_loads_its_checkpoint_from_the_model_dir(
 def test_the_mlp_loads_its_checkpoint_from_an_explicit_path(
     tmp_path: Path, forecast_task: ForecastTask
 ) -> None:
-    mlp = train_mlp(MLPConfig(hidden=8), MLPTrainConfig(series=20, steps=5, batch_size=8))
+    mlp, _ = train_mlp(MLPConfig(hidden=8), MLPTrainConfig(series=20, steps=5, batch_size=8))
     path = save_checkpoint(
         tmp_path / "weights.pt", MLP_FORMAT, mlp_checkpoint(mlp, MLPTrainConfig(series=20, steps=5))
     )
@@ -224,7 +227,7 @@ def test_bad_checkpoints_are_named_errors(
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         create_model("text-transformer", text_task, options={"checkpoint": str(garbage)})
-    mlp = train_mlp(MLPConfig(hidden=8), MLPTrainConfig(series=20, steps=1, batch_size=8))
+    mlp, _ = train_mlp(MLPConfig(hidden=8), MLPTrainConfig(series=20, steps=1, batch_size=8))
     other = save_checkpoint(
         tmp_path / "mlp.pt", MLP_FORMAT, mlp_checkpoint(mlp, MLPTrainConfig(series=20, steps=1))
     )
@@ -232,3 +235,11 @@ def test_bad_checkpoints_are_named_errors(
         CheckpointError, match="holds 'p2pnode.forecast-mlp/1', expected 'p2pnode.text-transformer/1'"
     ):
         create_model("text-transformer", text_task, options={"checkpoint": str(other)})
+
+
+def test_a_time_cap_stops_training_and_says_so() -> None:
+    config = MLPTrainConfig(series=20, steps=10**9, batch_size=8, max_seconds=0.2)
+    _, schedule = train_mlp(MLPConfig(hidden=8), config)
+    assert schedule.cut_short and 0 < schedule.steps_done < 10**9
+    _, uncapped = train_mlp(MLPConfig(hidden=8), MLPTrainConfig(series=20, steps=3, batch_size=8))
+    assert not uncapped.cut_short and uncapped.steps_done == 3
