@@ -8,7 +8,7 @@ Three ways for a model host to offer a model, none of which edits p2pnode:
        [project.entry-points."p2pnode.models"]
        my-model = "my_package.my_module:factory"
 
-3. a spec naming the factory directly, e.g. ``p2pnode join --model my_package.my_module:factory``:
+3. a spec naming the factory directly, e.g. ``p2pnode join --miner my_package.my_module:factory``:
    `resolve` imports the module (from ``sys.path``) and returns the attribute.
 
 Built-in names: text-transformer, text-bigram, text-unigram, text-uniform, forecast-mlp,

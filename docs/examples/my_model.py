@@ -3,7 +3,7 @@
 It repeats the last season of the history (the period is the lag whose values differ least from
 today's), shifted by how much one season changed the level. Load it without editing p2pnode:
 
-    PYTHONPATH=docs/examples p2pnode join ... --model my_model:factory
+    PYTHONPATH=docs/examples p2pnode join ... --miner my_model:factory --netuid N
 """
 
 from __future__ import annotations

@@ -215,3 +215,9 @@ def test_registered_factories_may_be_lazy_specs(plugin_dir: Path, forecast_task:
     first: Any = registry.get("lazy")
     assert registry.get("lazy") is first is sys.modules["p2pnode_test_plugin_d"].factory
     registry.register("lazy", "p2pnode_test_plugin_d:factory")  # same spec again: a no-op
+
+
+def test_the_guide_shows_the_example_file_verbatim() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    example = (docs / "examples" / "my_model.py").read_text()
+    assert f"```python\n{example}```" in (docs / "model-hosts.md").read_text()
