@@ -104,7 +104,9 @@ def _spawn(run_dir: Path, name: str, args: list[str]) -> dict[str, Any]:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    return {"name": name, "pid": process.pid, "log": str(log_path), "ready_file": str(ready), "args": args}
+    _CHILDREN[process.pid] = process
+    return {"name": name, "pid": process.pid, "log": str(log_path), "ready_file": str(ready), "args": args,
+            "command": command, "model_dir": os.environ.get("P2PNODE_MODEL_DIR")}
 
 
 def _wait_ready(entry: dict[str, Any], deadline: float) -> dict[str, Any]:
@@ -120,7 +122,14 @@ def _wait_ready(entry: dict[str, Any], deadline: float) -> dict[str, Any]:
     raise CliError(f"{entry['name']} did not start in time; see {entry['log']}")
 
 
+# Processes this `up` started: their state comes from the process handle, not from /proc.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -213,7 +222,8 @@ def _train_text_model(run_dir: Path, deadline: float) -> None:
     if checkpoint.exists() or not TRAIN_SCRIPT.exists():
         return
     model_dir.mkdir(parents=True, exist_ok=True)
-    print(f"training the text-transformer miner model once ({TRAIN_STEPS} steps) into {checkpoint} ...", flush=True)
+    print(f"training the text-transformer miner model once ({TRAIN_STEPS} steps) into {checkpoint} ...",
+          file=sys.stderr, flush=True)
     with open(run_dir / "train.log", "ab") as log:
         try:
             subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--steps", str(TRAIN_STEPS), str(checkpoint)],

@@ -151,12 +151,16 @@ class Peer:
         async def status(req: Request) -> Response:
             return Response.json(self.status())
 
+        def peer_json(peer: str) -> dict[str, Any]:
+            view = self.network.peer_score(peer)
+            return {"peer_id": peer, "connected": peer in self.network.connected_peers(),
+                    "score": round(view.score, 3), "fault_points": round(view.fault_points, 3),
+                    "banned": self.network.is_banned(peer), "ban_count": view.ban_count}
+
         async def peers(req: Request) -> Response:
-            out = []
-            for peer in self.network.connected_peers():
-                view = self.network.peer_score(peer)
-                out.append({"peer_id": peer, "score": getattr(view, "score", None)})
-            return Response.json(out)
+            if len(req.parts) > 1:
+                return Response.json(peer_json(req.parts[1]))
+            return Response.json([peer_json(p) for p in self.network.connected_peers()])
 
         async def accounts(req: Request) -> Response:
             pub = _address_arg(req, 1)

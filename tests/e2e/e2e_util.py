@@ -1,0 +1,55 @@
+"""Helpers for tests that drive real peer processes through the real CLI and HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from p2pnode.client import ApiError, get_json
+
+T = TypeVar("T")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "p2pnode", *args], capture_output=True, text=True,
+                            timeout=timeout, env=dict(os.environ, **(env or {})))
+    if check and result.returncode != 0:
+        raise AssertionError(f"p2pnode {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def cli_json(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Any:
+    return json.loads(cli(*args, "--json", env=env, timeout=timeout).stdout)
+
+
+def api(url: str, path: str) -> Any:
+    return get_json(url, path, timeout=5.0)
+
+
+def try_api(url: str, path: str) -> Any | None:
+    try:
+        return api(url, path)
+    except ApiError:
+        return None
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll `condition` (state in other processes: there is no event to wait on) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def nodes(run_dir: Path) -> list[dict[str, Any]]:
+    return list(json.loads((run_dir / "testnet.json").read_text())["nodes"])
