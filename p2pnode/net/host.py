@@ -40,7 +40,7 @@ from p2pnode.net.gossip import GossipConfig, GossipTopics, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
 from p2pnode.net.scoring import PeerScorer, PeerScoreView, ScoringConfig
-from protocols.network import GossipHandler, GossipValidator, RequestHandler
+from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ class LibP2PNetwork:
         self.reqresp.attach(self.host)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
+        # Set while run() serves; None before start and after shutdown.
         self._nursery: trio.Nursery | None = None
         self._started = False
         self._subscribed: dict[str, trio.Event] = {}
@@ -172,9 +173,16 @@ class LibP2PNetwork:
         return [p.to_base58() for p in self.gossipsub.mesh.get(topic, ())]
 
     async def find_peer_addrs(self, peer_id: str) -> list[str]:
-        """PeerID -> multiaddrs (with `/p2p/<PeerID>`), from the peerstore or a DHT lookup."""
+        """PeerID -> multiaddrs (with `/p2p/<PeerID>`), from the peerstore or a DHT lookup.
+
+        Returns [] when the peer is not found; raises ValueError for a malformed PeerID.
+        """
         target = parse_peer_id(peer_id)
-        info = await self.dht.find_peer(target)
+        try:
+            info = await self.dht.find_peer(target)
+        except Exception as exc:  # a failed lookup is "not found", not a crash of the caller
+            logger.debug("DHT lookup of %s failed: %r", peer_id, exc)
+            return []
         if info is None:
             return []
         suffix = f"/p2p/{peer_id}"
@@ -213,6 +221,8 @@ class LibP2PNetwork:
         """Gossip `data` (best effort). Raises ValueError over the topic's size limit, which
         py-libp2p would otherwise drop silently."""
         self.topics.check_publish(topic, data)
+        if self._nursery is None:
+            raise RuntimeError("publish needs a running network (run() or `async with`)")
         await self._wait_for_outbound_room()
         await self.pubsub.publish(topic, data)
 
@@ -248,6 +258,8 @@ class LibP2PNetwork:
     async def request(
         self, peer_id: str, protocol_id: str, data: bytes, *, timeout: float, max_response_bytes: int  # noqa: ASYNC109
     ) -> bytes:
+        if self._nursery is None:
+            raise RequestError("the network is not running")
         return await send_request(
             self.host,
             peer_id,
@@ -292,7 +304,7 @@ class LibP2PNetwork:
             peer = parse_peer_id(peer_id)
         except ValueError:
             return
-        if self._started:
+        if self._nursery is not None:  # pubsub is running
             self.pubsub.add_to_blacklist(peer)
         self.dht.routing_table.remove_peer(peer)
         self._schedule_disconnect(peer)
@@ -314,13 +326,13 @@ class LibP2PNetwork:
         """Start everything, signal readiness, then serve until cancelled."""
         if self._started:
             raise RuntimeError("a LibP2PNetwork runs once")
+        self._started = True
         async with self.host.run(self._listen_multiaddrs):
             async with background_trio_service(self.pubsub), background_trio_service(self.gossipsub):
                 await self.pubsub.wait_until_ready()
                 await self._dial_bootstrap()
                 async with background_trio_service(self.dht), trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self._started = True
                     for topic in self.topics.topics():
                         nursery.start_soon(self._join_topic, topic)
                     for topic in self.topics.topics():

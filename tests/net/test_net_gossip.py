@@ -7,7 +7,7 @@ from netutil import TOPIC, Inbox, accept_all, node, running, wait_for
 
 from p2pnode.net.host import NetConfig
 from p2pnode.net.scoring import DEFAULT_PENALTIES
-from protocols.network import Verdict
+from protocols.network import RequestError, Verdict
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,3 +75,22 @@ async def test_rejected_messages_penalise_and_finally_ban_the_sender() -> None:
             await rogue.connect(hub.listen_addrs()[0])
             await wait_for(lambda: rogue.peer_id not in hub.connected_peers(), 10, "reconnect refused")
             assert hub.statistics()["banned_peers"] == [rogue.peer_id]
+
+
+async def test_lifecycle_misuse_is_refused() -> None:
+    network = node("lifecycle")
+    with pytest.raises(RuntimeError):
+        await network.publish(TOPIC, b"too early")
+    with pytest.raises(RequestError):
+        await network.request(network.peer_id, "/p2pnode/testnet/echo/1", b"", timeout=1, max_response_bytes=10)
+    network.subscribe(TOPIC, accept_all, Inbox())
+    with pytest.raises(ValueError):
+        network.subscribe(TOPIC, accept_all, Inbox())  # one handler per topic
+    async with network:
+        with pytest.raises(RuntimeError):
+            await network.run()  # an instance runs once
+        assert await network.find_peer_addrs(network.peer_id) == network.listen_addrs()
+        with pytest.raises(ValueError):
+            await network.find_peer_addrs("nonsense")
+    with pytest.raises(RuntimeError):
+        await network.publish(TOPIC, b"too late")
