@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from models.errors import DeviceUnavailable, IncompatibleTask, InvalidRequest, InvalidResponse, ModelError
 from models.schema import Schema, SchemaViolation, validate
@@ -38,6 +38,7 @@ Tensors = dict[str, "torch.Tensor"]
 # `factory(task, device, **options) -> Model`. Options are strings (they come from the command line
 # or a config file); a factory that takes none may be written as `factory(task, device)`.
 ModelFactory = Callable[..., "Model"]
+TaskT = TypeVar("TaskT", bound="Task")
 
 
 class Task(ABC):
@@ -178,12 +179,13 @@ class Model(ABC):
         return self.answer_batch([request])[0]
 
 
-def require_task(task: Task, expected: type[Task], model_name: str) -> None:
-    """Raise `IncompatibleTask` unless ``task`` is an ``expected`` task (a factory's first check)."""
+def require_task(task: Task, expected: type[TaskT], model_name: str) -> TaskT:
+    """Return ``task`` typed as ``expected``, or raise `IncompatibleTask` (a factory's first check)."""
     if not isinstance(task, expected):
         raise IncompatibleTask(
             f"model {model_name!r} serves the {expected.name!r} task, not {getattr(task, 'name', task)!r}"
         )
+    return task
 
 
 def resolve_device(device: str = "cpu") -> torch.device:

@@ -102,13 +102,19 @@ class ForecastModel(Model):
     """A module (B, window) normalised history -> (B, horizon) normalised future, as a `forecast` model."""
 
     def __init__(
-        self, name: str, task: Task, module: nn.Module, device: torch.device, window: int, horizon: int
+        self,
+        name: str,
+        task: ForecastTask,
+        module: nn.Module,
+        device: torch.device,
+        window: int,
+        horizon: int,
     ) -> None:
         super().__init__(name, task, module, device)
-        if horizon < task.config.max_horizon:  # type: ignore[attr-defined]  # a ForecastTask (checked by the factory)
+        if horizon < task.config.max_horizon:
             raise IncompatibleTask(
                 f"model {name!r} predicts {horizon} steps; the task allows {task.config.max_horizon}"
-            )  # type: ignore[attr-defined]
+            )
         self.window = window
 
     def encode_batch(self, requests: Sequence[Request]) -> Tensors:
@@ -139,10 +145,10 @@ class ForecastModel(Model):
 
 
 def naive_factory(task: Task, device: str = "cpu", **options: Any) -> ForecastModel:
-    require_task(task, ForecastTask, "forecast-naive")
-    horizon = task.config.max_horizon  # type: ignore[attr-defined]
+    forecast = require_task(task, ForecastTask, "forecast-naive")
+    horizon = forecast.config.max_horizon
     return ForecastModel(
-        "forecast-naive", task, NaiveForecast(horizon), resolve_device(device), window=2, horizon=horizon
+        "forecast-naive", forecast, NaiveForecast(horizon), resolve_device(device), window=2, horizon=horizon
     )
 
 
@@ -219,7 +225,7 @@ def mlp_factory(task: Task, device: str = "cpu", **options: Any) -> ForecastMode
     Options: ``checkpoint`` (file path) or ``model_dir`` (directory holding forecast-mlp.pt);
     ``P2PNODE_MODEL_DIR`` is the default directory.
     """
-    require_task(task, ForecastTask, "forecast-mlp")
+    forecast = require_task(task, ForecastTask, "forecast-mlp")
     torch_device = resolve_device(device)
     path = find_checkpoint("forecast-mlp", options)
     if path is None:
@@ -232,5 +238,5 @@ def mlp_factory(task: Task, device: str = "cpu", **options: Any) -> ForecastMode
     else:
         mlp = load_mlp(str(path))
     return ForecastModel(
-        "forecast-mlp", task, mlp, torch_device, window=mlp.config.window, horizon=mlp.config.horizon
+        "forecast-mlp", forecast, mlp, torch_device, window=mlp.config.window, horizon=mlp.config.horizon
     )

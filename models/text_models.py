@@ -71,6 +71,8 @@ class UniformNextChar(nn.Module):
 
 
 class UnigramNextChar(nn.Module):
+    logprobs: torch.Tensor
+
     def __init__(self, logprobs: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("logprobs", logprobs)  # (V,)
@@ -80,6 +82,8 @@ class UnigramNextChar(nn.Module):
 
 
 class BigramNextChar(nn.Module):
+    logprobs: torch.Tensor
+
     def __init__(self, logprobs: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("logprobs", logprobs)  # (V, V): row = previous char, column = next

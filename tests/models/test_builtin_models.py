@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,12 +17,20 @@ from models import (
     IncompatibleTask,
     InvalidRequest,
     Model,
+    Request,
     create_model,
     resolve_device,
 )
 from models.base import Task
 from models.checkpoints import MODEL_DIR_ENV, save_checkpoint
-from models.forecast_models import MLP_FORMAT, MLPConfig, MLPTrainConfig, mlp_checkpoint, train_mlp
+from models.forecast_models import (
+    MLP_FORMAT,
+    ForecastMLP,
+    MLPConfig,
+    MLPTrainConfig,
+    mlp_checkpoint,
+    train_mlp,
+)
 from models.gpt import CharGPT, GPTConfig, TrainConfig, train_char_gpt
 from models.tasks import ForecastTask, TextTask
 from models.tasks.corpus import load_corpus
@@ -35,7 +45,7 @@ def task_for(name: str, text_task: TextTask, forecast_task: ForecastTask) -> Tas
     return text_task if name.startswith("text-") else forecast_task
 
 
-def mean_score(model: Model, challenges: list[tuple[dict, object]]) -> float:
+def mean_score(model: Model, challenges: Sequence[tuple[Request, Any]]) -> float:
     responses = model.answer_batch([request for request, _ in challenges])
     return statistics.mean(
         model.task.score(request, response, truth)
@@ -213,7 +223,7 @@ def test_the_mlp_loads_its_checkpoint_from_an_explicit_path(
         tmp_path / "weights.pt", MLP_FORMAT, mlp_checkpoint(mlp, MLPTrainConfig(series=20, steps=5))
     )
     model = create_model("forecast-mlp", forecast_task, options={"checkpoint": str(path)})
-    assert model.module.config.hidden == 8
+    assert isinstance(model.module, ForecastMLP) and model.module.config.hidden == 8
     request, _ = forecast_task.make_challenge(1)
     assert len(model.answer(request)["forecast"]) == request["horizon"]
 

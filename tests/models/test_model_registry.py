@@ -143,8 +143,11 @@ def test_a_bad_spec_says_what_failed(plugin_dir: Path, spec: str, message: str) 
 
 
 def test_a_factory_returning_something_else_is_refused(forecast_task: ForecastTask) -> None:
+    def liar(task: Task, device: str) -> Any:
+        return {"not": "a model"}
+
     registry = ModelRegistry(entry_point_group=None)
-    registry.register("liar", lambda task, device: {"not": "a model"})
+    registry.register("liar", liar)
     with pytest.raises(ModelLoadError, match="returned a dict, not a models.Model"):
         registry.create("liar", forecast_task)
 
