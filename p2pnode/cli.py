@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "p2pnode.cli_testnet",
     "p2pnode.cli_gov",
     "p2pnode.cli_market",
+    "p2pnode.cli_chain",
 )
 
 
