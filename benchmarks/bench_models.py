@@ -133,6 +133,10 @@ How to read it: at B = 1 both modes do the same work. As B grows, the batched fo
 little more than a single one, so forward throughput grows nearly with B; the full answer path
 grows less, because validating, encoding and decoding (Python, per request and per character)
 is paid per request either way. That per-request Python cost is the ceiling a miner hits first.
+
+Threads: on a CPU shared with other busy processes, two torch threads can be much slower than one
+for a model this small (OpenMP workers spin waiting for each other); compare the rows by thread
+count. A miner serving a tiny model on a shared machine should set `torch.set_num_threads(1)`.
 """
     args.out.write_text(text)
     print(f"wrote {args.out}")

@@ -29,6 +29,7 @@ its true beliefs, not by being overconfident. A response that fails validation s
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -64,8 +65,8 @@ class TextTask(Task):
         self.config = config or TextTaskConfig()
         self._index = {ch: i for i, ch in enumerate(VOCAB)}
 
-    @property
-    def request_schema(self) -> Schema:
+    @functools.cached_property
+    def request_schema(self) -> Schema:  # built once: validation runs per request
         return {
             "type": "object",
             "properties": {
@@ -79,7 +80,7 @@ class TextTask(Task):
             "required": ["context"],
         }
 
-    @property
+    @functools.cached_property
     def response_schema(self) -> Schema:
         pair: dict[str, Any] = {
             "type": "array",

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from models.schema import SchemaViolation, validate
+from models.schema import SchemaViolation, check_schema, validate
+from models.tasks import available_tasks, get_task
 
 PAIR = {
     "type": "array",
@@ -67,6 +68,16 @@ def test_an_oversized_array_is_rejected_before_its_elements_are_visited() -> Non
         validate({"name": "a", "pairs": [Exploding()] * 1000}, SCHEMA)
 
 
-def test_a_schema_with_an_unsupported_keyword_fails_loudly() -> None:
-    with pytest.raises(ValueError, match="unsupported keywords"):
-        validate("x", {"type": "string", "pattern": "^x$"})
+def test_schemas_with_unsupported_keywords_fail_the_schema_check() -> None:
+    check_schema(SCHEMA)
+    with pytest.raises(ValueError, match=r"schema at \$.a uses unsupported keywords \['pattern'\]"):
+        check_schema({"type": "object", "properties": {"a": {"type": "string", "pattern": "^x$"}}})
+    with pytest.raises(ValueError, match="unsupported type 'null'"):
+        check_schema({"type": "array", "items": {"type": "null"}})
+
+
+def test_every_task_schema_passes_the_schema_check() -> None:
+    for name in available_tasks():
+        task = get_task(name)
+        check_schema(task.request_schema)
+        check_schema(task.response_schema)
