@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, compress, repeat
-from operator import add, floordiv, mul, rshift
+from operator import add, floordiv, itemgetter, mul, rshift
 
 from p2pnode.chain.fixed import (
     FRAC32,
@@ -78,6 +78,7 @@ class InvalidWeights(ValueError):
 # --- sparse rows -------------------------------------------------------------------------------------
 
 _LITTLE_ENDIAN = sys.byteorder == "little"
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 def _le_bytes(words: array[int]) -> bytes:
@@ -114,10 +115,23 @@ class SparseRow:
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[int, int]]) -> SparseRow:
+        """Raises TypeError or ValueError for entries that are not pairs of u16 integers."""
         if not pairs:
             return EMPTY_ROW
-        uids, values = zip(*pairs, strict=True)
-        return cls(array("H", uids), array("H", values))
+        try:
+            pair_shaped = set(map(len, pairs)) == {2}
+        except TypeError:
+            pair_shaped = False
+        if not pair_shaped:
+            raise ValueError("entries must be (uid, value) pairs")
+        # itemgetter, not zip(*pairs): no object per entry, so no cyclic-GC passes over big inputs
+        uids, values = list(map(_FIRST, pairs)), list(map(_SECOND, pairs))
+        if not set(map(type, uids)) | set(map(type, values)) <= {int}:
+            raise TypeError("uids and values must be integers")
+        try:
+            return cls(array("H", uids), array("H", values))
+        except OverflowError:
+            raise ValueError("uids and values must be u16") from None
 
     def pairs(self) -> list[tuple[int, int]]:
         return list(zip(self.uids, self.values, strict=True))
@@ -250,15 +264,9 @@ def _check_rows(name: str, rows: Sequence[RowLike], n: int) -> tuple[SparseRow, 
             continue
         else:
             try:
-                uids, values = zip(*row, strict=True)
-            except (TypeError, ValueError):
-                raise InvalidEpochInput(f"{name}[{i}]", "entries must be [uid, value] pairs") from None
-            if not set(map(type, uids)) | set(map(type, values)) <= {int}:
-                raise InvalidEpochInput(f"{name}[{i}]", "uids and values must be integers")
-            try:
-                parsed = SparseRow(array("H", uids), array("H", values))
-            except OverflowError:
-                raise InvalidEpochInput(f"{name}[{i}]", "uids and values must be u16") from None
+                parsed = SparseRow.from_pairs(row)
+            except (TypeError, ValueError) as exc:
+                raise InvalidEpochInput(f"{name}[{i}]", str(exc)) from None
         dest = parsed.uids
         if dest.tobytes() != full and _ascending_runs(dest) is None and len(set(dest)) != len(dest):
             raise InvalidEpochInput(f"{name}[{i}]", "duplicate destination uid")
