@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -85,6 +86,9 @@ class Peer:
         self.validator_loop: Any = None
         self.task: Any = None
         self.halted: str | None = None
+        # (height, block hash hex, local ms when it became our head): benchmarks measure propagation.
+        self.arrivals: list[tuple[int, str, int]] = []
+        self.record_arrivals = os.environ.get("P2PNODE_RECORD_ARRIVALS") == "1"
         self.started_at = time.time()
         self._install_routes()
 
@@ -231,6 +235,9 @@ class Peer:
                 return Response.json(views.proposal_json(prop))
             return Response.json(views.proposals_view(state))
 
+        async def arrivals(req: Request) -> Response:
+            return Response.json(self.arrivals[-2000:])
+
         async def supply(req: Request) -> Response:
             return Response.json(views.supply_view(self.chain.head_state()))
 
@@ -275,7 +282,7 @@ class Peer:
 
         for name, handler in [("status", status), ("peers", peers), ("accounts", accounts), ("blocks", blocks),
                               ("subnets", subnets), ("metagraph", metagraph), ("epochs", metagraph),
-                              ("explain", explain), ("proposals", proposals), ("supply", supply),
+                              ("explain", explain), ("proposals", proposals), ("supply", supply), ("arrivals", arrivals),
                               ("metrics", metrics), ("", dashboard)]:
             api.route("GET", name, handler)
         api.route("POST", "tx", submit)
@@ -361,6 +368,17 @@ class Peer:
             self.halted = problem
             await trio.sleep(2)
 
+    async def _watch_head(self) -> None:
+        """Opt-in (P2PNODE_RECORD_ARRIVALS=1, benchmarks only): when each block became our head."""
+        last = b""
+        while True:
+            head = self.store.head_hash
+            if head != last:
+                last = head
+                self.arrivals.append((self.chain.head.height, head.hex(), int(time.time() * 1000)))
+                del self.arrivals[:-5000]
+            await trio.sleep(0.002)
+
     async def _cache_peers(self) -> None:
         while True:
             await trio.sleep(PEER_CACHE_INTERVAL_S)
@@ -405,6 +423,8 @@ class Peer:
                     await nursery.start(self._run_validator_loop)
                 nursery.start_soon(self._watch_upgrades)
                 nursery.start_soon(self._cache_peers)
+                if self.record_arrivals:
+                    nursery.start_soon(self._watch_head)
                 if self.options.progress:
                     nursery.start_soon(self._progress)
                 ready = {
@@ -442,8 +462,6 @@ async def run_peer(options: PeerOptions) -> None:
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
 
 

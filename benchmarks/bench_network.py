@@ -1,0 +1,191 @@
+"""Whole-peer network benchmarks on loopback: block propagation, join time, memory, CPU, tx throughput.
+
+Runs real `p2pnode testnet` networks (no market) of 4, 8 and 16 peer processes.
+Run: .venv/bin/python benchmarks/bench_network.py [--sizes 4,8,16] [--window 30]
+Writes docs/benchmarks-network.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from p2pnode.chain.types import Transfer
+from p2pnode.client import get_json
+from p2pnode.genesis_file import dev_keypair
+from p2pnode.testing.factories import signed
+from protocols import codec
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cli(*args: str) -> Any:
+    out = subprocess.run([sys.executable, "-m", "p2pnode", *args], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, P2PNODE_RECORD_ARRIVALS="1"))
+    return json.loads(out.stdout) if "--json" in args else out.stdout
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure_network(n: int, window: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp)
+        start = time.monotonic()
+        rows = cli("testnet", "up", "-n", str(n), "--no-market", "--dir", str(run_dir), "--timeout", "400", "--json")
+        up_s = time.monotonic() - start
+        try:
+            pids = [r["pid"] for r in rows]
+            apis = [r["api"] for r in rows]
+            cpu0 = [cpu_seconds(p) for p in pids]
+            t0 = time.monotonic()
+            time.sleep(window)  # the measurement window itself
+            elapsed = time.monotonic() - t0
+            cpu = [(cpu_seconds(p) - c) / elapsed * 100 for p, c in zip(pids, cpu0, strict=True)]
+            rss = [rss_mb(p) for p in pids]
+            arrivals: dict[str, list[int]] = {}
+            for url in apis:
+                for _height, block_hash, ms in get_json(url, "/arrivals"):
+                    arrivals.setdefault(block_hash, []).append(ms)
+            delays = []
+            for times in arrivals.values():
+                if len(times) == n:
+                    first = min(times)
+                    delays += [t - first for t in times if t != first]
+            result = {
+                "n": n, "up_s": up_s, "blocks": sum(1 for t in arrivals.values() if len(t) == n),
+                "prop_p50": percentile(delays, 0.5) if delays else None,
+                "prop_p95": percentile(delays, 0.95) if delays else None,
+                "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss), "rss_max": max(rss),
+            }
+            if n == 4:
+                result["join_s"] = join_times(run_dir, apis[0])
+                result.update(tx_throughput(apis))
+            return result
+        finally:
+            cli("testnet", "down", "--dir", str(run_dir))
+
+
+def join_times(run_dir: Path, first_api: str, repeats: int = 3) -> list[float]:
+    bootstrap = [a for a in get_json(first_api, "/status")["listen_addrs"] if "/tcp/" in a][0]
+    times = []
+    for i in range(repeats):
+        ready = run_dir / f"join-{i}.json"
+        start = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "p2pnode", "join", "--network", str(run_dir / "genesis.json"), "--data-dir",
+             str(run_dir / f"join-{i}"), "--dev-key", f"joiner-{i}", "--bootstrap", bootstrap, "--api-port", "0",
+             "--ready-file", str(ready), "--no-progress", "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while not ready.exists():
+                time.sleep(0.01)
+            api = json.loads(ready.read_text())["api"]
+            while get_json(api, "/status")["peers"] < 1:
+                time.sleep(0.01)
+            times.append(time.monotonic() - start)
+        finally:
+            process.terminate()
+            process.wait()
+    return times
+
+
+def tx_throughput(apis: list[str], per_sender: int = 400) -> dict[str, Any]:
+    """Submit transfers from four funded accounts as fast as the nodes admit them; time to finality."""
+    senders = [dev_keypair(f"user-{i}") for i in range(4)]
+    chain_id = get_json(apis[0], "/status")["chain_id"]
+    to = dev_keypair("sink").public_key
+    batches = []
+    for i, key in enumerate(senders):
+        nonce = get_json(apis[0], f"/accounts/{key.address}")["nonce"]
+        batches.append([codec.encode(signed(key, nonce + k, Transfer(to=to, amount=1), chain_id=chain_id))
+                        for k in range(per_sender)])
+    refused = [0]
+
+    def send(url: str, txs: list[bytes]) -> None:
+        for data in txs:
+            request = urllib.request.Request(url + "/tx", data=data, method="POST")
+            try:
+                urllib.request.urlopen(request, timeout=10).read()
+            except Exception:
+                refused[0] += 1
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=send, args=(apis[i % len(apis)], batch)) for i, batch in enumerate(batches)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    submitted_s = time.monotonic() - start
+    total = 4 * per_sender
+    deadline = start + 600
+    included_s = finalized_s = None
+    while time.monotonic() < deadline:
+        status = get_json(apis[1], "/status")
+        received = get_json(apis[1], f"/accounts/{dev_keypair('sink').address}")["balance"]
+        if included_s is None and received >= total - refused[0]:
+            included_s, included_height = time.monotonic() - start, status["head_height"]
+        if included_s is not None and (status["finalized_height"] or 0) >= included_height:
+            finalized_s = time.monotonic() - start
+            break
+        time.sleep(0.05)
+    return {"txs": total, "refused": refused[0], "submit_s": submitted_s, "included_s": included_s,
+            "finalized_s": finalized_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="4,8,16")
+    parser.add_argument("--window", type=float, default=30.0)
+    args = parser.parse_args()
+    results = [measure_network(int(n), args.window) for n in args.sizes.split(",")]
+    lines = ["# Network benchmarks (whole peers on loopback)", "",
+             f"Real `p2pnode join` processes started by `p2pnode testnet up --no-market`, 1 s slots, on this "
+             f"shared 2-core machine ({os.cpu_count()} cores); propagation is the delay from the first peer that "
+             "had a block as its head to each other peer (milliseconds); CPU and RSS are per peer over a "
+             f"{args.window:.0f} s window of a running network (one block per second).", "",
+             "| peers | blocks seen by all | propagation p50 | p95 | CPU per peer (median % of a core) | RSS median / max (MB) | up + finalizing (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        lines.append(f"| {r['n']} | {r['blocks']} | {r['prop_p50']} ms | {r['prop_p95']} ms | {r['cpu_median']:.1f} % | "
+                     f"{r['rss_median']:.0f} / {r['rss_max']:.0f} | {r['up_s']:.0f} |")
+    four = next((r for r in results if r["n"] == 4), None)
+    if four:
+        lines += ["", f"Join to first connected peer (4-peer network, {len(four['join_s'])} runs): median "
+                      f"{statistics.median(four['join_s']):.2f} s (includes Python and py-libp2p start-up).", "",
+                  f"Transactions: {four['txs']} transfers submitted over HTTP to the 4 peers in {four['submit_s']:.1f} s "
+                  f"({four['refused']} refused); all included after {four['included_s']} s and finalized after "
+                  f"{four['finalized_s']} s: sustained "
+                  + (f"{four['txs'] / four['finalized_s']:.0f} tx/s from submission to finality." if four["finalized_s"] else "n/a.")]
+    out = ROOT / "docs" / "benchmarks-network.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
