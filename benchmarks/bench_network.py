@@ -121,7 +121,7 @@ def tx_throughput(apis: list[str], per_sender: int = 400) -> dict[str, Any]:
     chain_id = get_json(apis[0], "/status")["chain_id"]
     to = dev_keypair("sink").public_key
     batches = []
-    for i, key in enumerate(senders):
+    for key in senders:
         nonce = get_json(apis[0], f"/accounts/{key.address}")["nonce"]
         batches.append([codec.encode(signed(key, nonce + k, Transfer(to=to, amount=1), chain_id=chain_id))
                         for k in range(per_sender)])

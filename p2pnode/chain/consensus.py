@@ -10,10 +10,31 @@ from typing import Any
 
 from p2pnode.chain import finality
 from p2pnode.chain.context import BlockContext
-from p2pnode.chain.encoding import sha256
+from p2pnode.chain.encoding import decode, sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.state import State
 from p2pnode.chain.types import Header, SignedVote, SlashDoubleProposal, SlashVote, Tx
+
+_DECODED: dict[bytes, Any] = {}
+
+
+def shared_global(state: State, name: str, default: Any = None) -> Any:
+    """A global's decoded value, shared between calls with the same bytes: READ-ONLY.
+
+    The validator sets and the finality record are read many times per block and per gossip
+    message; decoding them once per distinct value (as State.param does for params) keeps that
+    cheap. Callers copy before changing anything.
+    """
+    raw = state.get_raw(b"G" + name.encode())
+    if raw is None:
+        return default
+    value = _DECODED.get(raw)
+    if value is None:
+        value = decode(raw)
+        if len(_DECODED) >= 256:
+            _DECODED.clear()
+        _DECODED[raw] = value
+    return value
 
 
 def epoch_of(state: State, slot: int) -> int:
@@ -56,10 +77,10 @@ def init_validator_sets(state: State, seed: bytes) -> None:
 
 
 def validator_set_for_slot(state: State, slot: int) -> dict[str, Any]:
-    vset = state.global_value("vset")
+    vset = shared_global(state, "vset")
     if epoch_of(state, slot) <= vset["epoch"]:
-        return vset
-    return state.global_value("vset_next")
+        return vset  # type: ignore[no-any-return]
+    return shared_global(state, "vset_next")  # type: ignore[no-any-return]
 
 
 def proposer_for_slot(state: State, slot: int) -> bytes | None:
@@ -83,10 +104,10 @@ def validator_set_for_epoch(state: State, epoch: int) -> dict[str, Any] | None:
     `vset` serves the epochs after `vset_prev`'s up to its own (epochs without blocks are served
     by the set that was next when they passed), `vset_next` the epochs after it.
     """
-    vset = state.global_value("vset")
+    vset = shared_global(state, "vset")
     if epoch > vset["epoch"]:
-        return state.global_value("vset_next")
-    prev = state.global_value("vset_prev")
+        return shared_global(state, "vset_next")  # type: ignore[no-any-return]
+    prev = shared_global(state, "vset_prev")
     if prev is None or epoch > prev["epoch"]:
         return vset
     return prev if epoch == prev["epoch"] else None

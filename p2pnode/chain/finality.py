@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2pnode.chain.encoding import decode
 from p2pnode.chain.state import State, u64b
 from p2pnode.chain.types import Checkpoint, FinalityVote
 
@@ -37,6 +38,7 @@ KEPT_JUSTIFIED = 4
 KEPT_TALLY_EPOCHS = 2
 
 _TALLY_PREFIX = b"Xffgtally"
+_DECODED: dict[bytes, Any] = {}
 
 
 def cp_plain(cp: Checkpoint) -> list[Any]:
@@ -48,7 +50,17 @@ def cp_from(plain: list[Any]) -> Checkpoint:
 
 
 def _ffg(state: State) -> dict[str, Any]:
-    return state.global_value("ffg") or {"justified": [], "finalized": None, "checkpoints": [], "tallies": []}
+    """The finality record (shared decoded value: never change it in place, copy first)."""
+    raw = state.get_raw(b"Gffg")
+    if raw is None:
+        return {"justified": [], "finalized": None, "checkpoints": [], "tallies": []}
+    value = _DECODED.get(raw)
+    if value is None:
+        value = decode(raw)
+        if len(_DECODED) >= 256:
+            _DECODED.clear()
+        _DECODED[raw] = value
+    return value  # type: ignore[no-any-return]
 
 
 def init_genesis(state: State) -> None:

@@ -268,7 +268,7 @@ class ChainNode:
     def _known_validator(self, hotkey: bytes) -> bool:
         state = self.chain.head_state()
         for name in ("vset_prev", "vset", "vset_next"):
-            vset = state.global_value(name)
+            vset = consensus.shared_global(state, name)
             if vset is not None and any(hot == hotkey for hot, _ in vset["validators"]):
                 return True
         return False
@@ -331,6 +331,8 @@ class ChainNode:
         epoch = self.current_slot() // self.epoch_slots
         if not epoch - 2 <= vote.target.epoch <= epoch + 1:
             return Verdict.IGNORE
+        if not self._known_validator(vote.validator):
+            return Verdict.IGNORE  # keeps votes of unknown keys from crowding the bounded pool
         if not vote_signature_ok(signed_vote):
             return Verdict.REJECT
         evidence = self.watch.see_vote(signed_vote)
