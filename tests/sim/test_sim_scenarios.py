@@ -14,6 +14,7 @@ from p2pnode.chain import consensus
 from p2pnode.chain.params import TAO
 from p2pnode.services.node import ChainNode
 from p2pnode.testing.sim import Simulation
+from protocols import codec, topics
 
 EPOCH = 8
 
@@ -254,3 +255,33 @@ def test_a_flood_of_invalid_messages_does_not_stop_the_others(tmp_path: Path, se
         assert all(flooder in n.endpoint.banned for n in honest)
 
     sim.run(scenario)
+
+
+def test_a_peer_serving_bad_blocks_is_penalised_and_sync_goes_on(tmp_path: Path) -> None:
+    sim = Simulation(tmp_path, nodes=5, validators=4, seed=18)
+    liar = sim.nodes[0]
+
+    async def corrupt_range(peer_id: str, request: bytes) -> bytes:
+        from protocols import sync
+
+        honest = sync.handle_blocks_by_range(request, liar.chain.store.canonical_range_bytes)
+        blocks = sync.decode_range_response(honest, sync.MAX_BLOCKS_PER_REQUEST)
+        forged = [data[:-8] + b"\x00" * 8 for data in blocks]  # breaks a signature or the encoding
+        return codec.encode(sync.BlocksByRangeResponse(blocks=tuple(forged)))
+
+    async def scenario(sim: Simulation) -> None:
+        await sim.run_until_slot(3 * EPOCH)
+        protocol = topics.blocks_by_range_protocol(sim.nodes[0].node.chain_id)
+        liar.endpoint.set_request_handler(protocol, corrupt_range, 64)
+        # At first the newcomer reaches only the liar, then everyone.
+        sim.net.partition([liar.peer_id, sim.nodes[4].peer_id], [n.peer_id for n in sim.nodes[1:4]])
+        await sim.start_node(4)
+        await sim.run_until_slot(3 * EPOCH + 3)
+        newcomer = sim.nodes[4]
+        assert newcomer.chain.head.height == 0
+        sim.net.heal()
+        await sim.run_until_slot(5 * EPOCH)
+        assert newcomer.chain.head.hash == sim.nodes[1].chain.head.hash
+        assert any(peer == liar.peer_id and amount > 0 for peer, _, amount in newcomer.endpoint.penalties)
+
+    sim.run(scenario, start=[0, 1, 2, 3])
