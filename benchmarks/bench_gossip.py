@@ -12,6 +12,7 @@ the DHT. Publishers are chosen at random, on a fixed schedule.
 
     python benchmarks/bench_gossip.py --nodes 4 8 --messages 150 --rate 5
     python benchmarks/bench_gossip.py --nodes 8 --without-cpu-fixes   # the same, minus §4.11 fixes
+    python benchmarks/bench_gossip.py --nodes 8 --stock               # py-libp2p as shipped
     python benchmarks/bench_gossip.py --nodes 4 --profile-dir /tmp/prof  # cProfile per node
 
 Prints one JSON line per run and a summary table. Loopback only (127.0.0.1).
@@ -29,8 +30,11 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import trio
 
@@ -49,51 +53,133 @@ def rss_kib() -> int:
     return 0
 
 
-def disable_cpu_fixes(network: Any) -> None:
-    """Undo the CPU-only workarounds (for the comparison run); the robustness ones stay."""
+class BenchNode(Protocol):
+    """What the command loop needs from a node under test."""
+
+    peer_id: str
+    addrs: list[str]
+
+    async def publish(self, data: bytes) -> None: ...
+
+    def connected(self) -> int: ...
+
+    def mesh(self) -> int: ...
+
+    def heartbeat_s(self) -> float: ...
+
+
+@asynccontextmanager
+async def p2pnode_node(
+    seed: bytes, bootstrap: list[str], on_message: Callable[[bytes], None], without_cpu_fixes: bool
+) -> AsyncIterator[BenchNode]:
+    """A `LibP2PNetwork`; `without_cpu_fixes` undoes the CPU-only workarounds (the robustness
+    settings stay: Noise only, adaptive gossip and spam protection off, guards)."""
     from libp2p.pubsub.mcache import MessageCache
 
     from p2pnode.net import libp2p_workarounds as workarounds
-
-    workarounds.restore_cpu_fixes()
-    network.gossipsub.idontwant_min_bytes = 0
-    network.gossipsub.mcache = MessageCache(3, 5)
-
-
-async def worker(
-    index: int, bootstrap: list[str], payload_bytes: int, without_cpu_fixes: bool, profile_dir: str | None
-) -> None:
-    started = time.time()
     from p2pnode.net.host import LibP2PNetwork
     from protocols.network import Verdict
 
-    imported = time.time()
-    seed = (b"bench-node-%d" % index).ljust(32, b"\0")
     network = LibP2PNetwork(seed, bootstrap=bootstrap)
     if without_cpu_fixes:
-        disable_cpu_fixes(network)
+        workarounds.restore_cpu_fixes()
+        network.gossipsub.idontwant_min_bytes = 0
+        network.gossipsub.mcache = MessageCache(3, 5)
+
+    async def handler(peer: str, data: bytes) -> None:
+        on_message(data)
+
+    network.subscribe(TOPIC, lambda peer, data: Verdict.ACCEPT, handler)
+    async with network:
+        yield SimpleNamespace(  # type: ignore[misc]
+            peer_id=network.peer_id,
+            addrs=network.listen_addrs(),
+            publish=lambda data: network.publish(TOPIC, data),
+            connected=lambda: len(network.connected_peers()),
+            mesh=lambda: len(network.mesh_peers(TOPIC)),
+            heartbeat_s=lambda: network.gossipsub.heartbeat_interval,
+        )
+
+
+@asynccontextmanager
+async def stock_node(seed: bytes, bootstrap: list[str], on_message: Callable[[bytes], None]) -> AsyncIterator[BenchNode]:
+    """py-libp2p 0.8.1 as shipped, set up like the notes' measurements: default host and Pubsub,
+    GossipSub D=6/4/12 with a 1 s heartbeat and every other default, KadDHT server refreshed
+    10 and 20 s after start. No p2pnode code."""
+    from libp2p import new_host
+    from libp2p.crypto.ed25519 import create_new_key_pair
+    from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.tools.anyio_service import background_trio_service
+    from multiaddr import Multiaddr
+
+    host = new_host(key_pair=create_new_key_pair(seed))
+    router = GossipSub(
+        protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID], degree=6, degree_low=4, degree_high=12,
+        heartbeat_interval=1,
+    )
+    pubsub = Pubsub(host, router)
+    dht = KadDHT(host, DHTMode.SERVER)
+
+    async def refresh_later() -> None:
+        for delay in (10, 10):
+            await trio.sleep(delay)
+            await dht.refresh_routing_table()
+
+    async def consume(subscription: Any) -> None:
+        async for msg in subscription:
+            if msg.from_id != host.get_id().to_bytes():
+                on_message(msg.data)
+
+    async with host.run([Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+        async with background_trio_service(pubsub), background_trio_service(router):
+            await pubsub.wait_until_ready()
+            for addr in bootstrap:
+                info = info_from_p2p_addr(Multiaddr(addr))
+                await host.connect(info)
+                await dht.add_peer(info.peer_id, skip_server_mode_check=True)
+            async with background_trio_service(dht), trio.open_nursery() as nursery:
+                nursery.start_soon(consume, await pubsub.subscribe(TOPIC))
+                nursery.start_soon(refresh_later)
+                yield SimpleNamespace(  # type: ignore[misc]
+                    peer_id=host.get_id().to_base58(),
+                    addrs=[str(a) for a in host.get_addrs()],
+                    publish=lambda data: pubsub.publish(TOPIC, data),
+                    connected=lambda: len(host.get_connected_peers()),
+                    mesh=lambda: len(router.mesh.get(TOPIC, ())),
+                    heartbeat_s=lambda: router.heartbeat_interval,
+                )
+                nursery.cancel_scope.cancel()
+
+
+async def worker(index: int, bootstrap: list[str], args: argparse.Namespace) -> None:
+    started = time.time()
     receipts: list[tuple[int, float]] = []
     marks: dict[str, tuple[float, float]] = {}
     rng = random.Random(index)
     profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine may be busy
+    seed = (b"bench-node-%d" % index).ljust(32, b"\0")
 
     def emit(record: dict[str, Any]) -> None:
         print(json.dumps(record), flush=True)
 
-    async def on_message(peer: str, data: bytes) -> None:
+    def on_message(data: bytes) -> None:
         idx, sent = struct.unpack_from(">Qd", data)
         receipts.append((idx, (time.time() - sent) * 1000.0))
 
-    network.subscribe(TOPIC, lambda peer, data: Verdict.ACCEPT, on_message)
-    async with network:
-        emit({"event": "ready", "peer_id": network.peer_id, "addrs": network.listen_addrs(),
-              "import_s": imported - started, "ready_s": time.time() - started})
+    if args.stock:
+        node_cm = stock_node(seed, bootstrap, on_message)
+    else:
+        node_cm = p2pnode_node(seed, bootstrap, on_message, args.without_cpu_fixes)
+    async with node_cm as node:
+        emit({"event": "ready", "peer_id": node.peer_id, "addrs": node.addrs, "ready_s": time.time() - started})
 
         async def report_status() -> None:
             # Only until measuring starts: the reports themselves cost CPU.
             while not marks:
-                emit({"event": "status", "connected": len(network.connected_peers()),
-                      "mesh": len(network.mesh_peers(TOPIC))})
+                emit({"event": "status", "connected": node.connected(), "mesh": node.mesh()})
                 await trio.sleep(1.0)
 
         async with trio.open_nursery() as nursery:
@@ -107,18 +193,18 @@ async def worker(
                     command = json.loads(line)
                     if command["cmd"] == "mark":
                         marks[command["label"]] = (time.process_time(), time.time())
-                        if profile_dir and command["label"] == "pub0":
+                        if args.profile_dir and command["label"] == "pub0":
                             profiler.enable()
-                        if profile_dir and command["label"] == "pub1":
+                        if args.profile_dir and command["label"] == "pub1":
                             profiler.disable()
-                            profiler.dump_stats(os.path.join(profile_dir, f"node-{index}.prof"))
+                            profiler.dump_stats(os.path.join(args.profile_dir, f"node-{index}.prof"))
                         emit({"event": "marked", "label": command["label"]})
                     elif command["cmd"] == "publish":
                         header = struct.pack(">Qd", command["idx"], time.time())
-                        await network.publish(TOPIC, header + rng.randbytes(payload_bytes - len(header)))
+                        await node.publish(header + rng.randbytes(args.payload - len(header)))
                     elif command["cmd"] == "report":
                         emit({"event": "report", "receipts": receipts, "marks": marks, "rss_kib": rss_kib(),
-                              "stats": network.statistics()})
+                              "heartbeat_s": node.heartbeat_s()})
             nursery.cancel_scope.cancel()
 
 
@@ -171,6 +257,8 @@ async def spawn(index: int, bootstrap: list[str], args: argparse.Namespace) -> P
     command = [sys.executable, str(HERE), "--worker", str(index), "--payload", str(args.payload)]
     if args.without_cpu_fixes:
         command.append("--without-cpu-fixes")
+    if args.stock:
+        command.append("--stock")
     if args.profile_dir:
         command += ["--profile-dir", args.profile_dir]
     command += ["--bootstrap", *bootstrap] if bootstrap else []
@@ -272,7 +360,7 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         "messages": args.messages,
         "rate_per_s": args.rate,
         "payload_bytes": args.payload,
-        "cpu_fixes": not args.without_cpu_fixes,
+        "variant": "stock py-libp2p" if args.stock else "p2pnode" + (" without CPU fixes" if args.without_cpu_fixes else ""),
         "startup_s": round(startup_s, 2),
         "mesh_formed_s": round(mesh_s, 2),
         "delivered": len(latencies),
@@ -284,7 +372,7 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         "raw_cpu_ms_per_node_per_msg": {"median": statistics.median(raw_cpu_ms_per_msg), "max": max(raw_cpu_ms_per_msg)},
         "idle_cpu_pct_per_node": {"median": statistics.median(idle_pct), "max": max(idle_pct)},
         "rss_mib_per_node": {"median": statistics.median(rss_mib), "max": max(rss_mib)},
-        "heartbeat_s": sorted({p.report["stats"]["heartbeat_interval_s"] for p in peers if p.report}),
+        "heartbeat_s": sorted({p.report["heartbeat_s"] for p in peers if p.report}),
     }
 
 
@@ -296,13 +384,13 @@ async def coordinator(args: argparse.Namespace) -> None:
         results.append(result)
     print()
     print(
-        "| nodes | CPU fixes | delivered | latency p50 / p95 ms | time-to-all p50 / p95 ms "
+        "| nodes | variant | delivered | latency p50 / p95 ms | time-to-all p50 / p95 ms "
         "| CPU ms/node/msg net (raw), median | idle CPU % | RSS MiB |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['nodes']} | {'on' if r['cpu_fixes'] else 'off'} | {r['delivered']}/{r['expected']} "
+            f"| {r['nodes']} | {r['variant']} | {r['delivered']}/{r['expected']} "
             f"| {r['latency_ms']['p50']:.1f} / {r['latency_ms']['p95']:.1f} "
             f"| {r['time_to_all_ms']['p50']:.1f} / {r['time_to_all_ms']['p95']:.1f} "
             f"| {r['cpu_ms_per_node_per_msg']['median']:.2f} ({r['raw_cpu_ms_per_node_per_msg']['median']:.2f}) "
@@ -320,14 +408,15 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=20.0)
     parser.add_argument("--idle", type=float, default=15.0)
     parser.add_argument("--drain", type=float, default=3.0)
-    parser.add_argument("--without-cpu-fixes", action="store_true")
+    parser.add_argument("--without-cpu-fixes", action="store_true", help="p2pnode minus the CPU-only workarounds")
+    parser.add_argument("--stock", action="store_true", help="py-libp2p 0.8.1 as shipped, no p2pnode code")
     parser.add_argument("--profile-dir", help="write a cProfile of each node's publish phase here")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
         sys.path.insert(0, str(HERE.parent.parent))
-        trio.run(worker, args.worker, args.bootstrap, args.payload, args.without_cpu_fixes, args.profile_dir)
+        trio.run(worker, args.worker, args.bootstrap, args)
     else:
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
         trio.run(coordinator, args)
