@@ -119,8 +119,12 @@ def context_for(block: Block) -> BlockContext:
     return BlockContext(height=h.height, slot=h.slot, proposer=h.proposer, timestamp_ms=h.timestamp_ms)
 
 
-def apply_block_body(state: State, block: Block) -> None:
-    """Everything of a block but the state-root check (also used to build a block)."""
+def apply_block_body(state: State, block: Block, supported_versions: frozenset[int] | None = None) -> None:
+    """Everything of a block but the state-root check (also used to build a block).
+
+    `supported_versions` defaults to this build's `SUPPORTED_PROTOCOL_VERSIONS`.
+    """
+    supported = SUPPORTED_PROTOCOL_VERSIONS if supported_versions is None else supported_versions
     header = block.header
     if header.chain != state.chain_id:
         raise BlockInvalid("wrong_chain", header.chain)
@@ -129,7 +133,7 @@ def apply_block_body(state: State, block: Block) -> None:
     active = state.param("protocol_version")
     if header.version != active:
         raise BlockInvalid("wrong_version", f"block version {header.version}, active {active}")
-    if header.version not in SUPPORTED_PROTOCOL_VERSIONS:
+    if header.version not in supported:
         raise BlockInvalid("unsupported_version", f"this node does not support protocol {header.version}")
     if header.tx_root != body_root(block.txs, block.votes):
         raise BlockInvalid("bad_tx_root")
@@ -149,12 +153,12 @@ def apply_block_body(state: State, block: Block) -> None:
     consensus.block_step(state, header, ctx)
 
 
-def apply_block(state: State, block: Block) -> None:
+def apply_block(state: State, block: Block, supported_versions: frozenset[int] | None = None) -> None:
     """Apply `block` on `state` (the state after its parent); raise BlockInvalid, keeping nothing.
 
     `state` must be a fresh top-level overlay over the parent's state: on failure the caller drops it.
     """
-    apply_block_body(state, block)
+    apply_block_body(state, block, supported_versions)
     root = state.root()
     if root != block.header.state_root:
         raise BlockInvalid("bad_state_root", f"computed {root.hex()[:16]}")

@@ -95,6 +95,8 @@ class ChainDB:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Protocol versions this node runs (None: the build's own); a test can narrow them.
+        self.supported_versions: frozenset[int] | None = None
         self._forks: dict[bytes, _ForkBlock] = {}
         self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
@@ -178,7 +180,7 @@ class ChainDB:
         if header.parent == self.store.head_hash:
             self._verify_signatures(block, signatures_checked)
             state = self.head_state()
-            apply_block(state, block)
+            apply_block(state, block, self.supported_versions)
             self.store.commit_block(block, state.changes(), state.accumulator())
             self._after_head_change()
             return ImportResult(block_hash, header.height, header.state_root, head=True)
@@ -188,7 +190,7 @@ class ChainDB:
             raise BlockInvalid("fork_pool_full")
         self._verify_signatures(block, signatures_checked)
         state = self._state_after(header.parent, header.height - 1)
-        apply_block(state, block)
+        apply_block(state, block, self.supported_versions)
         fork = _ForkBlock(block, _info(block, finality.justified_epoch(state)), state.changes(), state.accumulator())
         self.store.put_block(block)
         self._forks[block_hash] = fork
@@ -310,7 +312,7 @@ class ChainDB:
         header = Header(**{**_fields(header), "tx_root": body_root(txs, chosen_votes)})
         draft = Block(header=header, sig=bytes(64), txs=tuple(txs), votes=tuple(chosen_votes))
         state = self.head_state()
-        apply_block_body(state, draft)
+        apply_block_body(state, draft, self.supported_versions)
         header = Header(**{**_fields(header), "state_root": accumulator.digest(state.accumulator())})
         return Block(header=header, sig=bytes(64), txs=draft.txs, votes=draft.votes)
 
