@@ -175,7 +175,7 @@ class SyncService:
         # Next wakeup: a slot-aligned instant plus the phase, at least one slot away.
         base = now - self.genesis_ms
         next_tick = (base // interval + 1) * interval + phase + self.genesis_ms
-        with trio.move_on_at(trio.current_time() + (next_tick - now) / 1000):
+        with trio.move_on_after(max(0, next_tick - now) / 1000):
             await self._wakeup.wait()
         self._wakeup = trio.Event()
 
