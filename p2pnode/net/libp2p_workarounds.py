@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import trio
@@ -60,7 +60,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 logger = logging.getLogger(__name__)
 
-StreamHandler = Callable[[INetStream], Any]
+StreamHandler = Callable[[INetStream], Awaitable[None]]
 
 # Exceptions that mean "the remote went away mid-stream": normal churn, logged at DEBUG.
 _REMOTE_CLOSED_ERRORS = (StreamError, IncompleteReadError, EOFError, ConnectionError)
@@ -166,8 +166,8 @@ def install_stream_handler_guard(host: IHost) -> HandlerGuardStats:
             mux.handlers[protocol] = _guard(str(protocol), handler, stats)
     original_add_handler = mux.add_handler
 
-    def add_guarded_handler(protocol: TProtocol, handler: StreamHandler) -> None:
-        original_add_handler(protocol, _guard(str(protocol), handler, stats) if handler else handler)
+    def add_guarded_handler(protocol: TProtocol | None, handler: StreamHandler | None) -> None:
+        original_add_handler(protocol, None if handler is None else _guard(str(protocol), handler, stats))
 
     mux.add_handler = add_guarded_handler  # type: ignore[method-assign]
     network = host.get_network()

@@ -24,7 +24,7 @@ from protocols.network import Verdict
 TOPIC = "/p2pnode/testnet/blocks/1"
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str = "condition") -> None:  # noqa: ASYNC109
+async def wait_for(condition: Callable[[], object], timeout: float, what: str = "condition") -> None:  # noqa: ASYNC109
     """Poll `condition` until true (for states libp2p signals no event for); fail after `timeout`."""
     with trio.move_on_after(timeout):
         while not condition():  # noqa: ASYNC110 (no event exists for these states)
