@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-from netutil import TOPIC, Inbox, accept_all, node, running, wait_for
+import socket
 
-from p2pnode.net.host import NetConfig
+import pytest
+import trio
+from netutil import TOPIC, Inbox, accept_all, node, running, seed_for, wait_for
+
+from p2pnode.net.host import LibP2PNetwork, NetConfig
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,3 +54,33 @@ async def test_discovery_loop_connects_to_peers_beyond_the_bootstrap_and_gossip_
             await wait_for(lambda: c.peer_id in b.mesh_peers(TOPIC), 10, "b and c in one mesh")
             await c.publish(TOPIC, b"direct")
             await wait_for(lambda: b_inbox.messages == [(c.peer_id, b"direct")], 10, "delivery from c")
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_peer_left_alone_redials_its_bootstrap_peer_when_it_returns() -> None:
+    config = NetConfig(dht_refresh_after_start_s=(), dht_refresh_interval_s=3600, bootstrap_redial_interval_s=0.5)
+    listen = [f"/ip4/127.0.0.1/tcp/{free_tcp_port()}"]
+    first = LibP2PNetwork(seed_for("restarting"), listen_addrs=listen, config=config)
+    first_running = trio.CancelScope()
+
+    async def run_first(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with first_running:
+            await first.run(task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_first)
+        bootstrap = first.listen_addrs()
+        follower = node("follower", bootstrap, config)
+        async with follower:
+            assert follower.connected_peers() == [first.peer_id]
+            first_running.cancel()  # the bootstrap peer goes away...
+            await wait_for(lambda: not follower.connected_peers(), 10, "follower alone")
+            # ...and comes back with the same key on the same address.
+            async with LibP2PNetwork(seed_for("restarting"), listen_addrs=listen, config=config) as second:
+                assert second.listen_addrs() == bootstrap
+                await wait_for(lambda: follower.connected_peers() == [second.peer_id], 10, "follower reconnects")
