@@ -49,6 +49,21 @@ DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0",)
 __all__ = ["LibP2PNetwork", "NetConfig", "peer_id_from_pubkey", "peer_id_from_seed"]
 
 
+def _parse_multiaddr(addr: str, what: str) -> multiaddr.Multiaddr:
+    try:
+        return multiaddr.Multiaddr(addr)
+    except Exception as exc:
+        raise ValueError(f"bad {what} {addr!r}: {exc}") from exc
+
+
+def _parse_peer_addr(addr: str, what: str) -> PeerInfo:
+    """A `/.../p2p/<PeerID>` multiaddr; ValueError naming the address otherwise."""
+    try:
+        return info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception as exc:
+        raise ValueError(f"bad {what} {addr!r} (want /ip4/<ip>/tcp/<port>/p2p/<PeerID>): {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class NetConfig:
     gossip: GossipConfig = field(default_factory=GossipConfig)
@@ -109,8 +124,8 @@ class LibP2PNetwork:
         workarounds.configure_libp2p_logging()
         workarounds.install_cpu_fixes()
         self.config = config or NetConfig()
-        self._listen_multiaddrs = [multiaddr.Multiaddr(a) for a in listen_addrs]
-        self._bootstrap = [info_from_p2p_addr(multiaddr.Multiaddr(a)) for a in bootstrap]
+        self._listen_multiaddrs = [_parse_multiaddr(a, "listen address") for a in listen_addrs]
+        self._bootstrap = [_parse_peer_addr(a, "bootstrap address") for a in bootstrap]
         key_pair = key_pair_from_seed(seed)
         self.host: IHost = new_host(
             key_pair=key_pair,
@@ -190,7 +205,7 @@ class LibP2PNetwork:
 
     async def connect(self, addr: str) -> str:
         """Dial a `/.../p2p/<PeerID>` multiaddr; returns the PeerID. Raises on failure."""
-        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        info = _parse_peer_addr(addr, "peer address")
         with trio.fail_after(self.config.dial_timeout_s):
             await self.host.connect(info)
         return info.peer_id.to_base58()

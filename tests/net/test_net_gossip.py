@@ -78,6 +78,9 @@ async def test_rejected_messages_penalise_and_finally_ban_the_sender() -> None:
 
 
 async def test_lifecycle_misuse_is_refused() -> None:
+    for bad in ("garbage", "/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/tcp/4001/p2p/nonsense"):
+        with pytest.raises(ValueError, match="bad bootstrap address"):
+            node("lifecycle", bootstrap=[bad])
     network = node("lifecycle")
     with pytest.raises(RuntimeError):
         await network.publish(TOPIC, b"too early")
@@ -92,5 +95,7 @@ async def test_lifecycle_misuse_is_refused() -> None:
         assert await network.find_peer_addrs(network.peer_id) == network.listen_addrs()
         with pytest.raises(ValueError):
             await network.find_peer_addrs("nonsense")
+        with pytest.raises(ValueError, match="bad peer address"):
+            await network.connect("/ip4/127.0.0.1/tcp/1")
     with pytest.raises(RuntimeError):
         await network.publish(TOPIC, b"too late")
