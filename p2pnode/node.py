@@ -88,7 +88,8 @@ class Peer:
         self.halted: str | None = None
         # (height, block hash hex, local ms when it became our head): benchmarks measure propagation.
         self.arrivals: list[tuple[int, str, int]] = []
-        self.record_arrivals = os.environ.get("P2PNODE_RECORD_ARRIVALS") == "1"
+        if os.environ.get("P2PNODE_RECORD_ARRIVALS") == "1":
+            self.chain.head_listeners.append(self._record_arrival)
         self.started_at = time.time()
         self._install_routes()
 
@@ -368,16 +369,10 @@ class Peer:
             self.halted = problem
             await trio.sleep(2)
 
-    async def _watch_head(self) -> None:
+    def _record_arrival(self, head: bytes) -> None:
         """Opt-in (P2PNODE_RECORD_ARRIVALS=1, benchmarks only): when each block became our head."""
-        last = b""
-        while True:
-            head = self.store.head_hash
-            if head != last:
-                last = head
-                self.arrivals.append((self.chain.head.height, head.hex(), int(time.time() * 1000)))
-                del self.arrivals[:-5000]
-            await trio.sleep(0.002)
+        self.arrivals.append((self.chain.head.height, head.hex(), int(time.time() * 1000)))
+        del self.arrivals[:-5000]
 
     async def _cache_peers(self) -> None:
         while True:
@@ -423,8 +418,6 @@ class Peer:
                     await nursery.start(self._run_validator_loop)
                 nursery.start_soon(self._watch_upgrades)
                 nursery.start_soon(self._cache_peers)
-                if self.record_arrivals:
-                    nursery.start_soon(self._watch_head)
                 if self.options.progress:
                     nursery.start_soon(self._progress)
                 ready = {

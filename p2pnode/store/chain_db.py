@@ -12,7 +12,7 @@ undo records below it are pruned, and fork blocks at or below it are forgotten.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,8 @@ class ChainDB:
         self.store = store
         # Protocol versions this node runs (None: the build's own); a test can narrow them.
         self.supported_versions: frozenset[int] | None = None
+        # Called with the new head's hash after every head change (metrics, benchmarks).
+        self.head_listeners: list[Callable[[bytes], None]] = []
         self._forks: dict[bytes, _ForkBlock] = {}
         self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
@@ -269,6 +271,8 @@ class ChainDB:
         return len(rolled)
 
     def _after_head_change(self) -> None:
+        for listener in self.head_listeners:
+            listener(self.store.head_hash)
         state_cp = self._view().finalized
         if state_cp is None or (self._finalized is not None and state_cp.epoch <= self._finalized.epoch):
             return
