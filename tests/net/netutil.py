@@ -22,6 +22,7 @@ from p2pnode.net.libp2p_workarounds import noise_only_security, yamux_only_muxer
 from protocols.network import Verdict
 
 TOPIC = "/p2pnode/testnet/blocks/1"
+ECHO = "/p2pnode/testnet/echo/1"
 
 
 async def wait_for(condition: Callable[[], object], timeout: float, what: str = "condition") -> None:  # noqa: ASYNC109
@@ -40,6 +41,11 @@ def seed_for(name: str) -> bytes:
 
 def accept_all(peer: str, data: bytes) -> Verdict:
     return Verdict.ACCEPT
+
+
+async def echo(peer: str, request: bytes) -> bytes:
+    """The request handler of the echo protocol (`ECHO`)."""
+    return b"echo:" + request
 
 
 class Inbox:

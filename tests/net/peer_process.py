@@ -14,9 +14,8 @@ import sys
 
 import trio
 from libp2p.abc import INetStream
-from netutil import TOPIC, accept_all, node
+from netutil import ECHO, TOPIC, accept_all, echo, node
 
-ECHO = "/p2pnode/testnet/echo/1"
 RAW_JSON = "/attack/json/1"
 
 
@@ -25,9 +24,6 @@ async def main(name: str, bootstrap: list[str]) -> None:
 
     async def on_gossip(peer: str, data: bytes) -> None:
         print(json.dumps({"gossip": data.decode(errors="replace"), "from": peer}), flush=True)
-
-    async def echo(peer: str, request: bytes) -> bytes:
-        return b"echo:" + request
 
     async def parse_json(stream: INetStream) -> None:
         json.loads(await stream.read(1024))

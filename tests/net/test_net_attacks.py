@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,7 +23,18 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
-from netutil import TOPIC, Inbox, accept_all, dial, node, raw_host, send_and_wait_for_close, wait_for
+from netutil import (
+    ECHO,
+    TOPIC,
+    Inbox,
+    accept_all,
+    dial,
+    echo,
+    node,
+    raw_host,
+    send_and_wait_for_close,
+    wait_for,
+)
 
 from p2pnode.net.gossip import message_id
 from p2pnode.net.host import LibP2PNetwork, NetConfig
@@ -33,12 +45,7 @@ from protocols.network import RequestError
 pytestmark = pytest.mark.timeout(60)
 
 MESHSUB = str(PROTOCOL_ID_V11)
-ECHO = "/p2pnode/testnet/echo/1"
 QUIET = NetConfig(dht_refresh_after_start_s=(), dht_refresh_interval_s=3600)
-
-
-async def echo(peer: str, request: bytes) -> bytes:
-    return b"echo:" + request
 
 
 @dataclass
@@ -245,7 +252,8 @@ async def test_heartbeat_stays_at_the_configured_interval() -> None:
         router.mcache.shift = counting_shift  # type: ignore[method-assign]
         await wait_for(lambda: len(beats) >= 4, 10, "four heartbeats")
         gaps = [later - earlier for earlier, later in zip(beats, beats[1:], strict=False)]
-        assert all(0.8 < gap < 1.6 for gap in gaps), gaps
+        # About 1 s each (a busy CPU can delay one), and nowhere near upstream's 60 s.
+        assert 0.8 < statistics.median(gaps) < 1.5 and max(gaps) < 5, gaps
         # What upstream's adaptive pass does when health is poor must not stretch it either.
         router._update_network_health()
         router._adapt_gossip_parameters()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
-from netutil import node, running, wait_for
+from netutil import ECHO, echo, node, running, wait_for
 
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.reqresp import ReqRespLimits
@@ -12,7 +12,6 @@ from protocols.network import RequestError
 
 pytestmark = pytest.mark.timeout(60)
 
-ECHO = "/p2pnode/testnet/echo/1"
 SLOW = "/p2pnode/testnet/slow/1"
 BROKEN = "/p2pnode/testnet/broken/1"
 BIG = "/p2pnode/testnet/big/1"
@@ -22,10 +21,6 @@ QUIET = NetConfig(
     dht_refresh_interval_s=3600,
     reqresp=ReqRespLimits(max_inbound_per_peer=2, handler_timeout_s=1.0),
 )
-
-
-async def echo(peer: str, request: bytes) -> bytes:
-    return b"echo:" + request
 
 
 async def broken(peer: str, request: bytes) -> bytes:
@@ -103,7 +98,7 @@ async def test_request_response_limits_and_failures() -> None:
             started = trio.current_time()
             with pytest.raises(RequestError, match="timed out"):
                 await ask(SLOW, b"", within=0.3)
-            assert trio.current_time() - started < 2.0
+            assert trio.current_time() - started < 3.0  # 0.3 s, plus slack for a busy CPU
             with pytest.raises(RequestError, match="handler timed out"):
                 await ask(SLOW, b"", within=5.0)
             assert client.peer_score(sid).score < 0  # our timeout counted (softly) against it
