@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -132,10 +133,18 @@ def tx_throughput(apis: list[str], per_sender: int = 240, window: int = 48) -> d
         while sent < per_sender:
             done = get_json(url, f"/accounts/{key.address}")["nonce"] - first
             while sent < per_sender and sent - done < window:
-                request = urllib.request.Request(url + "/tx", data=txs[sent], method="POST")
-                try:
-                    urllib.request.urlopen(request, timeout=10).read()
-                except Exception:
+                for _attempt in range(5):  # a refused tx would leave a nonce gap: resubmit it
+                    request = urllib.request.Request(url + "/tx", data=txs[sent], method="POST")
+                    try:
+                        urllib.request.urlopen(request, timeout=10).read()
+                        break
+                    except urllib.error.HTTPError as exc:
+                        if b"duplicate" in exc.read():
+                            break
+                    except OSError:
+                        pass
+                    time.sleep(0.2)
+                else:
                     refused[0] += 1
                 sent += 1
             time.sleep(0.05)  # polling the node for inclusion: pipeline depth control
