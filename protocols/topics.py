@@ -6,11 +6,20 @@ suffix, so a message format can change without ambiguity.
 
 from __future__ import annotations
 
-TOPIC_KINDS = ("blocks", "txs", "votes")
+TOPIC_KINDS = ("blocks", "stake", "weights", "votes")
+# Transactions travel on two topics: weights (set, commit, reveal: the validators' steady traffic)
+# and stake (everything else: transfers, staking, registration, serving, subnets, governance,
+# slashing evidence), so peers can score and rate-limit the two kinds of traffic apart.
+WEIGHT_TX_KINDS = frozenset({"set_weights", "commit_weights", "reveal_weights"})
+
+
+def tx_topic_kind(tx_kind: str) -> str:
+    """The topic kind a transaction of `tx_kind` is gossiped on."""
+    return "weights" if tx_kind in WEIGHT_TX_KINDS else "stake"
 
 
 def topic(chain_id: str, kind: str) -> str:
-    """`/p2pnode/<chain_id>/<kind>/1` for kind in blocks, txs, votes."""
+    """`/p2pnode/<chain_id>/<kind>/1` for kind in blocks, stake, weights, votes."""
     if kind not in TOPIC_KINDS:
         raise ValueError(f"unknown topic kind {kind!r}")
     return f"/p2pnode/{chain_id}/{kind}/1"
@@ -20,8 +29,12 @@ def blocks_topic(chain_id: str) -> str:
     return topic(chain_id, "blocks")
 
 
-def txs_topic(chain_id: str) -> str:
-    return topic(chain_id, "txs")
+def stake_topic(chain_id: str) -> str:
+    return topic(chain_id, "stake")
+
+
+def weights_topic(chain_id: str) -> str:
+    return topic(chain_id, "weights")
 
 
 def votes_topic(chain_id: str) -> str:

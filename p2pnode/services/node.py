@@ -142,7 +142,7 @@ class ChainNode:
         """Admit an encoded SignedTx to the mempool and gossip it if admitted."""
         admission = self.mempool.add(data, self.chain.head_state(), self._next_context(), self.clock.now_ms())
         if admission.added:
-            await self.network.publish(self.topics["txs"], data)
+            await self._publish_tx(data, admission.tx_id)
         return admission
 
     def status(self) -> dict[str, Any]:
@@ -200,7 +200,8 @@ class ChainNode:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every service until cancelled; `started()` once subscribed and serving."""
         self.network.subscribe(self.topics["blocks"], self._guard(self._validate_block), self._on_block)
-        self.network.subscribe(self.topics["txs"], self._guard(self._validate_tx), _no_op_handler)
+        self.network.subscribe(self.topics["stake"], self._guard(self._validate_stake_tx), _no_op_handler)
+        self.network.subscribe(self.topics["weights"], self._guard(self._validate_weights_tx), _no_op_handler)
         self.network.subscribe(self.topics["votes"], self._guard(self._validate_vote), _no_op_handler)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.sync.run)
@@ -314,8 +315,26 @@ class ChainNode:
 
     # ---------------------------------------------------------------- transactions and votes
 
-    def _validate_tx(self, peer_id: str, data: bytes) -> Verdict:
-        admission = self.mempool.add(data, self.chain.head_state(), self._next_context(), self.clock.now_ms())
+    def _validate_stake_tx(self, peer_id: str, data: bytes) -> Verdict:
+        return self._validate_tx("stake", data)
+
+    def _validate_weights_tx(self, peer_id: str, data: bytes) -> Verdict:
+        return self._validate_tx("weights", data)
+
+    def _validate_tx(self, topic_kind: str, data: bytes) -> Verdict:
+        tx_id = sha256(data)
+        if self.mempool.get(tx_id) is not None:
+            return Verdict.IGNORE  # already pending here
+        if len(data) > self.mempool.config.max_tx_bytes:
+            return Verdict.REJECT
+        try:
+            stx = codec.decode(SignedTx, data, max_bytes=self.mempool.config.max_tx_bytes)
+        except codec.MalformedMessage:
+            return Verdict.REJECT
+        if topics.tx_topic_kind(stx.tx.kind) != topic_kind:
+            return Verdict.REJECT  # a transaction on the wrong topic is a protocol violation
+        admission = self.mempool.add_signed(stx, data, tx_id, self.chain.head_state(), self._next_context(),
+                                            self.clock.now_ms())
         if admission.added:
             return Verdict.ACCEPT
         return Verdict.REJECT if admission.stateless_rejection else Verdict.IGNORE
@@ -411,7 +430,12 @@ class ChainNode:
         self.mempool.expire(now)
         self.vote_pool.prune(slot // self.epoch_slots)
         for data in self.mempool.due_for_gossip(now, self.config.regossip_interval_ms, self.config.regossip_limit):
-            await self.network.publish(self.topics["txs"], data)
+            await self._publish_tx(data, sha256(data))
+
+    async def _publish_tx(self, data: bytes, tx_id: bytes) -> None:
+        stx = self.mempool.get(tx_id)
+        if stx is not None:
+            await self.network.publish(self.topics[topics.tx_topic_kind(stx.tx.kind)], data)
 
     # ---------------------------------------------------------------- slashing evidence
 

@@ -34,7 +34,7 @@ async def main(chain_id: str, bootstrap: str) -> None:
     async with net:
         print(net.peer_id, flush=True)
         for round_no in range(10_000):
-            for payload, kind in ((os.urandom(200), "blocks"), (bad_sig, "txs"), (b"\xa0" * 700_000, "blocks")):
+            for payload, kind in ((os.urandom(200), "blocks"), (bad_sig, "stake"), (b"\xa0" * 700_000, "blocks")):
                 try:
                     # straight to pubsub: the adapter's own size check would stop the oversized one
                     await net.pubsub.publish(names[kind], payload + round_no.to_bytes(4, "big"))
