@@ -54,7 +54,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure_network(n: int, window: float) -> dict[str, Any]:
+def measure_network(n: int, window: float, with_tx: bool = True) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         start = time.monotonic()
@@ -84,7 +84,7 @@ def measure_network(n: int, window: float) -> dict[str, Any]:
                 "prop_p95": percentile(delays, 0.95) if delays else None,
                 "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss), "rss_max": max(rss),
             }
-            if n == 4:
+            if n == 4 and with_tx:
                 result["join_s"] = join_times(run_dir, apis[0])
                 result.update(tx_throughput(apis))
             return result
@@ -177,8 +177,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="4,8,16")
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--no-tx", action="store_true", help="skip the join-time and transaction measurements")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-network.md")
     args = parser.parse_args()
-    results = [measure_network(int(n), args.window) for n in args.sizes.split(",")]
+    results = [measure_network(int(n), args.window, not args.no_tx) for n in args.sizes.split(",")]
     lines = ["# Network benchmarks (whole peers on loopback)", "",
              f"Real `p2pnode join` processes started by `p2pnode testnet up --no-market`, 1 s slots, on this "
              f"shared 2-core machine ({os.cpu_count()} cores); propagation is the delay from the first peer that "
@@ -189,7 +191,7 @@ def main() -> None:
     for r in results:
         lines.append(f"| {r['n']} | {r['blocks']} | {r['prop_p50']} ms | {r['prop_p95']} ms | {r['cpu_median']:.1f} % | "
                      f"{r['rss_median']:.0f} / {r['rss_max']:.0f} | {r['up_s']:.0f} |")
-    four = next((r for r in results if r["n"] == 4), None)
+    four = next((r for r in results if r["n"] == 4 and "join_s" in r), None)
     if four:
         lines += ["", f"Join to first connected peer (4-peer network, {len(four['join_s'])} runs): median "
                       f"{statistics.median(four['join_s']):.2f} s (includes Python and py-libp2p start-up).", "",
@@ -197,8 +199,7 @@ def main() -> None:
                   f"({four['refused']} refused); all included after {four['included_s']} s and finalized after "
                   f"{four['finalized_s']} s: sustained "
                   + (f"{four['txs'] / four['finalized_s']:.0f} tx/s from submission to finality." if four["finalized_s"] else "n/a.")]
-    out = ROOT / "docs" / "benchmarks-network.md"
-    out.write_text("\n".join(lines) + "\n")
+    args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
