@@ -309,9 +309,22 @@ class ChainNode:
             return ImportOutcome.INVALID
         if result.head and not result.known:
             state = self.chain.head_state()
+            if result.reorged:
+                self._readmit_rolled_back(state)
             self.mempool.remove_applied(state)
             self.orphans.drop_below(self._finalized_height())
         return ImportOutcome.OK
+
+    def _readmit_rolled_back(self, state: Any) -> None:
+        """Transactions of blocks a reorganisation dropped go back to the mempool (those the new
+        chain already applied are refused as stale), so no sender is left with a nonce gap."""
+        ctx, now = self._next_context(), self.clock.now_ms()
+        for block in self.chain.take_rolled_back():
+            for stx in block.txs:
+                data = codec.encode(stx)
+                tx_id = sha256(data)
+                if self.mempool.get(tx_id) is None:
+                    self.mempool.add_signed(stx, data, tx_id, state, ctx, now)
 
     # ---------------------------------------------------------------- transactions and votes
 

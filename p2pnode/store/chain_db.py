@@ -99,6 +99,7 @@ class ChainDB:
         self.supported_versions: frozenset[int] | None = None
         # Called with the new head's hash after every head change (metrics, benchmarks).
         self.head_listeners: list[Callable[[bytes], None]] = []
+        self._rolled_back: list[Block] = []
         self._forks: dict[bytes, _ForkBlock] = {}
         self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
@@ -267,8 +268,15 @@ class ChainDB:
             del self._forks[fork.info.hash]
         for fork in rolled:
             self._forks[fork.info.hash] = fork
+        self._rolled_back.extend(fork.block for fork in rolled)
         self._after_head_change()
         return len(rolled)
+
+    def take_rolled_back(self) -> list[Block]:
+        """Blocks that left the canonical chain in reorganisations since the last call (their
+        transactions go back to the mempool)."""
+        blocks, self._rolled_back = self._rolled_back, []
+        return blocks
 
     def _after_head_change(self) -> None:
         for listener in self.head_listeners:
