@@ -325,11 +325,11 @@ class Peer:
                 neuron = state.neuron(netuid, uid)
                 assert neuron is not None
                 wanted = (self.network.peer_id, model_name[:128])
-                if (neuron["peer_id"], neuron["model"]) != wanted and not self._serve_pending(netuid):
+                if (neuron["peer_id"], neuron["model"]) != wanted and not self._serve_pending():
                     await self.submit_body(Serve(netuid=netuid, peer_id=wanted[0], model=wanted[1]))
             await trio.sleep(5)
 
-    def _serve_pending(self, netuid: int) -> bool:
+    def _serve_pending(self) -> bool:
         state = self.chain.head_state()
         return self.node.mempool.next_nonce(self.hotkey.public_key, state) > state.nonce(self.hotkey.public_key)
 
@@ -342,13 +342,10 @@ class Peer:
         self.validator_loop = ValidatorLoop(
             self.hotkey, self.node.chain_id, netuid, task, self.network,
             metagraph=lambda: self.metagraph(netuid), chain_info=lambda: self.chain_info(netuid),
-            submit_tx=self._submit_quietly, state_dir=self.options.data_dir / "validator",
+            submit_tx=self.submit_body, state_dir=self.options.data_dir / "validator",
             clock=time.time, config=ValidatorConfig(round_interval_s=self.options.validator_round_s),
         )
         await self.validator_loop.run(task_status=task_status)
-
-    async def _submit_quietly(self, body: ChainObject) -> None:
-        await self.submit_body(body)
 
     # ---------------------------------------------------------------- upkeep
 

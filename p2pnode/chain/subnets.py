@@ -15,6 +15,7 @@ from typing import Any
 
 from p2pnode.chain import yuma
 from p2pnode.chain.context import BlockContext
+from p2pnode.chain.emission import block_emission
 from p2pnode.chain.encoding import encode, sha256
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.params import check_hyperparam, default_hyperparams
@@ -400,17 +401,6 @@ def root_shares(state: State, netuids: list[int]) -> list[int]:
     if weight_stake == 0:
         return [(1 << 32) // len(netuids)] * len(netuids)
     return [totals[netuid] // weight_stake for netuid in netuids]
-
-
-def block_emission(issued: int, base: int, cap: int) -> int:
-    """Rao emitted by one block: `base >> k`, k the largest integer with issued >= cap·(1 − 2^−k) (yuma.md §4.2)."""
-    if issued >= cap:
-        return 0
-    k = 0
-    # issued >= cap - cap/2^(k+1)  <=>  (cap - issued)·2^(k+1) <= cap
-    while (cap - issued) << (k + 1) <= cap:
-        k += 1
-    return base >> k
 
 
 def _distribute_block_emission(state: State, ctx: BlockContext) -> None:
