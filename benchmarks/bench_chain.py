@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2pnode.chain import consensus  # noqa: E402
 from p2pnode.chain.types import Block, Transfer  # noqa: E402
-from p2pnode.store.chain_db import ChainDB  # noqa: E402
+from p2pnode.services.chain.block_tree import BlockTree  # noqa: E402
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys  # noqa: E402
 from p2pnode.testing.sim import Simulation  # noqa: E402
 from protocols import codec, sync  # noqa: E402
@@ -73,7 +73,7 @@ def bench_simulator(nodes: int, slots: int, seed: int) -> dict[str, Any]:
         return result
 
 
-def build_source_chain(directory: Path, blocks: int, txs_per_block: int) -> ChainDB:
+def build_source_chain(directory: Path, blocks: int, txs_per_block: int) -> BlockTree:
     genesis = make_genesis(4, txs_per_block)
     source = open_chain(directory / "source.sqlite", genesis)
     hots = {hot.public_key: hot for _, hot in validator_keys(4)}
@@ -87,7 +87,7 @@ def build_source_chain(directory: Path, blocks: int, txs_per_block: int) -> Chai
     return source
 
 
-def bench_sync_import(source: ChainDB, directory: Path, run: int, blocks: int, txs_per_block: int) -> dict[str, float]:
+def bench_sync_import(source: BlockTree, directory: Path, run: int, blocks: int, txs_per_block: int) -> dict[str, float]:
     genesis = make_genesis(4, txs_per_block)
     target = open_chain(directory / f"target-{run}.sqlite", genesis)
     # The serving peer's work (reading and framing ranges) is not part of the importer's speed.

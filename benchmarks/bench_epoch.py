@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from p2pnode.chain.yuma import EpochInput, canonicalise_weights, max_upscale_weights, run_epoch  # noqa: E402
-from p2pnode.chain.yuma_reference import run_epoch_reference  # noqa: E402
+from p2pnode.testing.yuma_reference import run_epoch_reference  # noqa: E402
 
 SIZES = [(256, 64), (1024, 128), (4096, 256)]
 MODELS = {

@@ -19,7 +19,7 @@ from p2pnode.chain.encoding import encode
 from p2pnode.chain.state import State
 from p2pnode.chain.transition import context_for, validate_tx
 from p2pnode.chain.types import Block, SignedTx, Transfer
-from p2pnode.store import ChainDB
+from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
 from protocols import codec
 from protocols.validation import check_tx_signatures
@@ -29,7 +29,7 @@ USERS = user_keys(4)
 HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}
 
 
-def transfers(db: ChainDB, count: int) -> list[SignedTx]:
+def transfers(db: BlockTree, count: int) -> list[SignedTx]:
     state = db.head_state()
     out = []
     per_sender = count // len(USERS) + 1
@@ -42,7 +42,7 @@ def transfers(db: ChainDB, count: int) -> list[SignedTx]:
     return out
 
 
-def bench_admission(db: ChainDB, rounds: int) -> float:
+def bench_admission(db: BlockTree, rounds: int) -> float:
     """Transactions per second for decode + verify signature + validate against the head state."""
     txs = [codec.encode(t) for t in transfers(db, 2000)]
     state = db.head_state()

@@ -33,7 +33,7 @@ from models.tasks.corpus import VOCAB
 from models.text_models import GPTNextChar, TextModel
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.identity import peer_id_from_pubkey
-from p2pnode.services.miner import MinerConfig, MinerServer
+from p2pnode.services.market.miner import MinerConfig, MinerServer
 from p2pnode.testing.memnet import MemoryHub
 from protocols.codec import decode, encode
 from protocols.crypto import Keypair, keypair_from_seed

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.types import Transfer
-from p2pnode.client import get_json
+from p2pnode.cli.client import get_json
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.testing.factories import signed
 from protocols import codec

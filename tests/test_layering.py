@@ -11,20 +11,53 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = set(sys.stdlib_module_names)
 
-# layer -> (allowed internal prefixes, allowed third-party top-level modules, forbidden stdlib modules)
+# layer -> (allowed internal prefixes, allowed third-party top-level modules, forbidden stdlib modules).
+# A module belongs to the most specific layer whose folder holds it. An internal prefix ending in "."
+# allows its submodules only through that exact package (``p2pnode.services.market`` but not
+# ``p2pnode.services.market.query``): the wings of services/ use each other's public surface only.
 FORBIDDEN_IN_CHAIN = {"time", "random", "socket", "sqlite3", "secrets", "threading", "asyncio", "os", "subprocess"}
+SHARED_SERVICES = ("p2pnode.services.clock", "p2pnode.services.errors", "p2pnode.services.ratelimit")
 RULES: dict[str, tuple[tuple[str, ...], set[str], set[str]]] = {
     "p2pnode/chain": (("p2pnode.chain",), set(), FORBIDDEN_IN_CHAIN),
     "protocols": (("p2pnode.chain", "protocols"), {"trio", "cbor2", "nacl"}, set()),
     "models": (("models",), {"torch", "numpy"}, set()),
     "p2pnode/store": (("p2pnode.chain", "protocols", "p2pnode.store"), set(), set()),
     "p2pnode/net": (("p2pnode.chain", "protocols", "p2pnode.net"), {"libp2p", "trio", "multiaddr", "nacl", "cbor2"}, set()),
-    "p2pnode/services": (
-        ("p2pnode.chain", "protocols", "models", "p2pnode.store", "p2pnode.net", "p2pnode.services"),
+    "p2pnode/services": (("p2pnode.chain", "p2pnode.services.clock", "p2pnode.services.errors",
+                          "p2pnode.services.ratelimit"), {"trio"}, set()),
+    "p2pnode/services/chain": (
+        ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain", *SHARED_SERVICES),
+        {"trio"},
+        set(),
+    ),
+    "p2pnode/services/market": (
+        ("p2pnode.chain", "protocols", "models", "p2pnode.net", "p2pnode.services.market", *SHARED_SERVICES),
         {"trio", "torch", "numpy"},
         set(),
     ),
+    "p2pnode/services/api": (
+        ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain",
+         "p2pnode.services.market.", "p2pnode.services.api", *SHARED_SERVICES),
+        {"trio"},
+        set(),
+    ),
 }
+
+
+def layer_of(path: Path, root: Path) -> str | None:
+    rel = path.relative_to(root).as_posix()
+    matches = [layer for layer in RULES if rel.startswith(layer + "/")]
+    return max(matches, key=len) if matches else None
+
+
+def allowed(name: str, prefixes: tuple[str, ...]) -> bool:
+    for prefix in prefixes:
+        if prefix.endswith("."):
+            if name == prefix[:-1]:
+                return True
+        elif name == prefix or name.startswith(prefix + "."):
+            return True
+    return False
 
 
 def imports_of(path: Path) -> list[tuple[int, str]]:
@@ -44,11 +77,13 @@ def violations(layer: str) -> list[str]:
     internal_ok, third_ok, forbidden = RULES[layer]
     problems = []
     for path in sorted((ROOT / layer).rglob("*.py")):
+        if layer_of(path, ROOT) != layer:
+            continue
         for lineno, name in imports_of(path):
             top = name.split(".")[0]
             where = f"{path.relative_to(ROOT)}:{lineno} imports {name}"
             if top in ("p2pnode", "protocols", "models"):
-                if not any(name == p or name.startswith(p + ".") for p in internal_ok):
+                if not allowed(name, internal_ok):
                     problems.append(where)
             elif top == "__future__" or top in STDLIB:
                 if top in forbidden:
@@ -78,3 +113,24 @@ def test_the_checker_catches_a_violation(tmp_path: Path, monkeypatch: pytest.Mon
     (bad / "leaky.py").write_text("import sqlite3\nfrom p2pnode.store import Store\nimport trio\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert len(violations("p2pnode/chain")) == 3
+
+
+@pytest.mark.parametrize(("library", "owner"), [("libp2p", "p2pnode/net"), ("sqlite3", "p2pnode/store")])
+def test_one_wing_owns_each_library(library: str, owner: str) -> None:
+    offenders = []
+    for top in ("p2pnode", "protocols", "models"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith(owner + "/"):
+                continue
+            offenders += [f"{rel}:{n}" for n, name in imports_of(path) if name.split(".")[0] == library]
+    assert offenders == []
+
+
+def test_the_checker_keeps_wings_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = tmp_path / "p2pnode" / "services" / "api"
+    api.mkdir(parents=True)
+    (api / "routes.py").write_text("from p2pnode.services.market import InferenceClient\n"
+                                   "from p2pnode.services.market.query import route\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert violations("p2pnode/services/api") == ["p2pnode/services/api/routes.py:2 imports p2pnode.services.market.query"]

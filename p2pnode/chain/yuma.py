@@ -17,7 +17,7 @@ How it is fast enough in pure Python:
   division by a scalar is a multiply by a magic number (see `_Lanes.div`).
 * The stake-weighted median uses the closed form of §3.6 item 6, one sort per column.
 
-`p2pnode.chain.yuma_reference` is a literal, slow port of the chain code used to cross-check this.
+`p2pnode.testing.yuma_reference` is a literal, slow port of the chain code used to cross-check this.
 """
 
 from __future__ import annotations

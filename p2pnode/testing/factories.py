@@ -9,7 +9,8 @@ from p2pnode.chain.params import TAO
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import SignedTx, make_tx
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.store import ChainDB, Store
+from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.store import Store
 from protocols.crypto import Keypair
 
 DEV_CHAIN_ID = "p2pnode-test"
@@ -50,11 +51,11 @@ def make_genesis(
     )
 
 
-def open_chain(path: str | Path, genesis: Genesis) -> ChainDB:
+def open_chain(path: str | Path, genesis: Genesis) -> BlockTree:
     store = Store(path)
     reader, acc, header = build_genesis_state(genesis)
     store.initialise(header, reader, acc)
-    return ChainDB(store)
+    return BlockTree(store)
 
 
 def signed(key: Keypair, nonce: int, body: ChainObject, *, fee: int = 1_000, chain_id: str = DEV_CHAIN_ID) -> SignedTx:

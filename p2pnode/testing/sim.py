@@ -1,4 +1,4 @@
-"""A deterministic network simulator: N full `ChainNode`s in one trio run on virtual time.
+"""A deterministic network simulator: N full `ChainService`s in one trio run on virtual time.
 
 `SimNetwork` implements `protocols.network.NetworkAPI` in process. Every random choice (latency,
 loss) is a hash of the seed and the message, never a shared random stream, so it does not depend
@@ -36,10 +36,10 @@ from p2pnode.chain.genesis import Genesis
 from p2pnode.chain.types import Block, Checkpoint, FinalityVote, Header, SignedVote, body_root
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.clock import TrioClock
-from p2pnode.services.node import ChainNode, NodeConfig
-from p2pnode.services.signing_record import GuardedSigner
-from p2pnode.store.chain_db import ChainDB, sign_block
-from p2pnode.store.signing_record import SigningRecord
+from p2pnode.services.chain.chain_service import ChainService, NodeConfig
+from p2pnode.services.chain.signer import GuardedSigner
+from p2pnode.services.chain.block_tree import BlockTree, sign_block
+from p2pnode.store.slashing_protection import SlashingProtection
 from p2pnode.testing.factories import make_genesis, open_chain, validator_keys
 from protocols import codec
 from protocols.crypto import Keypair
@@ -261,12 +261,12 @@ class SimNode:
     record_path: Path
     key: Keypair | None
     endpoint: SimEndpoint
-    node: ChainNode | None = None
+    node: ChainService | None = None
     scope: trio.CancelScope | None = None
     finalized_log: list[tuple[int, bytes]] = field(default_factory=list)  # (height, hash) as seen
 
     @property
-    def chain(self) -> ChainDB:
+    def chain(self) -> BlockTree:
         assert self.node is not None, f"node {self.index} is down"
         return self.node.chain
 
@@ -290,7 +290,7 @@ class Simulation:
         passive: frozenset[int] = frozenset(),
     ) -> None:
         """`passive`: nodes whose validator key signs only what the test makes it sign (byzantine
-        helpers below); their ChainNode runs without a signer."""
+        helpers below); their ChainService runs without a signer."""
         validators = nodes if validators is None else validators
         self.passive = passive
         self.directory = Path(directory)
@@ -338,7 +338,7 @@ class Simulation:
 
         return run_deterministic(main, self.seed)
 
-    async def start_node(self, i: int) -> ChainNode:
+    async def start_node(self, i: int) -> ChainService:
         """Start (or restart) node i from its own store and signing record."""
         assert self._nursery is not None
         sim_node = self.nodes[i]
@@ -346,9 +346,9 @@ class Simulation:
         chain = open_chain(sim_node.store_path, self.genesis)
         signer = None
         if sim_node.key is not None and i not in self.passive:
-            signer = GuardedSigner(sim_node.key, SigningRecord(sim_node.record_path, sim_node.key.public_key))
+            signer = GuardedSigner(sim_node.key, SlashingProtection(sim_node.record_path, sim_node.key.public_key))
         sim_node.endpoint.come_up()
-        node = ChainNode(chain, sim_node.endpoint, self.clock, signer, self.config)
+        node = ChainService(chain, sim_node.endpoint, self.clock, signer, self.config)
         sim_node.node = node
         scope = trio.CancelScope()
         sim_node.scope = scope

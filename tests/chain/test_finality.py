@@ -16,8 +16,8 @@ from p2pnode.chain.types import (
     SlashDoubleProposal,
     SlashVote,
 )
-from p2pnode.store import ChainDB
-from p2pnode.store.chain_db import sign_block
+from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.block_tree import sign_block
 from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, signed, validator_keys
 
 VALS = validator_keys(4)
@@ -26,7 +26,7 @@ EPOCH = 8
 
 
 @pytest.fixture
-def chain(tmp_path: Path) -> ChainDB:
+def chain(tmp_path: Path) -> BlockTree:
     return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
 
 
@@ -36,12 +36,12 @@ def vote_of(hot_index: int, source: Checkpoint, target: Checkpoint) -> SignedVot
     return SignedVote(vote=vote, sig=key.sign(vote.signing_bytes()))
 
 
-def produce(chain: ChainDB, slot: int, votes: list[SignedVote] = (), txs: list = ()) -> None:  # type: ignore[assignment]
+def produce(chain: BlockTree, slot: int, votes: list[SignedVote] = (), txs: list = ()) -> None:  # type: ignore[assignment]
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
     chain.import_block(chain.build_block(HOTS[proposer], slot, slot * 1000, list(txs), list(votes)))
 
 
-def run_epochs(chain: ChainDB, epochs: int, voters: list[int]) -> None:
+def run_epochs(chain: BlockTree, epochs: int, voters: list[int]) -> None:
     """One block per slot; at each epoch's middle slot `voters` vote, included in the next block."""
     pending: list[SignedVote] = []
     for slot in range(chain.head.slot + 1, chain.head.slot + 1 + epochs * EPOCH):
@@ -56,7 +56,7 @@ def run_epochs(chain: ChainDB, epochs: int, voters: list[int]) -> None:
                 pending = [vote_of(i, source, target) for i in voters]
 
 
-def test_three_quarters_of_the_stake_justify_and_finalize(chain: ChainDB) -> None:
+def test_three_quarters_of_the_stake_justify_and_finalize(chain: BlockTree) -> None:
     run_epochs(chain, 4, voters=[0, 1, 2])
     state = chain.head_state()
     assert finality.justified_checkpoint(state).epoch == 3
@@ -66,21 +66,21 @@ def test_three_quarters_of_the_stake_justify_and_finalize(chain: ChainDB) -> Non
     assert chain.finalized == finalized
 
 
-def test_half_of_the_stake_justifies_nothing(chain: ChainDB) -> None:
+def test_half_of_the_stake_justifies_nothing(chain: BlockTree) -> None:
     run_epochs(chain, 4, voters=[0, 1])
     state = chain.head_state()
     assert finality.justified_checkpoint(state).epoch == 0
     assert finality.finalized_checkpoint(state).epoch == 0
 
 
-def test_the_checkpoint_is_the_last_block_at_or_before_the_boundary(chain: ChainDB) -> None:
+def test_the_checkpoint_is_the_last_block_at_or_before_the_boundary(chain: BlockTree) -> None:
     for slot in (1, 2, 5, 7, 11):  # no block at slot 8: epoch 1's checkpoint is the block at slot 7
         produce(chain, slot)
     cp = finality.checkpoint_of(chain.head_state(), 1)
     assert cp is not None and cp.height == 4 and cp.hash == chain.store.canonical_hash(4)
 
 
-def test_a_block_with_an_inapplicable_vote_is_invalid(chain: ChainDB) -> None:
+def test_a_block_with_an_inapplicable_vote_is_invalid(chain: BlockTree) -> None:
     run_epochs(chain, 1, voters=[])
     produce(chain, EPOCH + 1)
     state, head = chain.head_state(), chain.head
@@ -119,7 +119,7 @@ def test_double_and_surround_votes_are_slashable_pairs() -> None:
     assert not finality.is_slashable_pair(v(1, 2), v(1, 2))
 
 
-def test_slashing_evidence_burns_stake_keeps_supply_and_ejects(chain: ChainDB) -> None:
+def test_slashing_evidence_burns_stake_keeps_supply_and_ejects(chain: BlockTree) -> None:
     produce(chain, 1)
     offender_slot = next(s for s in range(2, 100) if consensus.proposer_for_slot(chain.head_state(), s) == VALS[0][1].public_key)
     key = VALS[0][1]
@@ -149,7 +149,7 @@ def test_slashing_evidence_burns_stake_keeps_supply_and_ejects(chain: ChainDB) -
     assert recompute_root(chain.store.state_items()) == chain.head.state_root
 
 
-def test_vote_evidence_must_be_slashable(chain: ChainDB) -> None:
+def test_vote_evidence_must_be_slashable(chain: BlockTree) -> None:
     cp0 = Checkpoint(epoch=0, height=0, hash=b"\x01" * 32)
     a = vote_of(0, cp0, Checkpoint(epoch=1, height=8, hash=b"\x02" * 32))
     b = vote_of(0, cp0, Checkpoint(epoch=2, height=16, hash=b"\x03" * 32))
@@ -161,13 +161,13 @@ def test_vote_evidence_must_be_slashable(chain: ChainDB) -> None:
     validate_tx(chain.head_state(), signed(VALS[1][1], 0, SlashVote(first=a, second=c)).tx, _ctx(chain))
 
 
-def _ctx(chain: ChainDB):  # noqa: ANN202
+def _ctx(chain: BlockTree):  # noqa: ANN202
     from p2pnode.chain.context import BlockContext
 
     return BlockContext(height=chain.head.height + 1, slot=chain.head.slot + 1, proposer=bytes(32), timestamp_ms=0)
 
 
-def test_sign_block_keeps_everything_but_the_signature(chain: ChainDB) -> None:
+def test_sign_block_keeps_everything_but_the_signature(chain: BlockTree) -> None:
     draft = chain.prepare_block(VALS[0][1].public_key, 3, 3000)
     block = sign_block(draft, b"\x01" * 64)
     assert block.header == draft.header and block.sig == b"\x01" * 64

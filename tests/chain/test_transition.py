@@ -10,7 +10,7 @@ from p2pnode.chain import consensus
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.types import AddStake, RemoveStake, SetTake, SignedTx, Transfer, make_tx
-from p2pnode.store import ChainDB
+from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
     make_genesis,
@@ -28,22 +28,22 @@ HOTS = {hot.public_key: hot for _, hot in VALS}
 
 
 @pytest.fixture
-def chain(tmp_path: Path) -> ChainDB:
+def chain(tmp_path: Path) -> BlockTree:
     return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
 
 
-def ctx_for(db: ChainDB) -> BlockContext:
+def ctx_for(db: BlockTree) -> BlockContext:
     return BlockContext(height=db.head.height + 1, slot=db.head.slot + 1, proposer=VALS[0][1].public_key, timestamp_ms=0)
 
 
-def produce(db: ChainDB, txs: list[SignedTx]) -> None:
+def produce(db: BlockTree, txs: list[SignedTx]) -> None:
     state = db.head_state()
     slot = db.head.slot + 1
     proposer = consensus.proposer_for_slot(state, slot)
     db.import_block(db.build_block(HOTS[proposer], slot, slot * 1000, txs))
 
 
-def reject(db: ChainDB, stx: SignedTx) -> str:
+def reject(db: BlockTree, stx: SignedTx) -> str:
     from p2pnode.chain.transition import validate_tx
 
     with pytest.raises(TxInvalid) as info:
@@ -51,7 +51,7 @@ def reject(db: ChainDB, stx: SignedTx) -> str:
     return info.value.reason
 
 
-def test_transfer_moves_balance_pays_fee_and_bumps_nonce(chain: ChainDB) -> None:
+def test_transfer_moves_balance_pays_fee_and_bumps_nonce(chain: BlockTree) -> None:
     before = chain.head_state()
     a0, b0 = before.balance(ALICE.public_key), before.balance(BOB.public_key)
     produce(chain, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=500), fee=7_000)])
@@ -78,11 +78,11 @@ def test_transfer_moves_balance_pays_fee_and_bumps_nonce(chain: ChainDB) -> None
         (lambda: signed(VALS[0][0], 0, SetTake(hotkey=VALS[0][1].public_key, take=65535)), "take_too_high"),
     ],
 )
-def test_rejection_reasons(chain: ChainDB, build, reason: str) -> None:
+def test_rejection_reasons(chain: BlockTree, build, reason: str) -> None:
     assert reject(chain, build()) == reason
 
 
-def test_stale_nonce_and_replay_of_the_same_tx(chain: ChainDB) -> None:
+def test_stale_nonce_and_replay_of_the_same_tx(chain: BlockTree) -> None:
     stx = signed(ALICE, 0, Transfer(to=BOB.public_key, amount=1))
     produce(chain, [stx])
     assert reject(chain, stx) == "stale_nonce"
@@ -90,7 +90,7 @@ def test_stale_nonce_and_replay_of_the_same_tx(chain: ChainDB) -> None:
         produce(chain, [stx])
 
 
-def test_a_tx_signed_for_another_chain_fails_here_twice_over(chain: ChainDB) -> None:
+def test_a_tx_signed_for_another_chain_fails_here_twice_over(chain: BlockTree) -> None:
     foreign = signed(ALICE, 0, Transfer(to=BOB.public_key, amount=1), chain_id="other-chain")
     assert reject(chain, foreign) == "wrong_chain"
     # relabelling it with our chain id breaks the signature, which covers the chain id
@@ -107,7 +107,7 @@ def test_tampered_amount_breaks_signature() -> None:
         check_tx_signatures(forged)
 
 
-def test_block_applies_all_or_nothing(chain: ChainDB) -> None:
+def test_block_applies_all_or_nothing(chain: BlockTree) -> None:
     good = signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))
     bad = signed(ALICE, 1, Transfer(to=BOB.public_key, amount=10**18))
     head, root = chain.head.hash, chain.head.state_root
@@ -117,7 +117,7 @@ def test_block_applies_all_or_nothing(chain: ChainDB) -> None:
     assert chain.head_state().nonce(ALICE.public_key) == 0
 
 
-def test_stake_delegation_moves_balance_to_stake(chain: ChainDB) -> None:
+def test_stake_delegation_moves_balance_to_stake(chain: BlockTree) -> None:
     hot = VALS[1][1].public_key
     produce(chain, [signed(ALICE, 0, AddStake(hotkey=hot, amount=50 * 10**9))])
     s = chain.head_state()
@@ -129,7 +129,7 @@ def test_stake_delegation_moves_balance_to_stake(chain: ChainDB) -> None:
     assert s.stake(ALICE.public_key, hot) == 0 and ALICE.public_key not in s.stakers(hot)
 
 
-def test_block_rejects_wrong_proposer_and_bad_root(chain: ChainDB) -> None:
+def test_block_rejects_wrong_proposer_and_bad_root(chain: BlockTree) -> None:
     state = chain.head_state()
     slot = 1
     right = consensus.proposer_for_slot(state, slot)
@@ -154,7 +154,7 @@ def test_block_rejects_wrong_proposer_and_bad_root(chain: ChainDB) -> None:
     assert chain.head.height == 1
 
 
-def test_incremental_root_equals_recomputation(chain: ChainDB) -> None:
+def test_incremental_root_equals_recomputation(chain: BlockTree) -> None:
     for i in range(5):
         produce(chain, [signed(ALICE, i, Transfer(to=CAROL.public_key, amount=i + 1)),
                         signed(BOB, i, Transfer(to=ALICE.public_key, amount=3))])

@@ -29,7 +29,7 @@ from p2pnode.chain.yuma import (
     run_epoch,
     select_uid_to_prune,
 )
-from p2pnode.chain.yuma_reference import run_epoch_reference
+from p2pnode.testing.yuma_reference import run_epoch_reference
 from p2pnode.epoch_case import render_document, result_document
 
 U16 = st.integers(0, 65535)

@@ -25,7 +25,7 @@ from p2pnode.chain.yuma import (
     topk_nonzero,
     weighted_median_by_threshold,
 )
-from p2pnode.chain.yuma_reference import run_epoch_reference, weighted_median, weighted_median_col_sparse
+from p2pnode.testing.yuma_reference import run_epoch_reference, weighted_median, weighted_median_col_sparse
 
 E = 1_000_000_000
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from p2pnode.client import ApiError, get_json
+from p2pnode.cli.client import ApiError, get_json
 
 T = TypeVar("T")
 

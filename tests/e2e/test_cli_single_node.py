@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from e2e_util import api, cli, cli_json, wait_until
 
-from p2pnode.cli_testnet import make_genesis
+from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
 
 pytestmark = pytest.mark.timeout(600)

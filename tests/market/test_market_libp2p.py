@@ -14,9 +14,9 @@ from models import create_model
 from models.tasks import ForecastTask
 from p2pnode.chain.schema import ChainObject
 from p2pnode.net.host import LibP2PNetwork, NetConfig
-from p2pnode.services.miner import MinerServer
-from p2pnode.services.query import handle_query
-from p2pnode.services.validator import ValidatorConfig, ValidatorLoop
+from p2pnode.services.market.miner import MinerServer
+from p2pnode.services.market.query import handle_query
+from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
 from protocols.crypto import keypair_from_seed
 
 pytestmark = pytest.mark.timeout(120)

@@ -25,7 +25,7 @@ from marketutil import (
 )
 
 from models.tasks import ForecastTask
-from p2pnode.services.miner import MinerConfig, MinerServer, TokenBuckets
+from p2pnode.services.market.miner import MinerConfig, MinerServer, TokenBuckets
 from p2pnode.testing.memnet import MemoryHub, MemoryNetwork
 from protocols.codec import encode
 from protocols.inference import (

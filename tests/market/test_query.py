@@ -15,8 +15,8 @@ from marketutil import CHAIN, NETUID, FakeForecastModel, FakeMiner, join, key, w
 
 from models.tasks import ForecastTask
 from p2pnode.cli import main
-from p2pnode.services.miner import MinerServer
-from p2pnode.services.query import QueryError, handle_query, pick_miners, request_from_input
+from p2pnode.services.market.miner import MinerServer
+from p2pnode.services.market.query import QueryError, handle_query, pick_miners, request_from_input
 from p2pnode.testing.memnet import MemoryHub
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,7 +17,7 @@ from marketutil import CHAIN, NETUID, FakeMiner, join, key, peer_of, wall_clock
 from models.tasks import ForecastTask
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
-from p2pnode.services.validator import ValidatorConfig, ValidatorLoop, commit_hash, quantise_weights
+from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop, commit_hash, quantise_weights
 from p2pnode.testing.memnet import MemoryHub
 
 pytestmark = pytest.mark.timeout(60)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from p2pnode.cli_testnet import make_genesis
+from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.net.identity import peer_id_from_seed
 
@@ -90,7 +90,7 @@ def status(host: str, api_port: int) -> dict[str, Any] | None:
 
 
 def block_hash(host: str, api_port: int, height: int) -> str | None:
-    code = ("import json,sys; from p2pnode.client import get_json; "
+    code = ("import json,sys; from p2pnode.cli.client import get_json; "
             f"print(json.dumps(get_json('http://127.0.0.1:{api_port}', '/blocks/{height}')))")
     result = sh("ip", "netns", "exec", ns(host), sys.executable, "-c", code, check=False)
     return json.loads(result.stdout)["hash"] if result.returncode == 0 else None

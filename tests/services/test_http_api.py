@@ -6,7 +6,7 @@ import json
 
 import trio
 
-from p2pnode.services.http_api import MAX_BODY_BYTES, HttpApi, Request, Response
+from p2pnode.services.api.http import MAX_BODY_BYTES, HttpApi, Request, Response
 
 
 async def raw_request(port: int, data: bytes) -> tuple[int, dict]:

@@ -9,8 +9,8 @@ import pytest
 from p2pnode.chain import consensus
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.types import SignedTx, Transfer
-from p2pnode.services.mempool import Mempool, MempoolConfig
-from p2pnode.store import ChainDB
+from p2pnode.services.chain.mempool import Mempool, MempoolConfig
+from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
 from protocols import codec
 
@@ -19,11 +19,11 @@ HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}
 
 
 @pytest.fixture
-def chain(tmp_path: Path) -> ChainDB:
+def chain(tmp_path: Path) -> BlockTree:
     return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
 
 
-def ctx(chain: ChainDB) -> BlockContext:
+def ctx(chain: BlockTree) -> BlockContext:
     return BlockContext(height=chain.head.height + 1, slot=chain.head.slot + 1, proposer=bytes(32), timestamp_ms=0)
 
 
@@ -31,11 +31,11 @@ def pay(sender, nonce: int, fee: int = 1_000, amount: int = 1) -> SignedTx:  # n
     return signed(sender, nonce, Transfer(to=DAVE.public_key, amount=amount), fee=fee)
 
 
-def add(pool: Mempool, chain: ChainDB, stx: SignedTx, now: int = 0) -> str:
+def add(pool: Mempool, chain: BlockTree, stx: SignedTx, now: int = 0) -> str:
     return pool.add(codec.encode(stx), chain.head_state(), ctx(chain), now).reason
 
 
-def test_admission_checks_decoding_signature_and_state(chain: ChainDB) -> None:
+def test_admission_checks_decoding_signature_and_state(chain: BlockTree) -> None:
     pool = Mempool()
     assert add(pool, chain, pay(ALICE, 0)) == "added"
     assert add(pool, chain, pay(ALICE, 0)) == "duplicate"
@@ -48,7 +48,7 @@ def test_admission_checks_decoding_signature_and_state(chain: ChainDB) -> None:
     assert len(pool) == 1
 
 
-def test_future_nonces_are_held_but_bounded(chain: ChainDB) -> None:
+def test_future_nonces_are_held_but_bounded(chain: BlockTree) -> None:
     pool = Mempool(MempoolConfig(max_future_per_sender=2, max_nonce_gap=10))
     assert add(pool, chain, pay(ALICE, 2)) == "added"
     assert add(pool, chain, pay(ALICE, 3)) == "added"
@@ -61,7 +61,7 @@ def test_future_nonces_are_held_but_bounded(chain: ChainDB) -> None:
     assert pool.next_nonce(ALICE.public_key, chain.head_state()) == 4
 
 
-def test_replacement_needs_a_higher_fee(chain: ChainDB) -> None:
+def test_replacement_needs_a_higher_fee(chain: BlockTree) -> None:
     pool = Mempool()
     assert add(pool, chain, pay(ALICE, 0, fee=10_000)) == "added"
     assert add(pool, chain, pay(ALICE, 0, fee=10_500, amount=2)) == "underpriced_replacement"
@@ -69,7 +69,7 @@ def test_replacement_needs_a_higher_fee(chain: ChainDB) -> None:
     assert len(pool) == 1 and pool.candidates(chain.head_state(), 5)[0].tx.fee == 11_000
 
 
-def test_candidates_follow_fee_across_senders_and_nonce_within(chain: ChainDB) -> None:
+def test_candidates_follow_fee_across_senders_and_nonce_within(chain: BlockTree) -> None:
     pool = Mempool()
     for stx in [pay(ALICE, 0, fee=2_000), pay(ALICE, 1, fee=9_000), pay(BOB, 0, fee=5_000), pay(CAROL, 0, fee=1_000)]:
         assert add(pool, chain, stx) == "added"
@@ -83,7 +83,7 @@ def test_candidates_follow_fee_across_senders_and_nonce_within(chain: ChainDB) -
     assert len(pool.candidates(chain.head_state(), 2)) == 2
 
 
-def test_a_full_pool_evicts_the_lowest_fee(chain: ChainDB) -> None:
+def test_a_full_pool_evicts_the_lowest_fee(chain: BlockTree) -> None:
     pool = Mempool(MempoolConfig(max_txs=2))
     assert add(pool, chain, pay(ALICE, 0, fee=3_000)) == "added"
     assert add(pool, chain, pay(BOB, 0, fee=1_000)) == "added"
@@ -92,7 +92,7 @@ def test_a_full_pool_evicts_the_lowest_fee(chain: ChainDB) -> None:
     assert {s.tx.sender for s in pool.candidates(chain.head_state(), 5)} == {ALICE.public_key, CAROL.public_key}
 
 
-def test_included_transactions_leave_and_old_ones_expire(chain: ChainDB) -> None:
+def test_included_transactions_leave_and_old_ones_expire(chain: BlockTree) -> None:
     pool = Mempool(MempoolConfig(ttl_ms=1_000))
     first, second = pay(ALICE, 0), pay(BOB, 0)
     add(pool, chain, first, now=0)
@@ -106,7 +106,7 @@ def test_included_transactions_leave_and_old_ones_expire(chain: ChainDB) -> None
     assert pool.expire(2_000) == 1 and len(pool) == 0
 
 
-def test_pending_transactions_are_regossiped_at_intervals(chain: ChainDB) -> None:
+def test_pending_transactions_are_regossiped_at_intervals(chain: BlockTree) -> None:
     pool = Mempool()
     add(pool, chain, pay(ALICE, 0), now=0)
     add(pool, chain, pay(BOB, 0), now=500)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from p2pnode.chain.types import Block, Checkpoint, FinalityVote, Header, SignedHeader, SignedVote, body_root
-from p2pnode.services.sync import OrphanPool
-from p2pnode.services.votes import EquivocationWatch, VotePool
+from p2pnode.services.chain.sync import OrphanPool
+from p2pnode.services.chain.votes import EquivocationWatch, VotePool
 from p2pnode.testing.factories import DEV_CHAIN_ID, validator_keys
 from protocols import codec, sync, topics
 

@@ -12,14 +12,14 @@ import pytest
 
 from p2pnode.chain import consensus
 from p2pnode.chain.params import TAO
-from p2pnode.services.node import ChainNode
+from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.testing.sim import Simulation
 from protocols import codec, topics
 
 EPOCH = 8
 
 
-def finalized_epoch(node: ChainNode) -> int:
+def finalized_epoch(node: ChainService) -> int:
     cp = node.finalized
     return -1 if cp is None else cp.epoch
 

@@ -10,7 +10,7 @@ from p2pnode.chain import consensus, finality
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.forkchoice import BlockInfo, choose_head, head_key, is_better
 from p2pnode.chain.types import Block, FinalityVote, SignedVote, Transfer
-from p2pnode.store import ChainDB
+from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
     make_genesis,
@@ -27,7 +27,7 @@ ALICE, BOB = user_keys(2)
 GENESIS = make_genesis(4, 4)
 
 
-def build(chain: ChainDB, slot: int, txs: list = (), votes: list = ()) -> Block:  # type: ignore[assignment]
+def build(chain: BlockTree, slot: int, txs: list = (), votes: list = ()) -> Block:  # type: ignore[assignment]
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
     block = chain.build_block(HOTS[proposer], slot, slot * 1000, list(txs), list(votes))
     chain.import_block(block)
@@ -79,7 +79,7 @@ def test_an_unknown_parent_is_refused(tmp_path: Path) -> None:
         a.import_block(orphan)
 
 
-def _finalize(chain: ChainDB, epochs: int) -> None:
+def _finalize(chain: BlockTree, epochs: int) -> None:
     pending: list[SignedVote] = []
     for slot in range(chain.head.slot + 1, chain.head.slot + 1 + 8 * epochs):
         build(chain, slot, votes=pending)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from p2pnode.chain.types import Checkpoint, FinalityVote
-from p2pnode.services.signing_record import GuardedSigner
-from p2pnode.store.signing_record import SigningRecord, SigningRecordError
+from p2pnode.services.chain.signer import GuardedSigner
+from p2pnode.store.slashing_protection import SlashingProtection, SigningRecordError
 from p2pnode.testing.factories import DEV_CHAIN_ID, validator_keys
 
 KEY = validator_keys(1)[0][1]
@@ -16,7 +16,7 @@ H1, H2 = b"\x01" * 32, b"\x02" * 32
 
 
 def test_a_slot_is_signed_once_and_never_below_the_highest(tmp_path: Path) -> None:
-    record = SigningRecord(tmp_path / "r.sqlite", KEY.public_key)
+    record = SlashingProtection(tmp_path / "r.sqlite", KEY.public_key)
     assert record.may_propose(5, H1)
     assert record.may_propose(5, H1), "the very same block again is harmless"
     assert not record.may_propose(5, H2), "a second block for slot 5"
@@ -25,7 +25,7 @@ def test_a_slot_is_signed_once_and_never_below_the_highest(tmp_path: Path) -> No
 
 
 def test_double_and_surround_votes_are_refused(tmp_path: Path) -> None:
-    record = SigningRecord(tmp_path / "r.sqlite", KEY.public_key)
+    record = SlashingProtection(tmp_path / "r.sqlite", KEY.public_key)
     assert record.may_vote(2, 3, H1)
     assert record.may_vote(2, 3, H1)
     assert not record.may_vote(2, 3, H2), "double vote"
@@ -38,20 +38,20 @@ def test_double_and_surround_votes_are_refused(tmp_path: Path) -> None:
 
 def test_the_record_survives_a_restart_and_belongs_to_one_key(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
-    record = SigningRecord(path, KEY.public_key)
+    record = SlashingProtection(path, KEY.public_key)
     assert record.may_propose(10, H1) and record.may_vote(4, 5, H1)
     record.close()
-    again = SigningRecord(path, KEY.public_key)
+    again = SlashingProtection(path, KEY.public_key)
     assert not again.may_propose(10, H2)
     assert not again.may_vote(4, 5, H2)
     assert not again.may_vote(3, 6, H2)
     again.close()
     with pytest.raises(SigningRecordError):
-        SigningRecord(path, b"\x09" * 32)
+        SlashingProtection(path, b"\x09" * 32)
 
 
 def test_the_guarded_signer_signs_only_what_the_record_allows(tmp_path: Path) -> None:
-    signer = GuardedSigner(KEY, SigningRecord(tmp_path / "r.sqlite", KEY.public_key))
+    signer = GuardedSigner(KEY, SlashingProtection(tmp_path / "r.sqlite", KEY.public_key))
     source = Checkpoint(epoch=0, height=0, hash=H1)
 
     def vote(target_hash: bytes) -> FinalityVote:

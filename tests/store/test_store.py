@@ -15,7 +15,8 @@ import pytest
 
 from p2pnode.chain import consensus
 from p2pnode.chain.types import Transfer
-from p2pnode.store import ChainDB, Store, StoreError
+from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.store import Store, StoreError
 from p2pnode.store.sqlite_store import MIGRATIONS, SCHEMA_VERSION
 from p2pnode.testing.factories import make_genesis, open_chain, recompute_root, signed, user_keys, validator_keys
 
@@ -23,7 +24,7 @@ USERS = user_keys(4)
 HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}
 
 
-def produce(db: ChainDB, n_txs: int = 3) -> None:
+def produce(db: BlockTree, n_txs: int = 3) -> None:
     state = db.head_state()
     slot = db.head.slot + 1
     sender = USERS[0]

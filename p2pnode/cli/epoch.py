@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from p2pnode.cli import CliError
+from p2pnode.cli.errors import CliError
 from p2pnode.epoch_case import EpochCaseError, load_case, render_document, simulate
 
 _COLUMNS = ("uid", "stake", "permit", "active", "consensus", "incentive", "dividends", "trust", "emission")

@@ -1,9 +1,9 @@
-"""`ChainNode`: the chain services of one peer, composed over an abstract network.
+"""`ChainService`: the chain services of one peer, composed over an abstract network.
 
 The same class runs over libp2p (`p2pnode join`) and in the deterministic simulator
 (`p2pnode.testing.sim`). Its whole contract:
 
-    node = ChainNode(chain, network, clock, signer=None)   # signer: a GuardedSigner to validate
+    node = ChainService(chain, network, clock, signer=None)   # signer: a GuardedSigner to validate
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)                       # subscribed and serving when it returns
         admission = await node.submit_tx(encoded_signed_tx)
@@ -46,11 +46,11 @@ from p2pnode.chain.types import (
     make_tx,
 )
 from p2pnode.services.clock import Clock
-from p2pnode.services.mempool import Admission, Mempool, MempoolConfig
-from p2pnode.services.signing_record import GuardedSigner
-from p2pnode.services.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
-from p2pnode.services.votes import EquivocationWatch, VotePool
-from p2pnode.store.chain_db import ChainDB
+from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
+from p2pnode.services.chain.signer import GuardedSigner
+from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
+from p2pnode.services.chain.votes import EquivocationWatch, VotePool
+from p2pnode.services.chain.block_tree import BlockTree
 from protocols import codec, sync, topics
 from protocols.network import NetworkAPI, Verdict
 from protocols.validation import header_signature_ok, vote_signature_ok
@@ -74,12 +74,12 @@ class NodeConfig:
     produce_while_syncing: bool = False
 
 
-class ChainNode:
+class ChainService:
     """The chain services of one peer (see the module docstring for the contract)."""
 
     def __init__(
         self,
-        chain: ChainDB,
+        chain: BlockTree,
         network: NetworkAPI,
         clock: Clock,
         signer: GuardedSigner | None = None,

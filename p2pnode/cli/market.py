@@ -20,8 +20,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from p2pnode.cli import CliError
-from p2pnode.client import DEFAULT_API
+from p2pnode.cli.errors import CliError
+from p2pnode.cli.client import DEFAULT_API
 
 # The node's API address; `--api` or P2PNODE_API override it.
 DEFAULT_API_URL = DEFAULT_API

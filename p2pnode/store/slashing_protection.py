@@ -26,7 +26,7 @@ class SigningRecordError(Exception):
     """The record cannot be used (belongs to another key, unreadable)."""
 
 
-class SigningRecord:
+class SlashingProtection:
     """Slashing protection for one validator key in one SQLite file."""
 
     def __init__(self, path: str | Path, validator: bytes) -> None:

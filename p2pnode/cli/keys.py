@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.address import AddressError
-from p2pnode.cli import CliError
+from p2pnode.cli.errors import CliError
 from p2pnode.keys import (
     KDF_ENV,
     KDF_FAST,

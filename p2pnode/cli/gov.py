@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from p2pnode.chain.types import GovVote, Propose
-from p2pnode.cli import CliError
-from p2pnode.cli_common import (
+from p2pnode.cli.errors import CliError
+from p2pnode.cli.common import (
     add_api,
     add_json,
     add_signer,

@@ -10,8 +10,8 @@ import argparse
 
 from p2pnode.chain.params import TAO
 from p2pnode.chain.types import AddStake, CreateSubnet, Register, RemoveStake, SetHyperparameter, Transfer
-from p2pnode.cli import CliError
-from p2pnode.cli_common import (
+from p2pnode.cli.errors import CliError
+from p2pnode.cli.common import (
     add_api,
     add_json,
     add_signer,

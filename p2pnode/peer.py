@@ -27,13 +27,14 @@ from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis
 from p2pnode.net.host import LibP2PNetwork
 from p2pnode.net.identity import peer_id_from_seed
-from p2pnode.services import views
+from p2pnode.services.api import views
 from p2pnode.services.clock import SystemClock
-from p2pnode.services.http_api import HttpApi, HttpError, Request, Response
-from p2pnode.services.node import ChainNode
-from p2pnode.services.signing_record import GuardedSigner
-from p2pnode.store import ChainDB, Store
-from p2pnode.store.signing_record import SigningRecord
+from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
+from p2pnode.services.chain.chain_service import ChainService
+from p2pnode.services.chain.signer import GuardedSigner
+from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.store import Store
+from p2pnode.store.slashing_protection import SlashingProtection
 from protocols import codec
 from protocols.crypto import Keypair
 
@@ -70,7 +71,7 @@ class Peer:
         reader, acc, header = build_genesis_state(genesis)
         self.store = Store(options.data_dir / "chain.sqlite")
         self.store.initialise(header, reader, acc)
-        self.chain = ChainDB(self.store)
+        self.chain = BlockTree(self.store)
         self.hotkey = options.hotkey
         cached = [a for _, addrs in self.store.known_peers(16) for a in addrs]
         own = "/p2p/" + peer_id_from_seed(self.hotkey.seed)
@@ -79,8 +80,8 @@ class Peer:
         self.clock = SystemClock()
         signer = None
         if options.validator:
-            signer = GuardedSigner(self.hotkey, SigningRecord(options.data_dir / "signing.sqlite", self.hotkey.public_key))
-        self.node = ChainNode(self.chain, self.network, self.clock, signer)
+            signer = GuardedSigner(self.hotkey, SlashingProtection(options.data_dir / "signing.sqlite", self.hotkey.public_key))
+        self.node = ChainService(self.chain, self.network, self.clock, signer)
         self.api = HttpApi()
         self.miner: Any = None
         self.validator_loop: Any = None
@@ -250,7 +251,7 @@ class Peer:
             return Response.json(body)
 
         async def query(req: Request) -> Response:
-            from p2pnode.services.query import QueryError, handle_query
+            from p2pnode.services.market.query import QueryError, handle_query
 
             try:
                 doc = json.loads(req.body)
@@ -301,7 +302,7 @@ class Peer:
 
     async def _run_miner(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from models.registry import create_model
-        from p2pnode.services.miner import MinerServer
+        from p2pnode.services.market.miner import MinerServer
 
         netuid = self.options.miner_netuid
         task = self._task_for(netuid)
@@ -334,7 +335,7 @@ class Peer:
         return self.node.mempool.next_nonce(self.hotkey.public_key, state) > state.nonce(self.hotkey.public_key)
 
     async def _run_validator_loop(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        from p2pnode.services.validator import ValidatorConfig, ValidatorLoop
+        from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
 
         netuid = self.options.validate_netuid
         assert netuid is not None

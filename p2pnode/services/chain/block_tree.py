@@ -87,7 +87,7 @@ def _justified_epoch_of_raw(raw: bytes | None) -> int:
     return justified[-1][0] if justified else -1
 
 
-class ChainDB:
+class BlockTree:
     """The chain as stored: head state, verified forks, fork choice, production on the head.
 
     Not thread-safe; one owner (the node's tasks, all on one trio thread) uses it.

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.params import TAO
-from p2pnode.cli import CliError
-from p2pnode.client import ApiError, get_json
+from p2pnode.cli.errors import CliError
+from p2pnode.cli.client import ApiError, get_json
 from p2pnode.genesis_file import dev_keypair
 
 DEFAULT_DIR = Path("testnet-run")

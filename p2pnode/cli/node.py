@@ -10,9 +10,9 @@ from pathlib import Path
 import trio
 
 from p2pnode.chain.genesis import GenesisError
-from p2pnode.cli import CliError
-from p2pnode.cli_common import add_api, add_json, api_get, emit
-from p2pnode.cli_keys import DEFAULT_WALLET
+from p2pnode.cli.errors import CliError
+from p2pnode.cli.common import add_api, add_json, api_get, emit
+from p2pnode.cli.keys import DEFAULT_WALLET
 from p2pnode.keys import KeyStore, KeyStoreError, default_home
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -66,7 +66,7 @@ def _hotkey(args: argparse.Namespace):  # -> Keypair
 
 
 def _join(args: argparse.Namespace) -> int:
-    from p2pnode.node import PeerOptions, run_peer
+    from p2pnode.peer import PeerOptions, run_peer
     from p2pnode.store import StoreError
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

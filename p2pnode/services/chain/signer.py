@@ -1,14 +1,14 @@
 """The validator's signer: every block and finality vote it signs passes its signing record first.
 
 A node holds its validator key only through this object, so no code path can sign a block or a
-vote that the on-disk record (`p2pnode.store.signing_record`) has not approved and stored.
+vote that the on-disk record (`p2pnode.store.slashing_protection`) has not approved and stored.
 """
 
 from __future__ import annotations
 
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.types import Block, FinalityVote, SignedVote
-from p2pnode.store.signing_record import SigningRecord
+from p2pnode.store.slashing_protection import SlashingProtection
 from protocols import codec
 from protocols.crypto import Keypair
 
@@ -16,7 +16,7 @@ from protocols.crypto import Keypair
 class GuardedSigner:
     """Signs blocks and votes for one validator key, never twice in conflicting ways."""
 
-    def __init__(self, key: Keypair, record: SigningRecord) -> None:
+    def __init__(self, key: Keypair, record: SlashingProtection) -> None:
         self.key = key
         self.record = record
 
