@@ -11,7 +11,7 @@ Node 0 is the bootstrap peer; every other node is given only node 0 and finds th
 the DHT. Publishers are chosen at random, on a fixed schedule.
 
     python benchmarks/bench_gossip.py --nodes 4 8 --messages 150 --rate 5
-    python benchmarks/bench_gossip.py --nodes 8 --without-cpu-fixes   # the same, minus §4.11 fixes
+    python benchmarks/bench_gossip.py --nodes 8 --without-cpu-fixes   # the same, minus py-libp2p problem 11 fixes
     python benchmarks/bench_gossip.py --nodes 8 --stock               # py-libp2p as shipped
     python benchmarks/bench_gossip.py --nodes 4 --profile-dir /tmp/prof  # cProfile per node
 

@@ -1,4 +1,4 @@
-"""The epoch case of yuma.md §11: one subnet's epoch as a JSON document, and its result document.
+"""The epoch case of epoch spec §11: one subnet's epoch as a JSON document, and its result document.
 
 A case is what `p2pnode epoch simulate` runs and the interchange format for golden vectors. Every
 number is an exact integer (rao, u16 proportions, blocks); a float anywhere is refused. A malformed

@@ -1,7 +1,7 @@
 """ed25519 signing keys and signature checks: the one place that calls PyNaCl's signing API.
 
 Everything else signs with a :class:`Keypair` and checks with :func:`verify`. Signatures here are
-over raw bytes; the domain tag and chain id that every protocol signature must cover (DESIGN §2)
+over raw bytes; the domain tag and chain id that every protocol signature must cover (docs/keys.md)
 are added by the caller that builds the signed bytes, not here.
 """
 

@@ -1,4 +1,4 @@
-"""The layering rule of DESIGN.md §1, checked on every module's imports (AST walk)."""
+"""The layering rule of DEVELOPERS.md, checked on every module's imports (AST walk)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Emission in exact integer rao (yuma.md §4.2 - §4.4, DESIGN.md §5).
+"""Emission in exact integer rao (epoch spec §4.2 - §4.4, docs/chain.md).
 
 Every split here returns parts that add up to its input exactly; where a division leaves rao over,
 the docstring says where they go. Nothing is rounded away silently and nothing uses floats.
@@ -124,7 +124,7 @@ class EpochSettlement:
     """Where an epoch's emission goes; the four parts sum to the epoch's emission exactly.
 
     `undistributed` is the floor dust of the epoch (each uid's amount is floored on its own,
-    yuma.md §9 item 11); it is not redistributed, so the epoch stays bit-exact, and belongs back in
+    epoch spec §9 item 11); it is not redistributed, so the epoch stays bit-exact, and belongs back in
     the subnet's pending emission for its next epoch. `burned` is incentive to owner uids (§4.4).
     """
 

@@ -1,4 +1,4 @@
-"""Binary fixed-point arithmetic with substrate-fixed v0.6.0 + subtensor safe-math semantics (yuma.md §1).
+"""Binary fixed-point arithmetic with substrate-fixed v0.6.0 + subtensor safe-math semantics (epoch spec §1).
 
 A fixed-point number is carried as its raw two's-complement integer (a plain Python ``int``): the value
 is ``raw / 2**FRAC``. There are no objects per number, so vector code can stay in ``map``/``sum``.
@@ -372,7 +372,7 @@ def clamp32(value: int, low: int, high: int) -> int:
 def liquid_alpha_sigmoid(
     consensus: int, weight: int, bond: int, alpha_low: int, alpha_high: int, steepness: int
 ) -> int:
-    """subtensor `liquid_alpha_sigmoid` (yuma.md §3.9b): the per-entry EMA alpha, all raw I32F32.
+    """subtensor `liquid_alpha_sigmoid` (epoch spec §3.9b): the per-entry EMA alpha, all raw I32F32.
 
     `steepness` is the raw I32F32 of the i16 hyperparameter.
     """

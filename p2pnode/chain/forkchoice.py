@@ -1,6 +1,6 @@
 """Fork choice: which verified block is the head.
 
-The rule (DESIGN §4): the chain with the latest justified checkpoint, then the longest chain, then
+The rule (docs/chain.md): the chain with the latest justified checkpoint, then the longest chain, then
 the lowest block hash. Justified epochs only grow along a chain and heights strictly grow, so the
 best chain ends in the best block by that key, and comparing each newly verified block with the
 current head is enough to follow it. Blocks at or below the finalized checkpoint that are not on

@@ -51,7 +51,7 @@ GLOBAL_PARAMS: dict[str, Bound] = {
     "protocol_version": Bound(1, 1, 2**32 - 1, "protocol version active now (governance upgrades it)"),
 }
 
-# Subnet hyperparameters (yuma.md §5, new-subnet values); `owner` marks the owner-settable ones.
+# Subnet hyperparameters (epoch spec §5, new-subnet values); `owner` marks the owner-settable ones.
 @dataclass(frozen=True)
 class HyperBound(Bound):
     owner: bool = True

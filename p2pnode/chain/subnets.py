@@ -1,6 +1,6 @@
 """Subnet economics as state transitions: subnets, registration, serving, weights, emission, epochs.
 
-One stake token (TAO): the epoch weighs each uid by the total stake on its hotkey (yuma.md §7 with
+One stake token (TAO): the epoch weighs each uid by the total stake on its hotkey (epoch spec §7 with
 tao_weight = 0 and no child keys). Emission per block follows the halving schedule; it is split
 across subnets by the root subnet's weights (netuid 0, where hotkeys weight subnets) or equally
 while root has no weights, and accrues as each subnet's pending emission. At a subnet's epoch the
@@ -180,7 +180,7 @@ def _set_hyperparameter(state: State, tx: Tx, ctx: BlockContext) -> None:
 
 
 def pruning_candidate(state: State, netuid: int, sn: dict[str, Any], block: int) -> int | None:
-    """The uid a new registration replaces (yuma.md §3.14, ImmuneOwnerUidsLimit 1, MinNonImmuneUids 0)."""
+    """The uid a new registration replaces (epoch spec §3.14, ImmuneOwnerUidsLimit 1, MinNonImmuneUids 0)."""
     immunity = sn["hp"]["immunity_period"]
     best: tuple[int, int, int] | None = None
     for uid in range(sn["n"]):
@@ -260,7 +260,7 @@ def _serve(state: State, tx: Tx, ctx: BlockContext) -> None:
 
 def _checked_weights(state: State, netuid: int, sn: dict[str, Any], uid: int, hot: bytes,
                      uids: tuple[int, ...], values: tuple[int, ...], version_key: int) -> list[list[int]]:
-    """yuma.md §6.1 checks (rate limit excluded); returns the canonical max-upscaled row."""
+    """epoch spec §6.1 checks (rate limit excluded); returns the canonical max-upscaled row."""
     hp = sn["hp"]
     if version_key < hp["weights_version_key"]:
         raise TxInvalid("version_key_too_low", f"minimum {hp['weights_version_key']}")
@@ -338,7 +338,7 @@ def _commit_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
     state.put(key, commits)
     neuron = state.neuron(body.netuid, uid)
     assert neuron is not None
-    neuron["last_update"] = ctx.height  # committing keeps a validator active (yuma.md §6.2)
+    neuron["last_update"] = ctx.height  # committing keeps a validator active (epoch spec §6.2)
     state.set_neuron(body.netuid, uid, neuron)
 
 

@@ -1,6 +1,6 @@
 """Yuma Consensus: one epoch of one subnet, bit-exact with subtensor's sparse `epoch_mechanism`.
 
-The specification is `shared/spec/yuma.md` (§3 the algorithm, §1 the arithmetic, §9 the traps).
+The specification is `docs/spec/epoch.md` (§3 the algorithm, §1 the arithmetic, §9 the traps).
 `run_epoch` is a pure function of an `EpochInput`: no clock, randomness, I/O or floats. Every value
 is a raw fixed-point integer (see `p2pnode.chain.fixed`).
 
@@ -15,7 +15,7 @@ How it is fast enough in pure Python:
 * Packed lanes. A dense row (or a column) is one Python int holding every entry in a 64- or
   128-bit lane, so one big-int multiply, shift or mask acts on all entries at C speed; an exact
   division by a scalar is a multiply by a magic number (see `_Lanes.div`).
-* The stake-weighted median uses the closed form of §3.6 item 6, one sort per column.
+* The stake-weighted median uses the closed form of §3.6 item 4, one sort per column.
 
 `p2pnode.testing.yuma_reference` is a literal, slow port of the chain code used to cross-check this.
 """
@@ -167,7 +167,7 @@ RowLike = SparseRow | Sequence[tuple[int, int]]
 
 @dataclass(frozen=True, slots=True)
 class EpochInput:
-    """Everything one epoch of one subnet (one mechanism) reads (yuma.md §2).
+    """Everything one epoch of one subnet (one mechanism) reads (epoch spec §2).
 
     Per-uid sequences have length `n`. `weights[i]` and `bonds[i]` are the stored sparse rows of
     uid i as `(dest_uid, u16)` pairs in stored order (or `SparseRow`s; either way they are held as
@@ -209,7 +209,7 @@ class EpochInput:
 
 @dataclass(frozen=True, slots=True)
 class EpochOutput:
-    """What the epoch publishes and stores (yuma.md §3.11, §3.12); per-uid tuples of length n.
+    """What the epoch publishes and stores (epoch spec §3.11, §3.12); per-uid tuples of length n.
 
     u16 proportions: `stake_weight`, `consensus`, `incentive`, `dividends`, `validator_trust`.
     rao: `emission` (the stored Emission, from the combined share), `server_emission` (to miners),
@@ -325,7 +325,7 @@ def canonicalise_weights(
 ) -> list[tuple[int, int]]:
     """A weight submission as `(uid, value)` pairs sorted by uid.
 
-    Sorting at submission removes the chain's row-order dependence (yuma.md §9 item 8). Raises
+    Sorting at submission removes the chain's row-order dependence (epoch spec §9 item 8). Raises
     `InvalidWeights` (reasons: length_mismatch, not_an_integer, uid_out_of_range,
     value_out_of_range, duplicate_uid, too_many_weights) instead of guessing.
     """
@@ -374,7 +374,7 @@ def topk_nonzero(values: Sequence[int], k: int) -> list[bool]:
 
 
 def weighted_median_by_threshold(stake: Sequence[int], score: Sequence[int], threshold: int) -> int:
-    """Closed form of subtensor's `weighted_median` (yuma.md §3.6 item 6), positive stakes.
+    """Closed form of subtensor's `weighted_median` (epoch spec §3.6 item 4), positive stakes.
 
     The largest score s with sum(stake_i : score_i >= s) >= threshold, else the smallest score,
     or 0 for no scores. The iterative algorithm called with `minority`, `lo = 0` and
@@ -396,7 +396,7 @@ def select_uid_to_prune(
     min_non_immune_uids: int,
     owner_immune_uids: Sequence[int] = (),
 ) -> int | None:
-    """The uid a registration on a full subnet replaces (yuma.md §3.14), or None if none may go.
+    """The uid a registration on a full subnet replaces (epoch spec §3.14), or None if none may go.
 
     Owner-immune uids are never chosen. Among the others the best candidate has the lowest
     emission, then the lowest registration block, then the lowest uid; a non-immune candidate is
@@ -641,7 +641,7 @@ def _to_u16(values: Sequence[int]) -> tuple[int, ...]:
 
 
 def _merge_lookup(entries: Sequence[tuple[int, int]]) -> dict[int, int]:
-    """What subtensor's peekable merge over columns 0..n-1 finds in a row (yuma.md §9 item 8).
+    """What subtensor's peekable merge over columns 0..n-1 finds in a row (epoch spec §9 item 8).
 
     The merge skips entries whose uid is below the current column and waits at the first one that
     is not, so on a row not sorted by uid it misses entries: an entry is found iff its uid is >=
@@ -657,7 +657,7 @@ def _merge_lookup(entries: Sequence[tuple[int, int]]) -> dict[int, int]:
 
 
 class _Epoch:
-    """Working state of one `run_epoch` call; each `process_*` is one step of yuma.md §3.
+    """Working state of one `run_epoch` call; each `process_*` is one step of epoch spec §3.
 
     Rows that take part are packed ints of n 64-bit lanes (`self.rows`); an absent or all-zero row
     is None. Column-wise divisions run on columns packed in 128-bit lanes.
@@ -1142,7 +1142,7 @@ def _empty_output() -> EpochOutput:
 
 
 def run_epoch(inp: EpochInput) -> EpochOutput:
-    """Run one Yuma Consensus epoch (yuma.md §3): what the chain publishes and stores."""
+    """Run one Yuma Consensus epoch (epoch spec §3): what the chain publishes and stores."""
     if inp.n == 0:
         return _empty_output()
     epoch = _Epoch(inp)

@@ -1,4 +1,4 @@
-"""`p2pnode epoch ...`: run the chain's epoch function on a case file (yuma.md §11)."""
+"""`p2pnode epoch ...`: run the chain's epoch function on a case file (epoch spec §11)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from protocols.network import GossipHandler, GossipValidator, Verdict
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
-# py-libp2p drops any RPC over 1 MiB without an error (notes §3.4); keep room for the envelope
+# py-libp2p drops any RPC over 1 MiB without an error (py-libp2p problem 8); keep room for the envelope
 # (signature, key, seqno, topic, sender record) around the payload.
 MAX_TOPIC_MESSAGE_BYTES = 1024 * 1024 - 8 * 1024
 

@@ -72,7 +72,7 @@ class NetConfig:
     # Discovery keeps dialling peers found in the DHT until this many are connected.
     target_peer_count: int = 16
     dial_timeout_s: float = 10.0
-    # Upstream refreshes the routing table only every 600 s (notes §2.3): look ourselves up early
+    # Upstream refreshes the routing table only every 600 s (py-libp2p problem 12): look ourselves up early
     # (to meet peers that start after us) and then periodically.
     dht_refresh_after_start_s: tuple[float, ...] = (2.0, 6.0, 15.0)
     dht_refresh_interval_s: float = 60.0
@@ -145,7 +145,7 @@ class LibP2PNetwork:
             prune_back_off=self.config.gossip.prune_back_off_s,
         )
         # Pubsub and the DHT register their stream handlers and notifees in __init__, so both
-        # exist before any connection (notes §2.2).
+        # exist before any connection (py-libp2p problem 13).
         self.pubsub = Pubsub(
             self.host,
             self.gossipsub,

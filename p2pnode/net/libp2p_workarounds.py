@@ -1,32 +1,32 @@
 """Hardening for py-libp2p 0.8.1: one place for every setting and patch its defaults need.
 
-Each item names the upstream problem it addresses (numbers are sections of
-`shared/notes/libp2p.md`, where each was reproduced). Everything here is either a construction
+Each item names the upstream problem it addresses (numbers refer to the list "py-libp2p 0.8.1: what
+we work around" in docs/networking.md, where each is described). Everything here is either a construction
 option or a change scoped to one host / pubsub instance, except `install_signed_record_caches`,
 which swaps module-level helpers in libp2p for faster ones with the same results (idempotent,
 process-wide).
 
 | problem (0.8.1)                                                      | fix here                               |
 | -------------------------------------------------------------------- | -------------------------------------- |
-| §4.1-4.2 an exception in any stream handler kills the host, or        | `install_stream_handler_guard`         |
+| #1-2 an exception in any stream handler kills the host, or           | `install_stream_handler_guard`         |
 |   (StreamEOF & co.) silently ends the connection's accept loop        |                                        |
-| §4.10 default security accepts /plaintext/2.0.0 (and secio, TLS)      | `noise_only_security`                  |
-| §4.9 mplex breaks on 1 MB payloads                                    | `yamux_only_muxer`                     |
-| §4.4 adaptive gossip turns a 1 s heartbeat into 60 s                  | `HardenedGossipSub` (adaptive off)     |
-| §4.5 IHAVE never sent to peers in PRUNE back-off (60 s)               | `HardenedGossipSub` (2 s back-off)     |
-| §4.6 GRAFT-flood detector fires on the remote's own PRUNE             | `HardenedGossipSub` (detector off)     |
-| §4.7 spam protection caps every peer incl. ourselves at 10 msg/s      | off; per-origin limit in `gossip.py`   |
+| #10 default security accepts /plaintext/2.0.0 (and secio, TLS)       | `noise_only_security`                  |
+| #9 mplex breaks on 1 MB payloads                                     | `yamux_only_muxer`                     |
+| #4 adaptive gossip turns a 1 s heartbeat into 60 s                   | `HardenedGossipSub` (adaptive off)     |
+| #5 IHAVE never sent to peers in PRUNE back-off (60 s)                | `HardenedGossipSub` (2 s back-off)     |
+| #6 GRAFT-flood detector fires on the remote's own PRUNE              | `HardenedGossipSub` (detector off)     |
+| #7 spam protection caps every peer incl. ourselves at 10 msg/s       | off; per-origin limit in `gossip.py`   |
 | mcache keys messages by from+seqno while the seen-cache uses the      | `HardenedGossipSub` (mcache keyed by   |
 |   configured message id, so every IHAVE is answered with IWANT        |   the pubsub message id)               |
 | IDONTWANT sent to every mesh peer for every message (doubles RPCs)    | only for messages >= 16 KiB            |
 | validation cache remembers failures: an IGNOREd message is dropped    | `SuccessOnlyValidationCache`           |
 |   for 5 min even once it becomes valid, and re-forwarders go unscored |                                        |
-| §4.8 per-peer outbound queue of 32 RPCs drops bursts silently         | `enlarge_outbound_queues`              |
-| §3.4 subscription queue of 32 drops with a warning                    | `replace_subscription_queue`           |
-| §4.11 `host.get_addrs()` + a fresh signed record check per RPC,      | `install_cpu_fixes` (process-wide)     |
+| #8 per-peer outbound queue of 32 RPCs drops bursts silently          | `enlarge_outbound_queues`              |
+| #8 subscription queue of 32 drops with a warning                     | `replace_subscription_queue`           |
+| #11 `host.get_addrs()` + a fresh signed record check per RPC,        | `install_cpu_fixes` (process-wide)     |
 |   varint prefixes read one byte per await, one yamux WINDOW_UPDATE    |                                        |
 |   frame per read                                                      |                                        |
-| §2.3 one spurious kad WARNING per DHT query                           | `configure_libp2p_logging`             |
+| #12 one spurious kad WARNING per DHT query                           | `configure_libp2p_logging`             |
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ _REMOTE_CLOSED_ERRORS = (StreamError, IncompleteReadError, EOFError, ConnectionE
 
 
 def configure_libp2p_logging() -> None:
-    """libp2p at WARNING and its DHT at ERROR (one spurious warning per DHT query, §2.3).
+    """libp2p at WARNING and its DHT at ERROR (one spurious warning per DHT query, py-libp2p problem 12).
 
     Only loggers nobody configured yet are touched, so an operator's explicit choice wins.
     """
@@ -84,13 +84,13 @@ def configure_libp2p_logging() -> None:
 
 
 def noise_only_security(key_pair: KeyPair) -> TSecurityOptions:
-    """Noise and nothing else: the default set also offers plaintext, secio and TLS (§4.10)."""
+    """Noise and nothing else: the default set also offers plaintext, secio and TLS (py-libp2p problem 10)."""
     noise_static_key = create_x25519_key_pair()
     return {NOISE_PROTOCOL_ID: NoiseTransport(key_pair, noise_privkey=noise_static_key.private_key)}
 
 
 def yamux_only_muxer() -> TMuxerOptions:
-    """Yamux only: mplex, the default fallback, failed a 1 MB response (§4.9)."""
+    """Yamux only: mplex, the default fallback, failed a 1 MB response (py-libp2p problem 9)."""
     return {TProtocol(YAMUX_PROTOCOL_ID): Yamux}
 
 
@@ -144,7 +144,7 @@ def _remote_peer(stream: INetStream) -> str:
 
 
 def install_stream_handler_guard(host: IHost) -> HandlerGuardStats:
-    """Guard every stream handler of `host`, now and whenever one is registered later (§4.1-4.2).
+    """Guard every stream handler of `host`, now and whenever one is registered later (py-libp2p problems 1-2).
 
     Without it, any exception escaping a handler (one malformed gossipsub frame raises protobuf's
     DecodeError) propagates into the swarm and ends `host.run()`; an exception that looks like a
@@ -203,7 +203,7 @@ class _PubsubIdMessageCache(MessageCache):
 
 
 class HardenedGossipSub(GossipSub):
-    """GossipSub with the settings and fixes the notes validated (§5), see the module table."""
+    """GossipSub with the settings and fixes the notes validated (py-libp2p problems 4-7), see the module table."""
 
     def __init__(
         self,
@@ -231,13 +231,13 @@ class HardenedGossipSub(GossipSub):
             adaptive_gossip_enabled=False,
             spam_protection_enabled=False,
         )
-        # Upstream compares the GRAFT time with when the *remote* pruned us (§4.6).
+        # Upstream compares the GRAFT time with when the *remote* pruned us (py-libp2p problem 6).
         self.graft_flood_threshold = 0.0
         self.idontwant_min_bytes = idontwant_min_bytes
         self.mcache = _PubsubIdMessageCache(self, gossip_window, gossip_history)
 
     def _adapt_heartbeat_parameters(self, health: float) -> None:
-        # Never stretch the heartbeat (§4.4), even if adaptive gossip gets switched back on.
+        # Never stretch the heartbeat (py-libp2p problem 4), even if adaptive gossip gets switched back on.
         self.heartbeat_interval = self.heartbeat_interval_base
 
     async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Iterable[str]) -> None:
@@ -272,7 +272,7 @@ class _SizedQueueDict(dict[ID, RpcQueue]):
 
 
 def enlarge_outbound_queues(pubsub: Pubsub, capacity: int) -> None:
-    """Per-peer outbound RPC queues of `capacity` instead of 32 (drops are silent, §4.8)."""
+    """Per-peer outbound RPC queues of `capacity` instead of 32 (drops are silent, py-libp2p problem 8)."""
     queues = _SizedQueueDict(capacity)
     for peer_id, queue in pubsub.peer_queues.items():
         queues[peer_id] = queue
@@ -307,7 +307,7 @@ def replace_subscription_queue(
     return receive
 
 
-# -- process-wide CPU fixes (§4.11) -------------------------------------------------------------
+# -- process-wide CPU fixes (py-libp2p problem 11) -------------------------------------------------------------
 #
 # These swap module-level helpers in libp2p for faster ones with the same results. They are
 # process-wide, idempotent, and recorded in `_ORIGINALS` so a benchmark can undo them for a

@@ -189,7 +189,7 @@ def test_address_error_is_a_value_error() -> None:
 
 
 def test_module_is_pure() -> None:
-    # The chain layer is stdlib-only and does no I/O (DESIGN §1).
+    # The chain layer is stdlib-only and does no I/O (DEVELOPERS.md).
     import ast
     from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""`p2pnode epoch simulate` on the epoch cases of testnet/epoch-cases (yuma.md §11)."""
+"""`p2pnode epoch simulate` on the epoch cases of testnet/epoch-cases (epoch spec §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fixed-point semantics of yuma.md §1: rounding, saturation, conversions, exp/sigmoid (TV11)."""
+"""Fixed-point semantics of epoch spec §1: rounding, saturation, conversions, exp/sigmoid (TV11)."""
 
 from __future__ import annotations
 

@@ -159,7 +159,7 @@ def relabel(inp: EpochInput, perm: list[int]) -> EpochInput:
 @CASES
 @given(epoch_inputs(canonical=True), st.randoms(use_true_random=False))
 def test_relabelling_uids_relabels_the_outputs(inp: EpochInput, rnd: Any) -> None:
-    """Order does not matter (yuma.md §9 item 15) once rows are sorted (item 8) and every uid with
+    """Order does not matter (epoch spec §9 item 15) once rows are sorted (item 8) and every uid with
     stake gets a permit (so no top-k tie is broken by uid, item 4)."""
     perm = list(range(inp.n))
     rnd.shuffle(perm)
@@ -173,7 +173,7 @@ def test_relabelling_uids_relabels_the_outputs(inp: EpochInput, rnd: Any) -> Non
 
 
 def test_unsorted_rows_change_liquid_alpha_as_on_chain() -> None:
-    """yuma.md §9 item 8: the liquid-alpha merge assumes rows sorted by uid; a stored row in
+    """epoch spec §9 item 8: the liquid-alpha merge assumes rows sorted by uid; a stored row in
     another order reads some weights as 0, which changes the bonds."""
     base: dict[str, Any] = dict(
         n=4, current_block=10, tempo=1, activity_cutoff=100, last_update=[5, 5, 5, 5],

@@ -1,4 +1,4 @@
-"""Every test vector of yuma.md §8, replayed through `run_epoch`.
+"""Every test vector of epoch spec §8, replayed through `run_epoch`.
 
 The subtensor tests drive the pallet (register, set weights, run the epoch); `Subnet` below keeps
 the same state between epochs (permits and bonds from the last epoch, last update, registration
@@ -292,7 +292,7 @@ def test_tv7_yuma3_kappa_moves_first() -> None:
         assert out.emission == emission
     assert outs[1].consensus == (0, 0, 0, 0, 65535)
     assert [outs[1].bonds[i].pairs() for i in range(3)] == [[(3, 5951), (4, 6640)], [(3, 24229)], [(3, 24229)]]
-    # bond targets: listed by the test but compared by nothing there (yuma.md TV7 caveat)
+    # bond targets: listed by the test but compared by nothing there (TV7 of the epoch tests caveat)
     target_bonds = [[[0.1013, 0.0], [0.1013, 0.0], [0.1013, 0.0]], [[0.0908, 0.1013], [0.3697, 0.0], [0.3697, 0.0]],
                     [[0.0815, 0.1924], [0.3170, 0.1013], [0.5580, 0.0]], [[0.0731, 0.2742], [0.2765, 0.1924], [0.4306, 0.1013]],
                     [[0.0656, 0.3478], [0.2435, 0.2742], [0.3589, 0.1924]], [[0.0588, 0.4139], [0.2157, 0.3478], [0.3089, 0.2742]]]

@@ -83,7 +83,7 @@ async def arena() -> AsyncIterator[Arena]:
             yield Arena(victim, victim_inbox, honest, honest_inbox, attacker)
 
 
-# -- §4.1: one malformed gossipsub frame ---------------------------------------------------------
+# -- py-libp2p problem 1: one malformed gossipsub frame ---------------------------------------------------------
 
 
 async def test_random_bytes_on_meshsub() -> None:
@@ -121,7 +121,7 @@ async def test_control_the_same_frame_kills_an_unguarded_pubsub_host() -> None:
     assert crash.group_contains(DecodeError)
 
 
-# -- §4.2: raising handlers and the zombie connection --------------------------------------------
+# -- py-libp2p problem 2: raising handlers and the zombie connection --------------------------------------------
 
 
 async def test_raising_raw_handler_registered_after_start() -> None:
@@ -201,7 +201,7 @@ async def test_raising_request_handler_answers_server_error_only() -> None:
         await a.assert_victim_serves_honest_peer()
 
 
-# -- §4.10: plaintext ----------------------------------------------------------------------------
+# -- py-libp2p problem 10: plaintext ----------------------------------------------------------------------------
 
 
 async def test_plaintext_only_dialer_is_refused() -> None:
@@ -217,7 +217,7 @@ async def test_plaintext_only_dialer_is_refused() -> None:
             assert default_host.get_id() in plain.get_connected_peers()
 
 
-# -- §4.7-4.8: bursts ----------------------------------------------------------------------------
+# -- py-libp2p problems 7-8: bursts ----------------------------------------------------------------------------
 
 
 async def test_burst_of_100_publishes_is_delivered() -> None:
@@ -236,7 +236,7 @@ def message_id_of(payload: bytes) -> bytes:
     return message_id(rpc_pb2.Message(data=payload))
 
 
-# -- §4.4: adaptive heartbeat --------------------------------------------------------------------
+# -- py-libp2p problem 4: adaptive heartbeat --------------------------------------------------------------------
 
 
 async def test_heartbeat_stays_at_the_configured_interval() -> None:
