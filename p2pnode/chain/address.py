@@ -26,6 +26,8 @@ Pure: standard library only, no I/O.
 
 from __future__ import annotations
 
+from p2pnode.chain.errors import ChainError
+
 __all__ = [
     "ADDRESS_LENGTH",
     "ADDRESS_PREFIX",
@@ -54,7 +56,7 @@ ADDRESS_LENGTH = len(ADDRESS_PREFIX) + len(_SEPARATOR) + _DATA_LENGTH + _CHECKSU
 """Characters in every address (62)."""
 
 
-class AddressError(ValueError):
+class AddressError(ChainError, ValueError):
     """A string is not a valid address, or bytes are not a valid public key; the message says why."""
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from p2pnode.chain.errors import ChainError
+
 MAX_UINT64 = (1 << 64) - 1
 
 _BOOL_NONE = {False: b"\xf4", True: b"\xf5"}
@@ -87,7 +89,7 @@ def encode(obj: Any) -> bytes:
     return b"".join(out)
 
 
-class DecodeError(ValueError):
+class DecodeError(ChainError, ValueError):
     """Trusted bytes did not decode (a bug or a corrupted store)."""
 
 
@@ -152,8 +154,3 @@ def _decode_at(data: bytes, pos: int) -> tuple[Any, int]:
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
-
-
-def object_id(obj: Any) -> bytes:
-    """The id of a chain object: sha256 of its canonical bytes."""
-    return hashlib.sha256(encode(obj)).digest()

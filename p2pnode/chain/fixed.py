@@ -10,8 +10,6 @@ Types used by the epoch (suffix in the function names):
 | ``32`` | I32F32 | signed 64-bit        | 32              |
 | ``64`` | I64F64 | signed 128-bit       | 64              |
 | ``96`` | I96F32 | signed 128-bit       | 32              |
-| ``u64``| U64F64 | unsigned 128-bit     | 64              |
-| ``u96``| U96F32 | unsigned 128-bit     | 32              |
 
 Rounding rules (§1.2):
 
@@ -27,7 +25,7 @@ No floats anywhere: constants that the chain writes as float literals are exact 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 # --- type bounds (raw) -----------------------------------------------------------------------------
 
@@ -44,8 +42,6 @@ I64F64_MAX = (1 << 127) - 1
 
 I96F32_MIN = -(1 << 127)
 I96F32_MAX = (1 << 127) - 1
-
-U128_MAX = (1 << 128) - 1  # raw bound of both U64F64 and U96F32
 
 U16_MAX = 65535
 U64_MAX = (1 << 64) - 1
@@ -77,11 +73,6 @@ def sat32(raw: int) -> int:
 def from_int32(value: int) -> int:
     """`I32F32::saturating_from_num(integer)`: exact, clamped."""
     return sat32(value << FRAC32)
-
-
-def to_int32(raw: int) -> int:
-    """`to_num` of an I32F32 as an unbounded integer: floor."""
-    return raw >> FRAC32
 
 
 def add32(a: int, b: int) -> int:
@@ -150,16 +141,6 @@ def from_u16_proportion(value: int) -> int:
     return safe_div32(value << FRAC32, U16_MAX << FRAC32)
 
 
-def from_u16_int(value: int) -> int:
-    """`u16_to_fixed`: the u16 as an I32F32 integer (not divided by 65535)."""
-    return value << FRAC32
-
-
-def sum32(values: Iterable[int]) -> int:
-    """`iter().sum()`: plain exact addition (cannot overflow for epoch inputs)."""
-    return sum(values)
-
-
 def normalize32(values: Sequence[int]) -> list[int]:
     """`inplace_normalize`: divide by the exact sum unless it is 0 (then a copy is returned)."""
     total = sum(values)
@@ -201,10 +182,6 @@ def from_int64(value: int) -> int:
     return sat64(value << FRAC64)
 
 
-def mul64(a: int, b: int) -> int:
-    return sat64((a * b) >> FRAC64)
-
-
 def checked_div64(a: int, b: int) -> int | None:
     if b == 0:
         return None
@@ -217,12 +194,6 @@ def safe_div64(a: int, b: int) -> int:
     return 0 if raw is None else raw
 
 
-def saturating_div64(a: int, b: int) -> int:
-    if b == 0:
-        return 0 if a == 0 else (I64F64_MAX if a > 0 else I64F64_MIN)
-    return sat64(_div_trunc(a << FRAC64, b))
-
-
 def to_u64_from64(raw: int) -> int:
     """`saturating_to_num::<u64>()` of an I64F64."""
     return _clamp(raw >> FRAC64, 0, U64_MAX)
@@ -231,11 +202,6 @@ def to_u64_from64(raw: int) -> int:
 def fixed64_to_fixed32(raw: int) -> int:
     """`I32F32::saturating_from_num(I64F64)`: drop 32 fractional bits (floor), clamp."""
     return sat32(raw >> (FRAC64 - FRAC32))
-
-
-def fixed32_to_fixed64(raw: int) -> int:
-    """`I64F64::saturating_from_num(I32F32)`: exact."""
-    return raw << (FRAC64 - FRAC32)
 
 
 def normalize64(values: Sequence[int]) -> list[int]:
@@ -259,31 +225,6 @@ def from_int96(value: int) -> int:
 
 def mul96(a: int, b: int) -> int:
     return sat96((a * b) >> FRAC32)
-
-
-def fixed32_to_fixed96(raw: int) -> int:
-    """I32F32 -> I96F32: same fractional bits, so the raw value is unchanged."""
-    return raw
-
-
-# --- U64F64 / U96F32 (coinbase helpers) --------------------------------------------------------------
-
-
-def satu128(raw: int) -> int:
-    return _clamp(raw, 0, U128_MAX)
-
-
-def mulu(a: int, b: int, frac: int) -> int:
-    """Unsigned saturating multiply with `frac` fractional bits (U64F64: 64, U96F32: 32)."""
-    return satu128((a * b) >> frac)
-
-
-def safe_divu(a: int, b: int, frac: int) -> int:
-    """Unsigned `safe_div`: 0 on a zero divisor or overflow (unsigned division truncates = floors)."""
-    if b == 0:
-        return 0
-    raw = (a << frac) // b
-    return raw if raw <= U128_MAX else 0
 
 
 # --- exact constants from rationals ------------------------------------------------------------------

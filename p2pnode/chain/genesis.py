@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from p2pnode.chain import accumulator, consensus, subnets
 from p2pnode.chain.encoding import sha256
-from p2pnode.chain.errors import TxInvalid
+from p2pnode.chain.errors import ChainError, TxInvalid
 from p2pnode.chain.params import check_hyperparam, check_param, default_hyperparams, default_params
 from p2pnode.chain.state import DictReader, State
 from p2pnode.chain.types import ZERO_HASH, Header, body_root
@@ -18,7 +18,7 @@ from p2pnode.chain.types import ZERO_HASH, Header, body_root
 GENESIS_VERSION = 1
 
 
-class GenesisError(ValueError):
+class GenesisError(ChainError, ValueError):
     """The genesis description is invalid; the message names the field."""
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from p2pnode.chain.errors import ChainError
+
 T = TypeVar("T", bound="ChainObject")
 
 
-class SchemaError(ValueError):
+class SchemaError(ChainError, ValueError):
     """A value does not match its schema; the message names the field path and the problem."""
 
 

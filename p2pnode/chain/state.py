@@ -23,7 +23,6 @@ Key layout (one-byte table prefix, fixed-width binary fields, so keys sort by ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 from p2pnode.chain import accumulator
@@ -130,9 +129,6 @@ class State:
 
     def root(self) -> bytes:
         return accumulator.digest(self.accumulator())
-
-    def written_keys(self) -> Iterator[bytes]:
-        return iter(self._writes)
 
     # ---------------------------------------------------------------- globals
 

@@ -34,6 +34,9 @@ from p2pnode.chain.types import (
 ROOT_NETUID = 0
 MAX_UNREVEALED_COMMITS = 10
 SUPPORTED_TASKS = frozenset({"root", "text", "forecast"})
+# Pruning on a full subnet (subtensor's ImmuneOwnerUidsLimit and MinNonImmuneUids).
+OWNER_IMMUNE_UIDS = 1
+MIN_NON_IMMUNE_UIDS = 0
 
 
 # ---------------------------------------------------------------- records
@@ -180,20 +183,20 @@ def _set_hyperparameter(state: State, tx: Tx, ctx: BlockContext) -> None:
 
 
 def pruning_candidate(state: State, netuid: int, sn: dict[str, Any], block: int) -> int | None:
-    """The uid a new registration replaces (epoch spec §3.14, ImmuneOwnerUidsLimit 1, MinNonImmuneUids 0)."""
-    immunity = sn["hp"]["immunity_period"]
-    best: tuple[int, int, int] | None = None
-    for uid in range(sn["n"]):
-        neuron = state.neuron(netuid, uid)
-        assert neuron is not None
-        if neuron["hot"] == sn["owner_hot"]:
-            continue
-        if block - neuron["registered"] < immunity:
-            continue
-        key = (neuron["emission"], neuron["registered"], uid)
-        if best is None or key < best:
-            best = key
-    return None if best is None else best[2]
+    """The uid a registration on a full subnet replaces: `yuma.select_uid_to_prune` (golden-tested).
+
+    One uid of the owner coldkey is never pruned (the owner hotkey's first); no minimum of non-immune
+    uids is kept, so when every other uid is still immune the lowest-emission immune uid goes.
+    """
+    neurons = [state.neuron(netuid, uid) for uid in range(sn["n"])]
+    emission = [nr["emission"] for nr in neurons]  # type: ignore[index]
+    registered = [nr["registered"] for nr in neurons]  # type: ignore[index]
+    owner_cold_uids = [uid for uid, nr in enumerate(neurons) if state.hotkey_owner(nr["hot"]) == sn["owner_cold"]]  # type: ignore[index]
+    owner_uid = state.uid_of(netuid, sn["owner_hot"]) if sn["owner_hot"] else None
+    immune_owner = yuma.immune_owner_uids(owner_cold_uids, registered, owner_uid, OWNER_IMMUNE_UIDS)
+    return yuma.select_uid_to_prune(
+        emission, registered, block, sn["hp"]["immunity_period"], MIN_NON_IMMUNE_UIDS, owner_immune_uids=immune_owner
+    )
 
 
 def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
@@ -212,7 +215,7 @@ def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
     else:
         uid = pruning_candidate(state, body.netuid, sn, ctx.height)
         if uid is None:
-            raise TxInvalid("subnet_full", "every uid is immune")
+            raise TxInvalid("subnet_full", "every uid is owner-immune")
         _replace_uid(state, body.netuid, sn, uid, body.hotkey, ctx.height)
     state.debit(tx.sender, burn)
     state.add_supply("burned", burn)

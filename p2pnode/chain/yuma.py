@@ -31,6 +31,7 @@ from functools import lru_cache
 from itertools import accumulate, compress, repeat
 from operator import add, floordiv, itemgetter, mul, rshift
 
+from p2pnode.chain.errors import ChainError, Rejected
 from p2pnode.chain.fixed import (
     FRAC32,
     I32F32_MAX,
@@ -57,7 +58,7 @@ BONDS_MOVING_AVERAGE_MAX = 1_000_000  # above it the EMA alpha would be negative
 # --- errors ------------------------------------------------------------------------------------------
 
 
-class InvalidEpochInput(ValueError):
+class InvalidEpochInput(ChainError, ValueError):
     """An `EpochInput` field is out of range or malformed; `field` names it."""
 
     def __init__(self, field: str, problem: str) -> None:
@@ -66,13 +67,8 @@ class InvalidEpochInput(ValueError):
         self.problem = problem
 
 
-class InvalidWeights(ValueError):
+class InvalidWeights(Rejected, ValueError):
     """A weight submission is malformed; `reason` is a stable snake_case name."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 # --- sparse rows -------------------------------------------------------------------------------------

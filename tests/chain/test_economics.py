@@ -89,21 +89,51 @@ def test_registration_burns_and_assigns_uids() -> None:
 def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
     h = harness({"max_allowed_uids": 3, "immunity_period": 5})
     register_all(h, 2)  # uids 1, 2 (owner is uid 0)
-    reason = h.reject_reason(h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO)))
-    assert reason == "subnet_full"  # both new uids are still immune
     h.blocks(5)
-    # give uid 2 emission so uid 1 is the lowest
+    # give uid 1 emission so uid 2 is the lowest
     s = h.state
-    neuron = s.neuron(1, 2)
+    neuron = s.neuron(1, 1)
     neuron["emission"] = 10
-    s.set_neuron(1, 2, neuron)
+    s.set_neuron(1, 1, neuron)
     h.acc = s.accumulator()
     h.reader.apply(s.changes())
     h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO))])
     s = h.state
-    assert s.uid_of(1, HOT[3].public_key) == 1
-    assert s.uid_of(1, HOT[0].public_key) is None
-    assert s.neuron(1, 1)["registered"] == h.height
+    assert s.uid_of(1, HOT[3].public_key) == 2
+    assert s.uid_of(1, HOT[1].public_key) is None
+    assert s.neuron(1, 2)["registered"] == h.height
+    # uid 2 is now immune and uid 1 is not: uid 1 goes next although its emission is higher
+    h.block([h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=10 * TAO))])
+    assert h.state.uid_of(1, HOT[4].public_key) == 1
+
+
+def test_full_subnet_of_immune_uids_replaces_the_lowest_emission_one_never_the_owner() -> None:
+    h = harness({"max_allowed_uids": 3, "immunity_period": 1000})
+    register_all(h, 2)
+    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO))])
+    s = h.state
+    assert s.uid_of(1, HOT[3].public_key) == 1  # equal emission and age: the lowest uid
+    assert s.uid_of(1, OWNER_HOT.public_key) == 0
+    h2 = harness({"max_allowed_uids": 1})
+    reason = h2.reject_reason(h2.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO)))
+    assert reason == "subnet_full"  # the only uid is the owner's
+
+
+def test_the_chain_prunes_with_the_golden_tested_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from p2pnode.chain import subnets, yuma
+
+    calls: list[tuple[object, ...]] = []
+    golden = yuma.select_uid_to_prune
+
+    def spy(*args: object, **kwargs: object) -> int | None:
+        calls.append(args)
+        return golden(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subnets.yuma, "select_uid_to_prune", spy)
+    h = harness({"max_allowed_uids": 2})
+    register_all(h, 1)
+    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO))])
+    assert len(calls) == 1 and h.state.uid_of(1, HOT[3].public_key) == 1
 
 
 def test_serve_announces_peer_id_and_model() -> None:
