@@ -1,24 +1,64 @@
 """Strict canonical-CBOR codec for everything that crosses a boundary.
 
-`decode(cls, data)` accepts only the one canonical encoding of a valid `cls`: cbor2 parses, the
-schema checks field set and types, and the result is re-encoded and compared byte for byte, which
-rejects duplicate map keys, unsorted keys, long-form integers, indefinite lengths, floats and tags.
-Every failure, whatever its cause, is a `MalformedMessage` carrying the reason.
+`decode(cls, data)` accepts only the one canonical encoding of a valid `cls`. Untrusted bytes never
+reach a general-purpose decoder: `decode_plain` is a small decoder of our own that admits only the
+part of CBOR the schemas use and checks canonical form as it reads, so nothing is built before it
+is known to be allowed:
+
+- major types 0 and 1 (integers, at most 64-bit arguments), 2 (byte strings), 3 (text strings,
+  valid UTF-8), 4 (arrays), 5 (maps with text keys, in canonical order, no duplicates), and the
+  simple values false, true and null;
+- every argument in its shortest form, every length definite;
+- no tags (major 6), no floats, no other simple values, no reserved or indefinite lengths;
+- every length is compared with the bytes that remain BEFORE anything is allocated (an array of n
+  items needs at least n bytes, a map of n entries 2n), containers hold at most
+  `MAX_CONTAINER_ITEMS` entries and nest at most `MAX_NESTING` deep.
+
+The schema then checks the field set, types and bounds. Every failure is a `MalformedMessage`
+carrying the reason.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-import cbor2
-
 from p2pnode.chain.encoding import encode as canonical_encode
-from p2pnode.chain.schema import ChainObject, SchemaError, from_plain, to_plain
+from p2pnode.chain.schema import ChainObject, ListOf, SchemaError, Struct, from_plain, to_plain
+from p2pnode.chain.types import TX_BODIES
 
 T = TypeVar("T", bound=ChainObject)
 
 DEFAULT_MAX_BYTES = 1 << 20
 MAX_NESTING = 16
+# The schemas' longest list holds 4096 entries; anything far beyond that is not one of ours.
+MAX_CONTAINER_ITEMS = 1 << 16
+
+# The smallest argument each long form may carry (anything smaller has a shorter form).
+_MIN_FOR_INFO = {24: 24, 25: 1 << 8, 26: 1 << 16, 27: 1 << 32}
+_ARG_BYTES = {24: 1, 25: 2, 26: 4, 27: 8}
+
+
+# Encoded field names of the schemas decoded so far -> the name; filled from schemas only (never
+# from input), so it stays small and no peer can grow it.
+_KNOWN_KEYS: dict[bytes, str] = {}
+_KNOWN_SCHEMAS: set[type] = set()
+
+
+def _learn_keys(cls: type) -> None:
+    """Record the field names of `cls` and of every schema nested in it."""
+    if cls in _KNOWN_SCHEMAS:
+        return
+    _KNOWN_SCHEMAS.add(cls)
+    for name, ftype in getattr(cls, "SCHEMA", {}).items():
+        _KNOWN_KEYS[canonical_encode(name)] = name
+        while isinstance(ftype, ListOf):
+            ftype = ftype.item
+        if isinstance(ftype, Struct):
+            _learn_keys(ftype.cls)
+
+
+for _body in TX_BODIES.values():  # transaction bodies are typed by `kind`, not by a Struct field
+    _learn_keys(_body)
 
 
 class MalformedMessage(ValueError):
@@ -33,24 +73,139 @@ def encode(obj: ChainObject) -> bytes:
     return canonical_encode(to_plain(obj))
 
 
-def _check_plain(value: Any, depth: int) -> None:
-    # cbor2 turns tags into objects and may return floats, sets or frozendicts: only the plain
-    # CBOR data model is admitted.
-    if depth > MAX_NESTING:
-        raise MalformedMessage("nested too deeply")
-    t = type(value)
-    if t is int or t is bytes or t is str or t is bool or value is None:
-        return
-    if t is list:
-        for item in value:
-            _check_plain(item, depth + 1)
-        return
-    if t is dict:
-        for key, item in value.items():
-            _check_plain(key, depth + 1)
-            _check_plain(item, depth + 1)
-        return
-    raise MalformedMessage(f"unsupported CBOR item {t.__name__}")
+def _refuse_initial(initial: int, pos: int) -> MalformedMessage:
+    major, info = initial >> 5, initial & 31
+    if major == 6:
+        return MalformedMessage(f"tags are not allowed (offset {pos})")
+    if major == 7:
+        if 25 <= info <= 27:
+            return MalformedMessage(f"floats are not allowed (offset {pos})")
+        if info == 31:
+            return MalformedMessage(f"indefinite lengths are not allowed (offset {pos})")
+        return MalformedMessage(f"simple value {info} is not allowed (offset {pos})")
+    if info == 31:
+        return MalformedMessage(f"indefinite lengths are not allowed (offset {pos})")
+    return MalformedMessage(f"reserved additional information {info} (offset {pos})")
+
+
+def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
+    """Decode the item at `pos`; returns (value, position after it)."""
+    if pos >= end:
+        raise MalformedMessage("truncated")
+    initial = data[pos]
+    major = initial >> 5
+    info = initial & 31
+    pos += 1
+    if info < 24:
+        arg = info
+    elif info < 28:
+        if major == 7:
+            raise _refuse_initial(initial, pos - 1)
+        size = _ARG_BYTES[info]
+        if pos + size > end:
+            raise MalformedMessage("truncated")
+        arg = int.from_bytes(data[pos : pos + size], "big")
+        if arg < _MIN_FOR_INFO[info]:
+            raise MalformedMessage(f"not the canonical encoding: non-minimal argument (offset {pos - 1})")
+        pos += size
+    else:
+        raise _refuse_initial(initial, pos - 1)
+
+    if major == 0:
+        return arg, pos
+    if major == 3:
+        stop = pos + arg
+        if stop > end:
+            raise MalformedMessage(f"text of {arg} bytes exceeds the remaining {end - pos}")
+        try:
+            return data[pos:stop].decode("utf-8"), stop
+        except UnicodeDecodeError:
+            raise MalformedMessage(f"text is not valid UTF-8 (offset {pos})") from None
+    if major == 2:
+        stop = pos + arg
+        if stop > end:
+            raise MalformedMessage(f"byte string of {arg} bytes exceeds the remaining {end - pos}")
+        return data[pos:stop], stop
+    if major == 5:
+        if depth >= MAX_NESTING:
+            raise MalformedMessage("nested too deeply")
+        if arg > MAX_CONTAINER_ITEMS or 2 * arg > end - pos:
+            raise MalformedMessage(f"map of {arg} entries cannot fit in the remaining {end - pos} bytes")
+        mapping: dict[str, Any] = {}
+        previous = b""
+        depth += 1
+        known = _KNOWN_KEYS
+        for _ in range(arg):
+            # Keys are text: read inline so the canonical order can be checked on the raw bytes.
+            if pos >= end:
+                raise MalformedMessage("truncated")
+            key_start = pos
+            key_initial = data[pos]
+            if key_initial >> 5 != 3:
+                raise MalformedMessage(f"map keys must be text (offset {pos})")
+            if key_initial < 0x78:  # short key: look it up among the schemas' field names first
+                pos += 1 + (key_initial & 31)
+                key_bytes = data[key_start:pos]
+                key = known.get(key_bytes)
+                if key is None:
+                    key, pos = _item(data, key_start, end, depth)
+            else:
+                key, pos = _item(data, pos, end, depth)
+                key_bytes = data[key_start:pos]
+            if key_bytes <= previous:
+                raise MalformedMessage(
+                    f"not the canonical encoding: map keys duplicated or out of order (offset {key_start})"
+                )
+            previous = key_bytes
+            if pos < end and data[pos] < 0x18:  # small unsigned integer: no call needed
+                mapping[key] = data[pos]
+                pos += 1
+            else:
+                mapping[key], pos = _item(data, pos, end, depth)
+        return mapping, pos
+    if major == 4:
+        if depth >= MAX_NESTING:
+            raise MalformedMessage("nested too deeply")
+        if arg > MAX_CONTAINER_ITEMS or arg > end - pos:
+            raise MalformedMessage(f"array of {arg} items cannot fit in the remaining {end - pos} bytes")
+        items = []
+        append = items.append
+        depth += 1
+        for _ in range(arg):
+            # Arrays are mostly small integers (uids, weights) or byte strings: decode those inline.
+            if pos >= end:
+                raise MalformedMessage("truncated")
+            initial = data[pos]
+            if initial < 0x18:
+                append(initial)
+                pos += 1
+            elif initial == 0x18 and pos + 2 <= end:
+                value = data[pos + 1]
+                if value < 24:
+                    raise MalformedMessage(f"not the canonical encoding: non-minimal argument (offset {pos})")
+                append(value)
+                pos += 2
+            elif initial == 0x19 and pos + 3 <= end:
+                value = (data[pos + 1] << 8) | data[pos + 2]
+                if value < 0x100:
+                    raise MalformedMessage(f"not the canonical encoding: non-minimal argument (offset {pos})")
+                append(value)
+                pos += 3
+            else:
+                value, pos = _item(data, pos, end, depth)
+                append(value)
+        return items, pos
+    if major == 1:
+        return -1 - arg, pos
+    if major == 7:
+        if info == 20:
+            return False, pos
+        if info == 21:
+            return True, pos
+        if info == 22:
+            return None, pos
+        raise _refuse_initial(initial, pos - 1)
+    raise _refuse_initial(initial, pos - 1)  # major 6: tags
 
 
 def decode_plain(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
@@ -61,28 +216,19 @@ def decode_plain(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise MalformedMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
     if not data:
         raise MalformedMessage("empty message")
-    try:
-        value = cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:
-        raise MalformedMessage(f"invalid CBOR: {exc}") from None
-    except Exception as exc:  # cbor2 raises assorted errors on hostile input; none may escape
-        raise MalformedMessage(f"invalid CBOR: {type(exc).__name__}") from None
-    _check_plain(value, 0)
-    try:
-        again = canonical_encode(value)
-    except (TypeError, ValueError) as exc:
-        raise MalformedMessage(f"not encodable canonically: {exc}") from None
-    if again != data:
-        raise MalformedMessage("not the canonical encoding (duplicate or unsorted keys, or non-minimal form)")
+    end = len(data)
+    value, pos = _item(data, 0, end, 0)
+    if pos != end:
+        raise MalformedMessage(f"{end - pos} trailing bytes after the item")
     return value
 
 
 def decode(cls: type[T], data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
     """Decode `data` as exactly one canonical `cls`; raises MalformedMessage."""
+    if cls not in _KNOWN_SCHEMAS:
+        _learn_keys(cls)
     value = decode_plain(data, max_bytes)
     try:
         return from_plain(cls, value)
     except SchemaError as exc:
         raise MalformedMessage(str(exc)) from None
-    except RecursionError:
-        raise MalformedMessage("nested too deeply") from None

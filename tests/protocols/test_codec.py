@@ -153,3 +153,46 @@ def test_deep_nesting_is_rejected() -> None:
     nested = b"\x81" * 100_000 + b"\x00"
     with pytest.raises(MalformedMessage):
         codec.decode(t.SignedTx, nested)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xc4\x82\x21\xc2\x41\x01", "tags are not allowed"),  # decimal fraction (tag 4)
+        (b"\xc2\x41\x01", "tags are not allowed"),  # bignum
+        (b"\xf9\x3c\x00", "floats are not allowed"),
+        (b"\xfb" + bytes(8), "floats are not allowed"),
+        (b"\xf7", "simple value 23"),  # undefined
+        (b"\xf8\x20", "simple value 24"),
+        (b"\x9f\x00\xff", "indefinite lengths"),
+        (b"\x7f\x60\xff", "indefinite lengths"),
+        (b"\x1c", "reserved"),
+        (b"\x18\x17", "non-minimal"),
+        (b"\x82\x18\x01\x00", "non-minimal"),  # inside an array (inline path)
+        (b"\x81\x19\x00\xff", "non-minimal"),
+        (b"\x1b" + (5).to_bytes(8, "big"), "non-minimal"),
+        (b"\x5b" + (1 << 62).to_bytes(8, "big"), "exceeds the remaining"),
+        (b"\x7a\xff\xff\xff\xff" + b"a", "exceeds the remaining"),
+        (b"\x9b" + (1 << 62).to_bytes(8, "big"), "cannot fit"),
+        (b"\xba\x00\x01\x00\x01" + b"\x00" * 300_000, "cannot fit"),  # more entries than allowed
+        (b"\xa1\x01\x02", "map keys must be text"),
+        (b"\xa2\x61b\x00\x61a\x00", "out of order"),
+        (b"\xa2\x61a\x00\x61a\x00", "duplicated"),
+        (b"\x62\xc3\x28", "not valid UTF-8"),
+        (b"\x63\xed\xa0\x80", "not valid UTF-8"),  # an encoded surrogate
+        (b"\x00\x00", "trailing bytes"),
+        (b"\x82\x19\x01\x00", "truncated"),
+        (b"\x19\x01", "truncated"),
+    ],
+)
+def test_strict_decoder_refuses_what_the_schemas_never_use(data: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMessage, match=reason):
+        codec.decode_plain(data)
+
+
+def test_strict_decoder_admits_the_plain_data_model() -> None:
+    value = {"a": [0, 23, 24, 255, 256, 65535, 65536, 2**32, 2**64 - 1, -1, -(2**64)], "b": b"\x00" * 300,
+             "c": "é€😀", "d": [True, False, None], "e": {}}
+    data = canonical_encode(value)
+    assert codec.decode_plain(data) == value
+    assert cbor2.loads(data) == value  # the same reading as a general decoder
