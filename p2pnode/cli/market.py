@@ -15,17 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import urllib.error
-import urllib.request
 from typing import Any
 
+from p2pnode.cli.client import ApiError, get_json, post_json
+from p2pnode.cli.common import add_api
 from p2pnode.cli.errors import CliError
-from p2pnode.cli.client import DEFAULT_API
 
-# The node's API address; `--api` or P2PNODE_API override it.
-DEFAULT_API_URL = DEFAULT_API
-MAX_API_RESPONSE_BYTES = 16 * 1024 * 1024
 METAGRAPH_COLUMNS = (
     "uid",
     "hotkey",
@@ -39,51 +34,13 @@ METAGRAPH_COLUMNS = (
 )
 
 
-def api_url(args: argparse.Namespace) -> str:
-    return (args.api or os.environ.get("P2PNODE_API") or DEFAULT_API_URL).rstrip("/")
-
-
-def _http(method: str, url: str, body: Any | None, timeout: float) -> Any:
-    """One JSON exchange with the node's API; CliError on any failure."""
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
+def _ask(args: argparse.Namespace, method: str, path: str, body: Any | None = None) -> Any:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            raw = reply.read(MAX_API_RESPONSE_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise CliError(f"{method} {url} failed ({exc.code}): {_error_message(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CliError(
-            f"cannot reach the node's API at {url}: {reason} (is `p2pnode join` running?)"
-        ) from None
-    if len(raw) > MAX_API_RESPONSE_BYTES:
-        raise CliError(f"{url}: response larger than {MAX_API_RESPONSE_BYTES} bytes")
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise CliError(f"{url}: the API answered something that is not JSON") from None
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = json.loads(exc.read(64 * 1024))
-    except (ValueError, OSError):
-        return str(exc.reason)
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return " ".join(body["error"].split())[:500]
-    return str(exc.reason)
-
-
-def post_json(url: str, body: Any, timeout: float = 30.0) -> Any:
-    return _http("POST", url, body, timeout)
-
-
-def get_json(url: str, timeout: float = 30.0) -> Any:
-    return _http("GET", url, None, timeout)
+        if method == "POST":
+            return post_json(args.api, path, body, timeout=args.timeout)
+        return get_json(args.api, path, timeout=args.timeout)
+    except ApiError as exc:
+        raise CliError(str(exc)) from None
 
 
 # ---------------------------------------------------------------- query
@@ -116,9 +73,7 @@ def format_answer(result: dict[str, Any]) -> str:
 def cmd_query(args: argparse.Namespace) -> int:
     if not 0 <= args.netuid <= 65535:
         raise CliError("--netuid must be between 0 and 65535")
-    result = post_json(
-        f"{api_url(args)}/query", {"netuid": args.netuid, "input": args.input}, timeout=args.timeout
-    )
+    result = _ask(args, "POST", "/query", {"netuid": args.netuid, "input": args.input})
     if not isinstance(result, dict):
         raise CliError("the API's answer to /query is not an object")
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_answer(result))
@@ -151,7 +106,7 @@ def format_metagraph(rows: list[dict[str, Any]]) -> str:
 def cmd_metagraph(args: argparse.Namespace) -> int:
     if not 0 <= args.netuid <= 65535:
         raise CliError("--netuid must be between 0 and 65535")
-    body = get_json(f"{api_url(args)}/metagraph/{args.netuid}", timeout=args.timeout)
+    body = _ask(args, "GET", f"/metagraph/{args.netuid}")
     rows = body.get("neurons") if isinstance(body, dict) else body
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise CliError("the API's metagraph is not a list of neurons")
@@ -175,9 +130,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.add_argument("--netuid", type=int, required=True, help="the subnet to ask")
     query.add_argument("input", metavar="INPUT", help="the question")
     query.add_argument("--json", action="store_true", help="print the whole answer as JSON")
-    query.add_argument(
-        "--api", metavar="URL", help=f"the node's API (default: $P2PNODE_API or {DEFAULT_API_URL})"
-    )
+    add_api(query)
     query.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the node (default 30)"
     )
@@ -186,9 +139,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     metagraph = subparsers.add_parser("metagraph", help="show the neurons of a subnet")
     metagraph.add_argument("--netuid", type=int, required=True, help="the subnet to show")
     metagraph.add_argument("--json", action="store_true", help="print a JSON list of neurons")
-    metagraph.add_argument(
-        "--api", metavar="URL", help=f"the node's API (default: $P2PNODE_API or {DEFAULT_API_URL})"
-    )
+    add_api(metagraph)
     metagraph.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the node (default 30)"
     )

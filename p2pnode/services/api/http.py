@@ -38,6 +38,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def json(cls, value: Any, status: int = 200) -> Response:
@@ -102,10 +103,11 @@ async def _read_request(stream: trio.SocketStream) -> Request:
 
 
 async def _write_response(stream: trio.SocketStream, response: Response) -> None:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
     head = (
         f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Status')}\r\n"
         f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"X-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n"
     ).encode()
     await stream.send_all(head + response.body)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import governance
+from p2pnode.chain import governance, transition
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.state import State
+from p2pnode.chain.types import Block
 
 U16 = 65535
 
@@ -91,3 +92,37 @@ def proposals_view(state: State) -> list[dict[str, Any]]:
 
 def supply_view(state: State) -> dict[str, int]:
     return dict(state.supply(), pending=state.global_value("pending_total", 0), staked=state.total_staked())
+
+
+def supported_versions() -> list[int]:
+    return sorted(transition.SUPPORTED_PROTOCOL_VERSIONS)
+
+
+def block_view(block: Block) -> dict[str, Any]:
+    h = block.header
+    return {
+        "height": h.height, "slot": h.slot, "hash": h.hash.hex(), "parent": h.parent.hex(),
+        "proposer": encode_address(h.proposer) if any(h.proposer) else None,
+        "state_root": h.state_root.hex(), "timestamp_ms": h.timestamp_ms, "version": h.version,
+        "txs": [{"id": t.id.hex(), "kind": t.tx.kind, "sender": encode_address(t.tx.sender),
+                 "nonce": t.tx.nonce, "fee": t.tx.fee} for t in block.txs],
+        "votes": len(block.votes),
+    }
+
+
+def explain_view(state: State, netuid: int, uid: int) -> dict[str, Any] | None:
+    """One uid's stored epoch inputs and outputs, or None when the subnet has no such uid."""
+    neuron = state.neuron(netuid, uid)
+    sn = state.subnet(netuid)
+    if neuron is None or sn is None:
+        return None
+    return {
+        "netuid": netuid, "uid": uid, "hotkey": encode_address(neuron["hot"]),
+        "stake": state.total_stake(neuron["hot"]),
+        "inputs": {"weights": neuron["weights"], "bonds": neuron["bonds"],
+                   "last_update": neuron["last_update"], "registered": neuron["registered"],
+                   "validator_permit_before": neuron["permit"]},
+        "outputs": {k: neuron[k] for k in ("consensus", "incentive", "dividends", "trust", "emission", "active")},
+        "subnet": {"last_epoch": sn["last_epoch"], "epoch_index": sn["epoch_index"],
+                   "pending_emission": sn["pending"], "hyperparameters": sn["hp"]},
+    }

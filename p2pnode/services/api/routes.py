@@ -1,0 +1,202 @@
+"""The routes of the node's local API, built on a small typed view of the peer (`ApiBackend`).
+
+The peer hands in what the API may read and call; the routes never reach into the peer itself, so
+adding a route means adding a handler here (and a field to `ApiBackend` if it needs something new).
+Every integer taken from a path is checked against the range of what it names (u16 for subnet and
+uid, u64 for heights and ids) and every failure is a named 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from p2pnode.chain import governance
+from p2pnode.chain.address import AddressError, decode_address
+from p2pnode.net.host import LibP2PNetwork
+from p2pnode.services.api import dashboard, views
+from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
+from p2pnode.services.api.metrics import metrics_text
+from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.chain_service import ChainService
+from p2pnode.store import Store
+
+U16_MAX = (1 << 16) - 1
+U64_MAX = (1 << 64) - 1
+# ASCII digits only: str.isdigit() and int() also accept other scripts' digits and superscripts.
+_DECIMAL = re.compile(r"[0-9]{1,20}")
+_BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
+MAX_QUERY_INPUT_CHARS = 64 * 1024
+
+
+@dataclass
+class ApiBackend:
+    """What the local API reads and calls, handed in by the peer (the composition root)."""
+
+    chain: BlockTree
+    store: Store
+    service: ChainService
+    network: LibP2PNetwork
+    hotkey_address: str
+    roles: dict[str, Any]
+    started_at: float
+    pid: int
+    halted: Callable[[], str | None]
+    # Answers POST /query: (netuid, input text) -> the answer; raises HttpError when it cannot.
+    answer_query: Callable[[int, str], Awaitable[dict[str, Any]]]
+    # (height, block hash hex, local ms) per head change, newest last; empty unless recording.
+    arrivals: Callable[[], list[tuple[int, str, int]]]
+
+
+def path_int(req: Request, index: int, name: str, maximum: int) -> int:
+    """The integer at path segment `index`, in 0..maximum, else a named 400."""
+    text = req.parts[index] if index < len(req.parts) else ""
+    if not _DECIMAL.fullmatch(text) or int(text) > maximum:
+        raise HttpError(400, f"bad_{name}", f"expected a {name} between 0 and {maximum} in the path")
+    return int(text)
+
+
+def path_address(req: Request, index: int) -> bytes:
+    if index >= len(req.parts):
+        raise HttpError(400, "missing_address", "expected an address in the path")
+    try:
+        return decode_address(req.parts[index])
+    except AddressError as exc:
+        raise HttpError(400, "bad_address", str(exc)) from None
+
+
+def status_view(backend: ApiBackend, api_port: int | None) -> dict[str, Any]:
+    status = backend.service.status()
+    state = backend.chain.head_state()
+    finalized_root = None
+    if status["finalized_hash"]:
+        header = backend.store.header(bytes.fromhex(status["finalized_hash"]))
+        finalized_root = None if header is None else header.state_root.hex()
+    status.update(
+        api=f"http://127.0.0.1:{api_port}",
+        pid=backend.pid,
+        hotkey=backend.hotkey_address,
+        listen_addrs=backend.network.listen_addrs(),
+        height=status["head_height"],
+        finalized_state_root=finalized_root,
+        min_fee=state.param("min_fee"),
+        protocol_version=state.param("protocol_version"),
+        supported_versions=views.supported_versions(),
+        pending_upgrade=governance.pending_upgrade(state),
+        halted=backend.halted(),
+        roles=backend.roles,
+        uptime_s=round(time.time() - backend.started_at, 1),
+    )
+    return status
+
+
+def parse_query(body: bytes) -> tuple[int, str]:
+    """`{"netuid": N, "input": "..."}` from a POST /query body, or a named 400."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        raise HttpError(400, "bad_query", 'expected {"netuid": N, "input": "..."}') from None
+    if not isinstance(doc, dict) or "netuid" not in doc or "input" not in doc:
+        raise HttpError(400, "bad_query", 'expected {"netuid": N, "input": "..."}')
+    netuid, text = doc["netuid"], doc["input"]
+    if type(netuid) is not int or not 0 <= netuid <= U16_MAX:
+        raise HttpError(400, "bad_netuid", f"netuid must be an integer between 0 and {U16_MAX}")
+    if not isinstance(text, str) or len(text) > MAX_QUERY_INPUT_CHARS:
+        raise HttpError(400, "bad_input", f"input must be a string of at most {MAX_QUERY_INPUT_CHARS} characters")
+    return netuid, text
+
+
+def install_routes(api: HttpApi, backend: ApiBackend) -> None:
+    """Serve the node's views on `api`: GET for reading, POST /tx and /query for acting."""
+    chain, store, service, network = backend.chain, backend.store, backend.service, backend.network
+
+    async def status(req: Request) -> Response:
+        return Response.json(status_view(backend, api.port))
+
+    def peer_json(peer: str) -> dict[str, Any]:
+        view = network.peer_score(peer)
+        return {"peer_id": peer, "connected": peer in network.connected_peers(),
+                "score": round(view.score, 3), "fault_points": round(view.fault_points, 3),
+                "banned": network.is_banned(peer), "ban_count": view.ban_count}
+
+    async def peers(req: Request) -> Response:
+        if len(req.parts) > 1:
+            return Response.json(peer_json(req.parts[1]))
+        return Response.json([peer_json(p) for p in network.connected_peers()])
+
+    async def accounts(req: Request) -> Response:
+        pub = path_address(req, 1)
+        state = chain.head_state()
+        view = views.account_view(state, pub)
+        view["pending_txs"] = service.mempool.next_nonce(pub, state) - view["nonce"]
+        return Response.json(view)
+
+    async def blocks(req: Request) -> Response:
+        if len(req.parts) < 2:
+            raise HttpError(400, "missing_block", "GET /blocks/HEIGHT or /blocks/HASH")
+        ref = req.parts[1]
+        if _BLOCK_HASH.fullmatch(ref):
+            block = store.block(bytes.fromhex(ref))
+        else:
+            block = store.canonical_block(path_int(req, 1, "height", U64_MAX))
+        if block is None:
+            raise HttpError(404, "unknown_block", ref)
+        return Response.json(views.block_view(block))
+
+    async def subnets(req: Request) -> Response:
+        return Response.json(views.subnets_view(chain.head_state()))
+
+    async def metagraph(req: Request) -> Response:
+        netuid = path_int(req, 1, "netuid", U16_MAX)
+        rows = views.metagraph_view(chain.head_state(), netuid)
+        if rows is None:
+            raise HttpError(404, "unknown_subnet", f"netuid {netuid}")
+        return Response.json(rows)
+
+    async def explain(req: Request) -> Response:
+        netuid, uid = path_int(req, 1, "netuid", U16_MAX), path_int(req, 2, "uid", U16_MAX)
+        view = views.explain_view(chain.head_state(), netuid, uid)
+        if view is None:
+            raise HttpError(404, "unknown_uid", f"netuid {netuid} uid {uid}")
+        return Response.json(view)
+
+    async def proposals(req: Request) -> Response:
+        state = chain.head_state()
+        if len(req.parts) > 1:
+            prop = governance.proposal(state, path_int(req, 1, "proposal", U64_MAX))
+            if prop is None:
+                raise HttpError(404, "unknown_proposal", req.parts[1])
+            return Response.json(views.proposal_json(prop))
+        return Response.json(views.proposals_view(state))
+
+    async def arrivals(req: Request) -> Response:
+        return Response.json(backend.arrivals())
+
+    async def supply(req: Request) -> Response:
+        return Response.json(views.supply_view(chain.head_state()))
+
+    async def submit(req: Request) -> Response:
+        admission = await service.submit_tx(req.body)
+        if not admission.added:
+            raise HttpError(422, admission.reason, f"transaction {admission.tx_id.hex()[:16]} refused")
+        return Response.json({"tx": admission.tx_id.hex(), "added": True, "reason": admission.reason})
+
+    async def query(req: Request) -> Response:
+        netuid, text = parse_query(req.body)
+        return Response.json(await backend.answer_query(netuid, text))
+
+    async def metrics(req: Request) -> Response:
+        return Response(200, metrics_text(service.status()).encode(), "text/plain; version=0.0.4")
+
+    for name, handler in [("status", status), ("peers", peers), ("accounts", accounts), ("blocks", blocks),
+                          ("subnets", subnets), ("metagraph", metagraph), ("epochs", metagraph),
+                          ("explain", explain), ("proposals", proposals), ("supply", supply), ("arrivals", arrivals),
+                          ("metrics", metrics)]:
+        api.route("GET", name, handler)
+    dashboard.install(api)
+    api.route("POST", "tx", submit)
+    api.route("POST", "query", query)
