@@ -37,6 +37,7 @@ from p2pnode.services.chain.sync_progress import show_sync_progress
 from p2pnode.services.chain.upgrades import UpgradeWatcher
 from p2pnode.services.clock import SystemClock
 from p2pnode.store import Store
+from p2pnode.store.private_files import private_directory
 from p2pnode.store.slashing_protection import SlashingProtection
 from protocols import codec
 from protocols.crypto import Keypair
@@ -68,7 +69,7 @@ class Peer:
 
     def __init__(self, options: PeerOptions) -> None:
         self.options = options
-        options.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(options.data_dir)
         genesis, genesis_bootstrap = load_genesis(options.genesis)
         reader, acc, header = build_genesis_state(genesis)
         self.store = Store(options.data_dir / "chain.sqlite")

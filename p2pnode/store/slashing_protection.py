@@ -18,6 +18,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from p2pnode.store.private_files import private_database
+
 # Rows kept per table; only the maxima matter for the rules, recent rows answer "same again?".
 KEPT_ROWS = 1024
 
@@ -32,6 +34,7 @@ class SlashingProtection:
     def __init__(self, path: str | Path, validator: bytes) -> None:
         self.path = str(path)
         try:
+            private_database(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -44,7 +47,7 @@ class SlashingProtection:
                 """
             )
             row = self._db.execute("SELECT value FROM meta WHERE key='validator'").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise SigningRecordError(f"cannot open signing record {self.path}: {exc}") from None
         if row is None:
             self._db.execute("INSERT INTO meta(key, value) VALUES ('validator', ?)", (validator,))

@@ -51,7 +51,7 @@ class Response:
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
            422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
@@ -117,12 +117,19 @@ class HttpApi:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Handler] = {}
+        # Checks every request passes before routing (each raises HttpError to refuse it).
+        self.guards: list[Callable[[Request], None]] = []
         self.port: int | None = None
 
     def route(self, method: str, first_segment: str, handler: Handler) -> None:
         self._routes[(method, first_segment)] = handler
 
     async def dispatch(self, request: Request) -> Response:
+        try:
+            for guard in self.guards:
+                guard(request)
+        except HttpError as exc:
+            return Response.error(exc.status, exc.name, exc.message)
         key = (request.method, request.parts[0] if request.parts else "")
         handler = self._routes.get(key)
         if handler is None:

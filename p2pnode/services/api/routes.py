@@ -19,6 +19,7 @@ from p2pnode.chain import governance
 from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.net.host import LibP2PNetwork
 from p2pnode.services.api import dashboard, views
+from p2pnode.services.api.guard import check_request
 from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
 from p2pnode.services.api.metrics import metrics_text
 from p2pnode.services.chain.block_tree import BlockTree
@@ -27,6 +28,8 @@ from p2pnode.store import Store
 
 U16_MAX = (1 << 16) - 1
 U64_MAX = (1 << 64) - 1
+# Heights above SQLite's largest INTEGER cannot be stored, so no block has one.
+MAX_STORED_HEIGHT = (1 << 63) - 1
 # ASCII digits only: str.isdigit() and int() also accept other scripts' digits and superscripts.
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
@@ -113,6 +116,7 @@ def parse_query(body: bytes) -> tuple[int, str]:
 def install_routes(api: HttpApi, backend: ApiBackend) -> None:
     """Serve the node's views on `api`: GET for reading, POST /tx and /query for acting."""
     chain, store, service, network = backend.chain, backend.store, backend.service, backend.network
+    api.guards.append(lambda req: check_request(req.method, req.headers))
 
     async def status(req: Request) -> Response:
         return Response.json(status_view(backend, api.port))
@@ -142,7 +146,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         if _BLOCK_HASH.fullmatch(ref):
             block = store.block(bytes.fromhex(ref))
         else:
-            block = store.canonical_block(path_int(req, 1, "height", U64_MAX))
+            height = path_int(req, 1, "height", U64_MAX)
+            block = store.canonical_block(height) if height <= MAX_STORED_HEIGHT else None
         if block is None:
             raise HttpError(404, "unknown_block", ref)
         return Response.json(views.block_view(block))

@@ -1,0 +1,90 @@
+"""A lone validator peer process on loopback for the API's adversarial tests, and raw HTTP to it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from p2pnode.cli.testnet import make_genesis
+
+START_DEADLINE_S = 90.0
+
+
+@dataclass
+class LivePeer:
+    process: subprocess.Popen[bytes]
+    api: str
+    data_dir: Path
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.api).port or 80
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_live_peer(tmp: Path, *, market: bool = True) -> LivePeer:
+    genesis = make_genesis(1, market=market, slot_ms=500)
+    (tmp / "genesis.json").write_text(json.dumps(genesis))
+    ready, log, data = tmp / "ready.json", tmp / "peer.log", tmp / "data"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir", str(data),
+             "--dev-key", "validator-0-hot", "--validator", "--api-port", "0", "--ready-file", str(ready),
+             "--no-progress", "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + START_DEADLINE_S
+    # Another process writes the ready file: there is no event to wait on, so poll it with a deadline.
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"the peer did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return LivePeer(process, json.loads(ready.read_text())["api"], data, log)
+
+
+def raw_request(peer: LivePeer, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request with exactly the headers given (`Host` included: a default one is added only if absent)."""
+    headers = dict(headers or {})
+    connection = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=10)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        headers.setdefault("Host", f"127.0.0.1:{peer.port}")
+        if body is not None:
+            headers.setdefault("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        reply = connection.getresponse()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+    finally:
+        connection.close()
+
+
+def json_request(peer: LivePeer, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, _, raw = raw_request(peer, method, path, body, headers)
+    return status, json.loads(raw)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> Any:
+    """Poll state held by another process until `condition()` is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -1,0 +1,81 @@
+"""Issue 13 item 14 (API part) against a real peer on loopback: hostile paths and bodies get a named
+4xx, never a 500, and the node keeps serving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from api_live_peer import LivePeer, json_request, start_live_peer
+
+pytestmark = pytest.mark.timeout(300)
+
+U64 = 1 << 64
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
+    running = start_live_peer(tmp_path_factory.mktemp("api-paths"))
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [
+    ("/blocks/%C2%B2", 400, "bad_height"),          # a superscript two: str.isdigit() says yes
+    ("/blocks/%D9%A3", 400, "bad_height"),          # an Arabic-Indic three: int() says yes
+    ("/blocks/-1", 400, "bad_height"),
+    (f"/blocks/{U64}", 400, "bad_height"),
+    (f"/blocks/{U64 - 1}", 404, "unknown_block"),   # beyond SQLite's INTEGER: no such block, no overflow
+    ("/blocks/" + "f" * 64, 404, "unknown_block"),
+    ("/blocks/" + "g" * 64, 400, "bad_height"),
+    ("/metagraph/-1", 400, "bad_netuid"),
+    ("/metagraph/65536", 400, "bad_netuid"),
+    ("/metagraph/%C2%B9", 400, "bad_netuid"),
+    ("/metagraph/65535", 404, "unknown_subnet"),
+    ("/epochs/1e3", 400, "bad_netuid"),
+    ("/explain/70000/0", 400, "bad_netuid"),
+    ("/explain/1/70000", 400, "bad_uid"),
+    ("/explain/1", 400, "bad_uid"),
+    ("/explain/1/65535", 404, "unknown_uid"),
+    (f"/proposals/{U64}", 400, "bad_proposal"),
+    (f"/proposals/{U64 - 1}", 404, "unknown_proposal"),
+    ("/proposals/0x10", 400, "bad_proposal"),
+    ("/accounts/not-an-address", 400, "bad_address"),
+    ("/accounts", 400, "missing_address"),
+    ("/nowhere", 404, "not_found"),
+    ("/static/../peer.py", 404, "not_found"),
+])
+def test_hostile_paths_get_a_named_4xx(peer: LivePeer, path: str, status: int, error: str) -> None:
+    got, body = json_request(peer, "GET", path)
+    assert (got, body["error"]) == (status, error), body
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    (b"[" * 100_000 + b"]" * 100_000, "bad_query"),           # nesting deeper than the parser's recursion
+    (b'{"netuid": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "bad_query"),
+    (b'{"netuid": 1e999, "input": "x"}', "bad_netuid"),
+    (b'{"netuid": 70000, "input": "x"}', "bad_netuid"),
+    (b'{"netuid": true, "input": "x"}', "bad_netuid"),
+    (b'{"netuid": "1", "input": "x"}', "bad_netuid"),
+    (b'{"netuid": 1, "input": {"deep": [[[]]]}}', "bad_input"),
+    (json.dumps({"netuid": 1, "input": "x" * 70_000}).encode(), "bad_input"),
+    (b'{"netuid": 1, "input": "\xff"}', "bad_query"),
+    (b"not json", "bad_query"),
+    (b'"just a string"', "bad_query"),
+])
+def test_bad_query_bodies_get_a_named_400(peer: LivePeer, body: bytes, error: str) -> None:
+    got, reply = json_request(peer, "POST", "/query", body, headers={"Content-Type": "application/json"})
+    assert (got, reply["error"]) == (400, error), reply
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(peer: LivePeer) -> None:
+    got, reply = json_request(peer, "POST", "/query", b"", headers={"Content-Length": str(64 << 20)})
+    assert (got, reply["error"]) == (413, "body_too_large")
+
+
+def test_the_node_keeps_serving(peer: LivePeer) -> None:
+    got, status = json_request(peer, "GET", "/status")
+    assert got == 200 and status["halted"] is None
+    assert peer.process.poll() is None
+    assert "Traceback" not in peer.log.read_text()
