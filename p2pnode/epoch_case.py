@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.yuma import EpochInput, EpochOutput, InvalidEpochInput, SparseRow, run_epoch
+from p2pnode.local_files import LocalFileError, parse_json, read_regular_file
 
 MAX_CASE_BYTES = 256 << 20
 U16_MAX = 65535
@@ -197,36 +198,21 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return doc
 
 
-def _no_constant(name: str) -> Any:
-    raise EpochCaseError("(case)", f"{name} is not a number here")
-
-
 def loads_case(text: str | bytes) -> EpochInput:
     """Decode and validate a case from JSON text."""
     try:
-        doc = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=_FloatLiteral,
-            parse_constant=_no_constant,
-        )
-    except json.JSONDecodeError as exc:
-        raise EpochCaseError("(case)", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise EpochCaseError("(case)", "nested too deeply") from None
+        doc = parse_json(text, object_pairs_hook=_no_duplicates, parse_float=_FloatLiteral)
+    except LocalFileError as exc:
+        raise EpochCaseError("(case)", str(exc)) from None
     return parse_case(doc)
 
 
 def load_case(path: str | Path) -> EpochInput:
-    """Read, decode and validate a case file."""
-    path = Path(path)
+    """Read, decode and validate a case file (a regular file of at most MAX_CASE_BYTES)."""
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CASE_BYTES + 1)
-    except OSError as exc:
-        raise EpochCaseError("(file)", f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_CASE_BYTES:
-        raise EpochCaseError("(file)", f"{path} is larger than {MAX_CASE_BYTES} bytes")
+        data = read_regular_file(path, MAX_CASE_BYTES)
+    except LocalFileError as exc:
+        raise EpochCaseError("(file)", str(exc)) from None
     return loads_case(data)
 
 

@@ -11,12 +11,14 @@ Format:
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.address import AddressError, decode_address
+from p2pnode.chain.encoding import MAX_UINT64
 from p2pnode.chain.genesis import Genesis, GenesisError, GenesisSubnet, GenesisValidator
+from p2pnode.chain.types import BadChainId, check_chain_id
+from p2pnode.local_files import LocalFileError, parse_json, read_regular_file
 from protocols.crypto import Keypair, keypair_from_seed
 
 TESTNET_DIR = Path(__file__).resolve().parent.parent / "testnet"
@@ -29,8 +31,8 @@ def dev_keypair(name: str) -> Keypair:
 
 
 def _int(value: Any, where: str, minimum: int = 0) -> int:
-    if type(value) is not int or value < minimum:
-        raise GenesisError(f"{where}: expected an integer >= {minimum}")
+    if type(value) is not int or not minimum <= value <= MAX_UINT64:
+        raise GenesisError(f"{where}: expected an integer in {minimum}..2^64-1")
     return value
 
 
@@ -58,8 +60,12 @@ def genesis_from_json(doc: Any) -> tuple[Genesis, list[str]]:
     """Validate a parsed genesis document; returns the Genesis and its bootstrap multiaddrs."""
     _keys(doc, "genesis", {"chain_id", "genesis_time_ms", "balances", "validators"},
           {"params", "subnets", "bootstrap", "comment"})
-    if type(doc["chain_id"]) is not str:
-        raise GenesisError("chain_id: expected a string")
+    if type(doc["chain_id"]) is not str or not doc["chain_id"]:
+        raise GenesisError("chain_id: expected a non-empty string")
+    try:
+        check_chain_id(doc["chain_id"])
+    except BadChainId as exc:
+        raise GenesisError(str(exc)) from None
     params = doc.get("params", {})
     if type(params) is not dict:
         raise GenesisError("params: expected an object")
@@ -117,13 +123,7 @@ def load_genesis(path_or_name: str | Path) -> tuple[Genesis, list[str]]:
     if not path.exists() and "/" not in str(path_or_name):
         path = TESTNET_DIR / f"{path_or_name}.json"
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise GenesisError(f"cannot read genesis {path}: {exc.strerror}") from None
-    if len(raw) > MAX_GENESIS_BYTES:
-        raise GenesisError(f"{path}: larger than {MAX_GENESIS_BYTES} bytes")
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GenesisError(f"{path}: not JSON: {exc}") from None
+        doc = parse_json(read_regular_file(path, MAX_GENESIS_BYTES))
+    except LocalFileError as exc:
+        raise GenesisError(f"genesis {path}: {exc}") from None
     return genesis_from_json(doc)

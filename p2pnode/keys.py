@@ -105,6 +105,7 @@ CIPHER_NAME = "xsalsa20-poly1305"
 # Key files are a few hundred bytes; the bound keeps a wrong path (a log, a disk image) from
 # being read into memory.
 MAX_KEY_FILE_BYTES = 64 * 1024
+MAX_PASSWORD_FILE_BYTES = 4096
 
 _PRIVATE_FILE_MODE = 0o600
 _PRIVATE_DIR_MODE = 0o700
@@ -451,7 +452,12 @@ def password_from(
     environ = os.environ if environ is None else environ
     if password_file is not None:
         try:
-            text = Path(password_file).read_text(encoding="utf-8")
+            # A pipe is allowed here (`--password-file <(pass show x)`), so only the size is bounded.
+            with open(password_file, "rb") as handle:
+                raw = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
+            if len(raw) > MAX_PASSWORD_FILE_BYTES:
+                raise PasswordError(f"password file {password_file} is larger than {MAX_PASSWORD_FILE_BYTES} bytes")
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise PasswordError(f"cannot read password file {password_file}: {_reason(exc)}") from None
         return text.removesuffix("\n").removesuffix("\r")
@@ -541,7 +547,9 @@ def _refuse_existing(path: Path, message: str) -> None:
 
 def _read_key_file(path: Path, *, missing: str | None = None, check_mode: bool = True) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO in place of a key file would otherwise block this open until some
+        # process writes to it; it is refused below as not a regular file instead.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise KeyNotFound(missing or f"no such key file: {path}") from None
     except OSError as exc:

@@ -41,7 +41,7 @@ from p2pnode.chain.schema import (
     Text,
     chain_object,
 )
-from p2pnode.chain.types import DOMAIN_REQUEST, MAX_CHAIN_ID, signing_message
+from p2pnode.chain.types import CHAIN_ID, DOMAIN_REQUEST, signing_message
 from protocols.codec import MalformedMessage, decode, decode_plain, encode
 from protocols.crypto import Keypair, verify
 
@@ -114,19 +114,24 @@ class Code(enum.IntEnum):
     WRONG_CALLER = 13  # the caller key is not the key of the peer that sent the request
 
 
+def clip_message(message: str) -> str:
+    """`message` cut to at most MAX_MESSAGE_CHARS bytes of UTF-8, never inside a character."""
+    return message.encode("utf-8", "replace")[:MAX_MESSAGE_CHARS].decode("utf-8", "ignore")
+
+
 class InferenceRejected(Exception):
     """A request is refused with `code`; `message` says why in one line (sent back to the caller)."""
 
     def __init__(self, code: Code, message: str) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
-        self.message = message[:MAX_MESSAGE_CHARS]
+        self.message = clip_message(message)
 
 
 @chain_object
 class InferenceRequest(ChainObject):
     SCHEMA: ClassVar[dict[str, FieldType]] = {
-        "chain": Text(MAX_CHAIN_ID),
+        "chain": CHAIN_ID,
         "caller": B32,
         "miner": Text(MAX_PEER_ID_CHARS),
         "netuid": U16,
@@ -383,7 +388,7 @@ def build_response(
     response = InferenceResponse(
         request_id=request_id,
         code=int(code),
-        message=message[:MAX_MESSAGE_CHARS],
+        message=clip_message(message),
         payload=payload,
         miner=keypair.public_key,
         elapsed_ms=max(0, min(elapsed_ms, (1 << 32) - 1)),

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from p2pnode.chain.schema import B32, U16, U64, Bytes, ChainObject, FieldType, ListOf, Text, chain_object
-from p2pnode.chain.types import MAX_CHAIN_ID
+from p2pnode.chain.schema import B32, HEIGHT, MAX_HEIGHT, U16, Bytes, ChainObject, FieldType, ListOf, chain_object
+from p2pnode.chain.types import CHAIN_ID
 from protocols import codec
 
 MAX_BLOCKS_PER_REQUEST = 64
@@ -32,14 +32,14 @@ class Status(ChainObject):
     """A peer's chain at a glance. `justified_epoch` is 0 before block 1 (nothing voted yet)."""
 
     SCHEMA: ClassVar[dict[str, FieldType]] = {
-        "chain": Text(MAX_CHAIN_ID),
+        "chain": CHAIN_ID,
         "genesis": B32,
-        "head_height": U64,
-        "head_slot": U64,
+        "head_height": HEIGHT,
+        "head_slot": HEIGHT,
         "head_hash": B32,
-        "justified_epoch": U64,
-        "finalized_epoch": U64,
-        "finalized_height": U64,
+        "justified_epoch": HEIGHT,
+        "finalized_epoch": HEIGHT,
+        "finalized_height": HEIGHT,
         "finalized_hash": B32,
     }
     chain: str
@@ -55,7 +55,7 @@ class Status(ChainObject):
 
 @chain_object
 class BlocksByRangeRequest(ChainObject):
-    SCHEMA: ClassVar[dict[str, FieldType]] = {"start": U64, "count": U16}
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"start": HEIGHT, "count": U16}
     start: int
     count: int
 
@@ -91,7 +91,8 @@ def encode_range_request(start: int, count: int) -> bytes:
 def handle_blocks_by_range(request: bytes, read_range: Callable[[int, int], list[bytes]]) -> bytes:
     """Serve canonical blocks; `read_range(start, count)` returns encoded blocks in height order."""
     req = codec.decode(BlocksByRangeRequest, request, max_bytes=MAX_RANGE_REQUEST_BYTES)
-    count = min(req.count, MAX_BLOCKS_PER_REQUEST)
+    # start + count stays a height (below 2^63), so the store is never asked beyond one.
+    count = min(req.count, MAX_BLOCKS_PER_REQUEST, MAX_HEIGHT - req.start)
     out: list[bytes] = []
     budget = MAX_RANGE_RESPONSE_BYTES - 1024
     for data in read_range(req.start, count):

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from p2pnode.chain import accumulator, consensus, subnets
-from p2pnode.chain.encoding import sha256
+from p2pnode.chain.encoding import MAX_UINT64, sha256
 from p2pnode.chain.errors import ChainError, TxInvalid
 from p2pnode.chain.params import check_hyperparam, check_param, default_hyperparams, default_params
 from p2pnode.chain.state import DictReader, State
-from p2pnode.chain.types import ZERO_HASH, Header, body_root
+from p2pnode.chain.types import ZERO_HASH, BadChainId, Header, body_root, check_chain_id
 
 GENESIS_VERSION = 1
 
@@ -51,8 +51,14 @@ class Genesis:
 
 def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
     """The initial key-value state, its accumulator, and the block-0 header."""
-    if not genesis.chain_id or len(genesis.chain_id) > 64:
-        raise GenesisError("chain_id: must be 1..64 characters")
+    if not genesis.chain_id:
+        raise GenesisError("chain_id: must not be empty")
+    try:
+        check_chain_id(genesis.chain_id)
+    except BadChainId as exc:
+        raise GenesisError(str(exc)) from None
+    if type(genesis.genesis_time_ms) is not int or not 0 <= genesis.genesis_time_ms <= MAX_UINT64:
+        raise GenesisError("genesis_time_ms: must be an integer in 0..2^64-1")
     params = default_params()
     for name, value in genesis.params.items():
         problem = check_param(name, value)
@@ -66,13 +72,13 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
     state.set_global("height", 0)
     total = 0
     for pub, amount in genesis.balances:
-        if amount <= 0:
-            raise GenesisError("balances: amounts must be positive")
+        if amount <= 0 or amount > MAX_UINT64:
+            raise GenesisError("balances: amounts must be in 1..2^64-1")
         state.credit(pub, amount)
         total += amount
     for v in genesis.validators:
-        if v.stake <= 0:
-            raise GenesisError("validators: stake must be positive")
+        if v.stake <= 0 or v.stake > MAX_UINT64:
+            raise GenesisError("validators: stake must be in 1..2^64-1")
         owner = state.hotkey_owner(v.hotkey)
         if owner is not None and owner != v.coldkey:
             raise GenesisError("validators: hotkey listed with two coldkeys")
@@ -80,6 +86,8 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
         state.change_stake(v.coldkey, v.hotkey, v.stake)
         consensus.add_candidate(state, v.hotkey)
         total += v.stake
+    if total > MAX_UINT64:
+        raise GenesisError("balances and stakes: total supply exceeds 2^64-1")
     state.set_global("supply", {"genesis": total, "emitted": 0, "burned": 0, "locked": 0})
     for index, sn in enumerate(genesis.subnets):
         for name, value in sn.hyperparameters.items():

@@ -74,15 +74,21 @@ class Bytes:
 
 
 class Text:
-    def __init__(self, max_len: int, choices: frozenset[str] | None = None) -> None:
+    """Text bounded in UTF-8 bytes (`max_len`), optionally printable ASCII only or one of `choices`."""
+
+    def __init__(self, max_len: int, choices: frozenset[str] | None = None, *, printable_ascii: bool = False) -> None:
         self.max_len = max_len
         self.choices = choices
+        self.printable_ascii = printable_ascii
 
     def check(self, value: Any, path: str) -> str:
         if type(value) is not str:
             raise SchemaError(f"{path}: expected text, got {type(value).__name__}")
-        if len(value) > self.max_len:
-            raise SchemaError(f"{path}: longer than {self.max_len} characters")
+        # len(value) <= UTF-8 length <= 4 * len(value): encode only when the characters are not enough.
+        if len(value) > self.max_len or (not value.isascii() and len(value.encode("utf-8")) > self.max_len):
+            raise SchemaError(f"{path}: longer than {self.max_len} bytes")
+        if self.printable_ascii and not (value.isascii() and value.isprintable()):
+            raise SchemaError(f"{path}: not printable ASCII")
         if self.choices is not None and value not in self.choices:
             raise SchemaError(f"{path}: {value!r} is not one of {sorted(self.choices)}")
         return value
@@ -122,6 +128,10 @@ class Struct:
 
 U8, U16, U32, U64 = UInt(8), UInt(16), UInt(32), UInt(64)
 U128 = UInt(128)
+# Heights, slots and epochs: below 2^63 so they fit a signed 64-bit integer (SQLite's INTEGER),
+# far beyond any real chain.
+HEIGHT = UInt(63)
+MAX_HEIGHT = HEIGHT.max
 B32 = Bytes(exact=32)
 B64 = Bytes(exact=64)
 BOOL = Bool()

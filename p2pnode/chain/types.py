@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from p2pnode.chain.encoding import encode, sha256
 from p2pnode.chain.schema import (
     B32,
+    HEIGHT,
     B64,
     U16,
     U32,
@@ -35,14 +36,29 @@ DOMAIN_VOTE = b"p2pnode/vote/v1\x00"
 DOMAIN_REQUEST = b"p2pnode/request/v1\x00"
 
 MAX_CHAIN_ID = 64
+# A chain id is printable ASCII of at most MAX_CHAIN_ID bytes: it is written with a one-byte length
+# into every signed message and into topic names.
+CHAIN_ID = Text(MAX_CHAIN_ID, printable_ascii=True)
 MAX_UIDS_PER_WEIGHTS = 4096
 MAX_TXS_PER_BLOCK = 4096
 MAX_VOTES_PER_BLOCK = 1024
 ZERO_HASH = bytes(32)
 
 
+class BadChainId(SchemaError):
+    """A chain id that is not printable ASCII of at most MAX_CHAIN_ID bytes."""
+
+
+def check_chain_id(chain_id: str) -> str:
+    """`chain_id` if it is a valid chain id; raises BadChainId naming the problem."""
+    try:
+        return CHAIN_ID.check(chain_id, "chain id")
+    except SchemaError as exc:
+        raise BadChainId(str(exc)) from None
+
+
 def signing_message(domain: bytes, chain_id: str, payload: bytes) -> bytes:
-    chain = chain_id.encode("utf-8")
+    chain = check_chain_id(chain_id).encode("ascii")
     return domain + len(chain).to_bytes(1, "big") + chain + payload
 
 
@@ -178,7 +194,7 @@ class Propose(ChainObject):
         "owner": Bytes(max_len=32),
         "task": Text(64),
         "version": U32,
-        "activation_height": U64,
+        "activation_height": HEIGHT,
         "text": Text(2048),
     }
     action: str
@@ -208,7 +224,7 @@ class GovVote(ChainObject):
 class Checkpoint(ChainObject):
     """The block a finality epoch starts from; `epoch` orders checkpoints for the slashing rules."""
 
-    SCHEMA: ClassVar[dict[str, FieldType]] = {"epoch": U64, "height": U64, "hash": B32}
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"epoch": HEIGHT, "height": HEIGHT, "hash": B32}
     epoch: int
     height: int
     hash: bytes
@@ -219,7 +235,7 @@ class FinalityVote(ChainObject):
     """A block validator's vote linking a justified `source` checkpoint to a `target` checkpoint."""
 
     SCHEMA: ClassVar[dict[str, FieldType]] = {
-        "chain": Text(MAX_CHAIN_ID),
+        "chain": CHAIN_ID,
         "validator": B32,
         "source": Struct(Checkpoint),
         "target": Struct(Checkpoint),
@@ -247,10 +263,10 @@ class SignedVote(ChainObject):
 @chain_object
 class Header(ChainObject):
     SCHEMA: ClassVar[dict[str, FieldType]] = {
-        "chain": Text(MAX_CHAIN_ID),
+        "chain": CHAIN_ID,
         "version": U32,
-        "height": U64,
-        "slot": U64,
+        "height": HEIGHT,
+        "slot": HEIGHT,
         "parent": B32,
         "proposer": B32,
         "state_root": B32,
@@ -335,7 +351,7 @@ class _TxBodyField:
 @chain_object
 class Tx(ChainObject):
     SCHEMA: ClassVar[dict[str, FieldType]] = {
-        "chain": Text(MAX_CHAIN_ID),
+        "chain": CHAIN_ID,
         "kind": Text(32, frozenset(TX_BODIES)),
         "sender": B32,
         "nonce": U64,

@@ -18,13 +18,15 @@ KEY = user_keys(1)[0]
 b32 = st.binary(min_size=32, max_size=32)
 u16 = st.integers(0, 65535)
 u64 = st.integers(0, 2**64 - 1)
-text = st.text(max_size=20)
+height = st.integers(0, 2**63 - 1)
+text = st.text(max_size=16)  # at most 64 bytes of UTF-8
+chain_id = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=20)
 
-checkpoint = st.builds(t.Checkpoint, epoch=u64, height=u64, hash=b32)
-vote = st.builds(t.FinalityVote, chain=text, validator=b32, source=checkpoint, target=checkpoint)
+checkpoint = st.builds(t.Checkpoint, epoch=height, height=height, hash=b32)
+vote = st.builds(t.FinalityVote, chain=chain_id, validator=b32, source=checkpoint, target=checkpoint)
 signed_vote = st.builds(t.SignedVote, vote=vote, sig=st.binary(min_size=64, max_size=64))
 header = st.builds(
-    t.Header, chain=text, version=st.integers(0, 2**32 - 1), height=u64, slot=u64, parent=b32, proposer=b32,
+    t.Header, chain=chain_id, version=st.integers(0, 2**32 - 1), height=height, slot=height, parent=b32, proposer=b32,
     state_root=b32, tx_root=b32, timestamp_ms=u64,
 )
 signed_header = st.builds(t.SignedHeader, header=header, sig=st.binary(min_size=64, max_size=64))
@@ -42,7 +44,7 @@ bodies = st.one_of(
     st.builds(t.CreateSubnet, hotkey=b32, task=text, max_lock=u64),
     st.builds(t.SetHyperparameter, netuid=u16, name=text, value=u64),
     st.builds(t.Propose, action=st.sampled_from(sorted(t.PROPOSAL_ACTIONS)), param=text, value=u64,
-              owner=st.binary(max_size=32), task=text, version=st.integers(0, 2**32 - 1), activation_height=u64, text=text),
+              owner=st.binary(max_size=32), task=text, version=st.integers(0, 2**32 - 1), activation_height=height, text=text),
     st.builds(t.GovVote, proposal=u64, choice=st.sampled_from(sorted(t.VOTE_CHOICES))),
     st.builds(t.SlashDoubleProposal, first=signed_header, second=signed_header),
     st.builds(t.SlashVote, first=signed_vote, second=signed_vote),
@@ -196,3 +198,43 @@ def test_strict_decoder_admits_the_plain_data_model() -> None:
     data = canonical_encode(value)
     assert codec.decode_plain(data) == value
     assert cbor2.loads(data) == value  # the same reading as a general decoder
+
+
+def test_chain_ids_are_printable_ascii_within_the_signed_length_byte() -> None:
+    wide = "\U0001f600" * 64  # 64 characters, 256 bytes of UTF-8
+    stx = signed(KEY, 0, t.Transfer(to=bytes(32), amount=1))
+    plain = to_plain(stx)
+    for bad in (wide, "é", "a\nb", "x" * 65):
+        plain["tx"]["chain"] = bad
+        with pytest.raises(MalformedMessage, match="chain"):
+            codec.decode(t.SignedTx, canonical_encode(plain))
+        with pytest.raises(t.BadChainId):
+            t.signing_message(t.DOMAIN_TX, bad, b"")
+    assert t.signing_message(t.DOMAIN_TX, "x" * 64, b"")[len(t.DOMAIN_TX)] == 64
+
+
+def test_text_is_bounded_in_bytes() -> None:
+    plain = to_plain(signed(KEY, 0, t.Serve(netuid=1, peer_id="p", model="m")))
+    plain["tx"]["body"]["model"] = "é" * 65  # 65 characters, 130 bytes
+    with pytest.raises(MalformedMessage, match="longer than 128 bytes"):
+        codec.decode(t.SignedTx, canonical_encode(plain))
+
+
+def test_heights_and_slots_stay_below_two_to_the_63() -> None:
+    from protocols import sync
+
+    header = dict(chain="dev", version=1, height=1, slot=1, parent=bytes(32), proposer=bytes(32),
+                  state_root=bytes(32), tx_root=bytes(32), timestamp_ms=0)
+    block = {"header": header, "sig": bytes(64), "txs": [], "votes": []}
+    assert codec.decode(t.Block, canonical_encode(block)).header.height == 1
+    for field in ("height", "slot"):
+        for value in (2**63, 2**64 - 1):
+            bad = {**block, "header": {**header, field: value}}
+            with pytest.raises(MalformedMessage, match=f"header.{field}: u63 out of range"):
+                codec.decode(t.Block, canonical_encode(bad))
+    with pytest.raises(MalformedMessage, match="start"):
+        sync.handle_blocks_by_range(canonical_encode({"start": 2**63, "count": 4}), lambda s, c: [])
+    asked = []
+    sync.handle_blocks_by_range(canonical_encode({"start": 2**63 - 2, "count": 64}),
+                                lambda s, c: asked.append((s, c)) or [])
+    assert asked == [(2**63 - 2, 1)]  # start + count never leaves the height range
