@@ -16,6 +16,7 @@ Key layout (one-byte table prefix, fixed-width binary fields, so keys sort by ta
     U|netuid|uid         neuron record (map)
     K|netuid|hot         uid of a hotkey on a subnet
     C|netuid|hot         weight commit: [hash, block, epoch]
+    E|netuid             the newest epoch receipts: [[epoch, block, inputs hash, outputs hash], ...]
     G|name               global value (params, supply, validator set, finality, ...)
     P|id                 governance proposal; V|id|cold vote
     X|name               slashing / signing records

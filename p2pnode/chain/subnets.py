@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import yuma
+from p2pnode.chain import receipts, yuma
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.emission import block_emission
 from p2pnode.chain.encoding import encode, sha256
@@ -484,7 +484,10 @@ def _pay_dividend(state: State, hot: bytes, amount: int) -> None:
     _stake_to(state, hot, owner, take + rest - paid_out)  # the take, plus the rounding dust
 
 
-def run_subnet_epoch(state: State, netuid: int, block: int) -> None:
+def run_subnet_epoch(state: State, netuid: int, block: int,
+                     records: list[receipts.EpochRecord] | None = None) -> None:
+    """Run the subnet's epoch and pay it out; commit its receipt, and append its record to
+    `records` when given (the caller keeps the inputs for `p2pnode explain`)."""
     sn = state.subnet(netuid)
     assert sn is not None
     pending = sn["pending"]
@@ -498,7 +501,10 @@ def run_subnet_epoch(state: State, netuid: int, block: int) -> None:
         return
     owner_cut = pending * state.param("owner_cut") // 65535 if sn["owner_hot"] else 0
     amount = pending - owner_cut
-    out = yuma.run_epoch(epoch_input(state, netuid, sn, block, amount))
+    inp = epoch_input(state, netuid, sn, block, amount)
+    out = yuma.run_epoch(inp)
+    ran_epoch = sn["epoch_index"]
+    hotkeys: list[bytes] = []
     sn["last_epoch"] = block
     sn["epoch_index"] += 1
     owner_hotkeys = {sn["owner_hot"]}
@@ -519,6 +525,7 @@ def run_subnet_epoch(state: State, netuid: int, block: int) -> None:
         )
         state.set_neuron(netuid, uid, neuron)
         hot = neuron["hot"]
+        hotkeys.append(hot)
         if incentive_rao:
             if hot in owner_hotkeys:
                 state.add_supply("burned", incentive_rao)  # the owner's miner incentive is burned
@@ -534,10 +541,15 @@ def run_subnet_epoch(state: State, netuid: int, block: int) -> None:
     if sn["owner_hot"]:
         _stake_to(state, sn["owner_hot"], sn["owner_cold"], owner_cut + amount - paid)
     state.set_subnet(netuid, sn)
+    record = receipts.EpochRecord(netuid, ran_epoch, block, pending, owner_cut, tuple(hotkeys), inp, out)
+    receipts.commit_receipt(state, record)
+    if records is not None:
+        records.append(record)
 
 
-def block_step(state: State, ctx: BlockContext) -> None:
-    """Per-block emission, then the epochs of subnets that are due (at most 2 per block)."""
+def block_step(state: State, ctx: BlockContext, records: list[receipts.EpochRecord] | None = None) -> None:
+    """Per-block emission, then the epochs of subnets that are due (at most 2 per block); the
+    records of the epochs that ran are appended to `records` when given."""
     _distribute_block_emission(state, ctx)
     ran = 0
     for netuid in state.netuids():
@@ -546,7 +558,7 @@ def block_step(state: State, ctx: BlockContext) -> None:
         if netuid == ROOT_NETUID:
             continue
         if ctx.height - sn["last_epoch"] >= sn["hp"]["tempo"] and ran < 2:
-            run_subnet_epoch(state, netuid, ctx.height)
+            run_subnet_epoch(state, netuid, ctx.height, records)
             ran += 1
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from p2pnode.chain import consensus, governance, subnets
+from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.state import State
@@ -119,10 +120,12 @@ def context_for(block: Block) -> BlockContext:
     return BlockContext(height=h.height, slot=h.slot, proposer=h.proposer, timestamp_ms=h.timestamp_ms)
 
 
-def apply_block_body(state: State, block: Block, supported_versions: frozenset[int] | None = None) -> None:
+def apply_block_body(state: State, block: Block, supported_versions: frozenset[int] | None = None,
+                     epoch_records: list[EpochRecord] | None = None) -> None:
     """Everything of a block but the state-root check (also used to build a block).
 
-    `supported_versions` defaults to this build's `SUPPORTED_PROTOCOL_VERSIONS`.
+    `supported_versions` defaults to this build's `SUPPORTED_PROTOCOL_VERSIONS`. The records of
+    subnet epochs the block runs are appended to `epoch_records` when given.
     """
     supported = SUPPORTED_PROTOCOL_VERSIONS if supported_versions is None else supported_versions
     header = block.header
@@ -148,17 +151,18 @@ def apply_block_body(state: State, block: Block, supported_versions: frozenset[i
         except TxInvalid as exc:
             raise BlockInvalid("invalid_tx", f"tx {index}: {exc}") from None
     consensus.process_votes(state, block.votes, ctx)
-    subnets.block_step(state, ctx)
+    subnets.block_step(state, ctx, epoch_records)
     governance.block_step(state, ctx)
     consensus.block_step(state, header, ctx)
 
 
-def apply_block(state: State, block: Block, supported_versions: frozenset[int] | None = None) -> None:
+def apply_block(state: State, block: Block, supported_versions: frozenset[int] | None = None,
+                epoch_records: list[EpochRecord] | None = None) -> None:
     """Apply `block` on `state` (the state after its parent); raise BlockInvalid, keeping nothing.
 
     `state` must be a fresh top-level overlay over the parent's state: on failure the caller drops it.
     """
-    apply_block_body(state, block, supported_versions)
+    apply_block_body(state, block, supported_versions, epoch_records)
     root = state.root()
     if root != block.header.state_root:
         raise BlockInvalid("bad_state_root", f"computed {root.hex()[:16]}")

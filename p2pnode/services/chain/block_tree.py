@@ -20,6 +20,7 @@ from p2pnode.chain import accumulator, consensus, finality
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.forkchoice import BlockInfo, is_better
+from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.state import State
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
 from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root
@@ -99,6 +100,9 @@ class BlockTree:
         self.supported_versions: frozenset[int] | None = None
         # Called with the new head's hash after every head change (metrics, benchmarks).
         self.head_listeners: list[Callable[[bytes], None]] = []
+        # Called with (block hash, height, records) for each verified block that ran subnet epochs,
+        # canonical or not (explain picks the records of canonical blocks).
+        self.epoch_listeners: list[Callable[[bytes, int, list[EpochRecord]], None]] = []
         self._rolled_back: list[Block] = []
         self._forks: dict[bytes, _ForkBlock] = {}
         self._head_view: _HeadView | None = None
@@ -183,8 +187,10 @@ class BlockTree:
         if header.parent == self.store.head_hash:
             self._verify_signatures(block, signatures_checked)
             state = self.head_state()
-            apply_block(state, block, self.supported_versions)
+            records: list[EpochRecord] = []
+            apply_block(state, block, self.supported_versions, records)
             self.store.commit_block(block, state.changes(), state.accumulator())
+            self._report_epochs(block, records)
             self._after_head_change()
             return ImportResult(block_hash, header.height, header.state_root, head=True)
         if not self.is_known(header.parent, header.height - 1):
@@ -193,14 +199,21 @@ class BlockTree:
             raise BlockInvalid("fork_pool_full")
         self._verify_signatures(block, signatures_checked)
         state = self._state_after(header.parent, header.height - 1)
-        apply_block(state, block, self.supported_versions)
+        records = []
+        apply_block(state, block, self.supported_versions, records)
         fork = _ForkBlock(block, _info(block, finality.justified_epoch(state)), state.changes(), state.accumulator())
         self.store.put_block(block)
         self._forks[block_hash] = fork
+        self._report_epochs(block, records)
         if not is_better(fork.info, self.head_info):
             return ImportResult(block_hash, header.height, header.state_root)
         rolled_back = self._reorganise_to(block_hash)
         return ImportResult(block_hash, header.height, header.state_root, head=True, reorged=rolled_back)
+
+    def _report_epochs(self, block: Block, records: list[EpochRecord]) -> None:
+        if records:
+            for listener in self.epoch_listeners:
+                listener(block.hash, block.header.height, records)
 
     @staticmethod
     def _verify_signatures(block: Block, already: bool) -> None:
