@@ -36,7 +36,11 @@ from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync_progress import show_sync_progress
 from p2pnode.services.chain.upgrades import UpgradeWatcher
 from p2pnode.services.clock import SystemClock
+from p2pnode.services.metrics import NodeMetrics
+from p2pnode.services.metrics import attach_network as metrics_attach_network
+from p2pnode.services.metrics import attach_node as metrics_attach_node
 from p2pnode.store import Store
+from p2pnode.store.epoch_records import EpochRecordStore
 from p2pnode.store.private_files import private_directory
 from p2pnode.store.slashing_protection import SlashingProtection
 from protocols import codec
@@ -75,6 +79,8 @@ class Peer:
         self.store = Store(options.data_dir / "chain.sqlite")
         self.store.initialise(header, reader, acc)
         self.chain = BlockTree(self.store)
+        self.epoch_records = EpochRecordStore(options.data_dir / "epochs.sqlite")
+        self.chain.epoch_listeners.append(self.epoch_records.add)
         self.hotkey = options.hotkey
         bootstrap = cached_bootstrap(self.store, peer_id_from_seed(self.hotkey.seed),
                                      [*options.bootstrap, *genesis_bootstrap])
@@ -83,7 +89,10 @@ class Peer:
         signer = None
         if options.validator:
             signer = GuardedSigner(self.hotkey, SlashingProtection(options.data_dir / "signing.sqlite", self.hotkey.public_key))
-        self.node = ChainService(self.chain, self.network, self.clock, signer)
+        self.metrics = NodeMetrics()
+        self.node = ChainService(self.chain, self.network, self.clock, signer, metrics=self.metrics)
+        metrics_attach_node(self.metrics, self.node.status, lambda: self.node.sync.blocks_imported)
+        metrics_attach_network(self.metrics, self.network)
         self.api = HttpApi()
         self.miner: Any = None
         self.validator_loop: Any = None
@@ -98,6 +107,7 @@ class Peer:
                    "subnet_validator": options.validate_netuid},
             halted=lambda: self.upgrades.halted, answer_query=self.answer_query,
             arrivals=(lambda: []) if arrivals is None else arrivals.recent,
+            epoch_records=self.epoch_records, metrics=self.metrics,
         ))
 
     # ---------------------------------------------------------------- transactions by the hotkey
@@ -162,7 +172,8 @@ class Peer:
         model = await trio.to_thread.run_sync(lambda: create_model(model_spec, task))
         state_of = self.chain.head_state
         self.miner = MinerServer(self.hotkey, self.node.chain_id, netuid, model, task,
-                                 stake_of=lambda pub: state_of().total_stake(pub), clock=time.time)
+                                 stake_of=lambda pub: state_of().total_stake(pub), clock=time.time,
+                                 metrics=self.metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.miner.run, self.network)
             task_status.started()
@@ -196,6 +207,7 @@ class Peer:
             metagraph=lambda: self.metagraph(netuid), chain_info=lambda: self.chain_info(netuid),
             submit_tx=self.submit_body, state_dir=self.options.data_dir / "validator",
             clock=time.time, config=ValidatorConfig(round_interval_s=self.options.validator_round_s),
+            metrics=self.metrics,
         )
         await self.validator_loop.run(task_status=task_status)
 
@@ -228,6 +240,7 @@ class Peer:
                 task_status.started(ready)
         finally:
             self.store.close()
+            self.epoch_records.close()
 
 
 async def run_peer(options: PeerOptions) -> None:

@@ -16,29 +16,29 @@ STDLIB = set(sys.stdlib_module_names)
 # allows its submodules only through that exact package (``p2pnode.services.market`` but not
 # ``p2pnode.services.market.query``): the wings of services/ use each other's public surface only.
 FORBIDDEN_IN_CHAIN = {"time", "random", "socket", "sqlite3", "secrets", "threading", "asyncio", "os", "subprocess"}
-SHARED_SERVICES = ("p2pnode.services.clock", "p2pnode.services.errors", "p2pnode.services.ratelimit")
+SHARED_SERVICES = ("p2pnode.services.clock", "p2pnode.services.errors", "p2pnode.services.ratelimit",
+                   "p2pnode.services.metrics")
 RULES: dict[str, tuple[tuple[str, ...], set[str], set[str]]] = {
     "p2pnode/chain": (("p2pnode.chain",), set(), FORBIDDEN_IN_CHAIN),
     "protocols": (("p2pnode.chain", "protocols"), {"trio", "cbor2", "nacl"}, set()),
     "models": (("models",), {"torch", "numpy"}, set()),
     "p2pnode/store": (("p2pnode.chain", "protocols", "p2pnode.store"), set(), set()),
     "p2pnode/net": (("p2pnode.chain", "protocols", "p2pnode.net"), {"libp2p", "trio", "multiaddr", "nacl", "cbor2"}, set()),
-    "p2pnode/services": (("p2pnode.chain", "p2pnode.services.clock", "p2pnode.services.errors",
-                          "p2pnode.services.ratelimit"), {"trio"}, set()),
+    "p2pnode/services": (("p2pnode.chain", *SHARED_SERVICES), {"trio", "prometheus_client"}, set()),
     "p2pnode/services/chain": (
         ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain", *SHARED_SERVICES),
-        {"trio"},
+        {"trio", "prometheus_client"},
         set(),
     ),
     "p2pnode/services/market": (
         ("p2pnode.chain", "protocols", "models", "p2pnode.net", "p2pnode.services.market", *SHARED_SERVICES),
-        {"trio", "torch", "numpy"},
+        {"trio", "torch", "numpy", "prometheus_client"},
         set(),
     ),
     "p2pnode/services/api": (
         ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain",
          "p2pnode.services.market.", "p2pnode.services.api", *SHARED_SERVICES),
-        {"trio"},
+        {"trio", "prometheus_client"},
         set(),
     ),
 }

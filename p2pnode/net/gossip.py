@@ -24,7 +24,7 @@ import hashlib
 import logging
 import re
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -139,6 +139,8 @@ class GossipTopics:
         self.rejected = 0
         self.ignored = 0
         self.validator_errors = 0
+        # (topic, verdict) -> messages, for metrics; bounded by the subscribed topics.
+        self.verdicts: Counter[tuple[str, str]] = Counter()
 
     # -- registration ----------------------------------------------------------------------
 
@@ -174,44 +176,48 @@ class GossipTopics:
     def libp2p_validator(self, topic: str) -> Callable[[ID, rpc_pb2.Message], bool]:
         def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             try:
-                return self._validate(topic, forwarder, msg)
+                verdict = self._validate(topic, forwarder, msg)
             except Exception:
                 # Our own code failing must not reach libp2p either: ignore, no penalty.
                 self.validator_errors += 1
                 logger.exception("gossip validation of %s failed", topic)
-                return False
+                verdict = "error"
+            if verdict != "own" and topic in self._topics:
+                self.verdicts[(topic, verdict)] += 1
+            return verdict in ("accept", "own")
 
         return validate
 
-    def _validate(self, topic_name: str, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+    def _validate(self, topic_name: str, forwarder: ID, msg: rpc_pb2.Message) -> str:
+        """The verdict's name: own, accept, reject, ignore, oversized, rate_limited, error."""
         if forwarder == self._local_peer:
-            return True  # our own publish, size-checked in `check_publish`
+            return "own"  # our own publish, size-checked in `check_publish`
         topic = self._topics.get(topic_name)
         if topic is None:
-            return False
+            return "ignore"
         forwarder_id = forwarder.to_base58()
         if len(msg.data) > topic.max_message_bytes:
             self.rejected += 1
             self._penalise(forwarder_id, "oversized_message")
-            return False
+            return "oversized"
         if not self._rate_limiter.allow(topic_name, msg.from_id):
             self.ignored += 1
-            return False
+            return "rate_limited"
         try:
             verdict = topic.validator(forwarder_id, msg.data)
         except Exception:
             self.validator_errors += 1
             logger.exception("gossip validator for %s raised; message ignored", topic_name)
-            return False
+            return "error"
         if verdict is Verdict.ACCEPT:
             self._remember_forwarder(message_id(msg), forwarder_id)
-            return True
+            return "accept"
         if verdict is Verdict.REJECT:
             self.rejected += 1
             self._penalise(forwarder_id, "invalid_message")
-        else:
-            self.ignored += 1
-        return False
+            return "reject"
+        self.ignored += 1
+        return "ignore"
 
     def _remember_forwarder(self, mid: bytes, forwarder: str) -> None:
         self._forwarders[mid] = forwarder

@@ -19,7 +19,8 @@ until cancelled. A `LibP2PNetwork` runs once.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -158,6 +159,9 @@ class LibP2PNetwork:
         self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
         self.topics = GossipTopics(self._local_id, self.config.gossip, self._penalise_quietly)
         self.reqresp = RequestResponseServer(self.config.reqresp, self._penalise_quietly, self.scorer.is_banned)
+        # Outbound requests by (protocol, outcome); an observer (metrics) also gets each duration.
+        self.request_outcomes: Counter[tuple[str, str]] = Counter()
+        self.request_observer: Callable[[str, str, float], None] | None = None
         self.reqresp.attach(self.host)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
@@ -275,16 +279,32 @@ class LibP2PNetwork:
     ) -> bytes:
         if self._nursery is None:
             raise RequestError("the network is not running")
-        return await send_request(
-            self.host,
-            peer_id,
-            protocol_id,
-            data,
-            timeout=timeout,
-            max_response_bytes=max_response_bytes,
-            limits=self.config.reqresp,
-            penalise=self._penalise_quietly,
-        )
+        started = trio.current_time()
+        outcome = "error"
+        try:
+            response = await send_request(
+                self.host,
+                peer_id,
+                protocol_id,
+                data,
+                timeout=timeout,
+                max_response_bytes=max_response_bytes,
+                limits=self.config.reqresp,
+                penalise=self._penalise_quietly,
+            )
+            outcome = "ok"
+            return response
+        except RequestError as exc:
+            outcome = "timeout" if "timed out" in str(exc) else "error"
+            raise
+        finally:
+            self._record_request(protocol_id, outcome, trio.current_time() - started)
+
+    def _record_request(self, protocol_id: str, outcome: str, seconds: float) -> None:
+        # Protocol ids are our own constants: the counter stays small.
+        self.request_outcomes[(protocol_id, outcome)] += 1
+        if self.request_observer is not None:
+            self.request_observer(protocol_id, outcome, seconds)
 
     # -- NetworkAPI: scores ----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -158,6 +159,8 @@ class RequestResponseServer:
         self._inbound_per_peer: dict[str, int] = {}
         self._inbound_total = 0
         self._host: IHost | None = None
+        # Inbound requests by (protocol, outcome), for metrics; bounded by the registered protocols.
+        self.served: Counter[tuple[str, str]] = Counter()
 
     def attach(self, host: IHost) -> None:
         self._host = host
@@ -186,12 +189,15 @@ class RequestResponseServer:
         peer = stream.muxed_conn.peer_id.to_base58()
         registration = self._handlers.get(protocol_id)
         if registration is None or self._is_banned(peer):
+            if registration is not None:
+                self.served[(protocol_id, "banned_peer")] += 1
             await _reset_quietly(stream)
             return
         if (
             self._inbound_per_peer.get(peer, 0) >= self.limits.max_inbound_per_peer
             or self._inbound_total >= self.limits.max_inbound_total
         ):
+            self.served[(protocol_id, "rate_limited")] += 1
             self._penalise(peer, "rate_limited")
             await self._reply(stream, encode_error(ResponseStatus.RESOURCE_UNAVAILABLE, "too many requests"))
             return
@@ -230,6 +236,7 @@ class RequestResponseServer:
             await _reset_quietly(stream)
             return
         response = await self._run_handler(peer, protocol_id, registration, request)
+        self.served[(protocol_id, "ok" if response[0] == ResponseStatus.OK else "error")] += 1
         await self._reply(stream, response)
 
     async def _run_handler(self, peer: str, protocol_id: str, registration: _Registration, request: bytes) -> bytes:

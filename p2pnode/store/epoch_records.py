@@ -15,6 +15,7 @@ from typing import Any
 
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.receipts import RECEIPTS_KEPT, EpochRecord
+from p2pnode.store.private_files import private_database
 
 
 class EpochRecordError(Exception):
@@ -28,6 +29,7 @@ class EpochRecordStore:
         self.path = str(path)
         self.keep = keep
         try:
+            private_database(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -37,7 +39,7 @@ class EpochRecordStore:
                        height INTEGER NOT NULL, data BLOB NOT NULL,
                        PRIMARY KEY (netuid, epoch, block_hash))"""
             )
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise EpochRecordError(f"cannot open epoch records {self.path}: {exc}") from None
 
     def close(self) -> None:

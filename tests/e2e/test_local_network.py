@@ -99,6 +99,31 @@ def test_every_peer_computes_the_same_epoch(testnet: Path) -> None:
     wait_until(same_epoch, 120, "all peers to report the same last epoch outputs", 1)
 
 
+def test_explain_verify_passes_for_every_uid(testnet: Path) -> None:
+    named = by_name(testnet)
+    url = named["miner-0"]["api"]  # any peer keeps the records: one that does not run the validator loop
+
+    def epoch_with_dividends() -> int | None:
+        listing = api(url, "/receipts/1")
+        if not listing["receipts"] or listing["receipts"][-1]["epoch"] not in listing["recorded_epochs"]:
+            return None
+        epoch = listing["receipts"][-1]["epoch"]
+        return epoch if any(r["dividends"] > 0 for r in metagraph(url)) else None
+
+    epoch = wait_until(epoch_with_dividends, 300, "an epoch that paid dividends, with its record kept", 2)
+    n = len(metagraph(url))
+    assert n == 6  # the owner, three miners, two validators
+    for uid in range(n):
+        shown = cli_json("explain", "--netuid", "1", "--uid", str(uid), "--epoch", str(epoch), "--verify", "--api", url)
+        assert shown["verified"] and all(c["ok"] for c in shown["checks"]), shown["checks"]
+    text = cli("explain", "--netuid", "1", "--uid", "1", "--epoch", str(epoch), "--verify", "--api", url).stdout
+    assert "verified:" in text and "share of incentive" in text
+    # Another peer committed the very same receipt.
+    other = api(named["node-2"]["api"], "/receipts/1")["receipts"]
+    mine = api(url, "/receipts/1")["receipts"]
+    assert [r for r in other if r["epoch"] == epoch] == [r for r in mine if r["epoch"] == epoch]
+
+
 def test_query_answers_with_a_miner(testnet: Path) -> None:
     url = by_name(testnet)["node-2"]["api"]
     answer = cli_json("query", "--netuid", "1", "def read(self", "--api", url)

@@ -18,13 +18,15 @@ from typing import Any
 from p2pnode.chain import governance
 from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.net.host import LibP2PNetwork
-from p2pnode.services.api import dashboard, views
+from p2pnode.services.api import dashboard, receipts, views
 from p2pnode.services.api.guard import check_request
 from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
-from p2pnode.services.api.metrics import metrics_text
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.chain_service import ChainService
+from p2pnode.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from p2pnode.services.metrics import NodeMetrics
 from p2pnode.store import Store
+from p2pnode.store.epoch_records import EpochRecordStore
 
 U16_MAX = (1 << 16) - 1
 U64_MAX = (1 << 64) - 1
@@ -53,6 +55,10 @@ class ApiBackend:
     answer_query: Callable[[int, str], Awaitable[dict[str, Any]]]
     # (height, block hash hex, local ms) per head change, newest last; empty unless recording.
     arrivals: Callable[[], list[tuple[int, str, int]]]
+    # The inputs and outputs of recent epochs (GET /receipts, /explain).
+    epoch_records: EpochRecordStore
+    # The peer's Prometheus registry (GET /metrics).
+    metrics: NodeMetrics
 
 
 def path_int(req: Request, index: int, name: str, maximum: int) -> int:
@@ -60,6 +66,16 @@ def path_int(req: Request, index: int, name: str, maximum: int) -> int:
     text = req.parts[index] if index < len(req.parts) else ""
     if not _DECIMAL.fullmatch(text) or int(text) > maximum:
         raise HttpError(400, f"bad_{name}", f"expected a {name} between 0 and {maximum} in the path")
+    return int(text)
+
+
+def query_int(req: Request, name: str, maximum: int) -> int | None:
+    """The integer query parameter `name` in 0..maximum, None when absent, else a named 400."""
+    if name not in req.query:
+        return None
+    text = req.query[name]
+    if not _DECIMAL.fullmatch(text) or int(text) > maximum:
+        raise HttpError(400, f"bad_{name}", f"expected a {name} between 0 and {maximum}")
     return int(text)
 
 
@@ -163,11 +179,33 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         return Response.json(rows)
 
     async def explain(req: Request) -> Response:
+        """How the uid was paid in an epoch (?epoch=E, default the latest; ?verify=1 adds the checks),
+        with its current row under "current"."""
         netuid, uid = path_int(req, 1, "netuid", U16_MAX), path_int(req, 2, "uid", U16_MAX)
-        view = views.explain_view(chain.head_state(), netuid, uid)
-        if view is None:
+        state = chain.head_state()
+        current = views.explain_view(state, netuid, uid)
+        if current is None:
             raise HttpError(404, "unknown_uid", f"netuid {netuid} uid {uid}")
+        epoch = query_int(req, "epoch", U64_MAX)
+        try:
+            view = receipts.explain_view(state, store, backend.epoch_records, netuid, uid, epoch,
+                                         verify=req.query.get("verify") in ("1", "true"))
+        except receipts.ReceiptLookupError as exc:
+            raise HttpError(404, exc.name, exc.message) from None
+        view["current"] = current
         return Response.json(view)
+
+    async def epoch_receipts(req: Request) -> Response:
+        """GET /receipts/N: the receipts in state and the epochs kept here; /receipts/N/E: one record."""
+        netuid = path_int(req, 1, "netuid", U16_MAX)
+        state = chain.head_state()
+        try:
+            if len(req.parts) > 2:
+                epoch = path_int(req, 2, "epoch", U64_MAX)
+                return Response.json(receipts.record_view(state, store, backend.epoch_records, netuid, epoch))
+            return Response.json(receipts.receipts_view(state, backend.epoch_records, netuid))
+        except receipts.ReceiptLookupError as exc:
+            raise HttpError(404, exc.name, exc.message) from None
 
     async def proposals(req: Request) -> Response:
         state = chain.head_state()
@@ -195,11 +233,11 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         return Response.json(await backend.answer_query(netuid, text))
 
     async def metrics(req: Request) -> Response:
-        return Response(200, metrics_text(service.status()).encode(), "text/plain; version=0.0.4")
+        return Response(200, backend.metrics.render(), METRICS_CONTENT_TYPE)
 
     for name, handler in [("status", status), ("peers", peers), ("accounts", accounts), ("blocks", blocks),
                           ("subnets", subnets), ("metagraph", metagraph), ("epochs", metagraph),
-                          ("explain", explain), ("proposals", proposals), ("supply", supply), ("arrivals", arrivals),
+                          ("explain", explain), ("receipts", epoch_receipts), ("proposals", proposals), ("supply", supply), ("arrivals", arrivals),
                           ("metrics", metrics)]:
         api.route("GET", name, handler)
     dashboard.install(api)

@@ -46,6 +46,7 @@ from p2pnode.chain.types import (
     make_tx,
 )
 from p2pnode.services.clock import Clock
+from p2pnode.services.metrics import NodeMetrics
 from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
@@ -84,8 +85,12 @@ class ChainService:
         clock: Clock,
         signer: GuardedSigner | None = None,
         config: NodeConfig | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.chain = chain
+        self.metrics = metrics if metrics is not None else NodeMetrics()
+        self._epoch_ran = False
+        chain.epoch_listeners.append(self._count_epochs)
         self.network = network
         self.clock = clock
         self.signer = signer
@@ -141,6 +146,7 @@ class ChainService:
     async def submit_tx(self, data: bytes) -> Admission:
         """Admit an encoded SignedTx to the mempool and gossip it if admitted."""
         admission = self.mempool.add(data, self.chain.head_state(), self._next_context(), self.clock.now_ms())
+        self.metrics.mempool_admissions.labels("local", admission.reason).inc()
         if admission.added:
             await self._publish_tx(data, admission.tx_id)
         return admission
@@ -295,7 +301,28 @@ class ChainService:
         await trio.lowlevel.checkpoint()
         return outcome
 
+    def _count_epochs(self, block_hash: bytes, height: int, records: list[Any]) -> None:
+        self._epoch_ran = True
+        for record in records:
+            self.metrics.subnet_epochs.labels(str(record.netuid)).inc()
+
     def _import_one(self, block: Block) -> str:
+        outcome = self._import_timed(block)
+        self.metrics.block_imports.labels(outcome).inc()
+        return outcome
+
+    def _import_timed(self, block: Block) -> str:
+        started = trio.current_time()
+        self._epoch_ran = False
+        try:
+            return self._import_checked(block)
+        finally:
+            elapsed = trio.current_time() - started
+            self.metrics.block_import_seconds.observe(elapsed)
+            if self._epoch_ran:
+                self.metrics.epoch_block_seconds.observe(elapsed)
+
+    def _import_checked(self, block: Block) -> str:
         try:
             result = self.chain.import_block(block)
         except BlockInvalid as exc:
@@ -310,6 +337,8 @@ class ChainService:
         if result.head and not result.known:
             state = self.chain.head_state()
             if result.reorged:
+                self.metrics.reorgs.inc()
+                self.metrics.reorg_depth.observe(result.reorged)
                 self._readmit_rolled_back(state)
             self.mempool.remove_applied(state)
             self.orphans.drop_below(self._finalized_height())
@@ -348,6 +377,7 @@ class ChainService:
             return Verdict.REJECT  # a transaction on the wrong topic is a protocol violation
         admission = self.mempool.add_signed(stx, data, tx_id, self.chain.head_state(), self._next_context(),
                                             self.clock.now_ms())
+        self.metrics.mempool_admissions.labels("gossip", admission.reason).inc()
         if admission.added:
             return Verdict.ACCEPT
         return Verdict.REJECT if admission.stateless_rejection else Verdict.IGNORE

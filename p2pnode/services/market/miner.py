@@ -32,6 +32,7 @@ import trio
 from models.base import Task
 from models.errors import InvalidRequest
 from p2pnode.net.identity import peer_id_from_pubkey
+from p2pnode.services.metrics import NodeMetrics
 from protocols.codec import MalformedMessage, encode
 from protocols.crypto import Keypair
 from protocols.inference import (
@@ -150,8 +151,10 @@ class MinerServer:
         stake_of: Callable[[bytes], int],
         clock: Callable[[], float],
         config: MinerConfig | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.keypair = keypair
+        self.metrics = metrics if metrics is not None else NodeMetrics()
         self.chain_id = chain_id
         self.netuid = netuid
         self.model = model
@@ -226,7 +229,10 @@ class MinerServer:
             logger.exception("miner: unexpected failure serving a request")
             code, message = Code.INTERNAL, "internal error"
         self.codes[code] += 1
-        elapsed_ms = int((trio.current_time() - received) * 1000)
+        elapsed = trio.current_time() - received
+        self.metrics.miner_requests.labels(code.name).inc()
+        self.metrics.miner_latency.observe(elapsed)
+        elapsed_ms = int(elapsed * 1000)
         signed = build_response(
             self.keypair,
             chain_id=self.chain_id,
@@ -318,6 +324,7 @@ class MinerServer:
             self._heap = [entry for entry in self._heap if entry[2].queued]
             heapq.heapify(self._heap)
         self._arrived.set()
+        self.metrics.miner_queue.set(self._queued)
         return pending
 
     def _withdraw(self, pending: _Pending) -> None:
@@ -375,9 +382,14 @@ class MinerServer:
 
         self.forward_passes += 1
         self.batch_sizes.append(len(batch))
+        del self.batch_sizes[:-1024]  # a long-running miner keeps only the recent sizes
+        self.metrics.miner_batch_size.observe(len(batch))
+        self.metrics.miner_queue.set(self._queued)
+        started = trio.current_time()
         nursery.start_soon(work)
         with trio.move_on_after(self.config.forward_timeout_s):
             await done.wait()
+        self.metrics.miner_forward_seconds.observe(trio.current_time() - started)
         if not done.is_set():
             logger.warning(
                 "miner: forward pass over %d requests exceeded %.1f s",

@@ -50,6 +50,7 @@ from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.subnets import commit_hash
 from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
+from p2pnode.services.metrics import NodeMetrics
 from protocols.codec import MalformedMessage, encode
 from protocols.crypto import Keypair
 from protocols.inference import (
@@ -176,12 +177,14 @@ class ValidatorLoop:
         network: NetworkAPI,
         metagraph: Callable[[], list[dict[str, Any]]],
         chain_info: Callable[[], dict[str, Any]],
-        submit_tx: Callable[[ChainObject], Awaitable[None]],
+        submit_tx: Callable[[ChainObject], Awaitable[bool | None]],
         state_dir: Path,
         clock: Callable[[], float],
         rng_seed: int | None = None,
         config: ValidatorConfig | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
+        self.metrics = metrics if metrics is not None else NodeMetrics()
         self.keypair = keypair
         self.hotkey = keypair.public_key
         self.chain_id = chain_id
@@ -219,12 +222,16 @@ class ValidatorLoop:
         """Run a round every `round_interval_s` until cancelled."""
         task_status.started()
         while True:
+            started = trio.current_time()
             try:
                 report = await self.run_round()
                 logger.info("validator round %d: %s", report.round, report.outcomes)
+                self.metrics.validator_rounds.labels("ok").inc()
             except Exception:
                 # The chain callables or a task may fail transiently; the next round tries again.
                 logger.exception("validator: round %d failed", self.round)
+                self.metrics.validator_rounds.labels("failed").inc()
+            self.metrics.validator_round_seconds.observe(trio.current_time() - started)
             await trio.sleep(self.config.round_interval_s)
 
     def scores(self) -> dict[int, float]:
@@ -257,6 +264,9 @@ class ValidatorLoop:
                 report.outcomes[uid] = "scored"
                 self._fold(uid, neurons[uid].hotkey, outcome, report)
         self._score_due_answers(neurons, report)
+        for outcome in report.outcomes.values():
+            self.metrics.validator_challenges.labels(_outcome_kind(outcome)).inc()
+        self.metrics.set_validator_scores(self.scores())
         await self._submit_weights(neurons, report)
         self._save()
         return report
@@ -377,11 +387,16 @@ class ValidatorLoop:
         return quantise_weights(live)
 
     async def _submit(self, body: ChainObject, report: RoundReport) -> bool:
+        kind = _WEIGHT_KINDS.get(type(body).__name__, type(body).__name__)
         try:
-            await self.submit_tx(body)
+            added = await self.submit_tx(body)
         except Exception as exc:  # the node refused it (mempool full, bad nonce ...): retry later
             logger.warning("validator: submitting %s failed: %s", type(body).__name__, exc)
+            added = False
+        if added is False:  # the peer's submit returns False for a refusal (None: no verdict)
+            self.metrics.validator_weight_submissions.labels(kind, "refused").inc()
             return False
+        self.metrics.validator_weight_submissions.labels(kind, "submitted").inc()
         report.submitted.append(type(body).__name__)
         return True
 
@@ -447,8 +462,12 @@ class ValidatorLoop:
                     version_key=commit.version_key,
                 )
                 if not await self._submit(body, report):
+                    self.metrics.validator_reveals.labels("refused").inc()
                     keep.append(commit)  # still inside its window: try again next round
+                else:
+                    self.metrics.validator_reveals.labels("revealed").inc()
             else:
+                self.metrics.validator_reveals.labels("expired").inc()
                 logger.warning("validator: commit from epoch %d expired unrevealed", commit_epoch)
         self.pending_commits = keep
 
@@ -537,6 +556,14 @@ class ValidatorLoop:
         self.ema, self.pending_answers, self.pending_commits = ema, pending, commits
         self.last_weights_height = None if last is None else int(last)
         self.round = round_
+
+
+_WEIGHT_KINDS = {"SetWeights": "set", "CommitWeights": "commit", "RevealWeights": "reveal"}
+
+
+def _outcome_kind(outcome: str) -> str:
+    """A round report outcome as a bounded label: what precedes its detail (scored, no_answer, error_timeout...)."""
+    return outcome.split(":", 1)[0].strip().replace(" ", "_").lower() or "other"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
