@@ -101,6 +101,7 @@ def join_times(run_dir: Path, first_api: str, repeats: int = 3) -> list[float]:
         process = subprocess.Popen(
             [sys.executable, "-m", "p2pnode", "join", "--network", str(run_dir / "genesis.json"), "--data-dir",
              str(run_dir / f"join-{i}"), "--dev-key", f"joiner-{i}", "--bootstrap", bootstrap, "--api-port", "0",
+             "--listen", "/ip4/127.0.0.1/tcp/0",
              "--ready-file", str(ready), "--no-progress", "--log-level", "error"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

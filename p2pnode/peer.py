@@ -23,7 +23,9 @@ from p2pnode.chain.genesis import build_genesis_state
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis
-from p2pnode.net.host import LibP2PNetwork
+from p2pnode.net.addresses import default_listen_addrs
+from p2pnode.net.host import LibP2PNetwork, NetConfig
+from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.net.identity import peer_id_from_seed
 from p2pnode.services.api import views
 from p2pnode.services.api.http import HttpApi, HttpError
@@ -61,8 +63,12 @@ class PeerOptions:
     miner_netuid: int = 1
     validate_netuid: int | None = None
     validator_round_s: float = 6.0
-    listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
+    # Every interface on the fixed default port (see p2pnode.net.addresses).
+    listen: list[str] = field(default_factory=default_listen_addrs)
+    announce: list[str] = field(default_factory=list)
     bootstrap: list[str] = field(default_factory=list)
+    # Offer a Circuit Relay v2 service; None: on for block validators, off otherwise.
+    relay_service: bool | None = None
     api_port: int = DEFAULT_API_PORT
     progress: bool = True
     ready_file: Path | None = None
@@ -84,7 +90,10 @@ class Peer:
         self.hotkey = options.hotkey
         bootstrap = cached_bootstrap(self.store, peer_id_from_seed(self.hotkey.seed),
                                      [*options.bootstrap, *genesis_bootstrap])
-        self.network = LibP2PNetwork(self.hotkey.seed, listen_addrs=options.listen, bootstrap=bootstrap)
+        relay_service = options.validator if options.relay_service is None else options.relay_service
+        self.network = LibP2PNetwork(
+            self.hotkey.seed, listen_addrs=options.listen, bootstrap=bootstrap, announce=options.announce,
+            config=NetConfig(network_id=dht_network_name(genesis.chain_id), relay_service=relay_service))
         self.clock = SystemClock()
         signer = None
         if options.validator:

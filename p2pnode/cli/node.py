@@ -14,6 +14,7 @@ from p2pnode.cli.errors import CliError
 from p2pnode.cli.common import add_api, add_json, api_get, emit
 from p2pnode.cli.keys import DEFAULT_WALLET
 from p2pnode.keys import KeyStore, KeyStoreError, default_home
+from p2pnode.net.addresses import DEFAULT_P2P_PORT, AddressError, default_listen_addrs
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -33,7 +34,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     join.add_argument("--validate", metavar="NETUID", type=int, help="run the validator loop on this subnet")
     join.add_argument("--validator-round", type=float, default=6.0, help="seconds between validator rounds")
     join.add_argument("--listen", action="append", metavar="MULTIADDR",
-                      help="listen address (default: /ip4/127.0.0.1/tcp/0); repeatable")
+                      help="listen address; repeatable (default: every interface, IPv4 and IPv6, TCP port --port)")
+    join.add_argument("--port", type=int, default=DEFAULT_P2P_PORT,
+                      help=f"TCP port of the default listen addresses (default: {DEFAULT_P2P_PORT})")
+    join.add_argument("--announce", action="append", default=[], metavar="MULTIADDR",
+                      help="address to give out instead of the listen addresses, e.g. /ip4/203.0.113.7/tcp/30633 "
+                           "(a port forward or cloud NAT); repeatable")
+    relay = join.add_mutually_exclusive_group()
+    relay.add_argument("--relay-service", dest="relay_service", action="store_true", default=None,
+                       help="relay connections for peers behind NAT (default: on for --validator)")
+    relay.add_argument("--no-relay-service", dest="relay_service", action="store_false",
+                       help="do not relay for others")
     join.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR", help="bootstrap peer; repeatable")
     join.add_argument("--api-port", type=int, default=8545, help="local HTTP API port on 127.0.0.1 (0: any free port)")
     join.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -81,7 +92,9 @@ def _join(args: argparse.Namespace) -> int:
         miner_netuid=args.netuid,
         validate_netuid=args.validate,
         validator_round_s=args.validator_round,
-        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        listen=args.listen or default_listen_addrs(args.port),
+        announce=args.announce,
+        relay_service=args.relay_service,
         bootstrap=args.bootstrap,
         api_port=args.api_port,
         progress=not args.no_progress and os.isatty(2),
@@ -91,6 +104,8 @@ def _join(args: argparse.Namespace) -> int:
         trio.run(run_peer, options)
     except (GenesisError, StoreError) as exc:
         raise CliError(str(exc)) from None
+    except AddressError as exc:
+        raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot start the peer: {exc}") from None
     return 0
@@ -98,12 +113,19 @@ def _join(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     s = api_get(args, "/status")
+    net = s.get("network") or {}
+    announced = net.get("announced_addrs") or []
+    relays = net.get("relay_reservations") or []
     text = "\n".join([
         f"chain:      {s['chain_id']} (genesis {s['genesis_hash'][:16]})",
         f"peer id:    {s['peer_id']}",
         f"head:       height {s['head_height']} slot {s['head_slot']} {s['head_hash'][:16]}",
         f"finalized:  height {s['finalized_height']} {str(s['finalized_hash'])[:16]}",
         f"peers:      {s['peers']}   mempool: {s['mempool']}   syncing: {s['syncing']}",
+        f"reachable:  {net.get('reachability', '?')}   dht: {net.get('dht_mode', '?')}"
+        + (f"   relaying for others ({net.get('relayed_circuits', 0)} circuits)" if net.get("relay_service") else ""),
+        f"relays:     {', '.join(r[:16] + '…' for r in relays) if relays else 'none'}",
+        *[f"announce:   {a}" for a in announced or ["(nothing yet)"]],
         f"protocol:   v{s['protocol_version']} (supports {s['supported_versions']})"
         + (f"   HALTED: {s['halted']}" if s.get("halted") else ""),
     ])

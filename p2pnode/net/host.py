@@ -30,15 +30,33 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
-from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.net import libp2p_workarounds as workarounds
+from p2pnode.net.addresses import (
+    AddressBook,
+    Reachability,
+    install_address_book,
+    is_circuit,
+    parse_announce_addrs,
+    strip_peer_id,
+)
 from p2pnode.net.gossip import GossipConfig, GossipTopics, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
+from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT
+from p2pnode.net.reachability import (
+    DialBackService,
+    ReachabilityConfig,
+    ReachabilityMonitor,
+    RelayDialer,
+    RelayReservations,
+)
+from p2pnode.net.relay_reservation_spoofing import LimitedRelay, RelayServiceLimits
 from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
 from p2pnode.net.scoring import PeerScorer, PeerScoreView, ScoringConfig
 from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler
@@ -70,6 +88,15 @@ class NetConfig:
     gossip: GossipConfig = field(default_factory=GossipConfig)
     reqresp: ReqRespLimits = field(default_factory=ReqRespLimits)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    reachability: ReachabilityConfig = field(default_factory=ReachabilityConfig)
+    # The DHT speaks /p2pnode/<network_id>/kad/1.0.0 (the chain id for a peer), so networks
+    # never mix their routing tables (nor join the IPFS DHT).
+    network_id: str = "p2pnode"
+    # Offer Circuit Relay v2 (hop) to peers that cannot be dialled, within `relay_limits`.
+    relay_service: bool = False
+    relay_limits: RelayServiceLimits = field(default_factory=RelayServiceLimits)
+    # Ask peers to dial us back (AutoNAT) and, when they cannot, reserve relay slots.
+    autonat: bool = True
     # Discovery keeps dialling peers found in the DHT until this many are connected.
     target_peer_count: int = 16
     dial_timeout_s: float = 10.0
@@ -120,6 +147,7 @@ class LibP2PNetwork:
         *,
         listen_addrs: Sequence[str] = DEFAULT_LISTEN_ADDRS,
         bootstrap: Sequence[str] = (),
+        announce: Sequence[str] = (),
         config: NetConfig | None = None,
     ) -> None:
         workarounds.configure_libp2p_logging()
@@ -128,13 +156,17 @@ class LibP2PNetwork:
         self._listen_multiaddrs = [_parse_multiaddr(a, "listen address") for a in listen_addrs]
         self._bootstrap = [_parse_peer_addr(a, "bootstrap address") for a in bootstrap]
         key_pair = key_pair_from_seed(seed)
+        # What identify, the DHT and relay vouchers give out: never a wildcard (see addresses.py).
+        self.addresses = AddressBook(self._transport_addrs, parse_announce_addrs(announce))
         self.host: IHost = new_host(
             key_pair=key_pair,
             sec_opt=workarounds.noise_only_security(key_pair),
             muxer_opt=workarounds.yamux_only_muxer(),
             listen_addrs=self._listen_multiaddrs,
             enable_mDNS=False,
+            addrs_factory=self.addresses.advertised,
         )
+        install_address_book(self.host, self.addresses)
         self._local_id = self.host.get_id()
         self._peer_id = self._local_id.to_base58()
         self.scorer = PeerScorer(self.config.scoring)
@@ -156,13 +188,24 @@ class LibP2PNetwork:
         )
         self.pubsub.validation_cache = workarounds.SuccessOnlyValidationCache()
         workarounds.enlarge_outbound_queues(self.pubsub, self.config.gossip.outbound_queue_size)
-        self.dht = KadDHT(self.host, DHTMode.SERVER, enable_random_walk=False)
+        self.dht = ServerModeKadDHT(self.host, self.config.network_id, enable_random_walk=False,
+                                    advertised_addrs=self._advertised_without_peer_id)
         self.topics = GossipTopics(self._local_id, self.config.gossip, self._penalise_quietly)
         self.reqresp = RequestResponseServer(self.config.reqresp, self._penalise_quietly, self.scorer.is_banned)
         # Outbound requests by (protocol, outcome); an observer (metrics) also gets each duration.
         self.request_outcomes: Counter[tuple[str, str]] = Counter()
         self.request_observer: Callable[[str, str, float], None] | None = None
         self.reqresp.attach(self.host)
+        # Every peer accepts relayed connections (stop); relays also serve hop, within limits.
+        self.relay: CircuitV2Protocol = (
+            LimitedRelay(self.host, self.config.relay_limits) if self.config.relay_service
+            else CircuitV2Protocol(self.host, allow_hop=False)
+        )
+        reach = self.config.reachability
+        self.dialback = DialBackService(self.host, reach)
+        self.reachability = ReachabilityMonitor(self.host, self.addresses, reach, self._on_reachability_change)
+        self.relay_reservations = RelayReservations(self.host, self.addresses, reach, self._push_identify)
+        self.relay_dialer = RelayDialer(self.host, self.relay, reach)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
         # Set while run() serves; None before start and after shutdown.
@@ -178,8 +221,29 @@ class LibP2PNetwork:
         return self._peer_id
 
     def listen_addrs(self) -> list[str]:
-        """Our listen multiaddrs, each ending in `/p2p/<PeerID>` (usable as bootstrap strings)."""
+        """The multiaddrs we announce, each ending in `/p2p/<PeerID>` (usable as bootstrap
+        strings): direct ones (wildcards expanded, or --announce), relay ones when private."""
         return [str(a) for a in self.host.get_addrs()]
+
+    def _transport_addrs(self) -> list[multiaddr.Multiaddr]:
+        # new_host asks for our addresses while it is being built, before self.host exists.
+        host = getattr(self, "host", None)
+        return [] if host is None else list(host.get_transport_addrs())
+
+    def _advertised_without_peer_id(self) -> list[multiaddr.Multiaddr]:
+        return [strip_peer_id(a) for a in self.addresses.advertised()]
+
+    def reachability_view(self) -> dict[str, Any]:
+        """For status displays: AutoNAT's verdict, what we announce, and relay state."""
+        return {
+            "reachability": self.addresses.reachability.value,
+            "announced_addrs": self.listen_addrs(),
+            "autonat_verdicts": dict(self.reachability.verdicts),
+            "relay_reservations": self.relay_reservations.relays(),
+            "relay_service": self.config.relay_service,
+            "relayed_circuits": self.relay.open_circuits() if isinstance(self.relay, LimitedRelay) else 0,
+            "dht_mode": "server" if self.dht.mode == DHTMode.SERVER else "client",
+        }
 
     def connected_peers(self) -> list[str]:
         return [p.to_base58() for p in self.host.get_connected_peers()]
@@ -282,6 +346,7 @@ class LibP2PNetwork:
         started = trio.current_time()
         outcome = "error"
         try:
+            await self._ensure_connected(peer_id)
             response = await send_request(
                 self.host,
                 peer_id,
@@ -305,6 +370,59 @@ class LibP2PNetwork:
         self.request_outcomes[(protocol_id, outcome)] += 1
         if self.request_observer is not None:
             self.request_observer(protocol_id, outcome, seconds)
+
+    async def _ensure_connected(self, peer_id: str) -> None:
+        """Dial `peer_id` if we have no connection: directly, else through a relay it announced
+        (py-libp2p's swarm skips /p2p-circuit addresses). Failures are left to the request."""
+        try:
+            peer = parse_peer_id(peer_id)
+        except ValueError:
+            return  # send_request reports the malformed id
+        if peer == self._local_id or self.host.get_network().connections.get(peer):
+            return
+        addrs = self._known_addrs(peer)
+        if not addrs:
+            addrs = await self._look_up_addrs(peer)
+        direct = [a for a in addrs if not is_circuit(a)]
+        if direct:
+            try:
+                with trio.fail_after(self.config.dial_timeout_s):
+                    await self.host.connect(PeerInfo(peer, direct))
+                return
+            except Exception as exc:
+                logger.debug("direct dial to %s failed: %r", peer_id, exc)
+        if not any(is_circuit(a) for a in addrs):
+            # What we knew was direct only (and failed): ask the DHT for its relay addresses.
+            addrs = await self._look_up_addrs(peer)
+        await self.relay_dialer.dial(peer, [a for a in addrs if is_circuit(a)])
+
+    def _known_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
+        try:
+            return list(self.host.get_peerstore().addrs(peer))
+        except Exception:
+            return []
+
+    async def _look_up_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
+        """Ask the DHT for `peer` (upstream's find_peer answers from the peerstore when it knows
+        anything, so the network lookup is run directly); answers land in the peerstore."""
+        with trio.move_on_after(self.config.dial_timeout_s):
+            try:
+                await self.dht.peer_routing.find_closest_peers_network(peer.to_bytes())
+            except Exception as exc:
+                logger.debug("DHT lookup of %s failed: %r", peer, exc)
+        return self._known_addrs(peer)
+
+    async def _on_reachability_change(self, status: Reachability) -> None:
+        # A private peer cannot be dialled: it stops serving the DHT so nobody hands it out.
+        self.dht.set_server_mode(status is not Reachability.PRIVATE)
+        await self._push_identify()
+
+    async def _push_identify(self) -> None:
+        """Tell connected peers our new addresses and protocols (identify push)."""
+        self.host.__dict__.pop("_p2pnode_spr", None)  # the cached signed record names old addresses
+        push = getattr(self.host, "_push_identify_to_all_peers", None)
+        if push is not None and self._nursery is not None:
+            self._nursery.start_soon(push)
 
     # -- NetworkAPI: scores ----------------------------------------------------------------
 
@@ -363,7 +481,8 @@ class LibP2PNetwork:
             raise RuntimeError("a LibP2PNetwork runs once")
         self._started = True
         async with self.host.run(self._listen_multiaddrs):
-            async with background_trio_service(self.pubsub), background_trio_service(self.gossipsub):
+            async with background_trio_service(self.pubsub), background_trio_service(self.gossipsub), \
+                    background_trio_service(self.relay):
                 await self.pubsub.wait_until_ready()
                 await self._dial_bootstrap()
                 async with background_trio_service(self.dht), trio.open_nursery() as nursery:
@@ -374,6 +493,9 @@ class LibP2PNetwork:
                         await self._subscribed[topic].wait()
                     nursery.start_soon(self._discovery_loop)
                     nursery.start_soon(self._maintenance_loop)
+                    if self.config.autonat:
+                        nursery.start_soon(self.reachability.run)
+                        nursery.start_soon(self.relay_reservations.run)
                     task_status.started()
                     try:
                         await trio.sleep_forever()
@@ -414,7 +536,7 @@ class LibP2PNetwork:
             with trio.fail_after(self.config.dial_timeout_s):
                 await self.host.connect(info)
             # We know bootstrap peers run the DHT in server mode; identify may not have finished.
-            await self.dht.add_peer(info.peer_id, skip_server_mode_check=True)
+            await self.dht.add_trusted_server(info.peer_id)
         except Exception as exc:
             logger.warning("bootstrap peer %s unreachable: %r", info.peer_id, exc)
 
@@ -479,6 +601,8 @@ class LibP2PNetwork:
                 logger.info("ban of %s expired", peer_id)
                 self.pubsub.remove_from_blacklist(ID.from_base58(peer_id))
             self.scorer.prune()
+            await self.dht.admit_identified_servers()
+            self.dht.evict_client_mode_peers()
             if not connected and self._bootstrap and trio.current_time() >= next_bootstrap_dial:
                 next_bootstrap_dial = trio.current_time() + self.config.bootstrap_redial_interval_s
                 await self._dial_bootstrap()
@@ -498,4 +622,5 @@ class LibP2PNetwork:
             "handler_errors_caught": self.guard_stats.total,
             "banned_peers": self.scorer.banned_peers(),
             "reqresp_inbound_in_flight": self.reqresp.inbound_in_flight(),
+            **self.reachability_view(),
         }

@@ -37,6 +37,7 @@ def start_peer(tmp: Path, genesis: Path, data: Path, name: str = "peer") -> Peer
     process = subprocess.Popen(
         [sys.executable, "-m", "p2pnode", "join", "--network", str(genesis), "--data-dir", str(data),
          "--dev-key", "validator-0-hot", "--validator", "--api-port", "0", "--ready-file", str(ready),
+         "--listen", "/ip4/127.0.0.1/tcp/0",
          "--no-progress", "--log-level", "warning"],
         stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)  # noqa: SIM115
     wait_until(lambda: ready.exists() or process.poll() is not None, 60, "the peer to start")

@@ -178,6 +178,7 @@ def test_late_peer_syncs_from_genesis(testnet: Path, tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "p2pnode", "join", "--network", str(testnet / "genesis.json"), "--data-dir",
          str(tmp_path / "late"), "--dev-key", "late-joiner", "--bootstrap", bootstrap, "--api-port", "0",
+         "--listen", "/ip4/127.0.0.1/tcp/0",
          "--ready-file", str(ready), "--no-progress", "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

@@ -100,6 +100,7 @@ def status_view(backend: ApiBackend, api_port: int | None) -> dict[str, Any]:
         pid=backend.pid,
         hotkey=backend.hotkey_address,
         listen_addrs=backend.network.listen_addrs(),
+        network=backend.network.reachability_view(),
         height=status["head_height"],
         finalized_state_root=finalized_root,
         min_fee=state.param("min_fee"),

@@ -1,0 +1,376 @@
+"""Reachability: AutoNAT (am I dialable?), relay reservations when not, and dialling through relays.
+
+- `DialBackService` answers AutoNAT dial-back requests (py-libp2p's `AutoNATService`, whose
+  observed-IP gate and refusal over relayed connections are kept). Upstream dials back with
+  `host.connect`, which returns at once because the requester is already connected: every peer,
+  NATed or not, would be told "public". Here the dial-back is a fresh TCP connection to the
+  address, closed straight away; at most `max_dialbacks_in_flight` run at once and at most
+  `max_dialback_addrs` addresses of one request are tried.
+- `ReachabilityMonitor` asks connected peers (over direct connections only) to dial us back and
+  decides PUBLIC / PRIVATE from their verdicts (see `decide`). A PRIVATE peer stops serving the
+  DHT (others could not dial it) and gives out only relay addresses; see `addresses.AddressBook`.
+- `RelayReservations`, while PRIVATE, holds reservations on up to `relays_wanted` connected peers
+  that offer the relay (hop) protocol, renews them, replaces a relay whose connection dropped,
+  and publishes `<relay>/p2p-circuit` addresses (pushed to peers with identify push).
+- `RelayDialer` reaches a peer that has only `/p2p-circuit` addresses (py-libp2p's swarm skips
+  those) through the relay named in the address.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.host.autonat.autonat import AUTONAT_PROTOCOL_ID, AutoNATService
+from libp2p.host.autonat.pb.autonat_pb2 import Message as AutoNATMessage
+from libp2p.peer.id import ID
+from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
+from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
+from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
+from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
+from libp2p.relay.circuit_v2.transport import CircuitV2Transport
+from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
+
+from p2pnode.net.addresses import AddressBook, Reachability, is_circuit
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReachabilityConfig:
+    # AutoNAT client: first check soon after start, again every `recheck_s` once decided,
+    # every `retry_s` while unknown; ask up to `servers` peers, each within `query_timeout_s`.
+    first_check_s: float = 2.0
+    retry_s: float = 5.0
+    recheck_s: float = 120.0
+    servers: int = 4
+    query_timeout_s: float = 15.0
+    # AutoNAT server.
+    dialback_timeout_s: float = 5.0
+    max_dialbacks_in_flight: int = 4
+    max_dialback_addrs: int = 8
+    # Relay client (while PRIVATE).
+    relays_wanted: int = 2
+    relay_check_s: float = 2.0
+    reservation_renew_margin_s: float = 300.0
+    relay_dial_timeout_s: float = 15.0
+
+
+def _is_relayed(host: IHost, peer: ID) -> bool:
+    """True when every connection to `peer` runs through a relay."""
+    conns = host.get_network().connections.get(peer, []) or []
+    if not conns:
+        return False
+    for conn in conns:
+        try:
+            addrs = conn.get_transport_addresses()
+        except Exception:
+            addrs = []
+        if not any(is_circuit(a) for a in addrs):
+            return False
+    return True
+
+
+def _supports(host: IHost, peer: ID, protocol: str) -> bool:
+    try:
+        return protocol in {str(p) for p in host.get_peerstore().get_protocols(peer)}
+    except Exception:
+        return False
+
+
+# -- AutoNAT server ------------------------------------------------------------------------------
+
+
+class DialBackService(AutoNATService):
+    """AutoNAT server answering with a *fresh* dial (see the module doc)."""
+
+    def __init__(self, host: IHost, config: ReachabilityConfig) -> None:
+        super().__init__(host, serve=True)  # type: ignore[arg-type]
+        self._config = config
+        self._in_flight = 0
+        self.dialbacks = 0
+
+    async def _try_dial(self, peer_id: ID, addrs: list[bytes]) -> bytes | None:
+        if self._in_flight >= self._config.max_dialbacks_in_flight:
+            return None
+        self._in_flight += 1
+        try:
+            for raw in addrs[: self._config.max_dialback_addrs]:
+                self.dialbacks += 1
+                if await self._dial_once(multiaddr.Multiaddr(raw)):
+                    return raw
+            return None
+        finally:
+            self._in_flight -= 1
+
+    async def _dial_once(self, addr: multiaddr.Multiaddr) -> bool:
+        try:
+            transport = self.host.get_network().transport_manager.transport_for_dialing(addr)  # type: ignore[attr-defined]
+            if transport is None:
+                return False
+            with trio.fail_after(self._config.dialback_timeout_s):
+                conn = await transport.dial(addr)
+            with trio.move_on_after(2):
+                await conn.close()
+            return True
+        except Exception as exc:
+            logger.debug("dial-back to %s failed: %r", addr, exc)
+            return False
+
+
+# -- AutoNAT client ------------------------------------------------------------------------------
+
+
+def decide(verdicts: dict[str, bool], current: Reachability) -> Reachability:
+    """PUBLIC when at least two servers (one, if only one answered) reached us, and more reached
+    us than did not; PRIVATE the other way round; otherwise the status stays."""
+    if not verdicts:
+        return current
+    reached = sum(1 for v in verdicts.values() if v)
+    missed = len(verdicts) - reached
+    needed = min(2, len(verdicts))
+    if reached >= needed and reached > missed:
+        return Reachability.PUBLIC
+    if missed >= needed and missed > reached:
+        return Reachability.PRIVATE
+    return current
+
+
+class ReachabilityMonitor:
+    """Runs AutoNAT queries and keeps `book.reachability` up to date."""
+
+    def __init__(self, host: IHost, book: AddressBook, config: ReachabilityConfig,
+                 on_change: Callable[[Reachability], Awaitable[None]]) -> None:
+        self.host = host
+        self.book = book
+        self.config = config
+        self._on_change = on_change
+        self.verdicts: dict[str, bool] = {}
+        self.checks = 0
+        self.last_check_unix: float | None = None
+
+    @property
+    def status(self) -> Reachability:
+        return self.book.reachability
+
+    def servers(self) -> list[ID]:
+        peers = sorted(self.host.get_connected_peers(), key=lambda p: p.to_bytes())
+        return [p for p in peers
+                if _supports(self.host, p, AUTONAT_PROTOCOL_ID) and not _is_relayed(self.host, p)][: self.config.servers]
+
+    async def query(self, server: ID) -> bool | None:
+        """True: the server reached us; False: it could not (or none of our addresses is on the
+        IP it sees us come from, i.e. we are behind address translation); None: no verdict."""
+        addrs = [a.to_bytes() for a in self.book.direct()]
+        if not addrs:
+            return False
+        request = AutoNATMessage()
+        request.type = AutoNATMessage.DIAL
+        request.dial.peer.id = self.host.get_id().to_bytes()
+        request.dial.peer.addrs.extend(addrs)
+        from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
+
+        stream = None
+        try:
+            with trio.fail_after(self.config.query_timeout_s):
+                stream = await self.host.new_stream(server, [AUTONAT_PROTOCOL_ID])
+                await stream.write(encode_varint_prefixed(request.SerializeToString()))
+                raw = await read_varint_prefixed_bytes_limited(stream, 64 * 1024)
+            response = AutoNATMessage()
+            response.ParseFromString(raw)
+        except Exception as exc:
+            logger.debug("AutoNAT query to %s failed: %r", server, exc)
+            return None
+        finally:
+            if stream is not None:
+                with trio.move_on_after(2):
+                    try:
+                        await stream.close()
+                    except Exception:
+                        pass
+        status = response.dialResponse.status
+        if status == AutoNATMessage.OK:
+            return True
+        if status == AutoNATMessage.E_DIAL_ERROR:
+            return False
+        if status == AutoNATMessage.E_DIAL_REFUSED and "observed" in response.dialResponse.statusText:
+            return False
+        return None
+
+    async def check(self) -> Reachability:
+        servers = self.servers()
+        async with trio.open_nursery() as nursery:
+            for server in servers:
+                nursery.start_soon(self._query_into, server)
+        # Forget servers we no longer talk to (bounded by the connected set).
+        connected = {p.to_base58() for p in self.host.get_connected_peers()}
+        for key in [k for k in self.verdicts if k not in connected]:
+            del self.verdicts[key]
+        self.checks += 1
+        self.last_check_unix = time.time()
+        before = self.book.reachability
+        after = decide(self.verdicts, before)
+        if after is not before:
+            logger.info("reachability: %s -> %s (verdicts %s)", before.value, after.value, self.verdicts)
+            self.book.reachability = after
+            await self._on_change(after)
+        return after
+
+    async def _query_into(self, server: ID) -> None:
+        verdict = await self.query(server)
+        if verdict is not None:
+            self.verdicts[server.to_base58()] = verdict
+
+    async def run(self) -> None:
+        await trio.sleep(self.config.first_check_s)
+        while True:
+            try:
+                status = await self.check()
+            except Exception:
+                logger.exception("reachability check failed")
+                status = self.book.reachability
+            await trio.sleep(self.config.retry_s if status is Reachability.UNKNOWN else self.config.recheck_s)
+
+
+# -- relay client ------------------------------------------------------------------------------
+
+
+class RelayReservations:
+    """Holds relay reservations while we are PRIVATE (see the module doc)."""
+
+    def __init__(self, host: IHost, book: AddressBook, config: ReachabilityConfig,
+                 on_change: Callable[[], Awaitable[None]]) -> None:
+        self.host = host
+        self.book = book
+        self.config = config
+        self._on_change = on_change
+        # relay -> unix expiry of our reservation there
+        self.reservations: dict[ID, int] = {}
+        self.reserved_at: dict[ID, float] = {}
+        self.failures = 0
+
+    def relays(self) -> list[str]:
+        return [p.to_base58() for p in self.reservations]
+
+    async def reserve(self, relay: ID) -> int | None:
+        """One RESERVE exchange; the expiry (unix seconds) or None when refused or failed."""
+        stream = None
+        try:
+            with trio.fail_after(self.config.relay_dial_timeout_s):
+                stream = await self.host.new_stream(relay, [HOP_PROTOCOL_ID])
+                await write_delimited_msg(stream, HopMessage(type=HopMessage.RESERVE))
+                response = await read_delimited_msg(stream, HopMessage)
+        except Exception as exc:
+            logger.debug("reservation on %s failed: %r", relay, exc)
+            return None
+        finally:
+            if stream is not None:
+                with trio.move_on_after(2):
+                    try:
+                        await stream.close()
+                    except Exception:
+                        pass
+        if response.type != HopMessage.STATUS or response.status != StatusCode.OK or not response.HasField("reservation"):
+            logger.info("relay %s refused a reservation (status %s)", relay, response.status)
+            return None
+        return int(response.reservation.expire)
+
+    async def tick(self) -> None:
+        """Drop reservations on relays we lost, renew those near expiry, add new ones."""
+        changed = False
+        connected = set(self.host.get_connected_peers())
+        now = time.time()
+        for relay in list(self.reservations):
+            if relay not in connected or _is_relayed(self.host, relay) or self.reservations[relay] <= now:
+                del self.reservations[relay]
+                self.reserved_at.pop(relay, None)
+                changed = True
+        if self.book.reachability is not Reachability.PRIVATE:
+            if self.reservations:
+                self.reservations.clear()
+                changed = True
+        else:
+            for relay in list(self.reservations):
+                if self.reservations[relay] - now < self.config.reservation_renew_margin_s:
+                    expiry = await self.reserve(relay)
+                    if expiry is None:
+                        del self.reservations[relay]
+                        changed = True
+                    else:
+                        self.reservations[relay] = expiry
+            candidates = sorted((p for p in connected if p not in self.reservations
+                                 and _supports(self.host, p, HOP_PROTOCOL_ID) and not _is_relayed(self.host, p)),
+                                key=lambda p: p.to_bytes())
+            for relay in candidates:
+                if len(self.reservations) >= self.config.relays_wanted:
+                    break
+                expiry = await self.reserve(relay)
+                if expiry is None:
+                    self.failures += 1
+                    continue
+                self.reservations[relay] = expiry
+                self.reserved_at[relay] = time.time()
+                logger.info("relay reservation on %s (expires in %d s)", relay, expiry - int(now))
+                changed = True
+        if changed:
+            self.book.set_circuits(self._circuit_addrs())
+            await self._on_change()
+
+    def _circuit_addrs(self) -> list[multiaddr.Multiaddr]:
+        addrs: list[multiaddr.Multiaddr] = []
+        peerstore = self.host.get_peerstore()
+        for relay in self.reservations:
+            try:
+                relay_addrs = [a for a in peerstore.addrs(relay) if not is_circuit(a)]
+            except Exception:
+                relay_addrs = []
+            for addr in relay_addrs[:2]:
+                base = str(addr).split("/p2p/", 1)[0]
+                addrs.append(multiaddr.Multiaddr(f"{base}/p2p/{relay.to_base58()}/p2p-circuit"))
+        return addrs
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("relay reservation upkeep failed")
+            await trio.sleep(self.config.relay_check_s)
+
+
+# -- dialling through a relay ------------------------------------------------------------------
+
+
+class RelayDialer:
+    """Opens a connection to a peer through one of its `/p2p-circuit` addresses."""
+
+    def __init__(self, host: IHost, stop_protocol: CircuitV2Protocol, config: ReachabilityConfig) -> None:
+        self.host = host
+        self.config = config
+        # STOP only: a dialer must not take a reservation on the relay it passes through.
+        self._transport = CircuitV2Transport(host, stop_protocol, RelayConfig(roles=RelayRole.STOP))
+        self.dials = 0
+        self.failures = 0
+
+    async def dial(self, peer: ID, addrs: Sequence[multiaddr.Multiaddr]) -> bool:
+        suffix = f"/p2p/{peer.to_base58()}"
+        for addr in addrs:
+            if not is_circuit(addr):
+                continue
+            text = str(addr)
+            target = multiaddr.Multiaddr(text if text.endswith(suffix) else text + suffix)
+            self.dials += 1
+            try:
+                with trio.fail_after(self.config.relay_dial_timeout_s):
+                    await self._transport.dial(target)
+                return True
+            except Exception as exc:
+                self.failures += 1
+                logger.debug("relayed dial to %s via %s failed: %r", peer, addr, exc)
+        return False
