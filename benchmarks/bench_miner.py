@@ -33,6 +33,7 @@ from models.tasks.corpus import VOCAB
 from models.text_models import GPTNextChar, TextModel
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.identity import peer_id_from_pubkey
+from p2pnode.services.clock import TrioClock
 from p2pnode.services.market.miner import MinerConfig, MinerServer
 from p2pnode.testing.memnet import MemoryHub
 from protocols.codec import decode, encode
@@ -54,6 +55,11 @@ CHAIN = "bench"
 NETUID = 1
 PROTOCOL = inference_protocol_id(CHAIN)
 NOW = 1_800_000_000.0
+
+
+def bench_clock() -> TrioClock:
+    """The node's clock, reading NOW (the signed requests' timestamp) when the benchmark starts."""
+    return TrioClock(origin_ms=int(NOW * 1000) - round(trio.current_time() * 1000))
 MODEL_CONFIG = GPTConfig(vocab_size=len(VOCAB), block_size=64, n_layer=3, n_head=4, n_embd=64)
 
 
@@ -96,7 +102,7 @@ async def throughput(task: TextTask, model: TextModel, concurrency: int, n: int,
     config = MinerConfig(
         max_batch_size=64 if batched else 1, batch_window_s=0.002 if batched else 0.0, max_queue=1024
     )
-    server = MinerServer(miner, CHAIN, NETUID, model, task, lambda _: 1, lambda: NOW, config)
+    server = MinerServer(miner, CHAIN, NETUID, model, task, lambda _: 1, bench_clock(), config)
     callers = [key(f"caller-{i}") for i in range(concurrency)]
     nets = [hub.add_peer(peer_id_from_pubkey(c.public_key)) for c in callers]
     maker = Requests(task, peer_id_from_pubkey(miner.public_key))
@@ -174,7 +180,7 @@ async def latencies(task: TextTask, model: TextModel, k: int, window_s: float) -
     # In process: the protocol without a transport.
     hub = MemoryHub()
     caller_net = hub.add_peer(peer_id_from_pubkey(key("latency-caller").public_key))
-    server = MinerServer(miner, CHAIN, NETUID, model, task, lambda _: 1, lambda: NOW, config)
+    server = MinerServer(miner, CHAIN, NETUID, model, task, lambda _: 1, bench_clock(), config)
     async with trio.open_nursery() as nursery:
         miner_net = hub.add_peer(peer_id_from_pubkey(miner.public_key))
         await nursery.start(server.run, miner_net)
@@ -187,7 +193,7 @@ async def latencies(task: TextTask, model: TextModel, k: int, window_s: float) -
     quiet = NetConfig(dht_refresh_after_start_s=(), dht_refresh_interval_s=3600)
     miner_seed = hashlib.sha256(b"bench:latency-miner").digest()
     miner_net2 = LibP2PNetwork(miner_seed, config=quiet)
-    server = MinerServer(miner, CHAIN, NETUID, model, task, lambda _: 1, lambda: NOW, config)
+    server = MinerServer(miner, CHAIN, NETUID, model, task, lambda _: 1, bench_clock(), config)
     async with miner_net2, trio.open_nursery() as nursery:
         await nursery.start(server.run, miner_net2)
         caller_seed = hashlib.sha256(b"bench:latency-caller").digest()

@@ -27,7 +27,6 @@ from p2pnode.net.addresses import default_listen_addrs
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.net.identity import peer_id_from_seed
-from p2pnode.services.api import views
 from p2pnode.services.api.http import HttpApi, HttpError
 from p2pnode.services.api.routes import ApiBackend, install_routes
 from p2pnode.services.chain.arrivals import ArrivalLog
@@ -38,6 +37,7 @@ from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync_progress import show_sync_progress
 from p2pnode.services.chain.upgrades import UpgradeWatcher
 from p2pnode.services.clock import SystemClock
+from p2pnode.services.market.chain_view import StateView
 from p2pnode.services.metrics import NodeMetrics
 from p2pnode.services.metrics import attach_network as metrics_attach_network
 from p2pnode.services.metrics import attach_node as metrics_attach_node
@@ -103,6 +103,8 @@ class Peer:
         metrics_attach_node(self.metrics, self.node.status, lambda: self.node.sync.blocks_imported)
         metrics_attach_network(self.metrics, self.network)
         self.api = HttpApi()
+        # The market's typed view of the chain (neurons, subnets, stake) over our head state.
+        self.market_chain = StateView(self.chain.head_state)
         self.miner: Any = None
         self.validator_loop: Any = None
         self.task: Any = None
@@ -132,31 +134,16 @@ class Peer:
             log.warning("own %s transaction refused: %s", tx.kind, admission.reason)
         return admission.added
 
-    # ---------------------------------------------------------------- chain views for the roles
-
-    def metagraph(self, netuid: int) -> list[dict[str, Any]]:
-        return views.metagraph_view(self.chain.head_state(), netuid) or []
-
-    def chain_info(self, netuid: int) -> dict[str, Any]:
-        state = self.chain.head_state()
-        sn = state.subnet(netuid) or {"epoch_index": 0, "hp": {}}
-        commits = state.get(b"C" + netuid.to_bytes(2, "big") + self.hotkey.public_key, [])
-        return {
-            "height": state.height,
-            "epoch_index": sn["epoch_index"],
-            "hyperparameters": dict(sn["hp"], weights_version=sn["hp"].get("weights_version_key", 0)),
-            "weight_commits": [{"commit_hash": c[0], "commit_epoch": c[1]} for c in commits],
-        }
-
     # ---------------------------------------------------------------- API
 
     async def answer_query(self, netuid: int, text: str) -> dict[str, Any]:
+        from p2pnode.services.market.client import InferenceClient
         from p2pnode.services.market.query import QueryError, handle_query
 
         task = self._task_for(netuid)
         try:
-            return await handle_query(self.network, lambda: self.metagraph(netuid), self.hotkey,
-                                      self.node.chain_id, netuid, task, text, clock=time.time)
+            client = InferenceClient(self.network, self.hotkey, self.node.chain_id, self.clock)
+            return await handle_query(client, self.market_chain.neurons(netuid), netuid, task, text)
         except QueryError as exc:
             raise HttpError(exc.status, "query_failed", str(exc)) from None
 
@@ -179,9 +166,8 @@ class Peer:
         model_spec = self.options.miner_model
         assert model_spec is not None
         model = await trio.to_thread.run_sync(lambda: create_model(model_spec, task))
-        state_of = self.chain.head_state
         self.miner = MinerServer(self.hotkey, self.node.chain_id, netuid, model, task,
-                                 stake_of=lambda pub: state_of().total_stake(pub), clock=time.time,
+                                 stake_of=self.market_chain.stake_of, clock=self.clock,
                                  metrics=self.metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.miner.run, self.network)
@@ -213,9 +199,9 @@ class Peer:
         task = self._task_for(netuid)
         self.validator_loop = ValidatorLoop(
             self.hotkey, self.node.chain_id, netuid, task, self.network,
-            metagraph=lambda: self.metagraph(netuid), chain_info=lambda: self.chain_info(netuid),
+            chain=self.market_chain,
             submit_tx=self.submit_body, state_dir=self.options.data_dir / "validator",
-            clock=time.time, config=ValidatorConfig(round_interval_s=self.options.validator_round_s),
+            clock=self.clock, config=ValidatorConfig(round_interval_s=self.options.validator_round_s),
             metrics=self.metrics,
         )
         await self.validator_loop.run(task_status=task_status)

@@ -23,7 +23,9 @@ RULES: dict[str, tuple[tuple[str, ...], set[str], set[str]]] = {
     "protocols": (("p2pnode.chain", "protocols"), {"trio", "cbor2", "nacl"}, set()),
     "models": (("models",), {"torch", "numpy"}, set()),
     "p2pnode/store": (("p2pnode.chain", "protocols", "p2pnode.store"), set(), set()),
-    "p2pnode/net": (("p2pnode.chain", "protocols", "p2pnode.net"), {"libp2p", "trio", "multiaddr", "nacl", "cbor2", "psutil"}, set()),
+    # net may use the stdlib-only limiter shared by the whole tree (nothing else above it).
+    "p2pnode/net": (("p2pnode.chain", "protocols", "p2pnode.net", "p2pnode.services.ratelimit"),
+                    {"libp2p", "trio", "multiaddr", "nacl", "cbor2", "psutil"}, set()),
     "p2pnode/services": (("p2pnode.chain", *SHARED_SERVICES), {"trio", "prometheus_client"}, set()),
     "p2pnode/services/chain": (
         ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain", *SHARED_SERVICES),

@@ -32,6 +32,7 @@ import trio
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
+from p2pnode.services.ratelimit import TokenBuckets
 from protocols.network import GossipHandler, GossipValidator, Verdict
 
 logger = logging.getLogger(__name__)
@@ -83,32 +84,6 @@ class GossipConfig:
             raise ValueError(f"default_max_message_bytes must be in 1..{MAX_TOPIC_MESSAGE_BYTES}")
 
 
-class OriginRateLimiter:
-    """Token buckets keyed by (topic, origin); bounded memory (least recently used evicted)."""
-
-    def __init__(
-        self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000
-    ) -> None:
-        self._rate = rate_per_s
-        self._burst = float(burst)
-        self._clock = clock
-        self._max_keys = max_keys
-        self._buckets: OrderedDict[tuple[str, bytes], tuple[float, float]] = OrderedDict()
-
-    def allow(self, topic: str, origin: bytes) -> bool:
-        now = self._clock()
-        key = (topic, origin)
-        tokens, last = self._buckets.pop(key, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - last) * self._rate)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
-        return allowed
-
-
 @dataclass(slots=True)
 class _Topic:
     validator: GossipValidator
@@ -133,7 +108,10 @@ class GossipTopics:
         self._penalise = penalise
         self._topics: dict[str, _Topic] = {}
         self._limits: dict[str, int] = {}
-        self._rate_limiter = OriginRateLimiter(config.origin_rate_per_s, config.origin_burst)
+        # Per (topic, origin): the tree's one token-bucket limiter, least recently used evicted.
+        self._rate_limiter: TokenBuckets[tuple[str, bytes]] = TokenBuckets(
+            config.origin_rate_per_s, config.origin_burst, max_entries=10_000
+        )
         # message id -> forwarding peer, so the handler learns who relayed an accepted message.
         self._forwarders: OrderedDict[bytes, str] = OrderedDict()
         self.rejected = 0
@@ -200,7 +178,7 @@ class GossipTopics:
             self.rejected += 1
             self._penalise(forwarder_id, "oversized_message")
             return "oversized"
-        if not self._rate_limiter.allow(topic_name, msg.from_id):
+        if not self._rate_limiter.allow((topic_name, msg.from_id), time.monotonic_ns() // 1_000_000):
             self.ignored += 1
             return "rate_limited"
         try:

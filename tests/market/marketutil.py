@@ -13,6 +13,7 @@ import trio
 
 from models.tasks import ForecastTask
 from p2pnode.net.identity import peer_id_from_pubkey
+from p2pnode.services.market.chain_view import NeuronInfo, SubnetInfo, WeightCommit
 from p2pnode.testing.memnet import MemoryHub, MemoryNetwork
 from protocols.codec import decode, encode
 from protocols.crypto import Keypair, keypair_from_seed
@@ -42,8 +43,49 @@ def peer_of(keypair: Keypair) -> str:
     return peer_id_from_pubkey(keypair.public_key)
 
 
-def wall_clock() -> float:
-    return WALL_NOW
+class PinnedClock:
+    """A `Clock` that reads WALL_NOW when first asked, then moves with trio's clock (virtual time
+    under MockClock): signed test requests are fresh, and deadlines and rate limits still run."""
+
+    def __init__(self) -> None:
+        self._start: float | None = None
+
+    def now_ms(self) -> int:
+        if self._start is None:
+            self._start = trio.current_time()
+        return int(WALL_NOW * 1000) + round((trio.current_time() - self._start) * 1000)
+
+    async def sleep_until_ms(self, when_ms: int) -> None:
+        await trio.sleep(max(0, when_ms - self.now_ms()) / 1000)
+
+
+class OneSubnet:
+    """A `MarketChain` of one subnet with fixed neurons: the chain as a miner or validator sees it."""
+
+    def __init__(self, neurons: list[NeuronInfo], *, task: str = "forecast", stakes: dict[bytes, int] | None = None):
+        self.rows = neurons
+        self.info = SubnetInfo(netuid=NETUID, task=task, height=10, epoch_index=1, tempo=10)
+        self.stakes = stakes or {}
+
+    def neurons(self, netuid: int) -> list[NeuronInfo]:
+        return list(self.rows) if netuid == NETUID else []
+
+    def subnet(self, netuid: int) -> SubnetInfo | None:
+        return self.info if netuid == NETUID else None
+
+    def stake_of(self, hotkey: bytes) -> int:
+        return self.stakes.get(hotkey, 0)
+
+    def weight_commits(self, netuid: int, hotkey: bytes) -> list[WeightCommit]:
+        return []
+
+    def uid_of(self, netuid: int, hotkey: bytes) -> int | None:
+        return next((n.uid for n in self.neurons(netuid) if n.hotkey == hotkey), None)
+
+
+def wall_clock() -> PinnedClock:
+    """A fresh test clock (one per trio run: trio's clock restarts with each test)."""
+    return PinnedClock()
 
 
 def join(hub: MemoryHub, keypair: Keypair) -> MemoryNetwork:

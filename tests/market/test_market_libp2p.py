@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
-from marketutil import CHAIN, NETUID, wall_clock
+from marketutil import CHAIN, NETUID, OneSubnet, wall_clock
 
 from models import create_model
 from models.tasks import ForecastTask
 from p2pnode.chain.schema import ChainObject
 from p2pnode.net.host import LibP2PNetwork, NetConfig
+from p2pnode.services.market.chain_view import NeuronInfo
 from p2pnode.services.market.miner import MinerServer
 from p2pnode.services.market.query import handle_query
 from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
@@ -33,7 +33,7 @@ async def test_validator_and_query_over_libp2p(tmp_path: Path) -> None:
     model = create_model("forecast-naive", task)
     miner_key, validator_key = keypair_from_seed(seed("miner")), keypair_from_seed(seed("validator"))
     miner_net = LibP2PNetwork(seed("miner"), config=QUIET)
-    server = MinerServer(miner_key, CHAIN, NETUID, model, task, lambda _: 0, wall_clock)
+    server = MinerServer(miner_key, CHAIN, NETUID, model, task, lambda _: 0, wall_clock())
     submitted: list[ChainObject] = []
 
     async def submit(body: ChainObject) -> None:
@@ -43,26 +43,22 @@ async def test_validator_and_query_over_libp2p(tmp_path: Path) -> None:
         await nursery.start(server.run, miner_net)
         validator_net = LibP2PNetwork(seed("validator"), bootstrap=miner_net.listen_addrs(), config=QUIET)
         async with validator_net:
-            rows: list[dict[str, Any]] = [
-                {"uid": 0, "hotkey": validator_key.public_key, "peer_id": validator_net.peer_id},
-                {"uid": 1, "hotkey": miner_key.address, "peer_id": miner_net.peer_id, "incentive": 1.0},
-            ]
-            info = {
-                "height": 10,
-                "epoch_index": 1,
-                "hyperparameters": {"commit_reveal_enabled": False, "tempo": 10},
-            }
+            chain = OneSubnet(
+                [
+                    NeuronInfo(0, validator_key.public_key, validator_net.peer_id),
+                    NeuronInfo(1, miner_key.public_key, miner_net.peer_id, incentive=65535),
+                ]
+            )
             loop = ValidatorLoop(
                 validator_key,
                 CHAIN,
                 NETUID,
                 task,
                 validator_net,
-                lambda: rows,
-                lambda: info,
+                chain,
                 submit,
                 tmp_path,
-                wall_clock,
+                wall_clock(),
                 config=ValidatorConfig(truth_delay_rounds=0, request_timeout_s=10.0),
             )
             report = await loop.run_round()
@@ -71,14 +67,7 @@ async def test_validator_and_query_over_libp2p(tmp_path: Path) -> None:
             assert [type(b).__name__ for b in submitted] == ["SetWeights"]
 
             result = await handle_query(
-                validator_net,
-                rows,
-                validator_key,
-                CHAIN,
-                NETUID,
-                task,
-                "3, 1, 4, 1, 5, 9, 2, 6",
-                clock=wall_clock,
+                loop.client, chain.neurons(NETUID), NETUID, task, "3, 1, 4, 1, 5, 9, 2, 6"
             )
             assert (result["uid"], result["response"]) == (1, {"forecast": [6.0] * task.config.horizon})
             assert server.statistics()["codes"] == {"OK": 2}

@@ -25,7 +25,7 @@ from marketutil import (
 )
 
 from models.tasks import ForecastTask
-from p2pnode.services.market.miner import MinerConfig, MinerServer, TokenBuckets
+from p2pnode.services.market.miner import MinerConfig, MinerServer
 from p2pnode.testing.memnet import MemoryHub, MemoryNetwork
 from protocols.codec import encode
 from protocols.inference import (
@@ -54,7 +54,7 @@ async def serving(
 ) -> AsyncIterator[tuple[MemoryHub, MinerServer]]:
     hub = MemoryHub()
     network = join(hub, MINER)
-    server = MinerServer(MINER, CHAIN, NETUID, model, ForecastTask(), stake_of, wall_clock, config)
+    server = MinerServer(MINER, CHAIN, NETUID, model, ForecastTask(), stake_of, wall_clock(), config)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run, network)
         yield hub, server
@@ -258,18 +258,6 @@ async def test_unstaked_callers_are_rate_limited_and_staked_are_not() -> None:
         fresh = [key(f"sybil-{i}") for i in range(4)]
         got = [(await codes(k, join(hub, k), 1))[0] for k in fresh]
         assert got == [Code.OK, Code.OK, Code.RATE_LIMITED, Code.RATE_LIMITED]
-
-
-def test_token_buckets_refill_and_stay_bounded() -> None:
-    buckets = TokenBuckets(rate=2.0, burst=2.0, max_entries=2)
-    a, b, c = b"a", b"b", b"c"
-    assert [buckets.allow(a, 0.0) for _ in range(3)] == [True, True, False]
-    assert buckets.allow(a, 0.5) is True  # refilled one token in 0.5 s
-    assert buckets.allow(a, 0.5) is False
-    buckets.allow(b, 0.5)
-    buckets.allow(c, 0.5)  # evicts the least recently used key (a)
-    assert len(buckets) == 2
-    assert buckets.allow(a, 0.5) is True  # forgotten, so full again
 
 
 async def test_stuck_model_times_out_and_server_recovers() -> None:

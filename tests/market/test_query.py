@@ -15,6 +15,8 @@ from marketutil import CHAIN, NETUID, FakeForecastModel, FakeMiner, join, key, w
 
 from models.tasks import ForecastTask
 from p2pnode.cli import main
+from p2pnode.services.market.chain_view import NeuronInfo
+from p2pnode.services.market.client import InferenceClient
 from p2pnode.services.market.miner import MinerServer
 from p2pnode.services.market.query import QueryError, handle_query, pick_miners, request_from_input
 from p2pnode.testing.memnet import MemoryHub
@@ -26,12 +28,11 @@ CLIENT = key("query-client")
 
 def test_pick_miners_by_incentive() -> None:
     rows = [
-        {"uid": 0, "hotkey": CLIENT.public_key, "peer_id": "self", "incentive": 0.9},
-        {"uid": 1, "hotkey": key("a").public_key, "peer_id": "pa", "incentive": 0.1},
-        {"uid": 2, "hotkey": key("b").address, "peer_id": "pb", "incentive": 0.5},
-        {"uid": 3, "hotkey": key("c").public_key.hex(), "peer_id": "pc", "incentive": 0.5},
-        {"uid": 4, "hotkey": key("d").public_key, "peer_id": "", "incentive": 1.0},  # not serving
-        {"uid": 5, "hotkey": "not a key", "peer_id": "pe", "incentive": 1.0},
+        NeuronInfo(0, CLIENT.public_key, "self", incentive=60_000),
+        NeuronInfo(1, key("a").public_key, "pa", incentive=6_000),
+        NeuronInfo(2, key("b").public_key, "pb", incentive=30_000),
+        NeuronInfo(3, key("c").public_key, "pc", incentive=30_000),
+        NeuronInfo(4, key("d").public_key, "", incentive=65_535),  # not serving
     ]
     assert [c.uid for c in pick_miners(rows, 2, exclude=CLIENT.public_key)] == [2, 3]
     assert [c.uid for c in pick_miners(rows, 10, exclude=CLIENT.public_key)] == [2, 3, 1]
@@ -56,23 +57,25 @@ class Subnet:
     def __init__(self) -> None:
         self.hub = MemoryHub()
         self.net = join(self.hub, CLIENT)
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[NeuronInfo] = []
 
-    def add(self, uid: int, incentive: float, name: str) -> Any:
+    def add(self, uid: int, incentive: int, name: str, peer_id: str) -> Any:
+        self.rows.append(NeuronInfo(uid, key(name).public_key, peer_id, incentive=incentive))
+
+    def serving(self, uid: int, incentive: int, name: str) -> tuple[Any, Any]:
+        """A miner key and its network, listed in the metagraph."""
         miner_key = key(name)
-        self.rows.append({"uid": uid, "hotkey": miner_key.public_key, "peer_id": "", "incentive": incentive})
-        return miner_key
+        net = join(self.hub, miner_key)
+        self.add(uid, incentive, name, net.peer_id)
+        return miner_key, net
 
     async def ask(self, text: str, task: Any = None, top_k: int = 3) -> dict[str, Any]:
         return await handle_query(
-            self.net,
-            lambda: self.rows,
-            CLIENT,
-            CHAIN,
+            InferenceClient(self.net, CLIENT, CHAIN, wall_clock()),
+            self.rows,
             NETUID,
             task or ForecastTask(),
             text,
-            clock=wall_clock,
             top_k=top_k,
             timeout_s=2.0,
         )
@@ -81,18 +84,14 @@ class Subnet:
 async def test_query_returns_a_top_miners_answer_and_skips_a_hung_one() -> None:
     subnet = Subnet()
     async with trio.open_nursery() as nursery:
-        for uid, incentive in ((1, 0.2), (2, 0.7), (3, 0.05)):
-            miner_key = subnet.add(uid, incentive, f"real-miner-{uid}")
+        for uid, incentive in ((1, 13_000), (2, 45_000), (3, 3_000)):
+            miner_key, net = subnet.serving(uid, incentive, f"real-miner-{uid}")
             server = MinerServer(
-                miner_key, CHAIN, NETUID, FakeForecastModel(), ForecastTask(), lambda _: 1, wall_clock
+                miner_key, CHAIN, NETUID, FakeForecastModel(), ForecastTask(), lambda _: 1, wall_clock()
             )
-            net = join(subnet.hub, miner_key)
-            subnet.rows[-1]["peer_id"] = net.peer_id
             await nursery.start(server.run, net)
         hung = FakeMiner(subnet.hub, "hung", "hang")
-        subnet.rows.append(
-            {"uid": 4, "hotkey": hung.key.public_key, "peer_id": hung.net.peer_id, "incentive": 0.9}
-        )
+        subnet.rows.append(NeuronInfo(4, hung.key.public_key, hung.net.peer_id, incentive=59_000))
 
         result = await subnet.ask("1,2,3,4,5,6,7,8", top_k=3)
         assert result["uid"] == 2  # asked 4 (hung), 2 and 1; of those that answered, 2 ranks highest
@@ -111,7 +110,7 @@ async def test_query_with_task_confidence_waits_for_all_and_picks_the_most_confi
     subnet = Subnet()
     async with trio.open_nursery() as nursery:
         for uid, offset in ((1, 0.0), (2, 5.0), (3, -50.0)):
-            miner_key = subnet.add(uid, 0.5, f"level-miner-{uid}")
+            miner_key, net = subnet.serving(uid, 30_000, f"level-miner-{uid}")
             server = MinerServer(
                 miner_key,
                 CHAIN,
@@ -119,10 +118,8 @@ async def test_query_with_task_confidence_waits_for_all_and_picks_the_most_confi
                 FakeForecastModel(offset=offset),
                 ForecastTask(),
                 lambda _: 1,
-                wall_clock,
+                wall_clock(),
             )
-            net = join(subnet.hub, miner_key)
-            subnet.rows[-1]["peer_id"] = net.peer_id
             await nursery.start(server.run, net)
         # Answers: 93, 98 and 43; 98 is closest to 100.
         result = await subnet.ask('{"history": [1,2,3,4,5,6,7,93], "horizon": 1}', task=ConfidentForecast())
@@ -138,9 +135,7 @@ async def test_query_failures_have_statuses(autojump_clock: Any) -> None:
     assert info.value.status == 503
     for uid, behaviour in ((1, "garbage"), (2, "hang"), (3, "forged")):
         miner = FakeMiner(subnet.hub, f"bad-{uid}", behaviour)
-        subnet.rows.append(
-            {"uid": uid, "hotkey": miner.key.public_key, "peer_id": miner.net.peer_id, "incentive": 1}
-        )
+        subnet.rows.append(NeuronInfo(uid, miner.key.public_key, miner.net.peer_id, incentive=1))
     with pytest.raises(QueryError) as info:
         await subnet.ask("1,2,3,4,5,6,7,8")
     assert info.value.status == 502

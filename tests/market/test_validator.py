@@ -17,6 +17,7 @@ from marketutil import CHAIN, NETUID, FakeMiner, join, key, peer_of, wall_clock
 from models.tasks import ForecastTask
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
+from p2pnode.services.market.chain_view import NeuronInfo, SubnetInfo, WeightCommit
 from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop, commit_hash, quantise_weights
 from p2pnode.testing.memnet import MemoryHub
 
@@ -27,7 +28,7 @@ BEHAVIOURS = ["naive", "garbage", "replay", "error", "hang", "raise", "forged"]
 
 
 class FakeChain:
-    """chain_info() and submit_tx() over a height and epoch the test moves by hand."""
+    """A `MarketChain` and submit_tx() over neurons, a height and an epoch the test moves by hand."""
 
     def __init__(
         self, *, commit_reveal: bool = False, reveal_period: int = 1, rate_limit: int = 0, tempo: int = 10
@@ -41,9 +42,32 @@ class FakeChain:
             "tempo": tempo,
         }
         self.txs: list[tuple[int, int, ChainObject]] = []  # (height, epoch, body)
+        self.rows: list[NeuronInfo] = []
+        self.commits: list[WeightCommit] = []  # what the chain reports of our commits
 
-    def info(self) -> dict[str, Any]:
-        return {"height": self.height, "epoch_index": self.epoch, "hyperparameters": dict(self.params)}
+    def neurons(self, netuid: int) -> list[NeuronInfo]:
+        return list(self.rows)
+
+    def subnet(self, netuid: int) -> SubnetInfo | None:
+        return SubnetInfo(
+            netuid=netuid,
+            task="forecast",
+            height=self.height,
+            epoch_index=self.epoch,
+            tempo=int(self.params["tempo"]),
+            weights_rate_limit=int(self.params["weights_rate_limit"]),
+            commit_reveal_enabled=bool(self.params["commit_reveal_enabled"]),
+            reveal_period_epochs=int(self.params["reveal_period_epochs"]),
+        )
+
+    def stake_of(self, hotkey: bytes) -> int:
+        return 0
+
+    def weight_commits(self, netuid: int, hotkey: bytes) -> list[WeightCommit]:
+        return list(self.commits)
+
+    def uid_of(self, netuid: int, hotkey: bytes) -> int | None:
+        return next((n.uid for n in self.rows if n.hotkey == hotkey), None)
 
     async def submit(self, body: ChainObject) -> None:
         self.txs.append((self.height, self.epoch, body))
@@ -67,14 +91,11 @@ class Market:
         self.miners = {
             uid: FakeMiner(self.hub, f"miner-{uid}-{b}", b) for uid, b in enumerate(behaviours, start=1)
         }
-        self.rows: list[dict[str, Any]] = [
-            {"uid": 0, "hotkey": VALIDATOR.public_key, "peer_id": peer_of(VALIDATOR)}
-        ]
-        self.rows += [
-            {"uid": uid, "hotkey": m.key.address, "peer_id": m.net.peer_id} for uid, m in self.miners.items()
-        ]
-        self.rows.append({"uid": 99, "hotkey": key("not-serving").public_key.hex(), "peer_id": ""})
         self.chain = chain or FakeChain()
+        self.rows = self.chain.rows
+        self.rows.append(NeuronInfo(0, VALIDATOR.public_key, peer_of(VALIDATOR)))
+        self.rows += [NeuronInfo(uid, m.key.public_key, m.net.peer_id) for uid, m in self.miners.items()]
+        self.rows.append(NeuronInfo(99, key("not-serving").public_key, ""))
         self.state_dir = tmp_path
         self.config = ValidatorConfig(sample_size=16, request_timeout_s=5.0, ema_alpha=0.5, **config)
 
@@ -85,11 +106,10 @@ class Market:
             NETUID,
             ForecastTask(),
             self.net,
-            lambda: [dict(r) for r in self.rows],
-            self.chain.info,
+            self.chain,
             self.chain.submit,
             self.state_dir,
-            wall_clock,
+            wall_clock(),
             rng_seed=7,
             config=self.config,
         )
@@ -115,7 +135,7 @@ async def test_bad_miners_score_zero_and_a_hung_miner_does_not_stall(
     assert first.outcomes[uid_of("naive")] == "scored"
     assert first.outcomes[uid_of("replay")] == "scored"  # honest the first time
     assert first.outcomes[uid_of("garbage")].startswith("invalid answer")
-    assert first.outcomes[uid_of("error")].startswith("error INTERNAL")
+    assert first.outcomes[uid_of("error")].startswith("error: INTERNAL")
     assert (
         first.outcomes[uid_of("hang")].startswith("no answer")
         and "timed out" in first.outcomes[uid_of("hang")]
@@ -158,7 +178,7 @@ async def test_a_new_hotkey_on_a_uid_starts_from_zero(tmp_path: Path, autojump_c
     await loop.run_round()
     assert loop.scores()[2] > 0
     replacement = FakeMiner(market.hub, "replacement", "garbage")
-    market.rows[2] = {"uid": 2, "hotkey": replacement.key.public_key, "peer_id": replacement.net.peer_id}
+    market.rows[2] = NeuronInfo(2, replacement.key.public_key, replacement.net.peer_id)
     await loop.run_round()
     assert loop.scores()[2] == 0.0 and loop.scores()[1] > 0
 
@@ -262,10 +282,7 @@ async def test_reveal_epoch_follows_the_chain_when_it_reports_the_commit(
     loop = market.loop()
     await loop.run_round()  # commit sent in epoch 10 ...
     [commit] = chain.bodies(CommitWeights)
-    reported = {"commit_hash": commit.commit_hash.hex(), "commit_epoch": 11}  # ... but included in epoch 11
-    chain.info = lambda: {**FakeChain.info(chain), "weight_commits": [reported]}  # type: ignore[method-assign]
-    market.chain = chain
-    loop.chain_info = chain.info
+    chain.commits = [WeightCommit(commit.commit_hash, 11)]  # ... but included in epoch 11
     chain.advance_epochs(1)
     await loop.run_round()
     assert not chain.bodies(RevealWeights)  # epoch 11 is too early for a commit of epoch 11

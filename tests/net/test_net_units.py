@@ -16,7 +16,6 @@ from p2pnode.net.gossip import (
     MAX_TOPIC_MESSAGE_BYTES,
     GossipConfig,
     GossipTopics,
-    OriginRateLimiter,
     gossip_topic,
     message_id,
 )
@@ -129,26 +128,6 @@ def test_error_reasons_are_truncated() -> None:
     frame = encode_error(ResponseStatus.SERVER_ERROR, "x" * 1000)
     assert frame[0] == ResponseStatus.SERVER_ERROR
     assert len(frame) == 1 + 2 + 256
-
-
-# -- per-origin rate limit ---------------------------------------------------------------------
-
-
-def test_origin_rate_limiter_allows_a_burst_then_the_rate() -> None:
-    now = [0.0]
-    limiter = OriginRateLimiter(rate_per_s=10.0, burst=5, clock=lambda: now[0])
-    assert [limiter.allow("t", b"o") for _ in range(6)] == [True] * 5 + [False]
-    assert limiter.allow("t", b"other-origin")  # buckets are per origin
-    assert limiter.allow("other-topic", b"o")  # and per topic
-    now[0] += 0.1  # one token back
-    assert limiter.allow("t", b"o") and not limiter.allow("t", b"o")
-
-
-def test_origin_rate_limiter_memory_is_bounded() -> None:
-    limiter = OriginRateLimiter(rate_per_s=1.0, burst=1, max_keys=100)
-    for i in range(1000):
-        limiter.allow("t", i.to_bytes(4, "big"))
-    assert len(limiter._buckets) == 100
 
 
 # -- verdict mapping ---------------------------------------------------------------------------

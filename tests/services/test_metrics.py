@@ -22,7 +22,9 @@ from p2pnode.testing.memnet import MemoryHub
 from protocols import codec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "market"))
-from marketutil import CHAIN, NETUID, FakeForecastModel, join, key, peer_of, wall_clock  # noqa: E402
+from marketutil import CHAIN, NETUID, FakeForecastModel, OneSubnet, join, key, peer_of, wall_clock  # noqa: E402
+
+from p2pnode.services.market.chain_view import NeuronInfo  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,20 +57,19 @@ async def test_metrics_parse_and_cover_chain_network_miner_and_validator(tmp_pat
     attach_network(metrics, network)
     # A miner answering a validator's challenge on the in-memory network.
     miner_key, validator_key = key("metrics-miner"), key("metrics-validator")
-    miner = MinerServer(miner_key, CHAIN, NETUID, FakeForecastModel(), ForecastTask(), lambda _: 0, wall_clock,
+    miner = MinerServer(miner_key, CHAIN, NETUID, FakeForecastModel(), ForecastTask(), lambda _: 0, wall_clock(),
                         metrics=metrics)
     validator_net = join(hub, validator_key)
-    rows = [{"uid": 0, "hotkey": validator_key.public_key, "peer_id": peer_of(validator_key)},
-            {"uid": 1, "hotkey": miner_key.address, "peer_id": peer_of(miner_key)}]
+    subnet = OneSubnet([NeuronInfo(0, validator_key.public_key, peer_of(validator_key)),
+                        NeuronInfo(1, miner_key.public_key, peer_of(miner_key))])
     submitted = []
 
     async def submit(body: object) -> bool:
         submitted.append(body)
         return True
 
-    loop = ValidatorLoop(validator_key, CHAIN, NETUID, ForecastTask(), validator_net, lambda: rows,
-                         lambda: {"height": 100, "epoch_index": 3, "hyperparameters": {"tempo": 10}}, submit,
-                         tmp_path / "validator", wall_clock, rng_seed=1,
+    loop = ValidatorLoop(validator_key, CHAIN, NETUID, ForecastTask(), validator_net, subnet, submit,
+                         tmp_path / "validator", wall_clock(), rng_seed=1,
                          config=ValidatorConfig(sample_size=4, request_timeout_s=5.0), metrics=metrics)
     async with trio.open_nursery() as nursery:
         await nursery.start(miner.run, join(hub, miner_key))

@@ -12,8 +12,8 @@ them, waiting `batch_window_s` after the first arrival for others to join, and r
 is answered with a signed, coded `SignedInferenceResponse`: nothing is answered by dropping the
 stream.
 
-Time: the caller's timestamp is compared with `clock()` (wall seconds, injected); queue deadlines,
-rate limits and elapsed times use trio's clock, so tests can run under `MockClock`.
+Time: everything (the caller's timestamp window, rate limits, deadlines, elapsed times) is read
+from one injected `Clock` in integer milliseconds, so tests can run the server under `MockClock`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import functools
 import heapq
 import itertools
 import logging
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,7 +32,9 @@ import trio
 from models.base import Task
 from models.errors import InvalidRequest
 from p2pnode.net.identity import peer_id_from_pubkey
+from p2pnode.services.clock import Clock
 from p2pnode.services.metrics import NodeMetrics
+from p2pnode.services.ratelimit import TokenBuckets
 from protocols.codec import MalformedMessage, encode
 from protocols.crypto import Keypair
 from protocols.inference import (
@@ -54,7 +56,7 @@ from protocols.network import NetworkAPI
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BatchModel", "MinerConfig", "MinerServer", "TokenBuckets"]
+__all__ = ["BatchModel", "MinerConfig", "MinerServer"]
 
 
 class BatchModel(Protocol):
@@ -89,35 +91,6 @@ class MinerConfig:
     bind_caller_to_peer: bool = True
 
 
-class TokenBuckets:
-    """A token bucket per key (`rate` tokens/s, at most `burst`), at most `max_entries` keys.
-
-    The least recently used key is forgotten when the table is full; it comes back with a full
-    bucket, which is why the miner also keeps one shared bucket for all unstaked callers.
-    """
-
-    def __init__(self, rate: float, burst: float, max_entries: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_entries = max_entries
-        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
-
-    def allow(self, key: bytes, now: float) -> bool:
-        """Take one token from `key`'s bucket if it has one."""
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self.max_entries:
-            self._buckets.popitem(last=False)
-        return allowed
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-
 class _Pending:
     """One accepted request waiting for (or inside) a forward pass."""
 
@@ -149,7 +122,7 @@ class MinerServer:
         model: BatchModel,
         task: Task,
         stake_of: Callable[[bytes], int],
-        clock: Callable[[], float],
+        clock: Clock,
         config: MinerConfig | None = None,
         metrics: NodeMetrics | None = None,
     ) -> None:
@@ -166,10 +139,10 @@ class MinerServer:
         self.max_batch_size = max(1, self.config.max_batch_size or getattr(model, "max_batch_size", 64))
         window = self.config.timestamp_window_ms
         self._replays = ReplayCache(ttl_ms=2 * window, max_entries=self.config.replay_cache_entries)
-        self._per_caller = TokenBuckets(
+        self._per_caller: TokenBuckets[bytes] = TokenBuckets(
             self.config.unstaked_rate_per_s, self.config.unstaked_burst, self.config.rate_table_entries
         )
-        self._all_unstaked = TokenBuckets(
+        self._all_unstaked: TokenBuckets[bytes] = TokenBuckets(
             self.config.unstaked_total_rate_per_s, self.config.unstaked_total_burst, 1
         )
         self._heap: list[tuple[int, int, _Pending]] = []  # (-stake, seq, pending): highest stake first
@@ -218,10 +191,10 @@ class MinerServer:
 
     async def handle(self, peer_id: str, data: bytes) -> bytes:
         """Answer one request (the `RequestHandler` registered on the network); never raises."""
-        received = trio.current_time()
+        received_ms = self.clock.now_ms()
         payload = b""
         try:
-            payload = await self._serve(peer_id, data, received)
+            payload = await self._serve(peer_id, data, received_ms)
             code, message = Code.OK, ""
         except InferenceRejected as exc:
             code, message = exc.code, exc.message
@@ -229,10 +202,9 @@ class MinerServer:
             logger.exception("miner: unexpected failure serving a request")
             code, message = Code.INTERNAL, "internal error"
         self.codes[code] += 1
-        elapsed = trio.current_time() - received
+        elapsed_ms = max(0, self.clock.now_ms() - received_ms)
         self.metrics.miner_requests.labels(code.name).inc()
-        self.metrics.miner_latency.observe(elapsed)
-        elapsed_ms = int(elapsed * 1000)
+        self.metrics.miner_latency.observe(elapsed_ms / 1000)
         signed = build_response(
             self.keypair,
             chain_id=self.chain_id,
@@ -244,12 +216,12 @@ class MinerServer:
         )
         return encode(signed)
 
-    async def _serve(self, peer_id: str, data: bytes, received: float) -> bytes:
+    async def _serve(self, peer_id: str, data: bytes, received_ms: int) -> bytes:
         if self._nursery is None or self._peer_id is None:
             raise InferenceRejected(Code.OVERLOADED, "miner is not running")
         signed = decode_request(data)
         request = signed.request
-        now_ms = int(self.clock() * 1000)
+        now_ms = received_ms
         check_request(
             signed,
             chain_id=self.chain_id,
@@ -268,9 +240,9 @@ class MinerServer:
         stake = max(0, int(self.stake_of(request.caller)))
         if stake == 0:
             # Per caller first, so a caller over its own limit does not drain the shared bucket.
-            if not self._per_caller.allow(request.caller, received):
+            if not self._per_caller.allow(request.caller, now_ms):
                 raise InferenceRejected(Code.RATE_LIMITED, "unstaked caller over its request rate")
-            if not self._all_unstaked.allow(b"", received):
+            if not self._all_unstaked.allow(b"", now_ms):
                 raise InferenceRejected(Code.RATE_LIMITED, "unstaked callers over their shared request rate")
         try:
             task_request = self.task.validate_request(decode_json_payload(request.payload))
@@ -278,8 +250,8 @@ class MinerServer:
             raise InferenceRejected(Code.BAD_REQUEST, exc.reason) from None
         except InvalidRequest as exc:
             raise InferenceRejected(Code.BAD_REQUEST, f"invalid task request: {exc.reason}") from None
-        deadline = received + self.config.request_timeout_s
-        response = await self._answer(task_request, stake, deadline)
+        deadline_ms = received_ms + round(self.config.request_timeout_s * 1000)
+        response = await self._answer(task_request, stake, deadline_ms)
         try:
             payload = encode_json_payload(response)
         except (TypeError, ValueError) as exc:
@@ -290,10 +262,10 @@ class MinerServer:
 
     # -- queue and batches -------------------------------------------------------------------
 
-    async def _answer(self, request: dict[str, Any], stake: int, deadline: float) -> dict[str, Any]:
+    async def _answer(self, request: dict[str, Any], stake: int, deadline_ms: int) -> dict[str, Any]:
         pending = self._enqueue(request, stake)
         try:
-            with trio.move_on_at(deadline):
+            with trio.move_on_after(max(0, deadline_ms - self.clock.now_ms()) / 1000):
                 await pending.done.wait()
         finally:
             if not pending.done.is_set():

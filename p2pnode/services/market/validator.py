@@ -1,7 +1,6 @@
 """The validator loop: challenge miners, score their answers, and put the scores on chain as weights.
 
-    loop = ValidatorLoop(hotkey, chain_id, netuid, task, network, metagraph, chain_info, submit_tx,
-                         state_dir, clock)
+    loop = ValidatorLoop(hotkey, chain_id, netuid, task, network, chain, submit_tx, state_dir, clock)
     await nursery.start(loop.run)
 
 Each round (every `round_interval_s`):
@@ -20,13 +19,10 @@ Each round (every `round_interval_s`):
    in the epoch `commit_epoch + reveal_period_epochs` (the only epoch a reveal is accepted);
 6. save scores, pending answers and pending commits to `state_dir` atomically.
 
-The node supplies the chain through callables (so this module depends on no chain service):
-`metagraph()` gives rows with ``uid``, ``hotkey`` (32 bytes, hex or address) and ``peer_id``;
-`chain_info()` gives ``height``, ``epoch_index`` and ``hyperparameters`` (``commit_reveal_enabled``,
-``reveal_period_epochs``, ``weights_rate_limit``, ``tempo``, optionally ``weights_version``) and,
-optionally, ``weight_commits``: this hotkey's commits on chain as ``{"commit_hash", "commit_epoch"}``,
-which makes the reveal epoch exact when a commit was included in a later epoch than it was sent in.
-`submit_tx(body)` signs and sends a transaction body.
+The node supplies the chain as a `MarketChain` (typed neurons and subnet info; this module depends
+on no chain service). This hotkey's weight commits as the chain holds them make the reveal epoch
+exact when a commit was included in a later epoch than it was sent in. `submit_tx(body)` signs and
+sends a transaction body. Time comes from a `Clock` (virtual under trio's MockClock in tests).
 """
 
 from __future__ import annotations
@@ -45,28 +41,15 @@ from typing import Any
 import trio
 
 from models.base import Task
-from models.errors import InvalidResponse
-from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.subnets import commit_hash
 from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
+from p2pnode.services.clock import Clock
+from p2pnode.services.market.chain_view import MarketChain, NeuronInfo, SubnetInfo
+from p2pnode.services.market.client import AskFailed, InferenceClient
 from p2pnode.services.metrics import NodeMetrics
-from protocols.codec import MalformedMessage, encode
 from protocols.crypto import Keypair
-from protocols.inference import (
-    MAX_RESPONSE_BYTES,
-    NONCE_BYTES,
-    Code,
-    UntrustedResponse,
-    build_request,
-    decode_json_payload,
-    decode_response,
-    encode_json_payload,
-    inference_protocol_id,
-    request_id_of,
-    verify_response,
-)
-from protocols.network import NetworkAPI, RequestError
+from protocols.network import NetworkAPI
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +103,6 @@ class ValidatorConfig:
     bad_answer_penalty: float = 1.0  # peer-score penalty for a forged or replayed answer
 
 
-@dataclass(frozen=True, slots=True)
-class _Neuron:
-    uid: int
-    hotkey: bytes
-    peer_id: str
-
-
 @dataclass(slots=True)
 class _PendingAnswer:
     uid: int
@@ -175,11 +151,10 @@ class ValidatorLoop:
         netuid: int,
         task: Task,
         network: NetworkAPI,
-        metagraph: Callable[[], list[dict[str, Any]]],
-        chain_info: Callable[[], dict[str, Any]],
+        chain: MarketChain,
         submit_tx: Callable[[ChainObject], Awaitable[bool | None]],
         state_dir: Path,
-        clock: Callable[[], float],
+        clock: Clock,
         rng_seed: int | None = None,
         config: ValidatorConfig | None = None,
         metrics: NodeMetrics | None = None,
@@ -191,13 +166,12 @@ class ValidatorLoop:
         self.netuid = netuid
         self.task = task
         self.network = network
-        self.metagraph = metagraph
-        self.chain_info = chain_info
+        self.chain = chain
         self.submit_tx = submit_tx
         self.state_path = Path(state_dir) / f"validator-{netuid}.json"
         self.clock = clock
         self.config = config or ValidatorConfig()
-        self.protocol_id = inference_protocol_id(chain_id)
+        self.client = InferenceClient(network, keypair, chain_id, clock)
         self.truth_delay = (
             self.config.truth_delay_rounds
             if self.config.truth_delay_rounds is not None
@@ -221,18 +195,19 @@ class ValidatorLoop:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run a round every `round_interval_s` until cancelled."""
         task_status.started()
+        interval_ms = round(self.config.round_interval_s * 1000)
         while True:
-            started = trio.current_time()
+            started_ms = self.clock.now_ms()
             try:
                 report = await self.run_round()
                 logger.info("validator round %d: %s", report.round, report.outcomes)
                 self.metrics.validator_rounds.labels("ok").inc()
-            except Exception:
-                # The chain callables or a task may fail transiently; the next round tries again.
-                logger.exception("validator: round %d failed", self.round)
+            except Exception as exc:
+                # The chain or a task may fail transiently; the next round tries again.
+                logger.warning("validator: round %d failed: %s: %s", self.round, type(exc).__name__, exc)
                 self.metrics.validator_rounds.labels("failed").inc()
-            self.metrics.validator_round_seconds.observe(trio.current_time() - started)
-            await trio.sleep(self.config.round_interval_s)
+            self.metrics.validator_round_seconds.observe((self.clock.now_ms() - started_ms) / 1000)
+            await self.clock.sleep_until_ms(started_ms + interval_ms)
 
     def scores(self) -> dict[int, float]:
         return {uid: score for uid, (_, score) in sorted(self.ema.items())}
@@ -271,17 +246,10 @@ class ValidatorLoop:
         self._save()
         return report
 
-    def _neurons(self) -> dict[int, _Neuron]:
-        neurons: dict[int, _Neuron] = {}
-        for row in self.metagraph():
-            uid, hotkey = row.get("uid"), _hotkey_bytes(row.get("hotkey"))
-            if type(uid) is not int or uid < 0 or hotkey is None:
-                continue
-            peer_id = row.get("peer_id") or ""
-            neurons[uid] = _Neuron(uid, hotkey, peer_id if isinstance(peer_id, str) else "")
-        return neurons
+    def _neurons(self) -> dict[int, NeuronInfo]:
+        return {neuron.uid: neuron for neuron in self.chain.neurons(self.netuid)}
 
-    def _forget_replaced(self, neurons: dict[int, _Neuron]) -> None:
+    def _forget_replaced(self, neurons: dict[int, NeuronInfo]) -> None:
         # A new hotkey on a uid is a new miner: it starts from zero, and answers owed to the old
         # one are never scored for it.
         for uid, (hotkey, _) in list(self.ema.items()):
@@ -295,57 +263,26 @@ class ValidatorLoop:
         digest = hashlib.sha256(self._secret + b"%d/%d" % (self.round, uid)).digest()
         return int.from_bytes(digest[:8], "big") >> 1
 
-    async def _challenge_into(self, neuron: _Neuron, outcomes: dict[int, float | _Pending | str]) -> None:
+    async def _challenge_into(self, neuron: NeuronInfo, outcomes: dict[int, float | _Pending | str]) -> None:
         # A second, slightly longer deadline around the network's own: whatever the transport
         # does, one miner can never hold the round up.
         outcomes[neuron.uid] = "timeout"
         with trio.move_on_after(self.config.request_timeout_s + 1.0):
             outcomes[neuron.uid] = await self._challenge(neuron)
 
-    async def _challenge(self, neuron: _Neuron) -> float | _Pending | str:
+    async def _challenge(self, neuron: NeuronInfo) -> float | _Pending | str:
         request, truth = self.task.make_challenge(self._challenge_seed(neuron.uid))
-        signed = build_request(
-            self.keypair,
-            chain_id=self.chain_id,
-            miner=neuron.peer_id,
-            netuid=self.netuid,
-            payload=encode_json_payload(request),
-            nonce=os.urandom(NONCE_BYTES),
-            timestamp_ms=int(self.clock() * 1000),
-        )
-        data = encode(signed)
         try:
-            reply = await self.network.request(
-                neuron.peer_id,
-                self.protocol_id,
-                data,
-                timeout=self.config.request_timeout_s,
-                max_response_bytes=MAX_RESPONSE_BYTES,
+            answer = await self.client.ask(
+                neuron, self.netuid, self.task, request, self.config.request_timeout_s
             )
-        except RequestError as exc:
-            return f"no answer: {exc}"[:200]
-        try:
-            response = verify_response(
-                decode_response(reply),
-                chain_id=self.chain_id,
-                request_id=request_id_of(data),
-                miner=neuron.hotkey,
-            )
-        except (MalformedMessage, UntrustedResponse) as exc:
-            self.network.penalise(neuron.peer_id, "bad inference response", self.config.bad_answer_penalty)
-            return f"untrusted answer: {exc}"
-        if response.code != Code.OK:
-            name = (
-                Code(response.code).name if response.code in Code._value2member_map_ else str(response.code)
-            )
-            return f"error {name}: {response.message}"
-        try:
-            answer = self.task.validate_response(request, decode_json_payload(response.payload))
-        except (MalformedMessage, InvalidResponse) as exc:
-            return f"invalid answer: {exc}"[:200]
+        except AskFailed as exc:
+            if exc.untrusted:
+                self.network.penalise(neuron.peer_id, "bad inference response", self.config.bad_answer_penalty)
+            return str(exc)
         if self.truth_delay > 0:
-            return _Pending(request, answer, truth)
-        return self.task.score(request, answer, truth)
+            return _Pending(request, answer.response, truth)
+        return self.task.score(request, answer.response, truth)
 
     def _fold(self, uid: int, hotkey: bytes, score: float, report: RoundReport) -> None:
         alpha = self.config.ema_alpha
@@ -353,7 +290,7 @@ class ValidatorLoop:
         self.ema[uid] = (hotkey, alpha * score + (1.0 - alpha) * previous)
         report.scores[uid] = score
 
-    def _keep_pending(self, neuron: _Neuron, pending: _Pending) -> None:
+    def _keep_pending(self, neuron: NeuronInfo, pending: _Pending) -> None:
         if len(self.pending_answers) >= self.config.max_pending_answers:
             self.pending_answers.pop(0)  # the oldest: bounded memory and state file
         self.pending_answers.append(
@@ -367,7 +304,7 @@ class ValidatorLoop:
             )
         )
 
-    def _score_due_answers(self, neurons: dict[int, _Neuron], report: RoundReport) -> None:
+    def _score_due_answers(self, neurons: dict[int, NeuronInfo], report: RoundReport) -> None:
         due = [p for p in self.pending_answers if p.due_round <= self.round]
         self.pending_answers = [p for p in self.pending_answers if p.due_round > self.round]
         for p in due:
@@ -376,7 +313,7 @@ class ValidatorLoop:
 
     # -- weights -----------------------------------------------------------------------------
 
-    def weights(self, neurons: dict[int, _Neuron] | None = None) -> tuple[list[int], list[int]]:
+    def weights(self, neurons: dict[int, NeuronInfo] | None = None) -> tuple[list[int], list[int]]:
         """The current u16 weights (uids ascending) over the miners still registered."""
         neurons = neurons if neurons is not None else self._neurons()
         live = {
@@ -400,22 +337,22 @@ class ValidatorLoop:
         report.submitted.append(type(body).__name__)
         return True
 
-    async def _submit_weights(self, neurons: dict[int, _Neuron], report: RoundReport) -> None:
-        info = self.chain_info()
-        height, epoch = int(info["height"]), int(info["epoch_index"])
-        params = info.get("hyperparameters", {})
-        tempo = int(params.get("tempo", 1))
+    async def _submit_weights(self, neurons: dict[int, NeuronInfo], report: RoundReport) -> None:
+        info = self.chain.subnet(self.netuid)
+        if info is None:
+            return
+        height, epoch = info.height, info.epoch_index
         interval = max(
-            int(params.get("weights_rate_limit", 0)),
+            info.weights_rate_limit,
             self.config.min_blocks_between_weights
             if self.config.min_blocks_between_weights is not None
-            else tempo,
+            else info.tempo,
         )
-        version_key = int(params.get("weights_version", params.get("weights_version_key", 0)))
+        version_key = info.weights_version_key
         due = self.last_weights_height is None or height - self.last_weights_height >= interval
 
-        if params.get("commit_reveal_enabled"):
-            await self._reveal_due(info, epoch, int(params.get("reveal_period_epochs", 1)), report)
+        if info.commit_reveal_enabled:
+            await self._reveal_due(info, report)
             uids, values = self.weights(neurons)
             committed_this_epoch = any(c.commit_epoch == epoch for c in self.pending_commits)
             if (
@@ -441,12 +378,9 @@ class ValidatorLoop:
                 if await self._submit(body, report):
                     self.last_weights_height = height
 
-    async def _reveal_due(self, info: dict[str, Any], epoch: int, period: int, report: RoundReport) -> None:
-        on_chain = {
-            _hex_or_bytes(c.get("commit_hash")): int(c["commit_epoch"])
-            for c in info.get("weight_commits") or []
-            if isinstance(c, dict) and "commit_epoch" in c
-        }
+    async def _reveal_due(self, info: SubnetInfo, report: RoundReport) -> None:
+        epoch, period = info.epoch_index, info.reveal_period_epochs
+        on_chain = {c.commit_hash: c.commit_epoch for c in self.chain.weight_commits(self.netuid, self.hotkey)}
         keep: list[_PendingCommit] = []
         for commit in self.pending_commits:
             commit_epoch = on_chain.get(commit.commit_hash, commit.commit_epoch)
@@ -580,30 +514,3 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(directory)  # the rename itself must reach the disk
     finally:
         os.close(directory)
-
-
-def _hotkey_bytes(value: object) -> bytes | None:
-    if isinstance(value, bytes):
-        return value if len(value) == 32 else None
-    if isinstance(value, str):
-        if len(value) == 64:
-            try:
-                return bytes.fromhex(value)
-            except ValueError:
-                return None
-        try:
-            return decode_address(value)
-        except AddressError:
-            return None
-    return None
-
-
-def _hex_or_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            return b""
-    return b""
