@@ -4,8 +4,10 @@
     await nursery.start(server.run, network)        # registers /p2pnode/<chain>/inference/1
 
 Per request, cheapest checks first (see docs/market.md): size, strict decoding, chain, miner id,
-subnet, caller signature, caller key == sending peer, timestamp window, nonce replay, rate limit
-(callers without stake only), task request schema. Each accepted request waits in a priority queue
+subnet, caller signature, timestamp window, caller key == sending peer, then the caller's class
+(staked or not) and its rate limit, and only then the nonce, recorded in that class's own replay
+cache, and the task request schema. Nothing is recorded for a request over its rate, and callers
+without stake cannot fill the cache (or the queue share) that staked callers use. Each accepted request waits in a priority queue
 ordered by the caller's stake (then arrival); one batching task takes up to `max_batch_size` of
 them, waiting `batch_window_s` after the first arrival for others to join, and runs ONE
 `model.answer_batch` in a worker thread under `forward_timeout_s`. Every request, accepted or not,
@@ -70,13 +72,18 @@ class BatchModel(Protocol):
 @dataclass(frozen=True, slots=True)
 class MinerConfig:
     timestamp_window_ms: int = DEFAULT_TIMESTAMP_WINDOW_MS
-    # Nonces are kept for twice the window (a request is valid from -window to +window).
+    # Nonces are kept for twice the window (a request is valid from -window to +window), in one
+    # cache per caller class: staked callers' nonces, and (smaller) those of callers without stake,
+    # whose admitted rate the shared bucket below bounds (20/s x 60 s = 1 200 live entries).
     replay_cache_entries: int = 200_000
+    unstaked_replay_cache_entries: int = 8_192
     max_batch_size: int | None = None  # None: the model's own `max_batch_size`
     # After the first request arrives at an idle server, wait this long for others to join its
     # batch: a few ms of latency for much higher throughput under concurrency.
     batch_window_s: float = 0.005
     max_queue: int = 256  # requests waiting for a forward pass, beyond which callers get OVERLOADED
+    # Of which callers without stake may hold at most this many: the rest is reserved for stake.
+    max_unstaked_queue: int = 64
     request_timeout_s: float = 10.0  # receipt to answer; must stay under the transport's handler timeout
     forward_timeout_s: float = 5.0  # one forward pass
     # Callers with no stake: a token bucket each, and one shared bucket for all of them (new keys
@@ -86,6 +93,9 @@ class MinerConfig:
     unstaked_total_rate_per_s: float = 20.0
     unstaked_total_burst: float = 40.0
     rate_table_entries: int = 10_000
+    # Staked callers: a generous bucket each, so one key cannot flood its class's replay cache.
+    staked_rate_per_s: float = 50.0
+    staked_burst: float = 100.0
     # The caller key must be the key of the peer that sent the request (a node's PeerID is its
     # hotkey), so a signed request cannot be relayed by a third party.
     bind_caller_to_peer: bool = True
@@ -139,6 +149,12 @@ class MinerServer:
         self.max_batch_size = max(1, self.config.max_batch_size or getattr(model, "max_batch_size", 64))
         window = self.config.timestamp_window_ms
         self._replays = ReplayCache(ttl_ms=2 * window, max_entries=self.config.replay_cache_entries)
+        self._unstaked_replays = ReplayCache(
+            ttl_ms=2 * window, max_entries=self.config.unstaked_replay_cache_entries
+        )
+        self._per_staked_caller: TokenBuckets[bytes] = TokenBuckets(
+            self.config.staked_rate_per_s, self.config.staked_burst, self.config.rate_table_entries
+        )
         self._per_caller: TokenBuckets[bytes] = TokenBuckets(
             self.config.unstaked_rate_per_s, self.config.unstaked_burst, self.config.rate_table_entries
         )
@@ -147,6 +163,7 @@ class MinerServer:
         )
         self._heap: list[tuple[int, int, _Pending]] = []  # (-stake, seq, pending): highest stake first
         self._queued = 0  # live entries in the heap
+        self._queued_unstaked = 0  # of which from callers without stake
         self._seq = itertools.count()
         self._arrived = trio.Event()
         self._peer_id: str | None = None
@@ -183,8 +200,10 @@ class MinerServer:
             "codes": {code.name: count for code, count in sorted(self.codes.items())},
             "forward_passes": self.forward_passes,
             "queued": self._queued,
+            "queued_unstaked": self._queued_unstaked,
             "replay_cache": len(self._replays),
-            "rate_table": len(self._per_caller),
+            "unstaked_replay_cache": len(self._unstaked_replays),
+            "rate_table": len(self._per_caller) + len(self._per_staked_caller),
         }
 
     # -- the request handler -----------------------------------------------------------------
@@ -232,11 +251,7 @@ class MinerServer:
         )
         if self.config.bind_caller_to_peer and _peer_id_of(request.caller) != peer_id:
             raise InferenceRejected(Code.WRONG_CALLER, "caller key is not the sending peer's key")
-        fresh = self._replays.add(request.caller, request.nonce, now_ms)
-        if fresh is False:
-            raise InferenceRejected(Code.REPLAYED_NONCE, "nonce already used")
-        if fresh is None:
-            raise InferenceRejected(Code.OVERLOADED, "too many requests in the replay window")
+        # Rate limits before anything is recorded: a request over its rate leaves no nonce behind.
         stake = max(0, int(self.stake_of(request.caller)))
         if stake == 0:
             # Per caller first, so a caller over its own limit does not drain the shared bucket.
@@ -244,6 +259,14 @@ class MinerServer:
                 raise InferenceRejected(Code.RATE_LIMITED, "unstaked caller over its request rate")
             if not self._all_unstaked.allow(b"", now_ms):
                 raise InferenceRejected(Code.RATE_LIMITED, "unstaked callers over their shared request rate")
+        elif not self._per_staked_caller.allow(request.caller, now_ms):
+            raise InferenceRejected(Code.RATE_LIMITED, "caller over its request rate")
+        replays = self._replays if stake > 0 else self._unstaked_replays
+        fresh = replays.add(request.caller, request.nonce, now_ms)
+        if fresh is False:
+            raise InferenceRejected(Code.REPLAYED_NONCE, "nonce already used")
+        if fresh is None:
+            raise InferenceRejected(Code.OVERLOADED, "too many requests in the replay window")
         try:
             task_request = self.task.validate_request(decode_json_payload(request.payload))
         except MalformedMessage as exc:
@@ -281,6 +304,8 @@ class MinerServer:
         return pending.response
 
     def _enqueue(self, request: dict[str, Any], stake: int) -> _Pending:
+        if stake == 0 and self._queued_unstaked >= self.config.max_unstaked_queue:
+            raise InferenceRejected(Code.OVERLOADED, "queue share of callers without stake is full")
         if self._queued >= self.config.max_queue:
             lowest = max((entry for entry in self._heap if entry[2].queued), default=None)
             if lowest is None or lowest[2].stake >= stake:
@@ -291,6 +316,7 @@ class MinerServer:
         pending = _Pending(request, stake, next(self._seq))
         heapq.heappush(self._heap, (-stake, pending.seq, pending))
         self._queued += 1
+        self._queued_unstaked += stake == 0
         if len(self._heap) > 2 * self.config.max_queue + self.max_batch_size:
             # Withdrawn entries are removed lazily; rebuild before they pile up.
             self._heap = [entry for entry in self._heap if entry[2].queued]
@@ -303,6 +329,7 @@ class MinerServer:
         if pending.queued:
             pending.queued = False
             self._queued -= 1
+            self._queued_unstaked -= pending.stake == 0
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
