@@ -40,7 +40,7 @@ RULES: dict[str, tuple[tuple[str, ...], set[str], set[str]]] = {
     "p2pnode/services/api": (
         ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain",
          "p2pnode.services.market.", "p2pnode.services.api", *SHARED_SERVICES),
-        {"trio", "prometheus_client"},
+        {"trio", "prometheus_client", "hypercorn", "starlette"},
         set(),
     ),
 }

@@ -79,3 +79,11 @@ def test_the_node_keeps_serving(peer: LivePeer) -> None:
     assert got == 200 and status["halted"] is None
     assert peer.process.poll() is None
     assert "Traceback" not in peer.log.read_text()
+
+
+def test_openapi_describes_the_live_routes(peer: LivePeer) -> None:
+    got, doc = json_request(peer, "GET", "/openapi.json")
+    assert got == 200 and doc["openapi"].startswith("3.")
+    assert {"/status", "/blocks/{height_or_hash}", "/metagraph/{netuid}", "/explain/{netuid}/{uid}",
+            "/tx", "/query", "/metrics", "/"} <= set(doc["paths"])
+    assert "post" in doc["paths"]["/tx"] and "get" in doc["paths"]["/blocks/{height_or_hash}"]

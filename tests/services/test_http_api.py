@@ -1,4 +1,4 @@
-"""The local HTTP API server: routing, bounds and errors that never take it down."""
+"""The local HTTP API server: routing, bounds, guards and errors that never take it down."""
 
 from __future__ import annotations
 
@@ -6,18 +6,37 @@ import json
 
 import trio
 
+from p2pnode.services.api.guard import check_request
 from p2pnode.services.api.http import MAX_BODY_BYTES, HttpApi, Request, Response
 
 
-async def raw_request(port: int, data: bytes) -> tuple[int, dict]:
+async def raw_request(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send `data` as is; the status and body of the (single) answer."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(data)
         received = bytearray()
-        while chunk := await stream.receive_some(65536):
-            received += chunk
+        with trio.fail_after(60):
+            while b"\r\n\r\n" not in received or len(received.partition(b"\r\n\r\n")[2]) < _length(received):
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                received += chunk
     head, _, body = bytes(received).partition(b"\r\n\r\n")
-    return int(head.split(b" ")[1]), json.loads(body)
+    return int(head.split(b" ")[1]), body
+
+
+def _length(received: bytearray) -> int:
+    for line in bytes(received).partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
+
+
+async def json_request(port: int, data: bytes) -> tuple[int, dict]:
+    status, body = await raw_request(port, data)
+    return status, json.loads(body)
 
 
 async def start_api(nursery: trio.Nursery) -> int:
@@ -32,32 +51,74 @@ async def start_api(nursery: trio.Nursery) -> int:
     async def broken(req: Request) -> Response:
         raise ZeroDivisionError("boom")
 
-    api.route("GET", "status", status)
+    async def slow(req: Request) -> Response:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    api.route("GET", "status", status, path="/status/{rest}", summary="echo the path")
     api.route("POST", "tx", echo)
     api.route("GET", "broken", broken)
+    api.route("GET", "slow", slow)
+    api.guards.append(check_request)
+    api.deadline_s = 0.5
     return await nursery.start(api.serve, 0)
+
+
+def get(path: str, host: str = "127.0.0.1") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
 
 async def test_routes_errors_and_bounds() -> None:
     async with trio.open_nursery() as nursery:
         port = await start_api(nursery)
-        status, body = await raw_request(port, b"GET /status/x?y=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, body = await json_request(port, get("/status/x?y=1"))
         assert status == 200 and body == {"ok": True, "parts": ["status", "x"], "query": {"y": "1"}}
-        status, body = await raw_request(port, b"GET /nope HTTP/1.1\r\n\r\n")
+        status, body = await json_request(port, get("/nope"))
         assert (status, body["error"]) == (404, "not_found")
-        status, body = await raw_request(port, b"DELETE /status HTTP/1.1\r\n\r\n")
+        status, body = await json_request(port, b"DELETE /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert (status, body["error"]) == (405, "method_not_allowed")
-        status, body = await raw_request(port, b"POST /tx HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
+        status, body = await json_request(port, b"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
         assert (status, body) == (200, {"length": 5})
-        big = f"POST /tx HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
-        status, body = await raw_request(port, big)
+        big = f"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+        status, body = await json_request(port, big)
         assert (status, body["error"]) == (413, "body_too_large")
-        status, body = await raw_request(port, b"garbage\r\n\r\n")
-        assert (status, body["error"]) == (400, "bad_request_line")
-        status, body = await raw_request(port, b"GET /status HTTP/1.1\r\nContent-Length: x\r\n\r\n")
-        assert (status, body["error"]) == (400, "bad_content_length")
-        status, body = await raw_request(port, b"GET /broken HTTP/1.1\r\n\r\n")
+        # A chunked body declares no length: it is cut off as it grows.
+        chunk = b"%x\r\n" % (1 << 16) + b"x" * (1 << 16) + b"\r\n"
+        chunked = b"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 17 + b"0\r\n\r\n"
+        status, body = await json_request(port, chunked)
+        assert (status, body["error"]) == (413, "body_too_large")
+        status, _ = await raw_request(port, b"garbage\r\n\r\n")
+        assert status == 400
+        status, _ = await raw_request(port, b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n")
+        assert status == 400
+        status, body = await json_request(port, get("/broken"))
         assert (status, body["error"]) == (500, "ZeroDivisionError")
-        status, _ = await raw_request(port, b"GET /status HTTP/1.1\r\n\r\n")
-        assert status == 200  # still serving after a failing handler
+        status, body = await json_request(port, get("/slow"))
+        assert (status, body["error"]) == (503, "deadline_exceeded")
+        status, _ = await raw_request(port, get("/status"))
+        assert status == 200  # still serving after a failing and a stuck handler
+        nursery.cancel_scope.cancel()
+
+
+async def test_guards_run_before_routing() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await start_api(nursery)
+        for path in ("/status", "/nope"):
+            status, body = await json_request(port, get(path, host="rebound.example"))
+            assert (status, body["error"]) == (403, "forbidden_host")
+        request = b"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\nContent-Length: 1\r\n\r\nx"
+        status, body = await json_request(port, request)
+        assert (status, body["error"]) == (403, "cross_origin")
+        nursery.cancel_scope.cancel()
+
+
+async def test_openapi_describes_every_route() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await start_api(nursery)
+        status, doc = await json_request(port, get("/openapi.json"))
+        assert status == 200 and doc["openapi"].startswith("3.")
+        assert set(doc["paths"]) == {"/status/{rest}", "/tx", "/broken", "/slow"}
+        assert doc["paths"]["/status/{rest}"]["get"]["summary"] == "echo the path"
+        assert doc["paths"]["/status/{rest}"]["get"]["parameters"][0]["name"] == "rest"
+        assert "post" in doc["paths"]["/tx"]
         nursery.cancel_scope.cancel()

@@ -40,5 +40,6 @@ def install(api: HttpApi) -> None:
     async def static(req: Request) -> Response:
         return static_file(req.parts[1] if len(req.parts) == 2 else "")
 
-    api.route("GET", "", index)
-    api.route("GET", "static", static)
+    api.route("GET", "", index, summary="the dashboard", content_type="text/html")
+    api.route("GET", "static", static, path="/static/{name}", summary="the dashboard's scripts and styles",
+              content_type="text/javascript")

@@ -1,26 +1,44 @@
-"""A small HTTP/1.1 server on trio for the node's local API (127.0.0.1 only).
+"""The node's local HTTP API server: starlette routes served by hypercorn's trio worker (127.0.0.1 only).
 
-Deliberately minimal: one request per connection (`Connection: close`), bounded header and body
-sizes, a deadline per connection, JSON errors with a name. Routes map (method, first path segment)
-to handlers; a handler that raises gets a 500 with the error's name and never takes the server down.
+Handlers are plain `async (Request) -> Response` functions registered by method and first path
+segment (`route("GET", "blocks", handler)` serves GET /blocks and /blocks/...); this module turns
+them into starlette routes and keeps the limits that make the API safe to leave running: guards
+(loopback `Host`, same-origin writes) before any routing, a bounded body, a deadline per request,
+and a JSON error with a name for every failure. A handler that raises answers 500 and the server
+carries on. `GET /openapi.json` describes every route.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+from starlette.responses import StreamingResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("p2pnode.api")
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1 << 20
-CONNECTION_DEADLINE_S = 10.0
+REQUEST_DEADLINE_S = 10.0
+# A client must send its request (headers and body) within this time, or the connection is closed.
+READ_TIMEOUT_S = 10
+KEEP_ALIVE_TIMEOUT_S = 5.0
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 
 @dataclass
@@ -50,66 +68,103 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
-           422: "Unprocessable Entity", 500: "Internal Server Error", 503: "Service Unavailable"}
+# A streaming handler returns the chunks of an open-ended answer (server-sent events).
+StreamHandler = Callable[[Request], Awaitable[AsyncIterator[bytes]]]
+# A guard sees (method, lower-cased headers) before routing and raises HttpError to refuse.
+Guard = Callable[[str, dict[str, str]], None]
 
 
 class HttpError(Exception):
-    """Raised by handlers for an expected error response."""
+    """Raised by handlers and guards for an expected error response."""
 
     def __init__(self, status: int, name: str, message: str) -> None:
         super().__init__(message)
         self.status, self.name, self.message = status, name, message
 
 
-async def _read_request(stream: trio.SocketStream) -> Request:
-    buffer = bytearray()
-    while b"\r\n\r\n" not in buffer:
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            raise HttpError(400, "incomplete_request", "connection closed before the headers ended")
-        buffer += chunk
-        if len(buffer) > MAX_HEADER_BYTES and b"\r\n\r\n" not in buffer[:MAX_HEADER_BYTES]:
-            raise HttpError(413, "headers_too_large", f"headers exceed {MAX_HEADER_BYTES} bytes")
-    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
-    try:
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, _version = lines[0].split(" ", 2)
-    except ValueError:
-        raise HttpError(400, "bad_request_line", "malformed request line") from None
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise HttpError(400, "bad_header", "malformed header line")
-        headers[name.strip().lower()] = value.strip()
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        raise HttpError(400, "bad_content_length", "content-length is not a number") from None
-    if length < 0 or length > MAX_BODY_BYTES:
+@dataclass(frozen=True)
+class RouteDoc:
+    method: str
+    path: str
+    summary: str
+    content_type: str
+
+
+def _starlette_response(response: Response) -> StarletteResponse:
+    headers = {**SECURITY_HEADERS, **response.headers}
+    return StarletteResponse(response.body, response.status, headers=headers, media_type=response.content_type)
+
+
+def _error(status: int, name: str, message: str) -> StarletteResponse:
+    return _starlette_response(Response.error(status, name, message))
+
+
+def _headers_of(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+class _GuardMiddleware:
+    """Runs the guards on every HTTP request before routing (so refused requests learn nothing)."""
+
+    def __init__(self, app: ASGIApp, guards: list[Guard]) -> None:
+        self.app, self.guards = app, guards
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                for guard in self.guards:
+                    guard(scope["method"], _headers_of(scope))
+            except HttpError as exc:
+                await _error(exc.status, exc.name, exc.message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+_CLIENT_GONE = (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class _ClientGone:
+    """Ends a request quietly when its client has gone while the answer was being sent.
+
+    hypercorn's trio worker closes a connection the client has closed without taking its send lock,
+    so an answer still being written meets `BusyResourceError`; nothing is wrong with the server.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except _CLIENT_GONE:
+            log.debug("client went away during %s", scope.get("path"))
+        except BaseExceptionGroup as group:
+            _, rest = group.split(_CLIENT_GONE)
+            if rest is not None:
+                raise rest from None
+
+
+async def _read_body(request: StarletteRequest) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isascii() or not declared.isdigit()):
+        raise HttpError(400, "bad_content_length", "content-length is not a number")
+    if declared is not None and int(declared) > MAX_BODY_BYTES:
         raise HttpError(413, "body_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
-    body = bytearray(rest)
-    while len(body) < length:
-        chunk = await stream.receive_some(min(65536, length - len(body)))
-        if not chunk:
-            raise HttpError(400, "incomplete_body", "connection closed before the body ended")
+    body = bytearray()
+    async for chunk in request.stream():
         body += chunk
-    url = urlsplit(target)
-    parts = [unquote(p) for p in url.path.split("/") if p]
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-    return Request(method.upper(), url.path, parts, query, bytes(body[:length]), headers)
+        if len(body) > MAX_BODY_BYTES:
+            raise HttpError(413, "body_too_large", f"body exceeds {MAX_BODY_BYTES} bytes")
+    return bytes(body)
 
 
-async def _write_response(stream: trio.SocketStream, response: Response) -> None:
-    extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers.items())
-    head = (
-        f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Status')}\r\n"
-        f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-        f"X-Content-Type-Options: nosniff\r\n{extra}Connection: close\r\n\r\n"
-    ).encode()
-    await stream.send_all(head + response.body)
+async def _plain_request(request: StarletteRequest) -> Request:
+    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    path = raw_path.decode("latin-1")
+    parts = [unquote(p, errors="replace") for p in path.split("/") if p]
+    query = {k: v[-1] for k, v in parse_qs(request.scope.get("query_string", b"").decode("latin-1")).items()}
+    body = await _read_body(request) if request.method not in ("GET", "HEAD") else b""
+    return Request(request.method, path, parts, query, body, dict(request.headers.items()))
 
 
 class HttpApi:
@@ -117,51 +172,145 @@ class HttpApi:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Handler] = {}
-        # Checks every request passes before routing (each raises HttpError to refuse it).
-        self.guards: list[Callable[[Request], None]] = []
+        self._streams: dict[tuple[str, str], StreamHandler] = {}
+        self._docs: list[RouteDoc] = []
+        self.guards: list[Guard] = []
         self.port: int | None = None
+        self.deadline_s = REQUEST_DEADLINE_S
+        self.title = "p2pnode local API"
 
-    def route(self, method: str, first_segment: str, handler: Handler) -> None:
+    def route(self, method: str, first_segment: str, handler: Handler, *, path: str | None = None,
+              summary: str = "", content_type: str = "application/json") -> None:
+        """Serve `method /first_segment[/...]` with `handler`; `path` and `summary` document it."""
         self._routes[(method, first_segment)] = handler
+        self._docs.append(RouteDoc(method, path or f"/{first_segment}", summary, content_type))
+
+    def stream(self, method: str, first_segment: str, handler: StreamHandler, *, summary: str = "",
+               content_type: str = "text/event-stream") -> None:
+        """Serve an open-ended answer: the handler returns an async iterator of chunks."""
+        self._streams[(method, first_segment)] = handler
+        self._docs.append(RouteDoc(method, f"/{first_segment}", summary, content_type))
+
+    # ---------------------------------------------------------------- describing
+
+    def openapi(self) -> dict[str, Any]:
+        paths: dict[str, dict[str, Any]] = {}
+        for doc in sorted(self._docs, key=lambda d: (d.path, d.method)):
+            params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for name in re.findall(r"{(\w+)}", doc.path)]
+            error = {"description": "a named error",
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            paths.setdefault(doc.path, {})[doc.method.lower()] = {
+                "summary": doc.summary, "parameters": params,
+                "responses": {"200": {"description": "OK", "content": {doc.content_type: {}}},
+                              "4XX": error, "5XX": error},
+            }
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": "1"},
+            "servers": [{"url": f"http://127.0.0.1:{self.port}"}] if self.port else [],
+            "paths": paths,
+            "components": {"schemas": {"Error": {
+                "type": "object", "required": ["error", "message"],
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}}},
+        }
+
+    # ---------------------------------------------------------------- serving
 
     async def dispatch(self, request: Request) -> Response:
+        """Run the handler for `request` (guards, routing and errors as the server does; for tests)."""
         try:
             for guard in self.guards:
-                guard(request)
+                guard(request.method, request.headers)
         except HttpError as exc:
             return Response.error(exc.status, exc.name, exc.message)
-        key = (request.method, request.parts[0] if request.parts else "")
-        handler = self._routes.get(key)
+        handler = self._routes.get((request.method, request.parts[0] if request.parts else ""))
         if handler is None:
-            if any(seg == key[1] for _, seg in self._routes):
-                return Response.error(405, "method_not_allowed", f"{request.method} {request.path}")
             return Response.error(404, "not_found", request.path)
+        return await self._run(handler, request)
+
+    async def _run(self, handler: Handler, request: Request) -> Response:
         try:
-            return await handler(request)
+            with trio.fail_after(self.deadline_s):
+                return await handler(request)
         except HttpError as exc:
             return Response.error(exc.status, exc.name, exc.message)
+        except trio.TooSlowError:
+            return Response.error(503, "deadline_exceeded", f"no answer within {self.deadline_s:g} s")
         except Exception as exc:  # a failing handler answers 500; the server carries on
             log.exception("API handler failed: %s %s", request.method, request.path)
             return Response.error(500, type(exc).__name__, str(exc)[:200])
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            with trio.move_on_after(CONNECTION_DEADLINE_S):
-                try:
-                    request = await _read_request(stream)
-                except HttpError as exc:
-                    await _write_response(stream, Response.error(exc.status, exc.name, exc.message))
-                    return
-                await _write_response(stream, await self.dispatch(request))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
+    def _endpoint(self, handler: Handler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
+        async def endpoint(request: StarletteRequest) -> StarletteResponse:
+            try:
+                plain = await _plain_request(request)
+            except HttpError as exc:
+                return _error(exc.status, exc.name, exc.message)
+            return _starlette_response(await self._run(handler, plain))
+        return endpoint
+
+    def _stream_endpoint(self, handler: StreamHandler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
+        async def endpoint(request: StarletteRequest) -> StarletteResponse:
+            try:
+                chunks = await handler(await _plain_request(request))
+            except HttpError as exc:
+                return _error(exc.status, exc.name, exc.message)
+            return StreamingResponse(chunks, media_type="text/event-stream", headers=SECURITY_HEADERS)
+        return endpoint
+
+    def app(self) -> ASGIApp:
+        """The ASGI application: one starlette route per registered (method, first segment)."""
+        routes: list[BaseRoute] = []
+        docs = Response.json
+
+        async def openapi(request: StarletteRequest) -> StarletteResponse:
+            return _starlette_response(docs(self.openapi()))
+
+        routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+        grouped: dict[str, dict[str, Callable[[StarletteRequest], Awaitable[StarletteResponse]]]] = {}
+        for (method, segment), handler in self._routes.items():
+            grouped.setdefault(segment, {})[method] = self._endpoint(handler)
+        for (method, segment), stream in self._streams.items():
+            grouped.setdefault(segment, {})[method] = self._stream_endpoint(stream)
+        for segment, by_method in grouped.items():
+            endpoint = _by_method(by_method)
+            base = f"/{segment}" if segment else "/"
+            routes.append(Route(base, endpoint, methods=list(by_method)))
+            if segment:
+                routes.append(Route(base + "/{rest:path}", endpoint, methods=list(by_method)))
+
+        async def http_error(request: StarletteRequest, exc: Exception) -> StarletteResponse:
+            assert isinstance(exc, HTTPException)
+            if exc.status_code == 405:
+                return _error(405, "method_not_allowed", f"{request.method} {request.url.path}")
+            if exc.status_code == 404:
+                return _error(404, "not_found", request.url.path)
+            return _error(exc.status_code, "http_error", str(exc.detail)[:200])
+
+        app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+        app.add_middleware(_GuardMiddleware, guards=self.guards)
+        return _ClientGone(app)
 
     async def serve(self, port: int, *, host: str = "127.0.0.1",
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        self.port = listeners[0].socket.getsockname()[1]
+        config = Config()
+        config.bind = [f"{host}:{port}"]
+        config.read_timeout = READ_TIMEOUT_S
+        config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
+        config.h11_max_incomplete_size = MAX_HEADER_BYTES
+        config.include_server_header = False
+        config.accesslog = None
+        config.errorlog = log
+        config.graceful_timeout = 1.0
         async with trio.open_nursery() as nursery:
+            bound: list[str] = await nursery.start(partial(hypercorn_serve, self.app(), config))  # type: ignore[arg-type]
+            self.port = int(bound[0].rsplit(":", 1)[1])
             task_status.started(self.port)
-            await trio.serve_listeners(self._handle, listeners, handler_nursery=nursery)
+
+
+def _by_method(endpoints: dict[str, Callable[[StarletteRequest], Awaitable[StarletteResponse]]]
+               ) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
+    async def endpoint(request: StarletteRequest) -> StarletteResponse:
+        return await endpoints[request.method](request)
+    return endpoint

@@ -133,7 +133,7 @@ def parse_query(body: bytes) -> tuple[int, str]:
 def install_routes(api: HttpApi, backend: ApiBackend) -> None:
     """Serve the node's views on `api`: GET for reading, POST /tx and /query for acting."""
     chain, store, service, network = backend.chain, backend.store, backend.service, backend.network
-    api.guards.append(lambda req: check_request(req.method, req.headers))
+    api.guards.append(check_request)
 
     async def status(req: Request) -> Response:
         return Response.json(status_view(backend, api.port))
@@ -236,11 +236,23 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
     async def metrics(req: Request) -> Response:
         return Response(200, backend.metrics.render(), METRICS_CONTENT_TYPE)
 
-    for name, handler in [("status", status), ("peers", peers), ("accounts", accounts), ("blocks", blocks),
-                          ("subnets", subnets), ("metagraph", metagraph), ("epochs", metagraph),
-                          ("explain", explain), ("receipts", epoch_receipts), ("proposals", proposals), ("supply", supply), ("arrivals", arrivals),
-                          ("metrics", metrics)]:
-        api.route("GET", name, handler)
+    get_routes = [
+        ("status", status, "/status", "chain, head, finality, peers, mempool, protocol version, roles"),
+        ("peers", peers, "/peers/{peer_id}", "connected peers (or one) with score, faults and ban state"),
+        ("accounts", accounts, "/accounts/{address}", "balance, nonce, stakes, locked stake, pending transactions"),
+        ("blocks", blocks, "/blocks/{height_or_hash}", "a block's header and transaction summaries"),
+        ("subnets", subnets, "/subnets", "every subnet with its hyperparameters and pending emission"),
+        ("metagraph", metagraph, "/metagraph/{netuid}", "per uid: hotkey, stake, permit, consensus, incentive, ..."),
+        ("epochs", metagraph, "/epochs/{netuid}", "the same as /metagraph/{netuid}"),
+        ("explain", explain, "/explain/{netuid}/{uid}", "one uid's epoch inputs and outputs"),
+        ("receipts", epoch_receipts, "/receipts/{netuid}/{epoch}", "epoch receipts in state (or one epoch's record)"),
+        ("proposals", proposals, "/proposals/{id}", "governance proposals (or one) and their tallies"),
+        ("supply", supply, "/supply", "genesis, emitted, burned, locked, pending and staked amounts"),
+        ("arrivals", arrivals, "/arrivals", "when each block became the head (benchmarks; opt-in)"),
+    ]
+    for name, handler, path, summary in get_routes:
+        api.route("GET", name, handler, path=path, summary=summary)
+    api.route("GET", "metrics", metrics, summary="Prometheus text format", content_type="text/plain")
     dashboard.install(api)
-    api.route("POST", "tx", submit)
-    api.route("POST", "query", query)
+    api.route("POST", "tx", submit, summary="submit a canonical-CBOR SignedTx; 422 with the reason if refused")
+    api.route("POST", "query", query, summary='{"netuid": N, "input": "..."}: the best answer of the top miners')
