@@ -13,6 +13,9 @@ tests/adversarial/test_relay_abuse.py):
 4. **No rate limit on relayed bytes** (only a total per circuit, and a duration). Here each
    direction of a circuit is paced to `max_circuit_bytes_per_s`; the total (`max_circuit_bytes`)
    and duration caps are upstream's, which reset the circuit when exceeded.
+6. **A circuit half-ended stays open.** When one direction stops (a limit hit, a reset), the
+   other stays blocked on a read of the stream just reset: the slot stays taken and both ends
+   keep a dead connection. Here the end of either direction ends the circuit.
 5. **Unbounded circuits per source.** A peer may open circuits through us without a reservation
    (that is how dialers reach NATed peers); here each source has at most
    `max_circuits_per_source` open, and the relay `max_circuits_total`. CONNECT to a peer without
@@ -103,6 +106,8 @@ class LimitedRelay(CircuitV2Protocol):
         super().__init__(host, limits=limits.upstream(), allow_hop=True)
         self.service_limits = limits
         self._circuits_by_source: dict[ID, int] = {}
+        # The cancel scopes of the two relaying directions of each open circuit.
+        self._directions: dict[frozenset[int], list[trio.CancelScope]] = {}
         self.refused_reservations = 0
         self.refused_circuits = 0
 
@@ -140,6 +145,8 @@ class LimitedRelay(CircuitV2Protocol):
                 or sum(self._circuits_by_source.values()) >= self.service_limits.max_circuits_total):
             self.refused_circuits += 1
             await self._send_status(stream, StatusCode.RESOURCE_LIMIT_EXCEEDED, "too many circuits")
+            # As upstream does for its refusals: a moment to read the status before the reset.
+            await trio.sleep(0.5)
             await stream.reset()
             return
         self._circuits_by_source[source] = open_here + 1
@@ -154,8 +161,28 @@ class LimitedRelay(CircuitV2Protocol):
 
     async def _relay_data(self, src_stream: INetStream, dst_stream: INetStream, peer_id: ID,
                           deadline: float | None = None, circuit_data_limit: list[int] | None = None) -> None:
-        paced = _PacedStream(dst_stream, self.service_limits.max_circuit_bytes_per_s)
-        await super()._relay_data(src_stream, paced, peer_id, deadline, circuit_data_limit)  # type: ignore[arg-type]
+        # Problem 6: when one direction stops (a limit hit, a reset), upstream leaves the other
+        # blocked on a read of the stream it just reset, so the circuit and its slot stay held
+        # and both ends keep a dead connection. Here the end of either direction ends both.
+        circuit = frozenset((id(src_stream), id(dst_stream)))
+        directions = self._directions.setdefault(circuit, [])
+        with trio.CancelScope() as scope:
+            directions.append(scope)
+            try:
+                paced = _PacedStream(dst_stream, self.service_limits.max_circuit_bytes_per_s)
+                await super()._relay_data(src_stream, paced, peer_id, deadline, circuit_data_limit)  # type: ignore[arg-type]
+            finally:
+                directions.remove(scope)
+        for other in directions:
+            other.cancel()
+        if not directions:
+            self._directions.pop(circuit, None)
+        with trio.move_on_after(2, shield=True):
+            for stream in (src_stream, dst_stream):
+                try:
+                    await stream.reset()
+                except Exception:
+                    pass
 
     def open_circuits(self) -> int:
         return sum(self._circuits_by_source.values())
