@@ -35,7 +35,6 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
-from libp2p.tools.anyio_service import background_trio_service
 
 from p2pnode.net import libp2p_workarounds as workarounds
 from p2pnode.net.addresses import (
@@ -57,6 +56,7 @@ from p2pnode.net.reachability import (
     RelayReservations,
 )
 from p2pnode.net.relay_reservation_spoofing import LimitedRelay, RelayServiceLimits
+from p2pnode.net.libp2p_workarounds import supervised_trio_service as supervised
 from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
 from p2pnode.net.scoring import PeerScorer, PeerScoreView, ScoringConfig
 from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler
@@ -187,6 +187,9 @@ class LibP2PNetwork:
             strict_signing=True,
         )
         self.pubsub.validation_cache = workarounds.SuccessOnlyValidationCache()
+        workarounds.fix_pubsub_teardown_race(self.pubsub)
+        workarounds.fix_pubsub_subscription_race(self.pubsub)
+        workarounds.make_pubsub_restartable(self.pubsub)
         workarounds.enlarge_outbound_queues(self.pubsub, self.config.gossip.outbound_queue_size)
         self.dht = ServerModeKadDHT(self.host, self.config.network_id, enable_random_walk=False,
                                     advertised_addrs=self._advertised_without_peer_id)
@@ -480,12 +483,11 @@ class LibP2PNetwork:
         if self._started:
             raise RuntimeError("a LibP2PNetwork runs once")
         self._started = True
-        async with self.host.run(self._listen_multiaddrs):
-            async with background_trio_service(self.pubsub), background_trio_service(self.gossipsub), \
-                    background_trio_service(self.relay):
+        async with workarounds.supervised_host_run(self.host, self._listen_multiaddrs):
+            async with supervised(self.pubsub), supervised(self.gossipsub), supervised(self.relay):
                 await self.pubsub.wait_until_ready()
                 await self._dial_bootstrap()
-                async with background_trio_service(self.dht), trio.open_nursery() as nursery:
+                async with supervised(self.dht), trio.open_nursery() as nursery:
                     self._nursery = nursery
                     for topic in self.topics.topics():
                         nursery.start_soon(self._join_topic, topic)
@@ -620,6 +622,7 @@ class LibP2PNetwork:
             "gossip_ignored": self.topics.ignored,
             "validator_errors": self.topics.validator_errors,
             "handler_errors_caught": self.guard_stats.total,
+            "library_task_failures": workarounds.SERVICE_FAILURES.total,
             "banned_peers": self.scorer.banned_peers(),
             "reqresp_inbound_in_flight": self.reqresp.inbound_in_flight(),
             **self.reachability_view(),
