@@ -51,6 +51,16 @@ from protocols.crypto import Keypair
 log = logging.getLogger("p2pnode")
 
 DEFAULT_API_PORT = 8545
+# Shifts this peer's clock by N ms: only for tests of a badly set clock (`p2pnode doctor` finds it).
+CLOCK_OFFSET_ENV = "P2PNODE_TEST_CLOCK_OFFSET_MS"
+
+
+def _clock_offset_from_env() -> int:
+    text = os.environ.get(CLOCK_OFFSET_ENV, "0")
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{CLOCK_OFFSET_ENV} must be an integer number of ms, not {text!r}") from None
 
 
 @dataclass
@@ -94,7 +104,9 @@ class Peer:
         self.network = LibP2PNetwork(
             self.hotkey.seed, listen_addrs=options.listen, bootstrap=bootstrap, announce=options.announce,
             config=NetConfig(network_id=dht_network_name(genesis.chain_id), relay_service=relay_service))
-        self.clock = SystemClock()
+        self.clock = SystemClock(offset_ms=_clock_offset_from_env())
+        # The latest refusal of each kind of transaction this peer's hotkey submitted (doctor shows it).
+        self.own_tx_refusals: dict[str, dict[str, Any]] = {}
         signer = None
         if options.validator:
             signer = GuardedSigner(self.hotkey, SlashingProtection(options.data_dir / "signing.sqlite", self.hotkey.public_key))
@@ -115,10 +127,12 @@ class Peer:
             chain=self.chain, store=self.store, service=self.node, network=self.network,
             hotkey_address=self.hotkey.address, started_at=time.time(), pid=os.getpid(),
             roles={"validator": options.validator, "miner": options.miner_model,
+                   "miner_netuid": options.miner_netuid if options.miner_model else None,
                    "subnet_validator": options.validate_netuid},
             halted=lambda: self.upgrades.halted, answer_query=self.answer_query,
             arrivals=(lambda: []) if arrivals is None else arrivals.recent,
             epoch_records=self.epoch_records, metrics=self.metrics,
+            own_tx_refusals=lambda: dict(self.own_tx_refusals), data_dir=str(options.data_dir),
         ))
 
     # ---------------------------------------------------------------- transactions by the hotkey
@@ -132,6 +146,9 @@ class Peer:
         admission = await self.node.submit_tx(codec.encode(stx))
         if not admission.added:
             log.warning("own %s transaction refused: %s", tx.kind, admission.reason)
+            self.own_tx_refusals[tx.kind] = {"reason": admission.reason, "height": state.height}
+        else:
+            self.own_tx_refusals.pop(tx.kind, None)
         return admission.added
 
     # ---------------------------------------------------------------- API

@@ -22,10 +22,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Wall-clock time; sleeps with trio."""
+    """Wall-clock time, shifted by `offset_ms` (tests of a badly set clock); sleeps with trio."""
+
+    def __init__(self, offset_ms: int = 0) -> None:
+        self.offset_ms = offset_ms
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return time.time_ns() // 1_000_000 + self.offset_ms
 
     async def sleep_until_ms(self, when_ms: int) -> None:
         await trio.sleep(max(0, when_ms - self.now_ms()) / 1000)

@@ -59,6 +59,9 @@ class ApiBackend:
     epoch_records: EpochRecordStore
     # The peer's Prometheus registry (GET /metrics).
     metrics: NodeMetrics
+    # kind -> {"reason", "height"}: the latest refusal of each kind of the hotkey's own transactions.
+    own_tx_refusals: Callable[[], dict[str, Any]]
+    data_dir: str
 
 
 def path_int(req: Request, index: int, name: str, maximum: int) -> int:
@@ -110,6 +113,8 @@ def status_view(backend: ApiBackend, api_port: int | None) -> dict[str, Any]:
         halted=backend.halted(),
         roles=backend.roles,
         uptime_s=round(time.time() - backend.started_at, 1),
+        own_tx_refusals=backend.own_tx_refusals(),
+        data_dir=backend.data_dir,
     )
     return status
 
@@ -181,7 +186,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
 
     async def explain(req: Request) -> Response:
         """How the uid was paid in an epoch (?epoch=E, default the latest; ?verify=1 adds the checks),
-        with its current row under "current"."""
+        with its current row under "current" and its live weight commits; without a kept record of
+        the epoch, "explanation_unavailable" says why."""
         netuid, uid = path_int(req, 1, "netuid", U16_MAX), path_int(req, 2, "uid", U16_MAX)
         state = chain.head_state()
         current = views.explain_view(state, netuid, uid)
@@ -192,8 +198,11 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
             view = receipts.explain_view(state, store, backend.epoch_records, netuid, uid, epoch,
                                          verify=req.query.get("verify") in ("1", "true"))
         except receipts.ReceiptLookupError as exc:
-            raise HttpError(404, exc.name, exc.message) from None
+            if epoch is not None:
+                raise HttpError(404, exc.name, exc.message) from None
+            view = {"netuid": netuid, "uid": uid, "explanation_unavailable": exc.message}
         view["current"] = current
+        view["weight_commits"] = len(state.get(b"C" + netuid.to_bytes(2, "big") + decode_address(current["hotkey"]), []))
         return Response.json(view)
 
     async def epoch_receipts(req: Request) -> Response:

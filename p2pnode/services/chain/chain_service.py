@@ -22,7 +22,7 @@ What it runs (all trio tasks in `run`'s nursery):
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,7 @@ class ChainService:
         self._status_cache: tuple[bytes, sync.Status] | None = None
         self.blocks_proposed = 0
         self.votes_cast = 0
+        self._block_delays_ms: deque[int] = deque(maxlen=32)
         self.evidence_submitted = 0
 
     # ---------------------------------------------------------------- public surface
@@ -177,6 +178,8 @@ class ChainService:
             "blocks_proposed": self.blocks_proposed,
             "votes_cast": self.votes_cast,
             "evidence_submitted": self.evidence_submitted,
+            "block_delay_ms": self.clock_offset()[0],
+            "block_delay_samples": self.clock_offset()[1],
         }
 
     def local_status(self) -> sync.Status:
@@ -253,6 +256,9 @@ class ChainService:
         if self.chain.is_known(block.hash, header.height):
             return Verdict.IGNORE
         if header.slot > self.current_slot() + self.config.future_slots:
+            # Still a sample of the proposer's clock against ours, once it is authenticated.
+            if self._known_validator(header.proposer) and header_signature_ok(block.signed_header):
+                self._observe_block_time(header.slot)
             return Verdict.IGNORE
         if header.height <= self._finalized_height():
             return Verdict.IGNORE
@@ -260,6 +266,7 @@ class ChainService:
             return Verdict.IGNORE  # not a validator we know of: unverifiable here, not relayed
         if not header_signature_ok(block.signed_header):
             return Verdict.REJECT
+        self._observe_block_time(header.slot)
         evidence = self.watch.see_header(block.signed_header)
         if evidence is not None:
             self._queue_evidence(evidence)
@@ -271,6 +278,18 @@ class ChainService:
         while len(self._decoded) > 64:
             self._decoded.popitem(last=False)
         return Verdict.ACCEPT
+
+    def _observe_block_time(self, slot: int) -> None:
+        """How late (by our clock) a new block from another proposer arrives after its slot began."""
+        self._block_delays_ms.append(self.clock.now_ms() - (self.genesis_ms + slot * self.slot_ms))
+
+    def clock_offset(self) -> tuple[int | None, int]:
+        """(median arrival delay of recent gossip blocks in ms, samples): our clock's apparent offset
+        against the proposers' clocks plus propagation; None before any block arrived."""
+        samples = sorted(self._block_delays_ms)
+        if not samples:
+            return None, 0
+        return samples[len(samples) // 2], len(samples)
 
     def _known_validator(self, hotkey: bytes) -> bool:
         state = self.chain.head_state()
