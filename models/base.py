@@ -97,6 +97,18 @@ class Task(ABC):
     def score_valid(self, request: Request, response: Response, truth: Truth) -> float:
         """Score a response that already passed `validate_response`; higher is better."""
 
+    def baseline_response(self, request: Request) -> Response | None:
+        """The trivial answer anyone can give without a model; a miner is paid only for beating it.
+
+        None: the task has no baseline (its scores are then paid as they are).
+        """
+        return None
+
+    def baseline_score(self, request: Request, truth: Truth) -> float:
+        """The score of `baseline_response` on this challenge (0.0 when there is no baseline)."""
+        response = self.baseline_response(request)
+        return 0.0 if response is None else self.score(request, response, truth)
+
     def score(self, request: Request, response: object, truth: Truth) -> float:
         """Score any response in [0, 1]: an invalid or garbage response scores 0.0, it never raises.
 

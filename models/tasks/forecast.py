@@ -35,7 +35,7 @@ from models.errors import InvalidResponse
 from models.schema import Schema
 
 MAX_ABS_VALUE = 1e9
-_PERIODS = (7, 12, 24, 30)
+SEASON_PERIODS = (7, 12, 24, 30)
 
 
 def synthetic_series(seed: int, length: int) -> list[float]:
@@ -48,7 +48,7 @@ def synthetic_series(seed: int, length: int) -> list[float]:
     rng = random.Random(f"p2pnode.forecast/{seed}")
     level = rng.uniform(-100.0, 100.0)
     slope = rng.uniform(-0.5, 0.5)
-    period = rng.choice(_PERIODS)
+    period = rng.choice(SEASON_PERIODS)
     amplitude = rng.uniform(2.0, 20.0)
     phase = rng.uniform(0.0, 2.0 * math.pi)
     amplitude_2 = rng.uniform(0.0, 0.5) * amplitude  # second harmonic: non-sinusoidal seasons
@@ -139,6 +139,10 @@ class ForecastTask(Task):
         values = synthetic_series(seed, self.config.history_len + self.config.horizon)
         history = values[: self.config.history_len]
         return {"history": history, "horizon": self.config.horizon}, values[self.config.history_len :]
+
+    def baseline_response(self, request: Request) -> Response:
+        """The future equals the last value: the forecast every forecaster must beat."""
+        return {"forecast": [request["history"][-1]] * request["horizon"]}
 
     def scaled_error(self, request: Request, response: Response, truth: list[float]) -> float:
         """Mean absolute error over the horizon in units of the history's typical step."""

@@ -139,6 +139,10 @@ class TextTask(Task):
         position = rng.randrange(length, len(heldout))
         return {"context": heldout[position - length : position]}, heldout[position]
 
+    def baseline_response(self, request: Request) -> Response:
+        """Every character equally likely: what a miner knows without having learnt anything."""
+        return {"logprobs": [[ch, -math.log(len(VOCAB))] for ch in VOCAB]}
+
     def probability(self, response: Response, char: str) -> float:
         """The probability a valid response gives ``char`` (unlisted characters share the rest)."""
         listed = {ch: math.exp(max(logprob, MIN_LOGPROB)) for ch, logprob in response["logprobs"]}

@@ -12,6 +12,7 @@ from typing import Any
 import trio
 
 from models.tasks import ForecastTask
+from models.tasks.forecast import SEASON_PERIODS
 from p2pnode.net.identity import peer_id_from_pubkey
 from p2pnode.services.market.chain_view import NeuronInfo, SubnetInfo, WeightCommit
 from p2pnode.testing.memnet import MemoryHub, MemoryNetwork
@@ -172,6 +173,33 @@ class FakeForecastModel:
 
 # ---------------------------------------------------------------- fake miners for validator tests
 
+
+# Challenge history -> truth, filled by OracleForecastTask: what the "oracle" fake miner answers.
+ORACLE_TRUTHS: dict[str, list[float]] = {}
+
+
+class OracleForecastTask(ForecastTask):
+    """The forecast task, telling the "oracle" fake miner the truth of every challenge it makes."""
+
+    def make_challenge(self, seed: int) -> tuple[dict[str, Any], list[float]]:
+        request, truth = super().make_challenge(seed)
+        ORACLE_TRUTHS[json.dumps(request["history"])] = truth
+        return request, truth
+
+
+def seasonal_forecast(request: dict[str, Any]) -> dict[str, Any]:
+    """Repeat the last season, for the period (of the task's) that best explains the history."""
+    history, horizon = request["history"], request["horizon"]
+
+    def error(period: int) -> float:
+        return sum(abs(history[t] - history[t - period]) for t in range(period, len(history))) / (
+            len(history) - period
+        )
+
+    period = min((p for p in SEASON_PERIODS if 2 * p <= len(history)), key=error)
+    return {"forecast": [history[len(history) - period + (i % period)] for i in range(horizon)]}
+
+
 # (peer id, request bytes) -> response bytes, built from the miner's key and the decoded request.
 Behaviour = Callable[[Keypair, SignedInferenceRequest, bytes], Awaitable[bytes]]
 
@@ -207,8 +235,12 @@ class FakeMiner:
         signed = decode(SignedInferenceRequest, data)
         task_request = json.loads(signed.request.payload)
         naive = {"forecast": [task_request["history"][-1]] * task_request["horizon"]}
-        if self.behaviour == "naive":
+        if self.behaviour == "naive":  # exactly the task's baseline: valid, but worth nothing
             return respond(self.key, data, naive)
+        if self.behaviour == "oracle":  # knows the future (see OracleForecastTask): always the best
+            return respond(self.key, data, {"forecast": ORACLE_TRUTHS[json.dumps(task_request["history"])]})
+        if self.behaviour == "seasonal":  # a real (if simple) model: beats the baseline on average
+            return respond(self.key, data, seasonal_forecast(task_request))
         if self.behaviour == "garbage":
             return respond(self.key, data, {"forecast": "lots"})
         if self.behaviour == "replay":

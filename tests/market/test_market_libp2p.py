@@ -64,7 +64,8 @@ async def test_validator_and_query_over_libp2p(tmp_path: Path) -> None:
             report = await loop.run_round()
             assert report.outcomes == {1: "scored"}
             assert 0 < report.scores[1] <= 1
-            assert [type(b).__name__ for b in submitted] == ["SetWeights"]
+            # forecast-naive answers exactly the task's baseline: valid, scored, and worth no weight.
+            assert submitted == [] and loop.weights() == ([], [])
 
             result = await handle_query(
                 loop.client, chain.neurons(NETUID), NETUID, task, "3, 1, 4, 1, 5, 9, 2, 6"

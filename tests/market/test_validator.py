@@ -12,13 +12,18 @@ from typing import Any
 
 import pytest
 import trio
-from marketutil import CHAIN, NETUID, FakeMiner, join, key, peer_of, wall_clock
+from marketutil import CHAIN, NETUID, FakeMiner, OracleForecastTask, join, key, peer_of, wall_clock
 
-from models.tasks import ForecastTask
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
 from p2pnode.services.market.chain_view import NeuronInfo, SubnetInfo, WeightCommit
-from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop, commit_hash, quantise_weights
+from p2pnode.services.market.validator import (
+    ValidatorConfig,
+    ValidatorLoop,
+    commit_hash,
+    quantise_weights,
+    value_over_baseline,
+)
 from p2pnode.testing.memnet import MemoryHub
 
 pytestmark = pytest.mark.timeout(60)
@@ -104,7 +109,7 @@ class Market:
             VALIDATOR,
             CHAIN,
             NETUID,
-            ForecastTask(),
+            OracleForecastTask(),
             self.net,
             self.chain,
             self.chain.submit,
@@ -200,7 +205,7 @@ async def test_scores_pending_answers_and_commits_survive_a_restart(
     tmp_path: Path, autojump_clock: Any
 ) -> None:
     chain = FakeChain(commit_reveal=True, reveal_period=1)
-    market = Market(tmp_path, ["naive", "garbage"], chain, truth_delay_rounds=1)
+    market = Market(tmp_path, ["oracle", "garbage"], chain, truth_delay_rounds=1)
     loop = market.loop()
     await loop.run_round()
     await loop.run_round()  # round 1's answer scored; a commit made
@@ -230,7 +235,7 @@ async def test_an_unusable_state_file_is_moved_aside(tmp_path: Path) -> None:
 
 async def test_direct_weights_respect_the_rate_limit(tmp_path: Path, autojump_clock: Any) -> None:
     chain = FakeChain(commit_reveal=False, rate_limit=5, tempo=10)
-    market = Market(tmp_path, ["naive", "garbage", "naive"], chain, truth_delay_rounds=0)
+    market = Market(tmp_path, ["oracle", "garbage", "oracle"], chain, truth_delay_rounds=0)
     loop = market.loop()
     await loop.run_round()
     [weights] = chain.bodies(SetWeights)
@@ -247,7 +252,7 @@ async def test_direct_weights_respect_the_rate_limit(tmp_path: Path, autojump_cl
 
 async def test_commit_then_reveal_in_exactly_the_reveal_epoch(tmp_path: Path, autojump_clock: Any) -> None:
     chain = FakeChain(commit_reveal=True, reveal_period=2, rate_limit=0, tempo=10)
-    market = Market(tmp_path, ["naive", "naive"], chain, truth_delay_rounds=0)
+    market = Market(tmp_path, ["oracle", "oracle"], chain, truth_delay_rounds=0)
     loop = market.loop()
     await loop.run_round()  # epoch 10: commit A
     assert [type(b) for _, _, b in chain.txs] == [CommitWeights]
@@ -278,7 +283,7 @@ async def test_reveal_epoch_follows_the_chain_when_it_reports_the_commit(
     tmp_path: Path, autojump_clock: Any
 ) -> None:
     chain = FakeChain(commit_reveal=True, reveal_period=1)
-    market = Market(tmp_path, ["naive"], chain, truth_delay_rounds=0, min_blocks_between_weights=10_000)
+    market = Market(tmp_path, ["oracle"], chain, truth_delay_rounds=0, min_blocks_between_weights=10_000)
     loop = market.loop()
     await loop.run_round()  # commit sent in epoch 10 ...
     [commit] = chain.bodies(CommitWeights)
@@ -296,3 +301,30 @@ def test_quantise_weights() -> None:
     assert quantise_weights({3: 0.0, 1: 0.0}) == ([], [])
     assert quantise_weights({5: 0.2, 2: 0.4, 9: 0.0, 4: 1e-9}) == ([2, 5], [65535, 32768])
     assert quantise_weights({1: float("nan"), 2: 0.3}) == ([2], [65535])
+
+
+def test_value_over_baseline() -> None:
+    averages = {1: (0.5, 0.5), 2: (0.4, 0.5), 3: (0.7, 0.5), 4: (0.6, 0.5), 5: (float("nan"), 0.5)}
+    assert value_over_baseline(averages, sharpness=1.0) == pytest.approx({3: 0.2, 4: 0.1})
+    assert value_over_baseline(averages, sharpness=2.0) == pytest.approx({3: 0.04, 4: 0.01})
+    # Equal to the baseline up to float rounding is still no better than it.
+    assert value_over_baseline({1: (0.5022259617593778, 0.5022259617593776)}, sharpness=2.0) == {}
+
+
+async def test_only_value_over_the_baseline_earns_weight(tmp_path: Path, autojump_clock: Any) -> None:
+    chain = FakeChain(commit_reveal=False, tempo=1)
+    # uid 1 answers the baseline itself, 2 a seasonal model, 3 the truth, 4 garbage.
+    market = Market(tmp_path, ["naive", "seasonal", "oracle", "garbage"], chain, truth_delay_rounds=0)
+    loop = market.loop()
+    for _ in range(8):
+        await loop.run_round()
+        chain.height += 1
+    scores, baselines = loop.scores(), loop.baselines()
+    assert scores[1] == pytest.approx(baselines[1]) and scores[1] > 0.1  # valid answers, paid nothing
+    assert scores[2] > baselines[2] and scores[3] > scores[2]
+    uids, values = chain.bodies(SetWeights)[-1].uids, chain.bodies(SetWeights)[-1].values
+    assert uids == (2, 3)  # neither the baseline nor garbage
+    assert values[1] == 65535 and 0 < values[0] < 65535
+    # Sharpening: the weight ratio is the squared ratio of the margins over the baseline.
+    margin = {uid: scores[uid] - baselines[uid] for uid in (2, 3)}
+    assert values[0] / values[1] == pytest.approx((margin[2] / margin[3]) ** 2, abs=1e-4)

@@ -253,3 +253,26 @@ def test_a_time_cap_stops_training_and_says_so() -> None:
     assert schedule.cut_short and 0 < schedule.steps_done < 10**9
     _, uncapped = train_mlp(MLPConfig(hidden=8), MLPTrainConfig(series=20, steps=3, batch_size=8))
     assert not uncapped.cut_short and uncapped.steps_done == 3
+
+
+def test_each_task_baseline_is_its_trivial_model(
+    builtin_models: dict[str, Model], text_task: TextTask, forecast_task: ForecastTask
+) -> None:
+    # The baseline a miner must beat to be paid is what the trivial built-in model answers:
+    # uniform for text, the last value for forecasts (equal scores, up to float rounding).
+    for task, trivial in ((text_task, "text-uniform"), (forecast_task, "forecast-naive")):
+        challenges = [task.make_challenge(seed) for seed in range(20)]
+        responses = builtin_models[trivial].answer_batch([request for request, _ in challenges])
+        for (request, truth), response in zip(challenges, responses, strict=True):
+            assert task.validate_response(request, task.baseline_response(request))
+            baseline = task.baseline_score(request, truth)
+            assert 0.0 < baseline < 1.0
+            assert task.score(request, response, truth) == pytest.approx(baseline, abs=1e-12)
+    # Every other built-in model beats its task's baseline on average.
+    for name in BUILTIN_MODELS:
+        task = task_for(name, text_task, forecast_task)
+        if name in ("text-uniform", "forecast-naive"):
+            continue
+        challenges = [task.make_challenge(seed) for seed in QUALITY_SEEDS[:100]]
+        baseline = statistics.mean(task.baseline_score(request, truth) for request, truth in challenges)
+        assert mean_score(builtin_models[name], challenges) > baseline + 0.01, name

@@ -63,7 +63,8 @@ __all__ = [
 ]
 
 U16_MAX = 65535
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: each average carries the baseline's average beside the miner's
+DEFAULT_BASELINE_TOLERANCE = 1e-9
 # Tasks whose truth is only known some time after the answer. The built-in forecast task knows its
 # future already (synthetic series) but is scored as if it arrived later, as a live feed would.
 DEFAULT_TRUTH_DELAY_ROUNDS = {"forecast": 2}
@@ -75,6 +76,24 @@ def truth_delay_rounds(task: Task) -> int:
     if isinstance(explicit, int) and explicit >= 0:
         return explicit
     return DEFAULT_TRUTH_DELAY_ROUNDS.get(getattr(task, "name", ""), 0)
+
+
+def value_over_baseline(
+    averages: dict[int, tuple[float, float]], sharpness: float, tolerance: float = DEFAULT_BASELINE_TOLERANCE
+) -> dict[int, float]:
+    """What each miner is paid for: ``max(0, score - baseline - tolerance) ** sharpness``.
+
+    `averages` maps uid -> (average score, average baseline score over the same challenges). A
+    miner no better than the task's trivial baseline gets 0; above it, `sharpness` > 1 pays the
+    best miners disproportionately more (1: in proportion to the margin). The tolerance absorbs
+    rounding: a miner that answers exactly the baseline scores equal to it within ~1e-15.
+    """
+    values = {}
+    for uid, (score, baseline) in averages.items():
+        margin = score - baseline - tolerance
+        if math.isfinite(margin) and margin > 0:
+            values[uid] = margin**sharpness
+    return values
 
 
 def quantise_weights(scores: dict[int, float]) -> tuple[list[int], list[int]]:
@@ -101,6 +120,9 @@ class ValidatorConfig:
     min_blocks_between_weights: int | None = None
     max_pending_commits: int = 10  # the chain keeps at most 10 unrevealed commits per hotkey
     bad_answer_penalty: float = 1.0  # peer-score penalty for a forged or replayed answer
+    # Weights are (average score - average baseline score) ** weight_sharpness, over the margin
+    # above the task's trivial baseline; 0 below it. See `value_over_baseline`.
+    weight_sharpness: float = 2.0
 
 
 @dataclass(slots=True)
@@ -184,7 +206,9 @@ class ValidatorLoop:
         self._secret = secret
         self._rng = random.Random(secret)
         self.round = 0
-        self.ema: dict[int, tuple[bytes, float]] = {}  # uid -> (hotkey it was earned under, average)
+        # uid -> (hotkey it was earned under, average score, average baseline score on the same
+        # challenges): both moving averages see the same challenges, so they compare fairly.
+        self.ema: dict[int, tuple[bytes, float, float]] = {}
         self.pending_answers: list[_PendingAnswer] = []
         self.pending_commits: list[_PendingCommit] = []
         self.last_weights_height: int | None = None
@@ -210,7 +234,11 @@ class ValidatorLoop:
             await self.clock.sleep_until_ms(started_ms + interval_ms)
 
     def scores(self) -> dict[int, float]:
-        return {uid: score for uid, (_, score) in sorted(self.ema.items())}
+        return {uid: score for uid, (_, score, _) in sorted(self.ema.items())}
+
+    def baselines(self) -> dict[int, float]:
+        """The average baseline score on each uid's challenges (what its score is measured against)."""
+        return {uid: baseline for uid, (_, _, baseline) in sorted(self.ema.items())}
 
     # -- one round ---------------------------------------------------------------------------
 
@@ -222,22 +250,22 @@ class ValidatorLoop:
         serving = sorted(uid for uid, n in neurons.items() if n.peer_id and n.hotkey != self.hotkey)
         sample = self._rng.sample(serving, min(self.config.sample_size, len(serving)))
 
-        outcomes: dict[int, float | _Pending | str] = {}
+        outcomes: dict[int, tuple[dict[str, Any], Any, float | _Pending | str]] = {}
         async with trio.open_nursery() as nursery:
             for uid in sample:
                 nursery.start_soon(self._challenge_into, neurons[uid], outcomes)
 
         for uid in sorted(outcomes):
-            outcome = outcomes[uid]
+            request, truth, outcome = outcomes[uid]
             if isinstance(outcome, _Pending):
                 report.outcomes[uid] = "pending"
                 self._keep_pending(neurons[uid], outcome)
             elif isinstance(outcome, str):
                 report.outcomes[uid] = outcome
-                self._fold(uid, neurons[uid].hotkey, 0.0, report)
+                self._fold(uid, neurons[uid].hotkey, 0.0, self.task.baseline_score(request, truth), report)
             else:
                 report.outcomes[uid] = "scored"
-                self._fold(uid, neurons[uid].hotkey, outcome, report)
+                self._fold(uid, neurons[uid].hotkey, outcome, self.task.baseline_score(request, truth), report)
         self._score_due_answers(neurons, report)
         for outcome in report.outcomes.values():
             self.metrics.validator_challenges.labels(_outcome_kind(outcome)).inc()
@@ -252,7 +280,7 @@ class ValidatorLoop:
     def _forget_replaced(self, neurons: dict[int, NeuronInfo]) -> None:
         # A new hotkey on a uid is a new miner: it starts from zero, and answers owed to the old
         # one are never scored for it.
-        for uid, (hotkey, _) in list(self.ema.items()):
+        for uid, (hotkey, _, _) in list(self.ema.items()):
             if uid not in neurons or neurons[uid].hotkey != hotkey:
                 del self.ema[uid]
         self.pending_answers = [
@@ -263,15 +291,17 @@ class ValidatorLoop:
         digest = hashlib.sha256(self._secret + b"%d/%d" % (self.round, uid)).digest()
         return int.from_bytes(digest[:8], "big") >> 1
 
-    async def _challenge_into(self, neuron: NeuronInfo, outcomes: dict[int, float | _Pending | str]) -> None:
+    async def _challenge_into(
+        self, neuron: NeuronInfo, outcomes: dict[int, tuple[dict[str, Any], Any, float | _Pending | str]]
+    ) -> None:
+        request, truth = self.task.make_challenge(self._challenge_seed(neuron.uid))
         # A second, slightly longer deadline around the network's own: whatever the transport
         # does, one miner can never hold the round up.
-        outcomes[neuron.uid] = "timeout"
+        outcomes[neuron.uid] = (request, truth, "timeout")
         with trio.move_on_after(self.config.request_timeout_s + 1.0):
-            outcomes[neuron.uid] = await self._challenge(neuron)
+            outcomes[neuron.uid] = (request, truth, await self._challenge(neuron, request, truth))
 
-    async def _challenge(self, neuron: NeuronInfo) -> float | _Pending | str:
-        request, truth = self.task.make_challenge(self._challenge_seed(neuron.uid))
+    async def _challenge(self, neuron: NeuronInfo, request: dict[str, Any], truth: Any) -> float | _Pending | str:
         try:
             answer = await self.client.ask(
                 neuron, self.netuid, self.task, request, self.config.request_timeout_s
@@ -284,10 +314,14 @@ class ValidatorLoop:
             return _Pending(request, answer.response, truth)
         return self.task.score(request, answer.response, truth)
 
-    def _fold(self, uid: int, hotkey: bytes, score: float, report: RoundReport) -> None:
+    def _fold(self, uid: int, hotkey: bytes, score: float, baseline: float, report: RoundReport) -> None:
         alpha = self.config.ema_alpha
-        _, previous = self.ema.get(uid, (hotkey, 0.0))
-        self.ema[uid] = (hotkey, alpha * score + (1.0 - alpha) * previous)
+        _, previous, previous_baseline = self.ema.get(uid, (hotkey, 0.0, 0.0))
+        self.ema[uid] = (
+            hotkey,
+            alpha * score + (1.0 - alpha) * previous,
+            alpha * baseline + (1.0 - alpha) * previous_baseline,
+        )
         report.scores[uid] = score
 
     def _keep_pending(self, neuron: NeuronInfo, pending: _Pending) -> None:
@@ -309,19 +343,21 @@ class ValidatorLoop:
         self.pending_answers = [p for p in self.pending_answers if p.due_round > self.round]
         for p in due:
             if p.uid in neurons and neurons[p.uid].hotkey == p.hotkey:
-                self._fold(p.uid, p.hotkey, self.task.score(p.request, p.response, p.truth), report)
+                score = self.task.score(p.request, p.response, p.truth)
+                self._fold(p.uid, p.hotkey, score, self.task.baseline_score(p.request, p.truth), report)
 
     # -- weights -----------------------------------------------------------------------------
 
     def weights(self, neurons: dict[int, NeuronInfo] | None = None) -> tuple[list[int], list[int]]:
-        """The current u16 weights (uids ascending) over the miners still registered."""
+        """The current u16 weights (uids ascending) over the miners still registered: each one's
+        value over the task's baseline (`value_over_baseline`), the largest as 65535."""
         neurons = neurons if neurons is not None else self._neurons()
         live = {
-            uid: score
-            for uid, (hotkey, score) in self.ema.items()
+            uid: (score, baseline)
+            for uid, (hotkey, score, baseline) in self.ema.items()
             if uid in neurons and neurons[uid].hotkey == hotkey and hotkey != self.hotkey
         }
-        return quantise_weights(live)
+        return quantise_weights(value_over_baseline(live, self.config.weight_sharpness))
 
     async def _submit(self, body: ChainObject, report: RoundReport) -> bool:
         kind = _WEIGHT_KINDS.get(type(body).__name__, type(body).__name__)
@@ -414,7 +450,9 @@ class ValidatorLoop:
             "hotkey": self.hotkey.hex(),
             "round": self.round,
             "last_weights_height": self.last_weights_height,
-            "scores": [[uid, hotkey.hex(), score] for uid, (hotkey, score) in sorted(self.ema.items())],
+            "scores": [
+                [uid, hotkey.hex(), score, baseline] for uid, (hotkey, score, baseline) in sorted(self.ema.items())
+            ],
             "pending_answers": [
                 {
                     "uid": p.uid,
@@ -454,7 +492,10 @@ class ValidatorLoop:
                 raise ValueError("state of another version or subnet")
             if bytes.fromhex(state["hotkey"]) != self.hotkey:
                 raise ValueError("state of another hotkey")
-            ema = {int(uid): (bytes.fromhex(hk), float(score)) for uid, hk, score in state["scores"]}
+            ema = {
+                int(uid): (bytes.fromhex(hk), float(score), float(baseline))
+                for uid, hk, score, baseline in state["scores"]
+            }
             pending = [
                 _PendingAnswer(
                     uid=int(p["uid"]),
