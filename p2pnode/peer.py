@@ -27,6 +27,7 @@ from p2pnode.net.addresses import default_listen_addrs
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.services.api.events import ChainEventFeed, EventHub
 from p2pnode.services.api.http import HttpApi, HttpError
 from p2pnode.services.api.routes import ApiBackend, install_routes
 from p2pnode.services.chain.arrivals import ArrivalLog
@@ -123,6 +124,9 @@ class Peer:
         self.upgrades = UpgradeWatcher(self.chain.head_state)
         # Benchmarks measure propagation from when each block became our head (opt-in).
         arrivals = ArrivalLog(self.chain) if os.environ.get("P2PNODE_RECORD_ARRIVALS") == "1" else None
+        self.events = EventHub()
+        self.event_feed = ChainEventFeed(self.chain, self.events)
+        self.node.admission_listeners.append(self.event_feed.on_admission)
         install_routes(self.api, ApiBackend(
             chain=self.chain, store=self.store, service=self.node, network=self.network,
             hotkey_address=self.hotkey.address, started_at=time.time(), pid=os.getpid(),
@@ -132,7 +136,7 @@ class Peer:
             halted=lambda: self.upgrades.halted, answer_query=self.answer_query,
             arrivals=(lambda: []) if arrivals is None else arrivals.recent,
             epoch_records=self.epoch_records, metrics=self.metrics,
-            own_tx_refusals=lambda: dict(self.own_tx_refusals), data_dir=str(options.data_dir),
+            own_tx_refusals=lambda: dict(self.own_tx_refusals), data_dir=str(options.data_dir), events=self.events,
         ))
 
     # ---------------------------------------------------------------- transactions by the hotkey
@@ -236,6 +240,7 @@ class Peer:
                 if self.options.validate_netuid is not None:
                     await nursery.start(self._run_validator_loop)
                 nursery.start_soon(self.upgrades.run)
+                nursery.start_soon(self.event_feed.run)
                 nursery.start_soon(cache_peers, self.network, self.store)
                 if self.options.progress:
                     nursery.start_soon(show_sync_progress, self.node.status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 DEFAULT_API = "http://127.0.0.1:8545"
@@ -66,3 +67,52 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
         return str(exc.reason)
     parts = [body["error"]] + ([body["message"]] if isinstance(body.get("message"), str) and body["message"] else [])
     return " ".join(": ".join(parts).split())[:500]
+
+
+MAX_EVENT_LINE_BYTES = 64 * 1024
+
+
+def stream_events(api: str, kinds: list[str] | None = None, *, idle_timeout: float = 60.0
+                  ) -> Iterator[tuple[str, Any]]:
+    """(event type, data) from the node's GET /events until the node closes the stream.
+
+    The node sends a comment at least every 15 s, so `idle_timeout` without a line means it is gone.
+    """
+    path = "/events" + ("?types=" + ",".join(kinds) if kinds else "")
+    base = api.rstrip("/")
+    req = urllib.request.Request(base + path, headers={"Accept": "text/event-stream"})
+    try:
+        # The timeout bounds the connection and every read after it.
+        reply = urllib.request.urlopen(req, timeout=idle_timeout)
+    except urllib.error.HTTPError as exc:
+        raise ApiError(f"GET {path} failed ({exc.code}): {_error_detail(exc)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ApiError(f"cannot reach the node's API at {base}: {reason} (is `p2pnode join` running?)") from None
+    with reply:
+        kind, data = "message", []
+        try:
+            while True:
+                raw = reply.readline(MAX_EVENT_LINE_BYTES + 1)
+                if not raw:
+                    return
+                if len(raw) > MAX_EVENT_LINE_BYTES:
+                    raise ApiError(f"GET {path}: an event line longer than {MAX_EVENT_LINE_BYTES} bytes")
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if line == "":
+                    if data:
+                        yield kind, _event_data("\n".join(data))
+                    kind, data = "message", []
+                elif line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+        except (OSError, TimeoutError) as exc:
+            raise ApiError(f"the event stream from {base} broke off: {exc}") from None
+
+
+def _event_data(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -7,7 +7,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from api_live_peer import LivePeer, json_request, start_live_peer
+
+from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,10 +10,10 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from api_live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
 
 from p2pnode.chain.types import Serve, SignedTx, Transfer, make_tx
 from p2pnode.genesis_file import dev_keypair
+from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
 from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)

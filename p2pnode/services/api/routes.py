@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from p2pnode.chain import governance
 from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.net.host import LibP2PNetwork
 from p2pnode.services.api import dashboard, receipts, views
+from p2pnode.services.api.events import EVENT_TYPES, EventHub, TooManyClients
 from p2pnode.services.api.guard import check_request
 from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
 from p2pnode.services.chain.block_tree import BlockTree
@@ -62,6 +63,8 @@ class ApiBackend:
     # kind -> {"reason", "height"}: the latest refusal of each kind of the hotkey's own transactions.
     own_tx_refusals: Callable[[], dict[str, Any]]
     data_dir: str
+    # Live events for GET /events.
+    events: EventHub
 
 
 def path_int(req: Request, index: int, name: str, maximum: int) -> int:
@@ -115,6 +118,7 @@ def status_view(backend: ApiBackend, api_port: int | None) -> dict[str, Any]:
         uptime_s=round(time.time() - backend.started_at, 1),
         own_tx_refusals=backend.own_tx_refusals(),
         data_dir=backend.data_dir,
+        event_streams=backend.events.clients,
     )
     return status
 
@@ -242,6 +246,17 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         netuid, text = parse_query(req.body)
         return Response.json(await backend.answer_query(netuid, text))
 
+    async def events(req: Request) -> AsyncIterator[bytes]:
+        kinds = [k for k in req.query.get("types", ",".join(EVENT_TYPES)).split(",") if k]
+        unknown = sorted(set(kinds) - set(EVENT_TYPES))
+        if unknown or not kinds:
+            raise HttpError(400, "bad_event_type", f"types is a comma-separated subset of {', '.join(EVENT_TYPES)}")
+        try:
+            client = backend.events.subscribe(kinds)
+        except TooManyClients as exc:
+            raise HttpError(503, "too_many_streams", str(exc)) from None
+        return backend.events.stream(client)
+
     async def metrics(req: Request) -> Response:
         return Response(200, backend.metrics.render(), METRICS_CONTENT_TYPE)
 
@@ -262,6 +277,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
     for name, handler, path, summary in get_routes:
         api.route("GET", name, handler, path=path, summary=summary)
     api.route("GET", "metrics", metrics, summary="Prometheus text format", content_type="text/plain")
+    api.stream("GET", "events", events, summary="server-sent events: " + ", ".join(EVENT_TYPES)
+               + " (?types=a,b to choose)")
     dashboard.install(api)
     api.route("POST", "tx", submit, summary="submit a canonical-CBOR SignedTx; 422 with the reason if refused")
     api.route("POST", "query", query, summary='{"netuid": N, "input": "..."}: the best answer of the top miners')

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +46,13 @@ from p2pnode.chain.types import (
     SlashVote,
     make_tx,
 )
-from p2pnode.services.clock import Clock
-from p2pnode.services.metrics import NodeMetrics
+from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
-from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.clock import Clock
+from p2pnode.services.metrics import NodeMetrics
 from protocols import codec, sync, topics
 from protocols.network import NetworkAPI, Verdict
 from protocols.validation import header_signature_ok, vote_signature_ok
@@ -91,6 +92,8 @@ class ChainService:
         self.metrics = metrics if metrics is not None else NodeMetrics()
         self._epoch_ran = False
         chain.epoch_listeners.append(self._count_epochs)
+        # Called with (source, admission) for every transaction offered to the mempool (live events).
+        self.admission_listeners: list[Callable[[str, Admission], None]] = []
         self.network = network
         self.clock = clock
         self.signer = signer
@@ -148,6 +151,7 @@ class ChainService:
         """Admit an encoded SignedTx to the mempool and gossip it if admitted."""
         admission = self.mempool.add(data, self.chain.head_state(), self._next_context(), self.clock.now_ms())
         self.metrics.mempool_admissions.labels("local", admission.reason).inc()
+        self._report_admission("local", admission)
         if admission.added:
             await self._publish_tx(data, admission.tx_id)
         return admission
@@ -320,6 +324,10 @@ class ChainService:
         await trio.lowlevel.checkpoint()
         return outcome
 
+    def _report_admission(self, source: str, admission: Admission) -> None:
+        for listener in self.admission_listeners:
+            listener(source, admission)
+
     def _count_epochs(self, block_hash: bytes, height: int, records: list[Any]) -> None:
         self._epoch_ran = True
         for record in records:
@@ -397,6 +405,7 @@ class ChainService:
         admission = self.mempool.add_signed(stx, data, tx_id, self.chain.head_state(), self._next_context(),
                                             self.clock.now_ms())
         self.metrics.mempool_admissions.labels("gossip", admission.reason).inc()
+        self._report_admission("gossip", admission)
         if admission.added:
             return Verdict.ACCEPT
         return Verdict.REJECT if admission.stateless_rejection else Verdict.IGNORE

@@ -1,4 +1,4 @@
-"""A lone validator peer process on loopback for the API's adversarial tests, and raw HTTP to it."""
+"""A lone validator peer process on loopback (tests of the API, events and dashboard), and raw HTTP to it."""
 
 from __future__ import annotations
 
