@@ -12,8 +12,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from api_live_peer import LivePeer, json_request, start_live_peer
 from test_codec_hostile_bytes import tag4_bignum, tx_with_field
+
+from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
 
 pytestmark = [
     pytest.mark.timeout(300),
