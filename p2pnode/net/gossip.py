@@ -9,13 +9,16 @@
 - Each (topic, origin) pair gets a token bucket; over it, messages are ignored (not penalised: the
   forwarder is not necessarily the origin). This replaces py-libp2p's spam protection, which
   throttled per *forwarder* at 10 msg/s, the local publisher included.
-- The application validator is pure and synchronous; its verdict maps to libp2p's boolean
-  (ACCEPT -> deliver and relay; IGNORE -> drop; REJECT -> drop and penalise the forwarder).
-  An exception counts as IGNORE and is logged: it must never reach libp2p.
-- Our own publishes skip the application validator (the publishing service already trusts what
-  it built) and are not delivered back to our own handler.
-- Accepted messages go into one bounded channel per topic, consumed by one task that calls the
-  handler in order; a handler exception is logged and the next message is handled.
+- The application's guard is pure and synchronous and runs through `protocols.network.run_guard`
+  (the rule every adapter shares: an exception is a REJECT, logged once). Its verdict maps to
+  libp2p's boolean (ACCEPT -> deliver and relay; IGNORE -> drop; REJECT -> drop and penalise the
+  forwarder).
+- Our own publishes skip the guard (the publishing service already trusts what it built) and are
+  not delivered back to our own handler.
+- An accepted message's decoded value goes, with its forwarder, straight from the guard into one
+  bounded channel per topic (nothing is cached between validation and delivery), consumed by one
+  task that calls the handler in order; a handler exception is logged and the next message is
+  handled. A full channel drops the message unrelayed (a later copy is validated again).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import hashlib
 import logging
 import re
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,7 +36,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from p2pnode.services.ratelimit import TokenBuckets
-from protocols.network import GossipHandler, GossipValidator, Verdict
+from protocols.network import GUARD_FAILED, GossipHandler, GossipValidator, Verdict, run_guard
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,9 @@ class _Topic:
     validator: GossipValidator
     handler: GossipHandler
     max_message_bytes: int
+    # (forwarder, guard value) of accepted messages, waiting for the handler.
+    accepted_send: trio.MemorySendChannel[tuple[str, object]]
+    accepted_receive: trio.MemoryReceiveChannel[tuple[str, object]]
 
 
 Penaliser = Callable[[str, str], None]
@@ -104,7 +110,6 @@ class GossipTopics:
     def __init__(self, local_peer: ID, config: GossipConfig, penalise: Penaliser) -> None:
         self.config = config
         self._local_peer = local_peer
-        self._local_peer_bytes = local_peer.to_bytes()
         self._penalise = penalise
         self._topics: dict[str, _Topic] = {}
         self._limits: dict[str, int] = {}
@@ -112,9 +117,8 @@ class GossipTopics:
         self._rate_limiter: TokenBuckets[tuple[str, bytes]] = TokenBuckets(
             config.origin_rate_per_s, config.origin_burst, max_entries=10_000
         )
-        # message id -> forwarding peer, so the handler learns who relayed an accepted message.
-        self._forwarders: OrderedDict[bytes, str] = OrderedDict()
         self.rejected = 0
+        self.delivery_overflows = 0
         self.ignored = 0
         self.validator_errors = 0
         # (topic, verdict) -> messages, for metrics; bounded by the subscribed topics.
@@ -129,7 +133,8 @@ class GossipTopics:
             raise ValueError(f"already subscribed to {topic}")
         if max_message_bytes is not None:
             self.set_max_message_bytes(topic, max_message_bytes)
-        self._topics[topic] = _Topic(validator, handler, self.max_message_bytes(topic))
+        send, receive = trio.open_memory_channel[tuple[str, object]](self.config.delivery_queue_size)
+        self._topics[topic] = _Topic(validator, handler, self.max_message_bytes(topic), send, receive)
 
     def set_max_message_bytes(self, topic: str, limit: int) -> None:
         if not 0 < limit <= MAX_TOPIC_MESSAGE_BYTES:
@@ -167,7 +172,7 @@ class GossipTopics:
         return validate
 
     def _validate(self, topic_name: str, forwarder: ID, msg: rpc_pb2.Message) -> str:
-        """The verdict's name: own, accept, reject, ignore, oversized, rate_limited, error."""
+        """The verdict's name: own, accept, reject, ignore, oversized, rate_limited, overflow, error."""
         if forwarder == self._local_peer:
             return "own"  # our own publish, size-checked in `check_publish`
         topic = self._topics.get(topic_name)
@@ -181,39 +186,42 @@ class GossipTopics:
         if not self._rate_limiter.allow((topic_name, msg.from_id), time.monotonic_ns() // 1_000_000):
             self.ignored += 1
             return "rate_limited"
-        try:
-            verdict = topic.validator(forwarder_id, msg.data)
-        except Exception:
-            self.validator_errors += 1
-            logger.exception("gossip validator for %s raised; message ignored", topic_name)
-            return "error"
-        if verdict is Verdict.ACCEPT:
-            self._remember_forwarder(message_id(msg), forwarder_id)
+        checked = run_guard(topic.validator, forwarder_id, msg.data)
+        if checked.verdict is Verdict.ACCEPT:
+            try:
+                topic.accepted_send.send_nowait((forwarder_id, checked.value))
+            except trio.WouldBlock:
+                self.delivery_overflows += 1
+                logger.warning("delivery queue of %s is full; dropping an accepted message", topic_name)
+                return "overflow"
             return "accept"
-        if verdict is Verdict.REJECT:
+        if checked.verdict is Verdict.REJECT:
             self.rejected += 1
+            if checked.reason == GUARD_FAILED:
+                self.validator_errors += 1
             self._penalise(forwarder_id, "invalid_message")
             return "reject"
         self.ignored += 1
         return "ignore"
 
-    def _remember_forwarder(self, mid: bytes, forwarder: str) -> None:
-        self._forwarders[mid] = forwarder
-        if len(self._forwarders) > 4 * self.config.delivery_queue_size:
-            self._forwarders.popitem(last=False)
-
     # -- delivery --------------------------------------------------------------------------
 
     async def deliver(self, topic_name: str, messages: trio.MemoryReceiveChannel[rpc_pb2.Message]) -> None:
-        """Feed the topic's handler until the channel closes or the task is cancelled."""
+        """Feed the topic's handler with what its guard accepted, until cancelled.
+
+        libp2p's own subscription channel (`messages`) carries the same messages again, raw; it is
+        only drained: the guard already handed each accepted value over with its forwarder."""
         topic = self._topics[topic_name]
-        async for msg in messages:
-            if msg.from_id == self._local_peer_bytes:
-                continue  # libp2p hands our own publishes back to us
-            forwarder = self._forwarders.pop(message_id(msg), None)
-            if forwarder is None:
-                forwarder = ID(msg.from_id).to_base58()
-            try:
-                await topic.handler(forwarder, msg.data)
-            except Exception:
-                logger.exception("gossip handler for %s raised", topic_name)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_drain, messages)
+            async for forwarder, value in topic.accepted_receive:
+                try:
+                    await topic.handler(forwarder, value)
+                except Exception:
+                    logger.exception("gossip handler for %s raised", topic_name)
+            nursery.cancel_scope.cancel()
+
+
+async def _drain(messages: trio.MemoryReceiveChannel[rpc_pb2.Message]) -> None:
+    async for _ in messages:
+        pass

@@ -9,7 +9,8 @@
 Request/response follows the libp2p implementation's contract: a refused, failed, timed-out or
 oversized exchange raises `RequestError`. The handler runs in the caller's task, inside the
 caller's timeout, so a caller giving up cancels the handler (as a reset stream would). Gossip is
-delivered to every other live subscriber, through its validator, inside `publish`.
+delivered to every other live subscriber, through its guard (`run_guard`), inside `publish`; a
+REJECT is recorded as a penalty by the receiver.
 `kill(peer_id)` takes a peer off the hub: requests to it fail, as to a crashed process.
 """
 
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict
+from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict, run_guard
+
+REJECT_PENALTY = 10.0
 
 
 @dataclass
@@ -75,8 +78,11 @@ class MemoryNetwork:
             if peer is None or topic not in peer.topics:
                 continue
             validator, handler = peer.topics[topic]
-            if validator(self._peer_id, data) is Verdict.ACCEPT:
-                await handler(self._peer_id, data)
+            checked = run_guard(validator, self._peer_id, data)
+            if checked.verdict is Verdict.ACCEPT:
+                await handler(self._peer_id, checked.value)
+            elif checked.verdict is Verdict.REJECT:
+                peer.penalise(self._peer_id, checked.reason or "invalid_message", REJECT_PENALTY)
 
     def set_request_handler(self, protocol_id: str, handler: RequestHandler, max_request_bytes: int) -> None:
         self.handlers[protocol_id] = _Served(handler, max_request_bytes)

@@ -43,7 +43,7 @@ from p2pnode.store.slashing_protection import SlashingProtection
 from p2pnode.testing.factories import make_genesis, open_chain, validator_keys
 from protocols import codec
 from protocols.crypto import Keypair
-from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict
+from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict, run_guard
 
 log = logging.getLogger(__name__)
 
@@ -233,18 +233,15 @@ class SimEndpoint:
             if sub is None:
                 continue
             validator, handler = sub
-            try:
-                verdict = validator(delivery.src, delivery.data)
-            except Exception:
-                verdict = Verdict.REJECT
+            checked = run_guard(validator, delivery.src, delivery.data)
             self.net.messages_delivered += 1
-            if verdict is Verdict.REJECT:
-                self.penalise(delivery.src, "gossip_reject", 10.0)
+            if checked.verdict is Verdict.REJECT:
+                self.penalise(delivery.src, checked.reason or "gossip_reject", 10.0)
                 continue
-            if verdict is Verdict.IGNORE:
+            if checked.verdict is Verdict.IGNORE:
                 continue
             try:
-                await handler(delivery.src, delivery.data)
+                await handler(delivery.src, checked.value)
             except Exception:
                 log.exception("gossip handler failed at %s", self._peer_id)
             self._forward(delivery.topic, delivery.data, delivery.msg_id, exclude=delivery.src)

@@ -159,15 +159,16 @@ def test_verdicts_map_to_libp2p_booleans_and_penalties() -> None:
     validate = topics.libp2p_validator("t")
     assert validate(remote, _message(b"ok", remote)) is True
     assert validate(remote, _message(b"later", remote)) is False
-    assert validate(remote, _message(b"boom", remote)) is False  # exception -> ignore, no penalty
     assert penalties == []
-    assert validate(remote, _message(b"forged", remote)) is False
+    assert validate(remote, _message(b"boom", remote)) is False  # exception -> reject, penalised
     assert penalties == [(remote.to_base58(), "invalid_message")]
+    assert validate(remote, _message(b"forged", remote)) is False
+    assert penalties[-1] == (remote.to_base58(), "invalid_message") and len(penalties) == 2
     assert validate(remote, _message(b"x" * 101, remote)) is False
     assert penalties[-1] == (remote.to_base58(), "oversized_message")
     # Our own publishes skip the application validator (it would reject b"forged").
     assert validate(local, _message(b"forged", local)) is True
-    assert (topics.rejected, topics.ignored, topics.validator_errors) == (2, 1, 1)
+    assert (topics.rejected, topics.ignored, topics.validator_errors) == (3, 1, 1)
 
 
 def test_per_origin_rate_limit_ignores_without_penalty() -> None:

@@ -50,11 +50,11 @@ def test_the_watch_turns_double_and_surround_votes_into_evidence() -> None:
 def test_the_watch_catches_two_headers_for_one_slot() -> None:
     watch = EquivocationWatch()
     first = SignedHeader(header=header(7), sig=b"\x01" * 64)
-    assert watch.see_header(first) is None
-    assert watch.see_header(first) is None
-    evidence = watch.see_header(SignedHeader(header=header(7, stamp=1), sig=b"\x02" * 64))
+    assert watch.see_header(first, 7) is None
+    assert watch.see_header(first, 7) is None
+    evidence = watch.see_header(SignedHeader(header=header(7, stamp=1), sig=b"\x02" * 64), 7)
     assert evidence is not None and evidence.first == first
-    assert watch.see_header(SignedHeader(header=header(8, stamp=1), sig=b"\x02" * 64)) is None
+    assert watch.see_header(SignedHeader(header=header(8, stamp=1), sig=b"\x02" * 64), 8) is None
 
 
 def test_the_vote_pool_keeps_the_first_vote_per_epoch_and_forgets_old_epochs() -> None:

@@ -19,11 +19,12 @@ def test_transactions_are_validated_against_their_topic(tmp_path: Path) -> None:
     async def scenario(sim: Simulation) -> None:
         node = sim.nodes[0].node
         assert node is not None
-        assert node._validate_weights_tx("peer", transfer) == Verdict.REJECT
-        assert node._validate_stake_tx("peer", commit) == Verdict.REJECT
-        assert node._validate_stake_tx("peer", transfer) == Verdict.ACCEPT
-        assert node._validate_stake_tx("peer", transfer) == Verdict.IGNORE  # already pending
-        assert node._validate_stake_tx("peer", b"\xff" * 10) == Verdict.REJECT
+        assert node._guard_weights_tx("peer", transfer).verdict == Verdict.REJECT
+        assert node._guard_stake_tx("peer", commit).reason == "wrong_topic"
+        accepted = node._guard_stake_tx("peer", transfer)
+        assert accepted.verdict == Verdict.ACCEPT and codec.encode(accepted.value) == transfer
+        assert node._guard_stake_tx("peer", transfer).verdict == Verdict.IGNORE  # already pending
+        assert node._guard_stake_tx("peer", b"\xff" * 10).verdict == Verdict.REJECT
         # a transaction submitted locally reaches the other node over its topic and gets included
         sender = user_keys(2)[1]
         assert (await node.submit_tx(codec.encode(signed(sender, 0, Transfer(to=bytes(32), amount=1))))).added

@@ -27,7 +27,7 @@ from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote,
 from p2pnode.store.sqlite_store import Store
 from protocols import codec
 from protocols.crypto import Keypair
-from protocols.validation import InvalidSignature, check_block_signatures
+from protocols.validation import InvalidSignature, check_block_signatures, check_body_signatures
 
 # Verified blocks off the canonical chain kept in memory (with their state changes). Beyond this,
 # new fork blocks are refused until finality prunes old ones: bounded memory under a fork flood.
@@ -170,9 +170,13 @@ class BlockTree:
 
     # ---------------------------------------------------------------- importing
 
-    def import_block(self, block: Block, *, signatures_checked: bool = False) -> ImportResult:
+    def import_block(
+        self, block: Block, *, signatures_checked: bool = False, header_verified: bool = False
+    ) -> ImportResult:
         """Verify `block` and add it to the tree; adopt it if fork choice prefers it.
 
+        `header_verified`: the proposer's signature was checked already (by the gossip guard), so
+        only the body's signatures are; `signatures_checked`: none is checked (own blocks).
         Raises BlockInvalid (nothing kept) when the block is invalid, its parent is unknown
         (`unknown_parent`), it conflicts with the finalized checkpoint (`conflicts_with_finality`),
         or the fork pool is full (`fork_pool_full`).
@@ -185,7 +189,7 @@ class BlockTree:
         if finalized is not None and header.height <= finalized.height:
             raise BlockInvalid("conflicts_with_finality", f"height {header.height} <= finalized {finalized.height}")
         if header.parent == self.store.head_hash:
-            self._verify_signatures(block, signatures_checked)
+            self._verify_signatures(block, signatures_checked, header_verified)
             state = self.head_state()
             records: list[EpochRecord] = []
             apply_block(state, block, self.supported_versions, records)
@@ -197,7 +201,7 @@ class BlockTree:
             raise BlockInvalid("unknown_parent", header.parent.hex()[:16])
         if len(self._forks) >= MAX_FORK_BLOCKS:
             raise BlockInvalid("fork_pool_full")
-        self._verify_signatures(block, signatures_checked)
+        self._verify_signatures(block, signatures_checked, header_verified)
         state = self._state_after(header.parent, header.height - 1)
         records = []
         apply_block(state, block, self.supported_versions, records)
@@ -216,13 +220,39 @@ class BlockTree:
                 listener(block.hash, block.header.height, records)
 
     @staticmethod
-    def _verify_signatures(block: Block, already: bool) -> None:
+    def _verify_signatures(block: Block, already: bool, header_verified: bool) -> None:
         if already:
             return
         try:
-            check_block_signatures(block)
+            if header_verified:
+                check_body_signatures(block)
+            else:
+                check_block_signatures(block)
         except InvalidSignature as exc:
             raise BlockInvalid("bad_signature", exc.reason) from None
+
+    def check_header_on_parent(self, header: Header) -> None:
+        """The header's stateful checks against its parent's state (height, slot after the parent,
+        the slot's proposer), without the body: what a gossip guard can afford before relaying.
+
+        Raises BlockInvalid: `unknown_parent`, `wrong_height`, `conflicts_with_finality`, or the
+        reason `consensus.check_header` gives."""
+        if header.parent == self.store.head_hash:
+            parent_height = self.store.head_height
+            state = self.head_state()
+        else:
+            fork = self._forks.get(header.parent)
+            if fork is not None:
+                parent_height = fork.info.height
+            elif self.store.canonical_hash(header.height - 1) == header.parent:
+                parent_height = header.height - 1
+            else:
+                raise BlockInvalid("unknown_parent", header.parent.hex()[:16])
+            if header.height == parent_height + 1:
+                state = self._state_after(header.parent, parent_height)
+        if header.height != parent_height + 1:
+            raise BlockInvalid("wrong_height", f"{header.height} after {parent_height}")
+        consensus.check_header(state.child(), header)
 
     def _fork_path(self, block_hash: bytes) -> tuple[list[_ForkBlock], bytes, int]:
         """Fork blocks from `block_hash` back to the canonical chain (newest first), and the

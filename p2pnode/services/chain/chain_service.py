@@ -10,7 +10,9 @@ The same class runs over libp2p (`p2pnode join`) and in the deterministic simula
         node.head, node.finalized, node.status()
 
 What it runs (all trio tasks in `run`'s nursery):
-- gossip on `protocols.topics` blocks / txs / votes, with validators that never raise;
+- gossip on `protocols.topics` blocks / txs / votes: one guard per topic decides the verdict and
+  hands the decoded object to delivery (`protocols.network.Checked`); remote input never kills a
+  task (`guards`);
 - block production in the slots where the signer is the proposer (transactions from the mempool,
   finality votes from the vote pool), and one finality vote per epoch at the middle slot;
 - sync (`SyncService`): status handshakes, range sync, orphan resolution;
@@ -22,7 +24,7 @@ What it runs (all trio tasks in `run`'s nursery):
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,10 +53,11 @@ from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
+from p2pnode.services.chain.guards import record_failure
 from p2pnode.services.clock import Clock
 from p2pnode.services.metrics import NodeMetrics
 from protocols import codec, sync, topics
-from protocols.network import NetworkAPI, Verdict
+from protocols.network import Checked, NetworkAPI, Verdict
 from protocols.validation import header_signature_ok, vote_signature_ok
 
 log = logging.getLogger(__name__)
@@ -122,10 +125,10 @@ class ChainService:
             finalized_height=self._finalized_height,
             import_block=self._import,
             read_range=chain.store.canonical_range_bytes,
+            head_claim_problem=self.head_claim_problem,
             config=self.config.sync,
         )
         self.topics = {kind: topics.topic(self.chain_id, kind) for kind in topics.TOPIC_KINDS}
-        self._decoded: OrderedDict[bytes, Block] = OrderedDict()  # validator -> handler hand-off
         self._evidence_send, self._evidence_recv = trio.open_memory_channel[ChainObject](64)
         self._reported: set[bytes] = set()
         self._status_cache: tuple[bytes, sync.Status] | None = None
@@ -212,10 +215,10 @@ class ChainService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every service until cancelled; `started()` once subscribed and serving."""
-        self.network.subscribe(self.topics["blocks"], self._guard(self._validate_block), self._on_block)
-        self.network.subscribe(self.topics["stake"], self._guard(self._validate_stake_tx), _no_op_handler)
-        self.network.subscribe(self.topics["weights"], self._guard(self._validate_weights_tx), _no_op_handler)
-        self.network.subscribe(self.topics["votes"], self._guard(self._validate_vote), _no_op_handler)
+        self.network.subscribe(self.topics["blocks"], self._guard_block, self._on_block)
+        self.network.subscribe(self.topics["stake"], self._guard_stake_tx, _no_op_handler)
+        self.network.subscribe(self.topics["weights"], self._guard_weights_tx, _no_op_handler)
+        self.network.subscribe(self.topics["votes"], self._guard_vote, _no_op_handler)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.sync.run)
             nursery.start_soon(self._duties)
@@ -233,55 +236,53 @@ class ChainService:
         slot = max(self.current_slot(), head.slot) + 1
         return BlockContext(height=head.height + 1, slot=slot, proposer=ZERO_HASH, timestamp_ms=self.clock.now_ms())
 
-    @staticmethod
-    def _guard(validator: Any) -> Any:
-        """A gossip validator must never raise: an exception is a bug here or hostile input."""
-
-        def guarded(peer_id: str, data: bytes) -> Verdict:
-            try:
-                return validator(peer_id, data)  # type: ignore[no-any-return]
-            except Exception:
-                log.exception("gossip validator failed; rejecting the message")
-                return Verdict.REJECT
-
-        return guarded
-
     # ---------------------------------------------------------------- blocks
 
-    def _validate_block(self, peer_id: str, data: bytes) -> Verdict:
+    def _guard_block(self, peer_id: str, data: bytes) -> Checked:
+        """The blocks topic's guard: cheap checks first, then the proposer's right to the slot (on
+        the parent's state), then the signature; only a block that passes all is relayed and handed
+        to `_on_block` (which imports it without checking the header signature again)."""
         max_bytes = self.chain.head_param("max_block_bytes")
         try:
             block = codec.decode(Block, data, max_bytes=max_bytes)
         except codec.MalformedMessage:
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="malformed")
         header = block.header
         if header.chain != self.chain_id:
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="wrong_chain")
         if self.chain.is_known(block.hash, header.height):
-            return Verdict.IGNORE
+            return Checked(Verdict.IGNORE, reason="known")
         if header.slot > self.current_slot() + self.config.future_slots:
             # Still a sample of the proposer's clock against ours, once it is authenticated.
             if self._known_validator(header.proposer) and header_signature_ok(block.signed_header):
                 self._observe_block_time(header.slot)
-            return Verdict.IGNORE
+            return Checked(Verdict.IGNORE, reason="future_slot")
         if header.height <= self._finalized_height():
-            return Verdict.IGNORE
+            return Checked(Verdict.IGNORE, reason="finalized")
         if not self._known_validator(header.proposer):
-            return Verdict.IGNORE  # not a validator we know of: unverifiable here, not relayed
+            return Checked(Verdict.IGNORE, reason="unknown_proposer")  # unverifiable here, not relayed
+        try:
+            self.chain.check_header_on_parent(header)
+        except BlockInvalid as exc:
+            if exc.reason == "unknown_parent":
+                # Not verifiable yet, so not relayed; kept (signed by a validator) until sync
+                # brings the parent.
+                if not header_signature_ok(block.signed_header):
+                    return Checked(Verdict.REJECT, reason="bad_signature")
+                self.orphans.add(block)
+                self.sync.request_sync()
+                return Checked(Verdict.IGNORE, reason="unknown_parent")
+            if exc.reason == "conflicts_with_finality":
+                return Checked(Verdict.IGNORE, reason=exc.reason)
+            return Checked(Verdict.REJECT, reason=exc.reason)  # e.g. a slot the signer does not own
         if not header_signature_ok(block.signed_header):
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="bad_signature")
         self._observe_block_time(header.slot)
-        evidence = self.watch.see_header(block.signed_header)
+        evidence = self.watch.see_header(block.signed_header, self.current_slot())
         if evidence is not None:
             self._queue_evidence(evidence)
-            return Verdict.IGNORE  # relay only the first block of a proposer's slot
-        if header.parent == self.chain.store.head_hash:
-            if consensus.proposer_for_slot(self.chain.head_state(), header.slot) != header.proposer:
-                return Verdict.REJECT
-        self._decoded[sha256(data)] = block
-        while len(self._decoded) > 64:
-            self._decoded.popitem(last=False)
-        return Verdict.ACCEPT
+            return Checked(Verdict.IGNORE, reason="equivocation")  # relay only a proposer's first block of a slot
+        return Checked(Verdict.ACCEPT, block)
 
     def _observe_block_time(self, slot: int) -> None:
         """How late (by our clock) a new block from another proposer arrives after its slot began."""
@@ -303,23 +304,39 @@ class ChainService:
                 return True
         return False
 
-    async def _on_block(self, peer_id: str, data: bytes) -> None:
-        block = self._decoded.pop(sha256(data), None)
-        if block is None:
-            block = codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES)
-        outcome = await self._import(block, peer_id)
+    def head_claim_problem(self, block: Block, claimed_hash: bytes) -> str | None:
+        """Why the block a peer served for its Status head does not back that claim (None: it does).
+
+        A claim is a header signed by a known validator, hashing to the advertised head, at a slot
+        the clock has reached: a peer cannot make us enter sync with a head it cannot show."""
+        header = block.header
+        if block.hash != claimed_hash:
+            return "head_not_served"
+        if header.chain != self.chain_id:
+            return "wrong_chain"
+        if header.slot > self.current_slot() + self.config.future_slots:
+            return "future_head"
+        if not self._known_validator(header.proposer):
+            return "unknown_proposer"
+        if not header_signature_ok(block.signed_header):
+            return "bad_signature"
+        return None
+
+    async def _on_block(self, peer_id: str, block: Block) -> None:
+        outcome = await self._import(block, peer_id, header_verified=True)
         if outcome == ImportOutcome.INVALID:
             self.network.penalise(peer_id, "invalid_block", PENALTY_INVALID_BLOCK)
 
-    async def _import(self, block: Block, peer_id: str) -> str:
+    async def _import(self, block: Block, peer_id: str, *, header_verified: bool = False) -> str:
         """Import a block and then any orphans it unlocks; the outcome is the first block's."""
-        outcome = self._import_one(block)
+        outcome = self._import_one(block, header_verified)
         if outcome != ImportOutcome.OK:
             return outcome
         ready = self.orphans.pop_children(block.hash)
         while ready:
             child = ready.pop(0)
-            if self._import_one(child) == ImportOutcome.OK:
+            # Orphans come only from the blocks guard, which verified their header signature.
+            if self._import_one(child, header_verified=True) == ImportOutcome.OK:
                 ready.extend(self.orphans.pop_children(child.hash))
         await trio.lowlevel.checkpoint()
         return outcome
@@ -333,25 +350,28 @@ class ChainService:
         for record in records:
             self.metrics.subnet_epochs.labels(str(record.netuid)).inc()
 
-    def _import_one(self, block: Block) -> str:
-        outcome = self._import_timed(block)
+    def _import_one(self, block: Block, header_verified: bool = False) -> str:
+        """Import one block from any path (gossip, sync, orphans); never raises."""
+        outcome = self._import_timed(block, header_verified)
         self.metrics.block_imports.labels(outcome).inc()
         return outcome
 
-    def _import_timed(self, block: Block) -> str:
+    def _import_timed(self, block: Block, header_verified: bool) -> str:
         started = trio.current_time()
         self._epoch_ran = False
         try:
-            return self._import_checked(block)
+            return self._import_checked(block, header_verified)
         finally:
             elapsed = trio.current_time() - started
             self.metrics.block_import_seconds.observe(elapsed)
             if self._epoch_ran:
                 self.metrics.epoch_block_seconds.observe(elapsed)
 
-    def _import_checked(self, block: Block) -> str:
+    def _import_checked(self, block: Block, header_verified: bool) -> str:
+        if block.header.slot > self.current_slot() + self.config.future_slots:
+            return ImportOutcome.FUTURE  # whatever its signatures: the clock has not reached it
         try:
-            result = self.chain.import_block(block)
+            result = self.chain.import_block(block, header_verified=header_verified)
         except BlockInvalid as exc:
             if exc.reason == "unknown_parent":
                 self.orphans.add(block)
@@ -360,6 +380,10 @@ class ChainService:
             if exc.reason in ("conflicts_with_finality", "fork_pool_full"):
                 return ImportOutcome.REFUSED
             log.info("invalid block %s at height %d: %s", block.hash.hex()[:12], block.header.height, exc)
+            return ImportOutcome.INVALID
+        except Exception as exc:
+            # Nothing is kept (the import commits in one store transaction), so the node goes on.
+            record_failure("block import", exc)
             return ImportOutcome.INVALID
         if result.head and not result.known:
             state = self.chain.head_state()
@@ -384,53 +408,56 @@ class ChainService:
 
     # ---------------------------------------------------------------- transactions and votes
 
-    def _validate_stake_tx(self, peer_id: str, data: bytes) -> Verdict:
-        return self._validate_tx("stake", data)
+    def _guard_stake_tx(self, peer_id: str, data: bytes) -> Checked:
+        return self._guard_tx("stake", peer_id, data)
 
-    def _validate_weights_tx(self, peer_id: str, data: bytes) -> Verdict:
-        return self._validate_tx("weights", data)
+    def _guard_weights_tx(self, peer_id: str, data: bytes) -> Checked:
+        return self._guard_tx("weights", peer_id, data)
 
-    def _validate_tx(self, topic_kind: str, data: bytes) -> Verdict:
+    def _guard_tx(self, topic_kind: str, peer_id: str, data: bytes) -> Checked:
+        """A transaction topic's guard: admission to the mempool is the check (and the delivery)."""
         tx_id = sha256(data)
         if self.mempool.get(tx_id) is not None:
-            return Verdict.IGNORE  # already pending here
+            return Checked(Verdict.IGNORE, reason="duplicate")  # already pending here
         if len(data) > self.mempool.config.max_tx_bytes:
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="too_large")
         try:
             stx = codec.decode(SignedTx, data, max_bytes=self.mempool.config.max_tx_bytes)
         except codec.MalformedMessage:
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="malformed")
         if topics.tx_topic_kind(stx.tx.kind) != topic_kind:
-            return Verdict.REJECT  # a transaction on the wrong topic is a protocol violation
+            return Checked(Verdict.REJECT, reason="wrong_topic")  # a protocol violation
         admission = self.mempool.add_signed(stx, data, tx_id, self.chain.head_state(), self._next_context(),
                                             self.clock.now_ms())
         self.metrics.mempool_admissions.labels("gossip", admission.reason).inc()
         self._report_admission("gossip", admission)
         if admission.added:
-            return Verdict.ACCEPT
-        return Verdict.REJECT if admission.stateless_rejection else Verdict.IGNORE
+            return Checked(Verdict.ACCEPT, stx)
+        if admission.stateless_rejection:
+            return Checked(Verdict.REJECT, reason=admission.reason)
+        return Checked(Verdict.IGNORE, reason=admission.reason)
 
-    def _validate_vote(self, peer_id: str, data: bytes) -> Verdict:
+    def _guard_vote(self, peer_id: str, data: bytes) -> Checked:
         try:
             signed_vote = codec.decode(SignedVote, data, max_bytes=MAX_VOTE_BYTES)
         except codec.MalformedMessage:
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="malformed")
         vote = signed_vote.vote
         if vote.chain != self.chain_id:
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="wrong_chain")
         epoch = self.current_slot() // self.epoch_slots
         if not epoch - 2 <= vote.target.epoch <= epoch + 1:
-            return Verdict.IGNORE
+            return Checked(Verdict.IGNORE, reason="epoch_out_of_window")
         if not self._known_validator(vote.validator):
-            return Verdict.IGNORE  # keeps votes of unknown keys from crowding the bounded pool
+            return Checked(Verdict.IGNORE, reason="unknown_validator")  # keeps the bounded pool for validators
         if not vote_signature_ok(signed_vote):
-            return Verdict.REJECT
+            return Checked(Verdict.REJECT, reason="bad_signature")
         evidence = self.watch.see_vote(signed_vote)
         if evidence is not None:
             self._queue_evidence(evidence)
         if not self.vote_pool.add(signed_vote):
-            return Verdict.IGNORE
-        return Verdict.ACCEPT
+            return Checked(Verdict.IGNORE, reason="duplicate")
+        return Checked(Verdict.ACCEPT, signed_vote)
 
     # ---------------------------------------------------------------- duties
 
@@ -440,11 +467,20 @@ class ChainService:
             slot = self.current_slot() + 1
             start_ms = self.genesis_ms + slot * self.slot_ms
             await self.clock.sleep_until_ms(start_ms)
-            await self._propose(slot)
+            await self._duty("propose", self._propose(slot))
             await self.clock.sleep_until_ms(start_ms + self.slot_ms // 2)
             if slot % self.epoch_slots == self.epoch_slots // 2:
-                await self._vote(slot // self.epoch_slots)
-            await self._upkeep(slot)
+                await self._duty("vote", self._vote(slot // self.epoch_slots))
+            await self._duty("upkeep", self._upkeep(slot))
+
+    @staticmethod
+    async def _duty(name: str, duty: Any) -> None:
+        """Run one duty; a failure (remote data in the mempool or vote pool that nobody foresaw)
+        skips this slot's duty instead of ending the node."""
+        try:
+            await duty
+        except Exception as exc:
+            record_failure(f"{name} duty", exc)
 
     async def _propose(self, slot: int) -> None:
         if self.signer is None:
@@ -467,7 +503,7 @@ class ChainService:
         if block is None:
             log.warning("signing record refused a block for slot %d", slot)
             return
-        self.watch.see_header(block.signed_header)
+        self.watch.see_header(block.signed_header, slot)
         if await self._import(block, self.network.peer_id) != ImportOutcome.OK:
             log.error("own block for slot %d did not import", slot)
             return
@@ -518,7 +554,10 @@ class ChainService:
 
     async def _evidence_task(self) -> None:
         async for evidence in self._evidence_recv:
-            await self._submit_evidence(evidence)
+            try:
+                await self._submit_evidence(evidence)
+            except Exception as exc:
+                record_failure("evidence submission", exc)
 
     async def _submit_evidence(self, evidence: ChainObject) -> None:
         offender = _offender(evidence)

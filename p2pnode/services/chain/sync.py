@@ -3,15 +3,24 @@
 Catch-up is pull-based, so no block the chain needs depends on gossip alone:
 
 - Every connected peer is asked for its `Status` when first seen and every `status_interval_ms`.
-  A peer on another chain or genesis is penalised and ignored.
-- When a peer's head is better by fork choice order (justified epoch, height, lower hash), a sync
+  A peer on another chain or genesis is penalised and ignored; a Status whose head slot is beyond
+  the clock (plus `future_slots`) is ignored, and penalised when far beyond (`lying_slots`).
+- A Status claim is verified before it can start a sync round: the advertised head block is
+  fetched from that peer and must hash to the claimed head, be signed by a known validator, and
+  sit at a slot the clock has reached (`head_claim_problem`). A peer that cannot show its head is
+  penalised and left out; a verified head is remembered, so other peers advertising it cost nothing.
+  The node is `syncing` (and does not propose) only while it downloads from verified peers.
+- When a verified peer's head is better by fork choice order (justified epoch, height, lower hash), a sync
   round downloads blocks by height from all peers that advertise that same head, `batch` blocks per
   request and up to `parallel` requests at once, and imports them in order; each block is fully
   verified on import. A first block whose parent is unknown means the peer's chain forks below our
   head: the round steps back (doubling) towards our finalized checkpoint.
 - A peer that serves an undecodable or invalid block, or a range that does not link up, is
-  penalised (`NetworkAPI.penalise`) and left out of sync for `bad_peer_ms`; a peer that times out
-  is only left out.
+  penalised (`NetworkAPI.penalise`) and left out of sync for `bad_peer_ms`; so is a source whose
+  round made no progress; a peer that times out is only left out. Blocks beyond the clock are
+  never imported (`ImportOutcome.FUTURE`).
+- Request handlers run under `guards.guard_request` and every step of the loop under one catch:
+  remote input cannot end the sync task.
 - Gossip blocks with an unknown parent wait in a bounded `OrphanPool` and wake the sync task.
 """
 
@@ -26,6 +35,7 @@ import trio
 
 from p2pnode.chain.forkchoice import status_key
 from p2pnode.chain.types import Block
+from p2pnode.services.chain.guards import guard_request, record_failure
 from p2pnode.services.clock import Clock
 from protocols import codec, sync, topics
 from protocols.network import NetworkAPI, RequestError
@@ -36,6 +46,11 @@ log = logging.getLogger(__name__)
 PENALTY_BAD_BLOCK = 50.0
 PENALTY_BAD_RESPONSE = 20.0
 PENALTY_WRONG_CHAIN = 100.0
+PENALTY_UNBACKED_STATUS = 25.0  # a Status head the peer cannot show
+PENALTY_NO_PROGRESS = 10.0
+PENALTY_FUTURE_HEAD = 25.0
+# Verified head hashes remembered (claims several peers share are checked once).
+MAX_VERIFIED_HEADS = 256
 
 
 class OrphanPool:
@@ -81,6 +96,7 @@ class ImportOutcome:
     UNKNOWN_PARENT = "unknown_parent"
     INVALID = "invalid"  # the block is invalid: the peer that served it is at fault
     REFUSED = "refused"  # conflicts with our finality or pools are full: not provably the peer's fault
+    FUTURE = "future"  # a slot the clock has not reached: never imported, whoever signed it
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,10 @@ class SyncConfig:
     # Phase of the periodic wakeup inside a slot: away from the producer (slot start) and the
     # voter (mid slot), so a node's duties never race its own sync at one instant.
     phase_permille: int = 750
+    # Status heads and synced blocks at most this many slots ahead of the clock (clock skew).
+    future_slots: int = 1
+    # A Status head this far ahead is no clock skew: the peer is penalised.
+    lying_slots: int = 32
 
 
 class SyncService:
@@ -112,6 +132,7 @@ class SyncService:
         finalized_height: Callable[[], int],
         import_block: Callable[[Block, str], Awaitable[str]],
         read_range: Callable[[int, int], list[bytes]],
+        head_claim_problem: Callable[[Block, bytes], str | None],
         config: SyncConfig | None = None,
     ) -> None:
         self.network = network
@@ -125,9 +146,13 @@ class SyncService:
         self.finalized_height = finalized_height
         self.import_block = import_block
         self.read_range = read_range
+        self.head_claim_problem = head_claim_problem
         self.config = config or SyncConfig()
+        # Both keyed by connected peers only (pruned in `_refresh_statuses`).
         self.peers: dict[str, PeerView] = {}
         self.bad_until: dict[str, int] = {}
+        self._verified_heads: OrderedDict[bytes, None] = OrderedDict()
+        self.claims_refuted = 0
         self.syncing = False
         self.blocks_imported = 0
         self._wakeup = trio.Event()
@@ -135,11 +160,16 @@ class SyncService:
     # ---------------------------------------------------------------- serving
 
     def register_handlers(self) -> None:
+        penalise = self.network.penalise
         self.network.set_request_handler(
-            topics.status_protocol(self.chain_id), self._serve_status, sync.MAX_STATUS_BYTES
+            topics.status_protocol(self.chain_id),
+            guard_request("status handler", self._serve_status, penalise),
+            sync.MAX_STATUS_BYTES,
         )
         self.network.set_request_handler(
-            topics.blocks_by_range_protocol(self.chain_id), self._serve_range, sync.MAX_RANGE_REQUEST_BYTES
+            topics.blocks_by_range_protocol(self.chain_id),
+            guard_request("blocks_by_range handler", self._serve_range, penalise),
+            sync.MAX_RANGE_REQUEST_BYTES,
         )
 
     async def _serve_status(self, peer_id: str, request: bytes) -> bytes:
@@ -164,8 +194,11 @@ class SyncService:
         self.register_handlers()
         task_status.started()
         while True:
-            await self._refresh_statuses()
-            await self._sync_round()
+            for step in (self._refresh_statuses, self._sync_round):
+                try:
+                    await step()
+                except Exception as exc:
+                    record_failure(f"sync {step.__name__}", exc)
             await self._wait_for_next_round()
 
     async def _wait_for_next_round(self) -> None:
@@ -183,9 +216,18 @@ class SyncService:
         status = self.local_status()
         return status_key(status.justified_epoch, status.head_height, status.head_hash)
 
+    def current_slot(self) -> int:
+        return max(0, (self.clock.now_ms() - self.genesis_ms) // self.slot_ms)
+
     def _acceptable(self, peer_id: str, status: sync.Status) -> bool:
         if status.chain != self.chain_id or status.genesis != self.genesis_hash:
             self.network.penalise(peer_id, "wrong_chain", PENALTY_WRONG_CHAIN)
+            self.peers.pop(peer_id, None)
+            return False
+        ahead = status.head_slot - self.current_slot()
+        if ahead > self.config.future_slots:
+            if ahead > self.config.lying_slots:
+                self.network.penalise(peer_id, "future_head", PENALTY_FUTURE_HEAD)
             self.peers.pop(peer_id, None)
             return False
         return True
@@ -195,6 +237,8 @@ class SyncService:
         connected = self.network.connected_peers()
         for gone in [p for p in self.peers if p not in connected]:
             del self.peers[gone]
+        for gone in [p for p in self.bad_until if p not in connected]:
+            del self.bad_until[gone]
         due = [
             p
             for p in connected
@@ -219,7 +263,7 @@ class SyncService:
             status = sync.decode_status(data)
         except RequestError:
             return
-        except codec.MalformedMessage:
+        except Exception:  # MalformedMessage, or a decoder failure nobody foresaw
             self.network.penalise(peer_id, "bad_status", PENALTY_BAD_RESPONSE)
             return
         if self._acceptable(peer_id, status):
@@ -234,44 +278,88 @@ class SyncService:
         self.bad_until[peer_id] = self.clock.now_ms() + self.config.bad_peer_ms
         log.info("sync: leaving out peer %s (%s)", peer_id, reason)
 
-    async def _sync_round(self) -> None:
-        """Download and import from the best peers until we are as good as them or they fail."""
-        self.syncing = True
+    def _better_peers(self) -> list[tuple[str, sync.Status]]:
+        ours = self._our_key()
+        return [
+            (p, v.status)
+            for p, v in self.peers.items()
+            if self._usable(p) and status_key(v.status.justified_epoch, v.status.head_height, v.status.head_hash) > ours
+        ]
+
+    async def _verify_claims(self, better: list[tuple[str, sync.Status]]) -> list[tuple[str, sync.Status]]:
+        """The better peers whose advertised head is shown to be real (see the module docstring);
+        each peer claiming a head not yet verified is asked for it, in parallel, and those that
+        cannot show it are penalised and left out."""
+        unverified = [(p, s) for p, s in better if s.head_hash not in self._verified_heads]
+        if unverified:
+            async with trio.open_nursery() as nursery:
+                for peer_id, status in unverified:
+                    nursery.start_soon(self._verify_claim, peer_id, status)
+        return [(p, s) for p, s in better if s.head_hash in self._verified_heads and self._usable(p)]
+
+    async def _verify_claim(self, peer_id: str, status: sync.Status) -> None:
         try:
-            back_off = self.config.batch
-            while True:
-                candidates = [(p, v.status) for p, v in self.peers.items() if self._usable(p)]
-                ours = self._our_key()
-                better = [
-                    (p, s) for p, s in candidates if status_key(s.justified_epoch, s.head_height, s.head_hash) > ours
-                ]
-                if not better:
-                    return
-                best = max(better, key=lambda ps: (status_key(ps[1].justified_epoch, ps[1].head_height, ps[1].head_hash), ps[0]))[1]
-                sources = sorted(p for p, s in better if s.head_hash == best.head_hash)
-                local = self.local_status()
-                anchor = min(local.head_height + 1, best.head_height)
-                start = max(self.finalized_height() + 1, anchor - (back_off - self.config.batch))
-                imported_before = self.blocks_imported
+            data = await self.network.request(
+                peer_id,
+                topics.blocks_by_range_protocol(self.chain_id),
+                sync.encode_range_request(status.head_height, 1),
+                timeout=self.config.request_timeout_s,
+                max_response_bytes=sync.MAX_RANGE_RESPONSE_BYTES,
+            )
+            blocks = sync.decode_range_response(data, 1)
+            if len(blocks) == 1:
+                block = codec.decode(Block, blocks[0], max_bytes=sync.MAX_BLOCK_BYTES)
+                problem = self.head_claim_problem(block, status.head_hash) or ""
+            else:
+                problem = "head_not_served"
+        except RequestError:
+            problem = "head_not_served"  # a peer that advertises a head answers for it
+        except codec.MalformedMessage:
+            problem = "malformed_head"
+        if problem:
+            self.claims_refuted += 1
+            self.peers.pop(peer_id, None)
+            self._mark_bad(peer_id, f"unbacked_status:{problem}", PENALTY_UNBACKED_STATUS)
+            return
+        self._verified_heads[status.head_hash] = None
+        while len(self._verified_heads) > MAX_VERIFIED_HEADS:
+            self._verified_heads.popitem(last=False)
+
+    async def _sync_round(self) -> None:
+        """Download and import from the best verified peers until we are as good as them or they fail."""
+        back_off = self.config.batch
+        while True:
+            better = await self._verify_claims(self._better_peers())
+            if not better:
+                return
+            ours = self._our_key()
+            best = max(better, key=lambda ps: (status_key(ps[1].justified_epoch, ps[1].head_height, ps[1].head_hash), ps[0]))[1]
+            sources = sorted(p for p, s in better if s.head_hash == best.head_hash)
+            local = self.local_status()
+            anchor = min(local.head_height + 1, best.head_height)
+            start = max(self.finalized_height() + 1, anchor - (back_off - self.config.batch))
+            imported_before = self.blocks_imported
+            self.syncing = True
+            try:
                 progress = await self._fetch_and_import(start, best.head_height, sources)
-                if progress == "fork_below":
-                    if start <= self.finalized_height() + 1:
-                        # The peer's chain does not contain our finalized block: not ours to follow.
-                        for peer_id in sources:
-                            self._mark_bad(peer_id, "conflicting_finality", 0)
-                        continue
-                    back_off *= 2
-                    continue
-                if progress == "stalled":
-                    continue  # the failing sources were left out; try the others
-                if self.blocks_imported == imported_before and self._our_key() <= ours:
-                    # The advertised head did not materialise (stale status or a lying peer).
+            finally:
+                self.syncing = False
+            if progress == "fork_below":
+                if start <= self.finalized_height() + 1:
+                    # The peer's chain does not contain our finalized block: not ours to follow.
                     for peer_id in sources:
-                        self._mark_bad(peer_id, "no_progress", 0)
+                        self._mark_bad(peer_id, "conflicting_finality", 0)
                     continue
-                back_off = self.config.batch
-        finally:
-            self.syncing = False
+                back_off *= 2
+                continue
+            if progress == "stalled":
+                continue  # the failing sources were left out; try the others
+            if self.blocks_imported == imported_before and self._our_key() <= ours:
+                # The advertised head did not materialise (stale status or a lying peer).
+                for peer_id in sources:
+                    self._mark_bad(peer_id, "no_progress", PENALTY_NO_PROGRESS)
+                continue
+            back_off = self.config.batch
 
     async def _fetch_and_import(self, start: int, end: int, sources: list[str]) -> str:
         """Fetch heights start..end in batches from `sources`, in parallel, and import in order.
@@ -304,10 +392,8 @@ class SyncService:
                     if outcome == ImportOutcome.UNKNOWN_PARENT and first + offset == start:
                         return "fork_below"
                     if outcome != ImportOutcome.OK:
-                        if outcome != ImportOutcome.REFUSED:
-                            self._mark_bad(peer_id, outcome, PENALTY_BAD_BLOCK)
-                        else:
-                            self._mark_bad(peer_id, outcome, 0)
+                        penalty = 0.0 if outcome == ImportOutcome.REFUSED else PENALTY_BAD_BLOCK
+                        self._mark_bad(peer_id, outcome, penalty)
                         return "stalled"
                 height = first + len(blocks)
                 if len(blocks) < count:
@@ -332,17 +418,19 @@ class SyncService:
         except RequestError:
             self._mark_bad(peer_id, "request_failed", 0)
             return None
-        except codec.MalformedMessage:
+        except Exception:  # MalformedMessage, or a decoder failure nobody foresaw
             self._mark_bad(peer_id, "malformed_range", PENALTY_BAD_RESPONSE)
             return None
 
     async def _import_bytes(self, peer_id: str, data: bytes, expected_height: int) -> str:
         try:
             block = codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES)
-        except codec.MalformedMessage:
+        except Exception:  # MalformedMessage, or a decoder failure nobody foresaw
             return ImportOutcome.INVALID
         if block.header.height != expected_height or block.header.chain != self.chain_id:
             return ImportOutcome.INVALID
+        if block.header.slot > self.current_slot() + self.config.future_slots:
+            return ImportOutcome.FUTURE
         if self.is_known(block.hash, block.header.height):
             return ImportOutcome.OK
         outcome = await self.import_block(block, peer_id)

@@ -47,24 +47,40 @@ class VotePool:
 class EquivocationWatch:
     """Remembers signed headers and votes just long enough to catch their signers equivocating.
 
-    Callers pass only objects whose signatures they verified.
+    Callers pass only objects whose signatures they verified, and headers only once the proposer's
+    right to the slot is checked. Headers are kept per (proposer, slot) for the last `keep_slots`
+    slots: the first header seen for a key stays until its slot is old, so no flood of other
+    headers can push it out before a conflicting one arrives. At most `max_headers` are kept (with
+    the proposer check that is one per slot and fork, far below it); beyond it new keys are not
+    recorded, old evidence is never evicted early.
     """
 
-    def __init__(self, keep_slots: int = 256, keep_validators: int = 1024) -> None:
+    def __init__(self, keep_slots: int = 256, keep_validators: int = 1024, max_headers: int = 16_384) -> None:
         self.keep_slots = keep_slots
         self.keep_validators = keep_validators
-        self._headers: OrderedDict[tuple[bytes, int], SignedHeader] = OrderedDict()
+        self.max_headers = max_headers
+        self._headers: dict[tuple[bytes, int], SignedHeader] = {}
+        self._pruned_at = -1
         self._votes: OrderedDict[bytes, list[SignedVote]] = OrderedDict()
 
-    def see_header(self, signed: SignedHeader) -> SlashDoubleProposal | None:
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def see_header(self, signed: SignedHeader, current_slot: int) -> SlashDoubleProposal | None:
         """Evidence if the proposer already signed another header for this slot."""
         header = signed.header
+        oldest = current_slot - self.keep_slots
+        if current_slot != self._pruned_at:
+            self._pruned_at = current_slot
+            for key in [k for k in self._headers if k[1] < oldest]:
+                del self._headers[key]
+        if header.slot < oldest:
+            return None
         key = (header.proposer, header.slot)
         first = self._headers.get(key)
         if first is None:
-            self._headers[key] = signed
-            while len(self._headers) > self.keep_slots:
-                self._headers.popitem(last=False)
+            if len(self._headers) < self.max_headers:
+                self._headers[key] = signed
             return None
         if first.header.hash == header.hash:
             return None
