@@ -83,7 +83,7 @@ def build_source_chain(directory: Path, blocks: int, txs_per_block: int) -> Bloc
         slot = height
         txs = [signed(user, height - 1, Transfer(to=target, amount=1)) for user in users]
         proposer = consensus.proposer_for_slot(source.head_state(), slot)
-        source.import_block(source.build_block(hots[proposer], slot, slot * 1000, txs), signatures_checked=True)
+        source.import_block(source.build_block(hots[proposer], slot, txs), signatures_checked=True)
     return source
 
 

@@ -47,7 +47,7 @@ def bench_admission(db: BlockTree, rounds: int) -> float:
     txs = [codec.encode(t) for t in transfers(db, 2000)]
     state = db.head_state()
     slot = db.head.slot + 1
-    block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, 0, [])
+    block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, [])
     ctx = context_for(block)
     rates = []
     for _ in range(rounds):
@@ -71,7 +71,7 @@ def bench_import(rounds: int) -> float:
         for _ in range(rounds):
             state = db.head_state()
             slot = db.head.slot + 1
-            block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, 0, transfers(db, 1000))
+            block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, transfers(db, 1000))
             raw = codec.encode(block)
             start = time.perf_counter()
             db.import_block(codec.decode(Block, raw, max_bytes=1 << 24))
@@ -101,7 +101,7 @@ def bench_root(n_accounts: int, rounds: int) -> float:
                 sender = USERS[i % 4]
                 txs.append(signed(sender, nonces[sender.public_key] + i // 4,
                                   Transfer(to=rows[(r * 1000 + i) % n_accounts][0], amount=1)))
-            block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, 0, txs)
+            block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, txs)
             state = State(db.store, db.store.head_accumulator())
             from p2pnode.chain.transition import apply_block_body
 

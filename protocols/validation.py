@@ -6,7 +6,16 @@ are the chain's (`p2pnode.chain.transition`).
 
 from __future__ import annotations
 
-from p2pnode.chain.types import Block, SignedHeader, SignedTx, SignedVote, SlashDoubleProposal, SlashVote
+from p2pnode.chain.types import (
+    Block,
+    Header,
+    SignedHeader,
+    SignedTx,
+    SignedVote,
+    SlashDoubleProposal,
+    SlashVote,
+    randao_message,
+)
 from protocols.crypto import verify
 
 
@@ -30,6 +39,11 @@ def header_signature_ok(sh: SignedHeader) -> bool:
     return verify(sh.header.proposer, sh.header.signing_bytes(), sh.sig)
 
 
+def randao_reveal_ok(header: Header) -> bool:
+    """The reveal is the proposer's (unique, deterministic) signature of the block's slot."""
+    return verify(header.proposer, randao_message(header.chain, header.slot), header.randao_reveal)
+
+
 def check_tx_signatures(stx: SignedTx) -> None:
     """The transaction's signature and the signatures inside slashing evidence."""
     if not tx_signature_ok(stx):
@@ -44,7 +58,7 @@ def check_tx_signatures(stx: SignedTx) -> None:
 
 
 def check_block_signatures(block: Block) -> None:
-    """Proposer signature, every transaction's and every vote's; raises InvalidSignature."""
+    """Proposer signature and reveal, every transaction's and every vote's; raises InvalidSignature."""
     if not header_signature_ok(block.signed_header):
         raise InvalidSignature("bad_block_signature")
     check_body_signatures(block)
@@ -53,6 +67,9 @@ def check_block_signatures(block: Block) -> None:
 def check_body_signatures(block: Block) -> None:
     """Every transaction's and every vote's signature (for a block whose header signature a gossip
     guard already verified); raises InvalidSignature."""
+
+    if not randao_reveal_ok(block.header):
+        raise InvalidSignature("bad_randao_reveal")
     for index, stx in enumerate(block.txs):
         try:
             check_tx_signatures(stx)

@@ -1,7 +1,11 @@
 """Proof of stake: the block-validator set, proposer selection, finality votes and slashing.
 
 Epochs of `epoch_slots` slots. The validator set and the proposer seed of epoch e+1 are fixed when
-the chain enters epoch e, so a proposer cannot grind the selection of the epoch it proposes in.
+the chain enters epoch e. The seed comes from a RANDAO mix: every block folds in the hash of its
+proposer's reveal (a deterministic signature of the slot, checked with the block's signature), and
+the seed of epoch e+1 is taken from the mix as it stood at the end of epoch e-1. No field a proposer
+is free to set (timestamp, transactions, state) reaches the seed; a proposer can only withhold its
+block, which costs it the slot and changes one input of the mix.
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from p2pnode.chain.encoding import decode, sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.state import State
 from p2pnode.chain.types import Header, SignedVote, SlashDoubleProposal, SlashVote, Tx
+
+DOMAIN_SEED = b"p2pnode/proposer-seed/v1\x00"
+DOMAIN_MIX = b"p2pnode/randao-mix/v1\x00"
 
 _DECODED: dict[bytes, Any] = {}
 
@@ -68,12 +75,28 @@ def compute_validator_set(state: State) -> list[list[Any]]:
     return sorted([[hot, -neg] for neg, hot in chosen])
 
 
-def init_validator_sets(state: State, seed: bytes) -> None:
+def init_validator_sets(state: State, seed: bytes, genesis_time_ms: int) -> None:
     validators = compute_validator_set(state)
     state.set_global("vset", {"epoch": 0, "validators": validators, "seed": seed})
     state.set_global("vset_next", {"epoch": 1, "validators": validators, "seed": sha256(seed + b"next")})
+    state.set_global("randao_mix", seed)
+    state.set_global("genesis_time_ms", genesis_time_ms)
     state.set_global("slot", 0)
     finality.init_genesis(state)
+
+
+def slot_start_ms(state: State, slot: int) -> int:
+    """When `slot` starts; a block's `timestamp_ms` must be exactly this."""
+    return state.global_value("genesis_time_ms") + slot * state.param("slot_ms")
+
+
+def next_randao_mix(mix: bytes, reveal: bytes) -> bytes:
+    return sha256(DOMAIN_MIX + mix + sha256(reveal))
+
+
+def epoch_seed(mix: bytes, epoch: int) -> bytes:
+    """The proposer seed of `epoch`, from the mix at the end of epoch - 2."""
+    return sha256(DOMAIN_SEED + mix + epoch.to_bytes(8, "big"))
 
 
 def validator_set_for_slot(state: State, slot: int) -> dict[str, Any]:
@@ -120,6 +143,9 @@ def check_header(state: State, header: Header) -> None:
         raise BlockInvalid("slot_not_after_parent", f"slot {header.slot}")
     if header.proposer != proposer_for_slot(state, header.slot):
         raise BlockInvalid("wrong_proposer", f"slot {header.slot}")
+    expected_ms = slot_start_ms(state, header.slot)
+    if header.timestamp_ms != expected_ms:
+        raise BlockInvalid("wrong_timestamp", f"slot {header.slot} starts at {expected_ms}, not {header.timestamp_ms}")
     finality.record_checkpoints(state, header.parent, header.height - 1, parent_slot, header.slot)
 
 
@@ -140,17 +166,21 @@ def process_votes(state: State, votes: tuple[SignedVote, ...], ctx: BlockContext
 
 
 def block_step(state: State, header: Header, ctx: BlockContext) -> None:
+    """Enter a new epoch if the block is its first (fixing the next epoch's set and seed), then fold
+    the block's reveal into the mix: the mix read here holds only reveals of earlier epochs."""
     epoch = epoch_of(state, header.slot)
     vset = state.global_value("vset")
+    mix = state.global_value("randao_mix")
     if epoch > vset["epoch"]:
         current = dict(state.global_value("vset_next"), epoch=epoch)
         state.set_global("vset_prev", vset)
         state.set_global("vset", current)
         state.set_global(
             "vset_next",
-            {"epoch": epoch + 1, "validators": compute_validator_set(state), "seed": sha256(current["seed"] + header.parent)},
+            {"epoch": epoch + 1, "validators": compute_validator_set(state), "seed": epoch_seed(mix, epoch + 1)},
         )
         finality.prune_tallies(state, epoch)
+    state.set_global("randao_mix", next_randao_mix(mix, header.randao_reveal))
     state.set_global("slot", header.slot)
 
 

@@ -98,7 +98,9 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
         subnets.init_genesis(state, genesis.subnets)
     except (TxInvalid, ValueError) as exc:
         raise GenesisError(f"subnets: {exc}") from None
-    consensus.init_validator_sets(state, sha256(b"p2pnode/genesis-seed\x00" + genesis.chain_id.encode()))
+    consensus.init_validator_sets(
+        state, sha256(b"p2pnode/genesis-seed\x00" + genesis.chain_id.encode()), genesis.genesis_time_ms
+    )
     if not state.global_value("vset")["validators"]:
         raise GenesisError("validators: no block validator meets min_validator_stake")
     acc = state.accumulator()
@@ -113,6 +115,7 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
         state_root=accumulator.digest(acc),
         tx_root=body_root((), ()),
         timestamp_ms=genesis.genesis_time_ms,
+        randao_reveal=bytes(64),
     )
     return reader, acc, header
 

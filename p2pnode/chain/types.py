@@ -34,6 +34,7 @@ DOMAIN_TX = b"p2pnode/tx/v1\x00"
 DOMAIN_BLOCK = b"p2pnode/block/v1\x00"
 DOMAIN_VOTE = b"p2pnode/vote/v1\x00"
 DOMAIN_REQUEST = b"p2pnode/request/v1\x00"
+DOMAIN_RANDAO = b"p2pnode/randao/v1\x00"
 
 MAX_CHAIN_ID = 64
 # A chain id is printable ASCII of at most MAX_CHAIN_ID bytes: it is written with a one-byte length
@@ -60,6 +61,15 @@ def check_chain_id(chain_id: str) -> str:
 def signing_message(domain: bytes, chain_id: str, payload: bytes) -> bytes:
     chain = check_chain_id(chain_id).encode("ascii")
     return domain + len(chain).to_bytes(1, "big") + chain + payload
+
+
+def randao_message(chain_id: str, slot: int) -> bytes:
+    """What a proposer signs for its block's `randao_reveal`: the slot, nothing it can choose.
+
+    Ed25519 signatures are deterministic, so a proposer has exactly one valid reveal per slot; it
+    can only withhold its block (and lose the slot), never pick among reveals.
+    """
+    return signing_message(DOMAIN_RANDAO, chain_id, slot.to_bytes(8, "big"))
 
 
 # ---------------------------------------------------------------- transaction bodies
@@ -272,6 +282,7 @@ class Header(ChainObject):
         "state_root": B32,
         "tx_root": B32,
         "timestamp_ms": U64,
+        "randao_reveal": B64,
     }
     chain: str
     version: int
@@ -281,7 +292,8 @@ class Header(ChainObject):
     proposer: bytes
     state_root: bytes
     tx_root: bytes
-    timestamp_ms: int
+    timestamp_ms: int  # always the slot's start: genesis_time_ms + slot * slot_ms
+    randao_reveal: bytes  # the proposer's signature of randao_message(chain, slot)
 
     @property
     def hash(self) -> bytes:

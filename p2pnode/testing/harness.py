@@ -49,7 +49,8 @@ class ChainHarness:
         header = Header(
             chain=self.chain_id, version=state.param("protocol_version"), height=self.height + 1, slot=slot,
             parent=self.parent, proposer=consensus.proposer_for_slot(state, slot) or bytes(32),
-            state_root=bytes(32), tx_root=body_root(tuple(txs), ()), timestamp_ms=slot * 1000,
+            state_root=bytes(32), tx_root=body_root(tuple(txs), ()), timestamp_ms=consensus.slot_start_ms(state, slot),
+            randao_reveal=NO_SIG,  # signatures are not checked here (the chain core never does)
         )
         txs = tuple(txs)
         header = Header(**{**{n: getattr(header, n) for n in Header.SCHEMA}, "tx_root": body_root(txs, ())})
@@ -69,7 +70,7 @@ class ChainHarness:
         state = self.state
         header = Header(chain=self.chain_id, version=1, height=self.height + 1, slot=self.slot + 1,
                         parent=self.parent, proposer=bytes(32), state_root=bytes(32), tx_root=bytes(32),
-                        timestamp_ms=0)
+                        timestamp_ms=0, randao_reveal=NO_SIG)
         try:
             validate_tx(state, stx.tx, context_for(Block(header=header, sig=NO_SIG, txs=(), votes=())))
         except TxInvalid as exc:

@@ -33,7 +33,18 @@ import trio.testing
 from p2pnode.chain import consensus, finality
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.genesis import Genesis
-from p2pnode.chain.types import Block, Checkpoint, FinalityVote, Header, SignedVote, body_root
+from p2pnode.chain.types import (
+    Block,
+    Checkpoint,
+    FinalityVote,
+    Header,
+    SignedTx,
+    SignedVote,
+    Transfer,
+    body_root,
+    make_tx,
+    randao_message,
+)
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.clock import TrioClock
 from p2pnode.services.chain.chain_service import ChainService, NodeConfig
@@ -418,10 +429,15 @@ class Simulation:
         key = sim_node.key
         if consensus.proposer_for_slot(chain.head_state(), slot) != key.public_key:
             raise ValueError(f"node {i} is not the proposer of slot {slot}")
-        start = self.genesis.genesis_time_ms + slot * self.genesis.params.get("slot_ms", 1000)
+        # Timestamp and reveal are fixed by the slot: the two blocks differ in their transactions.
+        state = chain.head_state()
+        chain_id = state.chain_id
+        fee = state.param("min_fee")
+        transfer = make_tx(chain_id, key.public_key, state.nonce(key.public_key), fee, Transfer(to=key.public_key, amount=1))
+        reveal = key.sign(randao_message(chain_id, slot))
         blocks = []
-        for offset in (0, 1):
-            draft = chain.prepare_block(key.public_key, slot, start + offset)
+        for txs in ((), (SignedTx(tx=transfer, sig=key.sign(transfer.signing_bytes())),)):
+            draft = chain.prepare_block(key.public_key, slot, txs, randao_reveal=reveal)
             blocks.append(sign_block(draft, key.sign(draft.header.signing_bytes())))
         for block in blocks:
             await sim_node.endpoint.publish(sim_node.node.topics["blocks"], codec.encode(block))
@@ -462,6 +478,7 @@ class Simulation:
                 state_root=sha256(n.to_bytes(4, "big")),
                 tx_root=body_root((), ()),
                 timestamp_ms=self.clock.now_ms(),
+                randao_reveal=key.sign(randao_message(node.chain_id, node.current_slot())),
             )
             block = Block(header=header, sig=key.sign(header.signing_bytes()), txs=(), votes=())
             await sim_node.endpoint.publish(node.topics["blocks"], codec.encode(block))

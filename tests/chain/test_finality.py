@@ -15,9 +15,10 @@ from p2pnode.chain.types import (
     SignedVote,
     SlashDoubleProposal,
     SlashVote,
+    Transfer,
+    randao_message,
 )
-from p2pnode.services.chain.block_tree import BlockTree
-from p2pnode.services.chain.block_tree import sign_block
+from p2pnode.services.chain.block_tree import BlockTree, sign_block
 from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, signed, validator_keys
 
 VALS = validator_keys(4)
@@ -38,7 +39,7 @@ def vote_of(hot_index: int, source: Checkpoint, target: Checkpoint) -> SignedVot
 
 def produce(chain: BlockTree, slot: int, votes: list[SignedVote] = (), txs: list = ()) -> None:  # type: ignore[assignment]
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    chain.import_block(chain.build_block(HOTS[proposer], slot, slot * 1000, list(txs), list(votes)))
+    chain.import_block(chain.build_block(HOTS[proposer], slot, list(txs), list(votes)))
 
 
 def run_epochs(chain: BlockTree, epochs: int, voters: list[int]) -> None:
@@ -123,8 +124,11 @@ def test_slashing_evidence_burns_stake_keeps_supply_and_ejects(chain: BlockTree)
     produce(chain, 1)
     offender_slot = next(s for s in range(2, 100) if consensus.proposer_for_slot(chain.head_state(), s) == VALS[0][1].public_key)
     key = VALS[0][1]
-    first = chain.prepare_block(key.public_key, offender_slot, 1)
-    second = chain.prepare_block(key.public_key, offender_slot, 2)
+    # Timestamp and reveal are fixed by the slot: the two blocks differ in their transactions.
+    reveal = key.sign(randao_message(DEV_CHAIN_ID, offender_slot))
+    transfer = signed(key, chain.head_state().nonce(key.public_key), Transfer(to=key.public_key, amount=1))
+    first = chain.prepare_block(key.public_key, offender_slot, randao_reveal=reveal)
+    second = chain.prepare_block(key.public_key, offender_slot, [transfer], randao_reveal=reveal)
     headers = [SignedHeader(header=b.header, sig=key.sign(b.header.signing_bytes())) for b in (first, second)]
     evidence = signed(VALS[1][1], 0, SlashDoubleProposal(first=headers[0], second=headers[1]))
     before = chain.head_state()
@@ -168,6 +172,6 @@ def _ctx(chain: BlockTree):  # noqa: ANN202
 
 
 def test_sign_block_keeps_everything_but_the_signature(chain: BlockTree) -> None:
-    draft = chain.prepare_block(VALS[0][1].public_key, 3, 3000)
+    draft = chain.prepare_block(VALS[0][1].public_key, 3, randao_reveal=bytes(64))
     block = sign_block(draft, b"\x01" * 64)
     assert block.header == draft.header and block.sig == b"\x01" * 64

@@ -40,7 +40,7 @@ def produce(db: BlockTree, txs: list[SignedTx]) -> None:
     state = db.head_state()
     slot = db.head.slot + 1
     proposer = consensus.proposer_for_slot(state, slot)
-    db.import_block(db.build_block(HOTS[proposer], slot, slot * 1000, txs))
+    db.import_block(db.build_block(HOTS[proposer], slot, txs))
 
 
 def reject(db: BlockTree, stx: SignedTx) -> str:
@@ -134,15 +134,29 @@ def test_block_rejects_wrong_proposer_and_bad_root(chain: BlockTree) -> None:
     slot = 1
     right = consensus.proposer_for_slot(state, slot)
     wrong = next(k for k in HOTS.values() if k.public_key != right)
-    block = chain.build_block(HOTS[right], slot, 1000)
+    block = chain.build_block(HOTS[right], slot)
     from dataclasses import replace
 
     from p2pnode.chain.types import Block
 
-    forged_header = replace(block.header, proposer=wrong.public_key)
+    from p2pnode.chain.types import randao_message
+
+    forged_header = replace(
+        block.header, proposer=wrong.public_key, randao_reveal=wrong.sign(randao_message(state.chain_id, slot))
+    )
     forged = Block(header=forged_header, sig=wrong.sign(forged_header.signing_bytes()), txs=(), votes=())
     with pytest.raises(BlockInvalid, match="wrong_proposer"):
         chain.import_block(forged)
+    for stamp in (0, block.header.timestamp_ms + 1, 2**64 - 1):
+        late_header = replace(block.header, timestamp_ms=stamp)
+        late = Block(header=late_header, sig=HOTS[right].sign(late_header.signing_bytes()), txs=(), votes=())
+        with pytest.raises(BlockInvalid, match="wrong_timestamp"):
+            chain.import_block(late)
+    for reveal in (bytes(64), HOTS[right].sign(randao_message(state.chain_id, slot + 1))):
+        ground_header = replace(block.header, randao_reveal=reveal)
+        ground = Block(header=ground_header, sig=HOTS[right].sign(ground_header.signing_bytes()), txs=(), votes=())
+        with pytest.raises(BlockInvalid, match="bad_randao_reveal"):
+            chain.import_block(ground)
     bad_root_header = replace(block.header, state_root=bytes(32))
     bad_root = Block(header=bad_root_header, sig=HOTS[right].sign(bad_root_header.signing_bytes()), txs=(), votes=())
     with pytest.raises(BlockInvalid, match="bad_state_root"):

@@ -27,7 +27,7 @@ vote = st.builds(t.FinalityVote, chain=chain_id, validator=b32, source=checkpoin
 signed_vote = st.builds(t.SignedVote, vote=vote, sig=st.binary(min_size=64, max_size=64))
 header = st.builds(
     t.Header, chain=chain_id, version=st.integers(0, 2**32 - 1), height=height, slot=height, parent=b32, proposer=b32,
-    state_root=b32, tx_root=b32, timestamp_ms=u64,
+    state_root=b32, tx_root=b32, timestamp_ms=u64, randao_reveal=st.binary(min_size=64, max_size=64),
 )
 signed_header = st.builds(t.SignedHeader, header=header, sig=st.binary(min_size=64, max_size=64))
 weights = st.lists(st.tuples(u16, u16), max_size=8)

@@ -99,7 +99,7 @@ def test_included_transactions_leave_and_old_ones_expire(chain: BlockTree) -> No
     add(pool, chain, second, now=900)
     slot = chain.head.slot + 1
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    chain.import_block(chain.build_block(HOTS[proposer], slot, 0, [first]))
+    chain.import_block(chain.build_block(HOTS[proposer], slot, [first]))
     assert pool.remove_applied(chain.head_state()) == 1
     assert first.id not in pool and second.id in pool
     assert pool.expire(1_500) == 0

@@ -34,6 +34,7 @@ def header(slot: int, parent: bytes = b"\x00" * 32, stamp: int = 0, height: int 
         state_root=b"\x00" * 32,
         tx_root=body_root((), ()),
         timestamp_ms=stamp,
+        randao_reveal=bytes(64),
     )
 
 

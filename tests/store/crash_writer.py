@@ -19,7 +19,7 @@ def main(path: str) -> None:
         sender = users[slot % 4]
         nonce = state.nonce(sender.public_key)
         txs = [signed(sender, nonce + i, Transfer(to=users[(slot + i) % 4 or 1].public_key, amount=1 + i)) for i in range(20)]
-        block = db.build_block(hots[consensus.proposer_for_slot(state, slot)], slot, slot * 1000, txs)
+        block = db.build_block(hots[consensus.proposer_for_slot(state, slot)], slot, txs)
         db.import_block(block)
         print(db.head.height, flush=True)
 

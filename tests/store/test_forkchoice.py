@@ -29,7 +29,7 @@ GENESIS = make_genesis(4, 4)
 
 def build(chain: BlockTree, slot: int, txs: list = (), votes: list = ()) -> Block:  # type: ignore[assignment]
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    block = chain.build_block(HOTS[proposer], slot, slot * 1000, list(txs), list(votes))
+    block = chain.build_block(HOTS[proposer], slot, list(txs), list(votes))
     chain.import_block(block)
     return block
 

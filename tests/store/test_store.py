@@ -30,7 +30,7 @@ def produce(db: BlockTree, n_txs: int = 3) -> None:
     sender = USERS[0]
     nonce = state.nonce(sender.public_key)
     txs = [signed(sender, nonce + i, Transfer(to=USERS[1].public_key, amount=1)) for i in range(n_txs)]
-    db.import_block(db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, slot * 1000, txs))
+    db.import_block(db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, txs))
 
 
 def test_store_uses_wal_and_current_schema(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_failed_commit_leaves_previous_block(tmp_path: Path) -> None:
     head = db.head.hash
     state = db.head_state()
     slot = db.head.slot + 1
-    block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, 0, [])
+    block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, [])
     state = db.head_state()
     from p2pnode.chain.transition import apply_block
 

@@ -23,7 +23,7 @@ from p2pnode.chain.forkchoice import BlockInfo, is_better
 from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.state import State
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
-from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root
+from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root, randao_message
 from p2pnode.store.sqlite_store import Store
 from protocols import codec
 from protocols.crypto import Keypair
@@ -340,14 +340,16 @@ class BlockTree:
         self,
         proposer: bytes,
         slot: int,
-        timestamp_ms: int,
         candidates: Iterable[SignedTx] = (),
         votes: Iterable[SignedVote] = (),
         *,
+        randao_reveal: bytes,
         skip_invalid: bool = False,
     ) -> Block:
         """An unsigned block on the head; with `skip_invalid`, transactions and votes that would not
-        apply are left out (the rest keep their order), and block count and size limits hold."""
+        apply are left out (the rest keep their order), and block count and size limits hold.
+        The timestamp is the slot's start; `randao_reveal` is the proposer's signature of
+        `randao_message(chain, slot)`."""
         parent = self.head
         state = self.head_state()
         header = Header(
@@ -359,7 +361,8 @@ class BlockTree:
             proposer=proposer,
             state_root=bytes(32),
             tx_root=bytes(32),
-            timestamp_ms=timestamp_ms,
+            timestamp_ms=consensus.slot_start_ms(state, slot),
+            randao_reveal=randao_reveal,
         )
         txs, chosen_votes = list(candidates), list(votes)
         if skip_invalid:
@@ -429,12 +432,12 @@ class BlockTree:
         self,
         proposer: Keypair,
         slot: int,
-        timestamp_ms: int,
         txs: list[SignedTx] | tuple[SignedTx, ...] = (),
         votes: list[SignedVote] | tuple[SignedVote, ...] = (),
     ) -> Block:
         """Assemble and sign a block on the head (the given transactions and votes must all apply)."""
-        block = self.prepare_block(proposer.public_key, slot, timestamp_ms, txs, votes)
+        reveal = proposer.sign(randao_message(self.head.chain, slot))
+        block = self.prepare_block(proposer.public_key, slot, txs, votes, randao_reveal=reveal)
         return sign_block(block, proposer.sign(block.header.signing_bytes()))
 
 

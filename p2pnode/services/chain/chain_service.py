@@ -494,7 +494,12 @@ class ChainService:
         votes = self.vote_pool.for_inclusion(slot // self.epoch_slots)
         try:
             draft = self.chain.prepare_block(
-                self.signer.public_key, slot, self.genesis_ms + slot * self.slot_ms, candidates, votes, skip_invalid=True
+                self.signer.public_key,
+                slot,
+                candidates,
+                votes,
+                randao_reveal=self.signer.randao_reveal(self.chain_id, slot),
+                skip_invalid=True,
             )
         except BlockInvalid as exc:
             log.error("could not build a block for slot %d: %s", slot, exc)

@@ -7,7 +7,7 @@ vote that the on-disk record (`p2pnode.store.slashing_protection`) has not appro
 from __future__ import annotations
 
 from p2pnode.chain.encoding import sha256
-from p2pnode.chain.types import Block, FinalityVote, SignedVote
+from p2pnode.chain.types import Block, FinalityVote, SignedVote, randao_message
 from p2pnode.store.slashing_protection import SlashingProtection
 from protocols import codec
 from protocols.crypto import Keypair
@@ -33,6 +33,10 @@ class GuardedSigner:
             return None
         sig = self.key.sign(header.signing_bytes())
         return Block(header=header, sig=sig, txs=block.txs, votes=block.votes)
+
+    def randao_reveal(self, chain_id: str, slot: int) -> bytes:
+        """The reveal a block at `slot` carries: deterministic, so signing it again is harmless."""
+        return self.key.sign(randao_message(chain_id, slot))
 
     def sign_vote(self, vote: FinalityVote) -> SignedVote | None:
         """The signed vote, or None when it could be a double or surround vote."""
