@@ -37,7 +37,8 @@ def _messages() -> dict[str, tuple[type, bytes]]:
     cp = t.Checkpoint(epoch=3, height=96, hash=bytes(32))
     vote = t.SignedVote(vote=t.FinalityVote(chain="dev", validator=bytes(32), source=cp, target=cp), sig=bytes(64))
     header = t.Header(chain="dev", version=1, height=1000, slot=1002, parent=bytes(32), proposer=bytes(32),
-                      state_root=bytes(32), tx_root=bytes(32), timestamp_ms=1_700_000_000_000)
+                      state_root=bytes(32), tx_root=bytes(32), timestamp_ms=1_700_000_000_000,
+                      randao_reveal=bytes(64))
     block = t.Block(header=header, sig=bytes(64), txs=tuple([tx] * 256), votes=tuple([vote] * 16))
     status = sync.Status(chain="dev", genesis=bytes(32), head_height=10, head_slot=12, head_hash=bytes(32),
                          justified_epoch=1, finalized_epoch=0, finalized_height=0, finalized_hash=bytes(32))

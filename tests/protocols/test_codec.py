@@ -224,7 +224,7 @@ def test_heights_and_slots_stay_below_two_to_the_63() -> None:
     from protocols import sync
 
     header = dict(chain="dev", version=1, height=1, slot=1, parent=bytes(32), proposer=bytes(32),
-                  state_root=bytes(32), tx_root=bytes(32), timestamp_ms=0)
+                  state_root=bytes(32), tx_root=bytes(32), timestamp_ms=0, randao_reveal=bytes(64))
     block = {"header": header, "sig": bytes(64), "txs": [], "votes": []}
     assert codec.decode(t.Block, canonical_encode(block)).header.height == 1
     for field in ("height", "slot"):

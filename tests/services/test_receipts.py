@@ -54,7 +54,7 @@ class Chain:
         state = self.tree.head_state()
         slot = self.tree.head.slot + 1
         proposer = PROPOSERS[consensus.proposer_for_slot(state, slot)]
-        self.tree.import_block(self.tree.build_block(proposer, slot, slot * 1000, list(txs)))
+        self.tree.import_block(self.tree.build_block(proposer, slot, list(txs)))
         self.nonces = {}
 
     def record(self, netuid: int, epoch: int) -> EpochRecord:
