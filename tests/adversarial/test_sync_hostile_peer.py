@@ -33,7 +33,7 @@ def hostile_block(chain_id: str, height: int, slot: int, parent: bytes, version:
     stx = t.SignedTx(tx=tx, sig=bytes(64))
     header = t.Header(chain=chain_id, version=version, height=height, slot=slot, parent=parent,
                       proposer=EVIL.public_key, state_root=bytes(32), tx_root=t.body_root((stx,), ()),
-                      timestamp_ms=0)
+                      timestamp_ms=0, randao_reveal=bytes(64))
     return t.Block(header=header, sig=EVIL.sign(header.signing_bytes()), txs=(stx,), votes=())
 
 
@@ -68,7 +68,7 @@ def test_a_peer_serving_poisoned_blocks_is_refused_and_the_node_keeps_producing(
         # and a gossip block at height 2^63, validly signed by its (unscheduled) proposer
         beyond = t.Header(chain=honest.chain_id, version=honest.head.version, height=2**63, slot=2**63,
                           parent=honest.head.hash, proposer=EVIL.public_key, state_root=bytes(32),
-                          tx_root=t.body_root((), ()), timestamp_ms=0)
+                          tx_root=t.body_root((), ()), timestamp_ms=0, randao_reveal=bytes(64))
         await evil.publish(honest.topics["blocks"],
                            codec.encode(t.Block(header=beyond, sig=EVIL.sign(beyond.signing_bytes()), txs=(), votes=())))
         await sim.run_until_slot(30)
