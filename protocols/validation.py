@@ -65,9 +65,8 @@ def check_block_signatures(block: Block) -> None:
 
 
 def check_body_signatures(block: Block) -> None:
-    """Every transaction's and every vote's signature (for a block whose header signature a gossip
-    guard already verified); raises InvalidSignature."""
-
+    """The RANDAO reveal, every transaction's and every vote's signature (for a block whose header
+    signature a gossip guard already verified); raises InvalidSignature."""
     if not randao_reveal_ok(block.header):
         raise InvalidSignature("bad_randao_reveal")
     for index, stx in enumerate(block.txs):
