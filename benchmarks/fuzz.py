@@ -197,9 +197,6 @@ def build_targets(workdir: Path) -> list[Target]:
             inference.SignedInferenceRequest, inference.SignedInferenceResponse}
     others = sorted((cls for cls in by_type if cls not in wire), key=lambda c: c.__name__)
 
-    def peer_status(status: sync.Status) -> None:
-        return None
-
     async def submit(data: bytes) -> Any:
         return await service.submit_tx(data)
 
@@ -211,11 +208,14 @@ def build_targets(workdir: Path) -> list[Target]:
         resp = inference.decode_response(data)
         inference.verify_response(resp, chain_id=chain_id, request_id=bytes(32), miner=user.public_key)
 
-    def expect_verdict(validator: Callable[[str, bytes], Verdict]) -> Callable[[bytes], Verdict]:
+    def expect_verdict(guard: Callable[[str, bytes], Any]) -> Callable[[bytes], Verdict]:
+        # The topic's guard itself, not the network's never-raise wrapper around it, so that an
+        # exception inside is seen here rather than turned into a rejection.
         def call(data: bytes) -> Verdict:
-            verdict = validator("fuzz-peer", data)
+            checked = guard("fuzz-peer", data)
+            verdict = checked if isinstance(checked, Verdict) else getattr(checked, "verdict", None)
             if not isinstance(verdict, Verdict):
-                raise TypeError(f"validator returned {verdict!r}")
+                raise TypeError(f"guard returned {checked!r}")
             return verdict
 
         return call
@@ -246,18 +246,15 @@ def build_targets(workdir: Path) -> list[Target]:
         _codec_target(inference.SignedInferenceRequest, by_type[inference.SignedInferenceRequest]),
         _codec_target(inference.SignedInferenceResponse, by_type[inference.SignedInferenceResponse]),
         _round_robin_target(others, every),
-        Target("gossip blocks: ChainService._validate_block", expect_verdict(service._validate_block), block_seeds),
-        Target("gossip stake: ChainService._validate_stake_tx", expect_verdict(service._validate_stake_tx), tx_seeds),
-        Target("gossip weights: ChainService._validate_weights_tx", expect_verdict(service._validate_weights_tx),
-               tx_seeds),
-        Target("gossip votes: ChainService._validate_vote", expect_verdict(service._validate_vote), vote_seeds),
+        Target("gossip blocks: ChainService._guard_block", expect_verdict(service._guard_block), block_seeds),
+        Target("gossip stake: ChainService._guard_stake_tx", expect_verdict(service._guard_stake_tx), tx_seeds),
+        Target("gossip weights: ChainService._guard_weights_tx", expect_verdict(service._guard_weights_tx), tx_seeds),
+        Target("gossip votes: ChainService._guard_vote", expect_verdict(service._guard_vote), vote_seeds),
         Target("POST /tx: ChainService.submit_tx", submit, tx_seeds),
-        Target("req status: sync.handle_status",
-               lambda data: sync.handle_status(data, service.local_status, peer_status), status_seeds,
-               (MalformedMessage,)),
-        Target("req blocks_by_range: sync.handle_blocks_by_range",
-               lambda data: sync.handle_blocks_by_range(data, chain.store.canonical_range_bytes), range_seeds,
-               (MalformedMessage,)),
+        Target("req status: SyncService._serve_status", lambda data: service.sync._serve_status("fuzz-peer", data),
+               status_seeds, (MalformedMessage,)),
+        Target("req blocks_by_range: SyncService._serve_range",
+               lambda data: service.sync._serve_range("fuzz-peer", data), range_seeds, (MalformedMessage,)),
         Target("sync reply: sync.decode_range_response", lambda data: sync.decode_range_response(data, 64),
                response_seeds, (MalformedMessage,)),
         Target("inference request: decode_request + check_request", request_then_check,

@@ -39,6 +39,9 @@ class GenesisSubnet:
     neurons: tuple[tuple[bytes, bytes], ...] = ()
 
 
+_TOPIC_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
 @dataclass(frozen=True)
 class Genesis:
     chain_id: str
@@ -57,6 +60,9 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
         check_chain_id(genesis.chain_id)
     except BadChainId as exc:
         raise GenesisError(str(exc)) from None
+    if not set(genesis.chain_id) <= _TOPIC_SAFE:
+        # Wire objects admit any printable ASCII; a new chain also names its gossip topics with it.
+        raise GenesisError("chain_id: only letters, digits, '.', '_' and '-' are allowed")
     if type(genesis.genesis_time_ms) is not int or not 0 <= genesis.genesis_time_ms <= MAX_UINT64:
         raise GenesisError("genesis_time_ms: must be an integer in 0..2^64-1")
     params = default_params()
