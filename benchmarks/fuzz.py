@@ -108,7 +108,7 @@ def _samples(chain_id: str) -> list[ChainObject]:
     vote = t.FinalityVote(chain=chain_id, validator=user.public_key, source=cp, target=cp)
     svote = t.SignedVote(vote=vote, sig=user.sign(vote.signing_bytes()))
     header = t.Header(chain=chain_id, version=1, height=5, slot=7, parent=bytes(32), proposer=user.public_key,
-                      state_root=bytes(32), tx_root=bytes(32), timestamp_ms=7000)
+                      state_root=bytes(32), tx_root=bytes(32), timestamp_ms=7000, randao_reveal=bytes(64))
     sheader = t.SignedHeader(header=header, sig=user.sign(header.signing_bytes()))
     bodies: list[ChainObject] = [
         t.Transfer(to=bytes(32), amount=10**9), t.AddStake(hotkey=bytes(32), amount=5), t.RemoveStake(hotkey=bytes(32), amount=5),
@@ -181,7 +181,7 @@ def build_targets(workdir: Path) -> list[Target]:
     # Valid messages for this chain, so that mutations reach past decoding into the handlers.
     txs = [signed(user, n, t.Transfer(to=hot.public_key, amount=1 + n), chain_id=chain_id) for n in range(3)]
     weights_tx = signed(hot, 0, t.SetWeights(netuid=0, uids=(0,), values=(65535,), version_key=0), chain_id=chain_id)
-    block = chain.build_block(hot, 1, genesis.genesis_time_ms + slot_ms, txs[:2])
+    block = chain.build_block(hot, 1, txs[:2])
     cp = t.Checkpoint(epoch=0, height=0, hash=service.genesis_hash)
     vote = t.FinalityVote(chain=chain_id, validator=hot.public_key, source=cp, target=cp)
     live_vote = t.SignedVote(vote=vote, sig=hot.sign(vote.signing_bytes()))
