@@ -88,6 +88,9 @@ class NetworkAPI(Protocol):
     async def publish(self, topic: str, data: bytes) -> None:
         """Gossip `data` to the topic (best effort: callers must not depend on delivery)."""
 
+    def set_topic_max_bytes(self, topic: str, limit: int) -> None:
+        """Messages on `topic` may be up to `limit` bytes (the blocks topic follows `max_block_bytes`)."""
+
     def set_request_handler(self, protocol_id: str, handler: RequestHandler, max_request_bytes: int) -> None:
         """Serve a request/response protocol; a handler that raises closes only its stream."""
 

@@ -4,8 +4,10 @@
   share a mesh and a message format change gets a new topic.
 - The message id is sha256 of the payload (`message_id`): the same bytes published by two peers
   are one message, and ids do not depend on who signed or relayed.
-- Each topic has a size limit (default 512 KiB; py-libp2p silently drops RPCs over 1 MiB, so no
-  limit may exceed `MAX_TOPIC_MESSAGE_BYTES`). Larger messages are rejected and penalised.
+- Each topic has a size limit (default 512 KiB, at most `MAX_TOPIC_MESSAGE_BYTES`, the largest
+  block governance may allow). Larger messages are rejected and penalised. py-libp2p's own RPC
+  caps (1 MiB in and out, over which it resets the stream or drops silently) follow the largest
+  topic limit plus `RPC_ENVELOPE_BYTES` (`max_rpc_bytes`), so a legal block always fits.
 - Each (topic, origin) pair gets a token bucket; over it, messages are ignored (not penalised: the
   forwarder is not necessarily the origin). This replaces py-libp2p's spam protection, which
   throttled per *forwarder* at 10 msg/s, the local publisher included.
@@ -41,9 +43,17 @@ from protocols.network import GUARD_FAILED, GossipHandler, GossipValidator, Verd
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
-# py-libp2p drops any RPC over 1 MiB without an error (py-libp2p problem 8); keep room for the envelope
-# (signature, key, seqno, topic, sender record) around the payload.
-MAX_TOPIC_MESSAGE_BYTES = 1024 * 1024 - 8 * 1024
+# The largest message any topic may carry: a block at the largest `max_block_bytes` governance may
+# set (4 MiB, `protocols.sync.MAX_BLOCK_BYTES`; a test checks the two agree).
+MAX_TOPIC_MESSAGE_BYTES = 4 * 1024 * 1024
+# Room around a payload in a pubsub RPC: signature, key, seqno, topic, sender record, framing.
+RPC_ENVELOPE_BYTES = 16 * 1024
+
+
+def max_rpc_bytes(largest_topic_limit: int) -> int:
+    """The pubsub RPC size (inbound cap and outbound split size) that carries a message of
+    `largest_topic_limit` bytes; never below py-libp2p's 1 MiB default (py-libp2p problem 8)."""
+    return max(1024 * 1024, largest_topic_limit + RPC_ENVELOPE_BYTES)
 
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -145,6 +155,10 @@ class GossipTopics:
 
     def max_message_bytes(self, topic: str) -> int:
         return self._limits.get(topic, self.config.default_max_message_bytes)
+
+    def largest_limit(self) -> int:
+        """The largest size limit of any topic (the pubsub RPC caps follow it)."""
+        return max([self.config.default_max_message_bytes, *self._limits.values()])
 
     def topics(self) -> list[str]:
         return list(self._topics)

@@ -45,7 +45,7 @@ from p2pnode.net.addresses import (
     parse_announce_addrs,
     strip_peer_id,
 )
-from p2pnode.net.gossip import GossipConfig, GossipTopics, message_id
+from p2pnode.net.gossip import GossipConfig, GossipTopics, max_rpc_bytes, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT
 from p2pnode.net.reachability import (
@@ -194,6 +194,7 @@ class LibP2PNetwork:
         self.dht = ServerModeKadDHT(self.host, self.config.network_id, enable_random_walk=False,
                                     advertised_addrs=self._advertised_without_peer_id)
         self.topics = GossipTopics(self._local_id, self.config.gossip, self._penalise_quietly)
+        workarounds.set_pubsub_rpc_limit(self.pubsub, max_rpc_bytes(self.topics.largest_limit()))
         self.reqresp = RequestResponseServer(self.config.reqresp, self._penalise_quietly, self.scorer.is_banned)
         # Outbound requests by (protocol, outcome); an observer (metrics) also gets each duration.
         self.request_outcomes: Counter[tuple[str, str]] = Counter()
@@ -293,6 +294,7 @@ class LibP2PNetwork:
     ) -> None:
         """Receive `topic`; `max_message_bytes` overrides the default 512 KiB limit for it."""
         self.topics.add(topic, validator, handler, max_message_bytes)
+        workarounds.set_pubsub_rpc_limit(self.pubsub, max_rpc_bytes(self.topics.largest_limit()))
         # The validator is in place before the subscription exists: nothing slips past it.
         self.pubsub.set_topic_validator(topic, self.topics.libp2p_validator(topic), False)
         self._subscribed[topic] = trio.Event()
@@ -313,7 +315,10 @@ class LibP2PNetwork:
         await self.pubsub.publish(topic, data)
 
     def set_topic_max_bytes(self, topic: str, limit: int) -> None:
+        """Change `topic`'s size limit (1 B .. 4 MiB), e.g. the blocks topic to `max_block_bytes`;
+        py-libp2p's RPC caps follow the largest topic limit."""
         self.topics.set_max_message_bytes(topic, limit)
+        workarounds.set_pubsub_rpc_limit(self.pubsub, max_rpc_bytes(self.topics.largest_limit()))
 
     async def _wait_for_outbound_room(self) -> None:
         # Back-pressure for bursts: let the per-peer send loops drain before queueing more, so

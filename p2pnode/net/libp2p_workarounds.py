@@ -542,9 +542,12 @@ class _SizedQueueDict(dict[ID, RpcQueue]):
     def __init__(self, capacity: int) -> None:
         super().__init__()
         self.capacity = capacity
+        self.max_rpc_bytes: int | None = None
 
     def __setitem__(self, peer_id: ID, queue: RpcQueue) -> None:
         queue._queue.max_size = self.capacity
+        if self.max_rpc_bytes is not None:
+            queue.max_message_size = self.max_rpc_bytes
         super().__setitem__(peer_id, queue)
 
 
@@ -554,6 +557,23 @@ def enlarge_outbound_queues(pubsub: Pubsub, capacity: int) -> None:
     for peer_id, queue in pubsub.peer_queues.items():
         queues[peer_id] = queue
     pubsub.peer_queues = queues
+
+
+def set_pubsub_rpc_limit(pubsub: Pubsub, max_rpc_bytes: int) -> None:
+    """Pubsub RPCs of up to `max_rpc_bytes`, both ways (upstream: 1 MiB).
+
+    Upstream resets the stream of a peer whose RPC frame is over `max_inbound_rpc_size`, and
+    silently drops an outgoing message that does not fit one RPC of the queue's
+    `max_message_size`: a legal block over 1 MiB would never leave its builder. Both are read per
+    frame / per send, so raising them on a running pubsub takes effect at once. Call after
+    `enlarge_outbound_queues` so queues of peers that connect later get the limit too.
+    """
+    pubsub.max_inbound_rpc_size = max_rpc_bytes
+    queues = pubsub.peer_queues
+    if isinstance(queues, _SizedQueueDict):
+        queues.max_rpc_bytes = max_rpc_bytes
+    for queue in queues.values():
+        queue.max_message_size = max_rpc_bytes
 
 
 def outbound_backlog(pubsub: Pubsub) -> int:

@@ -72,6 +72,9 @@ class MemoryNetwork:
     def subscribe(self, topic: str, validator: GossipValidator, handler: GossipHandler) -> None:
         self.topics[topic] = (validator, handler)
 
+    def set_topic_max_bytes(self, topic: str, limit: int) -> None:
+        pass  # in-process delivery has no transport limit
+
     async def publish(self, topic: str, data: bytes) -> None:
         for peer_id in self.connected_peers():
             peer = self.hub.peers.get(peer_id)

@@ -129,6 +129,7 @@ class SimEndpoint:
         self.scores: dict[str, float] = {}
         self.penalties: list[tuple[str, str, float]] = []
         self._subs: dict[str, tuple[GossipValidator, GossipHandler]] = {}
+        self.topic_limits: dict[str, int] = {}  # as set by the node (not enforced in process)
         self._handlers: dict[str, tuple[RequestHandler, int]] = {}
         self._inbox: list[_Delivery] = []
         self._known: dict[bytes, float] = {}  # message ids seen or on their way here
@@ -145,6 +146,9 @@ class SimEndpoint:
 
     def subscribe(self, topic: str, validator: GossipValidator, handler: GossipHandler) -> None:
         self._subs[topic] = (validator, handler)
+
+    def set_topic_max_bytes(self, topic: str, limit: int) -> None:
+        self.topic_limits[topic] = limit
 
     async def publish(self, topic: str, data: bytes) -> None:
         msg_id = sha256(topic.encode() + b"\x00" + data)

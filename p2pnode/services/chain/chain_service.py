@@ -216,6 +216,10 @@ class ChainService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every service until cancelled; `started()` once subscribed and serving."""
         self.network.subscribe(self.topics["blocks"], self._guard_block, self._on_block)
+        # The blocks topic carries any legal block: its size limit follows max_block_bytes at the head.
+        self._blocks_topic_limit = 0
+        self._follow_block_size_limit()
+        self.chain.head_listeners.append(lambda _head: self._follow_block_size_limit())
         self.network.subscribe(self.topics["stake"], self._guard_stake_tx, _no_op_handler)
         self.network.subscribe(self.topics["weights"], self._guard_weights_tx, _no_op_handler)
         self.network.subscribe(self.topics["votes"], self._guard_vote, _no_op_handler)
@@ -226,6 +230,20 @@ class ChainService:
             task_status.started()
 
     # ---------------------------------------------------------------- helpers
+
+    def _follow_block_size_limit(self) -> None:
+        limit = self.chain.head_param("max_block_bytes")
+        if limit != self._blocks_topic_limit:
+            self.network.set_topic_max_bytes(self.topics["blocks"], limit)
+            self._blocks_topic_limit = limit
+
+    async def _gossip(self, kind: str, data: bytes) -> None:
+        """Publish best effort: a gossip failure (a stopped network, a limit) is logged, never
+        raised into block production or voting; peers still fetch what they miss by sync."""
+        try:
+            await self.network.publish(self.topics[kind], data)
+        except Exception as exc:
+            log.warning("gossip of a %d-byte %s message failed: %r", len(data), kind, exc)
 
     def _finalized_height(self) -> int:
         finalized = self.finalized
@@ -513,7 +531,7 @@ class ChainService:
             log.error("own block for slot %d did not import", slot)
             return
         self.blocks_proposed += 1
-        await self.network.publish(self.topics["blocks"], codec.encode(block))
+        await self._gossip("blocks", codec.encode(block))
 
     async def _vote(self, epoch: int) -> None:
         if self.signer is None:
@@ -535,7 +553,7 @@ class ChainService:
         self.watch.see_vote(signed_vote)
         self.vote_pool.add(signed_vote)
         self.votes_cast += 1
-        await self.network.publish(self.topics["votes"], codec.encode(signed_vote))
+        await self._gossip("votes", codec.encode(signed_vote))
 
     async def _upkeep(self, slot: int) -> None:
         now = self.clock.now_ms()
@@ -547,7 +565,7 @@ class ChainService:
     async def _publish_tx(self, data: bytes, tx_id: bytes) -> None:
         stx = self.mempool.get(tx_id)
         if stx is not None:
-            await self.network.publish(self.topics[topics.tx_topic_kind(stx.tx.kind)], data)
+            await self._gossip(topics.tx_topic_kind(stx.tx.kind), data)
 
     # ---------------------------------------------------------------- slashing evidence
 
