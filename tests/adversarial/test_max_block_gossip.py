@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from p2pnode.chain.params import GLOBAL_PARAMS
-from p2pnode.chain.types import Block, Propose
+from p2pnode.chain.types import Block, Propose, randao_message
 from p2pnode.net.gossip import MAX_TOPIC_MESSAGE_BYTES
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.services.chain.block_tree import BLOCK_OVERHEAD_BYTES
@@ -47,8 +47,8 @@ def _maximal_block(tmp_path: Path, max_block_bytes: int) -> tuple[Block, bytes]:
     (_, hot), user = validator_keys(1)[0], user_keys(1)[0]
     candidates = [signed(user, nonce, _proposal(nonce)) for nonce in range(max_block_bytes // 2_000 + 64)]
     slot = 1
-    timestamp_ms = slot * builder.head_param("slot_ms")
-    draft = builder.prepare_block(hot.public_key, slot, timestamp_ms, candidates, skip_invalid=True)
+    reveal = hot.sign(randao_message(genesis.chain_id, slot))
+    draft = builder.prepare_block(hot.public_key, slot, candidates, randao_reveal=reveal, skip_invalid=True)
     block = Block(header=draft.header, sig=hot.sign(draft.header.signing_bytes()), txs=draft.txs, votes=())
     data = codec.encode(block)
     receiver = open_chain(tmp_path / "receiver.sqlite", genesis)
