@@ -20,12 +20,12 @@ SHARED_SERVICES = ("p2pnode.services.clock", "p2pnode.services.errors", "p2pnode
                    "p2pnode.services.metrics")
 RULES: dict[str, tuple[tuple[str, ...], set[str], set[str]]] = {
     "p2pnode/chain": (("p2pnode.chain",), set(), FORBIDDEN_IN_CHAIN),
-    "protocols": (("p2pnode.chain", "protocols"), {"trio", "cbor2", "nacl"}, set()),
+    "protocols": (("p2pnode.chain", "protocols"), {"trio", "nacl"}, set()),
     "models": (("models",), {"torch", "numpy"}, set()),
     "p2pnode/store": (("p2pnode.chain", "protocols", "p2pnode.store"), set(), set()),
     # net may use the stdlib-only limiter shared by the whole tree (nothing else above it).
     "p2pnode/net": (("p2pnode.chain", "protocols", "p2pnode.net", "p2pnode.services.ratelimit"),
-                    {"libp2p", "trio", "multiaddr", "nacl", "cbor2", "psutil"}, set()),
+                    {"libp2p", "trio", "multiaddr", "nacl", "psutil"}, set()),
     "p2pnode/services": (("p2pnode.chain", *SHARED_SERVICES), {"trio", "prometheus_client"}, set()),
     "p2pnode/services/chain": (
         ("p2pnode.chain", "protocols", "p2pnode.store", "p2pnode.net", "p2pnode.services.chain", *SHARED_SERVICES),
