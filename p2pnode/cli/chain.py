@@ -15,6 +15,7 @@ from p2pnode.cli.common import (
     add_api,
     add_json,
     add_signer,
+    done_text,
     api_get,
     emit,
     load_signer,
@@ -23,7 +24,7 @@ from p2pnode.cli.common import (
 )
 
 
-def _amount(text: str) -> int:
+def parse_amount(text: str) -> int:
     """An amount in TAO ('1.5') or in rao ('1500000000rao'), as integer rao."""
     try:
         if text.endswith("rao"):
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     transfer = subparsers.add_parser("transfer", help="send TAO from the wallet's coldkey")
     transfer.add_argument("destination", help="address")
-    transfer.add_argument("amount", type=_amount, help="TAO (1.5) or rao (1500rao)")
+    transfer.add_argument("amount", type=parse_amount, help="TAO (1.5) or rao (1500rao)")
     add_signer(transfer)
     add_api(transfer)
     add_json(transfer)
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for name, helptext in (("add", "stake TAO on a hotkey"), ("remove", "unstake TAO from a hotkey")):
         p = stake_sub.add_parser(name, help=helptext)
         p.add_argument("hotkey", help="hotkey address")
-        p.add_argument("amount", type=_amount)
+        p.add_argument("amount", type=parse_amount)
         add_signer(p)
         add_api(p)
         add_json(p)
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create = sn_sub.add_parser("create", help="create a subnet (locks the lock cost)")
     create.add_argument("--task", required=True, choices=["text", "forecast"])
     create.add_argument("--owner-hotkey", required=True, help="address of the owner hotkey")
-    create.add_argument("--max-lock", type=_amount, default=None, help="refuse if the lock cost is higher")
+    create.add_argument("--max-lock", type=parse_amount, default=None, help="refuse if the lock cost is higher")
     add_signer(create)
     add_api(create)
     add_json(create)
@@ -83,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     reg = sn_sub.add_parser("register", help="burn to register a hotkey on a subnet")
     reg.add_argument("--netuid", type=int, required=True)
     reg.add_argument("--hotkey", dest="register_hotkey", required=True, help="address of the hotkey to register")
-    reg.add_argument("--max-burn", type=_amount, default=None, help="refuse if the burn is higher")
+    reg.add_argument("--max-burn", type=parse_amount, default=None, help="refuse if the burn is higher")
     add_signer(reg)
     add_api(reg)
     add_json(reg)
@@ -113,8 +114,9 @@ def _balance(args: argparse.Namespace) -> int:
 
 
 def _done(args: argparse.Namespace, result: dict, what: str) -> int:
-    emit(args, result, f"{what}: transaction {result['tx']} submitted")
+    emit(args, result, done_text(what, result))
     return 0
+
 
 
 def _transfer(args: argparse.Namespace) -> int:

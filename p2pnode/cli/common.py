@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,17 @@ def add_signer(parser: argparse.ArgumentParser, *, hotkey: bool = False) -> None
         parser.add_argument("--hotkey", default="default", help="hotkey name that signs (default: default)")
     parser.add_argument("--password-file", type=Path, help="coldkey password file (else $P2PNODE_PASSWORD or a prompt)")
     parser.add_argument("--fee", type=int, default=None, help="fee in rao (default: the chain's minimum)")
+    add_wait(parser)
+
+
+def add_wait(parser: argparse.ArgumentParser) -> None:
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument("--wait", choices=("included", "finalized"), default="included",
+                      help="wait until the transaction is in a block (default) or in a finalized block")
+    wait.add_argument("--no-wait", dest="wait", action="store_const", const="none",
+                      help="return once the node admitted the transaction")
+    parser.add_argument("--wait-timeout", type=float, default=120.0, metavar="S",
+                        help="give up waiting after S seconds (default: 120)")
 
 
 def load_signer(args: argparse.Namespace, *, hotkey: bool = False) -> Keypair:
@@ -64,7 +76,39 @@ def parse_address(text: str, what: str) -> bytes:
 
 
 def submit(args: argparse.Namespace, signer: Keypair, body: ChainObject) -> dict[str, Any]:
-    """Sign `body` with the next nonce of `signer` and submit it to the node; returns the node's answer."""
+    """Sign `body` with the next nonce of `signer`, submit it to the node and (unless --no-wait) wait
+    until it is in a block (or a finalized one); returns the node's answer with "included" added.
+
+    A refusal, at admission or while waiting, is a CliError naming the reason."""
+    answer = submit_only(args, signer, body)
+    mode = getattr(args, "wait", "none")
+    if mode != "none":
+        answer["included"] = wait_for_inclusion(args, answer["tx"], answer["since_height"], mode)
+    return answer
+
+
+def wait_for_inclusion(args: argparse.Namespace, tx_id: str, since: int, mode: str) -> dict[str, Any]:
+    """Poll the node until the transaction is included (and finalized, for mode "finalized")."""
+    deadline = time.monotonic() + getattr(args, "wait_timeout", 120.0)
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = api_get(args, f"/tx/{tx_id}?since={since}")
+        if last["status"] == "included" and (mode == "included" or last["finalized"]):
+            return last
+        if last["status"] == "unknown":
+            raise CliError(f"transaction {tx_id[:16]} left the mempool without being included "
+                           "(replaced by another with the same nonce, or it no longer applies)")
+        time.sleep(0.5)
+    if last.get("status") == "pending" and last.get("problem"):
+        raise CliError(f"transaction {tx_id[:16]} not included within {args.wait_timeout:g} s: "
+                       f"it would be refused now: {last['problem']}")
+    where = "included but not yet finalized" if last.get("status") == "included" else "still pending"
+    raise CliError(f"transaction {tx_id[:16]} {where} after {args.wait_timeout:g} s "
+                   "(check the node: p2pnode status; or use --no-wait)")
+
+
+def submit_only(args: argparse.Namespace, signer: Keypair, body: ChainObject) -> dict[str, Any]:
+    """Sign and submit; the node's answer plus `since_height`, the head height before submission."""
     status = api_get(args, "/status")
     account = api_get(args, f"/accounts/{signer.address}")
     fee = args.fee if getattr(args, "fee", None) is not None else status["min_fee"]
@@ -72,9 +116,20 @@ def submit(args: argparse.Namespace, signer: Keypair, body: ChainObject) -> dict
     tx = make_tx(status["chain_id"], signer.public_key, nonce, fee, body)
     stx = SignedTx(tx=tx, sig=signer.sign(tx.signing_bytes()))
     try:
-        return post_bytes(args.api, "/tx", codec.encode(stx))  # type: ignore[no-any-return]
+        answer: dict[str, Any] = post_bytes(args.api, "/tx", codec.encode(stx))
     except ApiError as exc:
         raise CliError(f"transaction refused: {exc}") from None
+    answer["since_height"] = status["head_height"]
+    return answer
+
+
+def done_text(what: str, result: dict[str, Any]) -> str:
+    """One line: the transaction, and where it landed when the command waited."""
+    included = result.get("included")
+    if included is None:
+        return f"{what}: transaction {result['tx']} submitted"
+    state = "finalized" if included["finalized"] else "included"
+    return f"{what}: transaction {result['tx']} {state} in block {included['height']} ({included['block'][:16]})"
 
 
 def emit(args: argparse.Namespace, value: Any, text: str) -> None:

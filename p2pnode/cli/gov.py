@@ -11,6 +11,7 @@ from p2pnode.cli.common import (
     add_json,
     add_signer,
     api_get,
+    done_text,
     emit,
     load_signer,
     parse_address,
@@ -76,13 +77,13 @@ def _propose(args: argparse.Namespace) -> int:
     else:
         fields.update(text=args.signal)
     result = submit(args, load_signer(args), Propose(**fields))
-    emit(args, result, f"proposal submitted in transaction {result['tx']}")
+    emit(args, result, done_text("proposal", result))
     return 0
 
 
 def _vote(args: argparse.Namespace) -> int:
     result = submit(args, load_signer(args), GovVote(proposal=args.proposal, choice=args.choice))
-    emit(args, result, f"vote submitted in transaction {result['tx']}")
+    emit(args, result, done_text("vote", result))
     return 0
 
 

@@ -11,10 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from p2pnode.cli import chain, doctor, epoch, explain, gov, keys, market, node, testnet, watch
+from p2pnode.cli import chain, doctor, epoch, explain, gov, keys, market, node, testnet, wallet, watch
 from p2pnode.cli.errors import CliError
 
-COMMAND_GROUPS = (keys, epoch, node, testnet, gov, market, chain, explain, doctor, watch)
+COMMAND_GROUPS = (keys, epoch, node, testnet, gov, market, chain, explain, doctor, watch, wallet)
 
 
 def build_parser() -> argparse.ArgumentParser:

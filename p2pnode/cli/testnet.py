@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.params import TAO
+from p2pnode.cli.chain import parse_amount
+from p2pnode.cli.common import add_api, add_json, add_wait
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.client import ApiError, get_json
 from p2pnode.genesis_file import dev_keypair
 
 DEFAULT_DIR = Path("testnet-run")
+LOCAL_CHAIN_ID = "p2pnode-local"
 STATE_FILE = "testnet.json"
 MINER_MODELS = ("text-transformer", "text-bigram", "text-uniform")
 SUBNET_HYPERPARAMETERS = {
@@ -51,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=_status)
 
+    faucet = sub.add_parser("faucet", help="send test TAO to an address (local networks only)",
+                            description="Send test TAO from a development account of the local network.")
+    faucet.add_argument("address", help="the address to fund")
+    faucet.add_argument("amount", type=parse_amount, help="TAO (1.5) or rao (1500rao)")
+    add_api(faucet)
+    add_wait(faucet)
+    add_json(faucet)
+    faucet.set_defaults(func=_faucet)
+
     down = sub.add_parser("down", help="stop the peers by their saved pids")
     down.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     down.set_defaults(func=_down)
@@ -71,7 +83,7 @@ def make_genesis(n: int, market: bool, slot_ms: int) -> dict[str, Any]:
         balances[hot.address] = 100 * TAO  # fees for serve / weights transactions
     genesis: dict[str, Any] = {
         "comment": "local development network: every key here is public (derived from its name)",
-        "chain_id": "p2pnode-local",
+        "chain_id": LOCAL_CHAIN_ID,
         "genesis_time_ms": int(time.time() * 1000) // 1000 * 1000,
         "params": {"slot_ms": slot_ms, "epoch_slots": 4, "max_block_validators": max(n, 1), "min_fee": 1_000,
                    "voting_period": 30, "enactment_delay": 5},
@@ -202,7 +214,49 @@ def _up(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows)
-        print(f"\nlogs and data under {run_dir}/; stop with: p2pnode testnet down --dir {run_dir}")
+        print(next_steps(rows[0]["api"], run_dir, market))
+    return 0
+
+
+def next_steps(api: str, run_dir: Path, market: bool) -> str:
+    """Where the dashboard is and what to try next (printed at the end of `testnet up`)."""
+    lines = [
+        "",
+        f"dashboard: {api}/",
+        f"logs and data under {run_dir}/",
+        "",
+        "next, try:",
+        f"  p2pnode status --api {api}",
+        "  p2pnode keys new                                 # a wallet of your own",
+        f"  p2pnode testnet faucet ADDRESS 100 --api {api}   # test TAO for its coldkey",
+        f"  p2pnode wallet overview --api {api}",
+    ]
+    if market:
+        lines += [f"  p2pnode subnet list --api {api}",
+                  f"  p2pnode explain --netuid 1 --uid 1 --verify --api {api}   # after the first epochs"]
+    lines += [f"  p2pnode doctor --api {api}",
+              f"  p2pnode testnet down --dir {run_dir}"]
+    return "\n".join(lines)
+
+
+# The local network's development account that funds the faucet (every local genesis holds it).
+FAUCET_KEY = "user-0"
+FAUCET_MAX_RAO = 10_000 * TAO
+
+
+def _faucet(args: argparse.Namespace) -> int:
+    from p2pnode.chain.types import Transfer
+    from p2pnode.cli.common import api_get, done_text, emit, parse_address, submit
+
+    to = parse_address(args.address, "address")
+    status = api_get(args, "/status")
+    if status["chain_id"] != LOCAL_CHAIN_ID:
+        raise CliError(f"the faucet works on the local network ({LOCAL_CHAIN_ID}) only; this node is on "
+                       f"{status['chain_id']!r}")
+    if args.amount > FAUCET_MAX_RAO:
+        raise CliError(f"the faucet sends at most {FAUCET_MAX_RAO // TAO} TAO at a time")
+    result = submit(args, dev_keypair(FAUCET_KEY), Transfer(to=to, amount=args.amount))
+    emit(args, result, done_text(f"faucet: {args.amount / TAO:g} TAO to {args.address}", result))
     return 0
 
 

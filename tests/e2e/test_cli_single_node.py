@@ -90,6 +90,47 @@ def test_transfer_and_stake(peer: Peer, env: dict[str, str]) -> None:
     assert shown["total_stake"] == 1_002 * 10**9
 
 
+def test_transactions_wait_for_their_block_by_default(peer: Peer, env: dict[str, str]) -> None:
+    before = account(peer, USER.address)["balance"]
+    shown = cli_json("transfer", USER.address, "0.25", "--api", peer.api, env=env)
+    included = shown["included"]
+    assert included["status"] == "included" and included["height"] > 0
+    # Back from the command means in a block: no polling needed to see the new balance.
+    assert account(peer, USER.address)["balance"] == before + 250_000_000
+    assert any(t["id"] == shown["tx"] for t in api(peer.api, f"/blocks/{included['height']}")["txs"])
+    text = cli("transfer", USER.address, "1rao", "--wait", "finalized", "--api", peer.api, env=env).stdout
+    assert " finalized in block " in text
+    shown = cli_json("transfer", USER.address, "1rao", "--no-wait", "--api", peer.api, env=env)
+    assert "included" not in shown
+    assert api(peer.api, "/tx/" + "00" * 32)["status"] == "unknown"
+
+
+def test_faucet_funds_a_new_wallet_and_the_overview_shows_it(peer: Peer, tmp_path: Path) -> None:
+    home = {"P2PNODE_HOME": str(tmp_path), "P2PNODE_PASSWORD": "pw", "P2PNODE_KDF": "fast"}
+    cold = cli_json("keys", "new", "--wallet", "newcomer", env=home)["address"]
+    hot = cli_json("keys", "new", "--wallet", "newcomer", "--hotkey", "miner", env=home)["address"]
+    text = cli("testnet", "faucet", cold, "12.5", "--api", peer.api).stdout
+    assert text.startswith(f"faucet: 12.5 TAO to {cold}: transaction ") and " in block " in text
+    assert account(peer, cold)["balance"] == 12_500_000_000
+    result = cli("testnet", "faucet", cold, "20000", "--api", peer.api, check=False)
+    assert result.returncode == 1 and "at most 10000 TAO" in result.stderr
+    overview = cli_json("wallet", "overview", "--wallet", "newcomer", "--api", peer.api, env=home)
+    assert overview["coldkey"]["address"] == cold and overview["coldkey"]["balance"] == 12_500_000_000
+    assert [h["address"] for h in overview["hotkeys"]] == [hot] and overview["hotkeys"][0]["registrations"] == []
+    assert overview["totals"]["balance"] == 12_500_000_000
+    text = cli("wallet", "overview", "--wallet", "newcomer", "--api", peer.api, env=home).stdout
+    assert "balance 12.5000 TAO" in text and "no hotkey is registered" in text
+
+
+def test_testnet_up_ends_with_the_dashboard_and_next_commands() -> None:
+    from p2pnode.cli.testnet import next_steps
+
+    text = next_steps("http://127.0.0.1:9000", Path("run"), market=True)
+    assert "dashboard: http://127.0.0.1:9000/" in text
+    for command in ("testnet faucet", "wallet overview", "explain --netuid 1", "doctor", "testnet down --dir run"):
+        assert f"p2pnode {command}" in text
+
+
 def test_subnet_create_register_and_set(peer: Peer, env: dict[str, str]) -> None:
     cli("subnet", "create", "--task", "forecast", "--owner-hotkey", OWNER_HOT.address, "--api", peer.api, env=env)
     subnets = wait_until(lambda: [s for s in cli_json("subnet", "list", "--api", peer.api) if s["task"] == "forecast"],

@@ -242,6 +242,13 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
             raise HttpError(422, admission.reason, f"transaction {admission.tx_id.hex()[:16]} refused")
         return Response.json({"tx": admission.tx_id.hex(), "added": True, "reason": admission.reason})
 
+    async def tx_status(req: Request) -> Response:
+        """GET /tx/{id}?since=HEIGHT: pending (and why it would fail now), included, or unknown."""
+        if len(req.parts) < 2 or not _BLOCK_HASH.fullmatch(req.parts[1]):
+            raise HttpError(400, "bad_tx_id", "expected a 64-hex-digit transaction id in the path")
+        since = query_int(req, "since", MAX_STORED_HEIGHT) or 0
+        return Response.json(dict(service.tx_status(bytes.fromhex(req.parts[1]), since), tx=req.parts[1].lower()))
+
     async def query(req: Request) -> Response:
         netuid, text = parse_query(req.body)
         return Response.json(await backend.answer_query(netuid, text))
@@ -273,6 +280,7 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         ("proposals", proposals, "/proposals/{id}", "governance proposals (or one) and their tallies"),
         ("supply", supply, "/supply", "genesis, emitted, burned, locked, pending and staked amounts"),
         ("arrivals", arrivals, "/arrivals", "when each block became the head (benchmarks; opt-in)"),
+        ("tx", tx_status, "/tx/{id}", "a submitted transaction: pending (and why it would fail), included, unknown"),
     ]
     for name, handler, path, summary in get_routes:
         api.route("GET", name, handler, path=path, summary=summary)

@@ -34,7 +34,8 @@ import trio
 from p2pnode.chain import consensus, finality
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
-from p2pnode.chain.errors import BlockInvalid
+from p2pnode.chain.errors import BlockInvalid, TxInvalid
+from p2pnode.chain.transition import validate_tx
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import (
     ZERO_HASH,
@@ -248,6 +249,35 @@ class ChainService:
     def _finalized_height(self) -> int:
         finalized = self.finalized
         return 0 if finalized is None else finalized.height
+
+    # How far back `tx_status` looks for an included transaction.
+    TX_LOOKBACK_BLOCKS = 512
+
+    def tx_status(self, tx_id: bytes, since_height: int) -> dict[str, Any]:
+        """Where a submitted transaction is: "pending" (with the reason it would fail now, if it
+        would), "included" in a canonical block at or after `since_height` (and whether that block
+        is finalized), or "unknown" (dropped, or included before the blocks looked at)."""
+        stx = self.mempool.get(tx_id)
+        state = self.chain.head_state()
+        if stx is not None:
+            problem = None
+            expected = state.nonce(stx.tx.sender)
+            if stx.tx.nonce == expected:
+                try:
+                    validate_tx(state, stx.tx, self._next_context())
+                except TxInvalid as exc:
+                    problem = exc.reason
+            else:
+                problem = f"waiting for nonce {expected} of the sender first"
+            return {"status": "pending", "problem": problem}
+        head = self.head.height
+        finalized = self._finalized_height()
+        for height in range(max(since_height, head - self.TX_LOOKBACK_BLOCKS, 0), head + 1):
+            block = self.chain.store.canonical_block(height)
+            if block is not None and any(t.id == tx_id for t in block.txs):
+                return {"status": "included", "height": height, "block": block.hash.hex(),
+                        "finalized": height <= finalized}
+        return {"status": "unknown"}
 
     def _next_context(self) -> BlockContext:
         head = self.head
