@@ -137,6 +137,7 @@ class Peer:
             arrivals=(lambda: []) if arrivals is None else arrivals.recent,
             epoch_records=self.epoch_records, metrics=self.metrics,
             own_tx_refusals=lambda: dict(self.own_tx_refusals), data_dir=str(options.data_dir), events=self.events,
+            history=self.event_feed.history,
         ))
 
     # ---------------------------------------------------------------- transactions by the hotkey

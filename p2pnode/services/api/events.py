@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import trio
 from p2pnode.chain import governance
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.state import State
+from p2pnode.services.api.history import ChainHistory
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.mempool import Admission
 
@@ -121,8 +123,11 @@ class EventHub:
 class ChainEventFeed:
     """Turns head changes (and mempool refusals) into events on an `EventHub`."""
 
-    def __init__(self, chain: BlockTree, hub: EventHub) -> None:
+    def __init__(self, chain: BlockTree, hub: EventHub, history: ChainHistory | None = None,
+                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
         self.chain, self.hub = chain, hub
+        self.history = history if history is not None else ChainHistory()
+        self._now_ms = now_ms
         self._moved = trio.Event()
         head = chain.head
         self._head_hash, self._head_height = head.hash, head.height
@@ -131,6 +136,7 @@ class ChainEventFeed:
         state = chain.head_state()
         self._epochs = self._epoch_indexes(state)
         self._proposals = self._proposal_states(state)
+        self.history.record_head(head.height, 0 if finalized is None else finalized.height, now_ms())
         chain.head_listeners.append(self._on_head)
 
     def _on_head(self, head: bytes) -> None:
@@ -168,9 +174,11 @@ class ChainEventFeed:
             self._finalized_epoch = finalized.epoch
             self.hub.publish("finalized", {"epoch": finalized.epoch, "height": finalized.height,
                                            "hash": finalized.hash.hex()})
+        self.history.record_head(head.height, 0 if finalized is None else finalized.height, self._now_ms())
         epochs = self._epoch_indexes(state)
         for netuid, index in sorted(epochs.items()):
             if self._epochs.get(netuid) != index:
+                self.history.record_epoch(state, netuid, index)
                 self.hub.publish("epoch", {"netuid": netuid, "epoch_index": index, "height": head.height})
         self._epochs = epochs
         proposals = self._proposal_states(state)

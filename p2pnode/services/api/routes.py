@@ -18,9 +18,10 @@ from typing import Any
 from p2pnode.chain import governance
 from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.net.host import LibP2PNetwork
-from p2pnode.services.api import dashboard, receipts, views
+from p2pnode.services.api import charts, dashboard, receipts, views
 from p2pnode.services.api.events import EVENT_TYPES, EventHub, TooManyClients
 from p2pnode.services.api.guard import check_request
+from p2pnode.services.api.history import ChainHistory
 from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.chain_service import ChainService
@@ -65,6 +66,8 @@ class ApiBackend:
     data_dir: str
     # Live events for GET /events.
     events: EventHub
+    # Recent finality lag and per-uid epoch results for the charts.
+    history: ChainHistory
 
 
 def path_int(req: Request, index: int, name: str, maximum: int) -> int:
@@ -264,6 +267,21 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
             raise HttpError(503, "too_many_streams", str(exc)) from None
         return backend.events.stream(client)
 
+    async def chart(req: Request) -> Response:
+        name = req.parts[1] if len(req.parts) > 1 else ""
+        if name == "finality.svg" and len(req.parts) == 2:
+            svg = charts.line_chart("Finality lag", [("lag", backend.history.finality_lag())],
+                                    x_label="head height", y_label="blocks")
+        elif name in ("incentive", "emission") and len(req.parts) == 3:
+            netuid = path_int(req, 2, "netuid", U16_MAX)
+            title, unit = ("Incentive", "share") if name == "incentive" else ("Emission", "TAO")
+            svg = charts.line_chart(f"{title} per uid, subnet {netuid}", backend.history.per_uid(netuid, name),
+                                    x_label="epoch", y_label=unit)
+        else:
+            raise HttpError(404, "unknown_chart", "charts: finality.svg, incentive/NETUID, emission/NETUID")
+        return Response(200, svg.encode(), "image/svg+xml",
+                        {"Content-Security-Policy": dashboard.CONTENT_SECURITY_POLICY})
+
     async def metrics(req: Request) -> Response:
         return Response(200, backend.metrics.render(), METRICS_CONTENT_TYPE)
 
@@ -287,6 +305,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
     api.route("GET", "metrics", metrics, summary="Prometheus text format", content_type="text/plain")
     api.stream("GET", "events", events, summary="server-sent events: " + ", ".join(EVENT_TYPES)
                + " (?types=a,b to choose)")
+    api.route("GET", "charts", chart, path="/charts/{chart}", content_type="image/svg+xml",
+              summary="SVG charts: finality.svg, incentive/NETUID, emission/NETUID (recent epochs)")
     dashboard.install(api)
     api.route("POST", "tx", submit, summary="submit a canonical-CBOR SignedTx; 422 with the reason if refused")
     api.route("POST", "query", query, summary='{"netuid": N, "input": "..."}: the best answer of the top miners')

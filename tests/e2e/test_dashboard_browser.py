@@ -1,0 +1,133 @@
+"""The dashboard in a real browser (headless Chromium driven by selenium) against a real peer.
+
+It loads the page, finds the metagraph rows and the SVG charts with data, sees new blocks arrive
+over the live event stream without reloading, checks that a miner's model name made of markup is
+shown as text (and runs nothing), and saves a screenshot. It skips, saying why, only where the
+browser or its driver is not installed (`apt-get install chromium chromium-driver`; `pip install
+selenium`); scripts/test.sh installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from p2pnode.chain.types import Serve, SignedTx, make_tx
+from p2pnode.genesis_file import dev_keypair
+from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
+from protocols import codec
+
+pytestmark = pytest.mark.timeout(300)
+
+XSS_MODEL = '<img src=x onerror="document.title=\'pwned\'">model'
+MINER_HOT = dev_keypair("miner-1-hot")
+SCREENSHOT_DIR_ENV = "P2PNODE_SCREENSHOT_DIR"
+
+
+def _browser() -> Any:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install selenium)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,2200", "--no-first-run", "--disable-extensions"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
+    running = start_live_peer(tmp_path_factory.mktemp("dashboard"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    driver = _browser()
+    yield driver
+    driver.quit()
+
+
+def serve_markup_model(peer: LivePeer) -> None:
+    status = json_request(peer, "GET", "/status")[1]
+    account = json_request(peer, "GET", f"/accounts/{MINER_HOT.address}")[1]
+    tx = make_tx(status["chain_id"], MINER_HOT.public_key, account["nonce"] + account["pending_txs"], status["min_fee"],
+                 Serve(netuid=1, peer_id="12D3KooWmarkup", model=XSS_MODEL))
+    got, reply = json_request(peer, "POST", "/tx", codec.encode(SignedTx(tx=tx, sig=MINER_HOT.sign(tx.signing_bytes()))))
+    assert got == 200, reply
+    wait_for(lambda: any(r["model"] == XSS_MODEL for r in json_request(peer, "GET", "/metagraph/1")[1]), 60,
+             "the serve transaction")
+
+
+def svg_points(peer: LivePeer, path: str) -> int:
+    _, _, svg = raw_request(peer, "GET", path)
+    return max((len(chunk.split(b'points="', 1)[1].split(b'"', 1)[0].split()) for chunk in svg.split(b"<polyline")[1:]),
+               default=0)
+
+
+def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path: Path) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    serve_markup_model(peer)
+    browser.get(peer.api + "/")
+    wait = WebDriverWait(browser, 90, poll_frequency=0.25)
+    rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]"))
+    assert len(rows) >= 2
+    wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+
+    # The model name is shown as the literal text the miner chose; it became no element and ran nothing.
+    models = [row.find_elements(By.TAG_NAME, "td")[-1].text for row in
+              browser.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")]
+    assert XSS_MODEL in models
+    assert not browser.find_elements(By.CSS_SELECTOR, "#metagraph img")
+    assert browser.title == "p2pnode"
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018
+
+    # New blocks arrive over the event stream, without reloading the page.
+    marker = browser.execute_script("window.__notReloaded = true; return 1")
+    first = int(browser.find_element(By.ID, "head-height").text)
+    wait.until(lambda d: int(d.find_element(By.ID, "head-height").text) >= first + 2)
+    assert browser.execute_script("return window.__notReloaded === true") and marker == 1
+    wait.until(lambda d: d.find_element(By.ID, "finalized-height").text not in ("", "–"))
+
+    # Charts: images from the node that loaded, drawn from data (lines with points).
+    wait.until(lambda d: d.execute_script("return document.getElementById('finality-chart').naturalWidth") > 0)
+    assert svg_points(peer, "/charts/finality.svg") >= 2
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.event-epoch"))
+    wait.until(lambda _: svg_points(peer, "/charts/incentive/1") >= 1)
+    wait.until(lambda d: d.execute_script("return document.getElementById('incentive-chart').naturalWidth") > 0)
+    assert browser.find_element(By.ID, "incentive-chart").get_attribute("src").startswith(peer.api + "/charts/")
+
+    # A uid's page: its epoch inputs and outputs, as text.
+    browser.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")[0].click()
+    wait.until(lambda d: '"outputs"' in d.find_element(By.ID, "uid-detail").text)
+
+    # The page keeps to its own policy: nothing it does was blocked.
+    problems = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert problems == []
+
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"))
+    shot = tmp_path / "dashboard.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get(SCREENSHOT_DIR_ENV):
+        target = Path(os.environ[SCREENSHOT_DIR_ENV])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / "dashboard.png")
