@@ -345,11 +345,15 @@ class BlockTree:
         *,
         randao_reveal: bytes,
         skip_invalid: bool = False,
+        failed: list[SignedTx] | None = None,
     ) -> Block:
         """An unsigned block on the head; with `skip_invalid`, transactions and votes that would not
         apply are left out (the rest keep their order), and block count and size limits hold.
         The timestamp is the slot's start; `randao_reveal` is the proposer's signature of
-        `randao_message(chain, slot)`."""
+        `randao_message(chain, slot)`.
+
+        With `skip_invalid`, `candidates` is read lazily, only as far as the block fills, and the
+        transactions that failed to apply are appended to `failed` (the mempool evicts them)."""
         parent = self.head
         state = self.head_state()
         header = Header(
@@ -364,9 +368,10 @@ class BlockTree:
             timestamp_ms=consensus.slot_start_ms(state, slot),
             randao_reveal=randao_reveal,
         )
-        txs, chosen_votes = list(candidates), list(votes)
         if skip_invalid:
-            txs, chosen_votes = self._select(state.child(), header, txs, chosen_votes)
+            txs, chosen_votes = self._select(state.child(), header, candidates, list(votes), failed)
+        else:
+            txs, chosen_votes = list(candidates), list(votes)
         header = Header(**{**_fields(header), "tx_root": body_root(txs, chosen_votes)})
         draft = Block(header=header, sig=bytes(64), txs=tuple(txs), votes=tuple(chosen_votes))
         state = self.head_state()
@@ -376,7 +381,8 @@ class BlockTree:
 
     @staticmethod
     def _select(
-        state: State, header: Header, txs: list[SignedTx], votes: list[SignedVote]
+        state: State, header: Header, txs: Iterable[SignedTx], votes: list[SignedVote],
+        failed: list[SignedTx] | None = None,
     ) -> tuple[list[SignedTx], list[SignedVote]]:
         """The transactions and votes that apply in order, within the block limits.
 
@@ -402,6 +408,8 @@ class BlockTree:
                 apply_tx(state, stx.tx, ctx)
             except TxInvalid:
                 failed_senders.add(stx.tx.sender)
+                if failed is not None:
+                    failed.append(stx)
                 continue
             chosen.append(stx)
             budget -= size

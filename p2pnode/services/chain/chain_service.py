@@ -54,7 +54,7 @@ from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
-from p2pnode.services.chain.guards import record_failure
+from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.clock import Clock
 from p2pnode.services.metrics import NodeMetrics
 from protocols import codec, sync, topics
@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 
 MAX_VOTE_BYTES = 1024
 PENALTY_INVALID_BLOCK = 50.0
+PENALTY_TX_FLOOD = 20.0
+MAX_REPORTED_OFFENDERS = 1024
+# Refusals that honest relays cause too (races with a new head, a full pool): never counted as a flood.
+BENIGN_TX_REFUSALS = frozenset({"duplicate", "stale_nonce", "pool_full", "future_pool_full", "underpriced_replacement"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class NodeConfig:
     future_slots: int = 1
     # A node catching up does not propose on its stale head (its block would only make a fork).
     produce_while_syncing: bool = False
+    # A peer relaying this many transactions the mempool refuses (unaffordable, too far ahead,
+    # over quota, ...) within the window is penalised once per window.
+    tx_refusals_per_window: int = 64
+    tx_refusal_window_ms: int = 10_000
 
 
 class ChainService:
@@ -130,8 +138,11 @@ class ChainService:
             config=self.config.sync,
         )
         self.topics = {kind: topics.topic(self.chain_id, kind) for kind in topics.TOPIC_KINDS}
+        self._tx_refusals = RefusalCounter(self.config.tx_refusals_per_window, self.config.tx_refusal_window_ms)
         self._evidence_send, self._evidence_recv = trio.open_memory_channel[ChainObject](64)
-        self._reported: set[bytes] = set()
+        # Offenders this node already submitted evidence against (only signature-checked evidence
+        # of known validators gets here; capped all the same, the oldest forgotten first).
+        self._reported: dict[bytes, None] = {}
         self._status_cache: tuple[bytes, sync.Status] | None = None
         self.blocks_proposed = 0
         self.votes_cast = 0
@@ -483,6 +494,8 @@ class ChainService:
             return Checked(Verdict.ACCEPT, stx)
         if admission.stateless_rejection:
             return Checked(Verdict.REJECT, reason=admission.reason)
+        if admission.reason not in BENIGN_TX_REFUSALS and self._tx_refusals.refused(peer_id, self.clock.now_ms()):
+            self.network.penalise(peer_id, "tx_flood", PENALTY_TX_FLOOD)
         return Checked(Verdict.IGNORE, reason=admission.reason)
 
     def _guard_vote(self, peer_id: str, data: bytes) -> Checked:
@@ -538,20 +551,26 @@ class ChainService:
         state = self.chain.head_state()
         if self.head.slot >= slot or consensus.proposer_for_slot(state, slot) != self.signer.public_key:
             return
-        candidates = self.mempool.candidates(state, state.param("max_block_txs") * 2)
         votes = self.vote_pool.for_inclusion(slot // self.epoch_slots)
+        failed: list[SignedTx] = []
         try:
+            # Every executable pending transaction is a candidate, in fee order, read only as far
+            # as the block fills; those that fail to apply leave the pool.
             draft = self.chain.prepare_block(
                 self.signer.public_key,
                 slot,
-                candidates,
+                self.mempool.ordered(state),
                 votes,
                 randao_reveal=self.signer.randao_reveal(self.chain_id, slot),
                 skip_invalid=True,
+                failed=failed,
             )
         except BlockInvalid as exc:
             log.error("could not build a block for slot %d: %s", slot, exc)
             return
+        finally:
+            if failed:
+                self.mempool.evict([stx.id for stx in failed], state)
         block = self.signer.sign_block(draft)
         if block is None:
             log.warning("signing record refused a block for slot %d", slot)
@@ -625,7 +644,9 @@ class ChainService:
         data = codec.encode(SignedTx(tx=tx, sig=self.signer.sign_tx_bytes(tx.signing_bytes())))
         admission = await self.submit_tx(data)
         if admission.added:
-            self._reported.add(offender)
+            self._reported[offender] = None
+            if len(self._reported) > MAX_REPORTED_OFFENDERS:
+                del self._reported[next(iter(self._reported))]
             self.evidence_submitted += 1
         else:
             log.warning("slashing evidence not admitted: %s", admission.reason)

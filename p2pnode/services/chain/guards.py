@@ -68,3 +68,32 @@ def guard_request(entry_point: str, handler: RequestHandler, penalise: Penalise)
 
     guarded.__qualname__ = f"guarded {entry_point}"
     return guarded
+
+
+class RefusalCounter:
+    """Counts a peer's refused inputs per time window; says when it crossed `limit` (once per window).
+
+    For inputs that are refused without being provably invalid (a transaction the head state cannot
+    afford, say), which cost a peer nothing: one is forgiven, a flood is penalised. Bounded: at most
+    `max_peers` peers are tracked, the longest-untouched forgotten first.
+    """
+
+    def __init__(self, limit: int, window_ms: int, max_peers: int = 1024) -> None:
+        self.limit = limit
+        self.window_ms = window_ms
+        self.max_peers = max_peers
+        self._windows: dict[str, tuple[int, int]] = {}  # peer -> (window start, refusals in it)
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def refused(self, peer_id: str, now_ms: int) -> bool:
+        """Count one refusal; True exactly when the peer's count in this window reaches `limit`."""
+        start, count = self._windows.pop(peer_id, (now_ms, 0))
+        if now_ms - start >= self.window_ms:
+            start, count = now_ms, 0
+        count += 1
+        self._windows[peer_id] = (start, count)  # re-inserted last: dicts keep insertion order
+        if len(self._windows) > self.max_peers:
+            del self._windows[next(iter(self._windows))]
+        return count == self.limit

@@ -3,28 +3,36 @@
 Pure bookkeeping: the caller passes the head state and the time in, nothing here reads a clock or
 the network, so every rule is unit-tested directly.
 
-Rules (docs/chain.md, "Mempool"):
-- Admission: strict decode, signatures (`protocols.validation`), then `transition.validate_tx`
-  against the head state. A nonce above the account's next one is admitted as *future* (checked
-  as if it were next), at most `max_nonce_gap` ahead and at most `max_future_per_sender` of them.
+Rules (docs/chain.md, "Mempool"; the attacks they answer in docs/security.md, "Mempool"):
+- Admission runs the cheap stateful checks first (chain, nonce window, minimum fee, the sender's
+  balance against everything it already has pending, per-sender and future-nonce quotas), then the
+  signatures (`protocols.validation`), then `transition.apply_tx` on the head state as the sender
+  would see it after its pending transactions. So an unfunded key costs no signature check, and a
+  sender's pending transactions are always jointly affordable: each entry reserves what it spends
+  (fee plus what the transaction takes from the balance), and a new one must fit in the rest.
+- A nonce past the sender's contiguous run is *future*: at most `max_nonce_gap` ahead, at most
+  `max_future_per_sender` per sender and `max_future_txs` in the whole pool, so free-to-make
+  never-executable transactions cannot fill it.
 - Duplicates (same bytes) are ignored; the same sender and nonce replaces the pooled transaction
   only with a fee at least `replace_fee_permille`/1000 of the old one.
-- Full pool: the lowest-fee transaction is evicted for a higher-fee one; otherwise the new one is
-  refused. Transactions expire after `ttl_ms`.
-- Block candidates: across senders by fee (highest first), within a sender by nonce, only the run
-  of nonces that continues from the account's next nonce.
+- Full pool: the newcomer evicts the cheapest entry it outranks (future before executable, then by
+  fee, a sender's last nonce first); otherwise it is refused. Transactions expire after `ttl_ms`;
+  a transaction that fails while a block is assembled is evicted (`evict`).
+- Block order (`ordered`): executable transactions only, highest fee first; at equal fee senders
+  take turns (each sender's first pending nonce, then each one's second, ...), oldest first.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.state import State
-from p2pnode.chain.transition import validate_tx
+from p2pnode.chain.transition import apply_tx
 from p2pnode.chain.types import SignedTx
 from protocols import codec
 from protocols.validation import InvalidSignature, check_tx_signatures
@@ -39,6 +47,8 @@ class MempoolConfig:
     max_txs: int = 4096
     max_per_sender: int = 64
     max_future_per_sender: int = 16
+    # Future-nonce transactions in the whole pool (a bounded share of `max_txs`).
+    max_future_txs: int = 512
     max_nonce_gap: int = 64
     ttl_ms: int = 10 * 60 * 1000
     replace_fee_permille: int = 1100
@@ -65,6 +75,9 @@ class _Entry:
     tx_id: bytes
     added_ms: int
     gossiped_ms: int
+    spend: int  # balance the transaction takes from its sender (fee included), reserved while pending
+    seq: int  # arrival order (ties in block order go to the older)
+    future: bool = False
 
 
 class Mempool:
@@ -72,6 +85,8 @@ class Mempool:
         self.config = config or MempoolConfig()
         self._by_id: dict[bytes, _Entry] = {}
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx id
+        self._future_count = 0
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -82,6 +97,15 @@ class Mempool:
     def get(self, tx_id: bytes) -> SignedTx | None:
         entry = self._by_id.get(tx_id)
         return None if entry is None else entry.stx
+
+    @property
+    def future_count(self) -> int:
+        return self._future_count
+
+    def reserved(self, sender: bytes, *, except_nonce: int | None = None) -> int:
+        """What `sender`'s pending transactions take from its balance, together."""
+        nonces = self._by_sender.get(sender, {})
+        return sum(self._by_id[tx_id].spend for nonce, tx_id in nonces.items() if nonce != except_nonce)
 
     # ---------------------------------------------------------------- admission
 
@@ -100,28 +124,26 @@ class Mempool:
 
     def add_signed(self, stx: SignedTx, data: bytes, tx_id: bytes, state: State, ctx: BlockContext, now_ms: int) -> Admission:
         tx = stx.tx
+        sender = tx.sender
+        if tx_id in self._by_id:
+            return Admission(False, "duplicate", tx_id)
         if tx.chain != state.chain_id:
             return Admission(False, "wrong_chain", tx_id)
-        try:
-            check_tx_signatures(stx)
-        except InvalidSignature as exc:
-            return Admission(False, exc.reason, tx_id)
-        expected = state.nonce(tx.sender)
+        # Cheap stateful checks first: a flood of well-signed but hopeless transactions costs a few
+        # state reads each, never a signature check.
+        expected = state.nonce(sender)
         if tx.nonce < expected:
             return Admission(False, "stale_nonce", tx_id)
         if tx.nonce > expected + self.config.max_nonce_gap:
             return Admission(False, "nonce_too_far", tx_id)
-        probe = state
-        if tx.nonce > expected:
-            # Check it as if every earlier nonce had applied (balance effects of those aside).
-            probe = state.child()
-            probe.set_account(tx.sender, state.balance(tx.sender), tx.nonce)
-        try:
-            validate_tx(probe, tx, ctx)
-        except TxInvalid as exc:
-            return Admission(False, exc.reason, tx_id)
-        nonces = self._by_sender.get(tx.sender, {})
+        if tx.fee < state.param("min_fee"):
+            return Admission(False, "fee_too_low", tx_id)
+        nonces = self._by_sender.get(sender, {})
         replaced = nonces.get(tx.nonce)
+        available = state.balance(sender) - self.reserved(sender, except_nonce=tx.nonce)
+        if available < tx.fee:
+            return Admission(False, "insufficient_balance", tx_id)
+        future = tx.nonce > self._run_end(sender, expected)
         if replaced is not None:
             old_fee = self._by_id[replaced].stx.tx.fee
             if tx.fee * 1000 < old_fee * self.config.replace_fee_permille:
@@ -129,39 +151,90 @@ class Mempool:
         else:
             if len(nonces) >= self.config.max_per_sender:
                 return Admission(False, "sender_queue_full", tx_id)
-            if tx.nonce > expected and self._future_count(tx.sender, expected, extra=tx.nonce) > self.config.max_future_per_sender:
-                return Admission(False, "too_many_future", tx_id)
-            if len(self._by_id) >= self.config.max_txs:
-                lowest = min(self._by_id.values(), key=lambda e: (e.stx.tx.fee, -e.stx.tx.nonce, e.tx_id))
-                if lowest.stx.tx.fee >= tx.fee:
-                    return Admission(False, "pool_full", tx_id)
-                self._remove(lowest.tx_id)
+            if future:
+                if sum(1 for t in nonces.values() if self._by_id[t].future) >= self.config.max_future_per_sender:
+                    return Admission(False, "too_many_future", tx_id)
+                if self._future_count >= self.config.max_future_txs:
+                    return Admission(False, "future_pool_full", tx_id)
+        try:
+            check_tx_signatures(stx)
+        except InvalidSignature as exc:
+            return Admission(False, exc.reason, tx_id)
+        # The transaction applied on the head state as its sender will find it: the nonces before
+        # it used, and the balance its other pending transactions reserve spent.
+        probe = state.child()
+        probe.set_account(sender, available, tx.nonce)
+        after = probe.child()
+        try:
+            apply_tx(after, tx, ctx)
+        except TxInvalid as exc:
+            return Admission(False, exc.reason, tx_id)
+        spend = max(tx.fee, available - after.balance(sender))
+        if replaced is None and len(self._by_id) >= self.config.max_txs:
+            victim = self._eviction_candidate(future, tx.fee)
+            if victim is None:
+                return Admission(False, "pool_full", tx_id)
+            self._remove(victim.tx_id)
         if replaced is not None:
             self._remove(replaced)
-        self._by_id[tx_id] = _Entry(stx, data, tx_id, now_ms, gossiped_ms=now_ms)
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx_id
+        self._seq += 1
+        self._by_id[tx_id] = _Entry(stx, data, tx_id, now_ms, gossiped_ms=now_ms, spend=spend, seq=self._seq)
+        self._by_sender.setdefault(sender, {})[tx.nonce] = tx_id
+        self._mark_future(sender, expected)
         return Admission(True, "replaced" if replaced is not None else "added", tx_id)
 
-    def _future_count(self, sender: bytes, expected: int, extra: int | None = None) -> int:
-        """Transactions of `sender` not in the run of nonces that continues from `expected`."""
-        nonces = set(self._by_sender.get(sender, {}))
-        if extra is not None:
-            nonces.add(extra)
+    def _run_end(self, sender: bytes, expected: int) -> int:
+        """The first nonce after `sender`'s contiguous run of pending nonces from `expected`."""
+        nonces = self._by_sender.get(sender, {})
         run = expected
         while run in nonces:
             run += 1
-        return sum(1 for n in nonces if n > run)
+        return run
+
+    def _mark_future(self, sender: bytes, expected: int) -> None:
+        run_end = self._run_end(sender, expected)
+        for nonce, tx_id in self._by_sender.get(sender, {}).items():
+            entry = self._by_id[tx_id]
+            future = nonce > run_end
+            if future != entry.future:
+                entry.future = future
+                self._future_count += 1 if future else -1
+
+    def _eviction_candidate(self, newcomer_future: bool, newcomer_fee: int) -> _Entry | None:
+        """The entry a newcomer may push out of a full pool: the lowest in (executable, fee) order,
+        a sender's last nonce first, if the newcomer outranks it."""
+        victim = min(self._by_id.values(), key=lambda e: (not e.future, e.stx.tx.fee, -e.stx.tx.nonce, e.tx_id))
+        if (not victim.future, victim.stx.tx.fee) >= (not newcomer_future, newcomer_fee):
+            return None
+        return victim
 
     def _remove(self, tx_id: bytes) -> None:
         entry = self._by_id.pop(tx_id, None)
         if entry is None:
             return
+        if entry.future:
+            self._future_count -= 1
         sender, nonce = entry.stx.tx.sender, entry.stx.tx.nonce
         nonces = self._by_sender.get(sender)
         if nonces is not None and nonces.get(nonce) == tx_id:
             del nonces[nonce]
             if not nonces:
                 del self._by_sender[sender]
+
+    def evict(self, tx_ids: Iterable[bytes], state: State) -> int:
+        """Drop transactions (those that failed while a block was assembled); the same senders'
+        later nonces become future."""
+        senders = set()
+        dropped = 0
+        for tx_id in tx_ids:
+            entry = self._by_id.get(tx_id)
+            if entry is not None:
+                senders.add(entry.stx.tx.sender)
+                self._remove(tx_id)
+                dropped += 1
+        for sender in senders:
+            self._mark_future(sender, state.nonce(sender))
+        return dropped
 
     # ---------------------------------------------------------------- upkeep
 
@@ -173,6 +246,8 @@ class Mempool:
             for nonce in [n for n in self._by_sender[sender] if n < next_nonce]:
                 self._remove(self._by_sender[sender][nonce])
                 dropped += 1
+            if sender in self._by_sender:
+                self._mark_future(sender, next_nonce)
         return dropped
 
     def expire(self, now_ms: int) -> int:
@@ -205,24 +280,33 @@ class Mempool:
     # ---------------------------------------------------------------- block candidates
 
     def candidates(self, state: State, limit: int) -> list[SignedTx]:
-        """Up to `limit` transactions in block order: highest fee first across senders, nonce order
-        within a sender, only nonces that continue from the account's next one."""
-        queues: dict[bytes, list[SignedTx]] = {}
+        """The first `limit` transactions of `ordered`."""
+        out = []
+        for stx in self.ordered(state):
+            if len(out) >= limit:
+                break
+            out.append(stx)
+        return out
+
+    def ordered(self, state: State) -> Iterator[SignedTx]:
+        """Every executable transaction in block order, lazily: highest fee first; at equal fee,
+        senders take turns by depth in their queue (first pending nonces, then second ones, ...),
+        older first; within a sender, nonce order from the account's next nonce."""
+        queues: dict[bytes, list[_Entry]] = {}
         for sender, nonces in self._by_sender.items():
             run = state.nonce(sender)
             queue = []
             while run in nonces:
-                queue.append(self._by_id[nonces[run]].stx)
+                queue.append(self._by_id[nonces[run]])
                 run += 1
             if queue:
                 queues[sender] = queue
-        heap = [(-q[0].tx.fee, sender, 0) for sender, q in queues.items()]
+        heap = [(-q[0].stx.tx.fee, 0, q[0].seq, sender) for sender, q in queues.items()]
         heapq.heapify(heap)
-        out: list[SignedTx] = []
-        while heap and len(out) < limit:
-            _, sender, index = heapq.heappop(heap)
+        while heap:
+            _, depth, _, sender = heapq.heappop(heap)
             queue = queues[sender]
-            out.append(queue[index])
-            if index + 1 < len(queue):
-                heapq.heappush(heap, (-queue[index + 1].tx.fee, sender, index + 1))
-        return out
+            yield queue[depth].stx
+            if depth + 1 < len(queue):
+                nxt = queue[depth + 1]
+                heapq.heappush(heap, (-nxt.stx.tx.fee, depth + 1, nxt.seq, sender))
