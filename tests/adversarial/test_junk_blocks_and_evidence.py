@@ -8,14 +8,22 @@ from pathlib import Path
 
 from p2pnode.chain import consensus
 from p2pnode.chain.encoding import sha256
-from p2pnode.chain.types import Block, Header, SlashDoubleProposal, body_root
+from p2pnode.chain.types import (
+    Block,
+    Header,
+    SignedTx,
+    SlashDoubleProposal,
+    Transfer,
+    body_root,
+    make_tx,
+    randao_message,
+)
 from p2pnode.services.chain.block_tree import sign_block
 from p2pnode.services.chain.votes import EquivocationWatch
 from p2pnode.testing.sim import Simulation
 from protocols import codec
 from protocols.network import Verdict
 
-SLOT_MS = 1000
 FLOODERS = 64
 JUNK_PER_FLOODER = 4
 # A small watch window, so that the junk's distinct slots (a few dozen this early in the chain)
@@ -43,7 +51,15 @@ def test_junk_is_not_relayed_and_a_double_proposal_across_it_is_slashed(tmp_path
         while consensus.proposer_for_slot(chain.head_state(), slot) != key.public_key:
             slot += 1
         await sim.run_until_slot(slot - 1)  # just before the rogue's slot starts
-        drafts = [chain.prepare_block(key.public_key, slot, slot * SLOT_MS + offset) for offset in (0, 1)]
+        # Timestamp and reveal are fixed by the slot: the two blocks differ in their transactions.
+        state = chain.head_state()
+        transfer = make_tx(state.chain_id, key.public_key, state.nonce(key.public_key), state.param("min_fee"),
+                           Transfer(to=key.public_key, amount=1))
+        reveal = key.sign(randao_message(state.chain_id, slot))
+        drafts = [
+            chain.prepare_block(key.public_key, slot, txs, randao_reveal=reveal)
+            for txs in ((), (SignedTx(tx=transfer, sig=key.sign(transfer.signing_bytes())),))
+        ]
         first, second = (sign_block(d, key.sign(d.header.signing_bytes())) for d in drafts)
         topic = rogue.node.topics["blocks"]
         await rogue.endpoint.publish(topic, codec.encode(first))
@@ -60,7 +76,7 @@ def test_junk_is_not_relayed_and_a_double_proposal_across_it_is_slashed(tmp_path
                 slot=free_slots[n % len(free_slots)],
                 parent=head.hash if on_head else sha256(b"nowhere" + n.to_bytes(4, "big")),
                 proposer=key.public_key, state_root=sha256(n.to_bytes(4, "big")), tx_root=body_root((), ()),
-                timestamp_ms=0,
+                timestamp_ms=0, randao_reveal=key.sign(randao_message(head.chain, free_slots[n % len(free_slots)])),
             )
             junk.append(codec.encode(Block(header=header, sig=key.sign(header.signing_bytes()), txs=(), votes=())))
         for index, data in enumerate(junk):
