@@ -79,8 +79,9 @@ async def test_metrics_parse_and_cover_chain_network_miner_and_validator(tmp_pat
 
     text = metrics.render().decode()
     fams = families(text)
+    assert not [name for name in fams if name.endswith("_created")]
     documented = [name for name, fam in fams.items() if fam.documentation]  # type: ignore[attr-defined]
-    assert len(documented) == len(fams) >= 30, sorted(fams)
+    assert len(documented) == len(fams) >= 40, sorted(fams)
     for name in fams:
         assert f"# HELP {name}" in text and f"# TYPE {name}" in text
     assert {n for n in fams if n.startswith("p2pnode_miner_")} >= {
