@@ -107,7 +107,14 @@ class ListOf:
             raise SchemaError(f"{path}: expected list, got {type(value).__name__}")
         if len(value) > self.max_len:
             raise SchemaError(f"{path}: more than {self.max_len} items")
-        check = self.item.check
+        item = self.item
+        if type(item) is UInt:
+            # Long lists of small integers (uids, weights): one pass without a call per item; the
+            # general path below names the first bad item.
+            top = item.max
+            if all(type(v) is int and 0 <= v <= top for v in value):
+                return tuple(value)
+        check = item.check
         return tuple(check(v, f"{path}[{i}]") for i, v in enumerate(value))
 
     def plain(self, value: tuple[Any, ...]) -> list[Any]:
