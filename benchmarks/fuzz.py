@@ -84,7 +84,7 @@ class Report:
     non_canonical: int = 0
     worst_cpu_ms: float = 0.0
     worst_input_len: int = 0
-    verdicts: dict[str, int] = field(default_factory=dict)  # gossip validators: accepted inputs by verdict
+    verdicts: dict[str, int] = field(default_factory=dict)  # guards and sync import: returns by outcome
     findings: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -255,6 +255,8 @@ def build_targets(workdir: Path) -> list[Target]:
                status_seeds, (MalformedMessage,)),
         Target("req blocks_by_range: SyncService._serve_range",
                lambda data: service.sync._serve_range("fuzz-peer", data), range_seeds, (MalformedMessage,)),
+        Target("sync import: SyncService._import_bytes",
+               lambda data: service.sync._import_bytes("fuzz-peer", data, 1), block_seeds),
         Target("sync reply: sync.decode_range_response", lambda data: sync.decode_range_response(data, 64),
                response_seeds, (MalformedMessage,)),
         Target("inference request: decode_request + check_request", request_then_check,
@@ -431,8 +433,9 @@ async def _fuzz_target(target: Target, inputs: int, rng: random.Random, progress
                 })
         else:
             report.accepted += 1
-            if isinstance(result, Verdict):
-                report.verdicts[result.value] = report.verdicts.get(result.value, 0) + 1
+            if isinstance(result, (Verdict, str)):  # a guard's verdict, an import outcome
+                outcome = result.value if isinstance(result, Verdict) else result
+                report.verdicts[outcome] = report.verdicts.get(outcome, 0) + 1
             if target.canonical and codec.encode(result) != data:
                 report.non_canonical += 1
                 if len(report.findings) < 5:
