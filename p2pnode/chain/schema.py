@@ -31,6 +31,8 @@ class ChainObject:
 
 class UInt:
     def __init__(self, bits: int) -> None:
+        if not 1 <= bits <= 64:
+            raise ValueError("the canonical encoding carries integers of at most 64 bits")
         self.max = (1 << bits) - 1
         self.bits = bits
 
@@ -134,7 +136,6 @@ class Struct:
 
 
 U8, U16, U32, U64 = UInt(8), UInt(16), UInt(32), UInt(64)
-U128 = UInt(128)
 # Heights, slots and epochs: below 2^63 so they fit a signed 64-bit integer (SQLite's INTEGER),
 # far beyond any real chain.
 HEIGHT = UInt(63)
