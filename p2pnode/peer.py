@@ -39,6 +39,7 @@ from p2pnode.services.chain.sync_progress import show_sync_progress
 from p2pnode.services.chain.upgrades import UpgradeWatcher
 from p2pnode.services.clock import SystemClock
 from p2pnode.services.market.chain_view import StateView
+from p2pnode.services.market.roles import RoleFailed, RoleStatus, supervise, wait_for_chain
 from p2pnode.services.metrics import NodeMetrics
 from p2pnode.services.metrics import attach_network as metrics_attach_network
 from p2pnode.services.metrics import attach_node as metrics_attach_node
@@ -50,6 +51,9 @@ from protocols import codec
 from protocols.crypto import Keypair
 
 log = logging.getLogger("p2pnode")
+
+# Market roles start once the head is at most this many slots behind the clock (and not syncing).
+ROLE_SYNC_TOLERANCE_SLOTS = 32
 
 DEFAULT_API_PORT = 8545
 # Shifts this peer's clock by N ms: only for tests of a badly set clock (`p2pnode doctor` finds it).
@@ -72,6 +76,7 @@ class PeerOptions:
     validator: bool = False
     miner_model: str | None = None
     miner_netuid: int = 1
+    miner_device: str = "cpu"  # cpu, cuda, cuda:N or auto (see models.base.resolve_device)
     validate_netuid: int | None = None
     validator_round_s: float = 6.0
     # Every interface on the fixed default port (see p2pnode.net.addresses).
@@ -121,6 +126,13 @@ class Peer:
         self.miner: Any = None
         self.validator_loop: Any = None
         self.task: Any = None
+        # What each market role is doing, in one line (status "roles"; the log says it too).
+        self.roles: dict[str, Any] = {"validator": options.validator, "miner": options.miner_model,
+                                      "miner_netuid": options.miner_netuid if options.miner_model else None,
+                                      "subnet_validator": options.validate_netuid}
+        self.miner_status = RoleStatus("miner", on_change=lambda line: self.roles.__setitem__("miner_status", line))
+        self.validator_status = RoleStatus(
+            "subnet validator", on_change=lambda line: self.roles.__setitem__("subnet_validator_status", line))
         self.upgrades = UpgradeWatcher(self.chain.head_state)
         # Benchmarks measure propagation from when each block became our head (opt-in).
         arrivals = ArrivalLog(self.chain) if os.environ.get("P2PNODE_RECORD_ARRIVALS") == "1" else None
@@ -130,9 +142,7 @@ class Peer:
         install_routes(self.api, ApiBackend(
             chain=self.chain, store=self.store, service=self.node, network=self.network,
             hotkey_address=self.hotkey.address, started_at=time.time(), pid=os.getpid(),
-            roles={"validator": options.validator, "miner": options.miner_model,
-                   "miner_netuid": options.miner_netuid if options.miner_model else None,
-                   "subnet_validator": options.validate_netuid},
+            roles=self.roles,
             halted=lambda: self.upgrades.halted, answer_query=self.answer_query,
             arrivals=(lambda: []) if arrivals is None else arrivals.recent,
             epoch_records=self.epoch_records, metrics=self.metrics,
@@ -179,46 +189,80 @@ class Peer:
 
     # ---------------------------------------------------------------- roles
 
-    async def _run_miner(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    def _sync_gap(self) -> str | None:
+        """None once the head is within ROLE_SYNC_TOLERANCE_SLOTS of the clock and not range-syncing."""
+        status = self.node.status()
+        behind = status["current_slot"] - status["head_slot"]
+        if status["syncing"] or behind > ROLE_SYNC_TOLERANCE_SLOTS:
+            return f"head at slot {status['head_slot']} of {status['current_slot']}"
+        return None
+
+    async def _run_miner(self) -> None:
+        await supervise(self.miner_status, self._miner_role, self.clock)
+
+    async def _miner_role(self) -> None:
+        from models.errors import ModelError
         from models.registry import create_model
+        from models.tasks import get_task
         from p2pnode.services.market.miner import MinerServer
 
-        netuid = self.options.miner_netuid
-        task = self._task_for(netuid)
-        model_spec = self.options.miner_model
+        netuid, model_spec, status = self.options.miner_netuid, self.options.miner_model, self.miner_status
         assert model_spec is not None
-        model = await trio.to_thread.run_sync(lambda: create_model(model_spec, task))
+        info = await wait_for_chain(status, self.market_chain, netuid, self.hotkey.public_key, self._sync_gap,
+                                    self.clock, need_registration=False)
+        try:
+            task = get_task(info.task)
+            status.set(f"loading {model_spec} for subnet {netuid} on {self.options.miner_device}")
+            model = await trio.to_thread.run_sync(
+                lambda: create_model(model_spec, task, self.options.miner_device))
+        except ModelError as exc:
+            raise RoleFailed(f"cannot serve {model_spec} on subnet {netuid}: {exc}") from None
         self.miner = MinerServer(self.hotkey, self.node.chain_id, netuid, model, task,
                                  stake_of=self.market_chain.stake_of, clock=self.clock,
                                  metrics=self.metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.miner.run, self.network)
-            task_status.started()
-            await self._keep_serving(netuid, model_spec)
+            await self._keep_serving(netuid, model_spec, getattr(model, "device", "cpu"))
 
-    async def _keep_serving(self, netuid: int, model_name: str) -> None:
+    async def _keep_serving(self, netuid: int, model_name: str, device: object) -> None:
         """Announce (and re-announce after re-registration) that our uid serves at our PeerID."""
         while True:
             state = self.chain.head_state()
             uid = state.uid_of(netuid, self.hotkey.public_key)
-            if uid is not None:
+            if uid is None:
+                self.miner_status.set(f"model ready; waiting for this hotkey's registration on subnet {netuid}")
+            else:
                 neuron = state.neuron(netuid, uid)
                 assert neuron is not None
                 wanted = (self.network.peer_id, model_name[:128])
-                if (neuron["peer_id"], neuron["model"]) != wanted and not self._serve_pending():
-                    await self.submit_body(Serve(netuid=netuid, peer_id=wanted[0], model=wanted[1]))
+                if (neuron["peer_id"], neuron["model"]) != wanted:
+                    self.miner_status.set(f"announcing uid {uid} on subnet {netuid}")
+                    if not self._serve_pending():
+                        await self.submit_body(Serve(netuid=netuid, peer_id=wanted[0], model=wanted[1]))
+                else:
+                    self.miner_status.set(f"serving {model_name} as uid {uid} on subnet {netuid} ({device})")
             await trio.sleep(5)
 
     def _serve_pending(self) -> bool:
         state = self.chain.head_state()
         return self.node.mempool.next_nonce(self.hotkey.public_key, state) > state.nonce(self.hotkey.public_key)
 
-    async def _run_validator_loop(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _run_validator_loop(self) -> None:
+        await supervise(self.validator_status, self._validator_role, self.clock)
+
+    async def _validator_role(self) -> None:
+        from models.errors import ModelError
+        from models.tasks import get_task
         from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
 
-        netuid = self.options.validate_netuid
+        netuid, status = self.options.validate_netuid, self.validator_status
         assert netuid is not None
-        task = self._task_for(netuid)
+        info = await wait_for_chain(status, self.market_chain, netuid, self.hotkey.public_key, self._sync_gap,
+                                    self.clock, need_registration=True)
+        try:
+            task = get_task(info.task)
+        except ModelError as exc:
+            raise RoleFailed(f"cannot validate subnet {netuid}: {exc}") from None
         self.validator_loop = ValidatorLoop(
             self.hotkey, self.node.chain_id, netuid, task, self.network,
             chain=self.market_chain,
@@ -226,7 +270,8 @@ class Peer:
             clock=self.clock, config=ValidatorConfig(round_interval_s=self.options.validator_round_s),
             metrics=self.metrics,
         )
-        await self.validator_loop.run(task_status=task_status)
+        status.set(f"validating subnet {netuid} ({info.task})")
+        await self.validator_loop.run()
 
     # ---------------------------------------------------------------- run
 
@@ -236,10 +281,12 @@ class Peer:
                 await nursery.start(self.network.run)
                 await nursery.start(self.node.run)
                 await nursery.start(self.api.serve, self.options.api_port)
+                # Roles start in the background: they wait for sync and for the chain, and a role
+                # that fails never stops the chain duties above.
                 if self.options.miner_model:
-                    await nursery.start(self._run_miner)
+                    nursery.start_soon(self._run_miner)
                 if self.options.validate_netuid is not None:
-                    await nursery.start(self._run_validator_loop)
+                    nursery.start_soon(self._run_validator_loop)
                 nursery.start_soon(self.upgrades.run)
                 nursery.start_soon(self.event_feed.run)
                 nursery.start_soon(cache_peers, self.network, self.store)

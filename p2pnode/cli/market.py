@@ -34,6 +34,20 @@ METAGRAPH_COLUMNS = (
 )
 
 
+def resolve_miner_device(device: str) -> str:
+    """The torch device a miner's model will run on ("auto": a GPU if torch sees one, else "cpu").
+
+    Checked before the peer starts, so a missing GPU is one line, not a failed role later.
+    """
+    from models.base import resolve_device
+    from models.errors import DeviceUnavailable
+
+    try:
+        return str(resolve_device(device))
+    except DeviceUnavailable as exc:
+        raise CliError(f"--device: {exc}") from None
+
+
 def _ask(args: argparse.Namespace, method: str, path: str, body: Any | None = None) -> Any:
     try:
         if method == "POST":

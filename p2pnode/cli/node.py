@@ -13,6 +13,7 @@ from p2pnode.chain.genesis import GenesisError
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.common import add_api, add_json, api_get, emit
 from p2pnode.cli.keys import DEFAULT_WALLET
+from p2pnode.cli.market import resolve_miner_device
 from p2pnode.keys import KeyStore, KeyStoreError, default_home
 from p2pnode.net.addresses import DEFAULT_P2P_PORT, AddressError, default_listen_addrs
 
@@ -31,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     join.add_argument("--validator", action="store_true", help="produce blocks and vote for finality (block validator)")
     join.add_argument("--miner", metavar="MODEL", help="serve MODEL (a registered name or package.module:factory)")
     join.add_argument("--netuid", type=int, default=1, help="subnet the miner serves (default: 1)")
+    join.add_argument("--device", default="cpu", metavar="DEVICE",
+                      help="where the miner's model runs: cpu (default), cuda, cuda:N or auto (a GPU if torch sees one)")
     join.add_argument("--validate", metavar="NETUID", type=int, help="run the validator loop on this subnet")
     join.add_argument("--validator-round", type=float, default=6.0, help="seconds between validator rounds")
     join.add_argument("--listen", action="append", metavar="MULTIADDR",
@@ -83,6 +86,7 @@ def _join(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     network_name = Path(args.network).stem if args.network.endswith(".json") else args.network
     data_dir = args.data_dir or default_home() / network_name
+    miner_device = resolve_miner_device(args.device) if args.miner else "cpu"
     options = PeerOptions(
         genesis=args.network,
         data_dir=data_dir,
@@ -90,6 +94,7 @@ def _join(args: argparse.Namespace) -> int:
         validator=args.validator,
         miner_model=args.miner,
         miner_netuid=args.netuid,
+        miner_device=miner_device,
         validate_netuid=args.validate,
         validator_round_s=args.validator_round,
         listen=args.listen or default_listen_addrs(args.port),

@@ -76,12 +76,17 @@ def test_market_pays_better_miners_more_and_validators_dividends(testnet: Path) 
         if len(rows) < 3:
             return None
         good, fair, bad = rows["text-transformer"], rows["text-bigram"], rows["text-uniform"]
-        if good["incentive"] > bad["incentive"] and fair["incentive"] > bad["incentive"] and bad["incentive"] >= 0:
+        total = sum(r["raw"]["incentive"] for r in rows.values())
+        # Validators pay only the margin over the task's baseline, and the uniform miner IS the
+        # baseline: at most 2% of the miners' incentive (issue 15), and the transformer earns most.
+        if total > 0 and bad["raw"]["incentive"] <= 0.02 * total and good["incentive"] > fair["incentive"] > 0:
             return [good, fair, bad]
         return None
 
-    good, fair, bad = wait_until(ordered, 600, "the transformer and bigram miners to out-earn the uniform one", 3)
-    assert good["emission"] > bad["emission"] and fair["emission"] > bad["emission"]
+    good, fair, bad = wait_until(
+        ordered, 600, "the transformer to out-earn the bigram, and the uniform miner to earn at most 2%", 3
+    )
+    assert good["emission"] > fair["emission"]
     validators = [r for r in metagraph(url) if r["dividends"] > 0]
     assert len(validators) == 2  # node-0 and node-1 run the validator loop
 

@@ -262,3 +262,20 @@ def test_query_and_metagraph_commands(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["metagraph", "--netuid", "1", "--api", url, "--timeout", "2"]) == 1  # the server is gone
     err = capsys.readouterr().err
     assert err.startswith("p2pnode: error: cannot reach the node's API") and err.count("\n") == 1
+
+
+def test_miner_device_is_resolved_before_the_peer_starts(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from p2pnode.cli.market import resolve_miner_device
+
+    assert resolve_miner_device("cpu") == "cpu"
+    assert resolve_miner_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: `cuda` is not missing here")
+    # `cuda` on a machine without one: one line on stderr, exit 1, before any peer state exists.
+    code = main(["join", "--network", "devnet", "--data-dir", str(tmp_path / "data"), "--dev-key", "miner-x",
+                 "--miner", "text-uniform", "--device", "cuda", "--api-port", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "CUDA is not available" in err
+    assert "Traceback" not in err and not (tmp_path / "data").exists()
