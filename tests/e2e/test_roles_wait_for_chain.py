@@ -1,7 +1,7 @@
 """Market roles on a subnet created after genesis (issue 15 item 7), against real peer processes.
 
-A peer started with `--miner ... --netuid 2 --validate 2` before subnet 2 exists must not crash
-(it used to, with `HttpError: netuid 2 has no task`): it syncs, says in `status` what it waits
+A peer started with `--miner ... --netuid N --validate N` before subnet N exists must not crash
+(it used to, with `HttpError: netuid N has no task`): it syncs, says in `status` what it waits
 for, keeps following the chain, and starts each role once the subnet and its registration exist.
 The slow variant goes on until a miner (a custom model from a file) earns incentive there.
 """
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.timeout(900)
 OWNER_HOT = dev_keypair("late-subnet-owner-hot")
 ROLE_HOT = dev_keypair("miner-0-hot")  # funded at genesis (fees), registered nowhere
 VALIDATOR_HOT = dev_keypair("miner-1-hot")
+LATE = 1  # the netuid the first subnet created on a genesis without subnets gets
 
 # A model of the operator's own, from a file: repeat the best-fitting season (beats the baseline).
 CUSTOM_MODEL = '''
@@ -116,27 +117,27 @@ def register(validator: Proc, env: dict[str, str], netuid: int, hotkey: str) -> 
 def test_roles_wait_for_a_subnet_created_later_and_then_start(chain: tuple[Path, Proc, dict[str, str]]) -> None:
     tmp, validator, env = chain
     role_peer = start(tmp, tmp / "genesis.json", "roles", "--dev-key", "miner-0-hot", "--bootstrap", validator.addrs[0],
-                      "--miner", "forecast-naive", "--netuid", "2", "--validate", "2", "--validator-round", "2")
+                      "--miner", "forecast-naive", "--netuid", str(LATE), "--validate", str(LATE), "--validator-round", "2")
     try:
-        wait_until(lambda: roles(role_peer).get("miner_status") == "waiting for subnet 2 to exist", 120,
-                   "the miner to wait for subnet 2")
-        assert roles(role_peer)["subnet_validator_status"] == "waiting for subnet 2 to exist"
+        wait_until(lambda: roles(role_peer).get("miner_status") == f"waiting for subnet {LATE} to exist", 120,
+                   "the miner to wait for the subnet")
+        assert roles(role_peer)["subnet_validator_status"] == f"waiting for subnet {LATE} to exist"
         height = api(role_peer.api, "/status")["head_height"]
         wait_until(lambda: api(role_peer.api, "/status")["head_height"] > height + 2, 60, "the peer to keep syncing")
 
         netuid = create_forecast_subnet(validator, env)
-        assert netuid == 2
+        assert netuid == LATE  # the first subnet of a genesis without any
         wait_until(lambda: roles(role_peer).get("miner_status", "").startswith("model ready; waiting for this hotkey's"),
                    120, "the miner to load its model and wait for registration")
-        assert roles(role_peer)["subnet_validator_status"] == "waiting for this hotkey's registration on subnet 2"
+        assert roles(role_peer)["subnet_validator_status"] == f"waiting for this hotkey's registration on subnet {LATE}"
 
         register(validator, env, netuid, ROLE_HOT.address)
         wait_until(lambda: roles(role_peer).get("miner_status", "").startswith("serving forecast-naive as uid"), 120,
                    "the miner to serve")
-        wait_until(lambda: roles(role_peer).get("subnet_validator_status") == "validating subnet 2 (forecast)", 60,
+        wait_until(lambda: roles(role_peer).get("subnet_validator_status") == f"validating subnet {LATE} (forecast)", 60,
                    "the validator loop to start")
         log = role_peer.log.read_text()
-        assert "Traceback" not in log and "miner: waiting for subnet 2 to exist" in log
+        assert "Traceback" not in log and f"miner: waiting for subnet {LATE} to exist" in log
         assert role_peer.process.poll() is None
     finally:
         role_peer.stop()
