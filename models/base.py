@@ -21,7 +21,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from models.errors import DeviceUnavailable, IncompatibleTask, InvalidRequest, InvalidResponse, ModelError
+from models.errors import (
+    ChallengeDataError,
+    DeviceUnavailable,
+    IncompatibleTask,
+    InvalidRequest,
+    InvalidResponse,
+    ModelError,
+)
 from models.schema import Schema, SchemaViolation, validate
 
 if TYPE_CHECKING:
@@ -92,6 +99,19 @@ class Task(ABC):
     @abstractmethod
     def make_challenge(self, seed: int) -> tuple[Request, Truth]:
         """A valid request and the private truth to score it with; the same seed gives the same pair."""
+
+    def generate_challenge(self, seed: int) -> tuple[Request, Truth]:
+        """A challenge generated afresh from `seed` rather than cut from public data, so a miner
+        cannot have stored its answer. Tasks whose `make_challenge` is generated already keep it."""
+        return self.make_challenge(seed)
+
+    def load_challenge_data(self, text: str) -> Any:
+        """Parse a validator's private challenge data (a file's text); raises `ChallengeDataError`."""
+        raise ChallengeDataError(f"the {self.name!r} task takes no challenge data")
+
+    def challenge_from_data(self, data: Any, seed: int) -> tuple[Request, Truth]:
+        """A challenge drawn (by `seed`) from data that `load_challenge_data` returned."""
+        raise ChallengeDataError(f"the {self.name!r} task takes no challenge data")
 
     @abstractmethod
     def score_valid(self, request: Request, response: Response, truth: Truth) -> float:

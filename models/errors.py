@@ -70,3 +70,7 @@ class UnknownTask(ModelError, LookupError):
 
 class ModelLoadError(ModelError):
     """A ``package.module:factory`` spec or a ``p2pnode.models`` entry point cannot be loaded."""
+
+
+class ChallengeDataError(ModelError):
+    """A validator's private challenge data cannot be used for its task (the message says why)."""

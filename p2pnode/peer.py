@@ -79,6 +79,8 @@ class PeerOptions:
     miner_device: str = "cpu"  # cpu, cuda, cuda:N or auto (see models.base.resolve_device)
     validate_netuid: int | None = None
     validator_round_s: float = 6.0
+    challenge_data: Path | None = None  # the subnet validator's private challenges (else generated)
+    weight_sharpness: float = 2.0  # weights = (margin over the task's baseline) ** this
     # Every interface on the fixed default port (see p2pnode.net.addresses).
     listen: list[str] = field(default_factory=default_listen_addrs)
     announce: list[str] = field(default_factory=list)
@@ -122,7 +124,7 @@ class Peer:
         metrics_attach_network(self.metrics, self.network)
         self.api = HttpApi()
         # The market's typed view of the chain (neurons, subnets, stake) over our head state.
-        self.market_chain = StateView(self.chain.head_state)
+        self.market_chain = StateView(self.chain.head_state, head_hash=lambda: self.chain.head.hash)
         self.miner: Any = None
         self.validator_loop: Any = None
         self.task: Any = None
@@ -251,6 +253,7 @@ class Peer:
         await supervise(self.validator_status, self._validator_role, self.clock)
 
     async def _validator_role(self) -> None:
+        from models.challenges import challenge_source
         from models.errors import ModelError
         from models.tasks import get_task
         from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
@@ -261,16 +264,18 @@ class Peer:
                                     self.clock, need_registration=True)
         try:
             task = get_task(info.task)
+            challenges = challenge_source(task, self.options.challenge_data)
         except ModelError as exc:
             raise RoleFailed(f"cannot validate subnet {netuid}: {exc}") from None
         self.validator_loop = ValidatorLoop(
             self.hotkey, self.node.chain_id, netuid, task, self.network,
             chain=self.market_chain,
             submit_tx=self.submit_body, state_dir=self.options.data_dir / "validator",
-            clock=self.clock, config=ValidatorConfig(round_interval_s=self.options.validator_round_s),
-            metrics=self.metrics,
+            clock=self.clock, metrics=self.metrics, challenges=challenges,
+            config=ValidatorConfig(round_interval_s=self.options.validator_round_s,
+                                   weight_sharpness=self.options.weight_sharpness),
         )
-        status.set(f"validating subnet {netuid} ({info.task})")
+        status.set(f"validating subnet {netuid} ({info.task}, {challenges.kind} challenges)")
         await self.validator_loop.run()
 
     # ---------------------------------------------------------------- run

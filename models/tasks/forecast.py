@@ -31,7 +31,7 @@ import random
 from dataclasses import dataclass
 
 from models.base import Request, Response, Task
-from models.errors import InvalidResponse
+from models.errors import ChallengeDataError, InvalidResponse
 from models.schema import Schema
 
 MAX_ABS_VALUE = 1e9
@@ -139,6 +139,43 @@ class ForecastTask(Task):
         values = synthetic_series(seed, self.config.history_len + self.config.horizon)
         history = values[: self.config.history_len]
         return {"history": history, "horizon": self.config.horizon}, values[self.config.history_len :]
+
+    def load_challenge_data(self, text: str) -> list[list[float]]:
+        """Private series: one per line, numbers separated by commas or spaces ('#' starts a comment).
+
+        Each series needs at least 8 values of history plus the horizon; all values are finite and
+        within the task's range.
+        """
+        series: list[list[float]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.split("#", 1)[0].replace(",", " ").strip()
+            if not line:
+                continue
+            try:
+                values = [float(x) for x in line.split()]
+            except ValueError:
+                raise ChallengeDataError(f"challenge data line {number}: not a list of numbers") from None
+            if not all(math.isfinite(v) and abs(v) <= MAX_ABS_VALUE for v in values):
+                raise ChallengeDataError(f"challenge data line {number}: values must be finite, |v| <= {MAX_ABS_VALUE:g}")
+            if len(values) < 8 + self.config.horizon:
+                raise ChallengeDataError(
+                    f"challenge data line {number}: {len(values)} values; a series needs at least "
+                    f"{8 + self.config.horizon} (8 of history and the horizon of {self.config.horizon})"
+                )
+            series.append([round(v, 4) for v in values])
+        if not series:
+            raise ChallengeDataError("challenge data holds no series")
+        return series
+
+    def challenge_from_data(self, data: list[list[float]], seed: int) -> tuple[Request, list[float]]:
+        """A window of one of the validator's private series (by `seed`): history, then the truth."""
+        rng = random.Random(f"p2pnode.forecast.private/{seed}")
+        values = data[rng.randrange(len(data))]
+        horizon = self.config.horizon
+        history_len = min(self.config.history_len, len(values) - horizon)
+        start = rng.randint(0, len(values) - history_len - horizon)
+        history = values[start : start + history_len]
+        return {"history": history, "horizon": horizon}, values[start + history_len : start + history_len + horizon]
 
     def baseline_response(self, request: Request) -> Response:
         """The future equals the last value: the forecast every forecaster must beat."""

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.base import Request, Response, Task
-from models.errors import InvalidRequest, InvalidResponse
+from models.errors import ChallengeDataError, InvalidRequest, InvalidResponse
 from models.schema import Schema
-from models.tasks.corpus import VOCAB, load_corpus
+from models.tasks.corpus import VOCAB, load_corpus, normalize
 
 # A response's probabilities may add up to a bit more than 1 after rounding (4 decimals of nats
 # is a relative error of 1e-4 per entry); anything beyond this slack is an invalid distribution.
@@ -143,6 +143,43 @@ class TextTask(Task):
         """Every character equally likely: what a miner knows without having learnt anything."""
         return {"logprobs": [[ch, -math.log(len(VOCAB))] for ch in VOCAB]}
 
+    def generate_challenge(self, seed: int) -> tuple[Request, str]:
+        """A context of fresh text and its next character: the training corpus's words recombined by
+        a word-level chain from `seed`. The words are real (a model of the language predicts them);
+        the text as a whole appears nowhere, so a miner that stored the corpus has nothing to look up.
+        """
+        rng = random.Random(f"p2pnode.text.generated/{seed}")
+        words, successors = _word_chain()
+        length = rng.randint(self.config.challenge_min_chars, self.config.challenge_max_chars)
+        word = rng.choice(words)
+        text = [word]
+        size = len(word)
+        while size <= length:
+            following = successors.get(word)
+            word = rng.choice(following) if following else rng.choice(words)
+            text.append(word)
+            size += 1 + len(word)
+        generated = " ".join(text)
+        end = rng.randint(length, len(generated) - 1)
+        return {"context": generated[end - length : end]}, generated[end]
+
+    def load_challenge_data(self, text: str) -> str:
+        """Private challenge text: mapped onto the vocabulary, long enough for one challenge."""
+        data = normalize(text)
+        if len(data) <= self.config.challenge_max_chars:
+            raise ChallengeDataError(
+                f"challenge text has {len(data)} characters; the text task needs more than "
+                f"{self.config.challenge_max_chars}"
+            )
+        return data
+
+    def challenge_from_data(self, data: str, seed: int) -> tuple[Request, str]:
+        """A context cut from the validator's private text (by `seed`) and its next character."""
+        rng = random.Random(f"p2pnode.text.private/{seed}")
+        length = rng.randint(self.config.challenge_min_chars, self.config.challenge_max_chars)
+        position = rng.randrange(length, len(data))
+        return {"context": data[position - length : position]}, data[position]
+
     def probability(self, response: Response, char: str) -> float:
         """The probability a valid response gives ``char`` (unlisted characters share the rest)."""
         listed = {ch: math.exp(max(logprob, MIN_LOGPROB)) for ch, logprob in response["logprobs"]}
@@ -160,3 +197,14 @@ class TextTask(Task):
         floor = math.log(epsilon / len(VOCAB))  # the worst possible log q'(truth)
         mixed = (1.0 - epsilon) * self.probability(response, truth) + epsilon / len(VOCAB)
         return 1.0 - math.log(mixed) / floor
+
+
+@functools.cache
+def _word_chain() -> tuple[list[str], dict[str, list[str]]]:
+    """The training corpus's words, and for each word the words that follow it (with repeats)."""
+    words = load_corpus().train.split()
+    successors: dict[str, list[str]] = {}
+    for word, following in zip(words, words[1:], strict=False):
+        successors.setdefault(word, []).append(following)
+    return words, successors
+

@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="where the miner's model runs: cpu (default), cuda, cuda:N or auto (a GPU if torch sees one)")
     join.add_argument("--validate", metavar="NETUID", type=int, help="run the validator loop on this subnet")
     join.add_argument("--validator-round", type=float, default=6.0, help="seconds between validator rounds")
+    join.add_argument("--challenge-data", type=Path, metavar="PATH",
+                      help="the subnet validator's private challenges (text: a UTF-8 text file; forecast: one "
+                           "series per line); default: challenges generated afresh")
+    join.add_argument("--weight-sharpness", type=float, default=2.0, metavar="P",
+                      help="subnet validator weights = (score margin over the task's baseline) ** P (default 2)")
     join.add_argument("--listen", action="append", metavar="MULTIADDR",
                       help="listen address; repeatable (default: every interface, IPv4 and IPv6, TCP port --port)")
     join.add_argument("--port", type=int, default=DEFAULT_P2P_PORT,
@@ -87,6 +92,8 @@ def _join(args: argparse.Namespace) -> int:
     network_name = Path(args.network).stem if args.network.endswith(".json") else args.network
     data_dir = args.data_dir or default_home() / network_name
     miner_device = resolve_miner_device(args.device) if args.miner else "cpu"
+    if not 0 < args.weight_sharpness <= 16:
+        raise CliError("--weight-sharpness must be above 0 and at most 16")
     options = PeerOptions(
         genesis=args.network,
         data_dir=data_dir,
@@ -97,6 +104,8 @@ def _join(args: argparse.Namespace) -> int:
         miner_device=miner_device,
         validate_netuid=args.validate,
         validator_round_s=args.validator_round,
+        challenge_data=args.challenge_data,
+        weight_sharpness=args.weight_sharpness,
         listen=args.listen or default_listen_addrs(args.port),
         announce=args.announce,
         relay_service=args.relay_service,

@@ -134,7 +134,7 @@ def test_roles_wait_for_a_subnet_created_later_and_then_start(chain: tuple[Path,
         register(validator, env, netuid, ROLE_HOT.address)
         wait_until(lambda: roles(role_peer).get("miner_status", "").startswith("serving forecast-naive as uid"), 120,
                    "the miner to serve")
-        wait_until(lambda: roles(role_peer).get("subnet_validator_status") == f"validating subnet {LATE} (forecast)", 60,
+        wait_until(lambda: roles(role_peer).get("subnet_validator_status") == f"validating subnet {LATE} (forecast, generated challenges)", 60,
                    "the validator loop to start")
         log = role_peer.log.read_text()
         assert "Traceback" not in log and f"miner: waiting for subnet {LATE} to exist" in log

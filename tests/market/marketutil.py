@@ -228,12 +228,14 @@ class FakeMiner:
         self.task = ForecastTask()
         self.first_answer: bytes | None = None
         self.calls = 0
+        self.requests: list[dict[str, Any]] = []  # every task request received, in order
         self.net.set_request_handler(PROTOCOL, self.handle, max_request_bytes=1 << 20)
 
     async def handle(self, peer: str, data: bytes) -> bytes:
         self.calls += 1
         signed = decode(SignedInferenceRequest, data)
         task_request = json.loads(signed.request.payload)
+        self.requests.append(task_request)
         naive = {"forecast": [task_request["history"][-1]] * task_request["horizon"]}
         if self.behaviour == "naive":  # exactly the task's baseline: valid, but worth nothing
             return respond(self.key, data, naive)

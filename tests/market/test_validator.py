@@ -328,3 +328,20 @@ async def test_only_value_over_the_baseline_earns_weight(tmp_path: Path, autojum
     # Sharpening: the weight ratio is the squared ratio of the margins over the baseline.
     margin = {uid: scores[uid] - baselines[uid] for uid in (2, 3)}
     assert values[0] / values[1] == pytest.approx((margin[2] / margin[3]) ** 2, abs=1e-4)
+
+
+async def test_private_challenges_and_seeds_fresh_with_each_block(tmp_path: Path, autojump_clock: Any) -> None:
+    from models.challenges import challenge_source
+
+    series = [[float((i * i * 7 + k * 13) % 101) for i in range(120)] for k in range(2)]
+    (tmp_path / "series.txt").write_text("\n".join(" ".join(map(str, row)) for row in series))
+    market = Market(tmp_path, ["naive"], truth_delay_rounds=0)
+    loop = market.loop()
+    loop.challenges = challenge_source(loop.task, tmp_path / "series.txt")
+    await loop.run_round()
+    seen = [request["history"] for request in market.miners[1].requests]
+    assert seen and all(
+        any(history == row[i : i + len(history)] for row in series for i in range(len(row))) for history in seen
+    )
+    # The same secret, round and uid give another seed on another head block.
+    assert loop._challenge_seed(1, b"\x01" * 32) != loop._challenge_seed(1, b"\x02" * 32)

@@ -46,6 +46,7 @@ class SubnetInfo:
     weights_version_key: int = 0
     commit_reveal_enabled: bool = False
     reveal_period_epochs: int = 1
+    head_hash: bytes = b""  # of the head block the view was read from (validators mix it into seeds)
 
 
 class MarketChain(Protocol):
@@ -68,8 +69,9 @@ class MarketChain(Protocol):
 class StateView:
     """`MarketChain` over the chain state that `head_state()` returns at each call."""
 
-    def __init__(self, head_state: Callable[[], State]) -> None:
+    def __init__(self, head_state: Callable[[], State], head_hash: Callable[[], bytes] | None = None) -> None:
         self._head_state = head_state
+        self._head_hash = head_hash
 
     def neurons(self, netuid: int) -> list[NeuronInfo]:
         state = self._head_state()
@@ -110,6 +112,7 @@ class StateView:
             weights_version_key=int(hp.get("weights_version_key", 0)),
             commit_reveal_enabled=bool(hp.get("commit_reveal_enabled", 0)),
             reveal_period_epochs=int(hp.get("reveal_period_epochs", 1)),
+            head_hash=b"" if self._head_hash is None else self._head_hash(),
         )
 
     def stake_of(self, hotkey: bytes) -> int:
