@@ -6,6 +6,8 @@ are the chain's (`p2pnode.chain.transition`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from p2pnode.chain.types import (
     Block,
     Header,
@@ -57,23 +59,38 @@ def check_tx_signatures(stx: SignedTx) -> None:
             raise InvalidSignature("bad_evidence_signature")
 
 
-def check_block_signatures(block: Block) -> None:
+def check_block_signatures(
+    block: Block,
+    tx_verified: Callable[[SignedTx], bool] | None = None,
+    vote_verified: Callable[[SignedVote], bool] | None = None,
+) -> None:
     """Proposer signature and reveal, every transaction's and every vote's; raises InvalidSignature."""
     if not header_signature_ok(block.signed_header):
         raise InvalidSignature("bad_block_signature")
-    check_body_signatures(block)
+    check_body_signatures(block, tx_verified, vote_verified)
 
 
-def check_body_signatures(block: Block) -> None:
+def check_body_signatures(
+    block: Block,
+    tx_verified: Callable[[SignedTx], bool] | None = None,
+    vote_verified: Callable[[SignedVote], bool] | None = None,
+) -> None:
     """The RANDAO reveal, every transaction's and every vote's signature (for a block whose header
-    signature a gossip guard already verified); raises InvalidSignature."""
+    signature a gossip guard already verified); raises InvalidSignature.
+
+    `tx_verified` / `vote_verified` name the objects whose signatures were verified already (the
+    same bytes sitting in the mempool or the vote pool): those are not verified again."""
     if not randao_reveal_ok(block.header):
         raise InvalidSignature("bad_randao_reveal")
     for index, stx in enumerate(block.txs):
+        if tx_verified is not None and tx_verified(stx):
+            continue
         try:
             check_tx_signatures(stx)
         except InvalidSignature as exc:
             raise InvalidSignature(f"{exc.reason} (tx {index})") from None
     for index, sv in enumerate(block.votes):
+        if vote_verified is not None and vote_verified(sv):
+            continue
         if not vote_signature_ok(sv):
             raise InvalidSignature(f"bad_vote_signature (vote {index})")

@@ -114,3 +114,26 @@ def test_pending_transactions_are_regossiped_at_intervals(chain: BlockTree) -> N
     assert len(pool.due_for_gossip(1_000, 1_000, 10)) == 1
     assert len(pool.due_for_gossip(1_500, 1_000, 10)) == 1
     assert pool.due_for_gossip(1_600, 1_000, 10) == []
+
+
+def test_a_block_does_not_verify_again_the_signatures_its_pooled_transactions_had(
+    chain: BlockTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from protocols import validation
+
+    pool = Mempool()
+    pooled, fresh = pay(ALICE, 0), pay(BOB, 0)
+    assert add(pool, chain, pooled) == "added"
+    chain.tx_signature_verified = lambda stx: stx.id in pool
+    checked: list[SignedTx] = []
+    real_check = validation.check_tx_signatures
+
+    def counting_check(stx: SignedTx) -> None:
+        checked.append(stx)
+        real_check(stx)
+
+    monkeypatch.setattr(validation, "check_tx_signatures", counting_check)
+    slot = chain.head.slot + 1
+    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
+    assert chain.import_block(chain.build_block(HOTS[proposer], slot, [pooled, fresh])).head
+    assert checked == [fresh]

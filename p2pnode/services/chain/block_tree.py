@@ -100,6 +100,10 @@ class BlockTree:
         self.supported_versions: frozenset[int] | None = None
         # Called with the new head's hash after every head change (metrics, benchmarks).
         self.head_listeners: list[Callable[[bytes], None]] = []
+        # Whether a transaction's / vote's signature was verified already (the node's mempool and
+        # vote pool hold only verified ones): a block's copies are then not verified again.
+        self.tx_signature_verified: Callable[[SignedTx], bool] | None = None
+        self.vote_signature_verified: Callable[[SignedVote], bool] | None = None
         # Called with (block hash, height, records) for each verified block that ran subnet epochs,
         # canonical or not (explain picks the records of canonical blocks).
         self.epoch_listeners: list[Callable[[bytes, int, list[EpochRecord]], None]] = []
@@ -219,15 +223,14 @@ class BlockTree:
             for listener in self.epoch_listeners:
                 listener(block.hash, block.header.height, records)
 
-    @staticmethod
-    def _verify_signatures(block: Block, already: bool, header_verified: bool) -> None:
+    def _verify_signatures(self, block: Block, already: bool, header_verified: bool) -> None:
         if already:
             return
         try:
             if header_verified:
-                check_body_signatures(block)
+                check_body_signatures(block, self.tx_signature_verified, self.vote_signature_verified)
             else:
-                check_block_signatures(block)
+                check_block_signatures(block, self.tx_signature_verified, self.vote_signature_verified)
         except InvalidSignature as exc:
             raise BlockInvalid("bad_signature", exc.reason) from None
 

@@ -120,6 +120,10 @@ class ChainService:
         self.epoch_slots = state.param("epoch_slots")
         self.mempool = Mempool(self.config.mempool)
         self.vote_pool = VotePool()
+        # Each signature is verified once: a block's transactions and votes already pooled here
+        # (same bytes, so the same signature) are not verified again on import.
+        chain.tx_signature_verified = lambda stx: stx.id in self.mempool
+        chain.vote_signature_verified = self.vote_pool.holds
         self.watch = EquivocationWatch()
         self.orphans = OrphanPool(self.config.max_orphans)
         self.sync = SyncService(

@@ -35,6 +35,10 @@ class VotePool:
             self._votes.popitem(last=False)
         return True
 
+    def holds(self, signed_vote: SignedVote) -> bool:
+        """Whether exactly this signed vote is pooled (so its signature was verified)."""
+        return self._votes.get((signed_vote.vote.validator, signed_vote.vote.target.epoch)) == signed_vote
+
     def for_inclusion(self, epoch: int) -> list[SignedVote]:
         """Votes that a block in `epoch` may carry (its own and the previous epoch's targets)."""
         return [v for (_, target), v in self._votes.items() if target in (epoch, epoch - 1)]
