@@ -137,3 +137,47 @@ def test_a_block_does_not_verify_again_the_signatures_its_pooled_transactions_ha
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
     assert chain.import_block(chain.build_block(HOTS[proposer], slot, [pooled, fresh])).head
     assert checked == [fresh]
+
+
+def test_a_senders_pending_transactions_must_be_jointly_affordable(tmp_path: Path) -> None:
+    poor = user_keys(5)[4]
+    chain = open_chain(tmp_path / "poor.sqlite", make_genesis(4, 4, extra_balances=((poor.public_key, 10_000),)))
+    pool = Mempool()
+    assert add(pool, chain, pay(poor, 0, fee=1_000, amount=4_000)) == "added"
+    assert pool.reserved(poor.public_key) == 5_000
+    assert add(pool, chain, pay(poor, 1, fee=1_000, amount=4_000)) == "added"
+    # 10,000 - 2 x 5,000 leaves nothing: not even the fee of a third
+    assert add(pool, chain, pay(poor, 2, fee=1_000, amount=1)) == "insufficient_balance"
+    # a replacement is measured against the others only
+    assert add(pool, chain, pay(poor, 1, fee=1_100, amount=3_900)) == "replaced"
+    assert add(pool, chain, pay(poor, 1, fee=2_000, amount=4_000)) == "insufficient_balance"
+
+
+def test_future_nonces_hold_a_bounded_share_and_leave_first(chain: BlockTree) -> None:
+    pool = Mempool(MempoolConfig(max_txs=4, max_future_txs=2))
+    assert add(pool, chain, pay(ALICE, 5)) == "added"
+    assert add(pool, chain, pay(BOB, 5)) == "added"
+    assert add(pool, chain, pay(CAROL, 5)) == "future_pool_full"
+    assert pool.future_count == 2
+    assert add(pool, chain, pay(ALICE, 0)) == "added"
+    assert add(pool, chain, pay(BOB, 0)) == "added"
+    # full: an executable newcomer pushes out a future one, even at a lower fee
+    assert add(pool, chain, pay(CAROL, 0, fee=1_000)) == "added"
+    assert pool.future_count == 1 and len(pool) == 4
+    # filling the gap makes the future ones executable
+    for nonce in range(1, 5):
+        pool.add(codec.encode(pay(ALICE, nonce)), chain.head_state(), ctx(chain), 0)
+    assert all(not e.future for e in pool._by_id.values() if e.stx.tx.sender == ALICE.public_key)
+
+
+def test_block_order_lets_senders_take_turns_at_equal_fee_and_evict_drops_failures(chain: BlockTree) -> None:
+    pool = Mempool()
+    for nonce in range(3):
+        assert add(pool, chain, pay(ALICE, nonce)) == "added"
+    assert add(pool, chain, pay(BOB, 0)) == "added"
+    order = [(s.tx.sender, s.tx.nonce) for s in pool.ordered(chain.head_state())]
+    assert order[:2] == [(ALICE.public_key, 0), (BOB.public_key, 0)], "the first nonces of both come first"
+    first = pool.candidates(chain.head_state(), 1)[0]
+    assert pool.evict([first.id], chain.head_state()) == 1
+    assert [s.tx.sender for s in pool.ordered(chain.head_state())] == [BOB.public_key], "ALICE's later nonces wait"
+    assert pool.future_count == 2
