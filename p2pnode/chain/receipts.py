@@ -13,6 +13,8 @@ are canonical and a record round-trips through `encode` / `decode` exactly.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +102,16 @@ class EpochRecord:
                 inputs=input_from_document(inputs["yuma"]),
                 outputs=output_from_document(outputs),
             )
-        except (KeyError, TypeError) as exc:
-            raise ReceiptError(f"malformed epoch record: missing or mistyped {exc}") from None
         except yuma.InvalidEpochInput as exc:
             raise ReceiptError(f"malformed epoch inputs: {exc}") from None
-        if len(record.hotkeys) != record.inputs.n:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReceiptError(f"malformed epoch record: missing or mistyped {exc}") from None
+        n = record.inputs.n
+        if len(record.hotkeys) != n:
             raise ReceiptError("hotkeys: one per uid expected")
+        for name in (*_VECTOR_OUTPUTS, "bonds"):
+            if len(getattr(record.outputs, name)) != n:
+                raise ReceiptError(f"outputs.{name}: one entry per uid expected")
         return record
 
 
@@ -116,12 +122,42 @@ def _int(doc: dict[str, Any], key: str) -> int:
     return value
 
 
+def _u16_le(words: array[int]) -> bytes:
+    if sys.byteorder == "little":
+        return words.tobytes()
+    swapped = array("H", words)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _row_document(row: yuma.RowLike) -> list[bytes]:
+    """A sparse row as [destination uids, values], each u16 little-endian bytes, in stored order
+    (bytes, not a list of pairs: rows are n x n, and this keeps hashing them cheap)."""
+    if not isinstance(row, yuma.SparseRow):
+        row = yuma.SparseRow.from_pairs(list(row))
+    return [_u16_le(row.uids), _u16_le(row.values)]
+
+
+def _row_from_document(entry: Any) -> yuma.SparseRow:
+    uids, values = entry
+    if type(uids) is not bytes or type(values) is not bytes or len(uids) != len(values) or len(uids) % 2:
+        raise ReceiptError("a row must be two byte strings of equal, even length")
+    arrays = []
+    for data in (uids, values):
+        words = array("H")
+        words.frombytes(data)
+        if sys.byteorder != "little":
+            words.byteswap()
+        arrays.append(words)
+    return yuma.SparseRow(arrays[0], arrays[1]) if uids else yuma.EMPTY_ROW
+
+
 def input_document(inp: yuma.EpochInput) -> dict[str, Any]:
     doc: dict[str, Any] = {name: getattr(inp, name) for name in _SCALAR_INPUTS}
     for name in _VECTOR_INPUTS:
         doc[name] = list(getattr(inp, name))
     for name in _ROW_INPUTS:
-        doc[name] = [[[u, v] for u, v in row] for row in getattr(inp, name)]
+        doc[name] = [_row_document(row) for row in getattr(inp, name)]
     doc["commit_blocks"] = None if inp.commit_blocks is None else list(inp.commit_blocks)
     return doc
 
@@ -131,20 +167,20 @@ def input_from_document(doc: dict[str, Any]) -> yuma.EpochInput:
     for name in _VECTOR_INPUTS:
         fields[name] = list(doc[name])
     for name in _ROW_INPUTS:
-        fields[name] = [[tuple(entry) for entry in row] for row in doc[name]]
+        fields[name] = [_row_from_document(entry) for entry in doc[name]]
     fields["commit_blocks"] = doc["commit_blocks"]
     return yuma.EpochInput(**fields)
 
 
 def output_document(out: yuma.EpochOutput) -> dict[str, Any]:
     doc: dict[str, Any] = {name: list(getattr(out, name)) for name in _VECTOR_OUTPUTS}
-    doc["bonds"] = [[[u, v] for u, v in row] for row in out.bonds]
+    doc["bonds"] = [_row_document(row) for row in out.bonds]
     return doc
 
 
 def output_from_document(doc: dict[str, Any]) -> yuma.EpochOutput:
     fields: dict[str, Any] = {name: tuple(doc[name]) for name in _VECTOR_OUTPUTS}
-    fields["bonds"] = tuple(yuma.SparseRow.from_pairs([tuple(e) for e in row]) for row in doc["bonds"])
+    fields["bonds"] = tuple(_row_from_document(entry) for entry in doc["bonds"])
     return yuma.EpochOutput(**fields)
 
 

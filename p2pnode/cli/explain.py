@@ -11,11 +11,14 @@ import argparse
 from typing import Any
 
 from p2pnode.chain.address import encode_address
-from p2pnode.chain.encoding import decode
 from p2pnode.chain.params import TAO
 from p2pnode.chain.receipts import EpochRecord, ReceiptError, explain_uid, verify_record
 from p2pnode.cli.common import add_api, add_json, api_get, emit
 from p2pnode.cli.errors import CliError
+from protocols.codec import MalformedMessage, decode_plain
+
+# A record of a large subnet (weights and bonds are n x n) can be several MiB.
+MAX_RECORD_BYTES = 64 << 20
 
 U16 = 65535
 
@@ -48,8 +51,8 @@ def fetch_record(args: argparse.Namespace) -> tuple[EpochRecord, dict[str, Any] 
         epoch = listing["receipts"][-1]["epoch"]
     doc = api_get(args, f"/receipts/{args.netuid}/{epoch}")
     try:
-        record = EpochRecord.from_document(decode(bytes.fromhex(doc["record_cbor"])))
-    except (ReceiptError, ValueError, KeyError, TypeError, IndexError) as exc:
+        record = EpochRecord.from_document(decode_plain(bytes.fromhex(doc["record_cbor"]), MAX_RECORD_BYTES))
+    except (ReceiptError, MalformedMessage, ValueError, KeyError, TypeError) as exc:
         raise CliError(f"the node's record of epoch {epoch} is malformed: {exc}") from None
     receipt = doc.get("receipt")
     if receipt is not None:

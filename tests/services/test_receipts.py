@@ -121,9 +121,11 @@ def test_altering_one_stored_input_fails_verification(market: Chain, field: str)
     if field == "stake":
         yuma_doc["stake"][3] += 1
     elif field == "weights":
-        yuma_doc["weights"][1][0][1] -= 1
+        values = bytearray(yuma_doc["weights"][1][1])
+        values[0] ^= 1  # one weight of validator uid 1, off by one
+        yuma_doc["weights"][1][1] = bytes(values)
     elif field == "bonds":
-        yuma_doc["bonds"][1] = []
+        yuma_doc["bonds"][1] = [b"", b""]  # validator uid 1 without its bonds
     elif field == "last_update":
         yuma_doc["last_update"][2] -= 1
     else:
@@ -174,3 +176,15 @@ def test_record_document_round_trips_and_rejects_malformed(market: Chain) -> Non
         EpochRecord.from_document(doc)
     with pytest.raises(ReceiptError, match="uid 9"):
         explain_uid(record, 9)
+
+
+def test_a_record_with_outputs_of_the_wrong_length_is_refused(market: Chain) -> None:
+    epoch = committed_receipts(market.tree.head_state(), 1)[-1]["epoch"]
+    doc = market.record(1, epoch).to_document()
+    doc["outputs"]["incentive"] = doc["outputs"]["incentive"][:-1]
+    with pytest.raises(ReceiptError, match="outputs.incentive"):
+        EpochRecord.from_document(doc)
+    doc = market.record(1, epoch).to_document()
+    doc["outputs"]["bonds"][1] = [b"\x01\x00", b"\x01"]
+    with pytest.raises(ReceiptError, match="equal, even length"):
+        EpochRecord.from_document(doc)
