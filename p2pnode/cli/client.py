@@ -90,7 +90,7 @@ def stream_events(api: str, kinds: list[str] | None = None, *, idle_timeout: flo
         reason = getattr(exc, "reason", exc)
         raise ApiError(f"cannot reach the node's API at {base}: {reason} (is `p2pnode join` running?)") from None
     with reply:
-        kind, data = "message", []
+        kind, data = "message", list[str]()
         try:
             while True:
                 raw = reply.readline(MAX_EVENT_LINE_BYTES + 1)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from p2pnode.chain.types import SignedTx, Transfer, make_tx
+from p2pnode.chain.types import Propose, SignedTx, Transfer, make_tx
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
 from protocols import codec
@@ -81,14 +81,11 @@ def test_watch_prints_new_heads_in_order(peer: LivePeer) -> None:
 
 
 def test_watch_sees_finality_and_transactions_included_and_refused(peer: LivePeer) -> None:
-    process = watch(peer, "--json", "--types", "finalized,tx_included,tx_refused")
+    process = watch(peer, "--json", "--types", "head,finalized,tx_included,tx_refused")
     try:
         lines = lines_of(process)
         deadline = time.monotonic() + 120
-        # The stream is open once the node counts it; then everything after this point is seen.
-        while _streams(peer) < 1:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.1)
+        next_event(lines, "head", deadline)  # the stream is open: everything from here on is seen
         sender = dev_keypair("user-2")
         status, reply = json_request(peer, "POST", "/tx", transfer(peer, sender))
         assert status == 200, reply
@@ -105,8 +102,36 @@ def test_watch_sees_finality_and_transactions_included_and_refused(peer: LivePee
         process.wait()
 
 
-def _streams(peer: LivePeer) -> int:
-    return int(json_request(peer, "GET", "/status")[1].get("event_streams", 0))
+def test_a_new_proposal_is_an_event(peer: LivePeer) -> None:
+    process = watch(peer, "--json", "--types", "head,proposal")
+    try:
+        lines = lines_of(process)
+        deadline = time.monotonic() + 120
+        next_event(lines, "head", deadline)  # the stream is open: everything from here on is seen
+        proposer = dev_keypair("user-3")
+        status = json_request(peer, "GET", "/status")[1]
+        account = json_request(peer, "GET", f"/accounts/{proposer.address}")[1]
+        body = Propose(action="signal", param="", value=0, owner=b"", task="", version=0, activation_height=0,
+                       text="events test")
+        tx = make_tx(status["chain_id"], proposer.public_key, account["nonce"] + account["pending_txs"],
+                     status["min_fee"], body)
+        got, reply = json_request(peer, "POST", "/tx", codec.encode(SignedTx(tx=tx, sig=proposer.sign(tx.signing_bytes()))))
+        assert got == 200, reply
+        event = next_event(lines, "proposal", deadline)
+        assert event["status"] == "voting" and json_request(peer, "GET", f"/proposals/{event['id']}")[0] == 200
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_status_counts_open_streams(peer: LivePeer) -> None:
+    process = watch(peer, "--json", "--types", "head")
+    try:
+        next_event(lines_of(process), "head", time.monotonic() + 60)
+        assert json_request(peer, "GET", "/status")[1]["event_streams"] >= 1
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_watch_without_a_node_is_one_line() -> None:

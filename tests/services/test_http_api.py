@@ -58,7 +58,12 @@ async def start_api(nursery: trio.Nursery) -> int:
     api.route("GET", "status", status, path="/status/{rest}", summary="echo the path")
     api.route("POST", "tx", echo)
     api.route("GET", "broken", broken)
+    async def patient(req: Request) -> Response:
+        await trio.sleep(1.0)
+        return Response.json({"waited": True})
+
     api.route("GET", "slow", slow)
+    api.route("GET", "patient", patient, deadline_s=5.0)
     api.guards.append(check_request)
     api.deadline_s = 0.5
     return await nursery.start(api.serve, 0)
@@ -95,6 +100,8 @@ async def test_routes_errors_and_bounds() -> None:
         assert (status, body["error"]) == (500, "ZeroDivisionError")
         status, body = await json_request(port, get("/slow"))
         assert (status, body["error"]) == (503, "deadline_exceeded")
+        status, body = await json_request(port, get("/patient"))  # its own, longer deadline
+        assert (status, body) == (200, {"waited": True})
         status, _ = await raw_request(port, get("/status"))
         assert status == 200  # still serving after a failing and a stuck handler
         nursery.cancel_scope.cancel()
@@ -117,7 +124,7 @@ async def test_openapi_describes_every_route() -> None:
         port = await start_api(nursery)
         status, doc = await json_request(port, get("/openapi.json"))
         assert status == 200 and doc["openapi"].startswith("3.")
-        assert set(doc["paths"]) == {"/status/{rest}", "/tx", "/broken", "/slow"}
+        assert set(doc["paths"]) == {"/status/{rest}", "/tx", "/broken", "/slow", "/patient"}
         assert doc["paths"]["/status/{rest}"]["get"]["summary"] == "echo the path"
         assert doc["paths"]["/status/{rest}"]["get"]["parameters"][0]["name"] == "rest"
         assert "post" in doc["paths"]["/tx"]

@@ -21,6 +21,7 @@ import trio
 from p2pnode.chain import governance
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.state import State
+from p2pnode.chain.types import Block
 from p2pnode.services.api.history import ChainHistory
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.mempool import Admission
@@ -187,16 +188,16 @@ class ChainEventFeed:
                 self.hub.publish("proposal", {"id": pid, "status": status, "height": head.height})
         self._proposals = proposals
 
-    def _new_blocks(self, head_hash: bytes) -> list[Any]:
+    def _new_blocks(self, head_hash: bytes) -> list[Block]:
         """Blocks on the new head's branch not on the last reported head's, oldest first (bounded)."""
         store = self.chain.store
-        old_branch = set()
+        old_branch: set[bytes] = set()
         cursor: bytes | None = self._head_hash
         while cursor is not None and len(old_branch) < MAX_BLOCKS_PER_HEAD_CHANGE:
             old_branch.add(cursor)
             header = store.header(cursor)
             cursor = None if header is None or header.height == 0 else header.parent
-        blocks = []
+        blocks: list[Block] = []
         cursor = head_hash
         while cursor not in old_branch and len(blocks) < MAX_BLOCKS_PER_HEAD_CHANGE:
             block = store.block(cursor)

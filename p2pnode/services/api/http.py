@@ -173,6 +173,7 @@ class HttpApi:
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Handler] = {}
         self._streams: dict[tuple[str, str], StreamHandler] = {}
+        self._deadlines: dict[Handler, float] = {}
         self._docs: list[RouteDoc] = []
         self.guards: list[Guard] = []
         self.port: int | None = None
@@ -180,9 +181,14 @@ class HttpApi:
         self.title = "p2pnode local API"
 
     def route(self, method: str, first_segment: str, handler: Handler, *, path: str | None = None,
-              summary: str = "", content_type: str = "application/json") -> None:
-        """Serve `method /first_segment[/...]` with `handler`; `path` and `summary` document it."""
+              summary: str = "", content_type: str = "application/json", deadline_s: float | None = None) -> None:
+        """Serve `method /first_segment[/...]` with `handler`; `path` and `summary` document it.
+
+        `deadline_s` replaces the API's deadline for a handler that waits on others (miners).
+        """
         self._routes[(method, first_segment)] = handler
+        if deadline_s is not None:
+            self._deadlines[handler] = deadline_s
         self._docs.append(RouteDoc(method, path or f"/{first_segment}", summary, content_type))
 
     def stream(self, method: str, first_segment: str, handler: StreamHandler, *, summary: str = "",
@@ -217,26 +223,15 @@ class HttpApi:
 
     # ---------------------------------------------------------------- serving
 
-    async def dispatch(self, request: Request) -> Response:
-        """Run the handler for `request` (guards, routing and errors as the server does; for tests)."""
-        try:
-            for guard in self.guards:
-                guard(request.method, request.headers)
-        except HttpError as exc:
-            return Response.error(exc.status, exc.name, exc.message)
-        handler = self._routes.get((request.method, request.parts[0] if request.parts else ""))
-        if handler is None:
-            return Response.error(404, "not_found", request.path)
-        return await self._run(handler, request)
-
     async def _run(self, handler: Handler, request: Request) -> Response:
+        deadline_s = self._deadlines.get(handler, self.deadline_s)
         try:
-            with trio.fail_after(self.deadline_s):
+            with trio.fail_after(deadline_s):
                 return await handler(request)
         except HttpError as exc:
             return Response.error(exc.status, exc.name, exc.message)
         except trio.TooSlowError:
-            return Response.error(503, "deadline_exceeded", f"no answer within {self.deadline_s:g} s")
+            return Response.error(503, "deadline_exceeded", f"no answer within {deadline_s:g} s")
         except Exception as exc:  # a failing handler answers 500; the server carries on
             log.exception("API handler failed: %s %s", request.method, request.path)
             return Response.error(500, type(exc).__name__, str(exc)[:200])

@@ -38,6 +38,8 @@ MAX_STORED_HEIGHT = (1 << 63) - 1
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 MAX_QUERY_INPUT_CHARS = 64 * 1024
+# Miners have 10 s to answer (services/market/query.py) plus a grace second; the CLI waits 30 s.
+QUERY_DEADLINE_S = 20.0
 
 
 @dataclass
@@ -309,4 +311,5 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
               summary="SVG charts: finality.svg, incentive/NETUID, emission/NETUID (recent epochs)")
     dashboard.install(api)
     api.route("POST", "tx", submit, summary="submit a canonical-CBOR SignedTx; 422 with the reason if refused")
-    api.route("POST", "query", query, summary='{"netuid": N, "input": "..."}: the best answer of the top miners')
+    api.route("POST", "query", query, summary='{"netuid": N, "input": "..."}: the best answer of the top miners',
+              deadline_s=QUERY_DEADLINE_S)
