@@ -1,0 +1,67 @@
+"""The seeded adversary sweep (issue 13): hostile behaviours with less than 1/3 of the stake, plus
+stake-less attackers, against safety, finality, inclusion and fairness properties.
+
+The short sweep runs three seeds that together cover all eight behaviours; `-m slow` runs 200.
+Hotkey squatting (issue 13 item 9) is fixed in the chain by another change: until that lands, a
+case whose only violation is the squatter owning the newcomer's hotkey is an expected failure;
+every other property is still asserted first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from p2pnode.testing.adversaries import (
+    STAKED,
+    STAKELESS,
+    CaseReport,
+    draw_case,
+    run_case,
+    summarise,
+    violations,
+)
+
+SQUATTING = "the squatter owns the newcomer's hotkey"
+# Seeds 0, 3 and 4 between them field every behaviour (checked below).
+SHORT_SEEDS = (0, 3, 4)
+
+
+def _check(reports: list[CaseReport]) -> None:
+    found = {r.case: violations(r) for r in reports}
+    other = {case: [v for v in vs if v != SQUATTING] for case, vs in found.items()}
+    assert not any(other.values()), {case: vs for case, vs in other.items() if vs}
+    if any(SQUATTING in vs for vs in found.values()):
+        pytest.xfail("hotkey squatting (issue 13 item 9) not fixed on this branch yet")
+
+
+def test_short_seeds_field_every_behaviour() -> None:
+    fielded = {cls for seed in SHORT_SEEDS for cls in draw_case(seed).hostile.values()}
+    assert fielded == set(STAKED) | set(STAKELESS)
+
+
+def test_draw_keeps_hostile_stake_below_a_third() -> None:
+    for seed in range(500):
+        case = draw_case(seed)
+        assert 3 * len(case.hostile_validators) < case.validators, case.describe()
+        assert 0 not in case.hostile  # the observer, validator 0, is honest
+
+
+def test_short_adversary_sweep(tmp_path: Path) -> None:
+    reports = [run_case(tmp_path / str(seed), seed, slots=32) for seed in SHORT_SEEDS]
+    for report in reports:
+        # Each hostile behaviour did something (a sweep of no-op adversaries proves nothing).
+        assert all(count > 0 for count in report.hostile_actions.values()), (
+            report.case,
+            report.hostile_actions,
+        )
+        assert report.honest_slots > 0 and report.inclusion_delays
+    _check(reports)
+
+
+@pytest.mark.slow
+def test_adversary_sweep_200_seeds(tmp_path: Path) -> None:
+    reports = [run_case(tmp_path / str(seed), seed) for seed in range(200)]
+    print(summarise(reports))
+    _check(reports)
