@@ -102,6 +102,17 @@ def test_a_cross_origin_post_changes_nothing(peer: LivePeer) -> None:
     assert status == 200 and body["added"], body
 
 
+def test_another_site_cannot_read_or_hold_event_streams(peer: LivePeer) -> None:
+    for path in ("/events", "/status", "/charts/finality.svg"):
+        status, body = json_request(peer, "GET", path, headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"})
+        assert (status, body["error"]) == (403, "cross_origin"), path
+    # A link to the dashboard from elsewhere still opens it; the page's own requests are same-origin.
+    status, _, _ = raw_request(peer, "GET", "/", headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"})
+    assert status == 200
+    status, _ = json_request(peer, "GET", "/status", headers={"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"})
+    assert status == 200
+
+
 def test_data_directory_and_databases_are_owner_only(peer: LivePeer) -> None:
     assert stat.S_IMODE(peer.data_dir.stat().st_mode) == 0o700
     databases = [p for p in Path(peer.data_dir).iterdir() if ".sqlite" in p.name]

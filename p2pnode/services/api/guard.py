@@ -3,8 +3,9 @@
 The API listens on 127.0.0.1, but a web page in the operator's browser can still reach it: through
 DNS rebinding (an attacker's name that resolves to 127.0.0.1, so the browser sends that name as
 `Host`) or by posting a form or a `fetch` to it (a "simple" cross-origin request is sent before any
-CORS check). So every request must name a loopback host, and a state-changing request that says
-where it comes from must come from the API's own origin.
+CORS check). So every request must name a loopback host, a state-changing request that says where
+it comes from must come from the API's own origin, and a browser's read from another site is
+refused unless it is a plain navigation.
 """
 
 from __future__ import annotations
@@ -33,11 +34,21 @@ def check_host(host: str | None) -> str:
     return host.strip().lower()
 
 
-def check_origin(method: str, host: str, origin: str | None, fetch_site: str | None) -> None:
-    """Refuse a state-changing request sent by a page of another origin (named 403)."""
+def check_origin(method: str, host: str, origin: str | None, fetch_site: str | None,
+                 fetch_mode: str | None = None) -> None:
+    """Refuse what a page of another site sends (named 403).
+
+    State-changing requests must come from the API's own origin. Reads from another site are
+    refused too, except a top-level navigation (a link to the dashboard): a foreign page has no use
+    for them, and each open event stream holds one of a bounded number of slots.
+    """
+    site = None if fetch_site is None else fetch_site.strip().lower()
     if method in SAFE_METHODS:
+        navigating = fetch_mode is not None and fetch_mode.strip().lower() == "navigate"
+        if site is not None and site not in SAME_SITE_FETCH and not navigating:
+            raise HttpError(403, "cross_origin", f"{method} from another site ({fetch_site}) refused")
         return
-    if fetch_site is not None and fetch_site.strip().lower() not in SAME_SITE_FETCH:
+    if site is not None and site not in SAME_SITE_FETCH:
         raise HttpError(403, "cross_origin", f"{method} from another site ({fetch_site}) refused")
     if origin is not None and origin.strip().lower() != f"http://{host}":
         raise HttpError(403, "cross_origin", f"{method} from origin {origin[:100]} refused")
@@ -46,4 +57,4 @@ def check_origin(method: str, host: str, origin: str | None, fetch_site: str | N
 def check_request(method: str, headers: dict[str, str]) -> None:
     """Both checks on a request's (lower-cased) headers."""
     host = check_host(headers.get("host"))
-    check_origin(method, host, headers.get("origin"), headers.get("sec-fetch-site"))
+    check_origin(method, host, headers.get("origin"), headers.get("sec-fetch-site"), headers.get("sec-fetch-mode"))
