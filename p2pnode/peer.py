@@ -39,7 +39,9 @@ from p2pnode.services.chain.sync_progress import show_sync_progress
 from p2pnode.services.chain.upgrades import UpgradeWatcher
 from p2pnode.services.clock import SystemClock
 from p2pnode.services.market.chain_view import StateView
+from p2pnode.services.market.client import InferenceClient
 from p2pnode.services.market.roles import RoleFailed, RoleStatus, supervise, wait_for_chain
+from p2pnode.services.market.routing import Router
 from p2pnode.services.metrics import NodeMetrics
 from p2pnode.services.metrics import attach_network as metrics_attach_network
 from p2pnode.services.metrics import attach_node as metrics_attach_node
@@ -125,6 +127,8 @@ class Peer:
         self.api = HttpApi()
         # The market's typed view of the chain (neurons, subnets, stake) over our head state.
         self.market_chain = StateView(self.chain.head_state, head_hash=lambda: self.chain.head.hash)
+        # Queries are routed by what this peer measured of each miner (latency, load, failures).
+        self.router = Router(InferenceClient(self.network, self.hotkey, self.node.chain_id, self.clock), self.clock)
         self.miner: Any = None
         self.validator_loop: Any = None
         self.task: Any = None
@@ -170,14 +174,12 @@ class Peer:
 
     # ---------------------------------------------------------------- API
 
-    async def answer_query(self, netuid: int, text: str) -> dict[str, Any]:
-        from p2pnode.services.market.client import InferenceClient
+    async def answer_query(self, netuid: int, text: str, uid: int | None = None) -> dict[str, Any]:
         from p2pnode.services.market.query import QueryError, handle_query
 
         task = self._task_for(netuid)
         try:
-            client = InferenceClient(self.network, self.hotkey, self.node.chain_id, self.clock)
-            return await handle_query(client, self.market_chain.neurons(netuid), netuid, task, text)
+            return await handle_query(self.router, self.market_chain.neurons(netuid), netuid, task, text, uid=uid)
         except QueryError as exc:
             raise HttpError(exc.status, "query_failed", str(exc)) from None
 

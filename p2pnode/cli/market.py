@@ -87,7 +87,12 @@ def format_answer(result: dict[str, Any]) -> str:
 def cmd_query(args: argparse.Namespace) -> int:
     if not 0 <= args.netuid <= 65535:
         raise CliError("--netuid must be between 0 and 65535")
-    result = _ask(args, "POST", "/query", {"netuid": args.netuid, "input": args.input})
+    body: dict[str, Any] = {"netuid": args.netuid, "input": args.input}
+    if args.uid is not None:
+        if not 0 <= args.uid <= 65535:
+            raise CliError("--uid must be between 0 and 65535")
+        body["uid"] = args.uid
+    result = _ask(args, "POST", "/query", body)
     if not isinstance(result, dict):
         raise CliError("the API's answer to /query is not an object")
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_answer(result))
@@ -136,14 +141,17 @@ def cmd_metagraph(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     query = subparsers.add_parser(
         "query",
-        help="ask the best miners of a subnet (through the local node's API)",
-        description="Send INPUT to the top miners of a subnet by incentive and print the best answer. "
+        help="ask a subnet's miners (through the local node's API)",
+        description="Send INPUT to a subnet's miners, routed by incentive, measured latency and load (a slow "
+        "miner is hedged, a failing one replaced), and print the first verified answer. "
         "INPUT is a JSON object of the subnet's task, or plain text (text task: the context; "
         "forecast task: numbers separated by commas).",
     )
     query.add_argument("--netuid", type=int, required=True, help="the subnet to ask")
     query.add_argument("input", metavar="INPUT", help="the question")
-    query.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    query.add_argument("--uid", type=int, help="ask this miner only (default: routed by incentive, latency and load)")
+    query.add_argument("--json", action="store_true",
+                       help="print the whole answer as JSON, with its receipt (uid, hotkey, signature, latency)")
     add_api(query)
     query.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the node (default 30)"

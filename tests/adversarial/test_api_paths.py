@@ -62,6 +62,8 @@ def test_hostile_paths_get_a_named_4xx(peer: LivePeer, path: str, status: int, e
     (b'{"netuid": 1, "input": {"deep": [[[]]]}}', "bad_input"),
     (json.dumps({"netuid": 1, "input": "x" * 70_000}).encode(), "bad_input"),
     (b'{"netuid": 1, "input": "\xff"}', "bad_query"),
+    (b'{"netuid": 1, "input": "x", "uid": -1}', "bad_uid"),
+    (b'{"netuid": 1, "input": "x", "uid": "2"}', "bad_uid"),
     (b"not json", "bad_query"),
     (b'"just a string"', "bad_query"),
 ])

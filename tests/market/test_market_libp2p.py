@@ -16,6 +16,7 @@ from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.services.market.chain_view import NeuronInfo
 from p2pnode.services.market.miner import MinerServer
 from p2pnode.services.market.query import handle_query
+from p2pnode.services.market.routing import Router
 from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
 from protocols.crypto import keypair_from_seed
 
@@ -68,7 +69,7 @@ async def test_validator_and_query_over_libp2p(tmp_path: Path) -> None:
             assert submitted == [] and loop.weights() == ([], [])
 
             result = await handle_query(
-                loop.client, chain.neurons(NETUID), NETUID, task, "3, 1, 4, 1, 5, 9, 2, 6"
+                Router(loop.client, loop.clock), chain.neurons(NETUID), NETUID, task, "3, 1, 4, 1, 5, 9, 2, 6"
             )
             assert (result["uid"], result["response"]) == (1, {"forecast": [6.0] * task.config.horizon})
             assert server.statistics()["codes"] == {"OK": 2}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -14,28 +15,37 @@ import trio
 from marketutil import CHAIN, NETUID, FakeForecastModel, FakeMiner, join, key, wall_clock
 
 from models.tasks import ForecastTask
+from p2pnode.chain.address import decode_address
 from p2pnode.cli import main
+from p2pnode.services.clock import TrioClock
 from p2pnode.services.market.chain_view import NeuronInfo
 from p2pnode.services.market.client import InferenceClient
 from p2pnode.services.market.miner import MinerServer
-from p2pnode.services.market.query import QueryError, handle_query, pick_miners, request_from_input
+from p2pnode.services.market.query import QueryError, handle_query, request_from_input
+from p2pnode.services.market.routing import Router
 from p2pnode.testing.memnet import MemoryHub
+from protocols.inference import decode_response, verify_response
 
 pytestmark = pytest.mark.timeout(60)
 
 CLIENT = key("query-client")
 
 
-def test_pick_miners_by_incentive() -> None:
-    rows = [
-        NeuronInfo(0, CLIENT.public_key, "self", incentive=60_000),
-        NeuronInfo(1, key("a").public_key, "pa", incentive=6_000),
-        NeuronInfo(2, key("b").public_key, "pb", incentive=30_000),
-        NeuronInfo(3, key("c").public_key, "pc", incentive=30_000),
-        NeuronInfo(4, key("d").public_key, "", incentive=65_535),  # not serving
-    ]
-    assert [c.uid for c in pick_miners(rows, 2, exclude=CLIENT.public_key)] == [2, 3]
-    assert [c.uid for c in pick_miners(rows, 10, exclude=CLIENT.public_key)] == [2, 3, 1]
+async def test_ranking_by_incentive_latency_load_and_failures(autojump_clock: Any) -> None:
+    router = Router(InferenceClient(MemoryHub().add_peer("x"), CLIENT, CHAIN, TrioClock()), TrioClock())
+    a, b, c = (NeuronInfo(uid, key(name).public_key, f"p{name}", incentive=30_000) for uid, name in ((1, "a"), (2, "b"), (3, "c")))
+    rows = [NeuronInfo(0, CLIENT.public_key, "self", incentive=60_000), a, b, c,
+            NeuronInfo(4, key("d").public_key, "", incentive=65_535)]  # not serving
+    assert [n.uid for n in router.rank(rows, exclude=CLIENT.public_key)] == [1, 2, 3]  # ties: lower uid
+    assert [n.uid for n in router.rank([a, NeuronInfo(9, key("z").public_key, "pz", incentive=60_000)])] == [9, 1]
+    router._record(a.hotkey, 2_000)  # a is slow,
+    router._record(b.hotkey, 20)  # b fast,
+    router.stats(c.hotkey).in_flight = 3  # c busy
+    assert [n.uid for n in router.rank([a, b, c])] == [2, 1, 3]  # fast first; 4x the load costs more than 4x the latency
+    for _ in range(6):  # failures in a row halve b's score each: it drops below the slow a
+        router._record(b.hotkey, None)
+    assert router.rank([a, b])[0].uid == 1
+    assert 0.3 <= router.hedge_after_s(b) <= 2.0 and router.hedge_after_s(a) == 2.0
 
 
 def test_input_forms() -> None:
@@ -58,86 +68,87 @@ class Subnet:
         self.hub = MemoryHub()
         self.net = join(self.hub, CLIENT)
         self.rows: list[NeuronInfo] = []
+        self.router = Router(InferenceClient(self.net, CLIENT, CHAIN, wall_clock()), TrioClock())
 
-    def add(self, uid: int, incentive: int, name: str, peer_id: str) -> Any:
-        self.rows.append(NeuronInfo(uid, key(name).public_key, peer_id, incentive=incentive))
+    def fake(self, uid: int, incentive: int, behaviour: str) -> FakeMiner:
+        miner = FakeMiner(self.hub, f"{behaviour}-{uid}", behaviour)
+        self.rows.append(NeuronInfo(uid, miner.key.public_key, miner.net.peer_id, incentive=incentive))
+        return miner
 
-    def serving(self, uid: int, incentive: int, name: str) -> tuple[Any, Any]:
-        """A miner key and its network, listed in the metagraph."""
-        miner_key = key(name)
+    async def real(self, nursery: trio.Nursery, uid: int, incentive: int, model: Any = None) -> MinerServer:
+        miner_key = key(f"real-miner-{uid}")
         net = join(self.hub, miner_key)
-        self.add(uid, incentive, name, net.peer_id)
-        return miner_key, net
-
-    async def ask(self, text: str, task: Any = None, top_k: int = 3) -> dict[str, Any]:
-        return await handle_query(
-            InferenceClient(self.net, CLIENT, CHAIN, wall_clock()),
-            self.rows,
-            NETUID,
-            task or ForecastTask(),
-            text,
-            top_k=top_k,
-            timeout_s=2.0,
+        self.rows.append(NeuronInfo(uid, miner_key.public_key, net.peer_id, incentive=incentive))
+        server = MinerServer(
+            miner_key, CHAIN, NETUID, model or FakeForecastModel(), ForecastTask(), lambda _: 1, wall_clock()
         )
+        await nursery.start(server.run, net)
+        return server
+
+    async def ask(self, text: str = "1,2,3,4,5,6,7,8", uid: int | None = None) -> dict[str, Any]:
+        return await handle_query(self.router, self.rows, NETUID, ForecastTask(), text, uid=uid, timeout_s=5.0)
 
 
-async def test_query_returns_a_top_miners_answer_and_skips_a_hung_one() -> None:
+async def test_the_best_miner_answers_with_a_receipt() -> None:
     subnet = Subnet()
     async with trio.open_nursery() as nursery:
         for uid, incentive in ((1, 13_000), (2, 45_000), (3, 3_000)):
-            miner_key, net = subnet.serving(uid, incentive, f"real-miner-{uid}")
-            server = MinerServer(
-                miner_key, CHAIN, NETUID, FakeForecastModel(), ForecastTask(), lambda _: 1, wall_clock()
-            )
-            await nursery.start(server.run, net)
-        hung = FakeMiner(subnet.hub, "hung", "hang")
-        subnet.rows.append(NeuronInfo(4, hung.key.public_key, hung.net.peer_id, incentive=59_000))
-
-        result = await subnet.ask("1,2,3,4,5,6,7,8", top_k=3)
-        assert result["uid"] == 2  # asked 4 (hung), 2 and 1; of those that answered, 2 ranks highest
+            await subnet.real(nursery, uid, incentive)
+        result = await subnet.ask()
+        assert (result["uid"], result["asked"], result["failures"], result["hedged"]) == (2, [2], {}, False)
         assert result["response"] == {"forecast": [8.0] * 12}
-        assert sorted(result["asked"]) == [1, 2, 4]
-        assert result["failures"]["4"].startswith("too slow")
-        assert result["latency_ms"] >= 0 and result["hotkey"].startswith("p2p1")
+        # The receipt: the miner's signed response to our request id, verifiable by anyone.
+        signed = decode_response(base64.b64decode(result["receipt"]))
+        verified = verify_response(
+            signed, chain_id=CHAIN, request_id=bytes.fromhex(result["request_id"]), miner=decode_address(result["hotkey"])
+        )
+        assert json.loads(verified.payload) == result["response"] and signed.sig.hex() == result["signature"]
         nursery.cancel_scope.cancel()
 
 
-async def test_query_with_task_confidence_waits_for_all_and_picks_the_most_confident() -> None:
-    class ConfidentForecast(ForecastTask):
-        def confidence(self, request: dict[str, Any], response: dict[str, Any]) -> float:
-            return -abs(response["forecast"][0] - 100.0)  # whoever says 100 is most confident
-
+async def test_a_hung_miner_is_hedged_and_a_failing_one_replaced(autojump_clock: Any) -> None:
     subnet = Subnet()
     async with trio.open_nursery() as nursery:
-        for uid, offset in ((1, 0.0), (2, 5.0), (3, -50.0)):
-            miner_key, net = subnet.serving(uid, 30_000, f"level-miner-{uid}")
-            server = MinerServer(
-                miner_key,
-                CHAIN,
-                NETUID,
-                FakeForecastModel(offset=offset),
-                ForecastTask(),
-                lambda _: 1,
-                wall_clock(),
-            )
-            await nursery.start(server.run, net)
-        # Answers: 93, 98 and 43; 98 is closest to 100.
-        result = await subnet.ask('{"history": [1,2,3,4,5,6,7,93], "horizon": 1}', task=ConfidentForecast())
-        assert (result["uid"], result["response"], result["confidence"]) == (2, {"forecast": [98.0]}, -2.0)
-        assert result["failures"] == {}
+        subnet.fake(4, 60_000, "hang")  # ranked first: never answers
+        subnet.fake(3, 50_000, "error")  # second: fails at once
+        subnet.fake(2, 40_000, "naive")  # third: answers
+        started = trio.current_time()
+        result = await subnet.ask()
+        assert result["uid"] == 2 and result["asked"] == [4, 3, 2] and result["hedged"] is True
+        assert result["failures"]["4"].startswith("too slow") and "INTERNAL" in result["failures"]["3"]
+        # Hedged after 3 x the 500 ms prior (1.5 s), not after the 5 s request timeout.
+        assert trio.current_time() - started < 2.0
+        # What was learnt routes the next question around the hung miner... until it is known slow
+        # only by a missing answer; the failing one is demoted for its failure.
+        assert subnet.router.stats(subnet.rows[1].hotkey).failures == 1
+        second = await subnet.ask()
+        assert second["uid"] == 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_asking_one_uid() -> None:
+    subnet = Subnet()
+    async with trio.open_nursery() as nursery:
+        await subnet.real(nursery, 1, 60_000)
+        await subnet.real(nursery, 2, 1_000)
+        assert (await subnet.ask(uid=2))["uid"] == 2
+        subnet.rows.append(NeuronInfo(7, key("idle").public_key, ""))
+        for uid, status in ((7, 503), (8, 404)):
+            with pytest.raises(QueryError) as info:
+                await subnet.ask(uid=uid)
+            assert info.value.status == status
         nursery.cancel_scope.cancel()
 
 
 async def test_query_failures_have_statuses(autojump_clock: Any) -> None:
     subnet = Subnet()
     with pytest.raises(QueryError) as info:
-        await subnet.ask("1,2,3,4,5,6,7,8")
+        await subnet.ask()
     assert info.value.status == 503
     for uid, behaviour in ((1, "garbage"), (2, "hang"), (3, "forged")):
-        miner = FakeMiner(subnet.hub, f"bad-{uid}", behaviour)
-        subnet.rows.append(NeuronInfo(uid, miner.key.public_key, miner.net.peer_id, incentive=1))
+        subnet.fake(uid, 1, behaviour)
     with pytest.raises(QueryError) as info:
-        await subnet.ask("1,2,3,4,5,6,7,8")
+        await subnet.ask()
     assert info.value.status == 502
     assert "invalid answer" in info.value.message and "another key" in info.value.message
     with pytest.raises(QueryError) as info:
@@ -220,6 +231,9 @@ def test_query_and_metagraph_commands(capsys: pytest.CaptureFixture[str]) -> Non
 
         assert main(["query", "--netuid", "1", "x", "--api", url, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["uid"] == 2
+        assert main(["query", "--netuid", "1", "--uid", "2", "x", "--api", url]) == 0
+        assert FakeAPI.posted[-1] == {"netuid": 1, "input": "x", "uid": 2}
+        capsys.readouterr()
 
         assert main(["metagraph", "--netuid", "1", "--api", url]) == 0
         table = capsys.readouterr().out.splitlines()

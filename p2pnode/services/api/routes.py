@@ -56,7 +56,7 @@ class ApiBackend:
     pid: int
     halted: Callable[[], str | None]
     # Answers POST /query: (netuid, input text) -> the answer; raises HttpError when it cannot.
-    answer_query: Callable[[int, str], Awaitable[dict[str, Any]]]
+    answer_query: Callable[[int, str, int | None], Awaitable[dict[str, Any]]]
     # (height, block hash hex, local ms) per head change, newest last; empty unless recording.
     arrivals: Callable[[], list[tuple[int, str, int]]]
     # The inputs and outputs of recent epochs (GET /receipts, /explain).
@@ -128,8 +128,8 @@ def status_view(backend: ApiBackend, api_port: int | None) -> dict[str, Any]:
     return status
 
 
-def parse_query(body: bytes) -> tuple[int, str]:
-    """`{"netuid": N, "input": "..."}` from a POST /query body, or a named 400."""
+def parse_query(body: bytes) -> tuple[int, str, int | None]:
+    """`{"netuid": N, "input": "...", "uid": U (optional)}` from a POST /query body, or a named 400."""
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):
@@ -141,7 +141,10 @@ def parse_query(body: bytes) -> tuple[int, str]:
         raise HttpError(400, "bad_netuid", f"netuid must be an integer between 0 and {U16_MAX}")
     if not isinstance(text, str) or len(text) > MAX_QUERY_INPUT_CHARS:
         raise HttpError(400, "bad_input", f"input must be a string of at most {MAX_QUERY_INPUT_CHARS} characters")
-    return netuid, text
+    uid = doc.get("uid")
+    if uid is not None and (type(uid) is not int or not 0 <= uid <= U16_MAX):
+        raise HttpError(400, "bad_uid", f"uid must be an integer between 0 and {U16_MAX}")
+    return netuid, text, uid
 
 
 def install_routes(api: HttpApi, backend: ApiBackend) -> None:
@@ -255,8 +258,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         return Response.json(dict(service.tx_status(bytes.fromhex(req.parts[1]), since), tx=req.parts[1].lower()))
 
     async def query(req: Request) -> Response:
-        netuid, text = parse_query(req.body)
-        return Response.json(await backend.answer_query(netuid, text))
+        netuid, text, uid = parse_query(req.body)
+        return Response.json(await backend.answer_query(netuid, text, uid))
 
     async def events(req: Request) -> AsyncIterator[bytes]:
         kinds = [k for k in req.query.get("types", ",".join(EVENT_TYPES)).split(",") if k]

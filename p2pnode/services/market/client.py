@@ -64,7 +64,8 @@ class MinerAnswer:
     request: dict[str, Any]
     response: dict[str, Any]
     request_id: bytes
-    signature: bytes  # the miner's signature over its signed response: the caller's receipt
+    signature: bytes  # the miner's signature over its signed response
+    receipt: bytes  # the signed response as the miner sent it: anyone can verify it against request_id
     latency_ms: int  # measured by the caller, request sent to answer verified
 
 
@@ -127,5 +128,6 @@ class InferenceClient:
             response=answer,
             request_id=request_id,
             signature=signed_response.sig,
+            receipt=reply,
             latency_ms=latency_ms,
         )

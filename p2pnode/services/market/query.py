@@ -1,36 +1,32 @@
-"""Access to intelligence: ask a subnet's best miners one question and return the best answer.
+"""Access to intelligence: route a user's question to a subnet's miners and return a verified answer.
 
-The node serves this as ``POST /query`` with JSON ``{"netuid": N, "input": "..."}`` (the CLI has no
-libp2p host of its own, so ``p2pnode query`` goes through the node's API)::
+The node serves this as ``POST /query`` with JSON ``{"netuid": N, "input": "...", "uid": U?}`` (the
+CLI has no libp2p host of its own, so ``p2pnode query`` goes through the node's API)::
 
-    result = await handle_query(client, chain.neurons(netuid), netuid, task, input_text)
+    result = await handle_query(router, chain.neurons(netuid), netuid, task, input_text)
 
-Miners are chosen by incentive (the chain's own ranking of who answers well): the `top_k` serving
-miners are asked concurrently through the `InferenceClient` (which verifies each answer exactly as
-the validator does), and the best is returned: by the
-task's ``confidence(request, response)`` if it has one, otherwise the first valid answer (the
-others are then cancelled). Failures raise `QueryError` with the HTTP status the API should send.
+The `Router` (routing.py) ranks serving miners by incentive, measured latency, load and recent
+failures, hedges a slow miner with the next one and fails over on errors; every answer is verified
+by the `InferenceClient` exactly as the validator verifies one, and the result carries the miner's
+signature as a receipt. Failures raise `QueryError` with the HTTP status the API should send.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
-
-import trio
 
 from models.base import Task
 from models.errors import InvalidRequest
 from p2pnode.chain.address import encode_address
 from p2pnode.services.market.chain_view import NeuronInfo
-from p2pnode.services.market.client import AskFailed, InferenceClient, MinerAnswer
+from p2pnode.services.market.routing import Router
 
-__all__ = ["QueryError", "RankedAnswer", "handle_query", "pick_miners", "query_miners", "request_from_input"]
+__all__ = ["QueryError", "handle_query", "request_from_input"]
 
-DEFAULT_TOP_K = 3
-DEFAULT_GRACE_S = 1.0
+DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_TIMEOUT_S = 10.0
 MAX_INPUT_CHARS = 16_384
 
@@ -42,12 +38,6 @@ class QueryError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class RankedAnswer:
-    answer: MinerAnswer
-    confidence: float | None  # the task's `confidence(request, response)`, when it has one
 
 
 def request_from_input(task: Task, input_text: str) -> dict[str, Any]:
@@ -82,100 +72,38 @@ def request_from_input(task: Task, input_text: str) -> dict[str, Any]:
         raise QueryError(400, f"not a valid {task.name} request: {exc.reason}") from None
 
 
-def pick_miners(neurons: list[NeuronInfo], top_k: int, exclude: bytes | None = None) -> list[NeuronInfo]:
-    """The `top_k` serving miners by incentive (ties: lower uid), never `exclude` (ourselves)."""
-    serving = [n for n in neurons if n.peer_id and n.hotkey != exclude]
-    serving.sort(key=lambda n: (-n.incentive, n.uid))
-    return serving[:top_k]
-
-
-async def query_miners(
-    client: InferenceClient,
-    miners: list[NeuronInfo],
-    netuid: int,
-    task: Task,
-    request: dict[str, Any],
-    *,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    grace_s: float = DEFAULT_GRACE_S,
-) -> tuple[RankedAnswer | None, dict[int, str]]:
-    """Ask `miners` concurrently: (the best answer or None, {uid: why it failed})."""
-    answers: list[RankedAnswer] = []
-    failures: dict[int, str] = {}
-    incentive = {m.uid: m.incentive for m in miners}
-    confidence_of = getattr(task, "confidence", None)
-
-    finished = 0
-    async with trio.open_nursery() as nursery:
-        first_answer = trio.Event()
-
-        async def one(miner: NeuronInfo) -> None:
-            nonlocal finished
-            try:
-                with trio.move_on_after(timeout_s + 1.0):  # whatever the transport does
-                    try:
-                        answer = await client.ask(miner, netuid, task, request, timeout_s)
-                    except AskFailed as exc:
-                        failures[miner.uid] = f"uid {miner.uid}: {exc}"
-                        return
-                    confidence = (
-                        float(confidence_of(request, answer.response)) if callable(confidence_of) else None
-                    )
-                    answers.append(RankedAnswer(answer, confidence))
-                    first_answer.set()
-            finally:
-                finished += 1
-                if finished == len(miners):
-                    nursery.cancel_scope.cancel()  # everyone answered or failed: no grace needed
-
-        async def close_after_grace() -> None:
-            # The best-ranked miners get a short grace after the first answer; slower ones are dropped.
-            await first_answer.wait()
-            await trio.sleep(grace_s)
-            nursery.cancel_scope.cancel()
-
-        for miner in miners:
-            nursery.start_soon(one, miner)
-        nursery.start_soon(close_after_grace)
-
-    answered = {a.answer.uid for a in answers}
-    for miner in miners:
-        if miner.uid not in answered and miner.uid not in failures:
-            failures[miner.uid] = "too slow: better-ranked answers arrived first" if answers else "timed out"
-    if not answers:
-        return None, failures
-    # The network's judgement of quality is the incentive the epoch gives a miner; then the task's
-    # own confidence, then speed.
-    best = max(
-        answers,
-        key=lambda a: (incentive.get(a.answer.uid, 0), a.confidence or 0.0, -a.answer.latency_ms),
-    )
-    return best, failures
-
-
 async def handle_query(
-    client: InferenceClient,
+    router: Router,
     neurons: list[NeuronInfo],
     netuid: int,
     task: Task,
     input_text: str,
     *,
-    top_k: int = DEFAULT_TOP_K,
+    uid: int | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> dict[str, Any]:
-    """The body of ``POST /query``: the best answer of the subnet's top miners, as JSON-able dict.
+    """The body of ``POST /query``: a verified answer and its receipt, as a JSON-able dict.
 
-    Raises QueryError: 400 (bad input), 503 (no serving miner), 502 (every miner failed).
+    `uid`: ask that miner only. Raises QueryError: 400 (bad input), 404 (no such uid), 503 (no
+    serving miner), 502 (every miner asked failed).
     """
     request = request_from_input(task, input_text)
-    miners = pick_miners(neurons, top_k, exclude=client.keypair.public_key)
-    if not miners:
+    ranked = router.rank(neurons, exclude=router.client.keypair.public_key)
+    if uid is not None:
+        if not any(n.uid == uid for n in neurons):
+            raise QueryError(404, f"subnet {netuid} has no uid {uid}")
+        ranked = [n for n in ranked if n.uid == uid]
+        if not ranked:
+            raise QueryError(503, f"uid {uid} of subnet {netuid} does not serve")
+    if not ranked:
         raise QueryError(503, f"no miner serves subnet {netuid}")
-    best, failures = await query_miners(client, miners, netuid, task, request, timeout_s=timeout_s)
-    if best is None:
-        detail = "; ".join(f"{reason}" for _, reason in sorted(failures.items()))
-        raise QueryError(502, f"no valid answer from {len(miners)} miners: {detail}"[:500])
-    answer = best.answer
+    routed = await router.route(ranked, netuid, task, request, timeout_s=timeout_s, max_attempts=max_attempts)
+    failures = routed.failures()
+    answer = routed.answer
+    if answer is None:
+        detail = "; ".join(reason for _, reason in sorted(failures.items()))
+        raise QueryError(502, f"no valid answer from {len(routed.attempts)} miners: {detail}"[:500])
     return {
         "netuid": netuid,
         "task": task.name,
@@ -185,10 +113,12 @@ async def handle_query(
         "hotkey": encode_address(answer.hotkey),
         "peer_id": answer.peer_id,
         "latency_ms": answer.latency_ms,
-        "confidence": best.confidence,
-        # The receipt: the miner's signature over its response to request_id.
+        # The receipt: the miner's signed response to request_id (verify it with
+        # protocols.inference.verify_response against the miner's hotkey), and its signature.
         "request_id": answer.request_id.hex(),
         "signature": answer.signature.hex(),
-        "asked": [m.uid for m in miners],
+        "receipt": base64.b64encode(answer.receipt).decode("ascii"),
+        "asked": [a.uid for a in routed.attempts],
+        "hedged": any(a.hedge for a in routed.attempts),
         "failures": {str(uid): reason for uid, reason in sorted(failures.items())},
     }

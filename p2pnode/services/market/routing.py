@@ -1,0 +1,194 @@
+"""Routing a user's question to miners, as Petals routes requests to servers.
+
+The `Router` remembers, per miner hotkey, an average of measured latency, how many of our requests
+it is serving now, and its recent failures. `route` ranks serving miners by
+
+    score = (incentive + 1) / (latency_ms + LATENCY_FLOOR_MS) / (1 + in_flight) × 0.5 ** failures
+
+(incentive: the chain's judgement of quality, raw u16; latency: measured, or a prior until then;
+failures: consecutive, forgotten `failure_memory_ms` after the last one), asks the best one, and
+
+- **hedges**: when no answer came after `hedge_after_s(miner)` (3 × its expected latency, within
+  0.3–2 s), it asks the next-ranked miner too, and takes whichever valid answer comes first;
+- **fails over**: an error, an invalid answer or a timeout starts the next-ranked miner at once;
+
+until a valid answer arrives or `max_attempts` miners were asked. The answer carries the miner's
+signature over its response to our request id: the caller's receipt.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from models.base import Task
+from p2pnode.services.clock import Clock
+from p2pnode.services.market.chain_view import NeuronInfo
+from p2pnode.services.market.client import AskFailed, InferenceClient, MinerAnswer
+
+__all__ = ["Attempt", "MinerStats", "Router", "RoutedAnswer"]
+
+LATENCY_FLOOR_MS = 50.0
+PRIOR_LATENCY_MS = 500.0
+HEDGE_MIN_S = 0.3
+HEDGE_MAX_S = 2.0
+
+
+@dataclass(slots=True)
+class MinerStats:
+    latency_ms: float | None = None  # moving average of answered requests
+    in_flight: int = 0
+    failures: int = 0  # consecutive
+    last_failure_ms: int = 0
+    answered: int = 0
+
+
+@dataclass(slots=True)
+class Attempt:
+    uid: int
+    started_ms: int  # since the query began
+    outcome: str = "pending"  # "answered", "too slow", or why it failed
+    hedge: bool = False  # started because the miner before it was slow, not because it failed
+
+
+@dataclass(slots=True)
+class RoutedAnswer:
+    answer: MinerAnswer | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def failures(self) -> dict[int, str]:
+        return {a.uid: a.outcome for a in self.attempts if a.outcome != "answered"}
+
+
+class Router:
+    """Latency, load and failures per miner hotkey (bounded), and the routing of one question."""
+
+    def __init__(
+        self,
+        client: InferenceClient,
+        clock: Clock,
+        *,
+        latency_alpha: float = 0.3,
+        failure_memory_ms: int = 60_000,
+        max_entries: int = 4096,
+    ) -> None:
+        self.client = client
+        self.clock = clock
+        self.latency_alpha = latency_alpha
+        self.failure_memory_ms = failure_memory_ms
+        self.max_entries = max_entries
+        self._stats: OrderedDict[bytes, MinerStats] = OrderedDict()
+
+    # -- what we know of each miner ----------------------------------------------------------
+
+    def stats(self, hotkey: bytes) -> MinerStats:
+        stats = self._stats.pop(hotkey, None) or MinerStats()
+        self._stats[hotkey] = stats
+        if len(self._stats) > self.max_entries:
+            self._stats.popitem(last=False)
+        return stats
+
+    def expected_latency_ms(self, hotkey: bytes) -> float:
+        known = self._stats.get(hotkey)
+        return PRIOR_LATENCY_MS if known is None or known.latency_ms is None else known.latency_ms
+
+    def score(self, neuron: NeuronInfo) -> float:
+        stats = self._stats.get(neuron.hotkey) or MinerStats()
+        latency = PRIOR_LATENCY_MS if stats.latency_ms is None else stats.latency_ms
+        failures = stats.failures
+        if failures and self.clock.now_ms() - stats.last_failure_ms > self.failure_memory_ms:
+            failures = 0
+        health = 0.5 ** min(failures, 16)
+        return (neuron.incentive + 1) / (latency + LATENCY_FLOOR_MS) / (1 + stats.in_flight) * health
+
+    def rank(self, neurons: list[NeuronInfo], exclude: bytes | None = None) -> list[NeuronInfo]:
+        """Serving miners, best first (ties: lower uid); never `exclude` (ourselves)."""
+        serving = [n for n in neurons if n.peer_id and n.hotkey != exclude]
+        return sorted(serving, key=lambda n: (-self.score(n), n.uid))
+
+    def hedge_after_s(self, neuron: NeuronInfo) -> float:
+        return min(HEDGE_MAX_S, max(HEDGE_MIN_S, 3 * self.expected_latency_ms(neuron.hotkey) / 1000))
+
+    def _record(self, hotkey: bytes, latency_ms: int | None) -> None:
+        stats = self.stats(hotkey)
+        if latency_ms is None:
+            stats.failures += 1
+            stats.last_failure_ms = self.clock.now_ms()
+            return
+        stats.failures = 0
+        stats.answered += 1
+        previous = stats.latency_ms
+        alpha = self.latency_alpha
+        stats.latency_ms = float(latency_ms) if previous is None else alpha * latency_ms + (1 - alpha) * previous
+
+    # -- one question ------------------------------------------------------------------------
+
+    async def route(
+        self,
+        ranked: list[NeuronInfo],
+        netuid: int,
+        task: Task,
+        request: dict[str, Any],
+        *,
+        timeout_s: float,
+        max_attempts: int = 4,
+    ) -> RoutedAnswer:
+        """Ask `ranked` in order, hedging slow miners and failing over on errors (module docstring)."""
+        queue = list(ranked[:max_attempts])
+        routed = RoutedAnswer(None)
+        began_ms = self.clock.now_ms()
+        send, receive = trio.open_memory_channel[tuple[Attempt, NeuronInfo, MinerAnswer | AskFailed]](len(queue))
+        active = 0
+
+        async def ask(attempt: Attempt, neuron: NeuronInfo) -> None:
+            stats = self.stats(neuron.hotkey)
+            stats.in_flight += 1
+            try:
+                outcome: MinerAnswer | AskFailed
+                with trio.move_on_after(timeout_s + 1.0) as guard:  # whatever the transport does
+                    try:
+                        outcome = await self.client.ask(neuron, netuid, task, request, timeout_s)
+                    except AskFailed as exc:
+                        outcome = exc
+                if guard.cancelled_caught:
+                    outcome = AskFailed("no answer", f"no answer within {timeout_s:g} s")
+                self._record(neuron.hotkey, outcome.latency_ms if isinstance(outcome, MinerAnswer) else None)
+                send.send_nowait((attempt, neuron, outcome))
+            finally:
+                stats.in_flight -= 1
+
+        async with trio.open_nursery() as nursery:
+
+            def start_next(hedge: bool) -> NeuronInfo | None:
+                nonlocal active
+                if not queue:
+                    return None
+                neuron = queue.pop(0)
+                attempt = Attempt(neuron.uid, self.clock.now_ms() - began_ms, hedge=hedge)
+                routed.attempts.append(attempt)
+                active += 1
+                nursery.start_soon(ask, attempt, neuron)
+                return neuron
+
+            newest = start_next(hedge=False)
+            while active:
+                wait_s = self.hedge_after_s(newest) if newest is not None and queue else float("inf")
+                with trio.move_on_after(wait_s):
+                    attempt, neuron, outcome = await receive.receive()
+                    active -= 1
+                    if isinstance(outcome, MinerAnswer):
+                        attempt.outcome = "answered"
+                        routed.answer = outcome
+                        nursery.cancel_scope.cancel()
+                        break
+                    attempt.outcome = f"uid {attempt.uid}: {outcome}"
+                    newest = start_next(hedge=False) or newest  # fail over at once
+                    continue
+                newest = start_next(hedge=True)  # too slow: hedge with the next-ranked miner
+        for attempt in routed.attempts:
+            if attempt.outcome == "pending":
+                attempt.outcome = "too slow: another miner answered first" if routed.answer else "timed out"
+        return routed
