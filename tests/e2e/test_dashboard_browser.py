@@ -115,9 +115,11 @@ def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path:
     wait.until(lambda d: d.execute_script("return document.getElementById('incentive-chart').naturalWidth") > 0)
     assert browser.find_element(By.ID, "incentive-chart").get_attribute("src").startswith(peer.api + "/charts/")
 
-    # A uid's page: its epoch inputs and outputs, as text.
+    # A uid's receipt: how it was paid in the latest epoch, checked against the chain's commitment.
     browser.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")[0].click()
-    wait.until(lambda d: '"outputs"' in d.find_element(By.ID, "uid-detail").text)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#uid-detail table.facts tr"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#uid-detail ul.checks li"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "#uid-detail ul.checks li.failed")
 
     # The page keeps to its own policy: nothing it does was blocked.
     problems = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]

@@ -99,13 +99,54 @@ async function loadMetagraph() {
   });
 }
 
+function scalar(key, value) {
+  if (typeof value === "number" && key.endsWith("_rao")) return tao(value);
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  return value;
+}
+
+// A uid's receipt: how it was paid in the latest kept epoch, checked against the chain's commitment.
+function renderUid(detail, view) {
+  const title = cell("h3", `uid ${view.uid} on subnet ${view.netuid}` +
+    (view.epoch !== undefined ? `, epoch ${view.epoch} (block ${view.block})` : ""));
+  const parts = [title];
+  if (view.explanation_unavailable) parts.push(cell("p", view.explanation_unavailable));
+  const fields = Object.entries(view).filter(([, v]) => v === null || typeof v !== "object");
+  const facts = document.createElement("table");
+  facts.className = "facts";
+  renderTable(facts, [["field", ([k]) => k, "text"], ["value", ([k, v]) => scalar(k, v)]], fields);
+  parts.push(facts);
+  if (Array.isArray(view.checks)) {
+    const checks = document.createElement("ul");
+    checks.className = "checks";
+    view.checks.forEach((c) => {
+      const line = cell("li", `${c.ok ? "✓" : "✗"} ${c.name}${c.detail ? ": " + c.detail : ""}`);
+      line.className = c.ok ? "ok" : "failed";
+      checks.appendChild(line);
+    });
+    parts.push(cell("h4", "receipt checks"), checks);
+  }
+  if (Array.isArray(view.validators) && view.validators.length) {
+    const columns = Object.keys(view.validators[0]).filter((k) => typeof view.validators[0][k] !== "object");
+    const validators = document.createElement("table");
+    renderTable(validators, columns.map((k) => [k, (row) => scalar(k, row[k]), k === "hotkey" ? "text" : undefined]),
+      view.validators);
+    parts.push(cell("h4", "per validator"), validators);
+  }
+  const raw = document.createElement("details");
+  raw.appendChild(cell("summary", "everything (JSON)"));
+  raw.appendChild(cell("pre", JSON.stringify(view, null, 2)));
+  parts.push(raw);
+  detail.replaceChildren(...parts);
+}
+
 async function showUid(uid) {
   const detail = byId("uid-detail");
   detail.hidden = false;
   try {
-    detail.textContent = JSON.stringify(await getJson(`/explain/${currentNetuid}/${uid}`), null, 2);
+    renderUid(detail, await getJson(`/explain/${currentNetuid}/${uid}?verify=1`));
   } catch (error) {
-    detail.textContent = String(error);
+    detail.replaceChildren(cell("p", String(error)));
   }
 }
 
