@@ -20,9 +20,9 @@ from typing import Any
 
 from p2pnode.chain.params import TAO
 from p2pnode.cli.chain import parse_amount
+from p2pnode.cli.client import ApiError, get_json
 from p2pnode.cli.common import add_api, add_json, add_wait
 from p2pnode.cli.errors import CliError
-from p2pnode.cli.client import ApiError, get_json
 from p2pnode.genesis_file import dev_keypair
 
 DEFAULT_DIR = Path("testnet-run")
@@ -47,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for finality")
     up.add_argument("--slot-ms", type=int, default=1000)
     up.add_argument("--json", action="store_true")
+    up.add_argument("--keep-on-failure", action="store_true",
+                    help="if start-up fails, leave the peers that did start running (to inspect them)")
     up.set_defaults(func=_up)
 
     status = sub.add_parser("status", help="per peer: height, finality, peers")
@@ -206,8 +208,9 @@ def _up(args: argparse.Namespace) -> int:
             _wait_ready(entry, deadline)
         save()
         _wait_finalizing(nodes, deadline)
-    except BaseException:
+    except BaseException as exc:
         save()
+        _after_failed_up(exc, nodes, run_dir, keep=args.keep_on_failure)
         raise
     rows = _collect(nodes)
     if args.json:
@@ -344,16 +347,57 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(args: argparse.Namespace) -> int:
-    nodes = _load(args.dir)
+def _after_failed_up(exc: BaseException, nodes: list[dict[str, Any]], run_dir: Path, *, keep: bool) -> None:
+    """A failed `up` stops what it started (or, with --keep-on-failure, says what still runs).
+
+    Raises a CliError that adds this to the failure's own message; other exceptions (Ctrl-C) are
+    left to propagate after the peers are stopped.
+    """
     running = [n for n in nodes if _alive(n["pid"])]
+    if keep:
+        if not running:
+            return
+        names = ", ".join(n["name"] for n in running)
+        note = (f"{len(running)} peer(s) still run ({names}; logs under {run_dir}); "
+                f"stop them with `p2pnode testnet down --dir {run_dir}`")
+    else:
+        stopped, killed = _stop(running)
+        note = (f"stopped the {stopped} peer(s) this `up` had started" + (f" ({killed} killed)" if killed else "")
+                + f"; their logs stay under {run_dir}")
+    if isinstance(exc, CliError):
+        raise CliError(f"{exc}\n{note}") from None
+    print(note, file=sys.stderr)
+
+
+def _stop(running: list[dict[str, Any]]) -> tuple[int, int]:
+    """SIGTERM each peer, SIGKILL those still up after 15 s; returns (stopped, killed)."""
     for n in running:
-        os.kill(n["pid"], signal.SIGTERM)
+        try:
+            os.kill(n["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(_alive(n["pid"]) for n in running):
         time.sleep(0.1)  # waiting for other processes to exit: no event to wait on across processes
     stubborn = [n for n in running if _alive(n["pid"])]
     for n in stubborn:
-        os.kill(n["pid"], signal.SIGKILL)
-    print(f"stopped {len(running)} peer(s)" + (f" ({len(stubborn)} killed)" if stubborn else ""))
+        try:
+            os.kill(n["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for n in running:  # reap our own children so they do not linger as zombies
+        child = _CHILDREN.get(n["pid"])
+        if child is not None:
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+    return len(running), len(stubborn)
+
+
+def _down(args: argparse.Namespace) -> int:
+    nodes = _load(args.dir)
+    running = [n for n in nodes if _alive(n["pid"])]
+    stopped, killed = _stop(running)
+    print(f"stopped {stopped} peer(s)" + (f" ({killed} killed)" if killed else ""))
     return 0
