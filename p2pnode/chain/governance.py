@@ -17,7 +17,7 @@ from typing import Any
 from p2pnode.chain import subnets
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import TxInvalid
-from p2pnode.chain.params import check_param
+from p2pnode.chain.params import GENESIS_ONLY_PARAMS, check_param
 from p2pnode.chain.state import State
 from p2pnode.chain.types import GovVote, Propose, Tx
 
@@ -51,6 +51,8 @@ def _validate_proposal(state: State, body: Propose, height: int) -> None:
     if body.action == "set_param":
         if body.param == "protocol_version":
             raise TxInvalid("invalid_proposal", "protocol_version changes only through an upgrade proposal")
+        if body.param in GENESIS_ONLY_PARAMS:
+            raise TxInvalid("immutable_param", f"{body.param} is fixed at genesis (slots are counted from genesis with it)")
         problem = check_param(body.param, body.value)
         if problem:
             raise TxInvalid("param_out_of_bounds", problem)
@@ -165,6 +167,8 @@ def _enact(state: State, prop: dict[str, Any], ctx: BlockContext) -> None:
     action = prop["action"]
     if action == "set_param":
         problem = check_param(prop["param"], prop["value"])
+        if prop["param"] in GENESIS_ONLY_PARAMS:
+            problem = f"{prop['param']} is fixed at genesis"
         if problem:
             prop["status"], prop["result"] = "failed", problem
             return

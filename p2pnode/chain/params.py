@@ -23,8 +23,8 @@ class Bound:
 
 GLOBAL_PARAMS: dict[str, Bound] = {
     # block production
-    "slot_ms": Bound(1_000, 100, 60_000, "milliseconds per slot"),
-    "epoch_slots": Bound(8, 2, 1_024, "slots per finality epoch (checkpoint interval)"),
+    "slot_ms": Bound(1_000, 100, 60_000, "milliseconds per slot (genesis only)"),
+    "epoch_slots": Bound(8, 2, 1_024, "slots per finality epoch, checkpoint interval (genesis only)"),
     "max_block_validators": Bound(16, 1, 256, "size of the block-validator set (top K by total stake)"),
     "min_validator_stake": Bound(1 * TAO, 0, 10**17, "minimum self-stake of a block validator (rao)"),
     "max_block_txs": Bound(1_000, 1, 4_096, "transactions per block"),
@@ -50,6 +50,11 @@ GLOBAL_PARAMS: dict[str, Bound] = {
     "pass_permille": Bound(500, 1, 1_000, "share of yes among yes+no needed to pass (strictly more)"),
     "protocol_version": Bound(1, 1, 2**32 - 1, "protocol version active now (governance upgrades it)"),
 }
+
+# Set by genesis and never changed: slot s starts at genesis_time_ms + s * slot_ms and its epoch is
+# s // epoch_slots, counted from genesis; a new value would move every past slot and epoch, and a
+# node restarted after the change would compute the clock's slot wrongly and stop producing.
+GENESIS_ONLY_PARAMS = frozenset({"slot_ms", "epoch_slots"})
 
 # Subnet hyperparameters (epoch spec §5, new-subnet values); `owner` marks the owner-settable ones.
 @dataclass(frozen=True)

@@ -115,6 +115,9 @@ def test_votes_after_the_end_and_on_unknown_proposals_are_refused() -> None:
         (dict(action="set_param", param="min_fee", value=10**13), "param_out_of_bounds"),
         (dict(action="set_param", param="nonsense", value=1), "param_out_of_bounds"),
         (dict(action="set_param", param="protocol_version", value=2), "invalid_proposal"),
+        # slots and epochs are counted from genesis with these: a change would stop restarted nodes
+        (dict(action="set_param", param="slot_ms", value=2_000), "immutable_param"),
+        (dict(action="set_param", param="epoch_slots", value=16), "immutable_param"),
         (dict(action="upgrade", version=1, activation_height=1000), "invalid_proposal"),
         (dict(action="upgrade", version=2, activation_height=3), "invalid_proposal"),
         (dict(action="create_subnet", owner=bytes(32), task="text"), "invalid_proposal"),
@@ -163,3 +166,20 @@ def test_upgrade_switches_behaviour_exactly_at_activation(monkeypatch: pytest.Mo
     assert h.height == activation
     assert h.state.supply()["burned"] == before + 5_000  # version 2: fees are burned
     assert h.conservation()[0] == h.conservation()[1]
+
+
+def test_a_passed_proposal_never_changes_slot_timing_at_enactment() -> None:
+    # Defence in depth: even a stored proposal that names slot_ms (e.g. from before the rule) fails.
+    h = harness()
+    pid = propose(h, action="set_param", param="min_fee", value=5_000)
+    s = h.state
+    prop = governance.proposal(s, pid)
+    s.put(b"P" + pid.to_bytes(8, "big"), dict(prop, param="slot_ms", value=2_000))
+    h.acc = s.accumulator()
+    h.reader.apply(s.changes())
+    vote(h, 0, pid, "yes")
+    vote(h, 1, pid, "yes")
+    run_until(h, prop["enact_at"])
+    after = governance.proposal(h.state, pid)
+    assert after["status"] == "failed" and "genesis" in after["result"]
+    assert h.state.param("slot_ms") == 1_000
