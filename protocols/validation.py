@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from p2pnode.chain.types import (
+    AddStake,
     Block,
+    CreateSubnet,
     Header,
+    Register,
     SignedHeader,
     SignedTx,
     SignedVote,
     SlashDoubleProposal,
     SlashVote,
+    hotkey_binding_message,
     randao_message,
 )
 from protocols.crypto import verify
@@ -47,7 +51,7 @@ def randao_reveal_ok(header: Header) -> bool:
 
 
 def check_tx_signatures(stx: SignedTx) -> None:
-    """The transaction's signature and the signatures inside slashing evidence."""
+    """The transaction's signature, the signatures inside slashing evidence and a hotkey's binding."""
     if not tx_signature_ok(stx):
         raise InvalidSignature("bad_signature")
     body = stx.tx.body
@@ -57,6 +61,9 @@ def check_tx_signatures(stx: SignedTx) -> None:
     elif isinstance(body, SlashVote):
         if not (vote_signature_ok(body.first) and vote_signature_ok(body.second)):
             raise InvalidSignature("bad_evidence_signature")
+    elif isinstance(body, AddStake | Register | CreateSubnet) and body.hotkey_sig:
+        if not verify(body.hotkey, hotkey_binding_message(stx.tx.chain, stx.tx.sender), body.hotkey_sig):
+            raise InvalidSignature("bad_hotkey_signature")
 
 
 def check_block_signatures(

@@ -93,11 +93,19 @@ def _uid_or_reject(state: State, netuid: int, hot: bytes) -> int:
     return uid
 
 
-def _claim_hotkey(state: State, hot: bytes, cold: bytes) -> None:
+def claim_hotkey(state: State, hot: bytes, cold: bytes, hotkey_sig: bytes | None) -> None:
+    """Make `cold` the owner of `hot` unless another coldkey owns it.
+
+    An unowned hotkey is bound only with its own consent: `hotkey_sig`, its signature of
+    `hotkey_binding_message(chain, cold)`, verified with the transaction's signature before the
+    transition (`protocols.validation`). None is genesis, which is trusted.
+    """
     owner = state.hotkey_owner(hot)
     if owner is None:
         if hot == cold:
             raise TxInvalid("hotkey_is_coldkey", "use a separate hotkey")
+        if hotkey_sig is not None and len(hotkey_sig) != 64:
+            raise TxInvalid("hotkey_not_bound", "a hotkey nobody owns needs its own signature (hotkey_sig)")
         state.set_hotkey(hot, cold, state.param("default_take"))
     elif owner != cold:
         raise TxInvalid("not_hotkey_owner", "the hotkey belongs to another coldkey")
@@ -117,13 +125,13 @@ def init_genesis(state: State, genesis_subnets: Any) -> None:
     state.set_subnet(ROOT_NETUID, root)
     netuids = [ROOT_NETUID]
     for index, gs in enumerate(genesis_subnets, start=1):
-        _claim_hotkey(state, gs.owner_hotkey, gs.owner_coldkey)
+        claim_hotkey(state, gs.owner_hotkey, gs.owner_coldkey, None)
         sn = new_subnet_record(gs.owner_coldkey, gs.owner_hotkey, gs.task, 0, 0, gs.hyperparameters)
         # Stagger epochs so subnets do not all run in the same block (as subtensor does).
         sn["last_epoch"] = -(index % sn["hp"]["tempo"])
         _append_uid(state, index, sn, gs.owner_hotkey, 0)
         for hot, cold in gs.neurons:
-            _claim_hotkey(state, hot, cold)
+            claim_hotkey(state, hot, cold, None)
             if state.uid_of(index, hot) is not None:
                 raise ValueError("a genesis neuron is listed twice")
             _append_uid(state, index, sn, hot, 0)
@@ -147,7 +155,7 @@ def _create_subnet(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("lock_cost_too_high", f"lock cost is {lock}")
     if state.balance(tx.sender) < lock:
         raise TxInvalid("insufficient_balance", f"lock cost {lock}")
-    _claim_hotkey(state, body.hotkey, tx.sender)
+    claim_hotkey(state, body.hotkey, tx.sender, body.hotkey_sig)
     state.debit(tx.sender, lock)
     state.add_supply("locked", lock)
     create_subnet_record(state, tx.sender, body.hotkey, body.task, ctx.height, lock)
@@ -209,7 +217,7 @@ def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("burn_too_high", f"registration burns {burn}")
     if state.balance(tx.sender) < burn:
         raise TxInvalid("insufficient_balance", f"registration burns {burn}")
-    _claim_hotkey(state, body.hotkey, tx.sender)
+    claim_hotkey(state, body.hotkey, tx.sender, body.hotkey_sig)
     if sn["n"] < sn["hp"]["max_allowed_uids"]:
         _append_uid(state, body.netuid, sn, body.hotkey, ctx.height)
     else:

@@ -41,8 +41,8 @@ def _add_stake(state: State, tx: Tx, ctx: BlockContext) -> None:
     if state.hotkey_owner(body.hotkey) is None:
         if body.hotkey == tx.sender:
             raise TxInvalid("unknown_hotkey", "a coldkey cannot stake on itself")
-        # Staking to a fresh hotkey claims it for the sender coldkey (as a first registration does).
-        state.set_hotkey(body.hotkey, tx.sender, state.param("default_take"))
+        # Staking to a fresh hotkey claims it for the sender coldkey, with the hotkey's consent.
+        subnets.claim_hotkey(state, body.hotkey, tx.sender, body.hotkey_sig)
     if state.hotkey_owner(body.hotkey) == tx.sender:
         consensus.add_candidate(state, body.hotkey)
     if state.balance(tx.sender) < body.amount:

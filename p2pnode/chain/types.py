@@ -35,6 +35,7 @@ DOMAIN_BLOCK = b"p2pnode/block/v1\x00"
 DOMAIN_VOTE = b"p2pnode/vote/v1\x00"
 DOMAIN_REQUEST = b"p2pnode/request/v1\x00"
 DOMAIN_RANDAO = b"p2pnode/randao/v1\x00"
+DOMAIN_HOTKEY_BINDING = b"p2pnode/hotkey-binding/v1\x00"
 
 MAX_CHAIN_ID = 64
 # A chain id is printable ASCII of at most MAX_CHAIN_ID bytes: it is written with a one-byte length
@@ -72,6 +73,16 @@ def randao_message(chain_id: str, slot: int) -> bytes:
     return signing_message(DOMAIN_RANDAO, chain_id, slot.to_bytes(8, "big"))
 
 
+def hotkey_binding_message(chain_id: str, coldkey: bytes) -> bytes:
+    """What a hotkey signs to let `coldkey` own it (the `hotkey_sig` of AddStake, Register and
+    CreateSubnet): without it, anyone who saw a hotkey could claim it first."""
+    return signing_message(DOMAIN_HOTKEY_BINDING, chain_id, coldkey)
+
+
+# A hotkey's signature of hotkey_binding_message, or empty when the hotkey is already owned.
+HOTKEY_SIG = Bytes(max_len=64)
+
+
 # ---------------------------------------------------------------- transaction bodies
 
 
@@ -84,11 +95,13 @@ class Transfer(ChainObject):
 
 @chain_object
 class AddStake(ChainObject):
-    """Stake `amount` of the sender coldkey's balance on `hotkey` (own or delegated)."""
+    """Stake `amount` of the sender coldkey's balance on `hotkey` (own or delegated); staking on a
+    hotkey nobody owns yet makes the sender its owner, and needs the hotkey's `hotkey_sig`."""
 
-    SCHEMA: ClassVar[dict[str, FieldType]] = {"hotkey": B32, "amount": U64}
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"hotkey": B32, "amount": U64, "hotkey_sig": HOTKEY_SIG}
     hotkey: bytes
     amount: int
+    hotkey_sig: bytes = b""
 
 
 @chain_object
@@ -109,12 +122,13 @@ class SetTake(ChainObject):
 
 @chain_object
 class Register(ChainObject):
-    """Burn to register `hotkey` (owned by the sending coldkey) on subnet `netuid`."""
+    """Burn to register `hotkey` (owned by the sending coldkey, or bound to it by `hotkey_sig`)."""
 
-    SCHEMA: ClassVar[dict[str, FieldType]] = {"netuid": U16, "hotkey": B32, "max_burn": U64}
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"netuid": U16, "hotkey": B32, "max_burn": U64, "hotkey_sig": HOTKEY_SIG}
     netuid: int
     hotkey: bytes
     max_burn: int
+    hotkey_sig: bytes = b""
 
 
 @chain_object
@@ -176,10 +190,11 @@ class RevealWeights(ChainObject):
 class CreateSubnet(ChainObject):
     """Lock the subnet lock cost from the sender coldkey; `hotkey` becomes the owner hotkey."""
 
-    SCHEMA: ClassVar[dict[str, FieldType]] = {"hotkey": B32, "task": Text(64), "max_lock": U64}
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"hotkey": B32, "task": Text(64), "max_lock": U64, "hotkey_sig": HOTKEY_SIG}
     hotkey: bytes
     task: str
     max_lock: int
+    hotkey_sig: bytes = b""
 
 
 @chain_object

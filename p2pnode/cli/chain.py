@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 
 from p2pnode.chain.params import TAO
-from p2pnode.chain.types import AddStake, CreateSubnet, Register, RemoveStake, SetHyperparameter, Transfer
+from p2pnode.chain.types import (
+    AddStake,
+    CreateSubnet,
+    Register,
+    RemoveStake,
+    SetHyperparameter,
+    Transfer,
+    hotkey_binding_message,
+)
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.common import (
     add_api,
@@ -22,6 +30,8 @@ from p2pnode.cli.common import (
     parse_address,
     submit,
 )
+from p2pnode.keys import KeyStore, KeyStoreError, default_home
+from protocols.crypto import Keypair
 
 
 def parse_amount(text: str) -> int:
@@ -124,10 +134,33 @@ def _transfer(args: argparse.Namespace) -> int:
     return _done(args, submit(args, load_signer(args), Transfer(to=to, amount=args.amount)), "transfer")
 
 
+def _hotkey_consent(args: argparse.Namespace, hot: bytes, cold: Keypair) -> bytes:
+    """The hotkey's signature letting `cold` own it, when the wallet holds that hotkey; else empty.
+
+    The chain binds a hotkey nobody owns yet only with this signature; an owned hotkey needs none.
+    """
+    store = KeyStore(args.keys_dir or default_home())
+    try:
+        names = [info.hotkey for info in store.wallet_info(args.wallet).hotkeys if info.public_key == hot]
+        key = store.load_hotkey(args.wallet, names[0]) if names and names[0] else None
+    except KeyStoreError:
+        return b""
+    if key is None:
+        return b""
+    chain_id = api_get(args, "/status")["chain_id"]
+    return key.sign(hotkey_binding_message(chain_id, cold.public_key))
+
+
 def _stake(args: argparse.Namespace) -> int:
     hot = parse_address(args.hotkey, "hotkey")
-    body = (AddStake if args.stake_action == "add" else RemoveStake)(hotkey=hot, amount=args.amount)
-    return _done(args, submit(args, load_signer(args), body), f"stake {args.stake_action}")
+    signer = load_signer(args)
+    if args.stake_action == "add":
+        body: AddStake | RemoveStake = AddStake(
+            hotkey=hot, amount=args.amount, hotkey_sig=_hotkey_consent(args, hot, signer)
+        )
+    else:
+        body = RemoveStake(hotkey=hot, amount=args.amount)
+    return _done(args, submit(args, signer, body), f"stake {args.stake_action}")
 
 
 def _subnet_list(args: argparse.Namespace) -> int:
@@ -142,15 +175,17 @@ def _subnet_list(args: argparse.Namespace) -> int:
 def _subnet_create(args: argparse.Namespace) -> int:
     owner = parse_address(args.owner_hotkey, "owner hotkey")
     max_lock = args.max_lock if args.max_lock is not None else 2**64 - 1
-    body = CreateSubnet(hotkey=owner, task=args.task, max_lock=max_lock)
-    return _done(args, submit(args, load_signer(args), body), "create subnet")
+    signer = load_signer(args)
+    body = CreateSubnet(hotkey=owner, task=args.task, max_lock=max_lock, hotkey_sig=_hotkey_consent(args, owner, signer))
+    return _done(args, submit(args, signer, body), "create subnet")
 
 
 def _subnet_register(args: argparse.Namespace) -> int:
     hot = parse_address(args.register_hotkey, "hotkey")
     max_burn = args.max_burn if args.max_burn is not None else 2**64 - 1
-    body = Register(netuid=args.netuid, hotkey=hot, max_burn=max_burn)
-    return _done(args, submit(args, load_signer(args), body), "register")
+    signer = load_signer(args)
+    body = Register(netuid=args.netuid, hotkey=hot, max_burn=max_burn, hotkey_sig=_hotkey_consent(args, hot, signer))
+    return _done(args, submit(args, signer, body), "register")
 
 
 def _subnet_set(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 from p2pnode.chain.genesis import Genesis, GenesisSubnet, GenesisValidator, build_genesis_state
 from p2pnode.chain.params import TAO
 from p2pnode.chain.schema import ChainObject
-from p2pnode.chain.types import SignedTx, make_tx
+from p2pnode.chain.types import SignedTx, hotkey_binding_message, make_tx
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store import Store
@@ -61,6 +61,12 @@ def open_chain(path: str | Path, genesis: Genesis) -> BlockTree:
 def signed(key: Keypair, nonce: int, body: ChainObject, *, fee: int = 1_000, chain_id: str = DEV_CHAIN_ID) -> SignedTx:
     tx = make_tx(chain_id, key.public_key, nonce, fee, body)
     return SignedTx(tx=tx, sig=key.sign(tx.signing_bytes()))
+
+
+def bound(hotkey: Keypair, coldkey: Keypair | bytes, chain_id: str = DEV_CHAIN_ID) -> bytes:
+    """The hotkey's consent to be owned by `coldkey` (the `hotkey_sig` of AddStake/Register/CreateSubnet)."""
+    cold = coldkey if isinstance(coldkey, bytes) else coldkey.public_key
+    return hotkey.sign(hotkey_binding_message(chain_id, cold))
 
 
 def recompute_root(items: object) -> bytes:

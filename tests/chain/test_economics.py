@@ -23,7 +23,7 @@ from p2pnode.chain.types import (
     Transfer,
 )
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.factories import make_genesis
+from p2pnode.testing.factories import bound, make_genesis
 from p2pnode.testing.harness import ChainHarness
 
 OWNER_COLD, OWNER_HOT = dev_keypair("owner-cold"), dev_keypair("owner-hot")
@@ -44,7 +44,7 @@ def harness(hyper: dict[str, int] | None = None, **params: int) -> ChainHarness:
 
 
 def register_all(h: ChainHarness, n: int, netuid: int = 1) -> None:
-    h.block([h.tx(COLD[i], Register(netuid=netuid, hotkey=HOT[i].public_key, max_burn=10 * TAO)) for i in range(n)])
+    h.block([h.tx(COLD[i], Register(netuid=netuid, hotkey=HOT[i].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[i], COLD[i]))) for i in range(n)])
 
 
 def test_halving_schedule() -> None:
@@ -59,7 +59,7 @@ def test_halving_schedule() -> None:
 def test_create_subnet_locks_cost_and_registers_owner() -> None:
     h = harness()
     before = h.state.balance(COLD[0].public_key)
-    h.block([h.tx(COLD[0], CreateSubnet(hotkey=HOT[0].public_key, task="forecast", max_lock=1000 * TAO))])
+    h.block([h.tx(COLD[0], CreateSubnet(hotkey=HOT[0].public_key, task="forecast", max_lock=1000 * TAO, hotkey_sig=bound(HOT[0], COLD[0])))])
     s = h.state
     assert s.netuids() == [0, 1, 2]
     sn = s.subnet(2)
@@ -68,9 +68,9 @@ def test_create_subnet_locks_cost_and_registers_owner() -> None:
     lock = s.param("subnet_lock_cost")
     assert s.balance(COLD[0].public_key) == before - lock - 1_000
     assert s.supply()["locked"] == lock
-    assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[1].public_key, task="text", max_lock=1))) == "lock_cost_too_high"
-    assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[1].public_key, task="poetry", max_lock=10**15))) == "unknown_task"
-    assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[0].public_key, task="text", max_lock=10**15))) == "not_hotkey_owner"
+    assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[1].public_key, task="text", max_lock=1, hotkey_sig=bound(HOT[1], COLD[1])))) == "lock_cost_too_high"
+    assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[1].public_key, task="poetry", max_lock=10**15, hotkey_sig=bound(HOT[1], COLD[1])))) == "unknown_task"
+    assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[0].public_key, task="text", max_lock=10**15, hotkey_sig=bound(HOT[0], COLD[1])))) == "not_hotkey_owner"
 
 
 def test_registration_burns_and_assigns_uids() -> None:
@@ -80,10 +80,10 @@ def test_registration_burns_and_assigns_uids() -> None:
     s = h.state
     assert [s.uid_of(1, HOT[i].public_key) for i in range(3)] == [1, 2, 3]
     assert s.supply()["burned"] == burned + 3 * s.subnet(1)["hp"]["registration_burn"]
-    assert h.reject_reason(h.tx(COLD[0], Register(netuid=1, hotkey=HOT[0].public_key, max_burn=10 * TAO))) == "already_registered"
-    assert h.reject_reason(h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=1))) == "burn_too_high"
-    assert h.reject_reason(h.tx(COLD[4], Register(netuid=9, hotkey=HOT[4].public_key, max_burn=10 * TAO))) == "unknown_subnet"
-    assert h.reject_reason(h.tx(COLD[4], Register(netuid=0, hotkey=HOT[0].public_key, max_burn=10 * TAO))) == "not_hotkey_owner"
+    assert h.reject_reason(h.tx(COLD[0], Register(netuid=1, hotkey=HOT[0].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[0], COLD[0])))) == "already_registered"
+    assert h.reject_reason(h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=1, hotkey_sig=bound(HOT[4], COLD[4])))) == "burn_too_high"
+    assert h.reject_reason(h.tx(COLD[4], Register(netuid=9, hotkey=HOT[4].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[4], COLD[4])))) == "unknown_subnet"
+    assert h.reject_reason(h.tx(COLD[4], Register(netuid=0, hotkey=HOT[0].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[0], COLD[4])))) == "not_hotkey_owner"
 
 
 def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
@@ -97,25 +97,25 @@ def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
     s.set_neuron(1, 1, neuron)
     h.acc = s.accumulator()
     h.reader.apply(s.changes())
-    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO))])
+    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[3], COLD[3])))])
     s = h.state
     assert s.uid_of(1, HOT[3].public_key) == 2
     assert s.uid_of(1, HOT[1].public_key) is None
     assert s.neuron(1, 2)["registered"] == h.height
     # uid 2 is now immune and uid 1 is not: uid 1 goes next although its emission is higher
-    h.block([h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=10 * TAO))])
+    h.block([h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[4], COLD[4])))])
     assert h.state.uid_of(1, HOT[4].public_key) == 1
 
 
 def test_full_subnet_of_immune_uids_replaces_the_lowest_emission_one_never_the_owner() -> None:
     h = harness({"max_allowed_uids": 3, "immunity_period": 1000})
     register_all(h, 2)
-    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO))])
+    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[3], COLD[3])))])
     s = h.state
     assert s.uid_of(1, HOT[3].public_key) == 1  # equal emission and age: the lowest uid
     assert s.uid_of(1, OWNER_HOT.public_key) == 0
     h2 = harness({"max_allowed_uids": 1})
-    reason = h2.reject_reason(h2.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO)))
+    reason = h2.reject_reason(h2.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[3], COLD[3]))))
     assert reason == "subnet_full"  # the only uid is the owner's
 
 
@@ -132,7 +132,7 @@ def test_the_chain_prunes_with_the_golden_tested_rule(monkeypatch: pytest.Monkey
     monkeypatch.setattr(subnets.yuma, "select_uid_to_prune", spy)
     h = harness({"max_allowed_uids": 2})
     register_all(h, 1)
-    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO))])
+    h.block([h.tx(COLD[3], Register(netuid=1, hotkey=HOT[3].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[3], COLD[3])))])
     assert len(calls) == 1 and h.state.uid_of(1, HOT[3].public_key) == 1
 
 
@@ -147,7 +147,7 @@ def test_serve_announces_peer_id_and_model() -> None:
 def test_set_weights_rules() -> None:
     h = harness({"min_allowed_weights": 2, "weights_rate_limit": 3, "weights_version_key": 5})
     register_all(h, 3)
-    h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=100 * TAO))])
+    h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=100 * TAO, hotkey_sig=bound(HOT[0], COLD[0])))])
     w = lambda uids, vals, v=5: SetWeights(netuid=1, uids=tuple(uids), values=tuple(vals), version_key=v)  # noqa: E731
     assert h.reject_reason(h.tx(HOT[0], w([1, 2], [1, 1]))) == "no_validator_permit"
     h.blocks(10)  # an epoch gives the staked uid a permit
@@ -216,8 +216,8 @@ def test_hyperparameters_by_owner_within_bounds() -> None:
 def test_better_miner_earns_more_and_validators_earn_dividends() -> None:
     h = harness()
     register_all(h, 4)  # uids 1,2 validators (staked); 3,4 miners
-    h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=1000 * TAO)),
-             h.tx(COLD[1], AddStake(hotkey=HOT[1].public_key, amount=500 * TAO))])
+    h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=1000 * TAO, hotkey_sig=bound(HOT[0], COLD[0]))),
+             h.tx(COLD[1], AddStake(hotkey=HOT[1].public_key, amount=500 * TAO, hotkey_sig=bound(HOT[1], COLD[1])))])
     h.blocks(10)  # first epoch: permits
     h.block([h.tx(HOT[0], SetWeights(netuid=1, uids=(3, 4), values=(60000, 20000), version_key=0)),
              h.tx(HOT[1], SetWeights(netuid=1, uids=(3, 4), values=(50000, 20000), version_key=0))])
@@ -237,8 +237,8 @@ def test_delegators_share_dividends_after_take() -> None:
     h = harness()
     register_all(h, 2)
     delegator = COLD[5]
-    h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=300 * TAO)),
-             h.tx(delegator, AddStake(hotkey=HOT[0].public_key, amount=100 * TAO)),
+    h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=300 * TAO, hotkey_sig=bound(HOT[0], COLD[0]))),
+             h.tx(delegator, AddStake(hotkey=HOT[0].public_key, amount=100 * TAO, hotkey_sig=bound(HOT[0], delegator))),
              h.tx(COLD[0], SetTake(hotkey=HOT[0].public_key, take=6553))])  # 10%
     h.blocks(10)
     h.block([h.tx(HOT[0], SetWeights(netuid=1, uids=(2,), values=(1,), version_key=0))])
@@ -253,11 +253,11 @@ def test_delegators_share_dividends_after_take() -> None:
 
 def test_emission_split_equally_without_root_weights_then_by_root() -> None:
     h = harness()
-    h.block([h.tx(COLD[0], CreateSubnet(hotkey=HOT[0].public_key, task="forecast", max_lock=10**15))])
+    h.block([h.tx(COLD[0], CreateSubnet(hotkey=HOT[0].public_key, task="forecast", max_lock=10**15, hotkey_sig=bound(HOT[0], COLD[0])))])
     s = h.state
     assert root_shares(s, [1, 2]) == [2**31, 2**31]
-    h.block([h.tx(COLD[1], Register(netuid=0, hotkey=HOT[1].public_key, max_burn=10 * TAO)),
-             h.tx(COLD[1], AddStake(hotkey=HOT[1].public_key, amount=10 * TAO))])
+    h.block([h.tx(COLD[1], Register(netuid=0, hotkey=HOT[1].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[1], COLD[1]))),
+             h.tx(COLD[1], AddStake(hotkey=HOT[1].public_key, amount=10 * TAO, hotkey_sig=bound(HOT[1], COLD[1])))])
     h.block([h.tx(HOT[1], SetWeights(netuid=0, uids=(1, 2), values=(3, 1), version_key=0))])
     shares = root_shares(h.state, [1, 2])
     assert shares[0] == 3 * shares[1] or abs(shares[0] - 3 * shares[1]) < 4
@@ -297,7 +297,7 @@ def test_two_runs_give_identical_roots(seed: int) -> None:
     for _ in range(2):
         h = harness()
         register_all(h, 3)
-        h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=seed * 100 * TAO))])
+        h.block([h.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=seed * 100 * TAO, hotkey_sig=bound(HOT[0], COLD[0])))])
         h.blocks(25)
         roots.append(h.root())
     assert roots[0] == roots[1]

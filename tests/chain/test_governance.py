@@ -9,7 +9,7 @@ from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.params import TAO
 from p2pnode.chain.types import AddStake, GovVote, Propose, RemoveStake, Transfer
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.factories import make_genesis, validator_keys
+from p2pnode.testing.factories import bound, make_genesis, validator_keys
 from p2pnode.testing.harness import ChainHarness
 
 VALS = validator_keys(4)  # each coldkey has 1,000 TAO staked on its hotkey at genesis
@@ -70,7 +70,9 @@ def test_failing_proposal_returns_deposit() -> None:
 
 def test_under_quorum_burns_deposit() -> None:
     h = harness()
-    h.block([h.tx(OUTSIDER, AddStake(hotkey=dev_keypair("outsider-hot").public_key, amount=1 * TAO))])
+    outsider_hot = dev_keypair("outsider-hot")
+    h.block([h.tx(OUTSIDER, AddStake(hotkey=outsider_hot.public_key, amount=1 * TAO,
+                                     hotkey_sig=bound(outsider_hot, OUTSIDER)))])
     burned = h.state.supply()["burned"]
     pid = propose(h, key=OUTSIDER, text="more cake")
     h.block([h.tx(OUTSIDER, GovVote(proposal=pid, choice="yes"))])  # 1 TAO of 4,001 staked

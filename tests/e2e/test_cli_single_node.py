@@ -65,6 +65,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     seed = home / "seed"
     seed.write_text(hashlib.sha256(b"p2pnode-dev/validator-0-cold").hexdigest())
     cli("keys", "import", "--seed-file", str(seed), env=variables)
+    # The hotkeys this wallet binds (subnet owner, miner): the chain binds a new hotkey only with its
+    # own signature, which the CLI makes when the wallet holds the hotkey.
+    for name in ("cli-owner-hot", "cli-miner-hot"):
+        hot_seed = home / name
+        hot_seed.write_text(hashlib.sha256(b"p2pnode-dev/" + name.encode()).hexdigest())
+        cli("keys", "import", "--hotkey", name, "--seed-file", str(hot_seed), env=variables)
     return variables
 
 

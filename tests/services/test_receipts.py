@@ -23,7 +23,7 @@ from p2pnode.chain.types import AddStake, Register, SetWeights
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store.epoch_records import EpochRecordStore
-from p2pnode.testing.factories import make_genesis, open_chain, signed, validator_keys
+from p2pnode.testing.factories import bound, make_genesis, open_chain, signed, validator_keys
 
 OWNER_COLD, OWNER_HOT = dev_keypair("owner-cold"), dev_keypair("owner-hot")
 COLD = [dev_keypair(f"cold-{i}") for i in range(4)]
@@ -68,9 +68,9 @@ class Chain:
 def market(tmp_path: Path) -> Chain:
     """Owner uid 0, validators uids 1 and 2 (staked), miners uids 3 and 4, three epochs with weights."""
     c = Chain(tmp_path)
-    c.block([c.tx(COLD[i], Register(netuid=1, hotkey=HOT[i].public_key, max_burn=10 * TAO)) for i in range(4)])
-    c.block([c.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=1000 * TAO)),
-             c.tx(COLD[1], AddStake(hotkey=HOT[1].public_key, amount=500 * TAO))])
+    c.block([c.tx(COLD[i], Register(netuid=1, hotkey=HOT[i].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[i], COLD[i]))) for i in range(4)])
+    c.block([c.tx(COLD[0], AddStake(hotkey=HOT[0].public_key, amount=1000 * TAO, hotkey_sig=bound(HOT[0], COLD[0]))),
+             c.tx(COLD[1], AddStake(hotkey=HOT[1].public_key, amount=500 * TAO, hotkey_sig=bound(HOT[1], COLD[1])))])
     for _ in range(TEMPO):
         c.block()  # an epoch hands out permits
     c.block([c.tx(HOT[0], SetWeights(netuid=1, uids=(3, 4), values=(60000, 20000), version_key=0)),
