@@ -2,9 +2,6 @@
 stake-less attackers, against safety, finality, inclusion and fairness properties.
 
 The short sweep runs three seeds that together cover all eight behaviours; `-m slow` runs 200.
-Hotkey squatting (issue 13 item 9) is fixed in the chain by another change: until that lands, a
-case whose only violation is the squatter owning the newcomer's hotkey is an expected failure;
-every other property is still asserted first.
 """
 
 from __future__ import annotations
@@ -23,17 +20,13 @@ from p2pnode.testing.adversaries import (
     violations,
 )
 
-SQUATTING = "the squatter owns the newcomer's hotkey"
 # Seeds 0, 3 and 4 between them field every behaviour (checked below).
 SHORT_SEEDS = (0, 3, 4)
 
 
 def _check(reports: list[CaseReport]) -> None:
     found = {r.case: violations(r) for r in reports}
-    other = {case: [v for v in vs if v != SQUATTING] for case, vs in found.items()}
-    assert not any(other.values()), {case: vs for case, vs in other.items() if vs}
-    if any(SQUATTING in vs for vs in found.values()):
-        pytest.xfail("hotkey squatting (issue 13 item 9) not fixed on this branch yet")
+    assert not any(found.values()), {case: vs for case, vs in found.items() if vs}
 
 
 def test_short_seeds_field_every_behaviour() -> None:
