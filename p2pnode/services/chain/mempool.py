@@ -87,6 +87,7 @@ class Mempool:
         self._by_sender: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> tx id
         self._future_count = 0
         self._seq = 0
+        self._chain_id: str | None = None
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -127,7 +128,9 @@ class Mempool:
         sender = tx.sender
         if tx_id in self._by_id:
             return Admission(False, "duplicate", tx_id)
-        if tx.chain != state.chain_id:
+        if self._chain_id is None:
+            self._chain_id = state.chain_id  # a chain's id never changes: read it once
+        if tx.chain != self._chain_id:
             return Admission(False, "wrong_chain", tx_id)
         # Cheap stateful checks first: a flood of well-signed but hopeless transactions costs a few
         # state reads each, never a signature check.
