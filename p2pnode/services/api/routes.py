@@ -38,8 +38,9 @@ MAX_STORED_HEIGHT = (1 << 63) - 1
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 MAX_QUERY_INPUT_CHARS = 64 * 1024
-# Miners have 10 s to answer (services/market/query.py) plus a grace second; the CLI waits 30 s.
-QUERY_DEADLINE_S = 20.0
+# Each miner has 10 s (+1 s grace) and the router hedges and fails over to up to four of them
+# (services/market/routing.py); the CLI waits 30 s, so the API answers just before that.
+QUERY_DEADLINE_S = 28.0
 
 
 @dataclass
