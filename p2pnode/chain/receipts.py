@@ -23,10 +23,10 @@ from p2pnode.chain.encoding import encode, sha256
 from p2pnode.chain.state import State, u16b
 
 RECEIPTS_KEPT = 16
-RECEIPT_VERSION = 1
+RECEIPT_VERSION = 2  # 2: rows as u16 byte strings (1 had lists of pairs)
 U16 = 65535
-_INPUTS_DOMAIN = b"p2pnode/epoch-inputs/v1\x00"
-_OUTPUTS_DOMAIN = b"p2pnode/epoch-outputs/v1\x00"
+_INPUTS_DOMAIN = b"p2pnode/epoch-inputs/v2\x00"
+_OUTPUTS_DOMAIN = b"p2pnode/epoch-outputs/v2\x00"
 
 # EpochInput fields in document order; per-uid rows are lists of [uid, value] pairs.
 _SCALAR_INPUTS = (
