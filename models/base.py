@@ -100,6 +100,20 @@ class Task(ABC):
     def make_challenge(self, seed: int) -> tuple[Request, Truth]:
         """A valid request and the private truth to score it with; the same seed gives the same pair."""
 
+    generates: ClassVar[bool] = False  # answers generation requests (see `is_generation`)
+
+    def is_generation(self, request: Request) -> bool:
+        """Whether `request` asks to generate (answered by sampling the model step by step)."""
+        return False
+
+    def generation_step(self, request: Request, generated: str) -> Request:
+        """The model request for the next token of a generation, given what was generated so far."""
+        raise NotImplementedError(f"the {self.name!r} task does not generate")
+
+    def next_token(self, request: Request, step_response: Response, position: int) -> str:
+        """The token a generation draws at `position` from the model's answer to its step request."""
+        raise NotImplementedError(f"the {self.name!r} task does not generate")
+
     def generate_challenge(self, seed: int) -> tuple[Request, Truth]:
         """A challenge generated afresh from `seed` rather than cut from public data, so a miner
         cannot have stored its answer. Tasks whose `make_challenge` is generated already keep it."""

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.net.identity import peer_id_from_seed
 from p2pnode.services.api.events import ChainEventFeed, EventHub
 from p2pnode.services.api.http import HttpApi, HttpError
-from p2pnode.services.api.routes import ApiBackend, install_routes
+from p2pnode.services.api.routes import ApiBackend, GenerateRequest, install_routes
 from p2pnode.services.chain.arrivals import ArrivalLog
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.chain_service import ChainService
@@ -153,7 +154,7 @@ class Peer:
             arrivals=(lambda: []) if arrivals is None else arrivals.recent,
             epoch_records=self.epoch_records, metrics=self.metrics,
             own_tx_refusals=lambda: dict(self.own_tx_refusals), data_dir=str(options.data_dir), events=self.events,
-            history=self.event_feed.history,
+            history=self.event_feed.history, start_generation=self.start_generation,
         ))
 
     # ---------------------------------------------------------------- transactions by the hotkey
@@ -182,6 +183,17 @@ class Peer:
             return await handle_query(self.router, self.market_chain.neurons(netuid), netuid, task, text, uid=uid)
         except QueryError as exc:
             raise HttpError(exc.status, "query_failed", str(exc)) from None
+
+    def start_generation(self, asked: GenerateRequest) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        from p2pnode.services.market.query import QueryError, start_generation
+
+        task = self._task_for(asked.netuid)
+        try:
+            return start_generation(self.router, self.market_chain.neurons(asked.netuid), asked.netuid, task,
+                                    asked.prompt, max_tokens=asked.max_tokens, temperature=asked.temperature,
+                                    seed=asked.seed, uid=asked.uid)
+        except QueryError as exc:
+            raise HttpError(exc.status, "generate_failed", str(exc)) from None
 
     def _task_for(self, netuid: int) -> Any:
         from models.tasks import get_task

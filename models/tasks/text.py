@@ -30,6 +30,7 @@ its true beliefs, not by being overconfident. A response that fails validation s
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -45,6 +46,20 @@ from models.tasks.corpus import VOCAB, load_corpus, normalize
 PROBABILITY_SLACK = 1e-3
 # Log-probabilities below this are treated as this (exp underflows long before; keeps numbers sane).
 MIN_LOGPROB = -1000.0
+# The most characters one generation request may ask for (longer texts take several requests).
+MAX_GENERATE_TOKENS = 64
+MAX_SEED = 2**53  # integers JSON carries exactly
+
+
+def is_generation(request: Request) -> bool:
+    """A request to generate text ("max_tokens" present) rather than for a distribution."""
+    return "max_tokens" in request
+
+
+def sampling_uniform(seed: int, position: int) -> float:
+    """The uniform draw in [0, 1) for the `position`-th character generated with `seed`."""
+    digest = hashlib.sha256(b"p2pnode.text.sample/%d/%d" % (seed, position)).digest()
+    return int.from_bytes(digest[:7], "big") / 2**56
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,7 @@ class TextTask(Task):
     """Next-character prediction over `VOCAB` on the held-out standard-library docstrings."""
 
     name = "text"
+    generates = True
     vocab = VOCAB
 
     def __init__(self, config: TextTaskConfig | None = None) -> None:
@@ -76,6 +92,15 @@ class TextTask(Task):
                     "maxLength": self.config.max_context_chars,
                     "description": "the text so far; newline and printable ASCII only",
                 },
+                # Present: a generation request (answered with "text"), else a distribution.
+                "max_tokens": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_GENERATE_TOKENS,
+                    "description": "generate this many characters by sampling the model",
+                },
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2, "description": "0: greedy"},
+                "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED, "description": "sampling seed"},
             },
             "required": ["context"],
         }
@@ -100,12 +125,14 @@ class TextTask(Task):
         return {
             "type": "object",
             "properties": {
-                "logprobs": {"type": "array", "minItems": 1, "maxItems": len(VOCAB), "items": pair}
+                "logprobs": {"type": "array", "minItems": 1, "maxItems": len(VOCAB), "items": pair},
+                "text": {"type": "string", "maxLength": MAX_GENERATE_TOKENS, "description": "generated text"},
             },
-            "required": ["logprobs"],
         }
 
     def check_request(self, request: Request) -> None:
+        if ("temperature" in request or "seed" in request) and "max_tokens" not in request:
+            raise InvalidRequest("$: temperature and seed go with max_tokens (a generation request)")
         index = self._index
         for position, ch in enumerate(request["context"]):
             if ch not in index:
@@ -114,6 +141,18 @@ class TextTask(Task):
                 )
 
     def check_response(self, request: Request, response: Response) -> None:
+        if is_generation(request):
+            if set(response) != {"text"}:
+                raise InvalidResponse("$: a generation request is answered with exactly {\"text\": ...}")
+            text = response["text"]
+            if len(text) > request["max_tokens"]:
+                raise InvalidResponse(f"$.text: {len(text)} characters, more than max_tokens {request['max_tokens']}")
+            for position, ch in enumerate(text):
+                if ch not in self._index:
+                    raise InvalidResponse(f"$.text[{position}]: {ch!r} is outside the vocabulary")
+            return
+        if set(response) != {"logprobs"}:
+            raise InvalidResponse("$: a distribution request is answered with exactly {\"logprobs\": ...}")
         seen: set[str] = set()
         total = 0.0
         for position, (ch, logprob) in enumerate(response["logprobs"]):
@@ -179,6 +218,35 @@ class TextTask(Task):
         length = rng.randint(self.config.challenge_min_chars, self.config.challenge_max_chars)
         position = rng.randrange(length, len(data))
         return {"context": data[position - length : position]}, data[position]
+
+    def is_generation(self, request: Request) -> bool:
+        return is_generation(request)
+
+    def generation_step(self, request: Request, generated: str) -> Request:
+        return {"context": (request["context"] + generated)[-self.config.max_context_chars :]}
+
+    def next_token(self, request: Request, step_response: Response, position: int) -> str:
+        temperature = float(request.get("temperature", 1.0))
+        return self.sample(step_response, sampling_uniform(int(request.get("seed", 0)), position), temperature)
+
+    def sample(self, response: Response, uniform: float, temperature: float) -> str:
+        """The character a generator draws from a distribution `response` with the uniform draw
+        `uniform` in [0, 1): inverse CDF over the vocabulary's order of p ** (1 / temperature),
+        normalised (unlisted characters share the rest); temperature 0 takes the most likely.
+        Deterministic, so anyone holding the distribution and the draw can check a generation."""
+        probabilities = [self.probability(response, ch) for ch in VOCAB]
+        if temperature <= 0:
+            return VOCAB[max(range(len(VOCAB)), key=lambda i: (probabilities[i], -i))]
+        weights = [p ** (1.0 / temperature) if p > 0 else 0.0 for p in probabilities]
+        total = sum(weights)
+        if not total > 0 or not math.isfinite(total):
+            return VOCAB[max(range(len(VOCAB)), key=lambda i: (probabilities[i], -i))]
+        target, cumulative = uniform * total, 0.0
+        for ch, weight in zip(VOCAB, weights, strict=True):
+            cumulative += weight
+            if target < cumulative:
+                return ch
+        return VOCAB[-1]
 
     def probability(self, response: Response, char: str) -> float:
         """The probability a valid response gives ``char`` (unlisted characters share the rest)."""

@@ -79,16 +79,28 @@ def stream_events(api: str, kinds: list[str] | None = None, *, idle_timeout: flo
     The node sends a comment at least every 15 s, so `idle_timeout` without a line means it is gone.
     """
     path = "/events" + ("?types=" + ",".join(kinds) if kinds else "")
+    return stream(api, "GET", path, idle_timeout=idle_timeout)
+
+
+def stream(api: str, method: str, path: str, body: Any | None = None, *, idle_timeout: float = 60.0
+           ) -> Iterator[tuple[str, Any]]:
+    """(event type, data) of a server-sent event stream (GET /events, POST /generate) until it ends."""
     base = api.rstrip("/")
-    req = urllib.request.Request(base + path, headers={"Accept": "text/event-stream"})
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Accept": "text/event-stream"} | ({"Content-Type": "application/json"} if data else {})
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         # The timeout bounds the connection and every read after it.
         reply = urllib.request.urlopen(req, timeout=idle_timeout)
     except urllib.error.HTTPError as exc:
-        raise ApiError(f"GET {path} failed ({exc.code}): {_error_detail(exc)}") from None
+        raise ApiError(f"{method} {path} failed ({exc.code}): {_error_detail(exc)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ApiError(f"cannot reach the node's API at {base}: {reason} (is `p2pnode join` running?)") from None
+    return _events(reply, method, path, base)
+
+
+def _events(reply: Any, method: str, path: str, base: str) -> Iterator[tuple[str, Any]]:
     with reply:
         kind, data = "message", list[str]()
         try:
@@ -97,7 +109,7 @@ def stream_events(api: str, kinds: list[str] | None = None, *, idle_timeout: flo
                 if not raw:
                     return
                 if len(raw) > MAX_EVENT_LINE_BYTES:
-                    raise ApiError(f"GET {path}: an event line longer than {MAX_EVENT_LINE_BYTES} bytes")
+                    raise ApiError(f"{method} {path}: an event line longer than {MAX_EVENT_LINE_BYTES} bytes")
                 line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
                 if line == "":
                     if data:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from typing import Any
 
-from p2pnode.cli.client import ApiError, get_json, post_json
+from p2pnode.cli.client import ApiError, get_json, post_json, stream
 from p2pnode.cli.common import add_api
 from p2pnode.cli.errors import CliError
 
@@ -92,11 +93,40 @@ def cmd_query(args: argparse.Namespace) -> int:
         if not 0 <= args.uid <= 65535:
             raise CliError("--uid must be between 0 and 65535")
         body["uid"] = args.uid
+    if args.max_tokens is not None:
+        return _generate(args, body)
     result = _ask(args, "POST", "/query", body)
     if not isinstance(result, dict):
         raise CliError("the API's answer to /query is not an object")
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_answer(result))
     return 0
+
+
+def _generate(args: argparse.Namespace, body: dict[str, Any]) -> int:
+    """Print generated text as its chunks arrive (--json: one JSON event per line)."""
+    body.update(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    writers: list[int] = []
+    try:
+        for kind, data in stream(args.api, "POST", "/generate", body, idle_timeout=args.timeout):
+            if args.json:
+                print(json.dumps({"event": kind, "data": data}, sort_keys=True), flush=True)
+            elif kind == "chunk" and isinstance(data, dict):
+                sys.stdout.write(str(data.get("text", "")))
+                sys.stdout.flush()
+                writers.append(data.get("uid"))  # type: ignore[arg-type]
+            if kind == "error":
+                if not args.json:
+                    print()
+                message = data.get("error") if isinstance(data, dict) else data
+                raise CliError(f"generation stopped: {message}")
+            if kind == "done":
+                if not args.json:
+                    print()
+                    print(f"written by uid {', '.join(str(u) for u in dict.fromkeys(writers))}", file=sys.stderr)
+                return 0
+    except ApiError as exc:
+        raise CliError(str(exc)) from None
+    raise CliError("the node closed the stream before the text was done")
 
 
 # ---------------------------------------------------------------- metagraph
@@ -150,6 +180,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     query.add_argument("--netuid", type=int, required=True, help="the subnet to ask")
     query.add_argument("input", metavar="INPUT", help="the question")
     query.add_argument("--uid", type=int, help="ask this miner only (default: routed by incentive, latency and load)")
+    query.add_argument("--max-tokens", type=int, metavar="N",
+                       help="generate N characters of text after INPUT (text subnets), printed as they arrive")
+    query.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 to 2 (default 1)")
+    query.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     query.add_argument("--json", action="store_true",
                        help="print the whole answer as JSON, with its receipt (uid, hotkey, signature, latency)")
     add_api(query)

@@ -10,6 +10,7 @@ that syncs from genesis, and a rogue peer that is cut off while the rest carry o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -134,6 +135,17 @@ def test_query_answers_with_a_miner(testnet: Path) -> None:
     answer = cli_json("query", "--netuid", "1", "def read(self", "--api", url)
     assert answer["uid"] in (1, 2, 3) and answer["latency_ms"] > 0
     assert answer["response"]
+
+
+def test_query_generates_text_streamed_with_receipts(testnet: Path) -> None:
+    url = by_name(testnet)["node-2"]["api"]
+    result = cli("query", "--netuid", "1", "def read(self", "--max-tokens", "32", "--api", url)
+    assert len(result.stdout.rstrip("\n")) == 32 and "written by uid" in result.stderr
+    lines = cli("query", "--netuid", "1", "def read(self", "--max-tokens", "20", "--json", "--api", url).stdout
+    events = [json.loads(line) for line in lines.splitlines()]
+    assert [e["event"] for e in events] == ["chunk", "chunk", "done"]
+    assert all(e["data"]["uid"] in (1, 2, 3) and e["data"]["receipt"] for e in events[:2])
+    assert len(events[-1]["data"]["text"]) == 20
 
 
 def test_governance_changes_a_parameter_on_every_node(testnet: Path, tmp_path: Path) -> None:

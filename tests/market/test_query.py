@@ -173,6 +173,17 @@ class FakeAPI(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeAPI.posted.append(body)
+        if self.path == "/generate":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for kind, data in (("chunk", {"uid": 2, "text": "lf, size"}), ("chunk", {"uid": 3, "text": "=-1):"}),
+                               ("done", {"text": "lf, size=-1):", "uids": [2, 3]})):
+                if body["max_tokens"] == 5 and kind == "done":
+                    kind, data = "error", {"error": "no miner continued the text after 13 characters"}
+                self.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+                self.wfile.flush()
+            return
         if body["netuid"] == 9:
             self._send(503, {"error": "no miner serves subnet 9"})
             return
@@ -231,6 +242,12 @@ def test_query_and_metagraph_commands(capsys: pytest.CaptureFixture[str]) -> Non
 
         assert main(["query", "--netuid", "1", "x", "--api", url, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["uid"] == 2
+        assert main(["query", "--netuid", "1", "def read(se", "--max-tokens", "13", "--api", url]) == 0
+        streamed = capsys.readouterr()
+        assert streamed.out == "lf, size=-1):\n" and "written by uid 2, 3" in streamed.err
+        assert FakeAPI.posted[-1] == {"netuid": 1, "input": "def read(se", "max_tokens": 13, "temperature": 1.0, "seed": 0}
+        assert main(["query", "--netuid", "1", "def read(se", "--max-tokens", "5", "--api", url]) == 1
+        assert "generation stopped: no miner continued" in capsys.readouterr().err
         assert main(["query", "--netuid", "1", "--uid", "2", "x", "--api", url]) == 0
         assert FakeAPI.posted[-1] == {"netuid": 1, "input": "x", "uid": 2}
         capsys.readouterr()

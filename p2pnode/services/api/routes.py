@@ -38,6 +38,7 @@ MAX_STORED_HEIGHT = (1 << 63) - 1
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 MAX_QUERY_INPUT_CHARS = 64 * 1024
+MAX_GENERATE_TOKENS = 4096
 # Each miner has 10 s (+1 s grace) and the router hedges and fails over to up to four of them
 # (services/market/routing.py); the CLI waits 30 s, so the API answers just before that.
 QUERY_DEADLINE_S = 28.0
@@ -71,6 +72,18 @@ class ApiBackend:
     events: EventHub
     # Recent finality lag and per-uid epoch results for the charts.
     history: ChainHistory
+    # Starts POST /generate (checked at once, raises HttpError), then ("chunk" | "done" | "error", data).
+    start_generation: Callable[[GenerateRequest], AsyncIterator[tuple[str, dict[str, Any]]]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    netuid: int
+    prompt: str
+    max_tokens: int
+    temperature: float = 1.0
+    seed: int = 0
+    uid: int | None = None
 
 
 def path_int(req: Request, index: int, name: str, maximum: int) -> int:
@@ -146,6 +159,20 @@ def parse_query(body: bytes) -> tuple[int, str, int | None]:
     if uid is not None and (type(uid) is not int or not 0 <= uid <= U16_MAX):
         raise HttpError(400, "bad_uid", f"uid must be an integer between 0 and {U16_MAX}")
     return netuid, text, uid
+
+
+def parse_generate(body: bytes) -> GenerateRequest:
+    """`{"netuid", "input", "max_tokens", "temperature"?, "seed"?, "uid"?}` from POST /generate, or a 400."""
+    netuid, prompt, uid = parse_query(body)
+    doc = json.loads(body)
+    max_tokens, temperature, seed = doc.get("max_tokens"), doc.get("temperature", 1.0), doc.get("seed", 0)
+    if type(max_tokens) is not int or not 1 <= max_tokens <= MAX_GENERATE_TOKENS:
+        raise HttpError(400, "bad_max_tokens", f"max_tokens must be an integer between 1 and {MAX_GENERATE_TOKENS}")
+    if type(temperature) not in (int, float) or not 0 <= temperature <= 2:
+        raise HttpError(400, "bad_temperature", "temperature must be a number between 0 and 2")
+    if type(seed) is not int or not 0 <= seed < 2**53:
+        raise HttpError(400, "bad_seed", "seed must be an integer between 0 and 2^53 - 1")
+    return GenerateRequest(netuid, prompt, max_tokens, float(temperature), seed, uid)
 
 
 def install_routes(api: HttpApi, backend: ApiBackend) -> None:
@@ -262,6 +289,17 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         netuid, text, uid = parse_query(req.body)
         return Response.json(await backend.answer_query(netuid, text, uid))
 
+    async def generate(req: Request) -> AsyncIterator[bytes]:
+        if backend.start_generation is None:
+            raise HttpError(404, "no_generation", "this node does not generate")
+        events = backend.start_generation(parse_generate(req.body))
+
+        async def sse() -> AsyncIterator[bytes]:
+            async for kind, data in events:
+                yield f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+        return sse()
+
     async def events(req: Request) -> AsyncIterator[bytes]:
         kinds = [k for k in req.query.get("types", ",".join(EVENT_TYPES)).split(",") if k]
         unknown = sorted(set(kinds) - set(EVENT_TYPES))
@@ -309,6 +347,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
     for name, handler, path, summary in get_routes:
         api.route("GET", name, handler, path=path, summary=summary)
     api.route("GET", "metrics", metrics, summary="Prometheus text format", content_type="text/plain")
+    api.stream("POST", "generate", generate,
+               summary="generated text, streamed as server-sent events: chunk (text, uid, receipt) ... done")
     api.stream("GET", "events", events, summary="server-sent events: " + ", ".join(EVENT_TYPES)
                + " (?types=a,b to choose)")
     api.route("GET", "charts", chart, path="/charts/{chart}", content_type="image/svg+xml",

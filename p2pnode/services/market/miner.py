@@ -274,7 +274,10 @@ class MinerServer:
         except InvalidRequest as exc:
             raise InferenceRejected(Code.BAD_REQUEST, f"invalid task request: {exc.reason}") from None
         deadline_ms = received_ms + round(self.config.request_timeout_s * 1000)
-        response = await self._answer(task_request, stake, deadline_ms)
+        if self.task.is_generation(task_request):
+            response = await self._generate(task_request, stake, deadline_ms)
+        else:
+            response = await self._answer(task_request, stake, deadline_ms)
         try:
             payload = encode_json_payload(response)
         except (TypeError, ValueError) as exc:
@@ -302,6 +305,16 @@ class MinerServer:
         if pending.response is None:  # finish() always sets one of the two
             raise InferenceRejected(Code.INTERNAL, "no response")
         return pending.response
+
+    async def _generate(self, request: dict[str, Any], stake: int, deadline_ms: int) -> dict[str, Any]:
+        """Sample the model token by token; each step is one request in the shared batches, so
+        concurrent generations and distribution requests share forward passes."""
+        generated = ""
+        for position in range(request["max_tokens"]):
+            step = self.task.generation_step(request, generated)
+            distribution = await self._answer(step, stake, deadline_ms)
+            generated += self.task.next_token(request, distribution, position)
+        return {"text": generated}
 
     def _enqueue(self, request: dict[str, Any], stake: int) -> _Pending:
         if stake == 0 and self._queued_unstaked >= self.config.max_unstaked_queue:

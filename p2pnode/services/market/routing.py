@@ -19,6 +19,7 @@ signature over its response to our request id: the caller's receipt.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from p2pnode.services.clock import Clock
 from p2pnode.services.market.chain_view import NeuronInfo
 from p2pnode.services.market.client import AskFailed, InferenceClient, MinerAnswer
 
-__all__ = ["Attempt", "MinerStats", "Router", "RoutedAnswer"]
+__all__ = ["Attempt", "GenerationFailed", "MinerStats", "Router", "RoutedAnswer", "generate"]
 
 LATENCY_FLOOR_MS = 50.0
 PRIOR_LATENCY_MS = 500.0
@@ -192,3 +193,60 @@ class Router:
             if attempt.outcome == "pending":
                 attempt.outcome = "too slow: another miner answered first" if routed.answer else "timed out"
         return routed
+
+
+class GenerationFailed(Exception):
+    """A chunk of a generation found no miner to answer it; `routed` says who was asked and why."""
+
+    def __init__(self, routed: RoutedAnswer, generated: str) -> None:
+        self.routed = routed
+        self.generated = generated
+        detail = "; ".join(reason for _, reason in sorted(routed.failures().items()))
+        super().__init__(f"no miner continued the text after {len(generated)} characters: {detail}"[:500])
+
+
+async def generate(
+    router: Router,
+    ranked: list[NeuronInfo],
+    netuid: int,
+    task: Task,
+    prompt: str,
+    *,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    chunk_tokens: int = 16,
+    max_context_chars: int = 1024,
+    timeout_s: float = 10.0,
+    max_attempts: int = 4,
+) -> AsyncIterator[RoutedAnswer]:
+    """Generate `max_tokens` characters in chunks of `chunk_tokens`, one routed request each.
+
+    Each chunk goes first to the miner that wrote the previous one (its style continues), and to
+    the next-ranked miners if it fails or is slow, so a miner killed mid-stream costs one failover,
+    not the text. Yields each chunk's routed answer as it arrives; raises GenerationFailed when no
+    miner continues.
+    """
+    generated = ""
+    writer: bytes | None = None
+    while len(generated) < max_tokens:
+        count = min(chunk_tokens, max_tokens - len(generated))
+        request = task.validate_request(
+            {
+                "context": (prompt + generated)[-max_context_chars:],
+                "max_tokens": count,
+                "temperature": temperature,
+                "seed": (seed + len(generated)) % 2**53,
+            }
+        )
+        order = router.rank(ranked)
+        order.sort(key=lambda n: n.hotkey != writer)  # stable: the previous writer first
+        routed = await router.route(order, netuid, task, request, timeout_s=timeout_s, max_attempts=max_attempts)
+        if routed.answer is None:
+            raise GenerationFailed(routed, generated)
+        chunk = routed.answer.response["text"]
+        generated += chunk
+        writer = routed.answer.hotkey
+        yield routed
+        if not chunk:  # a miner that generates nothing ends the text (no endless loop)
+            return
