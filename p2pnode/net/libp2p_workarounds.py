@@ -383,9 +383,13 @@ def _restarting(
             try:
                 return await async_fn(*args)
             except Exception as exc:
+                # Upstream ends a task quietly on a connection-shutdown error; for a long-running
+                # task (a peer-queue reader, the heartbeat) that would leave the node silently
+                # deaf, so those are restarted too, logged at DEBUG only.
                 if is_expected_connection_shutdown(exc):
-                    raise
-                failures.record(label, task_name, exc)
+                    logger.debug("%s task %s ended by a connection error; restarting: %r", label, task_name, exc)
+                else:
+                    failures.record(label, task_name, exc)
                 failures.restarts += 1
             await trio.sleep(_RESTART_BACKOFF_S[min(attempt, len(_RESTART_BACKOFF_S) - 1)])
             attempt += 1

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.kad_dht.kad_dht import KadDHT
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
@@ -146,7 +147,13 @@ async def test_failing_pubsub_task_drops_that_peer_only() -> None:
         await p.assert_still_serving()
 
 
-async def test_failing_gossipsub_heartbeat_is_restarted() -> None:
+@pytest.mark.parametrize(
+    "failure",
+    [RuntimeError("injected heartbeat failure"), ConnectionClosedError("injected connection error")],
+    ids=["bug", "connection-shutdown"],
+)
+async def test_failing_gossipsub_heartbeat_is_restarted(failure: Exception) -> None:
+    # A connection-shutdown error would otherwise end the heartbeat quietly: a node with no mesh upkeep.
     async with pair() as p:
         router = p.victim.gossipsub
         beats = 0
@@ -156,7 +163,7 @@ async def test_failing_gossipsub_heartbeat_is_restarted() -> None:
             nonlocal beats
             beats += 1
             if beats == 1:
-                raise RuntimeError("injected heartbeat failure")
+                raise failure
             return original_mesh_heartbeat()
 
         router.mesh_heartbeat = mesh_heartbeat_failing_once  # type: ignore[method-assign]
