@@ -107,3 +107,36 @@ def test_an_exception_at_any_entry_point_is_refused_penalised_and_survived(
         assert node.blocks_proposed > proposed or node.votes_cast > 0
 
     sim.run(scenario)
+
+
+def test_a_head_claim_needs_a_known_validator_only_within_the_sets_the_node_knows(tmp_path: Path) -> None:
+    from p2pnode.chain.types import Block, Header, body_root, randao_message
+    from p2pnode.genesis_file import dev_keypair
+
+    sim = Simulation(tmp_path, nodes=1, seed=2)
+    stranger = dev_keypair("not-a-validator")
+
+    async def scenario(sim: Simulation) -> None:
+        node = sim.nodes[0].node
+        assert node is not None
+        await sim.run_until_slot(40)  # five epochs of 8 slots
+
+        def claim(slot: int) -> Block:
+            head = node.head
+            header = Header(chain=head.chain, version=head.version, height=head.height + 100, slot=slot,
+                            parent=bytes(32), proposer=stranger.public_key, state_root=bytes(32),
+                            tx_root=body_root((), ()), timestamp_ms=0,
+                            randao_reveal=stranger.sign(randao_message(head.chain, slot)))
+            return Block(header=header, sig=stranger.sign(header.signing_bytes()), txs=(), votes=())
+
+        near = claim(node.current_slot())
+        assert node.head_claim_problem(near, near.hash) == "unknown_proposer"
+        assert node.head_claim_problem(near, bytes(32)) == "head_not_served"
+        # A node far behind cannot know the validator sets of later epochs: a signed head is enough.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(type(node), "head", property(lambda self: self.chain.store.canonical_block(0).header))
+            assert node.head_claim_problem(near, near.hash) is None
+        ahead = claim(node.current_slot() + 5)
+        assert node.head_claim_problem(ahead, ahead.hash) == "future_head"
+
+    sim.run(scenario)

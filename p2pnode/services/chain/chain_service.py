@@ -370,8 +370,10 @@ class ChainService:
     def head_claim_problem(self, block: Block, claimed_hash: bytes) -> str | None:
         """Why the block a peer served for its Status head does not back that claim (None: it does).
 
-        A claim is a header signed by a known validator, hashing to the advertised head, at a slot
-        the clock has reached: a peer cannot make us enter sync with a head it cannot show."""
+        A claim is a signed header hashing to the advertised head, at a slot the clock has reached,
+        by a validator we know of when its epoch is within the validator sets our head knows (a
+        node far behind cannot know later sets; there only the signature is checked, and a peer
+        that then serves nothing is penalised for making no progress)."""
         header = block.header
         if block.hash != claimed_hash:
             return "head_not_served"
@@ -379,7 +381,8 @@ class ChainService:
             return "wrong_chain"
         if header.slot > self.current_slot() + self.config.future_slots:
             return "future_head"
-        if not self._known_validator(header.proposer):
+        within_known_sets = header.slot // self.epoch_slots <= self.head.slot // self.epoch_slots + 1
+        if within_known_sets and not self._known_validator(header.proposer):
             return "unknown_proposer"
         if not header_signature_ok(block.signed_header):
             return "bad_signature"

@@ -9,7 +9,8 @@ Catch-up is pull-based, so no block the chain needs depends on gossip alone:
   fetched from that peer and must hash to the claimed head, be signed by a known validator, and
   sit at a slot the clock has reached (`head_claim_problem`). A peer that cannot show its head is
   penalised and left out; a verified head is remembered, so other peers advertising it cost nothing.
-  The node is `syncing` (and does not propose) only while it downloads from verified peers.
+  The node is `syncing` (and does not propose) only once a round has imported a block, until the
+  round ends.
 - When a verified peer's head is better by fork choice order (justified epoch, height, lower hash), a sync
   round downloads blocks by height from all peers that advertise that same head, `batch` blocks per
   request and up to `parallel` requests at once, and imports them in order; each block is fully
@@ -339,7 +340,6 @@ class SyncService:
             anchor = min(local.head_height + 1, best.head_height)
             start = max(self.finalized_height() + 1, anchor - (back_off - self.config.batch))
             imported_before = self.blocks_imported
-            self.syncing = True
             try:
                 progress = await self._fetch_and_import(start, best.head_height, sources)
             finally:
@@ -436,4 +436,7 @@ class SyncService:
         outcome = await self.import_block(block, peer_id)
         if outcome == ImportOutcome.OK:
             self.blocks_imported += 1
+            # Syncing (and so not proposing) starts with the first block a source delivers: a peer
+            # that only promises blocks cannot keep the node from its duties.
+            self.syncing = True
         return outcome
