@@ -157,9 +157,18 @@ def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
                     f"not the canonical encoding: map keys duplicated or out of order (offset {key_start})"
                 )
             previous = key_bytes
-            if pos < end and data[pos] < 0x18:  # small unsigned integer: no call needed
-                mapping[key] = data[pos]
+            # The common values are decoded inline: small integers, and byte strings of 24-255
+            # bytes (hashes, keys, signatures); anything else takes the general path.
+            value_initial = data[pos] if pos < end else -1
+            if 0 <= value_initial < 0x18:
+                mapping[key] = value_initial
                 pos += 1
+            elif value_initial == 0x58 and pos + 1 < end and data[pos + 1] >= 24:
+                stop = pos + 2 + data[pos + 1]
+                if stop > end:
+                    raise MalformedMessage(f"byte string of {data[pos + 1]} bytes exceeds the remaining {end - pos - 2}")
+                mapping[key] = data[pos + 2 : stop]
+                pos = stop
             else:
                 mapping[key], pos = _item(data, pos, end, depth)
         return mapping, pos
