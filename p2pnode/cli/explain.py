@@ -99,13 +99,20 @@ def render(doc: dict[str, Any]) -> str:
     if doc["owner_incentive_burned"]:
         lines.append("  this uid is the subnet owner's: its miner incentive is burned; the owner cut is staked to it")
     rows = [("validator", "stake", "weight", "clipped", "cut", "bond", "share of incentive")]
-    for v in doc["validators"]:
+    shown = [v for v in doc["validators"] if v["weight"] or v["bond"]]
+    for v in shown:
         rows.append((str(v["uid"]) + ("" if v["active"] else " (inactive)"), _tao(v["stake"]), _pct(v["weight"]),
                      _pct(v["clipped_weight"]), _pct(v["consensus_cut"]), _pct(v["bond"]),
                      f"{v['incentive_share_ppm'] / 10_000:.2f}%"))
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     lines.append("")
-    lines += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    if shown:
+        lines += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    else:
+        lines.append("  no validator weighted this uid or holds a bond to it")
+    hidden = len(doc["validators"]) - len(shown)
+    if hidden:
+        lines.append(f"  ({hidden} other permitted validator(s) gave this uid no weight and hold no bond to it)")
     if doc["bonds"]:
         lines.append("")
         lines.append("  this uid's bonds (its dividends come from them): " + ", ".join(

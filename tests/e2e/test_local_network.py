@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,31 @@ def test_explain_verify_passes_for_every_uid(testnet: Path) -> None:
     other = api(named["node-2"]["api"], "/receipts/1")["receipts"]
     mine = api(url, "/receipts/1")["receipts"]
     assert [r for r in other if r["epoch"] == epoch] == [r for r in mine if r["epoch"] == epoch]
+
+
+def test_metrics_of_a_live_miner_and_validator(testnet: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    named = by_name(testnet)
+
+    def scrape(name: str) -> dict[str, Any]:
+        with urllib.request.urlopen(named[name]["api"] + "/metrics", timeout=10) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain")
+            return {f.name: f for f in text_string_to_metric_families(reply.read().decode())}
+
+    def total(fams: dict[str, Any], name: str, **labels: str) -> float:
+        return sum(s.value for s in fams[name].samples
+                   if s.name == name + "_total" and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    miner = wait_until(lambda: (f := scrape("miner-0")) and total(f, "p2pnode_miner_requests", code="OK") > 0 and f,
+                       120, "the miner to have answered a request")
+    assert len(miner) >= 30 and all(f.documentation for f in miner.values())
+    validator = wait_until(lambda: (f := scrape("node-0")) and total(f, "p2pnode_validator_rounds", outcome="ok") > 0
+                           and total(f, "p2pnode_validator_weight_submissions") > 0 and f,
+                           120, "the validator to have run rounds and submitted weights")
+    assert total(validator, "p2pnode_gossip_messages", verdict="accept") > 0
+    assert total(validator, "p2pnode_block_imports", outcome="ok") > 0
+    assert any(s.value > 0 for s in validator["p2pnode_peers_connected"].samples)
 
 
 def test_query_answers_with_a_miner(testnet: Path) -> None:
