@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import finality
+from p2pnode.chain import finality, unbonding
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import decode, sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
@@ -188,7 +188,8 @@ def block_step(state: State, header: Header, ctx: BlockContext) -> None:
 
 
 def slash(state: State, hotkey: bytes, height: int) -> int:
-    """Burn `slash_permille` of every stake on `hotkey` and mark it slashed; returns the amount burned.
+    """Burn `slash_permille` of every stake on `hotkey`, and of every amount unbonding from it, and
+    mark it slashed; returns the amount burned.
 
     A slashed hotkey leaves the validator set at the next set computation (compute_validator_set).
     Burning moves stake into the `burned` supply counter, so total supply stays conserved.
@@ -206,8 +207,16 @@ def slash(state: State, hotkey: bytes, height: int) -> int:
             burned += amount
     if burned:
         state.add_supply("burned", burned)
+    burned += unbonding.slash(state, hotkey, permille)
     state.put(b"Xslashed" + hotkey, [height, burned])
     return burned
+
+
+def _check_evidence_age(state: State, offence_slot: int, ctx: BlockContext) -> None:
+    """Evidence is accepted for `evidence_max_age_slots` slots: within the unbonding delay."""
+    limit = state.param("evidence_max_age_slots")
+    if ctx.slot > offence_slot + limit:
+        raise TxInvalid("evidence_expired", f"offence at slot {offence_slot}, older than {limit} slots")
 
 
 def _slash_double_proposal(state: State, tx: Tx, ctx: BlockContext) -> None:
@@ -219,6 +228,7 @@ def _slash_double_proposal(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("not_equivocation", "headers differ in proposer or slot")
     if first.hash == second.hash:
         raise TxInvalid("not_equivocation", "the same header twice")
+    _check_evidence_age(state, first.slot, ctx)
     slash(state, first.proposer, ctx.height)
 
 
@@ -229,6 +239,7 @@ def _slash_vote(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("wrong_chain", "evidence from another chain")
     if not finality.is_slashable_pair(first, second):
         raise TxInvalid("not_slashable", "neither a double vote nor a surround vote")
+    _check_evidence_age(state, max(first.target.epoch, second.target.epoch) * state.param("epoch_slots"), ctx)
     slash(state, first.validator, ctx.height)
 
 

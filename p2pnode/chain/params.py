@@ -31,6 +31,10 @@ GLOBAL_PARAMS: dict[str, Bound] = {
     "max_block_bytes": Bound(1 << 20, 1 << 12, 4 << 20, "encoded block size"),
     "min_fee": Bound(1_000, 0, 10**12, "minimum fee per transaction (rao)"),
     "slash_permille": Bound(100, 0, 1_000, "share of an offender's stake burned per slashing"),
+    # The bounds keep every unbonding delay (in blocks, so at least as many slots) longer than the
+    # oldest evidence accepted: removed stake is still there to slash when evidence lands.
+    "evidence_max_age_slots": Bound(256, 16, 1_024, "slashing evidence about older slots is refused"),
+    "unbonding_blocks": Bound(2_048, 1_025, 1_000_000, "blocks removed stake waits before it is paid"),
     # emission
     "block_emission": Bound(1 * TAO, 0, 100 * TAO, "rao emitted per block before halvings"),
     "halving_supply": Bound(21_000_000 * TAO, 1, 10**18, "supply cap that sets the halving points"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from p2pnode.chain import consensus, governance, subnets
+from p2pnode.chain import consensus, governance, subnets, unbonding
 from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
@@ -59,7 +59,8 @@ def _remove_stake(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("insufficient_stake", f"staked {state.stake(tx.sender, body.hotkey)}")
     governance.check_unlocked(state, tx.sender, state.coldkey_stake(tx.sender) - body.amount, ctx.height)
     state.change_stake(tx.sender, body.hotkey, -body.amount)
-    state.credit(tx.sender, body.amount)
+    # Paid out after the unbonding delay: until then a slashing of the hotkey still reaches it.
+    unbonding.start(state, tx.sender, body.hotkey, body.amount, ctx.height)
 
 
 def _set_take(state: State, tx: Tx, ctx: BlockContext) -> None:
@@ -153,6 +154,7 @@ def apply_block_body(state: State, block: Block, supported_versions: frozenset[i
     consensus.process_votes(state, block.votes, ctx)
     subnets.block_step(state, ctx, epoch_records)
     governance.block_step(state, ctx)
+    unbonding.block_step(state, ctx)
     consensus.block_step(state, header, ctx)
 
 
