@@ -114,6 +114,11 @@ class Task(ABC):
         """The token a generation draws at `position` from the model's answer to its step request."""
         raise NotImplementedError(f"the {self.name!r} task does not generate")
 
+    def token_consistent(self, request: Request, step_response: Response, position: int, token: str) -> bool:
+        """Whether `token` is what a generation draws at `position` from `step_response` (up to the
+        rounding of reported numbers): how a validator checks a miner's generation."""
+        raise NotImplementedError(f"the {self.name!r} task does not generate")
+
     def generate_challenge(self, seed: int) -> tuple[Request, Truth]:
         """A challenge generated afresh from `seed` rather than cut from public data, so a miner
         cannot have stored its answer. Tasks whose `make_challenge` is generated already keep it."""

@@ -49,6 +49,8 @@ MIN_LOGPROB = -1000.0
 # The most characters one generation request may ask for (longer texts take several requests).
 MAX_GENERATE_TOKENS = 64
 MAX_SEED = 2**53  # integers JSON carries exactly
+# How far outside a token's CDF interval a draw may fall and still count as consistent.
+CONSISTENCY_SLACK = 1e-3
 
 
 def is_generation(request: Request) -> bool:
@@ -228,6 +230,24 @@ class TextTask(Task):
     def next_token(self, request: Request, step_response: Response, position: int) -> str:
         temperature = float(request.get("temperature", 1.0))
         return self.sample(step_response, sampling_uniform(int(request.get("seed", 0)), position), temperature)
+
+    def token_consistent(self, request: Request, step_response: Response, position: int, token: str) -> bool:
+        if token not in self._index:
+            return False
+        uniform = sampling_uniform(int(request.get("seed", 0)), position)
+        temperature = float(request.get("temperature", 1.0))
+        if temperature <= 0:
+            return self.sample(step_response, uniform, 0.0) == token
+        # The token's interval of the CDF must hold the draw, give or take rounding: a miner's
+        # distributions may differ in the last digits between a batched and a lone forward pass.
+        weights = [p ** (1.0 / temperature) if p > 0 else 0.0 for p in (self.probability(step_response, ch) for ch in VOCAB)]
+        total = sum(weights)
+        if not total > 0:
+            return False
+        index = self._index[token]
+        low = sum(weights[:index]) / total
+        high = low + weights[index] / total
+        return low - CONSISTENCY_SLACK <= uniform < high + CONSISTENCY_SLACK
 
     def sample(self, response: Response, uniform: float, temperature: float) -> str:
         """The character a generator draws from a distribution `response` with the uniform draw

@@ -133,3 +133,57 @@ async def test_generation_requests_are_checked_before_streaming(text_model: Any)
             start_generation(subnet.router, subnet.rows, NETUID, TextTask(), "caf\u00e9", max_tokens=4)
         assert info.value.status == 400
         nursery.cancel_scope.cancel()
+
+
+class JunkGenerator(MinerServer):
+    """Honest distributions, junk text: what the validator's generation check must catch."""
+
+    async def _generate(self, request: dict[str, Any], stake: int, deadline_ms: int) -> dict[str, Any]:
+        return {"text": "#" * request["max_tokens"]}
+
+
+class FixedContexts:
+    """Text challenges without the corpus (kind "private"), so the test stays fast."""
+
+    kind = "private"
+
+    def make(self, seed: int) -> tuple[dict[str, Any], str]:
+        context = "".join(VOCAB[(seed + i) % len(VOCAB)] for i in range(40))
+        return {"context": context}, VOCAB[(seed + 40) % len(VOCAB)]
+
+
+async def test_validators_catch_generations_inconsistent_with_reported_distributions(
+    text_model: Any, tmp_path: Any
+) -> None:
+    from marketutil import OneSubnet
+
+    from p2pnode.services.market.validator import ValidatorConfig, ValidatorLoop
+
+    hub = MemoryHub()
+    validator_key = key("generation-validator")
+    rows = [NeuronInfo(0, validator_key.public_key, join(hub, validator_key).peer_id)]
+    servers = []
+    async with trio.open_nursery() as nursery:
+        for uid, kind in ((1, MinerServer), (2, JunkGenerator)):
+            miner_key = key(f"checked-miner-{uid}")
+            net = join(hub, miner_key)
+            rows.append(NeuronInfo(uid, miner_key.public_key, net.peer_id))
+            server = kind(miner_key, CHAIN, NETUID, text_model, TextTask(), lambda _: 1, wall_clock())
+            await nursery.start(server.run, net)
+            servers.append(server)
+        submitted: list[Any] = []
+
+        async def submit(body: Any) -> bool:
+            submitted.append(body)
+            return True
+
+        loop = ValidatorLoop(
+            validator_key, CHAIN, NETUID, TextTask(), hub.peers[rows[0].peer_id], OneSubnet(rows, task="text"),
+            submit, tmp_path, wall_clock(), rng_seed=3, challenges=FixedContexts(),  # type: ignore[arg-type]
+            config=ValidatorConfig(generation_check_probability=1.0, truth_delay_rounds=0),
+        )
+        report = await loop.run_round()
+        assert report.outcomes[1] == "scored" and report.scores[1] > 0.5
+        assert report.outcomes[2].startswith("inconsistent generation: character 0")
+        assert report.scores[2] == 0.0
+        nursery.cancel_scope.cancel()

@@ -125,6 +125,10 @@ class ValidatorConfig:
     # Weights are (average score - average baseline score) ** weight_sharpness, over the margin
     # above the task's trivial baseline; 0 below it. See `value_over_baseline`.
     weight_sharpness: float = 2.0
+    # For tasks that generate: the share of challenges followed by a generation check (a short
+    # generation, then the distributions at each of its steps; a mismatch scores 0).
+    generation_check_probability: float = 0.25
+    generation_check_tokens: int = 4
 
 
 @dataclass(slots=True)
@@ -310,7 +314,9 @@ class ValidatorLoop:
         # A second, slightly longer deadline around the network's own: whatever the transport
         # does, one miner can never hold the round up.
         outcomes[neuron.uid] = (request, truth, "timeout")
-        with trio.move_on_after(self.config.request_timeout_s + 1.0):
+        # A generation check is two more rounds of requests after the challenge.
+        rounds = 3 if self.task.generates else 1
+        with trio.move_on_after((self.config.request_timeout_s + 1.0) * rounds):
             outcomes[neuron.uid] = (request, truth, await self._challenge(neuron, request, truth))
 
     async def _challenge(self, neuron: NeuronInfo, request: dict[str, Any], truth: Any) -> float | _Pending | str:
@@ -322,9 +328,48 @@ class ValidatorLoop:
             if exc.untrusted:
                 self.network.penalise(neuron.peer_id, "bad inference response", self.config.bad_answer_penalty)
             return str(exc)
+        if self.task.generates and self._rng.random() < self.config.generation_check_probability:
+            problem = await self._check_generation(neuron, request)
+            if problem is not None:
+                return f"inconsistent generation: {problem}"[:200]
         if self.truth_delay > 0:
             return _Pending(request, answer.response, truth)
         return self.task.score(request, answer.response, truth)
+
+    async def _check_generation(self, neuron: NeuronInfo, challenge: dict[str, Any]) -> str | None:
+        """None if the miner's generation from the challenge's context is what its own reported
+        distributions give with the same draws; else what is wrong. A miner cannot score well on
+        distributions and serve junk text."""
+        count, timeout = self.config.generation_check_tokens, self.config.request_timeout_s
+        request = self.task.validate_request(
+            {**challenge, "max_tokens": count, "temperature": 1.0, "seed": self._rng.getrandbits(53)}
+        )
+        try:
+            text = (await self.client.ask(neuron, self.netuid, self.task, request, timeout)).response["text"]
+        except AskFailed as exc:
+            return f"generation: {exc}"
+        if len(text) != count:
+            return f"{len(text)} characters generated, {count} asked"
+        distributions: dict[int, dict[str, Any] | str] = {}
+
+        async def step(position: int) -> None:
+            try:
+                step_request = self.task.generation_step(request, text[:position])
+                answer = await self.client.ask(neuron, self.netuid, self.task, step_request, timeout)
+                distributions[position] = answer.response
+            except AskFailed as exc:
+                distributions[position] = str(exc)
+
+        async with trio.open_nursery() as nursery:
+            for position in range(count):
+                nursery.start_soon(step, position)
+        for position in range(count):
+            reported = distributions[position]
+            if isinstance(reported, str):
+                return f"step {position}: {reported}"
+            if not self.task.token_consistent(request, reported, position, text[position]):
+                return f"character {position} ({text[position]!r}) is not what its distribution gives"
+        return None
 
     def _fold(self, uid: int, hotkey: bytes, score: float, baseline: float, report: RoundReport) -> None:
         alpha = self.config.ema_alpha
