@@ -42,13 +42,14 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.lowlevel
 
 from p2pnode.chain import types as t
 from p2pnode.chain.encoding import encode as canonical_encode
 from p2pnode.chain.genesis import GenesisError, build_genesis_state
-from p2pnode.chain.schema import ChainObject, to_plain
+from p2pnode.chain.schema import ChainObject
 from p2pnode.epoch_case import EpochCaseError, loads_case
-from p2pnode.genesis_file import dev_keypair, genesis_from_json
+from p2pnode.genesis_file import genesis_from_json
 from p2pnode.local_files import LocalFileError, parse_json
 from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
@@ -98,7 +99,7 @@ class FixedClock:
         return self._now_ms
 
     async def sleep_until_ms(self, when_ms: int) -> None:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
 
 
 def _samples(chain_id: str) -> list[ChainObject]:

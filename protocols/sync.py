@@ -16,7 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from p2pnode.chain.schema import B32, HEIGHT, MAX_HEIGHT, U16, Bytes, ChainObject, FieldType, ListOf, chain_object
+from p2pnode.chain.schema import (
+    B32,
+    HEIGHT,
+    MAX_HEIGHT,
+    U16,
+    Bytes,
+    ChainObject,
+    FieldType,
+    ListOf,
+    chain_object,
+)
 from p2pnode.chain.types import CHAIN_ID
 from protocols import codec
 

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 from p2pnode.chain.encoding import encode, sha256
 from p2pnode.chain.schema import (
     B32,
-    HEIGHT,
     B64,
+    HEIGHT,
     U16,
     U32,
     U64,

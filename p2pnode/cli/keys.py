@@ -241,6 +241,9 @@ def _refuse_existing_key(store: KeyStore, wallet: str, hotkey: str | None) -> No
         raise CliError(f"wallet {wallet!r} already has {what} ({path}); keys are never replaced")
 
 
+MAX_SEED_FILE_BYTES = 4096
+
+
 def _read_seed(seed_file: str | None) -> bytes:
     if seed_file is None:
         try:
@@ -251,7 +254,11 @@ def _read_seed(seed_file: str | None) -> bytes:
         text = sys.stdin.readline()
     else:
         try:
-            text = Path(seed_file).read_text(encoding="utf-8")
+            with open(seed_file, "rb") as handle:  # may be a pipe; a seed is 64 hex digits
+                raw = handle.read(MAX_SEED_FILE_BYTES + 1)
+            if len(raw) > MAX_SEED_FILE_BYTES:
+                raise CliError(f"seed file {seed_file} is larger than {MAX_SEED_FILE_BYTES} bytes")
+            text = raw.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CliError(_one_line(f"cannot read seed file {seed_file}: {exc}")) from None
     return parse_seed_hex(text)

@@ -83,7 +83,7 @@ def test_ten_thousand_refusals_hold_no_memory() -> None:
     junk = [tx_with_field(b"\x62\xff\xfe"), tag4_bignum(1024), b"\x9f" * 64, b"\xbb" + b"\xff" * 8]
     tracemalloc.start()
     try:
-        for n in range(200):
+        for _ in range(200):
             for data in junk:
                 with pytest.raises(MalformedMessage):
                     codec.decode(t.SignedTx, data)
