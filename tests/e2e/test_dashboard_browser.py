@@ -9,8 +9,6 @@ selenium`); scripts/test.sh installs them.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 
 from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.genesis_file import dev_keypair
+from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, svg_points
 from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
 from protocols import codec
 
@@ -26,26 +25,6 @@ pytestmark = pytest.mark.timeout(300)
 
 XSS_MODEL = '<img src=x onerror="document.title=\'pwned\'">model'
 MINER_HOT = dev_keypair("miner-1-hot")
-SCREENSHOT_DIR_ENV = "P2PNODE_SCREENSHOT_DIR"
-
-
-def _browser() -> Any:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,2200", "--no-first-run", "--disable-extensions"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +36,9 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    driver = _browser()
+    driver, why_not = headless_chromium()
+    if driver is None:
+        pytest.skip(why_not)
     yield driver
     driver.quit()
 
@@ -73,10 +54,8 @@ def serve_markup_model(peer: LivePeer) -> None:
              "the serve transaction")
 
 
-def svg_points(peer: LivePeer, path: str) -> int:
-    _, _, svg = raw_request(peer, "GET", path)
-    return max((len(chunk.split(b'points="', 1)[1].split(b'"', 1)[0].split()) for chunk in svg.split(b"<polyline")[1:]),
-               default=0)
+def chart_points(peer: LivePeer, path: str) -> int:
+    return svg_points(raw_request(peer, "GET", path)[2])
 
 
 def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path: Path) -> None:
@@ -109,9 +88,9 @@ def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path:
 
     # Charts: images from the node that loaded, drawn from data (lines with points).
     wait.until(lambda d: d.execute_script("return document.getElementById('finality-chart').naturalWidth") > 0)
-    assert svg_points(peer, "/charts/finality.svg") >= 2
+    assert chart_points(peer, "/charts/finality.svg") >= 2
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.event-epoch"))
-    wait.until(lambda _: svg_points(peer, "/charts/incentive/1") >= 1)
+    wait.until(lambda _: chart_points(peer, "/charts/incentive/1") >= 1)
     wait.until(lambda d: d.execute_script("return document.getElementById('incentive-chart').naturalWidth") > 0)
     assert browser.find_element(By.ID, "incentive-chart").get_attribute("src").startswith(peer.api + "/charts/")
 
@@ -122,14 +101,9 @@ def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path:
     assert not browser.find_elements(By.CSS_SELECTOR, "#uid-detail ul.checks li.failed")
 
     # The page keeps to its own policy: nothing it does was blocked.
-    problems = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
-    assert problems == []
+    assert csp_violations(browser) == []
 
     wait.until(lambda d: d.execute_script(
         "return [...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"))
-    shot = tmp_path / "dashboard.png"
-    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    if os.environ.get(SCREENSHOT_DIR_ENV):
-        target = Path(os.environ[SCREENSHOT_DIR_ENV])
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, target / "dashboard.png")
+    shot = keep_screenshot(browser, tmp_path / "dashboard.png")
+    assert shot.stat().st_size > 10_000

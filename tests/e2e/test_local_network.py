@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from e2e_util import api, cli, cli_json, nodes, try_api, wait_until
 
+from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, svg_points
+
 pytestmark = pytest.mark.timeout(1500)
 
 VALIDATORS = ["node-0", "node-1", "node-2", "node-3"]
@@ -154,6 +156,37 @@ def test_metrics_of_a_live_miner_and_validator(testnet: Path) -> None:
     assert total(validator, "p2pnode_gossip_messages", verdict="accept") > 0
     assert total(validator, "p2pnode_block_imports", outcome="ok") > 0
     assert any(s.value > 0 for s in validator["p2pnode_peers_connected"].samples)
+
+
+def test_the_dashboard_shows_the_market_live(testnet: Path, tmp_path: Path) -> None:
+    """node-0's dashboard in headless Chromium: peers, the paid miners, charts drawn from epochs, new blocks."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver, why_not = headless_chromium()
+    if driver is None:
+        pytest.skip(why_not)
+    url = by_name(testnet)["node-0"]["api"]
+    try:
+        driver.get(url + "/")
+        wait = WebDriverWait(driver, 120, poll_frequency=0.5)
+        wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#peers tr")) > 1)
+
+        def shown_models(d: Any) -> set[str]:
+            return {row.find_elements(By.TAG_NAME, "td")[-1].text for row in d.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")}
+
+        wait.until(lambda d: shown_models(d) >= {"text-transformer", "text-bigram", "text-uniform"})
+        # Incentive per uid over the epochs this node has seen: lines with several points each.
+        wait.until(lambda _: svg_points(urllib.request.urlopen(url + "/charts/incentive/1", timeout=10).read()) >= 2)
+        first = int(driver.find_element(By.ID, "head-height").text)
+        wait.until(lambda d: int(d.find_element(By.ID, "head-height").text) > first)
+        wait.until(lambda d: d.execute_script(
+            "return [...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"))
+        assert csp_violations(driver) == []
+        assert keep_screenshot(driver, tmp_path / "dashboard-market.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
 
 
 def test_query_answers_with_a_miner(testnet: Path) -> None:
