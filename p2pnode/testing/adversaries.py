@@ -24,6 +24,7 @@ Run a sweep from the command line: `python -m p2pnode.testing.adversaries --seed
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import random
@@ -531,15 +532,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--slots", type=int, default=40)
+    parser.add_argument("--jsonl", type=Path, help="append each case's report to this file as a JSON line")
+    parser.add_argument("--summarise", type=Path, nargs="*", help="only summarise these JSON-line files")
     args = parser.parse_args(argv)
     reports = []
     started = time.monotonic()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        with tempfile.TemporaryDirectory() as directory:
-            report = run_case(Path(directory), seed, slots=args.slots)
-        reports.append(report)
-        found = violations(report)
-        print(f"{report.case}: {'; '.join(found) if found else 'ok'}", file=sys.stderr, flush=True)
+    if args.summarise:
+        for path in args.summarise:
+            reports += [CaseReport(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            with tempfile.TemporaryDirectory() as directory:
+                report = run_case(Path(directory), seed, slots=args.slots)
+            reports.append(report)
+            found = violations(report)
+            print(f"{report.case}: {'; '.join(found) if found else 'ok'}", file=sys.stderr, flush=True)
+            if args.jsonl is not None:
+                with args.jsonl.open("a") as out:
+                    out.write(json.dumps(dataclasses.asdict(report)) + "\n")
     summary = summarise(reports)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(summary, indent=2))
