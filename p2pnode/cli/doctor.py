@@ -88,6 +88,7 @@ def diagnose(api: str, keys_dir: Path, data_dir: Path | None) -> list[Finding]:
     if status is None:
         return findings
     findings += check_ports(status)
+    findings += check_reachability(status)
     findings += check_peers(status)
     findings += check_clock(status)
     findings += check_sync(status)
@@ -157,6 +158,10 @@ def _tcp_endpoint(addr: str) -> tuple[str, int] | None:
     return None
 
 
+def _loopback_only(addrs: list[str]) -> bool:
+    return bool(addrs) and all(a.startswith(("/ip4/127.", "/ip6/::1/")) for a in addrs)
+
+
 def check_ports(status: dict[str, Any]) -> list[Finding]:
     addrs = status.get("listen_addrs") or []
     if not addrs:
@@ -177,11 +182,29 @@ def check_ports(status: dict[str, Any]) -> list[Finding]:
     if unreachable:
         return [Finding("ports", "fail", "cannot connect to " + ", ".join(unreachable),
                         "open the port in the firewall, or listen on an address this host has")]
-    loopback_only = all(a.startswith(("/ip4/127.", "/ip6/::1/")) for a in addrs)
-    if loopback_only:
+    if _loopback_only(addrs):
         return [Finding("ports", "warn", "listening on loopback only: " + ", ".join(addrs),
                         "fine for a local testnet; to reach others: --listen /ip4/0.0.0.0/tcp/PORT")]
     return [Finding("ports", "ok", "accepting connections on " + ", ".join(addrs))]
+
+
+def check_reachability(status: dict[str, Any]) -> list[Finding]:
+    """AutoNAT's verdict: can other peers dial this one?"""
+    net = status.get("network") or {}
+    verdict = net.get("reachability")
+    if _loopback_only(status.get("listen_addrs") or []):
+        return [Finding("reachability", "info", f"AutoNAT: {verdict or 'unknown'} (loopback only: a local network)")]
+    if verdict == "public":
+        return [Finding("reachability", "ok", "peers can dial this node (AutoNAT: public)")]
+    if verdict == "private":
+        relays = net.get("relay_reservations") or []
+        remedy = "forward the TCP port to this host and pass --announce /ip4/PUBLIC_IP/tcp/PORT"
+        if relays:
+            return [Finding("reachability", "warn", f"peers cannot dial this node directly; reachable through "
+                            f"{len(relays)} relay(s)", remedy)]
+        return [Finding("reachability", "fail", "peers cannot dial this node and it holds no relay reservation",
+                        remedy)]
+    return [Finding("reachability", "info", "not known yet (AutoNAT needs peers to ask)")]
 
 
 def check_peers(status: dict[str, Any]) -> list[Finding]:

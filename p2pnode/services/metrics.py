@@ -180,5 +180,15 @@ def attach_network(metrics: NodeMetrics, network: Any) -> None:
         yield inbound
         yield _gauge("p2pnode_reqresp_inbound_in_flight", "Inbound requests being served now.",
                      network.reqresp.inbound_in_flight())
+        # What py-libp2p itself knows, where it is cheap to read.
+        topic_peers = GaugeMetricFamily("p2pnode_gossip_topic_peers", "Peers subscribed to each of our topics.",
+                                        labels=["topic"])
+        for topic in network.topics.topics():
+            topic_peers.add_metric([topic], len(network.topic_peers(topic)))
+        yield topic_peers
+        yield _gauge("p2pnode_dht_routing_table_peers", "Peers in the Kademlia routing table.",
+                     network.dht.get_routing_table_size())
+        yield _counter("p2pnode_libp2p_handler_errors", "Exceptions of py-libp2p stream handlers caught by our guard.",
+                       network.guard_stats.total)
 
     metrics.registry.register(_Collector(collect))

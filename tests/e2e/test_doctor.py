@@ -138,3 +138,20 @@ def test_validator_without_weights_and_a_clock_ten_seconds_ahead(network: tuple[
     finally:
         peer.process.terminate()
         peer.process.wait(timeout=30)
+
+
+def test_reachability_follows_autonat_and_ignores_loopback() -> None:
+    from p2pnode.cli.doctor import check_reachability
+
+    def finding(addrs: list[str], verdict: str, relays: list[str] | None = None) -> tuple[str, str]:
+        [f] = check_reachability({"listen_addrs": addrs, "network": {"reachability": verdict,
+                                                                      "relay_reservations": relays or []}})
+        return f.status, f.remedy
+
+    wide = ["/ip4/192.0.2.7/tcp/30633"]
+    assert finding(wide, "public")[0] == "ok"
+    status, remedy = finding(wide, "private")
+    assert status == "fail" and "--announce" in remedy
+    assert finding(wide, "private", ["relay-peer"])[0] == "warn"
+    assert finding(wide, "unknown")[0] == "info"
+    assert finding(["/ip4/127.0.0.1/tcp/4001"], "private")[0] == "info"
