@@ -238,3 +238,31 @@ def test_heights_and_slots_stay_below_two_to_the_63() -> None:
     sync.handle_blocks_by_range(canonical_encode({"start": 2**63 - 2, "count": 64}),
                                 lambda s, c: asked.append((s, c)) or [])
     assert asked == [(2**63 - 2, 1)]  # start + count never leaves the height range
+
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**64), 2**64 - 1) | st.binary(max_size=300) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=30), inner, max_size=6),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(plain_values)
+def test_strict_decoder_reads_back_every_canonical_encoding(value: object) -> None:
+    assert codec.decode_plain(canonical_encode(value)) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain_values, st.data())
+def test_strict_decoder_agrees_with_a_general_decoder_on_what_it_accepts(value: object, data: st.DataObject) -> None:
+    raw = bytearray(canonical_encode(value))
+    for _ in range(data.draw(st.integers(0, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        decoded = codec.decode_plain(bytes(raw))
+    except MalformedMessage:
+        return
+    # Whatever it accepts, a general decoder reads the same way, and it is canonical.
+    assert cbor2.loads(bytes(raw)) == decoded
+    assert canonical_encode(decoded) == bytes(raw)
