@@ -98,3 +98,16 @@ def test_topics_and_protocol_ids_name_the_chain() -> None:
     assert topics.tx_topic_kind("commit_weights") == "weights" and topics.tx_topic_kind("transfer") == "stake"
     with pytest.raises(ValueError):
         topics.topic("net-1", "txs")
+
+
+def test_no_flood_of_headers_pushes_a_first_header_out_of_the_watch() -> None:
+    watch = EquivocationWatch(keep_slots=256, max_headers=64)
+    first = SignedHeader(header=header(300), sig=b"\x01" * 64)
+    assert watch.see_header(first, 300) is None
+    for slot in range(100, 400):  # many other (proposer, slot) keys, more than the cap
+        watch.see_header(SignedHeader(header=header(slot, stamp=7), sig=b"\x03" * 64), 300)
+    assert len(watch) == 64
+    assert watch.see_header(SignedHeader(header=header(300, stamp=1), sig=b"\x02" * 64), 301) is not None
+    # only old slots leave: 256 slots later the first header is gone
+    assert watch.see_header(SignedHeader(header=header(300, stamp=2), sig=b"\x02" * 64), 557) is None
+    assert len(watch) == 0
