@@ -261,31 +261,46 @@ def _row_map(row: Any, n: int) -> dict[int, int]:
     return {u: v for u, v in row if u < n}
 
 
+def _voting_row(inp: yuma.EpochInput, i: int) -> dict[int, int]:
+    """Validator i's weights as the epoch counts them: destinations registered at or after the
+    row's last update (or its earliest live commit) masked, its self-weight dropped unless it is
+    the owner's (the masks of yuma.md §3.5)."""
+    threshold = inp.last_update[i]
+    if inp.commit_blocks is not None and inp.commit_blocks[i] is not None and inp.commit_blocks[i] + 1 < threshold:
+        threshold = inp.commit_blocks[i] + 1
+    bar = inp.block_at_registration
+    return {j: v for j, v in _row_map(inp.weights[i], inp.n).items()
+            if bar[j] < threshold and (j != i or i == inp.owner_uid)}
+
+
 def explain_uid(record: EpochRecord, uid: int) -> dict[str, Any]:
     """How `uid`'s emission in this epoch came about, in integers (u16 proportions: 65535 = 1).
 
-    Per validator: its stake and stake weight, its weight to the uid normalised over its row, that
-    weight clipped at the uid's consensus (the consensus cut is the part above it), its bond to the
-    uid after the epoch, and its part of the uid's incentive (stake weight times clipped weight,
-    over all validators, in parts per million). The normalisation here is over the stored row as
-    the epoch read it; the figures that count are the recorded outputs, which `verify_record` checks.
+    Per validator that could vote (a permit from the previous epoch, or the owner's uid): its
+    stake, whether it was active, its weight to the uid normalised over its row after the epoch's
+    masks, that weight clipped at the uid's consensus (the consensus cut is the part above it), its
+    bond to the uid after the epoch, and its part of the uid's incentive (active stake times clipped
+    weight, over all voters, in parts per million). These are explanations at u16 precision; the
+    figures that count are the recorded outputs, which `verify_record` recomputes and checks.
     """
     inp, out = record.inputs, record.outputs
     n = inp.n
     if not 0 <= uid < n:
         raise ReceiptError(f"uid {uid} is not below n={n} in epoch {record.epoch}")
     consensus = out.consensus[uid]
+    threshold = inp.stake_threshold
     validators = []
     contributions = []
     for i in range(n):
-        if not out.validator_permit[i]:
+        if not (inp.validator_permit[i] or i == inp.owner_uid):
             continue
-        row = _row_map(inp.weights[i], n)
+        row = _voting_row(inp, i)
         row_sum = sum(row.values())
         weight = row.get(uid, 0) * U16 // row_sum if row_sum else 0
         clipped = min(weight, consensus)
         bond = _row_map(out.bonds[i], n).get(uid, 0)
-        contribution = out.stake_weight[i] * clipped if out.active[i] else 0
+        counted_stake = inp.stake[i] if inp.stake[i] >= threshold or i == inp.owner_uid else 0
+        contribution = counted_stake * clipped if out.active[i] else 0
         contributions.append(contribution)
         validators.append({
             "uid": i, "hotkey": record.hotkeys[i], "stake": inp.stake[i], "stake_weight": out.stake_weight[i],

@@ -107,6 +107,11 @@ def test_every_epoch_commits_a_receipt_and_every_uid_verifies(market: Chain) -> 
     owner = explain_uid(record, 0)
     assert owner["is_owner"] and owner["owner_cut_rao"] > 0
     assert record.owner_cut + record.inputs.emission == record.pending
+    # The per-validator breakdown reproduces the epoch's incentive: rank_j = sum_i stake_i * clipped_ij.
+    ranks = [sum(v["stake"] * v["clipped_weight"] for v in explain_uid(record, j)["validators"] if v["active"])
+             for j in range(record.inputs.n)]
+    for j, rank in enumerate(ranks):
+        assert abs(rank * 65535 // sum(ranks) - record.outputs.incentive[j]) <= 65535 // 200, (j, ranks)
     # Every kept epoch verifies.
     for receipt in receipts:
         assert all(c.ok for c in verify_record(market.record(1, receipt["epoch"]), receipt))
