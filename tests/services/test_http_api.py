@@ -129,3 +129,48 @@ async def test_openapi_describes_every_route() -> None:
         assert doc["paths"]["/status/{rest}"]["get"]["parameters"][0]["name"] == "rest"
         assert "post" in doc["paths"]["/tx"]
         nursery.cancel_scope.cancel()
+
+
+async def test_slow_clients_are_cut_off_but_streams_are_not() -> None:
+    api = HttpApi()
+    api.deadline_s = 0.5
+    api.keep_alive_timeout_s = 0.5
+    release = trio.Event()
+
+    async def echo(req: Request) -> Response:
+        return Response.json({"length": len(req.body)})
+
+    async def stream(req: Request):  # type: ignore[no-untyped-def]
+        async def chunks():  # type: ignore[no-untyped-def]
+            yield b"first\n"
+            await release.wait()  # silence from both sides for longer than any timeout above
+            yield b"second\n"
+        return chunks()
+
+    api.route("POST", "tx", echo)
+    api.stream("GET", "events", stream)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(api.serve, 0)
+        # Headers trickled (never completed): the connection is closed.
+        trickle = await trio.open_tcp_stream("127.0.0.1", port)
+        await trickle.send_all(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with trio.fail_after(30):
+            while await trickle.receive_some(65536):
+                pass
+        # A body that never arrives: a named 408 once the deadline passes.
+        status, body = await json_request(port, b"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc")
+        assert (status, body["error"]) == (408, "request_timeout")
+        # An event stream outlives both limits while the client only listens.
+        reader = await trio.open_tcp_stream("127.0.0.1", port)
+        await reader.send_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        received = bytearray()
+        while b"first" not in received:
+            received += await reader.receive_some(65536)
+        await trio.sleep(1.5)  # the point of the test: time passing with nothing said
+        release.set()
+        with trio.fail_after(30):
+            while b"second" not in received:
+                chunk = await reader.receive_some(65536)
+                assert chunk, "the server closed a live stream"
+                received += chunk
+        nursery.cancel_scope.cancel()

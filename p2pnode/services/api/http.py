@@ -3,9 +3,10 @@
 Handlers are plain `async (Request) -> Response` functions registered by method and first path
 segment (`route("GET", "blocks", handler)` serves GET /blocks and /blocks/...); this module turns
 them into starlette routes and keeps the limits that make the API safe to leave running: guards
-(loopback `Host`, same-origin writes) before any routing, a bounded body, a deadline per request,
-and a JSON error with a name for every failure. A handler that raises answers 500 and the server
-carries on. `GET /openapi.json` describes every route.
+(loopback `Host`, same-origin writes) before any routing, a bounded body, a deadline per request
+(reading its body included), idle connections closed, and a JSON error with a name for every
+failure. A handler that raises answers 500 and the server carries on. `GET /openapi.json`
+describes every route.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ log = logging.getLogger("p2pnode.api")
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1 << 20
 REQUEST_DEADLINE_S = 10.0
-# A client must send its request (headers and body) within this time, or the connection is closed.
-READ_TIMEOUT_S = 10
+# A connection with no complete request head within this time (idle, or trickling headers) is
+# closed. hypercorn's own read timeout is left off: it counts silence from the client even while an
+# answer streams, and would cut every event stream. A trickled body meets the request deadline.
 KEEP_ALIVE_TIMEOUT_S = 5.0
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -178,6 +180,7 @@ class HttpApi:
         self.guards: list[Guard] = []
         self.port: int | None = None
         self.deadline_s = REQUEST_DEADLINE_S
+        self.keep_alive_timeout_s = KEEP_ALIVE_TIMEOUT_S
         self.title = "p2pnode local API"
 
     def route(self, method: str, first_segment: str, handler: Handler, *, path: str | None = None,
@@ -239,9 +242,12 @@ class HttpApi:
     def _endpoint(self, handler: Handler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
         async def endpoint(request: StarletteRequest) -> StarletteResponse:
             try:
-                plain = await _plain_request(request)
+                with trio.fail_after(self.deadline_s):
+                    plain = await _plain_request(request)
             except HttpError as exc:
                 return _error(exc.status, exc.name, exc.message)
+            except trio.TooSlowError:
+                return _error(408, "request_timeout", f"the request was not sent within {self.deadline_s:g} s")
             return _starlette_response(await self._run(handler, plain))
         return endpoint
 
@@ -291,8 +297,8 @@ class HttpApi:
                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         config = Config()
         config.bind = [f"{host}:{port}"]
-        config.read_timeout = READ_TIMEOUT_S
-        config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT_S
+        config.read_timeout = None
+        config.keep_alive_timeout = self.keep_alive_timeout_s
         config.h11_max_incomplete_size = MAX_HEADER_BYTES
         config.include_server_header = False
         config.accesslog = None
