@@ -149,3 +149,22 @@ def test_event_types_are_shared_with_the_cli() -> None:
     from p2pnode.cli.watch import EVENT_TYPES
 
     assert EVENT_TYPES == events_module.EVENT_TYPES
+
+
+def test_watch_describes_each_event_in_one_line() -> None:
+    from p2pnode.cli.watch import describe
+
+    samples = {
+        "head": {"height": 7, "slot": 9, "hash": "ab" * 32, "reorg": True},
+        "finalized": {"epoch": 2, "height": 6, "hash": "cd" * 32},
+        "epoch": {"netuid": 1, "epoch_index": 3, "height": 7},
+        "tx_included": {"tx": "ef" * 32, "kind": "transfer", "height": 7, "sender": "p2p1x", "nonce": 4},
+        "tx_refused": {"tx": "01" * 32, "reason": "bad_nonce", "source": "gossip"},
+        "proposal": {"id": 5, "status": "passed", "height": 7},
+    }
+    lines = {kind: describe(kind, data) for kind, data in samples.items()}
+    assert all("\n" not in line for line in lines.values())
+    assert "height 7" in lines["head"] and "reorganisation" in lines["head"]
+    assert "bad_nonce" in lines["tx_refused"] and "gossip" in lines["tx_refused"]
+    assert "#5 is passed" in lines["proposal"] and "subnet 1 ran epoch 3" in lines["epoch"]
+    assert describe("surprise", {"a": 1}).startswith("surprise")
