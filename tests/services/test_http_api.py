@@ -58,6 +58,7 @@ async def start_api(nursery: trio.Nursery) -> int:
     api.route("GET", "status", status, path="/status/{rest}", summary="echo the path")
     api.route("POST", "tx", echo)
     api.route("GET", "broken", broken)
+
     async def patient(req: Request) -> Response:
         await trio.sleep(1.0)
         return Response.json({"waited": True})
@@ -65,7 +66,7 @@ async def start_api(nursery: trio.Nursery) -> int:
     api.route("GET", "slow", slow)
     api.route("GET", "patient", patient, deadline_s=5.0)
     api.guards.append(check_request)
-    api.deadline_s = 0.5
+    api.deadline_s = 2.0  # short for the stuck handler, long enough to read a 1 MiB body on a busy machine
     return await nursery.start(api.serve, 0)
 
 
