@@ -22,7 +22,8 @@ import trio
 
 from p2pnode.chain.genesis import build_genesis_state
 from p2pnode.chain.schema import ChainObject
-from p2pnode.chain.types import Serve, SignedTx, make_tx
+from p2pnode.chain.transition import minimum_fee
+from p2pnode.chain.types import TX_KIND_OF, Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis
 from p2pnode.net.addresses import default_listen_addrs
 from p2pnode.net.host import LibP2PNetwork, NetConfig
@@ -162,8 +163,13 @@ class Peer:
     async def submit_body(self, body: ChainObject) -> bool:
         """Sign `body` with the hotkey at its next nonce and offer it to the mempool (and gossip)."""
         state = self.chain.head_state()
-        nonce = self.node.mempool.next_nonce(self.hotkey.public_key, state)
-        tx = make_tx(self.node.chain_id, self.hotkey.public_key, nonce, state.param("min_fee"), body)
+        hot = self.hotkey.public_key
+        nonce = self.node.mempool.next_nonce(hot, state)
+        # Pay the minimum fee when the hotkey can; a neuron's duties are also accepted fee-free.
+        kind = TX_KIND_OF[type(body)]
+        can_pay = state.balance(hot) - self.node.mempool.reserved(hot) >= state.param("min_fee")
+        fee = state.param("min_fee") if can_pay else minimum_fee(state, kind)
+        tx = make_tx(self.node.chain_id, hot, nonce, fee, body)
         stx = SignedTx(tx=tx, sig=self.hotkey.sign(tx.signing_bytes()))
         admission = await self.node.submit_tx(codec.encode(stx))
         if not admission.added:

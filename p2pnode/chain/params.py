@@ -30,6 +30,7 @@ GLOBAL_PARAMS: dict[str, Bound] = {
     "max_block_txs": Bound(1_000, 1, 4_096, "transactions per block"),
     "max_block_bytes": Bound(1 << 20, 1 << 12, 4 << 20, "encoded block size"),
     "min_fee": Bound(1_000, 0, 10**12, "minimum fee per transaction (rao)"),
+    "free_duty_interval": Bound(1, 1, 100_000, "blocks between a hotkey's fee-free duties (serve, weights)"),
     "slash_permille": Bound(100, 0, 1_000, "share of an offender's stake burned per slashing"),
     # The bounds keep every unbonding delay (in blocks, so at least as many slots) longer than the
     # oldest evidence accepted: removed stake is still there to slash when evidence lands.

@@ -19,6 +19,11 @@ from p2pnode.chain.types import AddStake, Block, RemoveStake, SetTake, Transfer,
 
 TxHandler = Callable[[State, Tx, BlockContext], None]
 
+# A neuron's duties cost no fee (a fresh hotkey has no balance); they are bounded by per-hotkey rate
+# limits instead: `free_duty_interval` for any fee-free one, and each kind's own (weights rate
+# limit, live commits). Paying `min_fee` lifts only the first.
+FREE_DUTIES = frozenset({"serve", "set_weights", "commit_weights", "reveal_weights"})
+
 # Protocol versions this build can run. Version 2 (scheduled by governance) burns fees instead of
 # paying them to the proposer.
 SUPPORTED_PROTOCOL_VERSIONS = frozenset({1, 2})
@@ -83,6 +88,25 @@ TX_HANDLERS: dict[str, TxHandler] = {
 }
 
 
+def minimum_fee(state: State, kind: str) -> int:
+    """The lowest fee a transaction of `kind` may carry: 0 for a neuron's duties, else `min_fee`."""
+    return 0 if kind in FREE_DUTIES else state.param("min_fee")
+
+
+def _take_free_duty_slot(state: State, hotkey: bytes, height: int) -> None:
+    """A hotkey sends a duty below the minimum fee at most once per `free_duty_interval` blocks.
+
+    Every duty also needs a registered uid (paid for by a burn), so free transactions per block are
+    bounded by the number of uids, and each uid's by this interval and the duty's own limits.
+    """
+    key = b"Z" + hotkey
+    last = state.get(key)
+    interval = state.param("free_duty_interval")
+    if last is not None and height - last < interval:
+        raise TxInvalid("free_duty_rate_limited", f"one fee-free transaction per {interval} blocks; pay min_fee")
+    state.put(key, height)
+
+
 def apply_tx(state: State, tx: Tx, ctx: BlockContext) -> None:
     """Apply one (signature-verified) transaction to `state`, or raise TxInvalid leaving it unchanged."""
     if tx.chain != state.chain_id:
@@ -92,7 +116,8 @@ def apply_tx(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("stale_nonce", f"nonce {tx.nonce} < {expected}")
     if tx.nonce > expected:
         raise TxInvalid("future_nonce", f"nonce {tx.nonce} > {expected}")
-    if tx.fee < state.param("min_fee"):
+    free = tx.fee < state.param("min_fee")
+    if free and tx.kind not in FREE_DUTIES:
         raise TxInvalid("fee_too_low", f"minimum {state.param('min_fee')}")
     handler = TX_HANDLERS.get(tx.kind)
     if handler is None:
@@ -101,6 +126,8 @@ def apply_tx(state: State, tx: Tx, ctx: BlockContext) -> None:
     if balance < tx.fee:
         raise TxInvalid("insufficient_balance", f"fee {tx.fee} > balance {balance}")
     overlay = state.child()
+    if free:
+        _take_free_duty_slot(overlay, tx.sender, ctx.height)
     overlay.set_account(tx.sender, balance - tx.fee, expected + 1)
     if tx.fee:
         if state.param("protocol_version") >= 2:

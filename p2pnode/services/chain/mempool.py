@@ -32,7 +32,7 @@ from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.state import State
-from p2pnode.chain.transition import apply_tx
+from p2pnode.chain.transition import apply_tx, minimum_fee
 from p2pnode.chain.types import SignedTx
 from protocols import codec
 from protocols.validation import InvalidSignature, check_tx_signatures
@@ -139,7 +139,7 @@ class Mempool:
             return Admission(False, "stale_nonce", tx_id)
         if tx.nonce > expected + self.config.max_nonce_gap:
             return Admission(False, "nonce_too_far", tx_id)
-        if tx.fee < state.param("min_fee"):
+        if tx.fee < minimum_fee(state, tx.kind):  # a neuron's duties may be fee-free
             return Admission(False, "fee_too_low", tx_id)
         nonces = self._by_sender.get(sender, {})
         replaced = nonces.get(tx.nonce)
