@@ -119,13 +119,15 @@ def interface_ips() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
 
 
 def expand_wildcard(addr: multiaddr.Multiaddr, ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> list[multiaddr.Multiaddr]:
-    """`/ip4/0.0.0.0/tcp/P` -> one address per interface IP of that family (see the module doc)."""
+    """`/ip4/0.0.0.0/tcp/P` -> one address per interface IP of that family. Link-local addresses
+    never; loopback only on a host with no other address at all (of any family): a server with
+    only a link-local IPv6 must not tell others to dial `::1`, their own machine."""
     ip = _ip_of(addr)
     if ip is None or not ip.is_unspecified:
         return [addr]
-    family = [i for i in ips if i.version == ip.version and not i.is_link_local and not i.is_unspecified]
-    non_loopback = [i for i in family if not i.is_loopback]
-    chosen = non_loopback or family
+    usable = [i for i in ips if not i.is_link_local and not i.is_unspecified]
+    routable = [i for i in usable if not i.is_loopback]
+    chosen = [i for i in (routable or usable) if i.version == ip.version]
     proto = "ip4" if ip.version == 4 else "ip6"
     rest = str(addr).split("/", 3)[3]  # what follows /ip4/0.0.0.0/
     return [multiaddr.Multiaddr(f"/{proto}/{i}/{rest}") for i in chosen]

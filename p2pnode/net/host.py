@@ -53,6 +53,7 @@ from p2pnode.net.reachability import (
     ReachabilityConfig,
     ReachabilityMonitor,
     RelayDialer,
+    RelayedConnectionUpgrader,
     RelayReservations,
 )
 from p2pnode.net.relay_reservation_spoofing import LimitedRelay, RelayServiceLimits
@@ -210,6 +211,7 @@ class LibP2PNetwork:
         self.reachability = ReachabilityMonitor(self.host, self.addresses, reach, self._on_reachability_change)
         self.relay_reservations = RelayReservations(self.host, self.addresses, reach, self._push_identify)
         self.relay_dialer = RelayDialer(self.host, self.relay, reach)
+        self.relayed_upgrader = RelayedConnectionUpgrader(self.host, reach)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
         # Set while run() serves; None before start and after shutdown.
@@ -247,6 +249,7 @@ class LibP2PNetwork:
             "relay_service": self.config.relay_service,
             "relayed_circuits": self.relay.open_circuits() if isinstance(self.relay, LimitedRelay) else 0,
             "dht_mode": "server" if self.dht.mode == DHTMode.SERVER else "client",
+            "relayed_connections_made_direct": self.relayed_upgrader.upgraded,
         }
 
     def connected_peers(self) -> list[str]:
@@ -380,8 +383,13 @@ class LibP2PNetwork:
             self.request_observer(protocol_id, outcome, seconds)
 
     async def _ensure_connected(self, peer_id: str) -> None:
-        """Dial `peer_id` if we have no connection: directly, else through a relay it announced
-        (py-libp2p's swarm skips /p2p-circuit addresses). Failures are left to the request."""
+        """Dial `peer_id` if we have no connection. Failures are left to the request.
+
+        A peer that announces `/p2p-circuit` addresses is dialled through a relay first (py-libp2p's
+        swarm skips such addresses, and the direct addresses we still hold for it are stale).
+        Otherwise a direct dial and [DHT lookup, then a relayed dial] race: a NATed peer's old
+        private address can take a full TCP timeout to fail, longer than a query may wait.
+        """
         try:
             peer = parse_peer_id(peer_id)
         except ValueError:
@@ -389,20 +397,28 @@ class LibP2PNetwork:
         if peer == self._local_id or self.host.get_network().connections.get(peer):
             return
         addrs = self._known_addrs(peer)
-        if not addrs:
-            addrs = await self._look_up_addrs(peer)
+        if any(is_circuit(a) for a in addrs) and await self.relay_dialer.dial(peer, addrs):
+            return
         direct = [a for a in addrs if not is_circuit(a)]
-        if direct:
+
+        async def dial_direct(done: trio.CancelScope) -> None:
+            if not direct:
+                return
             try:
                 with trio.fail_after(self.config.dial_timeout_s):
                     await self.host.connect(PeerInfo(peer, direct))
-                return
+                done.cancel()
             except Exception as exc:
                 logger.debug("direct dial to %s failed: %r", peer_id, exc)
-        if not any(is_circuit(a) for a in addrs):
-            # What we knew was direct only (and failed): ask the DHT for its relay addresses.
-            addrs = await self._look_up_addrs(peer)
-        await self.relay_dialer.dial(peer, [a for a in addrs if is_circuit(a)])
+
+        async def dial_via_relay(done: trio.CancelScope) -> None:
+            fresh = await self._look_up_addrs(peer)
+            if await self.relay_dialer.dial(peer, fresh):
+                done.cancel()
+
+        async with trio.open_nursery() as race:
+            race.start_soon(dial_direct, race.cancel_scope)
+            race.start_soon(dial_via_relay, race.cancel_scope)
 
     def _known_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
         try:
@@ -503,6 +519,7 @@ class LibP2PNetwork:
                     if self.config.autonat:
                         nursery.start_soon(self.reachability.run)
                         nursery.start_soon(self.relay_reservations.run)
+                        nursery.start_soon(self.relayed_upgrader.run)
                     task_status.started()
                     try:
                         await trio.sleep_forever()
@@ -539,6 +556,11 @@ class LibP2PNetwork:
     async def _dial_bootstrap_peer(self, info: PeerInfo) -> None:
         if info.peer_id == self._local_id:
             return
+        # py-libp2p refuses for 60 s to dial a peer whose addresses all failed; a bootstrap peer
+        # that was not up yet is worth our own 10 s retry.
+        unblock = getattr(self.host.get_network(), "unblock_peer", None)
+        if unblock is not None:
+            unblock(info.peer_id)
         try:
             with trio.fail_after(self.config.dial_timeout_s):
                 await self.host.connect(info)

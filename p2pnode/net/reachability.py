@@ -12,6 +12,8 @@
 - `RelayReservations`, while PRIVATE, holds reservations on up to `relays_wanted` connected peers
   that offer the relay (hop) protocol, renews them, replaces a relay whose connection dropped,
   and publishes `<relay>/p2p-circuit` addresses (pushed to peers with identify push).
+- `RelayedConnectionUpgrader` dials directly a peer we are connected to only through a relay
+  (a public peer that reached us, a private one, through a relay), and drops the relayed one.
 - `RelayDialer` reaches a peer that has only `/p2p-circuit` addresses (py-libp2p's swarm skips
   those) through the relay named in the address.
 """
@@ -60,6 +62,9 @@ class ReachabilityConfig:
     relay_check_s: float = 2.0
     reservation_renew_margin_s: float = 300.0
     relay_dial_timeout_s: float = 15.0
+    # A peer reached only through a relay is dialled directly at most this often.
+    direct_retry_s: float = 30.0
+    direct_dial_timeout_s: float = 5.0
 
 
 def _is_relayed(host: IHost, peer: ID) -> bool:
@@ -344,6 +349,74 @@ class RelayReservations:
             await trio.sleep(self.config.relay_check_s)
 
 
+# -- from relayed to direct ---------------------------------------------------------------------
+
+
+class RelayedConnectionUpgrader:
+    """Replaces a relayed connection by a direct one where a direct dial works.
+
+    A public peer that wants us while we are private comes through a relay, and we then count as
+    connected to it, so discovery never dials it directly, and a relayed connection cannot carry
+    a relay reservation. Dialling it ourselves (outbound, which NAT allows) fixes both; the relayed
+    connection is closed once the direct one is up. Peers are retried every `direct_retry_s`.
+    """
+
+    def __init__(self, host: IHost, config: ReachabilityConfig) -> None:
+        self.host = host
+        self.config = config
+        self._next_try: dict[ID, float] = {}
+        self.upgraded = 0
+
+    async def tick(self) -> None:
+        now = trio.current_time()
+        connected = set(self.host.get_connected_peers())
+        for peer in [p for p in self._next_try if p not in connected]:
+            del self._next_try[peer]
+        for peer in connected:
+            if not _is_relayed(self.host, peer) or self._next_try.get(peer, 0.0) > now:
+                continue
+            self._next_try[peer] = now + self.config.direct_retry_s
+            if await self._dial_direct(peer):
+                self.upgraded += 1
+                await self._close_relayed(peer)
+
+    async def _dial_direct(self, peer: ID) -> bool:
+        try:
+            addrs = [a for a in self.host.get_peerstore().addrs(peer) if not is_circuit(a)]
+        except Exception:
+            return False
+        network = self.host.get_network()
+        for addr in addrs:
+            try:
+                with trio.fail_after(self.config.direct_dial_timeout_s):
+                    await network.dial_addr(addr, peer)  # type: ignore[attr-defined]
+                return True
+            except Exception as exc:
+                logger.debug("direct dial to relayed peer %s at %s failed: %r", peer, addr, exc)
+        return False
+
+    async def _close_relayed(self, peer: ID) -> None:
+        for conn in list(self.host.get_network().connections.get(peer, []) or []):
+            try:
+                relayed = any(is_circuit(a) for a in conn.get_transport_addresses())
+            except Exception:
+                relayed = False
+            if relayed:
+                with trio.move_on_after(5):
+                    try:
+                        await conn.close()
+                    except Exception:
+                        logger.debug("closing a relayed connection to %s failed", peer, exc_info=True)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("relayed connection upkeep failed")
+            await trio.sleep(self.config.relay_check_s)
+
+
 # -- dialling through a relay ------------------------------------------------------------------
 
 
@@ -359,10 +432,16 @@ class RelayDialer:
         self.failures = 0
 
     async def dial(self, peer: ID, addrs: Sequence[multiaddr.Multiaddr]) -> bool:
+        """Try `addrs`' circuit addresses, through relays we are connected to first; True once
+        a relayed connection to `peer` is up."""
         suffix = f"/p2p/{peer.to_base58()}"
-        for addr in addrs:
-            if not is_circuit(addr):
-                continue
+        connected = {p.to_base58() for p in self.host.get_connected_peers()}
+
+        def relay_of(addr: multiaddr.Multiaddr) -> str:
+            return str(addr).split("/p2p-circuit", 1)[0].rsplit("/p2p/", 1)[-1]
+
+        circuits = sorted((a for a in addrs if is_circuit(a)), key=lambda a: relay_of(a) not in connected)
+        for addr in circuits:
             text = str(addr)
             target = multiaddr.Multiaddr(text if text.endswith(suffix) else text + suffix)
             self.dials += 1

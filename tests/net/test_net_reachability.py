@@ -57,6 +57,9 @@ def test_a_wildcard_is_expanded_to_interface_addresses_and_never_given_out() -> 
     assert [str(a) for a in v6] == ["/ip6/fd00::5/tcp/30633"]  # no link-local
     only_loopback = expand_wildcard(multiaddr.Multiaddr("/ip4/0.0.0.0/tcp/1"), [ipaddress.ip_address("127.0.0.1")])
     assert [str(a) for a in only_loopback] == ["/ip4/127.0.0.1/tcp/1"]
+    # an IPv4 server whose IPv6 is link-local only: no IPv6 address at all, certainly not ::1
+    server = [ipaddress.ip_address(a) for a in ("127.0.0.1", "10.1.2.3", "::1", "fe80::1")]
+    assert expand_wildcard(multiaddr.Multiaddr("/ip6/::/tcp/1"), server) == []
 
 
 def test_default_listen_is_every_interface_on_the_fixed_port() -> None:
