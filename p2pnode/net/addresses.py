@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import multiaddr
@@ -32,7 +32,7 @@ import psutil
 DEFAULT_P2P_PORT = 30633
 
 
-class Reachability(str, Enum):
+class Reachability(StrEnum):
     """What AutoNAT found out about us: dialable from outside, not, or not known yet."""
 
     UNKNOWN = "unknown"

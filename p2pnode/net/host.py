@@ -47,7 +47,7 @@ from p2pnode.net.addresses import (
 )
 from p2pnode.net.gossip import GossipConfig, GossipTopics, max_rpc_bytes, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
-from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT
+from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT, serves_dht
 from p2pnode.net.reachability import (
     DialBackService,
     ReachabilityConfig,
@@ -427,8 +427,31 @@ class LibP2PNetwork:
             return []
 
     async def _look_up_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
-        """Ask the DHT for `peer` (upstream's find_peer answers from the peerstore when it knows
-        anything, so the network lookup is run directly); answers land in the peerstore."""
+        """Ask the DHT for `peer`'s addresses (they land in the peerstore).
+
+        First one FIND_NODE to each connected DHT server at once (relays know the peers holding
+        reservations on them), stopping at the first answer with new addresses; only when that
+        brings nothing, an iterative lookup (upstream's find_peer answers from the peerstore when
+        it knows anything, so `find_closest_peers_network` is called directly).
+        """
+        before = {str(a) for a in self._known_addrs(peer)}
+        servers = [p for p in self.host.get_connected_peers()
+                   if p != peer and serves_dht(self.host, p, self.dht.protocol_id)][:8]
+
+        async def ask(server: ID, done: trio.CancelScope) -> None:
+            try:
+                await self.dht.peer_routing._query_peer_for_closest(server, peer.to_bytes())
+            except Exception as exc:
+                logger.debug("FIND_NODE %s at %s failed: %r", peer, server, exc)
+            if {str(a) for a in self._known_addrs(peer)} - before:
+                done.cancel()
+
+        with trio.move_on_after(self.config.dial_timeout_s / 2):
+            async with trio.open_nursery() as asking:
+                for server in servers:
+                    asking.start_soon(ask, server, asking.cancel_scope)
+        if {str(a) for a in self._known_addrs(peer)} - before:
+            return self._known_addrs(peer)
         with trio.move_on_after(self.config.dial_timeout_s):
             try:
                 await self.dht.peer_routing.find_closest_peers_network(peer.to_bytes())

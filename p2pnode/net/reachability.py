@@ -61,6 +61,10 @@ class ReachabilityConfig:
     relays_wanted: int = 2
     relay_check_s: float = 2.0
     reservation_renew_margin_s: float = 300.0
+    # A relay is asked again (a RESERVE refreshes) this often; no answer within the timeout
+    # means it is gone: a cut link leaves a TCP connection that looks alive for many minutes.
+    relay_probe_s: float = 10.0
+    relay_probe_timeout_s: float = 5.0
     relay_dial_timeout_s: float = 15.0
     # A peer reached only through a relay is dialled directly at most this often.
     direct_retry_s: float = 30.0
@@ -258,16 +262,19 @@ class RelayReservations:
         # relay -> unix expiry of our reservation there
         self.reservations: dict[ID, int] = {}
         self.reserved_at: dict[ID, float] = {}
+        # relay -> trio time of its last answer
+        self.answered_at: dict[ID, float] = {}
         self.failures = 0
+        self.relays_lost = 0
 
     def relays(self) -> list[str]:
         return [p.to_base58() for p in self.reservations]
 
-    async def reserve(self, relay: ID) -> int | None:
+    async def reserve(self, relay: ID, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
         """One RESERVE exchange; the expiry (unix seconds) or None when refused or failed."""
         stream = None
         try:
-            with trio.fail_after(self.config.relay_dial_timeout_s):
+            with trio.fail_after(timeout or self.config.relay_dial_timeout_s):
                 stream = await self.host.new_stream(relay, [HOP_PROTOCOL_ID])
                 await write_delimited_msg(stream, HopMessage(type=HopMessage.RESERVE))
                 response = await read_delimited_msg(stream, HopMessage)
@@ -293,22 +300,33 @@ class RelayReservations:
         now = time.time()
         for relay in list(self.reservations):
             if relay not in connected or _is_relayed(self.host, relay) or self.reservations[relay] <= now:
-                del self.reservations[relay]
-                self.reserved_at.pop(relay, None)
+                self._forget(relay)
                 changed = True
         if self.book.reachability is not Reachability.PRIVATE:
             if self.reservations:
-                self.reservations.clear()
+                for relay in list(self.reservations):
+                    self._forget(relay)
                 changed = True
         else:
             for relay in list(self.reservations):
-                if self.reservations[relay] - now < self.config.reservation_renew_margin_s:
-                    expiry = await self.reserve(relay)
+                due = trio.current_time() - self.answered_at.get(relay, 0.0) >= self.config.relay_probe_s
+                if due or self.reservations[relay] - now < self.config.reservation_renew_margin_s:
+                    expiry = await self.reserve(relay, self.config.relay_probe_timeout_s)
                     if expiry is None:
-                        del self.reservations[relay]
+                        logger.info("relay %s stopped answering: dropping it", relay)
+                        self._forget(relay)
+                        self.relays_lost += 1
                         changed = True
+                        # Its connection (and the circuits through it) is dead: close it so
+                        # peers reached through it are dialled afresh.
+                        with trio.move_on_after(5):
+                            try:
+                                await self.host.disconnect(relay)
+                            except Exception:
+                                logger.debug("disconnecting lost relay %s failed", relay, exc_info=True)
                     else:
                         self.reservations[relay] = expiry
+                        self.answered_at[relay] = trio.current_time()
             candidates = sorted((p for p in connected if p not in self.reservations
                                  and _supports(self.host, p, HOP_PROTOCOL_ID) and not _is_relayed(self.host, p)),
                                 key=lambda p: p.to_bytes())
@@ -321,11 +339,17 @@ class RelayReservations:
                     continue
                 self.reservations[relay] = expiry
                 self.reserved_at[relay] = time.time()
+                self.answered_at[relay] = trio.current_time()
                 logger.info("relay reservation on %s (expires in %d s)", relay, expiry - int(now))
                 changed = True
         if changed:
             self.book.set_circuits(self._circuit_addrs())
             await self._on_change()
+
+    def _forget(self, relay: ID) -> None:
+        self.reservations.pop(relay, None)
+        self.reserved_at.pop(relay, None)
+        self.answered_at.pop(relay, None)
 
     def _circuit_addrs(self) -> list[multiaddr.Multiaddr]:
         addrs: list[multiaddr.Multiaddr] = []

@@ -177,7 +177,7 @@ class LimitedRelay(CircuitV2Protocol):
             other.cancel()
         if not directions:
             self._directions.pop(circuit, None)
-        with trio.move_on_after(2, shield=True):
+        with trio.CancelScope(deadline=trio.current_time() + 2, shield=True):
             for stream in (src_stream, dst_stream):
                 try:
                     await stream.reset()
