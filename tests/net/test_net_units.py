@@ -193,7 +193,7 @@ def test_topic_size_limits() -> None:
     with pytest.raises(ValueError):
         topics.set_max_message_bytes("t", MAX_TOPIC_MESSAGE_BYTES + 1)
     with pytest.raises(ValueError):
-        GossipConfig(default_max_message_bytes=2 * 1024 * 1024)
+        GossipConfig(default_max_message_bytes=MAX_TOPIC_MESSAGE_BYTES + 1)
 
 
 # -- pubsub frame reader (CPU fix) -------------------------------------------------------------
