@@ -31,7 +31,7 @@ from p2pnode.net.reqresp import (
     encode_uvarint,
 )
 from protocols.crypto import keypair_from_seed
-from protocols.network import Verdict
+from protocols.network import Checked, Verdict
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -169,6 +169,28 @@ def test_verdicts_map_to_libp2p_booleans_and_penalties() -> None:
     # Our own publishes skip the application validator (it would reject b"forged").
     assert validate(local, _message(b"forged", local)) is True
     assert (topics.rejected, topics.ignored, topics.validator_errors) == (3, 1, 1)
+
+
+async def test_the_guards_decoded_object_reaches_the_handler_with_its_forwarder() -> None:
+    local, remote = _peer("local"), _peer("remote")
+    topics = GossipTopics(local, GossipConfig(), lambda p, r: None)
+    delivered: list[tuple[str, object]] = []
+    got_one = trio.Event()
+
+    async def handler(peer: str, value: object) -> None:
+        delivered.append((peer, value))
+        got_one.set()
+
+    topics.add("t", lambda p, d: Checked(Verdict.ACCEPT, {"decoded": d}), handler, None)
+    assert topics.libp2p_validator("t")(remote, _message(b"ok", remote)) is True
+    raw_send, raw_receive = trio.open_memory_channel[rpc_pb2.Message](4)
+    raw_send.send_nowait(_message(b"ok", remote))  # libp2p's own copy: drained, not delivered
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(topics.deliver, "t", raw_receive)
+        with trio.fail_after(5):
+            await got_one.wait()
+        nursery.cancel_scope.cancel()
+    assert delivered == [(remote.to_base58(), {"decoded": b"ok"})]
 
 
 def test_per_origin_rate_limit_ignores_without_penalty() -> None:
