@@ -266,8 +266,9 @@ def _voting_row(inp: yuma.EpochInput, i: int) -> dict[int, int]:
     row's last update (or its earliest live commit) masked, its self-weight dropped unless it is
     the owner's (the masks of yuma.md §3.5)."""
     threshold = inp.last_update[i]
-    if inp.commit_blocks is not None and inp.commit_blocks[i] is not None and inp.commit_blocks[i] + 1 < threshold:
-        threshold = inp.commit_blocks[i] + 1
+    commit_block = None if inp.commit_blocks is None else inp.commit_blocks[i]
+    if commit_block is not None and commit_block + 1 < threshold:
+        threshold = commit_block + 1
     bar = inp.block_at_registration
     return {j: v for j, v in _row_map(inp.weights[i], inp.n).items()
             if bar[j] < threshold and (j != i or i == inp.owner_uid)}

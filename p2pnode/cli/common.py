@@ -12,9 +12,9 @@ from typing import Any
 from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import SignedTx, make_tx
+from p2pnode.cli.client import DEFAULT_API, ApiError, get_json, post_bytes
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.keys import DEFAULT_WALLET
-from p2pnode.cli.client import DEFAULT_API, ApiError, get_json, post_bytes
 from p2pnode.keys import KeyStore, KeyStoreError, default_home, password_from
 from protocols import codec
 from protocols.crypto import Keypair

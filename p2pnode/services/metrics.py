@@ -13,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -148,8 +155,7 @@ def attach_network(metrics: NodeMetrics, network: Any) -> None:
     def collect() -> Iterator[Metric]:
         connected = network.connected_peers()
         yield _gauge("p2pnode_peers_connected", "Peers with an open connection.", len(connected))
-        banned = network.scorer.banned_peers()
-        yield _gauge("p2pnode_peers_banned", "Peers banned now.", len(banned) if hasattr(banned, "__len__") else banned)
+        yield _gauge("p2pnode_peers_banned", "Peers banned now.", len(network.scorer.banned_peers()))
         score = GaugeMetricFamily("p2pnode_peer_score", "Score of each connected peer (bans below the threshold).",
                                   labels=["peer"])
         bans = 0

@@ -10,7 +10,14 @@ from typing import Any
 
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.encoding import decode
-from p2pnode.chain.receipts import EpochRecord, ReceiptError, committed_receipts, explain_uid, find_receipt, verify_record
+from p2pnode.chain.receipts import (
+    EpochRecord,
+    ReceiptError,
+    committed_receipts,
+    explain_uid,
+    find_receipt,
+    verify_record,
+)
 from p2pnode.chain.state import State
 from p2pnode.store import Store
 from p2pnode.store.epoch_records import EpochRecordStore
