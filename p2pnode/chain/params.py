@@ -87,7 +87,15 @@ SUBNET_HYPERPARAMS: dict[str, HyperBound] = {
     "activity_cutoff": HyperBound(5_000, 1, 100_000, "blocks without weights before a uid is inactive"),
     "commit_reveal_enabled": HyperBound(1, 0, 1, "weights must be committed then revealed"),
     "reveal_period_epochs": HyperBound(1, 1, 100, "epochs between commit and reveal"),
-    "registration_burn": HyperBound(1 * TAO, 500_000, 100 * TAO, "rao burned to register", owner=False),
+    "registration_burn": HyperBound(1 * TAO, 500_000, 100 * TAO, "initial registration burn (rao)", owner=False),
+    # Dynamic burn: every `adjustment_interval` blocks the burn becomes
+    # burn * (registrations + target) / (2 * target), within [min_burn, max_burn]: above the target
+    # it rises, without registrations it halves. At most `max_regs_per_interval` per interval.
+    "adjustment_interval": HyperBound(100, 1, 50_400, "blocks between registration burn adjustments"),
+    "target_regs_per_interval": HyperBound(2, 1, 4_096, "registrations per interval that keep the burn"),
+    "max_regs_per_interval": HyperBound(6, 1, 4_096, "registrations accepted per interval"),
+    "min_burn": HyperBound(500_000, 500_000, 100 * TAO, "lowest registration burn (rao)", owner=False),
+    "max_burn": HyperBound(100 * TAO, 500_000, 10_000 * TAO, "highest registration burn (rao)", owner=False),
 }
 
 

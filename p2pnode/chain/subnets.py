@@ -207,12 +207,36 @@ def pruning_candidate(state: State, netuid: int, sn: dict[str, Any], block: int)
     )
 
 
+def current_burn(sn: dict[str, Any]) -> int:
+    """What a registration on the subnet burns now."""
+    return sn.get("burn", sn["hp"]["registration_burn"])  # type: ignore[no-any-return]
+
+
+def adjusted_burn(burn: int, registrations: int, hp: dict[str, int]) -> int:
+    """The burn after an interval with `registrations` (subtensor's rule, integer form)."""
+    target = hp["target_regs_per_interval"]
+    raised = burn * (registrations + target) // (2 * target)
+    return max(hp["min_burn"], min(hp["max_burn"], raised))
+
+
+def _adjust_burn(state: State, netuid: int, sn: dict[str, Any], height: int) -> None:
+    start = sn.get("interval_start", sn["created"])
+    if height - start < sn["hp"]["adjustment_interval"]:
+        return
+    sn["burn"] = adjusted_burn(current_burn(sn), sn.get("regs_interval", 0), sn["hp"])
+    sn["regs_interval"] = 0
+    sn["interval_start"] = height
+    state.set_subnet(netuid, sn)
+
+
 def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
     body: Register = tx.body
     sn = _subnet_or_reject(state, body.netuid)
     if state.uid_of(body.netuid, body.hotkey) is not None:
         raise TxInvalid("already_registered")
-    burn = sn["hp"]["registration_burn"]
+    burn = current_burn(sn)
+    if sn.get("regs_interval", 0) >= sn["hp"]["max_regs_per_interval"]:
+        raise TxInvalid("too_many_registrations", f"{sn['hp']['max_regs_per_interval']} per interval; wait for the next")
     if burn > body.max_burn:
         raise TxInvalid("burn_too_high", f"registration burns {burn}")
     if state.balance(tx.sender) < burn:
@@ -227,6 +251,7 @@ def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
         _replace_uid(state, body.netuid, sn, uid, body.hotkey, ctx.height)
     state.debit(tx.sender, burn)
     state.add_supply("burned", burn)
+    sn["regs_interval"] = sn.get("regs_interval", 0) + 1
     state.set_subnet(body.netuid, sn)
 
 
@@ -565,6 +590,7 @@ def block_step(state: State, ctx: BlockContext, records: list[receipts.EpochReco
         assert sn is not None
         if netuid == ROOT_NETUID:
             continue
+        _adjust_burn(state, netuid, sn, ctx.height)
         if ctx.height - sn["last_epoch"] >= sn["hp"]["tempo"] and ran < 2:
             run_subnet_epoch(state, netuid, ctx.height, records)
             ran += 1

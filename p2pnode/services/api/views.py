@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import governance, transition
+from p2pnode.chain import governance, subnets, transition
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.state import State
 from p2pnode.chain.types import Block
@@ -75,6 +75,8 @@ def subnets_view(state: State) -> list[dict[str, Any]]:
             "last_epoch": sn["last_epoch"],
             "epoch_index": sn["epoch_index"],
             "hyperparameters": sn["hp"],
+            "registration_burn": subnets.current_burn(sn),  # the price of a registration now
+            "registrations_this_interval": sn.get("regs_interval", 0),
         })
     return out
 
