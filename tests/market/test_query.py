@@ -41,7 +41,7 @@ async def test_ranking_by_incentive_latency_load_and_failures(autojump_clock: An
     router._record(a.hotkey, 2_000)  # a is slow,
     router._record(b.hotkey, 20)  # b fast,
     router.stats(c.hotkey).in_flight = 3  # c busy
-    assert [n.uid for n in router.rank([a, b, c])] == [2, 1, 3]  # fast first; 4x the load costs more than 4x the latency
+    assert [n.uid for n in router.rank([a, b, c])] == [2, 3, 1]  # fast first; unmeasured (if busy) before slow
     for _ in range(6):  # failures in a row halve b's score each: it drops below the slow a
         router._record(b.hotkey, None)
     assert router.rank([a, b])[0].uid == 1
@@ -118,9 +118,10 @@ async def test_a_hung_miner_is_hedged_and_a_failing_one_replaced(autojump_clock:
         assert result["failures"]["4"].startswith("too slow") and "INTERNAL" in result["failures"]["3"]
         # Hedged after 3 x the 500 ms prior (1.5 s), not after the 5 s request timeout.
         assert trio.current_time() - started < 2.0
-        # What was learnt routes the next question around the hung miner... until it is known slow
-        # only by a missing answer; the failing one is demoted for its failure.
-        assert subnet.router.stats(subnet.rows[1].hotkey).failures == 1
+        # What was learnt: the failing miner is demoted for its failure, the hung one for having
+        # been outrun (its latency is at least the wait), the one that answered keeps its place.
+        hung, failing, answering = (subnet.router.stats(row.hotkey) for row in subnet.rows)
+        assert failing.failures == 1 and hung.latency_ms is not None and hung.latency_ms > 500
         second = await subnet.ask()
         assert second["uid"] == 2
         nursery.cancel_scope.cancel()

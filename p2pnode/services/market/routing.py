@@ -5,7 +5,8 @@ it is serving now, and its recent failures. `route` ranks serving miners by
 
     score = (incentive + 1) / (latency_ms + LATENCY_FLOOR_MS) / (1 + in_flight) × 0.5 ** failures
 
-(incentive: the chain's judgement of quality, raw u16; latency: measured, or a prior until then;
+(incentive: the chain's judgement of quality, raw u16; latency: measured, 0 until then, so that
+every miner with incentive gets measured;
 failures: consecutive, forgotten `failure_memory_ms` after the last one), asks the best one, and
 
 - **hedges**: when no answer came after `hedge_after_s(miner)` (3 × its expected latency, within
@@ -98,7 +99,9 @@ class Router:
 
     def score(self, neuron: NeuronInfo) -> float:
         stats = self._stats.get(neuron.hotkey) or MinerStats()
-        latency = PRIOR_LATENCY_MS if stats.latency_ms is None else stats.latency_ms
+        # Optimistic about a miner not measured yet, so each gets tried once and measured (its
+        # hedge delay still uses the cautious prior); incentive keeps a useless one out of reach.
+        latency = 0.0 if stats.latency_ms is None else stats.latency_ms
         failures = stats.failures
         if failures and self.clock.now_ms() - stats.last_failure_ms > self.failure_memory_ms:
             failures = 0
@@ -125,6 +128,12 @@ class Router:
         alpha = self.latency_alpha
         stats.latency_ms = float(latency_ms) if previous is None else alpha * latency_ms + (1 - alpha) * previous
 
+    def _record_outrun(self, hotkey: bytes, waited_ms: int) -> None:
+        stats = self.stats(hotkey)
+        if stats.latency_ms is None or waited_ms > stats.latency_ms:
+            previous = PRIOR_LATENCY_MS if stats.latency_ms is None else stats.latency_ms
+            stats.latency_ms = self.latency_alpha * waited_ms + (1 - self.latency_alpha) * previous
+
     # -- one question ------------------------------------------------------------------------
 
     async def route(
@@ -141,6 +150,7 @@ class Router:
         queue = list(ranked[:max_attempts])
         routed = RoutedAnswer(None)
         began_ms = self.clock.now_ms()
+        asked: list[tuple[Attempt, NeuronInfo]] = []
         send, receive = trio.open_memory_channel[tuple[Attempt, NeuronInfo, MinerAnswer | AskFailed]](len(queue))
         active = 0
 
@@ -170,6 +180,7 @@ class Router:
                 neuron = queue.pop(0)
                 attempt = Attempt(neuron.uid, self.clock.now_ms() - began_ms, hedge=hedge)
                 routed.attempts.append(attempt)
+                asked.append((attempt, neuron))
                 active += 1
                 nursery.start_soon(ask, attempt, neuron)
                 return neuron
@@ -189,9 +200,13 @@ class Router:
                     newest = start_next(hedge=False) or newest  # fail over at once
                     continue
                 newest = start_next(hedge=True)  # too slow: hedge with the next-ranked miner
-        for attempt in routed.attempts:
+        now_ms = self.clock.now_ms()
+        for attempt, neuron in asked:
             if attempt.outcome == "pending":
                 attempt.outcome = "too slow: another miner answered first" if routed.answer else "timed out"
+                # Cut short, its latency is at least this long: a sample that demotes a miner that
+                # keeps being outrun (a hung one would otherwise stay first and cost a hedge each time).
+                self._record_outrun(neuron.hotkey, max(0, now_ms - began_ms - attempt.started_ms))
         return routed
 
 
