@@ -26,6 +26,7 @@ ECHO = "/p2pnode/bench/echo/1"
 RELAY_SCRIPT = """
 import sys, trio, hashlib
 from p2pnode.net.host import LibP2PNetwork, NetConfig
+from p2pnode.net.relay_reservation_spoofing import RelayServiceLimits
 async def main():
     limits = RelayServiceLimits(max_circuit_bytes=1 << 40, max_circuit_bytes_per_s=1 << 40)
     net = LibP2PNetwork(hashlib.sha256(b"bench-relay").digest(),
