@@ -91,6 +91,8 @@ class PeerOptions:
     bootstrap: list[str] = field(default_factory=list)
     # Offer a Circuit Relay v2 service; None: on for block validators, off otherwise.
     relay_service: bool | None = None
+    # Ask a UPnP router to forward the listen port (off by default).
+    upnp: bool = False
     api_port: int = DEFAULT_API_PORT
     progress: bool = True
     ready_file: Path | None = None
@@ -115,7 +117,8 @@ class Peer:
         relay_service = options.validator if options.relay_service is None else options.relay_service
         self.network = LibP2PNetwork(
             self.hotkey.seed, listen_addrs=options.listen, bootstrap=bootstrap, announce=options.announce,
-            config=NetConfig(network_id=dht_network_name(genesis.chain_id), relay_service=relay_service))
+            config=NetConfig(network_id=dht_network_name(genesis.chain_id), relay_service=relay_service,
+                             upnp=options.upnp))
         self.clock = SystemClock(offset_ms=_clock_offset_from_env())
         # The latest refusal of each kind of transaction this peer's hotkey submitted (doctor shows it).
         self.own_tx_refusals: dict[str, dict[str, Any]] = {}

@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="relay connections for peers behind NAT (default: on for --validator)")
     relay.add_argument("--no-relay-service", dest="relay_service", action="store_false",
                        help="do not relay for others")
+    join.add_argument("--upnp", action="store_true",
+                      help="ask a UPnP router on the LAN to forward the listen port (off by default)")
     join.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR", help="bootstrap peer; repeatable")
     join.add_argument("--api-port", type=int, default=8545, help="local HTTP API port on 127.0.0.1 (0: any free port)")
     join.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -109,6 +111,7 @@ def _join(args: argparse.Namespace) -> int:
         listen=args.listen or default_listen_addrs(args.port),
         announce=args.announce,
         relay_service=args.relay_service,
+        upnp=args.upnp,
         bootstrap=args.bootstrap,
         api_port=args.api_port,
         progress=not args.no_progress and os.isatty(2),

@@ -10,7 +10,8 @@ What it *announces* is decided here, never by the listen sockets alone:
 - otherwise wildcard listen addresses (`0.0.0.0`, `::`) are expanded to the interfaces' own
   addresses: a wildcard is never given out, and neither are link-local IPv6 addresses, nor
   loopback when any other address of the family exists;
-- addresses AutoNAT confirmed from outside (a dial-back succeeded) are added;
+- addresses AutoNAT confirmed from outside (a dial-back succeeded) are added, and so are ports a
+  UPnP router mapped for us (`--upnp`, off by default);
 - when AutoNAT says the peer is private, its direct addresses are useless to others: it gives
   out only its relay (`/p2p-circuit`) addresses (and `--announce` ones, which the operator
   vouched for);
@@ -163,6 +164,11 @@ class AddressBook:
         self.reachability = Reachability.UNKNOWN
         self._confirmed: list[multiaddr.Multiaddr] = []
         self._circuits: list[multiaddr.Multiaddr] = []
+        self._mapped: list[multiaddr.Multiaddr] = []
+
+    def set_mapped(self, addrs: Sequence[multiaddr.Multiaddr]) -> None:
+        """Addresses a UPnP router maps to us (`--upnp`); AutoNAT still has to confirm them."""
+        self._mapped = [strip_peer_id(a) for a in addrs]
 
     def set_confirmed(self, addrs: Sequence[multiaddr.Multiaddr]) -> None:
         """Addresses AutoNAT servers reached us at."""
@@ -179,7 +185,7 @@ class AddressBook:
         """Our direct addresses: --announce ones if given, else the listen sockets' (wildcards
         expanded), plus those AutoNAT confirmed."""
         if self.announce:
-            return _unique([*self.announce, *self._confirmed])
+            return _unique([*self.announce, *self._mapped, *self._confirmed])
         ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None = None
         own: list[multiaddr.Multiaddr] = []
         for addr in self._transport_addrs():
@@ -189,7 +195,7 @@ class AddressBook:
                 own.extend(expand_wildcard(addr, ips))
             elif not is_circuit(addr):
                 own.append(addr)
-        return _unique([*own, *self._confirmed])
+        return _unique([*own, *self._mapped, *self._confirmed])
 
     def advertised(self, candidates: Sequence[multiaddr.Multiaddr] = ()) -> list[multiaddr.Multiaddr]:
         if self.reachability is Reachability.PRIVATE:

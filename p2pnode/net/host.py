@@ -48,6 +48,7 @@ from p2pnode.net.addresses import (
 from p2pnode.net.gossip import GossipConfig, GossipTopics, max_rpc_bytes, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT, serves_dht
+from p2pnode.net.libp2p_workarounds import supervised_trio_service as supervised
 from p2pnode.net.reachability import (
     DialBackService,
     ReachabilityConfig,
@@ -55,9 +56,9 @@ from p2pnode.net.reachability import (
     RelayDialer,
     RelayedConnectionUpgrader,
     RelayReservations,
+    UpnpPortMapping,
 )
 from p2pnode.net.relay_reservation_spoofing import LimitedRelay, RelayServiceLimits
-from p2pnode.net.libp2p_workarounds import supervised_trio_service as supervised
 from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
 from p2pnode.net.scoring import PeerScorer, PeerScoreView, ScoringConfig
 from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler
@@ -98,6 +99,9 @@ class NetConfig:
     relay_limits: RelayServiceLimits = field(default_factory=RelayServiceLimits)
     # Ask peers to dial us back (AutoNAT) and, when they cannot, reserve relay slots.
     autonat: bool = True
+    # Ask a UPnP router (if the LAN has one) to forward our TCP port; the mapped address is then
+    # announced, and AutoNAT tells whether it works.
+    upnp: bool = False
     # Discovery keeps dialling peers found in the DHT until this many are connected.
     target_peer_count: int = 16
     dial_timeout_s: float = 10.0
@@ -212,6 +216,7 @@ class LibP2PNetwork:
         self.relay_reservations = RelayReservations(self.host, self.addresses, reach, self._push_identify)
         self.relay_dialer = RelayDialer(self.host, self.relay, reach)
         self.relayed_upgrader = RelayedConnectionUpgrader(self.host, reach)
+        self.port_mapping = UpnpPortMapping(self.host, self.addresses)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
         # Set while run() serves; None before start and after shutdown.
@@ -543,6 +548,8 @@ class LibP2PNetwork:
                         nursery.start_soon(self.reachability.run)
                         nursery.start_soon(self.relay_reservations.run)
                         nursery.start_soon(self.relayed_upgrader.run)
+                    if self.config.upnp:
+                        nursery.start_soon(self.port_mapping.run)
                     task_status.started()
                     try:
                         await trio.sleep_forever()

@@ -373,6 +373,57 @@ class RelayReservations:
             await trio.sleep(self.config.relay_check_s)
 
 
+# -- UPnP ----------------------------------------------------------------------------------------
+
+
+class UpnpPortMapping:
+    """`--upnp`: ask a UPnP router on the LAN to forward our TCP listen ports, announce the mapped
+    address (AutoNAT then says whether it works), and remove the mapping on the way out.
+
+    py-libp2p's `UpnpManager` does the talking (miniupnpc, blocking calls in threads). Its own
+    `enable_upnp` host option is not used: the host's start is supervised by our own code.
+    """
+
+    def __init__(self, host: IHost, book: AddressBook) -> None:
+        self.host = host
+        self.book = book
+        self.mapped: list[multiaddr.Multiaddr] = []
+        self.router_found: bool | None = None
+
+    def _ports(self) -> list[int]:
+        ports = set()
+        for addr in self.host.get_transport_addrs():  # type: ignore[attr-defined]
+            try:
+                ports.add(int(addr.value_for_protocol("tcp")))
+            except Exception:
+                continue
+        return sorted(ports)
+
+    async def run(self) -> None:
+        from libp2p.discovery.upnp.upnp import UpnpManager
+
+        manager = UpnpManager()
+        self.router_found = await manager.discover()
+        external = manager.get_external_ip() if self.router_found else None
+        if not external:
+            logger.info("UPnP: no router answered; nothing mapped")
+            return
+        ports = [p for p in self._ports() if await manager.add_port_mapping(p, "TCP")]
+        proto = "ip6" if ":" in external else "ip4"
+        self.mapped = [multiaddr.Multiaddr(f"/{proto}/{external}/tcp/{p}") for p in ports]
+        logger.info("UPnP: the router forwards %s", ", ".join(str(a) for a in self.mapped) or "nothing")
+        self.book.set_mapped(self.mapped)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(deadline=trio.current_time() + 5, shield=True):
+                for port in ports:
+                    try:
+                        await manager.remove_port_mapping(port, "TCP")
+                    except Exception:
+                        logger.debug("UPnP: removing the mapping of %d failed", port, exc_info=True)
+
+
 # -- from relayed to direct ---------------------------------------------------------------------
 
 

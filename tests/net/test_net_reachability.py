@@ -88,6 +88,9 @@ def test_announce_replaces_listen_addresses_and_private_gives_out_only_relay_add
     assert [str(a) for a in book.advertised()] == [relay]
     book.reachability = Reachability.PUBLIC
     assert [str(a) for a in book.advertised()] == ["/ip4/192.168.1.5/tcp/30633", relay]
+    # a UPnP mapping is announced next to the own addresses (AutoNAT then checks it)
+    book.set_mapped([multiaddr.Multiaddr("/ip4/198.51.100.9/tcp/30633")])
+    assert [str(a) for a in book.advertised()] == ["/ip4/192.168.1.5/tcp/30633", "/ip4/198.51.100.9/tcp/30633", relay]
 
 
 def test_autonat_decision_needs_agreement() -> None:
