@@ -264,7 +264,7 @@ def _row_map(row: Any, n: int) -> dict[int, int]:
 def _voting_row(inp: yuma.EpochInput, i: int) -> dict[int, int]:
     """Validator i's weights as the epoch counts them: destinations registered at or after the
     row's last update (or its earliest live commit) masked, its self-weight dropped unless it is
-    the owner's (the masks of yuma.md §3.5)."""
+    the owner's (the masks of docs/spec/epoch.md §3.5)."""
     threshold = inp.last_update[i]
     commit_block = None if inp.commit_blocks is None else inp.commit_blocks[i]
     if commit_block is not None and commit_block + 1 < threshold:
