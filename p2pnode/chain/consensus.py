@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import finality, unbonding
+from p2pnode.chain import finality, statekeys, unbonding
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import decode, sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
@@ -32,7 +32,7 @@ def shared_global(state: State, name: str, default: Any = None) -> Any:
     message; decoding them once per distinct value (as State.param does for params) keeps that
     cheap. Callers copy before changing anything.
     """
-    raw = state.get_raw(b"G" + name.encode())
+    raw = state.get_raw(statekeys.global_value(name))
     if raw is None:
         return default
     value = _DECODED.get(raw)
@@ -56,7 +56,7 @@ def add_candidate(state: State, hotkey: bytes) -> None:
 
 
 def is_slashed(state: State, hotkey: bytes) -> bool:
-    return state.get(b"Xslashed" + hotkey) is not None
+    return state.get(statekeys.slashed(hotkey)) is not None
 
 
 def compute_validator_set(state: State) -> list[list[Any]]:
@@ -208,7 +208,7 @@ def slash(state: State, hotkey: bytes, height: int) -> int:
     if burned:
         state.add_supply("burned", burned)
     burned += unbonding.slash(state, hotkey, permille)
-    state.put(b"Xslashed" + hotkey, [height, burned])
+    state.put(statekeys.slashed(hotkey), [height, burned])
     return burned
 
 

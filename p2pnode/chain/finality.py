@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from p2pnode.chain import statekeys
 from p2pnode.chain.encoding import decode
-from p2pnode.chain.state import State, u64b
+from p2pnode.chain.state import State
 from p2pnode.chain.types import Checkpoint, FinalityVote
 
 # Checkpoints of this many recent epochs are kept in state (votes may only target the current or
@@ -37,7 +38,6 @@ KEPT_JUSTIFIED = 4
 # Tallies are kept for target epochs no older than this many epochs before the current one.
 KEPT_TALLY_EPOCHS = 2
 
-_TALLY_PREFIX = b"Xffgtally"
 _DECODED: dict[bytes, Any] = {}
 
 
@@ -51,7 +51,7 @@ def cp_from(plain: list[Any]) -> Checkpoint:
 
 def _ffg(state: State) -> dict[str, Any]:
     """The finality record (shared decoded value: never change it in place, copy first)."""
-    raw = state.get_raw(b"Gffg")
+    raw = state.get_raw(statekeys.global_value("ffg"))
     if raw is None:
         return {"justified": [], "finalized": None, "checkpoints": [], "tallies": []}
     value = _DECODED.get(raw)
@@ -121,7 +121,7 @@ def vote_target(state: State, head_hash: bytes, head_height: int, head_slot: int
 
 
 def _tally_key(epoch: int) -> bytes:
-    return _TALLY_PREFIX + u64b(epoch)
+    return statekeys.ffg_tally(epoch)
 
 
 def vote_problem(state: State, vote: FinalityVote, slot: int, vset: dict[str, Any] | None) -> str | None:

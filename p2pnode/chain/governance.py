@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import subnets
+from p2pnode.chain import statekeys, subnets
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.params import GENESIS_ONLY_PARAMS, check_param
@@ -23,7 +23,7 @@ from p2pnode.chain.types import GovVote, Propose, Tx
 
 
 def _key(proposal_id: int) -> bytes:
-    return b"P" + proposal_id.to_bytes(8, "big")
+    return statekeys.proposal(proposal_id)
 
 
 def proposal(state: State, proposal_id: int) -> dict[str, Any] | None:
@@ -35,12 +35,12 @@ def proposal_ids(state: State) -> list[int]:
 
 
 def vote_of(state: State, proposal_id: int, cold: bytes) -> list[Any] | None:
-    return state.get(b"V" + proposal_id.to_bytes(8, "big") + cold)
+    return state.get(statekeys.vote(proposal_id, cold))
 
 
 def locked_stake(state: State, cold: bytes, height: int) -> int:
     """Stake of `cold` that its votes on still-open proposals counted (cannot be removed)."""
-    lock = state.get(b"Q" + cold)
+    lock = state.get(statekeys.vote_lock(cold))
     if lock is None or lock[1] < height:
         return 0
     return lock[0]
@@ -127,7 +127,7 @@ def _vote(state: State, tx: Tx, ctx: BlockContext) -> None:
     weight = state.coldkey_stake(tx.sender)
     if weight == 0:
         raise TxInvalid("no_stake", "only stake votes")
-    vkey = b"V" + body.proposal.to_bytes(8, "big") + tx.sender
+    vkey = statekeys.vote(body.proposal, tx.sender)
     previous = state.get(vkey)
     if previous is not None:  # a later vote replaces the earlier one
         prop[previous[0]] -= previous[1]
@@ -136,9 +136,9 @@ def _vote(state: State, tx: Tx, ctx: BlockContext) -> None:
     prop[body.choice] += weight
     state.put(vkey, [body.choice, weight])
     state.put(_key(body.proposal), prop)
-    lock = state.get(b"Q" + tx.sender)
+    lock = state.get(statekeys.vote_lock(tx.sender))
     amount, until = (0, 0) if lock is None or lock[1] < ctx.height else lock
-    state.put(b"Q" + tx.sender, [max(amount, weight), max(until, prop["end"])])
+    state.put(statekeys.vote_lock(tx.sender), [max(amount, weight), max(until, prop["end"])])
 
 
 def check_unlocked(state: State, cold: bytes, remaining_stake: int, height: int) -> None:

@@ -18,9 +18,9 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from p2pnode.chain import yuma
+from p2pnode.chain import statekeys, yuma
 from p2pnode.chain.encoding import encode, sha256
-from p2pnode.chain.state import State, u16b
+from p2pnode.chain.state import State
 
 RECEIPTS_KEPT = 16
 RECEIPT_VERSION = 2  # 2: rows as u16 byte strings (1 had lists of pairs)
@@ -192,7 +192,7 @@ def outputs_hash(out: yuma.EpochOutput) -> bytes:
 
 
 def receipts_key(netuid: int) -> bytes:
-    return b"E" + u16b(netuid)
+    return statekeys.epoch_receipts(netuid)
 
 
 def commit_receipt(state: State, record: EpochRecord) -> None:

@@ -5,21 +5,7 @@ and buffers its writes; nothing reaches the reader. `child()` opens a nested ove
 one transaction (commit on success, drop on failure), so a rejected transaction or block leaves no
 partial state. `root()` updates the LtHash accumulator from the changed keys only.
 
-Key layout (one-byte table prefix, fixed-width binary fields, so keys sort by table):
-    A|pub                account: [balance, nonce]
-    S|cold|hot           stake of a coldkey on a hotkey
-    T|hot                total stake on a hotkey
-    L|hot                sorted list of coldkeys staking on a hotkey
-    R|cold               sorted list of hotkeys a coldkey stakes on
-    H|hot                hotkey record: [owner coldkey, take]
-    N|netuid             subnet record (map)
-    U|netuid|uid         neuron record (map)
-    K|netuid|hot         uid of a hotkey on a subnet
-    C|netuid|hot         weight commit: [hash, block, epoch]
-    E|netuid             the newest epoch receipts: [[epoch, block, inputs hash, outputs hash], ...]
-    G|name               global value (params, supply, validator set, finality, ...)
-    P|id                 governance proposal; V|id|cold vote
-    X|name               slashing / signing records
+The key layout is `p2pnode.chain.statekeys`'s.
 """
 
 from __future__ import annotations
@@ -27,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from p2pnode.chain import accumulator
+from p2pnode.chain import statekeys as keys
 from p2pnode.chain.encoding import decode, encode
 
 _MISSING = object()
@@ -54,12 +41,6 @@ class DictReader:
                 self.data[key] = value
 
 
-def u16b(n: int) -> bytes:
-    return n.to_bytes(2, "big")
-
-
-def u64b(n: int) -> bytes:
-    return n.to_bytes(8, "big")
 
 
 class State:
@@ -134,10 +115,10 @@ class State:
     # ---------------------------------------------------------------- globals
 
     def global_value(self, name: str, default: Any = None) -> Any:
-        return self.get(b"G" + name.encode(), default)
+        return self.get(keys.global_value(name), default)
 
     def set_global(self, name: str, value: Any) -> None:
-        self.put(b"G" + name.encode(), value)
+        self.put(keys.global_value(name), value)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -145,7 +126,7 @@ class State:
 
     def param(self, name: str) -> int:
         # Parameters are read for every transaction: decode the params map once per distinct value.
-        raw = self.get_raw(b"Gparams")
+        raw = self.get_raw(keys.global_value("params"))
         assert raw is not None, "state has no params"
         params = _PARAMS_CACHE.get(raw)
         if params is None:
@@ -166,25 +147,25 @@ class State:
     # ---------------------------------------------------------------- accounts
 
     def balance(self, pub: bytes) -> int:
-        rec = self.get(b"A" + pub)
+        rec = self.get(keys.account(pub))
         return 0 if rec is None else rec[0]
 
     def nonce(self, pub: bytes) -> int:
-        rec = self.get(b"A" + pub)
+        rec = self.get(keys.account(pub))
         return 0 if rec is None else rec[1]
 
     def set_account(self, pub: bytes, balance: int, nonce: int) -> None:
         if balance == 0 and nonce == 0:
-            self.delete(b"A" + pub)
+            self.delete(keys.account(pub))
         else:
-            self.put(b"A" + pub, [balance, nonce])
+            self.put(keys.account(pub), [balance, nonce])
 
     def credit(self, pub: bytes, amount: int) -> None:
-        rec = self.get(b"A" + pub) or [0, 0]
+        rec = self.get(keys.account(pub)) or [0, 0]
         self.set_account(pub, rec[0] + amount, rec[1])
 
     def debit(self, pub: bytes, amount: int) -> None:
-        rec = self.get(b"A" + pub) or [0, 0]
+        rec = self.get(keys.account(pub)) or [0, 0]
         if rec[0] < amount:
             raise ValueError("debit exceeds balance")  # callers validate first: this is a bug
         self.set_account(pub, rec[0] - amount, rec[1])
@@ -202,13 +183,13 @@ class State:
     # ---------------------------------------------------------------- stake
 
     def stake(self, cold: bytes, hot: bytes) -> int:
-        return self.get(b"S" + cold + hot, 0)
+        return self.get(keys.stake(cold, hot), 0)
 
     def total_stake(self, hot: bytes) -> int:
-        return self.get(b"T" + hot, 0)
+        return self.get(keys.total_stake(hot), 0)
 
     def stakers(self, hot: bytes) -> list[bytes]:
-        return self.get(b"L" + hot, [])
+        return self.get(keys.stakers(hot), [])
 
     def change_stake(self, cold: bytes, hot: bytes, delta: int) -> None:
         """Add (or with a negative delta remove) stake; keeps totals and the staker list."""
@@ -217,18 +198,18 @@ class State:
         if new < 0:
             raise ValueError("stake would go negative")  # callers validate first
         if new == 0:
-            self.delete(b"S" + cold + hot)
+            self.delete(keys.stake(cold, hot))
         else:
-            self.put(b"S" + cold + hot, new)
+            self.put(keys.stake(cold, hot), new)
         total = self.total_stake(hot) + delta
         if total == 0:
-            self.delete(b"T" + hot)
+            self.delete(keys.total_stake(hot))
         else:
-            self.put(b"T" + hot, total)
+            self.put(keys.total_stake(hot), total)
         self.set_global("total_staked", self.global_value("total_staked", 0) + delta)
         if (old == 0) != (new == 0):
-            self._set_member(b"L" + hot, cold, new != 0)
-            self._set_member(b"R" + cold, hot, new != 0)
+            self._set_member(keys.stakers(hot), cold, new != 0)
+            self._set_member(keys.staked_hotkeys(cold), hot, new != 0)
 
     def _set_member(self, key: bytes, member: bytes, present: bool) -> None:
         members = set(self.get(key, []))
@@ -242,7 +223,7 @@ class State:
             self.delete(key)
 
     def staked_hotkeys(self, cold: bytes) -> list[bytes]:
-        return self.get(b"R" + cold, [])
+        return self.get(keys.staked_hotkeys(cold), [])
 
     def coldkey_stake(self, cold: bytes) -> int:
         """All stake a coldkey holds, over every hotkey."""
@@ -254,38 +235,38 @@ class State:
     # ---------------------------------------------------------------- hotkeys
 
     def hotkey_owner(self, hot: bytes) -> bytes | None:
-        rec = self.get(b"H" + hot)
+        rec = self.get(keys.hotkey(hot))
         return None if rec is None else rec[0]
 
     def hotkey_take(self, hot: bytes) -> int:
-        rec = self.get(b"H" + hot)
+        rec = self.get(keys.hotkey(hot))
         return self.param("default_take") if rec is None else rec[1]
 
     def set_hotkey(self, hot: bytes, owner: bytes, take: int) -> None:
-        self.put(b"H" + hot, [owner, take])
+        self.put(keys.hotkey(hot), [owner, take])
 
     # ---------------------------------------------------------------- subnets and neurons
 
     def subnet(self, netuid: int) -> dict[str, Any] | None:
-        return self.get(b"N" + u16b(netuid))
+        return self.get(keys.subnet(netuid))
 
     def set_subnet(self, netuid: int, record: dict[str, Any]) -> None:
-        self.put(b"N" + u16b(netuid), record)
+        self.put(keys.subnet(netuid), record)
 
     def netuids(self) -> list[int]:
         return self.global_value("netuids", [])
 
     def neuron(self, netuid: int, uid: int) -> dict[str, Any] | None:
-        return self.get(b"U" + u16b(netuid) + u16b(uid))
+        return self.get(keys.neuron(netuid, uid))
 
     def set_neuron(self, netuid: int, uid: int, record: dict[str, Any]) -> None:
-        self.put(b"U" + u16b(netuid) + u16b(uid), record)
+        self.put(keys.neuron(netuid, uid), record)
 
     def uid_of(self, netuid: int, hot: bytes) -> int | None:
-        return self.get(b"K" + u16b(netuid) + hot)
+        return self.get(keys.uid(netuid, hot))
 
     def set_uid_of(self, netuid: int, hot: bytes, uid: int | None) -> None:
         if uid is None:
-            self.delete(b"K" + u16b(netuid) + hot)
+            self.delete(keys.uid(netuid, hot))
         else:
-            self.put(b"K" + u16b(netuid) + hot, uid)
+            self.put(keys.uid(netuid, hot), uid)

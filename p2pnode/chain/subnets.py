@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import receipts, yuma
+from p2pnode.chain import receipts, statekeys, yuma
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.emission import block_emission
 from p2pnode.chain.encoding import encode, sha256
@@ -364,7 +364,7 @@ def _commit_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
     uid = _uid_or_reject(state, body.netuid, tx.sender)
     if not sn["hp"]["commit_reveal_enabled"]:
         raise TxInvalid("commit_reveal_disabled", "set weights directly on this subnet")
-    key = b"C" + body.netuid.to_bytes(2, "big") + tx.sender
+    key = statekeys.commits(body.netuid, tx.sender)
     commits = _live_commits(sn, state.get(key, []))
     if commits and ctx.height - commits[-1][2] < sn["hp"]["weights_rate_limit"]:
         raise TxInvalid("weights_rate_limited", f"{sn['hp']['weights_rate_limit']} blocks between commits")
@@ -384,7 +384,7 @@ def _reveal_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
     uid = _uid_or_reject(state, body.netuid, tx.sender)
     if not sn["hp"]["commit_reveal_enabled"]:
         raise TxInvalid("commit_reveal_disabled")
-    key = b"C" + body.netuid.to_bytes(2, "big") + tx.sender
+    key = statekeys.commits(body.netuid, tx.sender)
     commits = _live_commits(sn, state.get(key, []))
     digest = commit_hash(tx.sender, body.netuid, body.uids, body.values, body.salt, body.version_key)
     index = next((i for i, c in enumerate(commits) if c[0] == digest), None)
@@ -470,7 +470,7 @@ def epoch_input(state: State, netuid: int, sn: dict[str, Any], block: int, amoun
     if hp["commit_reveal_enabled"]:
         commit_blocks = []
         for nr in neurons:
-            live = _live_commits(sn, state.get(b"C" + netuid.to_bytes(2, "big") + nr["hot"], []))  # type: ignore[index]
+            live = _live_commits(sn, state.get(statekeys.commits(netuid, nr["hot"]), []))  # type: ignore[index]
             commit_blocks.append(min((c[2] for c in live), default=None))
     return yuma.EpochInput(
         n=n,

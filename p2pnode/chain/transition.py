@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from p2pnode.chain import consensus, governance, subnets, unbonding
+from p2pnode.chain import consensus, governance, statekeys, subnets, unbonding
 from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
@@ -99,7 +99,7 @@ def _take_free_duty_slot(state: State, hotkey: bytes, height: int) -> None:
     Every duty also needs a registered uid (paid for by a burn), so free transactions per block are
     bounded by the number of uids, and each uid's by this interval and the duty's own limits.
     """
-    key = b"Z" + hotkey
+    key = statekeys.free_duty(hotkey)
     last = state.get(key)
     interval = state.param("free_duty_interval")
     if last is not None and height - last < interval:

@@ -16,16 +16,17 @@ an entry due at that height (an entry whose delay was restarted is skipped there
 
 from __future__ import annotations
 
+from p2pnode.chain import statekeys
 from p2pnode.chain.context import BlockContext
-from p2pnode.chain.state import State, u64b
+from p2pnode.chain.state import State
 
 
 def _entries_key(hot: bytes) -> bytes:
-    return b"Y" + hot
+    return statekeys.unbonding(hot)
 
 
 def _due_key(height: int) -> bytes:
-    return b"W" + u64b(height)
+    return statekeys.unbonding_due(height)
 
 
 def entries(state: State, hot: bytes) -> list[list[object]]:

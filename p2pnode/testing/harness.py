@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from p2pnode.chain import accumulator, consensus
+from p2pnode.chain import accumulator, consensus, statekeys
 from p2pnode.chain.encoding import decode
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.genesis import Genesis, build_genesis_state
@@ -80,8 +80,8 @@ class ChainHarness:
     def conservation(self) -> tuple[int, int]:
         """(balances + stake + burned + locked, genesis + emitted): equal after every block."""
         data = self.reader.data
-        balances = sum(decode(v)[0] for k, v in data.items() if k[:1] == b"A")
-        stakes = sum(decode(v) for k, v in data.items() if k[:1] == b"S")
+        balances = sum(decode(v)[0] for k, v in data.items() if k[:1] == statekeys.ACCOUNT)
+        stakes = sum(decode(v) for k, v in data.items() if k[:1] == statekeys.STAKE)
         supply = self.state.supply()
         return balances + stakes + supply["burned"] + supply["locked"], supply["genesis"] + supply["emitted"]
 

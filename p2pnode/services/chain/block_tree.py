@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from p2pnode.chain import accumulator, consensus, finality
+from p2pnode.chain import accumulator, consensus, finality, statekeys
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.forkchoice import BlockInfo, is_better
@@ -304,7 +304,7 @@ class BlockTree:
                 if block is None or record is None:
                     raise BlockInvalid("conflicts_with_finality", "cannot roll back past pruned undo records")
                 changes = {key: store.get(key) for key, _ in record[1]}
-                info = _info(block, _justified_epoch_of_raw(store.get(b"Gffg")))
+                info = _info(block, _justified_epoch_of_raw(store.get(statekeys.global_value("ffg"))))
                 rolled.append(_ForkBlock(block, info, changes, store.head_accumulator()))
                 store.rollback_head()
             for fork in reversed(path):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from p2pnode.chain import statekeys
 from p2pnode.chain.state import State
 
 __all__ = ["MarketChain", "NeuronInfo", "StateView", "SubnetInfo", "WeightCommit"]
@@ -119,7 +120,7 @@ class StateView:
         return self._head_state().total_stake(hotkey)
 
     def weight_commits(self, netuid: int, hotkey: bytes) -> list[WeightCommit]:
-        commits = self._head_state().get(b"C" + netuid.to_bytes(2, "big") + hotkey, [])
+        commits = self._head_state().get(statekeys.commits(netuid, hotkey), [])
         return [WeightCommit(bytes(c[0]), int(c[1])) for c in commits]
 
     def uid_of(self, netuid: int, hotkey: bytes) -> int | None:
