@@ -9,6 +9,7 @@ record (explain then says so), never the chain.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.receipts import RECEIPTS_KEPT, EpochRecord
 from p2pnode.store.private_files import private_database
+
+
+log = logging.getLogger("p2pnode.store")
 
 
 class EpochRecordError(Exception):
@@ -46,12 +50,19 @@ class EpochRecordStore:
         self._db.close()
 
     def add(self, block_hash: bytes, height: int, records: list[EpochRecord]) -> None:
-        """Keep the records of the epochs `block_hash` ran, then drop epochs older than `keep`."""
-        for record in records:
-            self.put_document(record.netuid, record.epoch, block_hash, height, record.to_document())
-        for netuid in {r.netuid for r in records}:
-            newest = self._db.execute("SELECT MAX(epoch) FROM epoch_records WHERE netuid=?", (netuid,)).fetchone()[0]
-            self._db.execute("DELETE FROM epoch_records WHERE netuid=? AND epoch<=?", (netuid, newest - self.keep))
+        """Keep the records of the epochs `block_hash` ran, then drop epochs older than `keep`.
+
+        Called after the block committed: a failure here (a full disk) is logged and loses these
+        records only; the block import it follows stands.
+        """
+        try:
+            for record in records:
+                self.put_document(record.netuid, record.epoch, block_hash, height, record.to_document())
+            for netuid in {r.netuid for r in records}:
+                newest = self._db.execute("SELECT MAX(epoch) FROM epoch_records WHERE netuid=?", (netuid,)).fetchone()[0]
+                self._db.execute("DELETE FROM epoch_records WHERE netuid=? AND epoch<=?", (netuid, newest - self.keep))
+        except sqlite3.Error as exc:
+            log.warning("epoch records of block %s not kept: %s", block_hash.hex()[:16], exc)
 
     def put_document(self, netuid: int, epoch: int, block_hash: bytes, height: int, document: Any) -> None:
         self._db.execute(

@@ -193,3 +193,12 @@ def test_a_record_with_outputs_of_the_wrong_length_is_refused(market: Chain) -> 
     doc["outputs"]["bonds"][1] = [b"\x01\x00", b"\x01"]
     with pytest.raises(ReceiptError, match="equal, even length"):
         EpochRecord.from_document(doc)
+
+
+def test_a_failing_record_file_loses_the_records_not_the_block(tmp_path: Path) -> None:
+    c = Chain(tmp_path)
+    c.records.close()  # every write now fails
+    for _ in range(2 * TEMPO):
+        c.block()
+    assert len(committed_receipts(c.tree.head_state(), 1)) >= 2
+    assert c.tree.head.height == 2 * TEMPO
