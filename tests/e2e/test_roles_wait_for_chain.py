@@ -97,6 +97,11 @@ def chain(tmp_path: Path) -> Iterator[tuple[Path, Proc, dict[str, str]]]:
     home.mkdir()
     (home / "seed").write_text(hashlib.sha256(b"p2pnode-dev/validator-0-cold").hexdigest())
     cli("keys", "import", "--seed-file", str(home / "seed"), env=env)
+    # The hotkeys this wallet binds: the chain binds a new hotkey only with its own signature, which
+    # the CLI makes when the wallet holds the hotkey.
+    for name in ("late-subnet-owner-hot", "miner-0-hot", "miner-1-hot"):
+        (home / name).write_text(hashlib.sha256(b"p2pnode-dev/" + name.encode()).hexdigest())
+        cli("keys", "import", "--hotkey", name, "--seed-file", str(home / name), env=env)
     try:
         yield tmp_path, validator, env
     finally:
