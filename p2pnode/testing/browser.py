@@ -49,3 +49,8 @@ def svg_points(svg: bytes) -> int:
     """The most points in any line of a chart the node drew."""
     lines = svg.split(b"<polyline")[1:]
     return max((len(line.split(b'points="', 1)[1].split(b'"', 1)[0].split()) for line in lines), default=0)
+
+
+def shown_head(driver: Any) -> int:
+    """The head height the dashboard shows (0 until it has one)."""
+    return int(driver.execute_script("return Number(document.getElementById('head-height').textContent) || 0"))

@@ -17,7 +17,7 @@ import pytest
 
 from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, svg_points
+from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, shown_head, svg_points
 from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
 from protocols import codec
 
@@ -66,13 +66,13 @@ def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path:
     serve_markup_model(peer)
     browser.get(peer.api + "/")
     wait = WebDriverWait(browser, 90, poll_frequency=0.25)
-    rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]"))
-    assert len(rows) >= 2
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")) >= 2)
     wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
 
     # The model name is shown as the literal text the miner chose; it became no element and ran nothing.
-    models = [row.find_elements(By.TAG_NAME, "td")[-1].text for row in
-              browser.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")]
+    # (Read in one script: the page re-renders the table on every epoch.)
+    models = browser.execute_script(
+        "return [...document.querySelectorAll('#metagraph tr[data-uid] td:last-child')].map(c => c.textContent)")
     assert XSS_MODEL in models
     assert not browser.find_elements(By.CSS_SELECTOR, "#metagraph img")
     assert browser.title == "p2pnode"
@@ -81,8 +81,8 @@ def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path:
 
     # New blocks arrive over the event stream, without reloading the page.
     marker = browser.execute_script("window.__notReloaded = true; return 1")
-    first = int(browser.find_element(By.ID, "head-height").text)
-    wait.until(lambda d: int(d.find_element(By.ID, "head-height").text) >= first + 2)
+    first = wait.until(shown_head)
+    wait.until(lambda d: shown_head(d) >= first + 2)
     assert browser.execute_script("return window.__notReloaded === true") and marker == 1
     wait.until(lambda d: d.find_element(By.ID, "finalized-height").text not in ("", "–"))
 
@@ -95,7 +95,7 @@ def test_the_live_dashboard_in_a_browser(peer: LivePeer, browser: Any, tmp_path:
     assert browser.find_element(By.ID, "incentive-chart").get_attribute("src").startswith(peer.api + "/charts/")
 
     # A uid's receipt: how it was paid in the latest epoch, checked against the chain's commitment.
-    browser.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")[0].click()
+    browser.execute_script("document.querySelector('#metagraph tr[data-uid]').click()")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#uid-detail table.facts tr"))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#uid-detail ul.checks li"))
     assert not browser.find_elements(By.CSS_SELECTOR, "#uid-detail ul.checks li.failed")

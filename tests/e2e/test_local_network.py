@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from e2e_util import api, cli, cli_json, nodes, try_api, wait_until
 
-from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, svg_points
+from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, shown_head, svg_points
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -158,6 +158,9 @@ def test_metrics_of_a_live_miner_and_validator(testnet: Path) -> None:
     assert any(s.value > 0 for s in validator["p2pnode_peers_connected"].samples)
 
 
+MODEL_CELLS = "return [...document.querySelectorAll('#metagraph tr[data-uid] td:last-child')].map(c => c.textContent)"
+
+
 def test_the_dashboard_shows_the_market_live(testnet: Path, tmp_path: Path) -> None:
     """node-0's dashboard in headless Chromium: peers, the paid miners, charts drawn from epochs, new blocks."""
     from selenium.webdriver.common.by import By
@@ -173,14 +176,12 @@ def test_the_dashboard_shows_the_market_live(testnet: Path, tmp_path: Path) -> N
         wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#peers tr")) > 1)
 
-        def shown_models(d: Any) -> set[str]:
-            return {row.find_elements(By.TAG_NAME, "td")[-1].text for row in d.find_elements(By.CSS_SELECTOR, "#metagraph tr[data-uid]")}
-
-        wait.until(lambda d: shown_models(d) >= {"text-transformer", "text-bigram", "text-uniform"})
+        # Read the table in one script: the page re-renders it on every epoch.
+        wait.until(lambda d: set(d.execute_script(MODEL_CELLS)) >= {"text-transformer", "text-bigram", "text-uniform"})
         # Incentive per uid over the epochs this node has seen: lines with several points each.
         wait.until(lambda _: svg_points(urllib.request.urlopen(url + "/charts/incentive/1", timeout=10).read()) >= 2)
-        first = int(driver.find_element(By.ID, "head-height").text)
-        wait.until(lambda d: int(d.find_element(By.ID, "head-height").text) > first)
+        first = wait.until(shown_head)
+        wait.until(lambda d: shown_head(d) > first)
         wait.until(lambda d: d.execute_script(
             "return [...document.querySelectorAll('img.chart')].every(i => i.complete && i.naturalWidth > 0)"))
         assert csp_violations(driver) == []
