@@ -165,9 +165,10 @@ def _stake(args: argparse.Namespace) -> int:
 
 def _subnet_list(args: argparse.Namespace) -> int:
     subnets = api_get(args, "/subnets")
-    lines = [f"{'netuid':>6} {'task':<9} {'uids':>5} {'tempo':>6} {'pending emission':>20}  owner"]
+    lines = [f"{'netuid':>6} {'task':<9} {'uids':>5} {'tempo':>6} {'pending emission':>20} {'register burn':>18}  owner"]
     lines += [f"{s['netuid']:>6} {s['task']:<9} {s['n']:>5} {s['hyperparameters']['tempo']:>6} "
-              f"{_tao(s['pending_emission']):>20}  {s['owner'] or '-'}" for s in subnets]
+              f"{_tao(s['pending_emission']):>20} {_tao(s.get('registration_burn', 0)):>18}  {s['owner'] or '-'}"
+              for s in subnets]
     emit(args, subnets, "\n".join(lines))
     return 0
 
@@ -183,9 +184,15 @@ def _subnet_create(args: argparse.Namespace) -> int:
 def _subnet_register(args: argparse.Namespace) -> int:
     hot = parse_address(args.register_hotkey, "hotkey")
     max_burn = args.max_burn if args.max_burn is not None else 2**64 - 1
+    subnet = next((sn for sn in api_get(args, "/subnets") if sn["netuid"] == args.netuid), None)
+    if subnet is None:
+        raise CliError(f"no subnet {args.netuid}")
+    price = subnet.get("registration_burn", subnet["hyperparameters"]["registration_burn"])
+    if price > max_burn:
+        raise CliError(f"registration burns {_tao(price)} now, above --max-burn {_tao(max_burn)}")
     signer = load_signer(args)
     body = Register(netuid=args.netuid, hotkey=hot, max_burn=max_burn, hotkey_sig=_hotkey_consent(args, hot, signer))
-    return _done(args, submit(args, signer, body), "register")
+    return _done(args, submit(args, signer, body), f"register (burns {_tao(price)})")
 
 
 def _subnet_set(args: argparse.Namespace) -> int:

@@ -142,7 +142,12 @@ def test_subnet_create_register_and_set(peer: Peer, env: dict[str, str]) -> None
     subnets = wait_until(lambda: [s for s in cli_json("subnet", "list", "--api", peer.api) if s["task"] == "forecast"],
                          60, "the subnet")
     netuid = subnets[0]["netuid"]
-    cli("subnet", "register", "--netuid", str(netuid), "--hotkey", MINER_HOT.address, "--api", peer.api, env=env)
+    price = next(s for s in cli_json("subnet", "list", "--api", peer.api) if s["netuid"] == netuid)["registration_burn"]
+    refused = cli("subnet", "register", "--netuid", str(netuid), "--hotkey", MINER_HOT.address, "--max-burn",
+                  f"{price - 1}rao", "--api", peer.api, env=env, check=False)
+    assert refused.returncode == 1 and "above --max-burn" in refused.stderr
+    done = cli("subnet", "register", "--netuid", str(netuid), "--hotkey", MINER_HOT.address, "--api", peer.api, env=env)
+    assert f"burns {price / 10**9:,.9f} TAO" in done.stdout
     cli("subnet", "set", "--netuid", str(netuid), "tempo", "50", "--api", peer.api, env=env)
 
     def updated() -> bool:
