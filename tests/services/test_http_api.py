@@ -83,6 +83,8 @@ async def test_routes_errors_and_bounds() -> None:
         assert (status, body["error"]) == (404, "not_found")
         status, body = await json_request(port, b"DELETE /status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert (status, body["error"]) == (405, "method_not_allowed")
+        status, _ = await raw_request(port, b"HEAD /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert status == 200
         status, body = await json_request(port, b"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
         assert (status, body) == (200, {"length": 5})
         big = f"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()

@@ -257,16 +257,18 @@ class HttpApi:
                 chunks = await handler(await _plain_request(request))
             except HttpError as exc:
                 return _error(exc.status, exc.name, exc.message)
+            except Exception as exc:  # as for plain handlers: a named 500, and the server carries on
+                log.exception("API stream handler failed: %s %s", request.method, request.url.path)
+                return _error(500, type(exc).__name__, str(exc)[:200])
             return StreamingResponse(chunks, media_type="text/event-stream", headers=SECURITY_HEADERS)
         return endpoint
 
     def app(self) -> ASGIApp:
         """The ASGI application: one starlette route per registered (method, first segment)."""
         routes: list[BaseRoute] = []
-        docs = Response.json
 
         async def openapi(request: StarletteRequest) -> StarletteResponse:
-            return _starlette_response(docs(self.openapi()))
+            return _starlette_response(Response.json(self.openapi()))
 
         routes.append(Route("/openapi.json", openapi, methods=["GET"]))
         grouped: dict[str, dict[str, Callable[[StarletteRequest], Awaitable[StarletteResponse]]]] = {}
@@ -313,5 +315,9 @@ class HttpApi:
 def _by_method(endpoints: dict[str, Callable[[StarletteRequest], Awaitable[StarletteResponse]]]
                ) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
     async def endpoint(request: StarletteRequest) -> StarletteResponse:
-        return await endpoints[request.method](request)
+        # starlette lets HEAD through wherever GET is allowed; it is answered as GET (without a body).
+        method = "GET" if request.method == "HEAD" and "HEAD" not in endpoints else request.method
+        if method not in endpoints:
+            return _error(405, "method_not_allowed", f"{request.method} {request.url.path}")
+        return await endpoints[method](request)
     return endpoint
