@@ -47,7 +47,7 @@ import trio.lowlevel
 from p2pnode.chain import types as t
 from p2pnode.chain.encoding import encode as canonical_encode
 from p2pnode.chain.genesis import GenesisError, build_genesis_state
-from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.schema import ChainObject, SchemaError, from_plain
 from p2pnode.epoch_case import EpochCaseError, loads_case
 from p2pnode.genesis_file import genesis_from_json
 from p2pnode.local_files import LocalFileError, parse_json
@@ -160,6 +160,35 @@ def _round_robin_target(classes: list[type[ChainObject]], seeds: list[bytes]) ->
     return Target(names, call, seeds, (MalformedMessage,), canonical=True)
 
 
+def _agreement_target(classes: list[type[ChainObject]], seeds: list[bytes]) -> Target:
+    """`codec.decode` reads into the schema in one pass; decoding generically and then checking
+    with `from_plain` must give the same object, or both must refuse (each input, every class)."""
+
+    def call(data: bytes) -> list[ChainObject]:
+        accepted = []
+        for cls in classes:
+            try:
+                reference: ChainObject | None = from_plain(cls, codec.decode_plain(data, sync.MAX_BLOCK_BYTES))
+            except (MalformedMessage, SchemaError):
+                reference = None
+            try:
+                decoded: ChainObject | None = codec.decode(cls, data, sync.MAX_BLOCK_BYTES)
+            except MalformedMessage:
+                decoded = None
+            if decoded != reference:
+                raise AssertionError(f"{cls.__name__}: {decoded!r} but plain decoding + schema gave {reference!r}")
+            if decoded is not None:
+                if codec.encode(decoded) != data:
+                    raise AssertionError(f"{cls.__name__}: accepted a non-canonical encoding")
+                accepted.append(decoded)
+        if not accepted:
+            raise MalformedMessage("refused as every class")
+        return accepted
+
+    names = ", ".join(cls.__name__ for cls in classes)
+    return Target(f"codec.decode agrees with decode_plain + from_plain ({names})", call, seeds, (MalformedMessage,))
+
+
 def build_targets(workdir: Path) -> list[Target]:
     """Every target, with a live ChainService over a real SQLite chain for the remote handlers."""
     genesis = make_genesis(1, 2)
@@ -247,6 +276,9 @@ def build_targets(workdir: Path) -> list[Target]:
         _codec_target(inference.SignedInferenceRequest, by_type[inference.SignedInferenceRequest]),
         _codec_target(inference.SignedInferenceResponse, by_type[inference.SignedInferenceResponse]),
         _round_robin_target(others, every),
+        _agreement_target([t.Block, t.SignedTx, t.Tx, t.SignedVote, t.Header, sync.Status, sync.BlocksByRangeResponse,
+                           inference.SignedInferenceRequest, inference.SignedInferenceResponse],
+                          every + block_seeds + tx_seeds),
         Target("gossip blocks: ChainService._guard_block", expect_verdict(service._guard_block), block_seeds),
         Target("gossip stake: ChainService._guard_stake_tx", expect_verdict(service._guard_stake_tx), tx_seeds),
         Target("gossip weights: ChainService._guard_weights_tx", expect_verdict(service._guard_weights_tx), tx_seeds),

@@ -23,8 +23,8 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from p2pnode.chain.encoding import encode as canonical_encode
-from p2pnode.chain.schema import ChainObject, ListOf, SchemaError, Struct, from_plain, to_plain
-from p2pnode.chain.types import TX_BODIES
+from p2pnode.chain.schema import Bool, Bytes, ChainObject, ListOf, SchemaError, Struct, Text, UInt, to_plain
+from p2pnode.chain.types import TX_BODIES, TxBodyField
 
 T = TypeVar("T", bound=ChainObject)
 
@@ -232,12 +232,281 @@ def decode_plain(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     return value
 
 
+# ---------------------------------------------------------------- decoding into a schema
+#
+# `decode` reads straight into the schema's types: every length is checked against the field's
+# bound (and the remaining input) before anything is built, so a message can never make the node
+# hold more than its schema allows, whatever it is filled with. The messages of `SchemaError` are
+# the schema's own (`from_plain`), with the same field paths.
+
+# What a value of each major type is called in an error (the Python type it would decode to).
+_MAJOR_NAMES = {0: "int", 1: "int", 2: "bytes", 3: "str", 4: "list", 5: "dict"}
+
+
+def _head(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(major type, argument, position after the head) of the item at `pos`, canonical form checked;
+    for major 7 the argument is the simple value (20, 21 or 22)."""
+    if pos >= end:
+        raise MalformedMessage("truncated")
+    initial = data[pos]
+    major = initial >> 5
+    info = initial & 31
+    if info < 24:
+        if major == 7 and not 20 <= info <= 22:
+            raise _refuse_initial(initial, pos)
+        if major == 6:
+            raise _refuse_initial(initial, pos)
+        return major, info, pos + 1
+    if info > 27 or major >= 6:
+        raise _refuse_initial(initial, pos)
+    size = _ARG_BYTES[info]
+    if pos + 1 + size > end:
+        raise MalformedMessage("truncated")
+    arg = int.from_bytes(data[pos + 1 : pos + 1 + size], "big")
+    if arg < _MIN_FOR_INFO[info]:
+        raise MalformedMessage(f"not the canonical encoding: non-minimal argument (offset {pos})")
+    return major, arg, pos + 1 + size
+
+
+def _type_name(major: int, arg: int) -> str:
+    if major == 7:
+        return "NoneType" if arg == 22 else "bool"
+    return _MAJOR_NAMES[major]
+
+
+def _skip(data: bytes, pos: int, end: int, depth: int) -> int:
+    """The position after the item at `pos`, walked without building it."""
+    major, arg, pos = _head(data, pos, end)
+    if major == 2 or major == 3:
+        if pos + arg > end:
+            raise MalformedMessage(f"string of {arg} bytes exceeds the remaining {end - pos}")
+        return pos + arg
+    if major == 4 or major == 5:
+        if depth >= MAX_NESTING:
+            raise MalformedMessage("nested too deeply")
+        count = arg if major == 4 else 2 * arg
+        if arg > MAX_CONTAINER_ITEMS or count > end - pos:
+            raise MalformedMessage(f"container of {arg} entries cannot fit in the remaining {end - pos} bytes")
+        for _ in range(count):
+            # Integers of up to 16 bits are stepped over inline (weights); what is skipped is read
+            # properly afterwards, so only the position matters here.
+            initial = data[pos] if pos < end else -1
+            if 0 <= initial < 0x18:
+                pos += 1
+            elif initial == 0x18:
+                pos += 2
+            elif initial == 0x19:
+                pos += 3
+            else:
+                pos = _skip(data, pos, end, depth + 1)
+        if pos > end:
+            raise MalformedMessage("truncated")
+    return pos
+
+
+def _field_set_error(cls: type[ChainObject], data: bytes, pos: int, end: int, count: int, depth: int,
+                     where: str) -> SchemaError:
+    """The schema's error for a map whose keys are not the schema's fields (values are skipped)."""
+    keys = []
+    for _ in range(count):
+        if pos >= end:
+            raise MalformedMessage("truncated")
+        if data[pos] >> 5 != 3:
+            raise MalformedMessage(f"map keys must be text (offset {pos})")
+        key, pos = _item(data, pos, end, depth)
+        keys.append(key)
+        pos = _skip(data, pos, end, depth)
+    schema = cls.SCHEMA
+    unknown = sorted(str(k) for k in set(keys) - schema.keys())
+    missing = sorted(schema.keys() - set(keys))
+    parts = []
+    if unknown:
+        parts.append(f"unknown fields {unknown}")
+    if missing:
+        parts.append(f"missing fields {missing}")
+    return SchemaError(f"{where}: {'; '.join(parts) or 'bad field set'}")
+
+
+# Field paths are built only for an error message: a path is a name, or (parent path, field name
+# or list index).
+Path = Any
+
+
+def _path(path: Path) -> str:
+    if type(path) is str:
+        return path
+    parent, key = path
+    return f"{_path(parent)}[{key}]" if type(key) is int else f"{_path(parent)}.{key}"
+
+
+def _struct(cls: type[T], data: bytes, pos: int, end: int, depth: int, path: Path) -> tuple[T, int]:
+    major, arg, pos = _head(data, pos, end)
+    if major != 5:
+        raise SchemaError(f"{_path(path)}: expected map, got {_type_name(major, arg)}")
+    if depth >= MAX_NESTING:
+        raise MalformedMessage("nested too deeply")
+    schema = cls.SCHEMA
+    if arg != len(schema):
+        if arg > MAX_CONTAINER_ITEMS or 2 * arg > end - pos:
+            raise MalformedMessage(f"map of {arg} entries cannot fit in the remaining {end - pos} bytes")
+        raise _field_set_error(cls, data, pos, end, arg, depth + 1, _path(path))
+    depth += 1
+    known = _KNOWN_KEYS
+    kwargs: dict[str, Any] = {}
+    previous = b""
+    start = pos
+    deferred_body: tuple[str, int, int] | None = None
+    for _ in range(arg):
+        key_start = pos
+        if pos >= end:
+            raise MalformedMessage("truncated")
+        key_initial = data[pos]
+        if key_initial >> 5 != 3:
+            raise MalformedMessage(f"map keys must be text (offset {pos})")
+        key = None
+        if key_initial < 0x78:
+            pos += 1 + (key_initial & 31)
+            key_bytes = data[key_start:pos]
+            key = known.get(key_bytes)
+        if key is None:
+            key, pos = _item(data, key_start, end, depth)
+            key_bytes = data[key_start:pos]
+        if key_bytes <= previous:
+            raise MalformedMessage(
+                f"not the canonical encoding: map keys duplicated or out of order (offset {key_start})"
+            )
+        previous = key_bytes
+        ftype = schema.get(key)
+        if ftype is None:
+            raise _field_set_error(cls, data, start, end, arg, depth, _path(path))
+        kind = type(ftype)
+        if kind is UInt and pos < end and data[pos] < 0x18:  # the commonest value: a small integer
+            kwargs[key] = data[pos]
+            pos += 1
+        elif kind is TxBodyField:
+            # The body's type is named by `kind`, which sorts after `body`: walk it now, read it
+            # once `kind` is known.
+            body_start = pos
+            pos = _skip(data, pos, end, depth)
+            deferred_body = (key, body_start, pos)
+        else:
+            kwargs[key], pos = _field(ftype, data, pos, end, depth, (path, key))
+    if deferred_body is not None:
+        key, body_start, body_end = deferred_body
+        body_cls = TX_BODIES[kwargs["kind"]]  # `kind` was checked against TX_BODIES
+        kwargs[key], _ = _struct(body_cls, data, body_start, body_end, depth, (path, key))
+    obj = cls(**kwargs)
+    post = getattr(obj, "validate_shape", None)
+    if post is not None:
+        post(_path(path))
+    return obj, pos
+
+
+def _field(ftype: Any, data: bytes, pos: int, end: int, depth: int, path: Path) -> tuple[Any, int]:
+    kind = type(ftype)
+    if kind is Bytes:
+        major, arg, after = _head(data, pos, end)
+        if major != 2:
+            raise SchemaError(f"{_path(path)}: expected bytes, got {_type_name(major, arg)}")
+        if ftype.exact is not None and arg != ftype.exact:
+            raise SchemaError(f"{_path(path)}: expected {ftype.exact} bytes, got {arg}")
+        if ftype.max_len is not None and arg > ftype.max_len:
+            raise SchemaError(f"{_path(path)}: longer than {ftype.max_len} bytes")
+        stop = after + arg
+        if stop > end:
+            raise MalformedMessage(f"byte string of {arg} bytes exceeds the remaining {end - after}")
+        return data[after:stop], stop
+    if kind is UInt:
+        major, arg, after = _head(data, pos, end)
+        if major == 0:
+            if arg > ftype.max:
+                raise SchemaError(f"{_path(path)}: u{ftype.bits} out of range")
+            return arg, after
+        if major == 1:
+            raise SchemaError(f"{_path(path)}: u{ftype.bits} out of range")
+        raise SchemaError(f"{_path(path)}: expected u{ftype.bits}, got {_type_name(major, arg)}")
+    if kind is Struct:
+        return _struct(ftype.cls, data, pos, end, depth, path)
+    if kind is Text:
+        major, arg, after = _head(data, pos, end)
+        if major != 3:
+            raise SchemaError(f"{_path(path)}: expected text, got {_type_name(major, arg)}")
+        if arg > ftype.max_len:
+            raise SchemaError(f"{_path(path)}: longer than {ftype.max_len} bytes")
+        stop = after + arg
+        if stop > end:
+            raise MalformedMessage(f"text of {arg} bytes exceeds the remaining {end - after}")
+        try:
+            value = data[after:stop].decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedMessage(f"text is not valid UTF-8 (offset {after})") from None
+        if (ftype.printable_ascii and not (value.isascii() and value.isprintable())) or (
+            ftype.choices is not None and value not in ftype.choices
+        ):
+            ftype.check(value, _path(path))  # raises, naming the problem
+        return value, stop
+    if kind is ListOf:
+        major, arg, after = _head(data, pos, end)
+        if major != 4:
+            raise SchemaError(f"{_path(path)}: expected list, got {_type_name(major, arg)}")
+        if arg > ftype.max_len:
+            raise SchemaError(f"{_path(path)}: more than {ftype.max_len} items")
+        if arg > end - after:
+            raise MalformedMessage(f"array of {arg} items cannot fit in the remaining {end - after} bytes")
+        if depth >= MAX_NESTING:
+            raise MalformedMessage("nested too deeply")
+        item = ftype.item
+        items = []
+        append = items.append
+        pos = after
+        if type(item) is UInt:
+            # Uids and weights: the canonical forms of 0-65535 read inline, anything else by _field.
+            top = item.max
+            for i in range(arg):
+                initial = data[pos] if pos < end else -1
+                if 0 <= initial < 0x18:
+                    append(initial)
+                    pos += 1
+                elif initial == 0x18 and pos + 2 <= end and 24 <= data[pos + 1] <= top:
+                    append(data[pos + 1])
+                    pos += 2
+                elif initial == 0x19 and pos + 3 <= end and 0x100 <= (value := (data[pos + 1] << 8) | data[pos + 2]) <= top:
+                    append(value)
+                    pos += 3
+                else:
+                    value, pos = _field(item, data, pos, end, depth + 1, (path, i))
+                    append(value)
+            return tuple(items), pos
+        for i in range(arg):
+            value, pos = _field(item, data, pos, end, depth + 1, (path, i))
+            append(value)
+        return tuple(items), pos
+    if kind is Bool:
+        major, arg, after = _head(data, pos, end)
+        if major == 7 and arg != 22:
+            return arg == 21, after
+        raise SchemaError(f"{_path(path)}: expected bool, got {_type_name(major, arg)}")
+    # A field type of another kind: read it generically (bounded by the container rules) and let
+    # the type check it.
+    value, after = _item(data, pos, end, depth)
+    return ftype.check(value, _path(path)), after
+
+
 def decode(cls: type[T], data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
     """Decode `data` as exactly one canonical `cls`; raises MalformedMessage."""
+    if type(data) is not bytes:
+        raise MalformedMessage(f"expected bytes, got {type(data).__name__}")
+    if len(data) > max_bytes:
+        raise MalformedMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    if not data:
+        raise MalformedMessage("empty message")
     if cls not in _KNOWN_SCHEMAS:
         _learn_keys(cls)
-    value = decode_plain(data, max_bytes)
+    end = len(data)
     try:
-        return from_plain(cls, value)
+        obj, pos = _struct(cls, data, 0, end, 0, cls.__name__)
     except SchemaError as exc:
         raise MalformedMessage(str(exc)) from None
+    if pos != end:
+        raise MalformedMessage(f"{end - pos} trailing bytes after the item")
+    return obj

@@ -363,7 +363,7 @@ TX_BODIES: dict[str, type[ChainObject]] = {
 TX_KIND_OF = {cls: kind for kind, cls in TX_BODIES.items()}
 
 
-class _TxBodyField:
+class TxBodyField:
     """The body of a Tx: typed by the sibling `kind` field (resolved in Tx.validate_shape)."""
 
     def check(self, value: Any, path: str) -> Any:
@@ -383,7 +383,7 @@ class Tx(ChainObject):
         "sender": B32,
         "nonce": U64,
         "fee": U64,
-        "body": _TxBodyField(),
+        "body": TxBodyField(),
     }
     chain: str
     kind: str

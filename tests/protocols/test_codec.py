@@ -266,3 +266,27 @@ def test_strict_decoder_agrees_with_a_general_decoder_on_what_it_accepts(value: 
     # Whatever it accepts, a general decoder reads the same way, and it is canonical.
     assert cbor2.loads(bytes(raw)) == decoded
     assert canonical_encode(decoded) == bytes(raw)
+
+
+def _reference_decode(cls: type, data: bytes) -> object:
+    """Decoding in two steps, generic then schema: what `codec.decode` does in one pass."""
+    from p2pnode.chain.schema import SchemaError, from_plain
+
+    try:
+        return from_plain(cls, codec.decode_plain(data))
+    except (MalformedMessage, SchemaError):
+        return MalformedMessage
+
+
+@settings(max_examples=300, deadline=None)
+@given(block, st.data())
+def test_decoding_into_the_schema_agrees_with_decoding_then_checking(obj: t.Block, data: st.DataObject) -> None:
+    raw = bytearray(codec.encode(obj))
+    for _ in range(data.draw(st.integers(0, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    for cls in (t.Block, t.SignedTx, t.Header):
+        try:
+            got: object = codec.decode(cls, bytes(raw))
+        except MalformedMessage:
+            got = MalformedMessage
+        assert got == _reference_decode(cls, bytes(raw))
