@@ -13,6 +13,8 @@ import pytest
 from p2pnode.testing.adversaries import (
     STAKED,
     STAKELESS,
+    Adversary,
+    Case,
     CaseReport,
     draw_case,
     run_case,
@@ -51,6 +53,24 @@ def test_short_adversary_sweep(tmp_path: Path) -> None:
         )
         assert report.honest_slots > 0 and report.inclusion_delays
     _check(reports)
+
+
+class Offline(Adversary):
+    """A validator that never proposes nor votes (and so gives no evidence to slash it by)."""
+
+    name = "offline"
+    stake = True
+    passive = True
+
+
+def test_control_half_the_stake_offline_stalls_finality_and_the_sweep_says_so(tmp_path: Path) -> None:
+    """The properties can fail: with two of four validators offline finality stays short of 2/3,
+    and the checker reports it. (Two equivocators would not do: their evidence gets them slashed
+    out of the validator set, after which the honest half finalizes again.)"""
+    case = Case(seed=1, validators=4, hostile={2: Offline, 3: Offline}, slots=32)
+    report = run_case(tmp_path, case.seed, case=case)
+    assert report.finalized_epoch == 0
+    assert any(v.startswith("finality stalled") for v in violations(report))
 
 
 @pytest.mark.slow
