@@ -3,7 +3,8 @@
 A peer started with `--miner ... --netuid N --validate N` before subnet N exists must not crash
 (it used to, with `HttpError: netuid N has no task`): it syncs, says in `status` what it waits
 for, keeps following the chain, and starts each role once the subnet and its registration exist.
-The slow variant goes on until a miner (a custom model from a file) earns incentive there.
+The slow variant goes on until a miner (a custom model from a file, on a fresh hotkey with no
+balance) earns incentive there, weighted by a subnet validator that joined the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ pytestmark = pytest.mark.timeout(900)
 
 OWNER_HOT = dev_keypair("late-subnet-owner-hot")
 ROLE_HOT = dev_keypair("miner-0-hot")  # funded at genesis (fees), registered nowhere
-VALIDATOR_HOT = dev_keypair("miner-1-hot")
+# Fresh hotkeys with no balance at all: neuron duties are fee-free, so they serve and set weights.
+FRESH_MINER = dev_keypair("late-fresh-miner-hot")
+FRESH_VALIDATOR = dev_keypair("late-fresh-validator-hot")
 LATE = 1  # the netuid the first subnet created on a genesis without subnets gets
 
 # A model of the operator's own, from a file: repeat the best-fitting season (beats the baseline).
@@ -45,13 +48,18 @@ def season(history, horizon):
 
 class Seasonal(Model):
     def encode_batch(self, requests):
-        return {"requests": list(requests)}
+        # The arithmetic is in Python; tensors carry the padded forecasts and their lengths.
+        forecasts = [season(r["history"], r["horizon"]) for r in requests]
+        width = max(len(f) for f in forecasts)
+        padded = [f + [0.0] * (width - len(f)) for f in forecasts]
+        return {"forecast": torch.tensor(padded, dtype=torch.float64),
+                "length": torch.tensor([len(f) for f in forecasts])}
 
     def forward(self, batch):
         return batch
 
     def decode_batch(self, outputs):
-        return [{"forecast": season(r["history"], r["horizon"])} for r in outputs["requests"]]
+        return [{"forecast": row[:n].tolist()} for row, n in zip(outputs["forecast"], outputs["length"].tolist())]
 
 
 def factory(task, device="cpu"):
@@ -99,7 +107,7 @@ def chain(tmp_path: Path) -> Iterator[tuple[Path, Proc, dict[str, str]]]:
     cli("keys", "import", "--seed-file", str(home / "seed"), env=env)
     # The hotkeys this wallet binds: the chain binds a new hotkey only with its own signature, which
     # the CLI makes when the wallet holds the hotkey.
-    for name in ("late-subnet-owner-hot", "miner-0-hot", "miner-1-hot"):
+    for name in ("late-subnet-owner-hot", "miner-0-hot", "late-fresh-miner-hot", "late-fresh-validator-hot"):
         (home / name).write_text(hashlib.sha256(b"p2pnode-dev/" + name.encode()).hexdigest())
         cli("keys", "import", "--hotkey", name, "--seed-file", str(home / name), env=env)
     try:
@@ -156,21 +164,25 @@ def test_a_custom_miner_on_a_late_subnet_earns_incentive(chain: tuple[Path, Proc
     netuid = create_forecast_subnet(validator, env)
     cli("subnet", "set", "--netuid", str(netuid), "tempo", "10", "--api", validator.api, env=env)
     model_env = {"PYTHONPATH": os.pathsep.join([str(tmp / "models"), os.environ.get("PYTHONPATH", "")])}
-    miner = start(tmp, tmp / "genesis.json", "miner", "--dev-key", "miner-0-hot", "--bootstrap", validator.addrs[0],
+    for fresh in (FRESH_MINER, FRESH_VALIDATOR):
+        assert api(validator.api, f"/accounts/{fresh.address}")["balance"] == 0
+    miner = start(tmp, tmp / "genesis.json", "miner", "--dev-key", "late-fresh-miner-hot", "--bootstrap", validator.addrs[0],
                   "--miner", "late_forecaster:factory", "--netuid", str(netuid), env=model_env)
-    subnet_validator = start(tmp, tmp / "genesis.json", "subnet-validator", "--dev-key", "miner-1-hot",
+    subnet_validator = start(tmp, tmp / "genesis.json", "subnet-validator", "--dev-key", "late-fresh-validator-hot",
                              "--bootstrap", validator.addrs[0], "--validate", str(netuid), "--validator-round", "2")
     try:
-        register(validator, env, netuid, ROLE_HOT.address)
-        register(validator, env, netuid, VALIDATOR_HOT.address)
-        cli("stake", "add", VALIDATOR_HOT.address, "100", "--api", validator.api, env=env)
+        register(validator, env, netuid, FRESH_MINER.address)
+        register(validator, env, netuid, FRESH_VALIDATOR.address)
+        cli("stake", "add", FRESH_VALIDATOR.address, "100", "--api", validator.api, env=env)
 
         def miner_incentive() -> float | None:
             rows = api(validator.api, f"/metagraph/{netuid}")
-            mine = [r for r in rows if r["hotkey"] == ROLE_HOT.address]
+            mine = [r for r in rows if r["hotkey"] == FRESH_MINER.address]
             return mine[0]["incentive"] if mine and mine[0]["incentive"] > 0 else None
 
         wait_until(miner_incentive, 600, "the custom miner to earn incentive on the late subnet", 2)
+        # Both fresh hotkeys did their duties (serve, weights) without ever holding a balance.
+        assert api(validator.api, f"/accounts/{FRESH_MINER.address}")["balance"] == 0
         for peer in (miner, subnet_validator):
             assert "Traceback" not in peer.log.read_text()
     finally:
