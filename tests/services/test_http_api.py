@@ -152,6 +152,7 @@ async def test_slow_clients_are_cut_off_but_streams_are_not() -> None:
 
     api.route("POST", "tx", echo)
     api.stream("GET", "events", stream)
+    api.stream("POST", "generate", stream)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(api.serve, 0)
         # Headers trickled (never completed): the connection is closed.
@@ -163,6 +164,8 @@ async def test_slow_clients_are_cut_off_but_streams_are_not() -> None:
         # A body that never arrives: a named 408 once the deadline passes.
         status, body = await json_request(port, b"POST /tx HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc")
         assert (status, body["error"]) == (408, "request_timeout")
+        status, body = await json_request(port, b"POST /generate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc")
+        assert (status, body["error"]) == (408, "request_timeout")  # a streamed answer waits for no slow body
         # An event stream outlives both limits while the client only listens.
         reader = await trio.open_tcp_stream("127.0.0.1", port)
         await reader.send_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -176,6 +176,7 @@ class HttpApi:
         self._routes: dict[tuple[str, str], Handler] = {}
         self._streams: dict[tuple[str, str], StreamHandler] = {}
         self._deadlines: dict[Handler, float] = {}
+        self._stream_types: dict[StreamHandler, str] = {}
         self._docs: list[RouteDoc] = []
         self.guards: list[Guard] = []
         self.port: int | None = None
@@ -198,6 +199,7 @@ class HttpApi:
                content_type: str = "text/event-stream") -> None:
         """Serve an open-ended answer: the handler returns an async iterator of chunks."""
         self._streams[(method, first_segment)] = handler
+        self._stream_types[handler] = content_type
         self._docs.append(RouteDoc(method, f"/{first_segment}", summary, content_type))
 
     # ---------------------------------------------------------------- describing
@@ -251,16 +253,21 @@ class HttpApi:
             return _starlette_response(await self._run(handler, plain))
         return endpoint
 
-    def _stream_endpoint(self, handler: StreamHandler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
+    def _stream_endpoint(self, handler: StreamHandler, content_type: str
+                         ) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
         async def endpoint(request: StarletteRequest) -> StarletteResponse:
             try:
-                chunks = await handler(await _plain_request(request))
+                with trio.fail_after(self.deadline_s):
+                    plain = await _plain_request(request)
+                chunks = await handler(plain)
+            except trio.TooSlowError:
+                return _error(408, "request_timeout", f"the request was not sent within {self.deadline_s:g} s")
             except HttpError as exc:
                 return _error(exc.status, exc.name, exc.message)
             except Exception as exc:  # as for plain handlers: a named 500, and the server carries on
                 log.exception("API stream handler failed: %s %s", request.method, request.url.path)
                 return _error(500, type(exc).__name__, str(exc)[:200])
-            return StreamingResponse(chunks, media_type="text/event-stream", headers=SECURITY_HEADERS)
+            return StreamingResponse(chunks, media_type=content_type, headers=SECURITY_HEADERS)
         return endpoint
 
     def app(self) -> ASGIApp:
@@ -275,7 +282,7 @@ class HttpApi:
         for (method, segment), handler in self._routes.items():
             grouped.setdefault(segment, {})[method] = self._endpoint(handler)
         for (method, segment), stream in self._streams.items():
-            grouped.setdefault(segment, {})[method] = self._stream_endpoint(stream)
+            grouped.setdefault(segment, {})[method] = self._stream_endpoint(stream, self._stream_types[stream])
         for segment, by_method in grouped.items():
             endpoint = _by_method(by_method)
             base = f"/{segment}" if segment else "/"
