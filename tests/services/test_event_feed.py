@@ -65,6 +65,7 @@ def test_heads_and_included_transactions_follow_the_canonical_chain(tmp_path: Pa
     assert [d["tx"] for d in included] == [to_bob_7.id.hex()] and included[0]["height"] == 1
     head = [data for kind, data in events if kind == "head"]
     assert len(head) == 1 and head[0]["height"] == 3 and head[0]["hash"] == fork[-1].hash.hex()
+    assert head[0]["reorg"] is True  # longer than the old head, yet it replaced blocks
 
 
 def test_the_feed_keeps_a_bounded_history(tmp_path: Path) -> None:

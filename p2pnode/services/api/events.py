@@ -163,12 +163,13 @@ class ChainEventFeed:
         if head.hash == self._head_hash:
             return
         state = self.chain.head_state()
-        for block in self._new_blocks(head.hash):
+        blocks, reorg = self._new_blocks(head.hash)
+        for block in blocks:
             for tx in block.txs:
                 self.hub.publish("tx_included", {"tx": tx.id.hex(), "kind": tx.tx.kind, "height": block.header.height,
                                                  "sender": encode_address(tx.tx.sender), "nonce": tx.tx.nonce})
         self.hub.publish("head", {"height": head.height, "slot": head.slot, "hash": head.hash.hex(),
-                                  "reorg": head.height <= self._head_height})
+                                  "reorg": reorg})
         self._head_hash, self._head_height = head.hash, head.height
         finalized = self.chain.finalized
         if finalized is not None and finalized.epoch != self._finalized_epoch:
@@ -188,8 +189,9 @@ class ChainEventFeed:
                 self.hub.publish("proposal", {"id": pid, "status": status, "height": head.height})
         self._proposals = proposals
 
-    def _new_blocks(self, head_hash: bytes) -> list[Block]:
-        """Blocks on the new head's branch not on the last reported head's, oldest first (bounded)."""
+    def _new_blocks(self, head_hash: bytes) -> tuple[list[Block], bool]:
+        """Blocks on the new head's branch not on the last reported head's, oldest first (bounded),
+        and whether the last reported head was left behind (a reorganisation)."""
         store = self.chain.store
         old_branch: set[bytes] = set()
         cursor: bytes | None = self._head_hash
@@ -205,7 +207,8 @@ class ChainEventFeed:
                 break
             blocks.append(block)
             cursor = block.header.parent
-        return blocks[::-1]
+        # Joining the old branch below its head means its newest blocks were replaced.
+        return blocks[::-1], cursor in old_branch and cursor != self._head_hash
 
     @staticmethod
     def _epoch_indexes(state: State) -> dict[int, int]:
