@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,7 @@ from p2pnode.chain.types import CommitWeights, RevealWeights, SetWeights
 from p2pnode.services.clock import Clock
 from p2pnode.services.market.chain_view import MarketChain, NeuronInfo, SubnetInfo
 from p2pnode.services.market.client import AskFailed, InferenceClient
+from p2pnode.services.market.weights import quantise_weights, value_over_baseline
 from p2pnode.services.metrics import NodeMetrics
 from protocols.crypto import Keypair
 from protocols.network import NetworkAPI
@@ -62,11 +62,10 @@ __all__ = [
     "commit_hash",
     "quantise_weights",
     "truth_delay_rounds",
+    "value_over_baseline",
 ]
 
-U16_MAX = 65535
 STATE_VERSION = 2  # 2: each average carries the baseline's average beside the miner's
-DEFAULT_BASELINE_TOLERANCE = 1e-9
 # Tasks whose truth is only known some time after the answer. The built-in forecast task knows its
 # future already (synthetic series) but is scored as if it arrived later, as a live feed would.
 DEFAULT_TRUTH_DELAY_ROUNDS = {"forecast": 2}
@@ -78,35 +77,6 @@ def truth_delay_rounds(task: Task) -> int:
     if isinstance(explicit, int) and explicit >= 0:
         return explicit
     return DEFAULT_TRUTH_DELAY_ROUNDS.get(getattr(task, "name", ""), 0)
-
-
-def value_over_baseline(
-    averages: dict[int, tuple[float, float]], sharpness: float, tolerance: float = DEFAULT_BASELINE_TOLERANCE
-) -> dict[int, float]:
-    """What each miner is paid for: ``max(0, score - baseline - tolerance) ** sharpness``.
-
-    `averages` maps uid -> (average score, average baseline score over the same challenges). A
-    miner no better than the task's trivial baseline gets 0; above it, `sharpness` > 1 pays the
-    best miners disproportionately more (1: in proportion to the margin). The tolerance absorbs
-    rounding: a miner that answers exactly the baseline scores equal to it within ~1e-15.
-    """
-    values = {}
-    for uid, (score, baseline) in averages.items():
-        margin = score - baseline - tolerance
-        if math.isfinite(margin) and margin > 0:
-            values[uid] = margin**sharpness
-    return values
-
-
-def quantise_weights(scores: dict[int, float]) -> tuple[list[int], list[int]]:
-    """u16 weights from scores, by uid: the largest score becomes 65535; zero weights are left out."""
-    finite = {uid: s for uid, s in scores.items() if math.isfinite(s) and s > 0}
-    if not finite:
-        return [], []
-    top = max(finite.values())
-    pairs = [(uid, round(s / top * U16_MAX)) for uid, s in sorted(finite.items())]
-    pairs = [(uid, v) for uid, v in pairs if v > 0]
-    return [uid for uid, _ in pairs], [v for _, v in pairs]
 
 
 @dataclass(frozen=True, slots=True)
