@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -34,6 +34,7 @@ from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 
 from p2pnode.net import libp2p_workarounds as workarounds
@@ -57,6 +58,7 @@ from p2pnode.net.reachability import (
     RelayedConnectionUpgrader,
     RelayReservations,
     UpnpPortMapping,
+    relayed_only,
 )
 from p2pnode.net.relay_reservation_spoofing import LimitedRelay, RelayServiceLimits
 from p2pnode.net.reqresp import ReqRespLimits, RequestResponseServer, send_request
@@ -102,6 +104,9 @@ class NetConfig:
     # Ask a UPnP router (if the LAN has one) to forward our TCP port; the mapped address is then
     # announced, and AutoNAT tells whether it works.
     upnp: bool = False
+    # DCUtR hole punching over relayed connections: off, it punched nothing in our NAT test
+    # (see decisions.md); kept to try it where NATs differ.
+    hole_punching: bool = False
     # Discovery keeps dialling peers found in the DHT until this many are connected.
     target_peer_count: int = 16
     dial_timeout_s: float = 10.0
@@ -217,6 +222,9 @@ class LibP2PNetwork:
         self.relay_dialer = RelayDialer(self.host, self.relay, reach)
         self.relayed_upgrader = RelayedConnectionUpgrader(self.host, reach)
         self.port_mapping = UpnpPortMapping(self.host, self.addresses)
+        # DCUtR (py-libp2p's), when `hole_punching`: two peers connected through a relay try to
+        # punch a direct connection through their NATs; it drives itself for every relayed one.
+        self.hole_punching = DCUtRProtocol(self.host)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
         # Set while run() serves; None before start and after shutdown.
@@ -235,6 +243,14 @@ class LibP2PNetwork:
         """The multiaddrs we announce, each ending in `/p2p/<PeerID>` (usable as bootstrap
         strings): direct ones (wildcards expanded, or --announce), relay ones when private."""
         return [str(a) for a in self.host.get_addrs()]
+
+    def is_relayed(self, peer_id: str) -> bool:
+        """True when we are connected to `peer_id` only through relays."""
+        try:
+            peer = parse_peer_id(peer_id)
+        except ValueError:
+            return False
+        return relayed_only(self.host, peer)
 
     def _transport_addrs(self) -> list[multiaddr.Multiaddr]:
         # new_host asks for our addresses while it is being built, before self.host exists.
@@ -536,7 +552,9 @@ class LibP2PNetwork:
             async with supervised(self.pubsub), supervised(self.gossipsub), supervised(self.relay):
                 await self.pubsub.wait_until_ready()
                 await self._dial_bootstrap()
-                async with supervised(self.dht), trio.open_nursery() as nursery:
+                async with supervised(self.dht), AsyncExitStack() as optional, trio.open_nursery() as nursery:
+                    if self.config.hole_punching:
+                        await optional.enter_async_context(supervised(self.hole_punching))
                     self._nursery = nursery
                     for topic in self.topics.topics():
                         nursery.start_soon(self._join_topic, topic)

@@ -86,6 +86,11 @@ def _is_relayed(host: IHost, peer: ID) -> bool:
     return True
 
 
+def relayed_only(host: IHost, peer: ID) -> bool:
+    """Connected to `peer`, and only through relays."""
+    return _is_relayed(host, peer)
+
+
 def _supports(host: IHost, peer: ID, protocol: str) -> bool:
     try:
         return protocol in {str(p) for p in host.get_peerstore().get_protocols(peer)}
