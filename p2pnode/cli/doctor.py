@@ -75,7 +75,7 @@ def render(findings: list[Finding]) -> str:
 def diagnose(api: str, keys_dir: Path, data_dir: Path | None) -> list[Finding]:
     findings: list[Finding] = []
     try:
-        status = get_json(api, "/status", timeout=5.0)
+        status = get_json(api, "/status", timeout=10.0)
     except ApiError as exc:
         status = None
         findings.append(Finding("node", "fail", str(exc),
@@ -247,6 +247,7 @@ def _registrations(api: str, hotkey: str) -> dict[int, dict[str, Any]]:
 
 _REMEDIES = {
     "insufficient_balance": "fund the hotkey for fees: p2pnode transfer {hotkey} 1",
+    "free_duty_rate_limited": "fund the hotkey for fees: p2pnode transfer {hotkey} 1",
     "not_registered": "register the hotkey: p2pnode subnet register --netuid {netuid} --hotkey {hotkey}",
     "stake_below_threshold": "stake on the hotkey: p2pnode stake add {hotkey} AMOUNT",
     "no_validator_permit": "a permit needs stake among the subnet's top validators: p2pnode stake add {hotkey} AMOUNT",

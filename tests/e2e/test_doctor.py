@@ -13,16 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_util import api, cli, wait_until
+from e2e_util import api, cli, try_api, wait_until
 
 from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
+from p2pnode.chain.types import Serve, SignedTx, make_tx
+from p2pnode.cli.client import post_bytes
+from p2pnode.net.identity import peer_id_from_seed
 from p2pnode.peer import CLOCK_OFFSET_ENV
+from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)
 
 MINER_HOT = dev_keypair("validator-0-hot")  # the block validator also runs a miner
 VALIDATOR_HOT = dev_keypair("validator-1-hot")
+SECOND_MINER_HOT = dev_keypair("miner-0-hot")
 
 
 class Peer:
@@ -35,7 +40,8 @@ def start(tmp: Path, name: str, args: list[str], env: dict[str, str] | None = No
     ready, log = tmp / f"{name}-ready.json", tmp / f"{name}.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir", str(tmp / name),
-         "--api-port", "0", "--ready-file", str(ready), "--no-progress", "--log-level", "warning", *args],
+         "--api-port", "0", "--listen", "/ip4/127.0.0.1/tcp/0", "--ready-file", str(ready), "--no-progress",
+         "--log-level", "warning", *args],
         stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, env=dict(os.environ, **(env or {})))  # noqa: SIM115
     wait_until(lambda: ready.exists() or process.poll() is not None, 90, f"{name} to start")
     assert process.poll() is None, log.read_text()
@@ -50,11 +56,14 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pe
     genesis = make_genesis(1, market=False, slot_ms=500)
     del genesis["balances"][MINER_HOT.address]  # the miner's hotkey has no balance: it serves fee-free
     genesis["params"]["protocol_version"] = 2  # fees are burned: the proposer (the miner) earns none
+    genesis["params"]["free_duty_interval"] = 100_000  # one fee-free duty per hotkey in this test
+    del genesis["balances"][SECOND_MINER_HOT.address]  # a second miner that cannot pay fees either
     owner_cold, owner_hot = dev_keypair("subnet-owner-cold"), dev_keypair("subnet-owner-hot")
     genesis["subnets"].append({
         "owner_coldkey": owner_cold.address, "owner_hotkey": owner_hot.address, "task": "text",
         "hyperparameters": {"tempo": 20, "commit_reveal_enabled": 0},
-        "neurons": [{"hotkey": VALIDATOR_HOT.address, "coldkey": dev_keypair("validator-1-cold").address}],
+        "neurons": [{"hotkey": VALIDATOR_HOT.address, "coldkey": dev_keypair("validator-1-cold").address},
+                    {"hotkey": SECOND_MINER_HOT.address, "coldkey": dev_keypair("miner-0-cold").address}],
     })
     (tmp / "genesis.json").write_text(json.dumps(genesis))
     peer = start(tmp, "miner", ["--dev-key", "validator-0-hot", "--validator", "--miner", "text-uniform", "--netuid", "1"])
@@ -117,12 +126,38 @@ def test_a_hotkey_without_balance_serves_fee_free(network: tuple[Path, Peer], tm
     assert api(peer.api, f"/accounts/{MINER_HOT.address}")["balance"] == 0
 
 
+def test_refused_serve_transaction_is_reported(network: tuple[Path, Peer]) -> None:
+    """A miner whose hotkey cannot pay fees and has used its fee-free duty: its serve is refused."""
+    tmp, first = network
+    chain_id = api(first.api, "/status")["chain_id"]
+    # The hotkey spends its one fee-free duty on a serve of another model before its miner starts.
+    own_peer_id = peer_id_from_seed(SECOND_MINER_HOT.seed)
+    tx = make_tx(chain_id, SECOND_MINER_HOT.public_key, 0, 0, Serve(netuid=1, peer_id=own_peer_id, model="elsewhere"))
+    answer = post_bytes(first.api, "/tx", codec.encode(SignedTx(tx=tx, sig=SECOND_MINER_HOT.sign(tx.signing_bytes()))))
+    wait_until(lambda: api(first.api, f"/tx/{answer['tx']}")["status"] == "included", 60, "the first serve")
+    peer = start(tmp, "second-miner", ["--dev-key", "miner-0-hot", "--miner", "text-uniform", "--netuid", "1",
+                                       "--bootstrap", first.address])
+    try:
+        def refused() -> dict[str, dict[str, str]] | None:
+            _, found = doctor(peer)
+            return found if found.get("serving", {}).get("status") == "fail" else None
+
+        found = wait_until(refused, 90, "the doctor to report the refused serve transaction", 2)
+        assert "refused: free_duty_rate_limited" in found["serving"]["message"]
+        assert found["serving"]["remedy"] == f"fund the hotkey for fees: p2pnode transfer {SECOND_MINER_HOT.address} 1"
+        assert found["registration"]["status"] == "ok"
+    finally:
+        peer.process.terminate()
+        peer.process.wait(timeout=30)
+
+
 def test_validator_without_weights_and_a_clock_ten_seconds_ahead(network: tuple[Path, Peer]) -> None:
     tmp, miner = network
     peer = start(tmp, "validator", ["--dev-key", "validator-1-hot", "--validate", "1", "--validator-round", "1",
                                     "--bootstrap", miner.address], env={CLOCK_OFFSET_ENV: "10000"})
     try:
-        wait_until(lambda: api(peer.api, "/status")["block_delay_samples"] >= 3, 90, "blocks from the proposer")
+        wait_until(lambda: (s := try_api(peer.api, "/status")) and s["block_delay_samples"] >= 3, 90,
+                   "blocks from the proposer")
         code, found = doctor(peer)
         assert code == 1
         assert found["peers"]["status"] == "ok"
