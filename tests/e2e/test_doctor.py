@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from e2e_util import api, cli, try_api, wait_until
 
-from p2pnode.cli.testnet import make_genesis
-from p2pnode.genesis_file import dev_keypair
 from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.cli.client import post_bytes
+from p2pnode.cli.testnet import make_genesis
+from p2pnode.genesis_file import dev_keypair
 from p2pnode.net.identity import peer_id_from_seed
 from p2pnode.peer import CLOCK_OFFSET_ENV
 from protocols import codec
