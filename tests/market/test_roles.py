@@ -94,3 +94,16 @@ def test_one_line() -> None:
     assert one_line(ValueError("two\nlines")) == "ValueError: two lines"
     assert one_line(ExceptionGroup("g", [OSError("disk"), ValueError("x")])) == "OSError: disk"
     assert len(one_line(RuntimeError("x" * 10_000))) == 300
+
+
+def test_a_moving_line_is_logged_once_per_kind(caplog: pytest.LogCaptureFixture) -> None:
+    status = RoleStatus("miner")
+    with caplog.at_level(logging.INFO, logger="p2pnode.roles"):
+        for slot in range(5):
+            status.set(f"waiting for the chain to sync (head at slot {slot} of 9)", kind="sync")
+        status.set("waiting for subnet 1 to exist")
+    assert status.state == "waiting for subnet 1 to exist"
+    assert [r.getMessage() for r in caplog.records] == [
+        "miner: waiting for the chain to sync (head at slot 0 of 9)",
+        "miner: waiting for subnet 1 to exist",
+    ]

@@ -37,17 +37,23 @@ class RoleStatus:
     def __init__(self, name: str, on_change: Callable[[str], None] | None = None) -> None:
         self.name = name
         self.state = "starting"
+        self._kind = "starting"
         self.failures = 0
         self._on_change = on_change
         if on_change is not None:
             on_change(self.state)
 
-    def set(self, state: str, level: int = logging.INFO) -> None:
+    def set(self, state: str, level: int = logging.INFO, kind: str | None = None) -> None:
+        """Show `state`; log it when its `kind` (default: the line itself) changes, so a line
+        whose numbers move every second (sync progress) is logged once, not every second."""
+        kind = state if kind is None else kind
         if state != self.state:
             self.state = state
-            logger.log(level, "%s: %s", self.name, state)
             if self._on_change is not None:
                 self._on_change(state)
+        if kind != self._kind:
+            self._kind = kind
+            logger.log(level, "%s: %s", self.name, state)
 
 
 def one_line(exc: BaseException) -> str:
@@ -79,7 +85,7 @@ async def wait_for_chain(
         gap = sync_gap()
         info = chain.subnet(netuid) if gap is None else None
         if gap is not None:
-            status.set(f"waiting for the chain to sync ({gap})")
+            status.set(f"waiting for the chain to sync ({gap})", kind="sync")
         elif info is None or info.task == "root":
             status.set(f"waiting for subnet {netuid} to exist")
         elif need_registration and chain.uid_of(netuid, hotkey) is None:
