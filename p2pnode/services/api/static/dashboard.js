@@ -210,9 +210,13 @@ const refreshPeers = throttle(() => loadPeers().catch(console.error), 5000);
 function follow() {
   const source = new EventSource("/events");
   const live = byId("live");
+  let opened = false;
   source.onopen = () => {
     live.textContent = "live";
     live.className = "online";
+    // After a reconnection (the node restarted, say) everything shown may be stale: load it again.
+    if (opened) loadAll();
+    opened = true;
   };
   source.onerror = () => {
     live.textContent = "reconnecting…";
@@ -252,5 +256,12 @@ function follow() {
 }
 
 byId("netuid").addEventListener("change", (event) => selectSubnet(event.target.value));
-Promise.all([loadStatus(), loadSupply(), loadSubnets(), loadProposals(), loadPeers()]).catch(console.error);
+function loadAll() {
+  Promise.all([loadStatus(), loadSupply(), loadSubnets(), loadProposals(), loadPeers()]).catch(console.error);
+  loadMetagraph().catch(console.error);
+  refreshSubnetCharts(Date.now());
+  byId("finality-chart").src = `/charts/finality.svg?at=${Date.now()}`;
+}
+
+loadAll();
 follow();
