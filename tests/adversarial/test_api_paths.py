@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
+from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -90,3 +91,22 @@ def test_openapi_describes_the_live_routes(peer: LivePeer) -> None:
     assert {"/status", "/blocks/{height_or_hash}", "/metagraph/{netuid}", "/explain/{netuid}/{uid}",
             "/tx", "/query", "/metrics", "/"} <= set(doc["paths"])
     assert "post" in doc["paths"]["/tx"] and "get" in doc["paths"]["/blocks/{height_or_hash}"]
+
+
+HOSTILE_SEGMENTS = ["%C2%B2", "-1", "9" * 30, "x" * 300, "%00", "%FF%FE", "..", "0x1", "1e3", "%201", "%20", "%2F"]
+
+
+def test_no_route_answers_500_to_hostile_path_segments(peer: LivePeer) -> None:
+    """Every route the API describes, with each path parameter replaced by hostile text."""
+    _, doc = json_request(peer, "GET", "/openapi.json")
+    tried = 0
+    for template, methods in doc["paths"].items():
+        if "get" not in methods or "{" not in template or template.startswith("/events"):
+            continue
+        for segment in HOSTILE_SEGMENTS:
+            path = re.sub(r"{\w+}", segment, template)
+            status, _, body = raw_request(peer, "GET", path)
+            assert status < 500, (path, status, body[:200])
+            tried += 1
+    assert tried >= 10 * len(HOSTILE_SEGMENTS)
+    assert peer.process.poll() is None
