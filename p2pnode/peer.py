@@ -27,8 +27,8 @@ from p2pnode.chain.types import TX_KIND_OF, Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis
 from p2pnode.net.addresses import default_listen_addrs
 from p2pnode.net.host import LibP2PNetwork, NetConfig
-from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.services.api.events import ChainEventFeed, EventHub
 from p2pnode.services.api.http import HttpApi, HttpError
 from p2pnode.services.api.routes import ApiBackend, GenerateRequest, install_routes

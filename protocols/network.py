@@ -95,7 +95,7 @@ class NetworkAPI(Protocol):
         """Serve a request/response protocol; a handler that raises closes only its stream."""
 
     async def request(
-        self, peer_id: str, protocol_id: str, data: bytes, *, timeout: float, max_response_bytes: int
+        self, peer_id: str, protocol_id: str, data: bytes, *, timeout: float, max_response_bytes: int  # noqa: ASYNC109
     ) -> bytes:
         """Send one request and wait for its response; raises `RequestError`."""
 

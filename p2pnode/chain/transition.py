@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from p2pnode.chain import consensus, governance, statekeys, subnets, unbonding
-from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
+from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.state import State
 from p2pnode.chain.types import AddStake, Block, RemoveStake, SetTake, Transfer, Tx, body_root
 

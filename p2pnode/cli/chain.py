@@ -18,18 +18,18 @@ from p2pnode.chain.types import (
     Transfer,
     hotkey_binding_message,
 )
-from p2pnode.cli.errors import CliError
 from p2pnode.cli.common import (
     add_api,
     add_json,
     add_signer,
-    done_text,
     api_get,
+    done_text,
     emit,
     load_signer,
     parse_address,
     submit,
 )
+from p2pnode.cli.errors import CliError
 from p2pnode.keys import KeyStore, KeyStoreError, default_home
 from protocols.crypto import Keypair
 

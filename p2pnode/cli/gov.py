@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from p2pnode.chain.types import GovVote, Propose
-from p2pnode.cli.errors import CliError
 from p2pnode.cli.common import (
     add_api,
     add_json,
@@ -17,6 +16,7 @@ from p2pnode.cli.common import (
     parse_address,
     submit,
 )
+from p2pnode.cli.errors import CliError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import trio
 
 from p2pnode.chain.genesis import GenesisError
-from p2pnode.cli.errors import CliError
 from p2pnode.cli.common import add_api, add_json, api_get, emit
+from p2pnode.cli.errors import CliError
 from p2pnode.cli.keys import DEFAULT_WALLET
 from p2pnode.cli.market import resolve_miner_device
 from p2pnode.keys import KeyStore, KeyStoreError, default_home

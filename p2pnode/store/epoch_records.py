@@ -18,7 +18,6 @@ from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.receipts import RECEIPTS_KEPT, EpochRecord
 from p2pnode.store.private_files import private_database
 
-
 log = logging.getLogger("p2pnode.store")
 
 

@@ -46,10 +46,10 @@ from p2pnode.chain.types import (
     randao_message,
 )
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.services.clock import TrioClock
+from p2pnode.services.chain.block_tree import BlockTree, sign_block
 from p2pnode.services.chain.chain_service import ChainService, NodeConfig
 from p2pnode.services.chain.signer import GuardedSigner
-from p2pnode.services.chain.block_tree import BlockTree, sign_block
+from p2pnode.services.clock import TrioClock
 from p2pnode.store.slashing_protection import SlashingProtection
 from p2pnode.testing.factories import make_genesis, open_chain, validator_keys
 from protocols import codec

@@ -137,9 +137,7 @@ def test_block_rejects_wrong_proposer_and_bad_root(chain: BlockTree) -> None:
     block = chain.build_block(HOTS[right], slot)
     from dataclasses import replace
 
-    from p2pnode.chain.types import Block
-
-    from p2pnode.chain.types import randao_message
+    from p2pnode.chain.types import Block, randao_message
 
     forged_header = replace(
         block.header, proposer=wrong.public_key, randao_reveal=wrong.sign(randao_message(state.chain_id, slot))

@@ -29,8 +29,8 @@ from p2pnode.chain.yuma import (
     run_epoch,
     select_uid_to_prune,
 )
-from p2pnode.testing.yuma_reference import run_epoch_reference
 from p2pnode.epoch_case import render_document, result_document
+from p2pnode.testing.yuma_reference import run_epoch_reference
 
 U16 = st.integers(0, 65535)
 CASES = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,8 +9,8 @@ import pytest
 from p2pnode.chain import consensus
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.types import SignedTx, Transfer
-from p2pnode.services.chain.mempool import Mempool, MempoolConfig
 from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.mempool import Mempool, MempoolConfig
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
 from protocols import codec
 

@@ -8,7 +8,7 @@ import pytest
 
 from p2pnode.chain.types import Checkpoint, FinalityVote
 from p2pnode.services.chain.signer import GuardedSigner
-from p2pnode.store.slashing_protection import SlashingProtection, SigningRecordError
+from p2pnode.store.slashing_protection import SigningRecordError, SlashingProtection
 from p2pnode.testing.factories import DEV_CHAIN_ID, validator_keys
 
 KEY = validator_keys(1)[0][1]

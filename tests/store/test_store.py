@@ -18,7 +18,14 @@ from p2pnode.chain.types import Transfer
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store import Store, StoreError
 from p2pnode.store.sqlite_store import MIGRATIONS, SCHEMA_VERSION
-from p2pnode.testing.factories import make_genesis, open_chain, recompute_root, signed, user_keys, validator_keys
+from p2pnode.testing.factories import (
+    make_genesis,
+    open_chain,
+    recompute_root,
+    signed,
+    user_keys,
+    validator_keys,
+)
 
 USERS = user_keys(4)
 HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}

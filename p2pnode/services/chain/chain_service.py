@@ -35,8 +35,8 @@ from p2pnode.chain import consensus, finality
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
-from p2pnode.chain.transition import validate_tx
 from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.transition import validate_tx
 from p2pnode.chain.types import (
     ZERO_HASH,
     Block,
@@ -50,11 +50,11 @@ from p2pnode.chain.types import (
     make_tx,
 )
 from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
-from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.clock import Clock
 from p2pnode.services.metrics import NodeMetrics
 from protocols import codec, sync, topics
