@@ -12,6 +12,8 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from p2pnode.chain.encoding import encode as canonical_encode
+
 DEFAULT_API = "http://127.0.0.1:8545"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
@@ -27,6 +29,11 @@ def get_json(api: str, path: str, timeout: float = 10.0) -> Any:
 
 def post_bytes(api: str, path: str, data: bytes, timeout: float = 10.0) -> Any:
     return request(api, "POST", path, data, "application/cbor", timeout=timeout)
+
+
+def post_txs(api: str, encoded_txs: list[bytes], timeout: float = 30.0) -> Any:
+    """POST /txs: a batch of encoded SignedTxs in one request; the node's per-transaction results."""
+    return post_bytes(api, "/txs", canonical_encode(list(encoded_txs)), timeout=timeout)
 
 
 def post_json(api: str, path: str, body: Any, timeout: float = 30.0) -> Any:

@@ -22,13 +22,14 @@ from p2pnode.services.api import charts, dashboard, receipts, views
 from p2pnode.services.api.events import EVENT_TYPES, EventHub, TooManyClients
 from p2pnode.services.api.guard import check_request
 from p2pnode.services.api.history import ChainHistory
-from p2pnode.services.api.http import HttpApi, HttpError, Request, Response
+from p2pnode.services.api.http import MAX_BODY_BYTES, HttpApi, HttpError, Request, Response
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.services.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from p2pnode.services.metrics import NodeMetrics
 from p2pnode.store import Store
 from p2pnode.store.epoch_records import EpochRecordStore
+from protocols import codec
 
 U16_MAX = (1 << 16) - 1
 U64_MAX = (1 << 64) - 1
@@ -39,6 +40,9 @@ _DECIMAL = re.compile(r"[0-9]{1,20}")
 _BLOCK_HASH = re.compile(r"[0-9a-fA-F]{64}")
 MAX_QUERY_INPUT_CHARS = 64 * 1024
 MAX_GENERATE_TOKENS = 4096
+# POST /txs: a quarter of the default mempool per request; 1,024 transfers are far below the body bound.
+MAX_BATCH_TXS = 1024
+MAX_BATCH_BYTES = MAX_BODY_BYTES
 # Each miner has 10 s (+1 s grace) and the router hedges and fails over to up to four of them
 # (services/market/routing.py); the CLI waits 30 s, so the API answers just before that.
 QUERY_DEADLINE_S = 28.0
@@ -175,8 +179,25 @@ def parse_generate(body: bytes) -> GenerateRequest:
     return GenerateRequest(netuid, prompt, max_tokens, float(temperature), seed, uid)
 
 
+def parse_tx_batch(body: bytes) -> list[bytes]:
+    """The encoded SignedTxs of a POST /txs body (a canonical-CBOR array of byte strings, each
+    what POST /tx takes), at most MAX_BATCH_TXS of them, or a named 400. Each item is judged on its
+    own by the mempool, so one bad transaction never refuses the others."""
+    try:
+        items = codec.decode_plain(body, max_bytes=MAX_BATCH_BYTES)
+    except codec.MalformedMessage as exc:
+        raise HttpError(400, "bad_batch", f"expected a CBOR array of encoded transactions: {exc}") from None
+    if type(items) is not list or any(type(item) is not bytes for item in items):
+        raise HttpError(400, "bad_batch", "expected a CBOR array of byte strings, each an encoded SignedTx")
+    if not items:
+        raise HttpError(400, "empty_batch", "the batch holds no transaction")
+    if len(items) > MAX_BATCH_TXS:
+        raise HttpError(400, "batch_too_large", f"at most {MAX_BATCH_TXS} transactions per batch, got {len(items)}")
+    return items
+
+
 def install_routes(api: HttpApi, backend: ApiBackend) -> None:
-    """Serve the node's views on `api`: GET for reading, POST /tx and /query for acting."""
+    """Serve the node's views on `api`: GET for reading, POST /tx, /txs and /query for acting."""
     chain, store, service, network = backend.chain, backend.store, backend.service, backend.network
     api.guards.append(check_request)
 
@@ -279,6 +300,12 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
             raise HttpError(422, admission.reason, f"transaction {admission.tx_id.hex()[:16]} refused")
         return Response.json({"tx": admission.tx_id.hex(), "added": True, "reason": admission.reason})
 
+    async def submit_batch(req: Request) -> Response:
+        datas = parse_tx_batch(req.body)
+        admissions = await service.submit_txs(datas)
+        results = [{"tx": a.tx_id.hex(), "added": a.added, "reason": a.reason} for a in admissions]
+        return Response.json({"added": sum(a.added for a in admissions), "results": results})
+
     async def tx_status(req: Request) -> Response:
         """GET /tx/{id}?since=HEIGHT: pending (and why it would fail now), included, or unknown."""
         if len(req.parts) < 2 or not _BLOCK_HASH.fullmatch(req.parts[1]):
@@ -356,5 +383,8 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
               summary="SVG charts: finality.svg, incentive/NETUID, emission/NETUID (recent epochs)")
     dashboard.install(api)
     api.route("POST", "tx", submit, summary="submit a canonical-CBOR SignedTx; 422 with the reason if refused")
+    api.route("POST", "txs", submit_batch,
+              summary=f"submit a CBOR array of at most {MAX_BATCH_TXS} encoded SignedTxs (byte strings); "
+              '{"added": N, "results": [{"tx", "added", "reason"}, ...]} in order')
     api.route("POST", "query", query, summary='{"netuid": N, "input": "..."}: the best answer of the top miners',
               deadline_s=QUERY_DEADLINE_S)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +174,18 @@ class ChainService:
         if admission.added:
             await self._publish_tx(data, admission.tx_id)
         return admission
+
+    async def submit_txs(self, datas: Sequence[bytes]) -> list[Admission]:
+        """Admit a batch of encoded SignedTxs against one head state and context (POST /txs);
+        gossips each admitted one. One `Admission` per item, in order."""
+        admissions = self.mempool.add_batch(datas, self.chain.head_state(), self._next_context(), self.clock.now_ms())
+        for admission in admissions:
+            self.metrics.mempool_admissions.labels("local", admission.reason).inc()
+            self._report_admission("local", admission)
+        for data, admission in zip(datas, admissions):
+            if admission.added:
+                await self._publish_tx(data, admission.tx_id)
+        return admissions
 
     def status(self) -> dict[str, Any]:
         head = self.head

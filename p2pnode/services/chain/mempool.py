@@ -25,7 +25,7 @@ Rules (docs/chain.md, "Mempool"; the attacks they answer in docs/security.md, "M
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from p2pnode.chain.context import BlockContext
@@ -122,6 +122,12 @@ class Mempool:
         except codec.MalformedMessage:
             return Admission(False, "malformed", tx_id)
         return self.add_signed(stx, data, tx_id, state, ctx, now_ms)
+
+    def add_batch(self, datas: Sequence[bytes], state: State, ctx: BlockContext, now_ms: int) -> list[Admission]:
+        """Offer encoded SignedTxs in one pass against one head state and block context; one
+        `Admission` per item, in order. A sender's consecutive nonces in the batch are admitted in
+        turn (each sees the ones before it pending), exactly as if offered one by one."""
+        return [self.add(data, state, ctx, now_ms) for data in datas]
 
     def add_signed(self, stx: SignedTx, data: bytes, tx_id: bytes, state: State, ctx: BlockContext, now_ms: int) -> Admission:
         tx = stx.tx
