@@ -182,7 +182,7 @@ class ChainService:
         for admission in admissions:
             self.metrics.mempool_admissions.labels("local", admission.reason).inc()
             self._report_admission("local", admission)
-        for data, admission in zip(datas, admissions):
+        for data, admission in zip(datas, admissions, strict=True):
             if admission.added:
                 await self._publish_tx(data, admission.tx_id)
         return admissions
