@@ -33,17 +33,22 @@ from operator import add, floordiv, itemgetter, mul, rshift
 
 from p2pnode.chain.errors import ChainError, Rejected
 from p2pnode.chain.fixed import (
+    E_I9F23_AS_I32F32,
+    EXP_SAFE_MAX,
+    EXP_SAFE_MIN,
     FRAC32,
+    HALF32,
     I32F32_MAX,
     ONE32,
     U16_MAX,
     U64_MAX,
+    clamp32,
     fixed64_to_fixed32,
     from_int64,
-    liquid_alpha_sigmoid,
     max_upscale_to_u16,
     safe_div64,
     sat32,
+    saturating_div32,
 )
 
 # `u16_proportion_to_fixed` ((u << 32) // 65535) for the liquid-alpha path, which works per entry.
@@ -643,13 +648,68 @@ def _merge_lookup(entries: Sequence[tuple[int, int]]) -> dict[int, int]:
     is not, so on a row not sorted by uid it misses entries: an entry is found iff its uid is >=
     the column the merge stands at when it reaches the entry.
     """
-    found: dict[int, int] = {}
+    found = dict(entries)
+    if len(found) == len(entries) and list(found) == sorted(found):
+        return found  # strictly ascending uids (rows as stored on chain): the merge finds every entry
+    found = {}
     column = 0
     for j, v in entries:
         if j >= column:
             found[j] = v
             column = j + 1
     return found
+
+
+# exp32's divisors: floor(floor(p / 2^32) / i) == p // (i << 32) for p >= 0.
+_EXP_DIVISORS = tuple(i << FRAC32 for i in range(2, 32))
+
+
+def exp_safe32_fast(raw: int) -> int:
+    """`fixed.exp_safe32`, bit-identical, for the per-entry liquid alpha.
+
+    The same series with the same truncations, minus exp32's overflow checks: within exp_safe's
+    clamp [-20, 20] none can fire (every partial sum is at most e^20 < 2^31, and every product
+    term * t at most 20 times the series' largest term, 20^19/19! < 2^26). tests/chain checks it
+    against `exp_safe32`.
+    """
+    x = EXP_SAFE_MIN if raw < EXP_SAFE_MIN else EXP_SAFE_MAX if raw > EXP_SAFE_MAX else raw
+    if x == 0:
+        return ONE32
+    if x == ONE32:
+        return E_I9F23_AS_I32F32
+    t = -x if x < 0 else x
+    result = term = t
+    result += ONE32
+    for divisor in _EXP_DIVISORS:
+        term = term * t // divisor
+        if not term:
+            break  # every later term is 0 too
+        result += term
+    # 1 / result for negative inputs: result >= 1, so the truncating quotient is a floor and fits.
+    return (ONE32 << FRAC32) // result if x < 0 else result
+
+
+class _LiquidAlpha:
+    """`liquid_alpha_sigmoid` as a function of the clamped difference `combined` alone (the rest
+    of its inputs are fixed for an epoch), memoised: many entries share a value (0 above all)."""
+
+    def __init__(self, low: int, high: int, steepness: int) -> None:
+        self.low, self.high = low, high
+        self.slope = saturating_div32(steepness, -100 << FRAC32)
+        self.cache: dict[int, int] = {}
+
+    def compute(self, combined: int) -> int:
+        """The reference's saturating steps without their clamps, none of which binds: combined,
+        low and high lie in [0, 1] and |slope| < 328, so |x| < 164; exp(x) < 2^31 once clamped to
+        [-20, 20], so 1 + exp(x) fits and the sigmoid lies in [0, 1]. A positive divisor makes the
+        truncating division a floor."""
+        low, high = self.low, self.high
+        x = (self.slope * (combined - HALF32)) >> FRAC32
+        sigmoid = (ONE32 << FRAC32) // (ONE32 + exp_safe32_fast(x))
+        alpha = low + ((sigmoid * (high - low)) >> FRAC32)
+        alpha = clamp32(alpha, low, high)
+        self.cache[combined] = alpha
+        return alpha
 
 
 class _Epoch:
@@ -1025,12 +1085,17 @@ class _Epoch:
         return [(j, v) for j, v in enumerate(self.rows.unpack(row)) if v > 0]
 
     def ema_liquid(self, bonds: list[array[int] | None]) -> list[list[tuple[int, int]]]:
-        """`mat_ema_alpha_sparse` with the liquid-alpha matrix (§3.9b item 2, §9 item 8)."""
+        """`mat_ema_alpha_sparse` with the liquid-alpha matrix (§3.9b item 2, §9 item 8).
+
+        The entry's alpha depends on (consensus, weight, bond) only through `combined` (what
+        `liquid_alpha_sigmoid` clamps the buy or sell difference to), so it is computed once per
+        distinct `combined` (`_LiquidAlpha`). All inputs lie in [0, 1] (proportions, consensus), so
+        the saturations of the reference never bind here and are left out.
+        """
         inp, c = self.inp, self.consensus
-        low = _FROM_U16[inp.alpha_low]
-        high = _FROM_U16[inp.alpha_high]
-        steepness = inp.alpha_sigmoid_steepness << FRAC32
-        alpha_cache: dict[tuple[int, int, int], int] = {}
+        alpha_of = _LiquidAlpha(_FROM_U16[inp.alpha_low], _FROM_U16[inp.alpha_high],
+                                inp.alpha_sigmoid_steepness << FRAC32)
+        cache, compute = alpha_of.cache, alpha_of.compute
         out: list[list[tuple[int, int]]] = []
         for i in range(self.n):
             new_entries = self.ordered_weights_for_bonds(i)
@@ -1043,13 +1108,19 @@ class _Epoch:
             old_value = dict(old_entries)
             row: list[tuple[int, int]] = []
             for j, w_new in new_entries:
-                key = (c[j], seen_w.get(j, 0), seen_b.get(j, 0))
-                alpha = alpha_cache.get(key)
+                weight, bond = seen_w.get(j, 0), seen_b.get(j, 0)
+                diff = weight - c[j] if weight >= bond else bond - weight
+                combined = 0 if diff < 0 else ONE32 if diff > ONE32 else diff
+                alpha = cache.get(combined)
                 if alpha is None:
-                    alpha = alpha_cache[key] = liquid_alpha_sigmoid(*key, low, high, steepness)
-                decayed = sat32(((ONE32 - alpha) * old_value.get(j, 0)) >> FRAC32)
-                gain = sat32((alpha * w_new) >> FRAC32)
-                value = min(sat32(decayed + max(gain, 0)), ONE32)
+                    alpha = compute(combined)
+                # alpha and the old bond lie in [0, 1]: decayed needs no clamp; a gain beyond the
+                # I32F32 range would end at ONE32 (or 0) through the clamps below either way.
+                decayed = ((ONE32 - alpha) * old_value.get(j, 0)) >> FRAC32
+                gain = (alpha * w_new) >> FRAC32
+                value = decayed + gain if gain > 0 else decayed
+                if value > ONE32:
+                    value = ONE32
                 if value > 0:
                     row.append((j, value))
             out.append(row)

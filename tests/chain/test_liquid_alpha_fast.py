@@ -1,0 +1,45 @@
+"""The epoch's fast liquid-alpha path gives exactly the reference's numbers (`fixed`)."""
+
+from __future__ import annotations
+
+import random
+
+from p2pnode.chain.fixed import (
+    EXP_SAFE_MAX,
+    EXP_SAFE_MIN,
+    I32F32_MAX,
+    I32F32_MIN,
+    ONE32,
+    clamp32,
+    exp_safe32,
+    liquid_alpha_sigmoid,
+    sub32,
+)
+from p2pnode.chain.yuma import _FROM_U16, _LiquidAlpha, exp_safe32_fast
+
+
+def test_fast_exp_is_exp_safe32() -> None:
+    rng = random.Random(5)
+    edges = [0, 1, -1, ONE32, -ONE32, ONE32 + 1, ONE32 - 1, EXP_SAFE_MAX, EXP_SAFE_MIN, EXP_SAFE_MAX + 1,
+             EXP_SAFE_MIN - 1, EXP_SAFE_MAX - 1, EXP_SAFE_MIN + 1, I32F32_MAX, I32F32_MIN, 1 << 31, -(1 << 31)]
+    inputs = edges + [rng.randrange(EXP_SAFE_MIN - ONE32, EXP_SAFE_MAX + ONE32) for _ in range(3000)]
+    inputs += [rng.randrange(-ONE32, ONE32) >> rng.randrange(0, 32) for _ in range(1000)]  # near 0
+    for raw in inputs:
+        assert exp_safe32_fast(raw) == exp_safe32(raw), raw
+
+
+def test_memoised_alpha_is_the_reference_sigmoid() -> None:
+    rng = random.Random(11)
+    settings = [(0, 65535, 1000), (45875, 58982, 1000), (100, 60000, -300), (60000, 100, 32767),
+                (1, 2, -32768), (0, 65535, 0), (30000, 40000, 7)]
+    for low_u16, high_u16, steep in settings:
+        low, high, steepness = _FROM_U16[low_u16], _FROM_U16[high_u16], steep << 32
+        alpha_of = _LiquidAlpha(low, high, steepness)
+        values = [0, 1, ONE32 // 2, ONE32 - 1, ONE32] + [rng.randrange(0, ONE32 + 1) for _ in range(60)]
+        for _ in range(600):
+            c, w, b = rng.choice(values), rng.choice(values), rng.choice(values)
+            # What ema_liquid computes as the cache key: the clamped buy or sell difference.
+            combined = clamp32(sub32(w, c), 0, ONE32) if w >= b else clamp32(sub32(b, w), 0, ONE32)
+            expected = liquid_alpha_sigmoid(c, w, b, low, high, steepness)
+            assert alpha_of.cache.get(combined, expected) == expected
+            assert alpha_of.compute(combined) == expected, (c, w, b, low_u16, high_u16, steep)
