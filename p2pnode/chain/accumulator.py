@@ -21,10 +21,24 @@ _ONES = int.from_bytes(b"\x00\x00\x00\x01" * LANES, "big")
 _DOMAIN = b"p2pnode/state-element/v1\x00"
 
 
+# Recent elements' lane vectors (4 KiB each, at most _MEMO_MAX of them, oldest dropped first): a
+# value written by one block is subtracted when the next block changes the key again, and a
+# proposer's root and its own import hash the same elements.
+_MEMO_MAX = 2048
+_memo: dict[tuple[bytes, bytes], int] = {}
+
+
 def element_hash(key: bytes, value: bytes) -> int:
     """The lane vector of one (key, value) element."""
-    h = hashlib.shake_256(_DOMAIN + len(key).to_bytes(2, "big") + key + value)
-    return int.from_bytes(h.digest(LANES * 4), "big") & _LANE_MASK
+    item = (key, value)
+    lanes = _memo.get(item)
+    if lanes is None:
+        h = hashlib.shake_256(_DOMAIN + len(key).to_bytes(2, "big") + key + value)
+        lanes = int.from_bytes(h.digest(LANES * 4), "big") & _LANE_MASK
+        if len(_memo) >= _MEMO_MAX:
+            del _memo[next(iter(_memo))]
+        _memo[item] = lanes
+    return lanes
 
 
 def add(acc: int, element: int) -> int:

@@ -51,6 +51,13 @@ class State:
         self._parent = parent
         self._acc = acc
         self._writes: dict[bytes, bytes | None] = {}
+        # Top-level overlay only: what the base reader answered, key -> value. A block's import
+        # reads each key it changes again for the changes, the root and the accumulator; the
+        # reader is the state this overlay was opened on, so its answers do not change meanwhile.
+        self._base_seen: dict[bytes, bytes | None] = {}
+        # (writes version, accumulator): the root is computed by the transition and again for the store.
+        self._version = 0
+        self._acc_memo: tuple[int, int] | None = None
 
     # ---------------------------------------------------------------- raw access
 
@@ -60,12 +67,18 @@ class State:
             return value  # type: ignore[return-value]
         if self._parent is not None:
             return self._parent.get_raw(key)
-        return self._base.get(key)
+        return self._base_value(key)
+
+    def _base_value(self, key: bytes) -> bytes | None:
+        value = self._base_seen.get(key, _MISSING)
+        if value is _MISSING:
+            value = self._base_seen[key] = self._base.get(key)
+        return value  # type: ignore[return-value]
 
     def _base_raw(self, key: bytes) -> bytes | None:
         if self._parent is not None:
             return self._parent.get_raw(key)
-        return self._base.get(key)
+        return self._base_value(key)
 
     def get(self, key: bytes, default: Any = None) -> Any:
         raw = self.get_raw(key)
@@ -73,9 +86,11 @@ class State:
 
     def put(self, key: bytes, value: Any) -> None:
         self._writes[key] = encode(value)
+        self._version += 1
 
     def delete(self, key: bytes) -> None:
         self._writes[key] = None
+        self._version += 1
 
     # ---------------------------------------------------------------- overlays and roots
 
@@ -86,19 +101,22 @@ class State:
     def commit_into_parent(self) -> None:
         assert self._parent is not None, "not a child overlay"
         self._parent._writes.update(self._writes)
+        self._parent._version += 1
         self._writes = {}
 
     def changes(self) -> dict[bytes, bytes | None]:
         """Writes whose value differs from the base reader (top-level overlay only)."""
         assert self._parent is None, "changes() of a child overlay"
-        get = self._base.get
+        get = self._base_value
         return {k: v for k, v in self._writes.items() if get(k) != v}
 
     def accumulator(self) -> int:
         """The LtHash of the state with this overlay's writes, from the changed keys only."""
         assert self._parent is None, "accumulator() of a child overlay"
+        if self._acc_memo is not None and self._acc_memo[0] == self._version:
+            return self._acc_memo[1]
         acc = self._acc
-        get = self._base.get
+        get = self._base_value
         for key, new in self._writes.items():
             old = get(key)
             if old == new:
@@ -107,6 +125,7 @@ class State:
                 acc = accumulator.sub(acc, accumulator.element_hash(key, old))
             if new is not None:
                 acc = accumulator.add(acc, accumulator.element_hash(key, new))
+        self._acc_memo = (self._version, acc)
         return acc
 
     def root(self) -> bytes:
