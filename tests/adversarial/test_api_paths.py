@@ -73,6 +73,25 @@ def test_bad_query_bodies_get_a_named_400(peer: LivePeer, body: bytes, error: st
     assert (got, reply["error"]) == (400, error), reply
 
 
+@pytest.mark.parametrize(("body", "error"), [
+    (b"", "bad_batch"),
+    (b"\xff", "bad_batch"),
+    (b"\x81\x07", "bad_batch"),      # [7]: an item that is not a byte string
+    (b"\x9f\x40\xff", "bad_batch"),  # an indefinite-length array (not canonical)
+    (b"\x80", "empty_batch"),
+])
+def test_bad_tx_batches_get_a_named_400(peer: LivePeer, body: bytes, error: str) -> None:
+    got, reply = json_request(peer, "POST", "/txs", body, headers={"Content-Type": "application/cbor"})
+    assert (got, reply["error"]) == (400, error), reply
+
+
+def test_a_batch_answers_per_transaction(peer: LivePeer) -> None:
+    # Two items that are not transactions: each refused by name, the batch itself answered.
+    got, reply = json_request(peer, "POST", "/txs", b"\x82\x41\x00\x40", headers={"Content-Type": "application/cbor"})
+    assert got == 200 and reply["added"] == 0
+    assert [r["reason"] for r in reply["results"]] == ["malformed", "malformed"]
+
+
 def test_an_oversized_body_is_refused_before_it_is_read(peer: LivePeer) -> None:
     got, reply = json_request(peer, "POST", "/query", b"", headers={"Content-Length": str(64 << 20)})
     assert (got, reply["error"]) == (413, "body_too_large")
@@ -89,7 +108,7 @@ def test_openapi_describes_the_live_routes(peer: LivePeer) -> None:
     got, doc = json_request(peer, "GET", "/openapi.json")
     assert got == 200 and doc["openapi"].startswith("3.")
     assert {"/status", "/blocks/{height_or_hash}", "/metagraph/{netuid}", "/explain/{netuid}/{uid}",
-            "/tx", "/query", "/metrics", "/"} <= set(doc["paths"])
+            "/tx", "/txs", "/query", "/metrics", "/"} <= set(doc["paths"])
     assert "post" in doc["paths"]["/tx"] and "get" in doc["paths"]["/blocks/{height_or_hash}"]
 
 
