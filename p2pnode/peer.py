@@ -20,7 +20,9 @@ from typing import Any
 
 import trio
 
+from p2pnode.chain.consensus import validator_set_for_epoch
 from p2pnode.chain.genesis import build_genesis_state
+from p2pnode.chain.state import State
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.transition import minimum_fee
 from p2pnode.chain.types import TX_KIND_OF, Serve, SignedTx, make_tx
@@ -62,6 +64,8 @@ ROLE_SYNC_TOLERANCE_SLOTS = 32
 DEFAULT_API_PORT = 8545
 # Shifts this peer's clock by N ms: only for tests of a badly set clock (`p2pnode doctor` finds it).
 CLOCK_OFFSET_ENV = "P2PNODE_TEST_CLOCK_OFFSET_MS"
+# Only for tests of checkpoint sync: "1" makes this peer serve corrupt state chunks.
+CORRUPT_STATE_CHUNKS_ENV = "P2PNODE_TEST_CORRUPT_STATE_CHUNKS"
 
 
 def _clock_offset_from_env() -> int:
@@ -96,6 +100,10 @@ class PeerOptions:
     api_port: int = DEFAULT_API_PORT
     progress: bool = True
     ready_file: Path | None = None
+    # Join at a peer-advertised finalized checkpoint instead of replaying from genesis (fresh store
+    # only); `checkpoint` (a block hash) is trusted instead of checking finality votes.
+    checkpoint_sync: bool = False
+    checkpoint: bytes | None = None
 
 
 class Peer:
@@ -106,6 +114,8 @@ class Peer:
         private_directory(options.data_dir)
         genesis, genesis_bootstrap = load_genesis(options.genesis)
         reader, acc, header = build_genesis_state(genesis)
+        genesis_vset = validator_set_for_epoch(State(reader, acc), 0) or {"validators": []}
+        self.genesis_stake = {hot: stake for hot, stake in genesis_vset["validators"]}
         self.store = Store(options.data_dir / "chain.sqlite")
         self.store.initialise(header, reader, acc)
         self.chain = BlockTree(self.store)
@@ -127,6 +137,7 @@ class Peer:
             signer = GuardedSigner(self.hotkey, SlashingProtection(options.data_dir / "signing.sqlite", self.hotkey.public_key))
         self.metrics = NodeMetrics()
         self.node = ChainService(self.chain, self.network, self.clock, signer, metrics=self.metrics)
+        self.node.state_chunks.corrupt = os.environ.get(CORRUPT_STATE_CHUNKS_ENV) == "1"
         metrics_attach_node(self.metrics, self.node.status, lambda: self.node.sync.blocks_imported)
         metrics_attach_network(self.metrics, self.network)
         self.api = HttpApi()
@@ -303,10 +314,26 @@ class Peer:
 
     # ---------------------------------------------------------------- run
 
+    async def _checkpoint_sync(self) -> None:
+        from p2pnode.services.chain.checkpoint import CheckpointSync
+
+        joiner = CheckpointSync(
+            store=self.store, network=self.network, clock=self.clock, chain_id=self.node.chain_id,
+            genesis_hash=self.node.genesis_hash, local_status=self.node.local_status(),
+            trusted_stake=self.genesis_stake, trusted_checkpoint=self.options.checkpoint)
+        started = time.monotonic()
+        report = await joiner.join()
+        self.chain.reload()
+        log.info("joined at checkpoint height %d (%d state items) in %.1f s; penalised: %s",
+                 report.checkpoint.height, report.items, time.monotonic() - started, report.penalised or "none")
+
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.network.run)
+                if self.options.checkpoint_sync and self.store.head_height == 0:
+                    await self._checkpoint_sync()
                 await nursery.start(self.node.run)
                 await nursery.start(self.api.serve, self.options.api_port)
                 # Roles start in the background: they wait for sync and for the chain, and a role

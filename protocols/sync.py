@@ -9,6 +9,11 @@ Protocols (ids in `protocols.topics`):
   heights start .. start+count-1; the response lists encoded blocks in height order, possibly fewer
   than asked (the server stops at its head or at `MAX_RANGE_RESPONSE_BYTES`). Each block is decoded
   and verified on its own by the caller.
+- state_chunk: `StateChunkRequest(block, after, max_items)` asks for the state after the server's
+  current finalized checkpoint `block`: its key/value items with keys above `after`, in key order,
+  at most `max_items` and about `STATE_CHUNK_BYTES`; `done` says nothing follows. A server whose
+  finalized checkpoint is another block answers `StateChunkResponse(error="not_current_checkpoint")`.
+  The caller checks the whole set against the checkpoint header's state root.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import ClassVar
 
 from p2pnode.chain.schema import (
     B32,
+    BOOL,
     HEIGHT,
     MAX_HEIGHT,
     U16,
@@ -25,6 +31,8 @@ from p2pnode.chain.schema import (
     ChainObject,
     FieldType,
     ListOf,
+    Struct,
+    Text,
     chain_object,
 )
 from p2pnode.chain.types import CHAIN_ID
@@ -119,3 +127,83 @@ def decode_range_response(data: bytes, requested: int) -> list[bytes]:
     if len(resp.blocks) > requested:
         raise codec.MalformedMessage("more blocks than requested")
     return list(resp.blocks)
+
+
+# ---------------------------------------------------------------- state chunks
+
+MAX_STATE_KEY_BYTES = 1024
+MAX_STATE_VALUE_BYTES = 4 << 20
+MAX_STATE_CHUNK_ITEMS = 4096
+# A server stops adding items past this size (but always sends at least one).
+STATE_CHUNK_BYTES = 1 << 20
+MAX_STATE_CHUNK_RESPONSE_BYTES = STATE_CHUNK_BYTES + MAX_STATE_VALUE_BYTES + MAX_STATE_KEY_BYTES + 4096
+MAX_STATE_CHUNK_REQUEST_BYTES = MAX_STATE_KEY_BYTES + 128
+STATE_CHUNK_ERRORS = frozenset({"", "not_current_checkpoint", "rate_limited"})
+
+
+@chain_object
+class StateItem(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "key": Bytes(max_len=MAX_STATE_KEY_BYTES),
+        "value": Bytes(max_len=MAX_STATE_VALUE_BYTES),
+    }
+    key: bytes
+    value: bytes
+
+
+@chain_object
+class StateChunkRequest(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "block": B32,
+        "after": Bytes(max_len=MAX_STATE_KEY_BYTES),
+        "max_items": U16,
+    }
+    block: bytes
+    after: bytes  # b"" for the first chunk (every key is above it)
+    max_items: int
+
+
+@chain_object
+class StateChunkResponse(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "error": Text(max_len=32, choices=STATE_CHUNK_ERRORS),
+        "items": ListOf(Struct(StateItem), MAX_STATE_CHUNK_ITEMS),
+        "done": BOOL,
+    }
+    error: str
+    items: tuple[StateItem, ...]
+    done: bool
+
+
+def encode_state_chunk_request(block: bytes, after: bytes, max_items: int) -> bytes:
+    return codec.encode(StateChunkRequest(block=block, after=after, max_items=min(max_items, MAX_STATE_CHUNK_ITEMS)))
+
+
+def decode_state_chunk_request(data: bytes) -> StateChunkRequest:
+    """Raises MalformedMessage."""
+    return codec.decode(StateChunkRequest, data, max_bytes=MAX_STATE_CHUNK_REQUEST_BYTES)
+
+
+def encode_state_chunk(items: list[tuple[bytes, bytes]], done: bool) -> bytes:
+    return codec.encode(StateChunkResponse(
+        error="", items=tuple(StateItem(key=k, value=v) for k, v in items), done=done))
+
+
+def encode_state_chunk_error(error: str) -> bytes:
+    return codec.encode(StateChunkResponse(error=error, items=(), done=False))
+
+
+def decode_state_chunk(data: bytes, after: bytes, max_items: int) -> StateChunkResponse:
+    """A response checked for shape: keys strictly increasing above `after`, at most `max_items`.
+    Raises MalformedMessage."""
+    resp = codec.decode(StateChunkResponse, data, max_bytes=MAX_STATE_CHUNK_RESPONSE_BYTES)
+    if len(resp.items) > max_items:
+        raise codec.MalformedMessage("more state items than requested")
+    previous = after
+    for index, item in enumerate(resp.items):
+        if (index > 0 or after) and item.key <= previous:
+            raise codec.MalformedMessage("state keys not strictly increasing above the request's key")
+        previous = item.key
+    if not resp.error and not resp.done and not resp.items:
+        raise codec.MalformedMessage("an empty state chunk that is not the last")
+    return resp

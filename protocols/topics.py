@@ -47,3 +47,7 @@ def status_protocol(chain_id: str) -> str:
 
 def blocks_by_range_protocol(chain_id: str) -> str:
     return f"/p2pnode/{chain_id}/req/blocks_by_range/1"
+
+
+def state_chunk_protocol(chain_id: str) -> str:
+    return f"/p2pnode/{chain_id}/req/state_chunk/1"

@@ -59,6 +59,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     join.add_argument("--api-port", type=int, default=8545, help="local HTTP API port on 127.0.0.1 (0: any free port)")
     join.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     join.add_argument("--no-progress", action="store_true", help="no sync progress bar")
+    join.add_argument("--checkpoint-sync", action="store_true",
+                      help="a fresh data directory joins at the finalized checkpoint its peers advertise "
+                           "(state fetched and checked against the checkpoint's root) instead of replaying from genesis")
+    join.add_argument("--checkpoint", metavar="HASH",
+                      help="with --checkpoint-sync: trust this finalized block hash (hex) instead of checking "
+                           "finality votes against the genesis validators (weak subjectivity)")
     join.add_argument("--ready-file", type=Path, help=argparse.SUPPRESS)
     join.set_defaults(func=_join)
 
@@ -96,6 +102,16 @@ def _join(args: argparse.Namespace) -> int:
     miner_device = resolve_miner_device(args.device) if args.miner else "cpu"
     if not 0 < args.weight_sharpness <= 16:
         raise CliError("--weight-sharpness must be above 0 and at most 16")
+    checkpoint = None
+    if args.checkpoint is not None:
+        try:
+            checkpoint = bytes.fromhex(args.checkpoint)
+        except ValueError:
+            checkpoint = b""
+        if len(checkpoint) != 32:
+            raise CliError("--checkpoint must be a block hash: 64 hex digits")
+        if not args.checkpoint_sync:
+            raise CliError("--checkpoint needs --checkpoint-sync")
     options = PeerOptions(
         genesis=args.network,
         data_dir=data_dir,
@@ -116,9 +132,20 @@ def _join(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         progress=not args.no_progress and os.isatty(2),
         ready_file=args.ready_file,
+        checkpoint_sync=args.checkpoint_sync,
+        checkpoint=checkpoint,
     )
+    from p2pnode.services.chain.checkpoint import CheckpointSyncError
+
     try:
         trio.run(run_peer, options)
+    except BaseExceptionGroup as group:  # trio's nurseries wrap what a task raised
+        failed = group.subgroup(CheckpointSyncError)
+        if failed is None:
+            raise
+        while isinstance(failed, BaseExceptionGroup):
+            failed = failed.exceptions[0]
+        raise CliError(f"checkpoint sync failed: {failed}") from None
     except (GenesisError, StoreError) as exc:
         raise CliError(str(exc)) from None
     except AddressError as exc:

@@ -190,12 +190,19 @@ class Store:
         return None if block_hash is None else self.block(block_hash)
 
     def canonical_range_bytes(self, start: int, count: int) -> list[bytes]:
+        """Canonical blocks from `start`, in height order, stopping at the first missing height
+        (a store installed from a checkpoint has no history below its base)."""
         rows = self._db.execute(
-            "SELECT b.data FROM canonical c JOIN blocks b ON b.hash = c.hash "
+            "SELECT c.height, b.data FROM canonical c JOIN blocks b ON b.hash = c.hash "
             "WHERE c.height >= ? AND c.height < ? ORDER BY c.height",
             (start, start + count),
         ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        out: list[bytes] = []
+        for expected, (height, data) in enumerate(rows, start):
+            if height != expected:
+                break
+            out.append(bytes(data))
+        return out
 
     def children(self, block_hash: bytes) -> list[bytes]:
         return [bytes(r[0]) for r in self._db.execute("SELECT hash FROM blocks WHERE parent=?", (block_hash,))]
@@ -236,6 +243,13 @@ class Store:
         for key, value in cursor:
             yield bytes(key), bytes(value)
 
+    def state_items_after(self, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to `limit` head-state items with keys above `after`, in key order."""
+        rows = self._db.execute(
+            "SELECT key, value FROM state WHERE key > ? ORDER BY key LIMIT ?", (after, limit)
+        ).fetchall()
+        return [(bytes(k), bytes(v)) for k, v in rows]
+
     def _apply_changes(self, changes: dict[bytes, bytes | None]) -> None:
         deletes = [(k,) for k, v in changes.items() if v is None]
         upserts = [(k, v) for k, v in changes.items() if v is not None]
@@ -260,6 +274,26 @@ class Store:
             self._db.execute("INSERT OR REPLACE INTO canonical(height, hash) VALUES (?, ?)", (header.height, header.hash))
             self.set_meta("head", header.hash)
             self.set_meta("acc", accumulator.to_bytes(acc))
+
+    def install_snapshot(self, block: Block, items: Iterator[tuple[bytes, bytes]] | list[tuple[bytes, bytes]],
+                         acc: int, finalized: bytes) -> None:
+        """Make `block` the head with `items` as the whole state, in one transaction: the base of a
+        store joined by checkpoint sync. `finalized` is the encoded finalized checkpoint (`block`).
+
+        Only a store still at genesis may take a snapshot (history would not link up otherwise)."""
+        with self.transaction():
+            if self.head_height != 0:
+                raise StoreError("a snapshot can only be installed into a store at genesis")
+            self._db.execute("DELETE FROM state")
+            self._db.executemany("INSERT INTO state(key, value) VALUES (?, ?)", items)
+            self._db.execute("DELETE FROM undo")
+            self._put_block(block)
+            self._db.execute("INSERT OR REPLACE INTO canonical(height, hash) VALUES (?, ?)",
+                             (block.header.height, block.hash))
+            self.set_meta("head", block.hash)
+            self.set_meta("acc", accumulator.to_bytes(acc))
+            self.set_meta("finalized", finalized)
+            self.set_meta("snapshot_base", block.hash)
 
     def rollback_head(self) -> Header:
         """Undo the head block's state changes; its parent becomes the head. Returns the undone header."""

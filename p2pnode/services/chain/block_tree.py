@@ -112,6 +112,7 @@ class BlockTree:
         self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
         self._finalized: Checkpoint | None = None if raw is None else finality.cp_from(decode(raw))
+        self._snapshot_overrides: tuple[bytes, dict[bytes, bytes | None]] | None = None
 
     # ---------------------------------------------------------------- reading
 
@@ -171,6 +172,65 @@ class BlockTree:
 
     def fork_count(self) -> int:
         return len(self._forks)
+
+    def reload(self) -> None:
+        """Forget what was read from the store (after a snapshot was installed under the tree)."""
+        self._head_view = None
+        self._forks.clear()
+        self._snapshot_overrides = None
+        raw = self.store.meta("finalized")
+        self._finalized = None if raw is None else finality.cp_from(decode(raw))
+
+    # ---------------------------------------------------------------- serving the finalized state
+
+    def finalized_state_chunk(self, after: bytes, max_items: int, max_bytes: int) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """State items after the finalized checkpoint block with keys above `after`, in key order:
+        at most `max_items`, and past `max_bytes` no more (at least one). Returns (items, done).
+
+        The store holds the head state; the finalized state is the head state rewound through the
+        undo records of the blocks above the checkpoint (kept until the next finality), so every
+        chunk reads one consistent snapshot while the head moves on."""
+        overrides = self._finalized_overrides()
+        later = sorted((k, v) for k, v in overrides.items() if k > after)
+        limit = max_items + len(later) + 1
+        rows = self.store.state_items_after(after, limit)
+        merged = dict(rows)
+        for key, value in later:
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        # Keys past the last row read are not known to be complete: cut there unless the store ran out.
+        exhausted = len(rows) < limit
+        last_row = rows[-1][0] if rows else b""
+        keys = sorted(k for k in merged if exhausted or k <= last_row)
+        out: list[tuple[bytes, bytes]] = []
+        size = 0
+        for key in keys:
+            if len(out) >= max_items or (out and size >= max_bytes):
+                return out, False
+            value = merged[key]
+            out.append((key, value))
+            size += len(key) + len(value) + 8
+        return out, exhausted
+
+    def _finalized_overrides(self) -> dict[bytes, bytes | None]:
+        """Old values that turn the head state into the state after the finalized block (cached per head)."""
+        head = self.store.head_hash
+        cached = self._snapshot_overrides
+        if cached is not None and cached[0] == head:
+            return cached[1]
+        finalized = self.finalized
+        finalized_height = 0 if finalized is None else finalized.height
+        overrides: dict[bytes, bytes | None] = {}
+        for height in range(self.store.head_height, finalized_height, -1):
+            canonical = self.store.canonical_hash(height)
+            record = None if canonical is None else self.store.undo_record(canonical)
+            if record is None:
+                raise BlockInvalid("no_snapshot", f"no undo record at height {height}")
+            overrides.update(record[1])
+        self._snapshot_overrides = (head, overrides)
+        return overrides
 
     # ---------------------------------------------------------------- importing
 

@@ -53,6 +53,7 @@ from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
+from p2pnode.services.chain.checkpoint import StateChunkServer
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
 from p2pnode.services.clock import Clock
@@ -141,6 +142,8 @@ class ChainService:
             head_claim_problem=self.head_claim_problem,
             config=self.config.sync,
         )
+        # Serves the finalized state to peers joining by checkpoint sync.
+        self.state_chunks = StateChunkServer(chain, network, clock, self.chain_id)
         self.topics = {kind: topics.topic(self.chain_id, kind) for kind in topics.TOPIC_KINDS}
         self._tx_refusals = RefusalCounter(self.config.tx_refusals_per_window, self.config.tx_refusal_window_ms)
         self._evidence_send, self._evidence_recv = trio.open_memory_channel[ChainObject](64)
@@ -251,6 +254,7 @@ class ChainService:
         self.network.subscribe(self.topics["stake"], self._guard_stake_tx, _no_op_handler)
         self.network.subscribe(self.topics["weights"], self._guard_weights_tx, _no_op_handler)
         self.network.subscribe(self.topics["votes"], self._guard_vote, _no_op_handler)
+        self.state_chunks.register()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.sync.run)
             nursery.start_soon(self._duties)
