@@ -14,34 +14,22 @@ from typing import Any
 
 from p2pnode.chain import finality, statekeys, unbonding
 from p2pnode.chain.context import BlockContext
-from p2pnode.chain.encoding import decode, sha256
+from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
-from p2pnode.chain.state import State
+from p2pnode.chain.state import State, decode_shared
 from p2pnode.chain.types import Header, SignedVote, SlashDoubleProposal, SlashVote, Tx
 
 DOMAIN_SEED = b"p2pnode/proposer-seed/v1\x00"
 DOMAIN_MIX = b"p2pnode/randao-mix/v1\x00"
 
-_DECODED: dict[bytes, Any] = {}
-
 
 def shared_global(state: State, name: str, default: Any = None) -> Any:
-    """A global's decoded value, shared between calls with the same bytes: READ-ONLY.
-
-    The validator sets and the finality record are read many times per block and per gossip
-    message; decoding them once per distinct value (as State.param does for params) keeps that
-    cheap. Callers copy before changing anything.
-    """
+    """A global's decoded value, shared between calls with the same bytes (`decode_shared`):
+    READ-ONLY, callers copy before changing anything."""
     raw = state.get_raw(statekeys.global_value(name))
     if raw is None:
         return default
-    value = _DECODED.get(raw)
-    if value is None:
-        value = decode(raw)
-        if len(_DECODED) >= 256:
-            _DECODED.clear()
-        _DECODED[raw] = value
-    return value
+    return decode_shared(raw)
 
 
 def epoch_of(state: State, slot: int) -> int:

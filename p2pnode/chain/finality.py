@@ -26,8 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from p2pnode.chain import statekeys
-from p2pnode.chain.encoding import decode
-from p2pnode.chain.state import State
+from p2pnode.chain.state import State, decode_shared
 from p2pnode.chain.types import Checkpoint, FinalityVote
 
 # Checkpoints of this many recent epochs are kept in state (votes may only target the current or
@@ -37,9 +36,6 @@ KEPT_CHECKPOINTS = 4
 KEPT_JUSTIFIED = 4
 # Tallies are kept for target epochs no older than this many epochs before the current one.
 KEPT_TALLY_EPOCHS = 2
-
-_DECODED: dict[bytes, Any] = {}
-
 
 def cp_plain(cp: Checkpoint) -> list[Any]:
     return [cp.epoch, cp.height, cp.hash]
@@ -54,13 +50,7 @@ def _ffg(state: State) -> dict[str, Any]:
     raw = state.get_raw(statekeys.global_value("ffg"))
     if raw is None:
         return {"justified": [], "finalized": None, "checkpoints": [], "tallies": []}
-    value = _DECODED.get(raw)
-    if value is None:
-        value = decode(raw)
-        if len(_DECODED) >= 256:
-            _DECODED.clear()
-        _DECODED[raw] = value
-    return value  # type: ignore[no-any-return]
+    return decode_shared(raw)
 
 
 def init_genesis(state: State) -> None:

@@ -17,7 +17,23 @@ from p2pnode.chain import statekeys as keys
 from p2pnode.chain.encoding import decode, encode
 
 _MISSING = object()
-_PARAMS_CACHE: dict[bytes, dict[str, int]] = {}
+_SHARED_DECODED: dict[bytes, Any] = {}
+
+
+def decode_shared(raw: bytes) -> Any:
+    """`decode(raw)`, decoded once per distinct value and shared between callers: READ-ONLY.
+
+    Params, the validator sets and the finality record are read many times per block and per
+    gossip message; decoding each distinct value once keeps that cheap. Callers copy before
+    changing anything.
+    """
+    value = _SHARED_DECODED.get(raw)
+    if value is None:
+        value = decode(raw)
+        if len(_SHARED_DECODED) >= 256:
+            _SHARED_DECODED.clear()
+        _SHARED_DECODED[raw] = value
+    return value
 
 
 class StateReader(Protocol):
@@ -147,13 +163,7 @@ class State:
         # Parameters are read for every transaction: decode the params map once per distinct value.
         raw = self.get_raw(keys.global_value("params"))
         assert raw is not None, "state has no params"
-        params = _PARAMS_CACHE.get(raw)
-        if params is None:
-            params = decode(raw)
-            if len(_PARAMS_CACHE) > 64:
-                _PARAMS_CACHE.clear()
-            _PARAMS_CACHE[raw] = params
-        return params[name]
+        return decode_shared(raw)[name]  # type: ignore[no-any-return]
 
     @property
     def chain_id(self) -> str:

@@ -16,6 +16,8 @@ before the signature leaves the process.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from p2pnode.store.private_files import private_database
@@ -57,54 +59,51 @@ class SlashingProtection:
     def close(self) -> None:
         self._db.close()
 
-    def may_propose(self, slot: int, header_hash: bytes) -> bool:
-        """Record the block for `slot` and return True, or return False if signing it could
-        equivocate (a lower or equal slot was signed with another block)."""
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One check-and-record: committed when the block ends, rolled back if it raises."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            same = self._db.execute("SELECT hash FROM proposals WHERE slot=?", (slot,)).fetchone()
-            if same is not None:
-                self._db.execute("COMMIT")
-                return bytes(same[0]) == header_hash
-            highest = self._db.execute("SELECT MAX(slot) FROM proposals").fetchone()[0]
-            if highest is not None and slot < highest:
-                self._db.execute("COMMIT")
-                return False
-            self._db.execute("INSERT INTO proposals(slot, hash) VALUES (?, ?)", (slot, header_hash))
-            self._db.execute(
-                "DELETE FROM proposals WHERE slot NOT IN (SELECT slot FROM proposals ORDER BY slot DESC LIMIT ?)",
-                (KEPT_ROWS,),
-            )
+            yield self._db
             self._db.execute("COMMIT")
-            return True
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
 
+    def may_propose(self, slot: int, header_hash: bytes) -> bool:
+        """Record the block for `slot` and return True, or return False if signing it could
+        equivocate (a lower or equal slot was signed with another block)."""
+        with self._transaction() as db:
+            same = db.execute("SELECT hash FROM proposals WHERE slot=?", (slot,)).fetchone()
+            if same is not None:
+                return bytes(same[0]) == header_hash
+            highest = db.execute("SELECT MAX(slot) FROM proposals").fetchone()[0]
+            if highest is not None and slot < highest:
+                return False
+            db.execute("INSERT INTO proposals(slot, hash) VALUES (?, ?)", (slot, header_hash))
+            db.execute(
+                "DELETE FROM proposals WHERE slot NOT IN (SELECT slot FROM proposals ORDER BY slot DESC LIMIT ?)",
+                (KEPT_ROWS,),
+            )
+            return True
+
     def may_vote(self, source_epoch: int, target_epoch: int, vote_hash: bytes) -> bool:
         """Record the vote and return True, or return False if signing it could be a double or
         surround vote against anything signed before."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            same = self._db.execute("SELECT hash FROM votes WHERE target_epoch=?", (target_epoch,)).fetchone()
+        with self._transaction() as db:
+            same = db.execute("SELECT hash FROM votes WHERE target_epoch=?", (target_epoch,)).fetchone()
             if same is not None:
-                self._db.execute("COMMIT")
                 return bytes(same[0]) == vote_hash
-            max_target, max_source = self._db.execute("SELECT MAX(target_epoch), MAX(source_epoch) FROM votes").fetchone()
+            max_target, max_source = db.execute("SELECT MAX(target_epoch), MAX(source_epoch) FROM votes").fetchone()
             if max_target is not None and (target_epoch <= max_target or source_epoch < max_source):
-                self._db.execute("COMMIT")
                 return False
-            self._db.execute(
+            db.execute(
                 "INSERT INTO votes(target_epoch, source_epoch, hash) VALUES (?, ?, ?)",
                 (target_epoch, source_epoch, vote_hash),
             )
-            self._db.execute(
+            db.execute(
                 "DELETE FROM votes WHERE target_epoch NOT IN "
                 "(SELECT target_epoch FROM votes ORDER BY target_epoch DESC LIMIT ?)",
                 (KEPT_ROWS,),
             )
-            self._db.execute("COMMIT")
             return True
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
