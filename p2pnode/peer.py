@@ -22,8 +22,8 @@ import trio
 
 from p2pnode.chain.consensus import validator_set_for_epoch
 from p2pnode.chain.genesis import build_genesis_state
-from p2pnode.chain.state import State
 from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.state import State
 from p2pnode.chain.transition import minimum_fee
 from p2pnode.chain.types import TX_KIND_OF, Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis

@@ -12,8 +12,21 @@ import trio
 from p2pnode.chain import consensus, finality
 from p2pnode.chain.types import Block, FinalityVote, SignedVote, Transfer
 from p2pnode.services.chain.block_tree import BlockTree
-from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync, CheckpointSyncError, StateChunkServer
-from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root, signed, user_keys, validator_keys
+from p2pnode.services.chain.checkpoint import (
+    CheckpointConfig,
+    CheckpointSync,
+    CheckpointSyncError,
+    StateChunkServer,
+)
+from p2pnode.testing.factories import (
+    DEV_CHAIN_ID,
+    make_genesis,
+    open_chain,
+    recompute_root,
+    signed,
+    user_keys,
+    validator_keys,
+)
 from protocols import sync, topics
 from protocols.network import RequestError
 
@@ -83,7 +96,7 @@ class FakeNetwork:
     def penalise(self, peer_id: str, reason: str, amount: float) -> None:
         self.penalties.append((peer_id, reason))
 
-    async def request(self, peer_id: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:
+    async def request(self, peer_id: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:  # noqa: ASYNC109
         await trio.lowlevel.checkpoint()
         if peer_id not in self.servers:
             raise RequestError("not connected")

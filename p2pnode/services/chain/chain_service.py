@@ -50,10 +50,10 @@ from p2pnode.chain.types import (
     make_tx,
 )
 from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.checkpoint import StateChunkServer
 from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
-from p2pnode.services.chain.checkpoint import StateChunkServer
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
 from p2pnode.services.clock import Clock
