@@ -66,6 +66,8 @@ DEFAULT_API_PORT = 8545
 CLOCK_OFFSET_ENV = "P2PNODE_TEST_CLOCK_OFFSET_MS"
 # Only for tests of checkpoint sync: "1" makes this peer serve corrupt state chunks.
 CORRUPT_STATE_CHUNKS_ENV = "P2PNODE_TEST_CORRUPT_STATE_CHUNKS"
+# Only for tests of checkpoint sync: state items asked per chunk (small, so several peers serve one join).
+STATE_CHUNK_ITEMS_ENV = "P2PNODE_TEST_STATE_CHUNK_ITEMS"
 
 
 def _clock_offset_from_env() -> int:
@@ -315,10 +317,13 @@ class Peer:
     # ---------------------------------------------------------------- run
 
     async def _checkpoint_sync(self) -> None:
-        from p2pnode.services.chain.checkpoint import CheckpointSync
+        from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync
 
+        config = CheckpointConfig()
+        if os.environ.get(STATE_CHUNK_ITEMS_ENV):
+            config = CheckpointConfig(chunk_items=int(os.environ[STATE_CHUNK_ITEMS_ENV]))
         joiner = CheckpointSync(
-            store=self.store, network=self.network, clock=self.clock, chain_id=self.node.chain_id,
+            config=config, store=self.store, network=self.network, clock=self.clock, chain_id=self.node.chain_id,
             genesis_hash=self.node.genesis_hash, local_status=self.node.local_status(),
             trusted_stake=self.genesis_stake, trusted_checkpoint=self.options.checkpoint)
         started = time.monotonic()

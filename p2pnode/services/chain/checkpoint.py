@@ -104,6 +104,7 @@ class CheckpointConfig:
     # Once one is found, a moment more for others (a choice among several peers is safer).
     settle_s: float = 2.0
     retries_per_chunk: int = 4
+    attempts: int = 4
 
 
 @dataclass
@@ -134,6 +135,18 @@ class CheckpointSync:
     # ---------------------------------------------------------------- the steps
 
     async def join(self) -> JoinReport:
+        """Join, retrying with a fresh choice of checkpoint (and without penalised peers) when an
+        attempt fails: the checkpoint moved on while it was fetched, or its sources misbehaved."""
+        for attempt in range(1, self.config.attempts + 1):
+            try:
+                return await self._join_once()
+            except CheckpointSyncError as exc:
+                if attempt == self.config.attempts or exc.reason == "no_checkpoint_peers":
+                    raise
+                log.warning("checkpoint sync attempt %d failed (%s); trying again", attempt, exc)
+        raise AssertionError("unreachable")
+
+    async def _join_once(self) -> JoinReport:
         checkpoint, sources = await self._choose_checkpoint()
         block, evidence_source = await self._fetch_checkpoint_block(checkpoint, sources)
         if self.trusted_checkpoint is None:
@@ -163,7 +176,8 @@ class CheckpointSync:
             except codec.MalformedMessage:
                 self._penalise(peer_id, "bad_status", PENALTY_BAD_RESPONSE)
                 return
-            if status.chain == self.chain_id and status.genesis == self.genesis_hash and status.finalized_height > 0:
+            if (status.chain == self.chain_id and status.genesis == self.genesis_hash and status.finalized_height > 0
+                    and peer_id not in self.penalised):
                 found[peer_id] = status
 
         async with trio.open_nursery() as nursery:

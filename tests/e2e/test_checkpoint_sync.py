@@ -1,0 +1,99 @@
+"""Checkpoint sync between real peer processes: a validator finalizes, a follower serves corrupt state
+chunks, and a fresh peer joins with `--checkpoint-sync`: it penalises the corrupt server, installs
+the checkpoint's state without replaying history, and follows the head."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_util import api, try_api, wait_until
+
+from p2pnode.cli.testnet import make_genesis
+
+pytestmark = pytest.mark.timeout(300)
+
+
+class Proc:
+    def __init__(self, process: subprocess.Popen[str], ready: dict[str, object], log: Path) -> None:
+        self.process, self.ready, self.log = process, ready, log
+
+    @property
+    def api(self) -> str:
+        return str(self.ready["api"])
+
+    def bootstrap(self) -> str:
+        return [a for a in self.ready["listen_addrs"] if "/tcp/" in a][0]  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(tmp: Path, name: str, args: list[str], env: dict[str, str] | None = None, wait_s: float = 90) -> Proc:
+    ready = tmp / f"{name}-ready.json"
+    log = tmp / f"{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir",
+         str(tmp / name), "--api-port", "0", "--ready-file", str(ready), "--listen", "/ip4/127.0.0.1/tcp/0",
+         "--no-progress", "--log-level", "info", *args],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True,  # noqa: SIM115
+        env=dict(os.environ, **(env or {})))
+    wait_until(lambda: ready.exists() or process.poll() is not None, wait_s, f"{name} to start")
+    assert process.poll() is None, log.read_text()[-4000:]
+    return Proc(process, json.loads(ready.read_text()), log)
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[tuple[Path, list[Proc]]]:
+    genesis = make_genesis(1, market=False, slot_ms=500)
+    genesis["params"]["epoch_slots"] = 8
+    (tmp_path / "genesis.json").write_text(json.dumps(genesis))
+    procs: list[Proc] = []
+    try:
+        yield tmp_path, procs
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def finalized(proc: Proc) -> int:
+    status = try_api(proc.api, "/status")
+    return 0 if status is None else status["finalized_height"] or 0
+
+
+def test_a_fresh_peer_joins_from_a_checkpoint_past_a_corrupt_server(network: tuple[Path, list[Proc]]) -> None:
+    tmp, procs = network
+    validator = start(tmp, "validator", ["--dev-key", "validator-0-hot", "--validator"])
+    procs.append(validator)
+    corrupt = start(tmp, "corrupt", ["--dev-key", "corrupt-follower", "--bootstrap", validator.bootstrap()],
+                    env={"P2PNODE_TEST_CORRUPT_STATE_CHUNKS": "1"})
+    procs.append(corrupt)
+    wait_until(lambda: finalized(corrupt) >= 16 and finalized(corrupt) == finalized(validator), 120,
+               "the network to finalize height 16 on both peers")
+
+    joiner = start(tmp, "joiner", ["--dev-key", "checkpoint-joiner", "--checkpoint-sync",
+                                   "--bootstrap", validator.bootstrap(), "--bootstrap", corrupt.bootstrap()],
+                   env={"P2PNODE_TEST_STATE_CHUNK_ITEMS": "4"})
+    procs.append(joiner)
+    log = joiner.log.read_text()
+    assert "joined at checkpoint height" in log, log[-4000:]
+    assert f"penalised {corrupt.ready['peer_id']}" in log, log[-4000:]
+    assert try_api(joiner.api, "/blocks/1") is None, "history below the checkpoint was not replayed"
+
+    # Following the head by range sync and gossip from the checkpoint on.
+    target = api(validator.api, "/status")["head_height"] + 4
+    wait_until(lambda: (s := try_api(joiner.api, "/status")) and s["head_height"] >= target, 60,
+               "the joiner to follow the head")
+    assert api(joiner.api, f"/blocks/{target}")["hash"] == api(validator.api, f"/blocks/{target}")["hash"]
+    assert api(joiner.api, f"/blocks/{target}")["state_root"] == api(validator.api, f"/blocks/{target}")["state_root"]
