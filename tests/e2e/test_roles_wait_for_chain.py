@@ -173,9 +173,10 @@ def test_a_custom_miner_on_a_late_subnet_earns_incentive(chain: tuple[Path, Proc
     try:
         register(validator, env, netuid, FRESH_MINER.address)
         register(validator, env, netuid, FRESH_VALIDATOR.address)
-        # A majority of the subnet's stake: the owner hotkey accrues stake from the owner's cut and
-        # sets no weights, and consensus needs more than half of the stake behind a miner.
-        cli("stake", "add", FRESH_VALIDATOR.address, "5000", "--api", validator.api, env=env)
+        # A majority of the subnet's stake (the owner hotkey accrues stake from the owner's cut and
+        # sets no weights; consensus needs more than half of the stake behind a miner), but less
+        # than the block validator's 1 000: the most-staked hotkeys become the block validators.
+        cli("stake", "add", FRESH_VALIDATOR.address, "500", "--api", validator.api, env=env)
 
         def miner_incentive() -> float | None:
             rows = api(validator.api, f"/metagraph/{netuid}")
