@@ -19,9 +19,8 @@ from p2pnode.chain.types import (
     hotkey_binding_message,
 )
 from p2pnode.cli.common import (
-    add_api,
-    add_json,
-    add_signer,
+    add_read_options,
+    add_tx_options,
     api_get,
     done_text,
     emit,
@@ -54,16 +53,13 @@ def parse_amount(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     balance = subparsers.add_parser("balance", help="balance, nonce and stake of an address")
     balance.add_argument("address")
-    add_api(balance)
-    add_json(balance)
+    add_read_options(balance)
     balance.set_defaults(func=_balance)
 
     transfer = subparsers.add_parser("transfer", help="send TAO from the wallet's coldkey")
     transfer.add_argument("destination", help="address")
     transfer.add_argument("amount", type=parse_amount, help="TAO (1.5) or rao (1500rao)")
-    add_signer(transfer)
-    add_api(transfer)
-    add_json(transfer)
+    add_tx_options(transfer)
     transfer.set_defaults(func=_transfer)
 
     stake = subparsers.add_parser("stake", help="stake on a hotkey (own or delegated) and unstake")
@@ -72,40 +68,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = stake_sub.add_parser(name, help=helptext)
         p.add_argument("hotkey", help="hotkey address")
         p.add_argument("amount", type=parse_amount)
-        add_signer(p)
-        add_api(p)
-        add_json(p)
+        add_tx_options(p)
         p.set_defaults(func=_stake, stake_action=name)
 
     subnet = subparsers.add_parser("subnet", help="subnets: list, create, register, set hyperparameters")
     sn_sub = subnet.add_subparsers(dest="subnet_command", metavar="COMMAND", required=True)
     listing = sn_sub.add_parser("list", help="list subnets")
-    add_api(listing)
-    add_json(listing)
+    add_read_options(listing)
     listing.set_defaults(func=_subnet_list)
     create = sn_sub.add_parser("create", help="create a subnet (locks the lock cost)")
     create.add_argument("--task", required=True, choices=["text", "forecast"])
     create.add_argument("--owner-hotkey", required=True, help="address of the owner hotkey")
     create.add_argument("--max-lock", type=parse_amount, default=None, help="refuse if the lock cost is higher")
-    add_signer(create)
-    add_api(create)
-    add_json(create)
+    add_tx_options(create)
     create.set_defaults(func=_subnet_create)
     reg = sn_sub.add_parser("register", help="burn to register a hotkey on a subnet")
     reg.add_argument("--netuid", type=int, required=True)
     reg.add_argument("--hotkey", dest="register_hotkey", required=True, help="address of the hotkey to register")
     reg.add_argument("--max-burn", type=parse_amount, default=None, help="refuse if the burn is higher")
-    add_signer(reg)
-    add_api(reg)
-    add_json(reg)
+    add_tx_options(reg)
     reg.set_defaults(func=_subnet_register)
     hp = sn_sub.add_parser("set", help="set a hyperparameter (subnet owner)")
     hp.add_argument("--netuid", type=int, required=True)
     hp.add_argument("name")
     hp.add_argument("value", type=int)
-    add_signer(hp)
-    add_api(hp)
-    add_json(hp)
+    add_tx_options(hp)
     hp.set_defaults(func=_subnet_set)
 
 

@@ -41,6 +41,19 @@ def add_signer(parser: argparse.ArgumentParser, *, hotkey: bool = False) -> None
     add_wait(parser)
 
 
+def add_tx_options(parser: argparse.ArgumentParser, *, hotkey: bool = False) -> None:
+    """The options of a command that submits a transaction: signer, fee, waiting, API, --json."""
+    add_signer(parser, hotkey=hotkey)
+    add_api(parser)
+    add_json(parser)
+
+
+def add_read_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that reads from the node: API, --json."""
+    add_api(parser)
+    add_json(parser)
+
+
 def add_wait(parser: argparse.ArgumentParser) -> None:
     wait = parser.add_mutually_exclusive_group()
     wait.add_argument("--wait", choices=("included", "finalized"), default="included",

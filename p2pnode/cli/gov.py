@@ -6,9 +6,8 @@ import argparse
 
 from p2pnode.chain.types import GovVote, Propose
 from p2pnode.cli.common import (
-    add_api,
-    add_json,
-    add_signer,
+    add_read_options,
+    add_tx_options,
     api_get,
     done_text,
     emit,
@@ -29,28 +28,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what.add_argument("--create-subnet", nargs=2, metavar=("OWNER_HOTKEY", "TASK"), help="create a subnet")
     what.add_argument("--upgrade", nargs=2, metavar=("VERSION", "HEIGHT"), help="activate a protocol version at a height")
     what.add_argument("--signal", metavar="TEXT", help="a plain-text signal")
-    add_signer(propose)
-    add_api(propose)
-    add_json(propose)
+    add_tx_options(propose)
     propose.set_defaults(func=_propose)
 
     vote = sub.add_parser("vote", help="vote with the coldkey's stake (a later vote replaces an earlier one)")
     vote.add_argument("proposal", type=int)
     vote.add_argument("choice", choices=["yes", "no", "abstain"])
-    add_signer(vote)
-    add_api(vote)
-    add_json(vote)
+    add_tx_options(vote)
     vote.set_defaults(func=_vote)
 
     listing = sub.add_parser("list", help="list proposals")
-    add_api(listing)
-    add_json(listing)
+    add_read_options(listing)
     listing.set_defaults(func=_list)
 
     show = sub.add_parser("show", help="show one proposal and its tally")
     show.add_argument("proposal", type=int)
-    add_api(show)
-    add_json(show)
+    add_read_options(show)
     show.set_defaults(func=_show)
 
 

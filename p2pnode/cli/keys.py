@@ -47,44 +47,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     commands = keys.add_subparsers(dest="keys_command", metavar="COMMAND", required=True)
 
-    new = commands.add_parser(
-        "new",
+    _command(
+        commands, "new", _new, (_add_key_selection, _add_password_file, _add_json),
         help="create a wallet's coldkey, or with --hotkey a hotkey",
         description="Create the wallet's coldkey (asks for a new password twice), or with --hotkey a "
         "named hotkey in the wallet. Existing keys are never replaced.",
     )
-    _add_key_selection(new)
-    _add_password_file(new)
-    _add_json(new)
-    new.set_defaults(func=_run_with_errors(_new))
-
-    list_ = commands.add_parser(
-        "list",
+    _command(
+        commands, "list", _list, (_add_keys_dir, _add_json),
         help="list wallets with their coldkey and hotkey addresses",
         description="List every wallet with its coldkey and hotkey addresses (no password needed).",
     )
-    _add_keys_dir(list_)
-    _add_json(list_)
-    list_.set_defaults(func=_run_with_errors(_list))
-
-    show = commands.add_parser(
-        "show",
+    _command(
+        commands, "show", _show, (_add_key_selection, _add_verify, _add_password_file, _add_json),
         help="show a wallet, or with --hotkey one hotkey",
         description="Show a wallet's keys, addresses, files and encryption, or with --hotkey one hotkey. "
         "With --verify, also decrypt the coldkey to check the password and the file.",
     )
-    _add_key_selection(show)
-    show.add_argument(
-        "--verify",
-        action="store_true",
-        help="decrypt the coldkey (asks for its password) and check that it matches its address",
-    )
-    _add_password_file(show)
-    _add_json(show)
-    show.set_defaults(func=_run_with_errors(_show))
-
-    import_ = commands.add_parser(
-        "import",
+    _command(
+        commands, "import", _import, (_add_key_selection, _add_import_source, _add_password_file, _add_json),
         help="import a key from a secret seed or a key file",
         description="Import the wallet's coldkey, or with --hotkey a hotkey, from a 32-byte secret seed "
         "in hex (from --seed-file, '-' for standard input, or typed at a hidden prompt) or from a "
@@ -92,29 +73,51 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "seed is encrypted under a new password; a coldkey file keeps its encryption and must open "
         "with its password before it is imported.",
     )
-    _add_key_selection(import_)
-    source = import_.add_mutually_exclusive_group()
-    source.add_argument(
-        "--seed-file", metavar="PATH", help="file holding the secret seed in hex ('-': stdin)"
-    )
-    source.add_argument("--key-file", metavar="PATH", type=Path, help="a p2pnode key file to copy in")
-    _add_password_file(import_)
-    _add_json(import_)
-    import_.set_defaults(func=_run_with_errors(_import))
-
-    export = commands.add_parser(
-        "export-public",
+    _command(
+        commands, "export-public", _export_public, (_add_key_selection, _add_public_format),
         help="print the address (or public key) of the coldkey, or with --hotkey a hotkey",
         description="Print the address of the wallet's coldkey, or with --hotkey a hotkey. No secret "
         "is read: this is what to give to others.",
     )
-    _add_key_selection(export)
-    output = export.add_mutually_exclusive_group()
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    command: Callable[[argparse.Namespace], int],
+    add_options: tuple[Callable[[argparse.ArgumentParser], None], ...],
+    *,
+    help: str,
+    description: str,
+) -> None:
+    parser = commands.add_parser(name, help=help, description=description)
+    for add in add_options:
+        add(parser)
+    parser.set_defaults(func=_run_with_errors(command))
+
+
+def _add_verify(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="decrypt the coldkey (asks for its password) and check that it matches its address",
+    )
+
+
+def _add_import_source(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--seed-file", metavar="PATH", help="file holding the secret seed in hex ('-': stdin)"
+    )
+    source.add_argument("--key-file", metavar="PATH", type=Path, help="a p2pnode key file to copy in")
+
+
+def _add_public_format(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_mutually_exclusive_group()
     output.add_argument("--hex", action="store_true", help="print the public key in hex instead")
     output.add_argument(
         "--json", action="store_true", help="print wallet, kind, address and public key as JSON"
     )
-    export.set_defaults(func=_run_with_errors(_export_public))
 
 
 def _add_keys_dir(parser: argparse.ArgumentParser) -> None:

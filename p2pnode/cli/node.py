@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from p2pnode.chain.genesis import GenesisError
-from p2pnode.cli.common import add_api, add_json, api_get, emit
+from p2pnode.cli.common import add_read_options, api_get, emit
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.keys import DEFAULT_WALLET
 from p2pnode.cli.market import resolve_miner_device
@@ -69,8 +69,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     join.set_defaults(func=_join)
 
     status = subparsers.add_parser("status", help="the state of a running peer")
-    add_api(status)
-    add_json(status)
+    add_read_options(status)
     status.set_defaults(func=_status)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pnode.chain.params import TAO
-from p2pnode.cli.common import add_api, add_json, api_get, emit
+from p2pnode.cli.common import add_read_options, api_get, emit
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.keys import DEFAULT_WALLET
 from p2pnode.keys import KeyStore, KeyStoreError, WalletInfo, default_home
@@ -29,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     overview.add_argument("--keys-dir", type=Path, help="directory holding wallets/ (default: $P2PNODE_HOME or ~/.p2pnode)")
     overview.add_argument("--wallet", default=DEFAULT_WALLET, help=f"wallet name (default: {DEFAULT_WALLET})")
     overview.add_argument("--all", action="store_true", help="every wallet under the keys directory")
-    add_api(overview)
-    add_json(overview)
+    add_read_options(overview)
     overview.set_defaults(func=cmd_overview)
 
 
