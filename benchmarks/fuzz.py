@@ -73,6 +73,7 @@ class Target:
     expected: tuple[type[BaseException], ...] = ()
     canonical: bool = False  # an accepted input must re-encode to itself
     structured: bool = True  # seeds are CBOR (structure-aware mutations apply)
+    outcomes: bool = False  # the target returns a named outcome (str) worth counting
 
 
 @dataclass
@@ -289,7 +290,7 @@ def build_targets(workdir: Path) -> list[Target]:
         Target("req blocks_by_range: SyncService._serve_range",
                lambda data: service.sync._serve_range("fuzz-peer", data), range_seeds, (MalformedMessage,)),
         Target("sync import: SyncService._import_bytes",
-               lambda data: service.sync._import_bytes("fuzz-peer", data, 1), block_seeds),
+               lambda data: service.sync._import_bytes("fuzz-peer", data, 1), block_seeds, outcomes=True),
         Target("sync reply: sync.decode_range_response", lambda data: sync.decode_range_response(data, 64),
                response_seeds, (MalformedMessage,)),
         Target("inference request: decode_request + check_request", request_then_check,
@@ -466,7 +467,7 @@ async def _fuzz_target(target: Target, inputs: int, rng: random.Random, progress
                 })
         else:
             report.accepted += 1
-            if isinstance(result, (Verdict, str)):  # a guard's verdict, an import outcome
+            if isinstance(result, Verdict) or (target.outcomes and isinstance(result, str)):
                 outcome = result.value if isinstance(result, Verdict) else result
                 report.verdicts[outcome] = report.verdicts.get(outcome, 0) + 1
             if target.canonical and codec.encode(result) != data:
