@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from p2pnode.chain import consensus, finality
+from p2pnode.chain import consensus
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
@@ -41,16 +41,13 @@ from p2pnode.chain.types import (
     ZERO_HASH,
     Block,
     Checkpoint,
-    FinalityVote,
     Header,
     SignedTx,
     SignedVote,
-    SlashDoubleProposal,
-    SlashVote,
-    make_tx,
 )
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import StateChunkServer
+from p2pnode.services.chain.duties import ValidatorDuties
 from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
@@ -67,7 +64,6 @@ log = logging.getLogger(__name__)
 MAX_VOTE_BYTES = 1024
 PENALTY_INVALID_BLOCK = 50.0
 PENALTY_TX_FLOOD = 20.0
-MAX_REPORTED_OFFENDERS = 1024
 # Refusals that honest relays cause too (races with a new head, a full pool): never counted as a flood.
 BENIGN_TX_REFUSALS = frozenset({"duplicate", "stale_nonce", "pool_full", "future_pool_full", "underpriced_replacement"})
 
@@ -89,7 +85,7 @@ class NodeConfig:
     tx_refusal_window_ms: int = 10_000
 
 
-class ChainService:
+class ChainService(ValidatorDuties):
     """The chain services of one peer (see the module docstring for the contract)."""
 
     def __init__(
@@ -542,144 +538,6 @@ class ChainService:
         if not self.vote_pool.add(signed_vote):
             return Checked(Verdict.IGNORE, reason="duplicate")
         return Checked(Verdict.ACCEPT, signed_vote)
-
-    # ---------------------------------------------------------------- duties
-
-    async def _duties(self) -> None:
-        """Per slot: propose at the slot start, vote at the middle slot's half, then upkeep."""
-        while True:
-            slot = self.current_slot() + 1
-            start_ms = self.genesis_ms + slot * self.slot_ms
-            await self.clock.sleep_until_ms(start_ms)
-            await self._duty("propose", self._propose(slot))
-            await self.clock.sleep_until_ms(start_ms + self.slot_ms // 2)
-            if slot % self.epoch_slots == self.epoch_slots // 2:
-                await self._duty("vote", self._vote(slot // self.epoch_slots))
-            await self._duty("upkeep", self._upkeep(slot))
-
-    @staticmethod
-    async def _duty(name: str, duty: Any) -> None:
-        """Run one duty; a failure (remote data in the mempool or vote pool that nobody foresaw)
-        skips this slot's duty instead of ending the node."""
-        try:
-            await duty
-        except Exception as exc:
-            record_failure(f"{name} duty", exc)
-
-    async def _propose(self, slot: int) -> None:
-        if self.signer is None:
-            return
-        if self.sync.syncing and not self.config.produce_while_syncing:
-            return
-        state = self.chain.head_state()
-        if self.head.slot >= slot or consensus.proposer_for_slot(state, slot) != self.signer.public_key:
-            return
-        votes = self.vote_pool.for_inclusion(slot // self.epoch_slots)
-        failed: list[SignedTx] = []
-        try:
-            # Every executable pending transaction is a candidate, in fee order, read only as far
-            # as the block fills; those that fail to apply leave the pool.
-            draft = self.chain.prepare_block(
-                self.signer.public_key,
-                slot,
-                self.mempool.ordered(state),
-                votes,
-                randao_reveal=self.signer.randao_reveal(self.chain_id, slot),
-                skip_invalid=True,
-                failed=failed,
-            )
-        except BlockInvalid as exc:
-            log.error("could not build a block for slot %d: %s", slot, exc)
-            return
-        finally:
-            if failed:
-                self.mempool.evict([stx.id for stx in failed], state)
-        block = self.signer.sign_block(draft)
-        if block is None:
-            log.warning("signing record refused a block for slot %d", slot)
-            return
-        self.watch.see_header(block.signed_header, slot)
-        if await self._import(block, self.network.peer_id) != ImportOutcome.OK:
-            log.error("own block for slot %d did not import", slot)
-            return
-        self.blocks_proposed += 1
-        await self._gossip("blocks", codec.encode(block))
-
-    async def _vote(self, epoch: int) -> None:
-        if self.signer is None:
-            return
-        state = self.chain.head_state()
-        vset = consensus.validator_set_for_epoch(state, epoch)
-        if vset is None or all(hot != self.signer.public_key for hot, _ in vset["validators"]):
-            return
-        head = self.head
-        target = finality.vote_target(state, head.hash, head.height, head.slot, epoch)
-        source = finality.justified_checkpoint(state)
-        if target is None or source is None or source.epoch >= target.epoch:
-            return
-        vote = FinalityVote(chain=self.chain_id, validator=self.signer.public_key, source=source, target=target)
-        signed_vote = self.signer.sign_vote(vote)
-        if signed_vote is None:
-            log.warning("signing record refused a vote for epoch %d", epoch)
-            return
-        self.watch.see_vote(signed_vote)
-        self.vote_pool.add(signed_vote)
-        self.votes_cast += 1
-        await self._gossip("votes", codec.encode(signed_vote))
-
-    async def _upkeep(self, slot: int) -> None:
-        now = self.clock.now_ms()
-        self.mempool.expire(now)
-        self.vote_pool.prune(slot // self.epoch_slots)
-        for data in self.mempool.due_for_gossip(now, self.config.regossip_interval_ms, self.config.regossip_limit):
-            await self._publish_tx(data, sha256(data))
-
-    async def _publish_tx(self, data: bytes, tx_id: bytes) -> None:
-        stx = self.mempool.get(tx_id)
-        if stx is not None:
-            await self._gossip(topics.tx_topic_kind(stx.tx.kind), data)
-
-    # ---------------------------------------------------------------- slashing evidence
-
-    def _queue_evidence(self, evidence: ChainObject) -> None:
-        try:
-            self._evidence_send.send_nowait(evidence)
-        except trio.WouldBlock:
-            log.warning("evidence queue full; dropping evidence")
-
-    async def _evidence_task(self) -> None:
-        async for evidence in self._evidence_recv:
-            try:
-                await self._submit_evidence(evidence)
-            except Exception as exc:
-                record_failure("evidence submission", exc)
-
-    async def _submit_evidence(self, evidence: ChainObject) -> None:
-        offender = _offender(evidence)
-        log.warning("equivocation by %s observed", offender.hex()[:12])
-        if self.signer is None or offender in self._reported:
-            return
-        state = self.chain.head_state()
-        if consensus.is_slashed(state, offender):
-            return
-        me = self.signer.public_key
-        tx = make_tx(self.chain_id, me, self.mempool.next_nonce(me, state), state.param("min_fee"), evidence)
-        data = codec.encode(SignedTx(tx=tx, sig=self.signer.sign_tx_bytes(tx.signing_bytes())))
-        admission = await self.submit_tx(data)
-        if admission.added:
-            self._reported[offender] = None
-            if len(self._reported) > MAX_REPORTED_OFFENDERS:
-                del self._reported[next(iter(self._reported))]
-            self.evidence_submitted += 1
-        else:
-            log.warning("slashing evidence not admitted: %s", admission.reason)
-
-
-def _offender(evidence: ChainObject) -> bytes:
-    if isinstance(evidence, SlashDoubleProposal):
-        return evidence.first.header.proposer
-    assert isinstance(evidence, SlashVote)
-    return evidence.first.vote.validator
 
 
 async def _no_op_handler(peer_id: str, data: bytes) -> None:
