@@ -25,7 +25,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio.testing
@@ -56,6 +56,9 @@ from protocols import codec
 from protocols.crypto import Keypair
 from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict, run_guard
 
+if TYPE_CHECKING:
+    from p2pnode.testing.netmodel import LinkModel, NetObserver
+
 log = logging.getLogger(__name__)
 
 BAN_SCORE = -100.0
@@ -68,7 +71,24 @@ SEEN_TTL_S = 120.0
 class SimNetwork:
     """The shared medium: endpoints, reachability, and seeded latency and loss."""
 
-    def __init__(self, seed: int, min_latency_ms: int = 10, max_latency_ms: int = 100, loss_permille: int = 0) -> None:
+    def __init__(
+        self,
+        seed: int,
+        min_latency_ms: int = 10,
+        max_latency_ms: int = 100,
+        loss_permille: int = 0,
+        *,
+        links: LinkModel | None = None,
+        topology: dict[str, frozenset[str]] | None = None,
+        observer: NetObserver | None = None,
+    ) -> None:
+        """`links` (opt-in): per-pair latency and per-node uplink queueing replace the uniform
+        latency, and a node forwards gossip to every neighbour (duplicates cost bytes, the earliest
+        copy wins). `topology`: who is connected to whom (all-to-all when None). `observer`: told
+        of every publication, gossip send and first delivery (for measurements)."""
+        self.links = links
+        self.topology = topology
+        self.observer = observer
         self.seed = seed.to_bytes(8, "big")
         self.min_latency_us = min_latency_ms * 1000
         self.span_us = max(1, (max_latency_ms - min_latency_ms) * 1000)
@@ -92,6 +112,8 @@ class SimNetwork:
         a, b = self.endpoints.get(src), self.endpoints.get(dst)
         if a is None or b is None or not a.up or not b.up or src == dst:
             return False
+        if self.topology is not None and dst not in self.topology.get(src, ()):
+            return False
         if dst in a.banned or src in b.banned:
             return False
         if self.groups is not None and self.groups.get(src, -1) != self.groups.get(dst, -2):
@@ -103,6 +125,8 @@ class SimNetwork:
         return int.from_bytes(digest[:8], "big")
 
     def latency_s(self, src: str, dst: str, key: bytes) -> float:
+        if self.links is not None:
+            return self.links.latency_s(src, dst, key)
         return (self.min_latency_us + self._draw(b"lat", src, dst, key) % self.span_us) / 1_000_000
 
     def lost(self, src: str, dst: str, key: bytes) -> bool:
@@ -133,6 +157,8 @@ class SimEndpoint:
         self._handlers: dict[str, tuple[RequestHandler, int]] = {}
         self._inbox: list[_Delivery] = []
         self._known: dict[bytes, float] = {}  # message ids seen or on their way here
+        self._delivered: dict[bytes, float] = {}  # with a link model: ids already handled here
+        self.bytes_sent = 0
         self._wakeup = trio.Event()
 
     # -- NetworkAPI
@@ -142,7 +168,9 @@ class SimEndpoint:
         return self._peer_id
 
     def connected_peers(self) -> list[str]:
-        return sorted(p for p in self.net.endpoints if self.net.can_reach(self._peer_id, p))
+        net = self.net
+        candidates = net.endpoints if net.topology is None else net.topology.get(self._peer_id, ())
+        return sorted(p for p in candidates if net.can_reach(self._peer_id, p))
 
     def subscribe(self, topic: str, validator: GossipValidator, handler: GossipHandler) -> None:
         self._subs[topic] = (validator, handler)
@@ -153,6 +181,10 @@ class SimEndpoint:
     async def publish(self, topic: str, data: bytes) -> None:
         msg_id = sha256(topic.encode() + b"\x00" + data)
         self._mark_known(msg_id)
+        if self.net.observer is not None:
+            self.net.observer.published(self._peer_id, topic, msg_id, trio.current_time(), len(data))
+        if self.net.links is not None:
+            self._delivered[msg_id] = trio.current_time()
         self._forward(topic, data, msg_id, exclude=None)
         await trio.lowlevel.checkpoint()
 
@@ -205,9 +237,17 @@ class SimEndpoint:
         if len(self._known) > 20_000:
             self._known = {k: t for k, t in self._known.items() if now - t < SEEN_TTL_S}
 
+    def _mark_delivered(self, msg_id: bytes, at: float) -> None:
+        self._delivered[msg_id] = at
+        if len(self._delivered) > 20_000:
+            self._delivered = {k: t for k, t in self._delivered.items() if at - t < SEEN_TTL_S}
+
     def _forward(self, topic: str, data: bytes, msg_id: bytes, exclude: str | None) -> None:
         net = self.net
         now = trio.current_time()
+        if net.links is not None:
+            self._forward_over_links(net.links, topic, data, msg_id, exclude, now)
+            return
         for dst in self.connected_peers():
             if dst == exclude:
                 continue
@@ -218,12 +258,37 @@ class SimEndpoint:
             heapq.heappush(remote._inbox, _Delivery(now + net.latency_s(self._peer_id, dst, msg_id), msg_id, self._peer_id, topic, data))
             remote._wakeup.set()
 
+    def _forward_over_links(
+        self, links: LinkModel, topic: str, data: bytes, msg_id: bytes, exclude: str | None, now: float
+    ) -> None:
+        """Send to every neighbour but the one it came from, each copy queued on our uplink; a
+        neighbour that already handled the message drops the copy (its bytes are still spent)."""
+        net = self.net
+        for dst in self.connected_peers():
+            if dst == exclude or net.lost(self._peer_id, dst, msg_id):
+                continue
+            remote = net.endpoints[dst]
+            departs = links.depart(self._peer_id, len(data), now)
+            self.bytes_sent += len(data)
+            if net.observer is not None:
+                net.observer.sent(self._peer_id, topic, len(data))
+            if msg_id in remote._delivered:
+                continue
+            arrives = departs + links.latency_s(self._peer_id, dst, msg_id)
+            scheduled = remote._known.get(msg_id)
+            if scheduled is not None and scheduled <= arrives:
+                continue
+            remote._known[msg_id] = arrives
+            heapq.heappush(remote._inbox, _Delivery(arrives, msg_id, self._peer_id, topic, data))
+            remote._wakeup.set()
+
     def go_down(self) -> None:
         self.up = False
         self._subs.clear()
         self._handlers.clear()
         self._inbox.clear()
         self._known.clear()
+        self._delivered.clear()
 
     def come_up(self) -> None:
         self.up = True
@@ -244,6 +309,12 @@ class SimEndpoint:
             delivery = heapq.heappop(self._inbox)
             if not self.up or delivery.src in self.banned:
                 continue
+            if self.net.links is not None:
+                if delivery.msg_id in self._delivered:
+                    continue  # a later copy of a message an earlier copy already brought
+                self._mark_delivered(delivery.msg_id, delivery.at)
+            if self.net.observer is not None:
+                self.net.observer.delivered(self._peer_id, delivery.topic, delivery.msg_id, delivery.at)
             sub = self._subs.get(delivery.topic)
             if sub is None:
                 continue
@@ -300,6 +371,7 @@ class Simulation:
         config: NodeConfig | None = None,
         genesis_params: dict[str, int] | None = None,
         passive: frozenset[int] = frozenset(),
+        network: SimNetwork | None = None,
     ) -> None:
         """`passive`: nodes whose validator key signs only what the test makes it sign (byzantine
         helpers below); their ChainService runs without a signer."""
@@ -310,7 +382,7 @@ class Simulation:
         self.seed = seed
         self.genesis = genesis or make_genesis(validators, 4, params=genesis_params)
         self.config = config or NodeConfig()
-        self.net = SimNetwork(seed, min_latency_ms, max_latency_ms, loss_permille)
+        self.net = network or SimNetwork(seed, min_latency_ms, max_latency_ms, loss_permille)
         self.validator_hotkeys = [hot for _, hot in validator_keys(validators)]
         self.clock = TrioClock(self.genesis.genesis_time_ms)
         self.nodes: list[SimNode] = []
@@ -337,8 +409,8 @@ class Simulation:
         async def main() -> Any:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for sim_node in self.nodes:
-                    nursery.start_soon(sim_node.endpoint.run)
+                for endpoint in list(self.net.endpoints.values()):  # nodes and any extra endpoints
+                    nursery.start_soon(endpoint.run)
                 for i in range(len(self.nodes)) if start is None else start:
                     await self.start_node(i)
                 result = await scenario(self)
