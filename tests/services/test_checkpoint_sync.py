@@ -9,108 +9,16 @@ from typing import Any
 import pytest
 import trio
 
-from p2pnode.chain import consensus, finality
-from p2pnode.chain.types import Block, FinalityVote, SignedVote, Transfer
 from p2pnode.services.chain.block_tree import BlockTree
-from p2pnode.services.chain.checkpoint import (
-    CheckpointConfig,
-    CheckpointSync,
-    CheckpointSyncError,
-    StateChunkServer,
-)
-from p2pnode.testing.factories import (
-    DEV_CHAIN_ID,
-    make_genesis,
-    open_chain,
-    recompute_root,
-    signed,
-    user_keys,
-    validator_keys,
-)
-from protocols import sync, topics
-from protocols.network import RequestError
+from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync, CheckpointSyncError, StateChunkServer
+from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, run_chain, status_of
+from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root
+from protocols import sync
 
-VALS = validator_keys(4)
-HOTS = {hot.public_key: hot for _, hot in VALS}
-USERS = user_keys(4)
 GENESIS = make_genesis(4, 4)
 GENESIS_STAKE = {v.hotkey: v.stake for v in GENESIS.validators}
-
-
-class FakeClock:
-    def now_ms(self) -> int:
-        return 0
-
-
-def build(chain: BlockTree, slot: int, txs: list[Any] = (), votes: list[SignedVote] = ()) -> Block:  # type: ignore[assignment]
-    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    block = chain.build_block(HOTS[proposer], slot, list(txs), list(votes))
-    chain.import_block(block)
-    return block
-
-
-def run_chain(chain: BlockTree, slots: int, *, every_validator_votes: bool = True) -> None:
-    """Blocks with a transfer each, and every validator's finality vote in the middle of each epoch."""
-    pending: list[SignedVote] = []
-    nonce = chain.head_state().nonce(USERS[0].public_key)
-    for slot in range(chain.head.slot + 1, chain.head.slot + 1 + slots):
-        transfer = signed(USERS[0], nonce, Transfer(to=USERS[slot % 3 + 1].public_key, amount=slot))
-        nonce += 1
-        build(chain, slot, [transfer], pending)
-        pending = []
-        if slot % 8 == 4 and slot > 8 and every_validator_votes:
-            state, head = chain.head_state(), chain.head
-            target = finality.vote_target(state, head.hash, head.height, head.slot, slot // 8)
-            source = finality.justified_checkpoint(state)
-            for _, hot in VALS:
-                vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot.public_key, source=source, target=target)
-                pending.append(SignedVote(vote=vote, sig=hot.sign(vote.signing_bytes())))
-
-
-def status_of(chain: BlockTree) -> sync.Status:
-    head, fin = chain.head, chain.finalized
-    genesis = chain.store.genesis_hash
-    return sync.Status(
-        chain=DEV_CHAIN_ID, genesis=genesis, head_height=head.height, head_slot=head.slot, head_hash=head.hash,
-        justified_epoch=0, finalized_epoch=0 if fin is None else fin.epoch,
-        finalized_height=0 if fin is None else fin.height, finalized_hash=genesis if fin is None else fin.hash)
-
-
-class FakeNetwork:
-    """Request/response between in-process servers, each a chain with its state-chunk server."""
-
-    def __init__(self) -> None:
-        self.servers: dict[str, tuple[BlockTree, StateChunkServer]] = {}
-        self.penalties: list[tuple[str, str]] = []
-        self.chunk_requests: dict[str, int] = {}
-
-    def add(self, peer_id: str, chain: BlockTree, *, corrupt: bool = False) -> StateChunkServer:
-        server = StateChunkServer(chain, self, FakeClock(), DEV_CHAIN_ID, rate_per_s=0, burst=10_000)  # type: ignore[arg-type]
-        server.corrupt = corrupt
-        self.servers[peer_id] = (chain, server)
-        return server
-
-    def connected_peers(self) -> list[str]:
-        return sorted(self.servers)
-
-    def penalise(self, peer_id: str, reason: str, amount: float) -> None:
-        self.penalties.append((peer_id, reason))
-
-    async def request(self, peer_id: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:  # noqa: ASYNC109
-        await trio.lowlevel.checkpoint()
-        if peer_id not in self.servers:
-            raise RequestError("not connected")
-        chain, server = self.servers[peer_id]
-        if protocol == topics.status_protocol(DEV_CHAIN_ID):
-            return sync.encode_status(status_of(chain))
-        if protocol == topics.blocks_by_range_protocol(DEV_CHAIN_ID):
-            return sync.handle_blocks_by_range(data, chain.store.canonical_range_bytes)
-        if protocol == topics.state_chunk_protocol(DEV_CHAIN_ID):
-            self.chunk_requests[peer_id] = self.chunk_requests.get(peer_id, 0) + 1
-            response = await server.serve("joiner", data)
-            assert len(response) <= max_response_bytes
-            return response
-        raise RequestError(f"unknown protocol {protocol}")
+FakeClock = FixedClock
+FakeNetwork = LoopbackNetwork
 
 
 def joiner(tmp_path: Path, network: FakeNetwork, **kwargs: Any) -> CheckpointSync:
@@ -240,3 +148,23 @@ def test_a_trusted_checkpoint_hash_skips_the_votes_and_other_checkpoints_are_ign
     assert other is not None
     with pytest.raises(CheckpointSyncError, match="no_checkpoint_peers"):
         trio.run(other.join)
+
+
+def test_peers_advertising_a_checkpoint_they_cannot_show_are_penalised_and_passed_over(
+    finalized_chain: BlockTree, tmp_path: Path
+) -> None:
+    fin = finalized_chain.finalized
+    assert fin is not None
+    network = FakeNetwork()
+    honest = status_of(finalized_chain)
+    bogus = sync.Status(**{**{name: getattr(honest, name) for name in sync.Status.SCHEMA},
+                           "finalized_hash": bytes([7]) * 32, "finalized_epoch": fin.epoch + 1})
+    for liar in ("liar-1", "liar-2"):  # the most advertised checkpoint is theirs
+        network.add(liar, finalized_chain)
+        network.claimed_status[liar] = bogus
+    network.add("honest", finalized_chain)
+    join = joiner(tmp_path, network)
+    report = trio.run(join.join)
+    assert report.checkpoint == fin
+    assert sorted(report.penalised) == ["liar-1", "liar-2"]
+    assert {reason for _, reason in network.penalties} == {"wrong_checkpoint_block"}

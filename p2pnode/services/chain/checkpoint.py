@@ -131,18 +131,25 @@ class CheckpointSync:
         self.trusted_checkpoint = trusted_checkpoint
         self.config = config or CheckpointConfig()
         self.penalised: list[str] = []
+        # Peers left out of later attempts without a penalty (their checkpoint had no evidence we
+        # can check: they may be honest on a validator set we do not know).
+        self.excluded: set[str] = set()
 
     # ---------------------------------------------------------------- the steps
 
     async def join(self) -> JoinReport:
         """Join, retrying with a fresh choice of checkpoint (and without penalised peers) when an
         attempt fails: the checkpoint moved on while it was fetched, or its sources misbehaved."""
+        earlier: CheckpointSyncError | None = None
         for attempt in range(1, self.config.attempts + 1):
             try:
                 return await self._join_once()
             except CheckpointSyncError as exc:
+                if exc.reason == "no_checkpoint_peers" and earlier is not None:
+                    raise earlier from None  # every peer left was tried: the first failure says why
                 if attempt == self.config.attempts or exc.reason == "no_checkpoint_peers":
                     raise
+                earlier = earlier or exc
                 log.warning("checkpoint sync attempt %d failed (%s); trying again", attempt, exc)
         raise AssertionError("unreachable")
 
@@ -177,7 +184,7 @@ class CheckpointSync:
                 self._penalise(peer_id, "bad_status", PENALTY_BAD_RESPONSE)
                 return
             if (status.chain == self.chain_id and status.genesis == self.genesis_hash and status.finalized_height > 0
-                    and peer_id not in self.penalised):
+                    and peer_id not in self.penalised and peer_id not in self.excluded):
                 found[peer_id] = status
 
         async with trio.open_nursery() as nursery:
@@ -263,6 +270,7 @@ class CheckpointSync:
                 height += len(blocks)
             log.info("checkpoint sync: %s showed votes of %d/%d stake for %s", peer_id, sum(voted.values()), total,
                      checkpoint.hash.hex()[:16])
+        self.excluded.update(sources)
         raise CheckpointSyncError(
             "no_finality_evidence",
             "no peer showed votes of 2/3 of the trusted validator set finalizing the checkpoint "
