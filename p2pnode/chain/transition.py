@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from p2pnode.chain import consensus, governance, statekeys, subnets, unbonding
+from p2pnode.chain import consensus, governance, statekeys, subnet_epochs, subnets, unbonding
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.receipts import EpochRecord
@@ -179,7 +179,7 @@ def apply_block_body(state: State, block: Block, supported_versions: frozenset[i
         except TxInvalid as exc:
             raise BlockInvalid("invalid_tx", f"tx {index}: {exc}") from None
     consensus.process_votes(state, block.votes, ctx)
-    subnets.block_step(state, ctx, epoch_records)
+    subnet_epochs.block_step(state, ctx, epoch_records)
     governance.block_step(state, ctx)
     unbonding.block_step(state, ctx)
     consensus.block_step(state, header, ctx)

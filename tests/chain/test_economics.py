@@ -6,9 +6,11 @@ import random
 
 import pytest
 
+from p2pnode.chain.emission import block_emission
 from p2pnode.chain.genesis import GenesisSubnet
 from p2pnode.chain.params import TAO
-from p2pnode.chain.subnets import block_emission, commit_hash, root_shares
+from p2pnode.chain.subnet_epochs import root_shares
+from p2pnode.chain.subnets import commit_hash
 from p2pnode.chain.types import (
     AddStake,
     CommitWeights,
