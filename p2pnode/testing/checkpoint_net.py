@@ -86,7 +86,7 @@ class LoopbackNetwork:
     def penalise(self, peer_id: str, reason: str, amount: float) -> None:
         self.penalties.append((peer_id, reason))
 
-    async def request(self, peer_id: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:
+    async def request(self, peer_id: str, protocol: str, data: bytes, *, timeout: float, max_response_bytes: int) -> bytes:  # noqa: ASYNC109 (the NetworkAPI signature)
         await trio.lowlevel.checkpoint()
         if peer_id not in self.servers:
             raise RequestError("not connected")

@@ -10,7 +10,12 @@ import pytest
 import trio
 
 from p2pnode.services.chain.block_tree import BlockTree
-from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync, CheckpointSyncError, StateChunkServer
+from p2pnode.services.chain.checkpoint import (
+    CheckpointConfig,
+    CheckpointSync,
+    CheckpointSyncError,
+    StateChunkServer,
+)
 from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, run_chain, status_of
 from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root
 from protocols import sync
