@@ -1,9 +1,9 @@
 """Strict canonical-CBOR codec for everything that crosses a boundary.
 
 `decode(cls, data)` accepts only the one canonical encoding of a valid `cls`. Untrusted bytes never
-reach a general-purpose decoder: `decode_plain` is a small decoder of our own that admits only the
-part of CBOR the schemas use and checks canonical form as it reads, so nothing is built before it
-is known to be allowed:
+reach a general-purpose decoder; both decoders here are our own, admit only the part of CBOR the
+schemas use and check canonical form as they read, so nothing is built before it is known to be
+allowed:
 
 - major types 0 and 1 (integers, at most 64-bit arguments), 2 (byte strings), 3 (text strings,
   valid UTF-8), 4 (arrays), 5 (maps with text keys, in canonical order, no duplicates), and the
@@ -14,8 +14,10 @@ is known to be allowed:
   items needs at least n bytes, a map of n entries 2n), containers hold at most
   `MAX_CONTAINER_ITEMS` entries and nest at most `MAX_NESTING` deep.
 
-The schema then checks the field set, types and bounds. Every failure is a `MalformedMessage`
-carrying the reason.
+`decode` reads straight into the schema: each field's type and bound (the exact field set, byte
+and list lengths, integer ranges) are checked on the item's head before its content is read.
+`decode_plain` decodes without a schema (plain values). Every failure is a `MalformedMessage`
+carrying the reason; schema violations carry the schema's own message and field path.
 """
 
 from __future__ import annotations
