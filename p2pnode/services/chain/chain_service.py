@@ -36,6 +36,7 @@ from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.schema import ChainObject
+from p2pnode.chain.state import State
 from p2pnode.chain.transition import validate_tx
 from p2pnode.chain.types import (
     ZERO_HASH,
@@ -181,9 +182,7 @@ class ChainService(ValidatorDuties):
         for admission in admissions:
             self.metrics.mempool_admissions.labels("local", admission.reason).inc()
             self._report_admission("local", admission)
-        for data, admission in zip(datas, admissions, strict=True):
-            if admission.added:
-                await self._publish_tx(data, admission.tx_id)
+        await self._publish_txs([data for data, a in zip(datas, admissions, strict=True) if a.added])
         return admissions
 
     def status(self) -> dict[str, Any]:
@@ -250,6 +249,7 @@ class ChainService(ValidatorDuties):
         self.network.subscribe(self.topics["stake"], self._guard_stake_tx, _no_op_handler)
         self.network.subscribe(self.topics["weights"], self._guard_weights_tx, _no_op_handler)
         self.network.subscribe(self.topics["votes"], self._guard_vote, _no_op_handler)
+        self.network.subscribe(self.topics["txbatch"], self._guard_tx_batch, _no_op_handler)
         self.state_chunks.register()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.sync.run)
@@ -494,6 +494,10 @@ class ChainService(ValidatorDuties):
 
     def _guard_tx(self, topic_kind: str, peer_id: str, data: bytes) -> Checked:
         """A transaction topic's guard: admission to the mempool is the check (and the delivery)."""
+        return self._admit_gossiped_tx(topic_kind, peer_id, data)
+
+    def _admit_gossiped_tx(self, topic_kind: str, peer_id: str, data: bytes, state: State | None = None,
+                           ctx: BlockContext | None = None, now: int | None = None) -> Checked:
         tx_id = sha256(data)
         if self.mempool.get(tx_id) is not None:
             return Checked(Verdict.IGNORE, reason="duplicate")  # already pending here
@@ -505,8 +509,9 @@ class ChainService(ValidatorDuties):
             return Checked(Verdict.REJECT, reason="malformed")
         if topics.tx_topic_kind(stx.tx.kind) != topic_kind:
             return Checked(Verdict.REJECT, reason="wrong_topic")  # a protocol violation
-        admission = self.mempool.add_signed(stx, data, tx_id, self.chain.head_state(), self._next_context(),
-                                            self.clock.now_ms())
+        admission = self.mempool.add_signed(stx, data, tx_id, self.chain.head_state() if state is None else state,
+                                            self._next_context() if ctx is None else ctx,
+                                            self.clock.now_ms() if now is None else now)
         self.metrics.mempool_admissions.labels("gossip", admission.reason).inc()
         self._report_admission("gossip", admission)
         if admission.added:
@@ -516,6 +521,29 @@ class ChainService(ValidatorDuties):
         if admission.reason not in BENIGN_TX_REFUSALS and self._tx_refusals.refused(peer_id, self.clock.now_ms()):
             self.network.penalise(peer_id, "tx_flood", PENALTY_TX_FLOOD)
         return Checked(Verdict.IGNORE, reason=admission.reason)
+
+    def _guard_tx_batch(self, peer_id: str, data: bytes) -> Checked:
+        """The txbatch topic's guard: each item is judged as on the stake topic; the batch is
+        forwarded if any item was new here, rejected (and its sender penalised) if any item is
+        invalid for everyone. Items admitted before such an item stay: each is valid on its own."""
+        try:
+            items = codec.decode_plain(data, max_bytes=topics.MAX_GOSSIP_BATCH_BYTES)
+        except codec.MalformedMessage:
+            return Checked(Verdict.REJECT, reason="malformed")
+        if (type(items) is not list or not 2 <= len(items) <= topics.MAX_GOSSIP_BATCH_TXS
+                or any(type(item) is not bytes for item in items)):
+            return Checked(Verdict.REJECT, reason="malformed")
+        state, ctx, now = self.chain.head_state(), self._next_context(), self.clock.now_ms()
+        added = []
+        for item in items:
+            checked = self._admit_gossiped_tx("stake", peer_id, item, state, ctx, now)
+            if checked.verdict == Verdict.REJECT:
+                return checked
+            if checked.verdict == Verdict.ACCEPT:
+                added.append(checked.value)
+        if not added:
+            return Checked(Verdict.IGNORE, reason="nothing_new")
+        return Checked(Verdict.ACCEPT, added)
 
     def _guard_vote(self, peer_id: str, data: bytes) -> Checked:
         try:

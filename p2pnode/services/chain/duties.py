@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from p2pnode.chain import consensus, finality
-from p2pnode.chain.encoding import sha256
+from p2pnode.chain.encoding import encode, sha256
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import FinalityVote, SignedTx, SlashDoubleProposal, SlashVote, make_tx
@@ -160,13 +160,41 @@ class ValidatorDuties:
         now = self.clock.now_ms()
         self.mempool.expire(now)
         self.vote_pool.prune(slot // self.epoch_slots)
-        for data in self.mempool.due_for_gossip(now, self.config.regossip_interval_ms, self.config.regossip_limit):
-            await self._publish_tx(data, sha256(data))
+        await self._publish_txs(self.mempool.due_for_gossip(now, self.config.regossip_interval_ms,
+                                                            self.config.regossip_limit))
 
     async def _publish_tx(self, data: bytes, tx_id: bytes) -> None:
         stx = self.mempool.get(tx_id)
         if stx is not None:
             await self._gossip(topics.tx_topic_kind(stx.tx.kind), data)
+
+    async def _publish_txs(self, datas: list[bytes]) -> None:
+        """Gossip pooled transactions: stake-topic ones together in `txbatch` messages (one alone
+        goes on its own topic, as before), weights ones one by one."""
+        stake: list[bytes] = []
+        for data in datas:
+            stx = self.mempool.get(sha256(data))
+            if stx is None:
+                continue
+            if topics.tx_topic_kind(stx.tx.kind) == "stake":
+                stake.append(data)
+            else:
+                await self._gossip("weights", data)
+        batch: list[bytes] = []
+        size = 0
+        for data in stake:
+            if len(batch) == topics.MAX_GOSSIP_BATCH_TXS or size + len(data) + 8 > topics.MAX_GOSSIP_BATCH_BYTES:
+                await self._gossip_stake_txs(batch)
+                batch, size = [], 0
+            batch.append(data)
+            size += len(data) + 8  # an item's framing is at most 5 bytes, the array's at most 9
+        await self._gossip_stake_txs(batch)
+
+    async def _gossip_stake_txs(self, batch: list[bytes]) -> None:
+        if len(batch) == 1:
+            await self._gossip("stake", batch[0])
+        elif batch:
+            await self._gossip("txbatch", encode(batch))
 
     # ---------------------------------------------------------------- slashing evidence
 
