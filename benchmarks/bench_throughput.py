@@ -164,9 +164,9 @@ def main() -> None:
         f"| POST /tx, one at a time | {us['single_cpu_per_tx']} | {us['single_wall_per_tx']} |",
         f"| POST /txs, batches of up to {MAX_BATCH_TXS} | {us['batch_cpu_per_tx']} | {us['batch_wall_per_tx']} |",
         "",
-        "Not counted here: gossip. Each admitted transaction is still published as its own gossip message, and "
-        "a network-wide message costs each peer milliseconds of CPU (benchmarks-net.md), far more than the "
-        "chain's own work per transaction above; batching transactions in gossip is the next step. "
+        "Not counted here: gossip. A network-wide gossip message costs each peer milliseconds of CPU "
+        "(benchmarks-net.md), far more than the chain's own work per transaction above, so transactions "
+        "admitted together now travel together (`txbatch` messages of up to 64); not measured in this round. "
         "`benchmarks/bench_network.py` measures submission to finality across 4 peer processes, now with "
         "POST /txs batches from 32 funded accounts.",
         "",
