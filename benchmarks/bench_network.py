@@ -52,7 +52,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure_network(n: int, window: float, with_tx: bool = True) -> dict[str, Any]:
+def measure_network(n: int, window: float, with_tx: bool = True, with_join: bool = True,
+                    tx_load: tuple[int, int] = (32, 240)) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         start = time.monotonic()
@@ -83,8 +84,8 @@ def measure_network(n: int, window: float, with_tx: bool = True) -> dict[str, An
                 "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss), "rss_max": max(rss),
             }
             if n == 4 and with_tx:
-                result["join_s"] = join_times(run_dir, apis[0])
-                result.update(tx_throughput(apis))
+                result["join_s"] = join_times(run_dir, apis[0]) if with_join else []
+                result.update(tx_throughput(apis, *tx_load))
             return result
         finally:
             cli("testnet", "down", "--dir", str(run_dir))
@@ -195,9 +196,13 @@ def main() -> None:
     parser.add_argument("--sizes", default="4,8,16")
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--no-tx", action="store_true", help="skip the join-time and transaction measurements")
+    parser.add_argument("--no-join", action="store_true", help="skip the join-time measurement")
+    parser.add_argument("--tx-senders", type=int, default=32, help="funded accounts sending transfers")
+    parser.add_argument("--tx-per-sender", type=int, default=240)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-network.md")
     args = parser.parse_args()
-    results = [measure_network(int(n), args.window, not args.no_tx) for n in args.sizes.split(",")]
+    tx_load = (args.tx_senders, args.tx_per_sender)
+    results = [measure_network(int(n), args.window, not args.no_tx, not args.no_join, tx_load) for n in args.sizes.split(",")]
     lines = ["# Network benchmarks (whole peers on loopback)", "",
              f"Real `p2pnode join` processes started by `p2pnode testnet up --no-market`, 1 s slots, on this "
              f"shared 2-core machine ({os.cpu_count()} cores); propagation is the delay from the first peer that "
@@ -209,10 +214,11 @@ def main() -> None:
         lines.append(f"| {r['n']} | {r['blocks']} | {r['prop_p50']} ms | {r['prop_p95']} ms | {r['cpu_median']:.1f} % | "
                      f"{r['rss_median']:.0f} / {r['rss_max']:.0f} | {r['up_s']:.0f} |")
     four = next((r for r in results if r["n"] == 4 and "join_s" in r), None)
-    if four:
+    if four and four["join_s"]:
         lines += ["", f"Join to first connected peer (4-peer network, {len(four['join_s'])} runs): median "
-                      f"{statistics.median(four['join_s']):.2f} s (includes Python and py-libp2p start-up).", "",
-                  f"Transactions: {four['txs']} transfers from {four['senders']} accounts submitted to the 4 peers in "
+                      f"{statistics.median(four['join_s']):.2f} s (includes Python and py-libp2p start-up)."]
+    if four:
+        lines += ["", f"Transactions: {four['txs']} transfers from {four['senders']} accounts submitted to the 4 peers in "
                   f"{four['requests']} POST /txs batches in {four['submit_s']:.1f} s "
                   f"({four['refused']} refused); all included after {four['included_s']} s and finalized after "
                   f"{four['finalized_s']} s: sustained "

@@ -219,6 +219,7 @@ def build_targets(workdir: Path) -> list[Target]:
     block_seeds = [codec.encode(block), *by_type[t.Block]]
     tx_seeds = [codec.encode(x) for x in (*txs, weights_tx)] + by_type[t.SignedTx]
     vote_seeds = [codec.encode(live_vote), *by_type[t.SignedVote]]
+    batch_seeds = [canonical_encode([codec.encode(x) for x in txs]), canonical_encode(tx_seeds[:2] + tx_seeds[-2:])]
     status_seeds = [sync.encode_status(service.local_status()), *by_type[sync.Status]]
     range_seeds = [sync.encode_range_request(0, 4), sync.encode_range_request(2**63 - 1, 64)]
     response_seeds = [sync.handle_blocks_by_range(sync.encode_range_request(0, 8), chain.store.canonical_range_bytes),
@@ -284,6 +285,7 @@ def build_targets(workdir: Path) -> list[Target]:
         Target("gossip stake: ChainService._guard_stake_tx", expect_verdict(service._guard_stake_tx), tx_seeds),
         Target("gossip weights: ChainService._guard_weights_tx", expect_verdict(service._guard_weights_tx), tx_seeds),
         Target("gossip votes: ChainService._guard_vote", expect_verdict(service._guard_vote), vote_seeds),
+        Target("gossip txbatch: ChainService._guard_tx_batch", expect_verdict(service._guard_tx_batch), batch_seeds),
         Target("POST /tx: ChainService.submit_tx", submit, tx_seeds),
         Target("req status: SyncService._serve_status", lambda data: service.sync._serve_status("fuzz-peer", data),
                status_seeds, (MalformedMessage,)),
