@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from p2pnode.chain import consensus
 from p2pnode.chain.genesis import Genesis, GenesisSubnet, GenesisValidator, build_genesis_state
 from p2pnode.chain.params import TAO
 from p2pnode.chain.schema import ChainObject
-from p2pnode.chain.types import SignedTx, hotkey_binding_message, make_tx
+from p2pnode.chain.types import Block, SignedTx, SignedVote, hotkey_binding_message, make_tx
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store import Store
@@ -56,6 +58,28 @@ def open_chain(path: str | Path, genesis: Genesis) -> BlockTree:
     reader, acc, header = build_genesis_state(genesis)
     store.initialise(header, reader, acc)
     return BlockTree(store)
+
+
+_DEV_HOTKEYS: dict[bytes, Keypair] = {}
+
+
+def dev_hotkey(public_key: bytes) -> Keypair:
+    """The development validator hotkey with this public key (the first 64 are searched)."""
+    if not _DEV_HOTKEYS:
+        _DEV_HOTKEYS.update((hot.public_key, hot) for _, hot in validator_keys(64))
+    return _DEV_HOTKEYS[public_key]
+
+
+def build_and_import(
+    chain: BlockTree, slot: int | None = None, txs: Sequence[SignedTx] = (), votes: Sequence[SignedVote] = ()
+) -> Block:
+    """Build the block of `slot` (default: the slot after the head) signed by that slot's proposer
+    among the development validators, import it and return it."""
+    slot = chain.head.slot + 1 if slot is None else slot
+    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
+    block = chain.build_block(dev_hotkey(proposer), slot, list(txs), list(votes))
+    chain.import_block(block)
+    return block
 
 
 def signed(key: Keypair, nonce: int, body: ChainObject, *, fee: int = 1_000, chain_id: str = DEV_CHAIN_ID) -> SignedTx:

@@ -19,10 +19,16 @@ from p2pnode.chain.types import (
     randao_message,
 )
 from p2pnode.services.chain.block_tree import BlockTree, sign_block
-from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, signed, validator_keys
+from p2pnode.testing.factories import (
+    DEV_CHAIN_ID,
+    build_and_import,
+    make_genesis,
+    open_chain,
+    signed,
+    validator_keys,
+)
 
 VALS = validator_keys(4)
-HOTS = {hot.public_key: hot for _, hot in VALS}
 EPOCH = 8
 
 
@@ -38,8 +44,7 @@ def vote_of(hot_index: int, source: Checkpoint, target: Checkpoint) -> SignedVot
 
 
 def produce(chain: BlockTree, slot: int, votes: list[SignedVote] = (), txs: list = ()) -> None:  # type: ignore[assignment]
-    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    chain.import_block(chain.build_block(HOTS[proposer], slot, list(txs), list(votes)))
+    build_and_import(chain, slot, txs, votes)
 
 
 def run_epochs(chain: BlockTree, epochs: int, voters: list[int]) -> None:

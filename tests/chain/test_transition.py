@@ -13,6 +13,7 @@ from p2pnode.chain.types import AddStake, RemoveStake, SetTake, SignedTx, Transf
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
+    build_and_import,
     make_genesis,
     open_chain,
     recompute_root,
@@ -37,10 +38,7 @@ def ctx_for(db: BlockTree) -> BlockContext:
 
 
 def produce(db: BlockTree, txs: list[SignedTx]) -> None:
-    state = db.head_state()
-    slot = db.head.slot + 1
-    proposer = consensus.proposer_for_slot(state, slot)
-    db.import_block(db.build_block(HOTS[proposer], slot, txs))
+    build_and_import(db, txs=txs)
 
 
 def reject(db: BlockTree, stx: SignedTx) -> str:

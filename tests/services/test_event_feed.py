@@ -6,23 +6,12 @@ from pathlib import Path
 
 import trio
 
-from p2pnode.chain import consensus
-from p2pnode.chain.types import Block, Transfer
+from p2pnode.chain.types import Transfer
 from p2pnode.services.api.events import ChainEventFeed, EventHub
-from p2pnode.services.chain.block_tree import BlockTree
-from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
+from p2pnode.testing.factories import build_and_import, make_genesis, open_chain, signed, user_keys
 
-VALS = validator_keys(4)
-HOTS = {hot.public_key: hot for _, hot in VALS}
 ALICE, BOB = user_keys(2)
 GENESIS = make_genesis(4, 4)
-
-
-def build(chain: BlockTree, slot: int, txs: list = ()) -> Block:  # type: ignore[assignment]
-    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    block = chain.build_block(HOTS[proposer], slot, list(txs), [])
-    chain.import_block(block)
-    return block
 
 
 def drain(client) -> list[tuple[str, dict]]:  # type: ignore[no-untyped-def]
@@ -43,8 +32,8 @@ def test_heads_and_included_transactions_follow_the_canonical_chain(tmp_path: Pa
     feed = ChainEventFeed(a, hub)
 
     to_bob_5 = signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))
-    build(a, 1, [to_bob_5])
-    build(a, 2)
+    build_and_import(a, 1, [to_bob_5])
+    build_and_import(a, 2)
     feed.report()
     events = drain(client)
     assert [kind for kind, _ in events] == ["tx_included", "head"]
@@ -55,7 +44,7 @@ def test_heads_and_included_transactions_follow_the_canonical_chain(tmp_path: Pa
 
     # A longer fork replaces both blocks: only its own transactions are reported, once.
     to_bob_7 = signed(ALICE, 0, Transfer(to=BOB.public_key, amount=7))
-    fork = [build(b, 2, [to_bob_7]), build(b, 3), build(b, 4)]
+    fork = [build_and_import(b, 2, [to_bob_7]), build_and_import(b, 3), build_and_import(b, 4)]
     for block in fork:
         a.import_block(block)
     assert a.head.hash == fork[-1].hash
@@ -72,7 +61,7 @@ def test_the_feed_keeps_a_bounded_history(tmp_path: Path) -> None:
     a = open_chain(tmp_path / "a.sqlite", GENESIS)
     feed = ChainEventFeed(a, EventHub())
     for slot in range(1, 6):
-        build(a, slot)
+        build_and_import(a, slot)
         feed.report()
     lag = feed.history.finality_lag()
     assert [height for height, _ in lag] == [0, 1, 2, 3, 4, 5]

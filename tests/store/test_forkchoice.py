@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.chain import consensus, finality
+from p2pnode.chain import finality
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.forkchoice import BlockInfo, choose_head, head_key, is_better
-from p2pnode.chain.types import Block, FinalityVote, SignedVote, Transfer
+from p2pnode.chain.types import FinalityVote, SignedVote, Transfer
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
+    build_and_import,
     make_genesis,
     open_chain,
     recompute_root,
@@ -22,16 +23,8 @@ from p2pnode.testing.factories import (
 )
 
 VALS = validator_keys(4)
-HOTS = {hot.public_key: hot for _, hot in VALS}
 ALICE, BOB = user_keys(2)
 GENESIS = make_genesis(4, 4)
-
-
-def build(chain: BlockTree, slot: int, txs: list = (), votes: list = ()) -> Block:  # type: ignore[assignment]
-    proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    block = chain.build_block(HOTS[proposer], slot, list(txs), list(votes))
-    chain.import_block(block)
-    return block
 
 
 def info(h: int, height: int, justified: int) -> BlockInfo:
@@ -49,8 +42,8 @@ def test_the_order_is_justified_then_height_then_lowest_hash() -> None:
 def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
     a = open_chain(tmp_path / "a.sqlite", GENESIS)
     b = open_chain(tmp_path / "b.sqlite", GENESIS)
-    fork_a = [build(a, 1, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))]), build(a, 2), build(a, 3)]
-    fork_b = [build(b, 2, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=7))]), build(b, 3), build(b, 4), build(b, 5)]
+    fork_a = [build_and_import(a, 1, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))]), build_and_import(a, 2), build_and_import(a, 3)]
+    fork_b = [build_and_import(b, 2, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=7))]), build_and_import(b, 3), build_and_import(b, 4), build_and_import(b, 5)]
     results = [a.import_block(block) for block in fork_b]
     # At equal height (3) the lower hash wins, so fork b may already take over at its third block.
     wins_tie = int.from_bytes(fork_b[2].hash, "big") < int.from_bytes(fork_a[2].hash, "big")
@@ -65,7 +58,7 @@ def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
     for block in fork_a:
         c.import_block(block)
     for slot in (6, 7, 8):
-        build(c, slot)
+        build_and_import(c, slot)
     back = [a.import_block(c.store.canonical_block(height)) for height in range(4, 7)]
     assert back[-1].head and max(r.reorged for r in back) == 4  # all four blocks of fork b
     assert a.head.hash == c.head.hash
@@ -75,8 +68,8 @@ def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
 def test_an_unknown_parent_is_refused(tmp_path: Path) -> None:
     a = open_chain(tmp_path / "a.sqlite", GENESIS)
     b = open_chain(tmp_path / "b.sqlite", GENESIS)
-    build(b, 1)
-    orphan = build(b, 2)
+    build_and_import(b, 1)
+    orphan = build_and_import(b, 2)
     with pytest.raises(BlockInvalid, match="unknown_parent"):
         a.import_block(orphan)
 
@@ -84,7 +77,7 @@ def test_an_unknown_parent_is_refused(tmp_path: Path) -> None:
 def _finalize(chain: BlockTree, epochs: int) -> None:
     pending: list[SignedVote] = []
     for slot in range(chain.head.slot + 1, chain.head.slot + 1 + 8 * epochs):
-        build(chain, slot, votes=pending)
+        build_and_import(chain, slot, votes=pending)
         pending = []
         if slot % 8 == 4 and slot > 8:
             state, head = chain.head_state(), chain.head
@@ -98,8 +91,8 @@ def _finalize(chain: BlockTree, epochs: int) -> None:
 def test_nothing_at_or_below_finality_is_reverted(tmp_path: Path) -> None:
     a = open_chain(tmp_path / "a.sqlite", GENESIS)
     rival = open_chain(tmp_path / "rival.sqlite", GENESIS)
-    build(rival, 2)  # a builds on slot 1: the chains differ from height 1
-    long_fork = [build(rival, s) for s in range(3, 60)]
+    build_and_import(rival, 2)  # a builds on slot 1: the chains differ from height 1
+    long_fork = [build_and_import(rival, s) for s in range(3, 60)]
     _finalize(a, 4)
     finalized = a.finalized
     assert finalized is not None and finalized.height >= 16

@@ -19,6 +19,7 @@ from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store import Store, StoreError
 from p2pnode.store.sqlite_store import MIGRATIONS, SCHEMA_VERSION
 from p2pnode.testing.factories import (
+    build_and_import,
     make_genesis,
     open_chain,
     recompute_root,
@@ -32,12 +33,10 @@ HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}
 
 
 def produce(db: BlockTree, n_txs: int = 3) -> None:
-    state = db.head_state()
-    slot = db.head.slot + 1
     sender = USERS[0]
-    nonce = state.nonce(sender.public_key)
+    nonce = db.head_state().nonce(sender.public_key)
     txs = [signed(sender, nonce + i, Transfer(to=USERS[1].public_key, amount=1)) for i in range(n_txs)]
-    db.import_block(db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, txs))
+    build_and_import(db, txs=txs)
 
 
 def test_store_uses_wal_and_current_schema(tmp_path: Path) -> None:

@@ -38,14 +38,7 @@ from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.state import State
 from p2pnode.chain.transition import validate_tx
-from p2pnode.chain.types import (
-    ZERO_HASH,
-    Block,
-    Checkpoint,
-    Header,
-    SignedTx,
-    SignedVote,
-)
+from p2pnode.chain.types import ZERO_HASH, Block, Checkpoint, Header, SignedTx, SignedVote
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import StateChunkServer
 from p2pnode.services.chain.duties import ValidatorDuties
