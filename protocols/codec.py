@@ -396,7 +396,9 @@ def _struct(cls: type[T], data: bytes, pos: int, end: int, depth: int, path: Pat
     if deferred_body is not None:
         key, body_start, body_end = deferred_body
         body_cls = TX_BODIES[kwargs["kind"]]  # `kind` was checked against TX_BODIES
-        kwargs[key], _ = _struct(body_cls, data, body_start, body_end, depth, (path, key))
+        kwargs[key], body_stop = _struct(body_cls, data, body_start, body_end, depth, (path, key))
+        if body_stop != body_end:  # the walk and the read must agree on where the body ends
+            raise MalformedMessage(f"{_path(path)}.{key}: malformed body (offset {body_stop})")
     obj = cls(**kwargs)
     post = getattr(obj, "validate_shape", None)
     if post is not None:
