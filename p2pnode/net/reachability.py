@@ -38,6 +38,7 @@ from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.protocol_buffer import StatusCode
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg
+from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
 
 from p2pnode.net.addresses import AddressBook, Reachability, is_circuit
 
@@ -110,9 +111,17 @@ class DialBackService(AutoNATService):
         self._in_flight = 0
         self.dialbacks = 0
 
-    async def _try_dial(self, peer_id: ID, addrs: list[bytes]) -> bytes | None:
+    async def _handle_dial(self, message: AutoNATMessage, observed_ip: str | None, is_relayed: bool) -> AutoNATMessage:
+        # Busy is a refusal, not a failed dial: the requester must not read it as "unreachable".
         if self._in_flight >= self._config.max_dialbacks_in_flight:
-            return None
+            response = AutoNATMessage()
+            response.type = AutoNATMessage.DIAL_RESPONSE
+            response.dialResponse.status = AutoNATMessage.E_DIAL_REFUSED
+            response.dialResponse.statusText = "busy: too many dial-backs in flight"
+            return response
+        return await super()._handle_dial(message, observed_ip, is_relayed)  # type: ignore[no-any-return]
+
+    async def _try_dial(self, peer_id: ID, addrs: list[bytes]) -> bytes | None:
         self._in_flight += 1
         try:
             for raw in addrs[: self._config.max_dialback_addrs]:
@@ -188,8 +197,6 @@ class ReachabilityMonitor:
         request.type = AutoNATMessage.DIAL
         request.dial.peer.id = self.host.get_id().to_bytes()
         request.dial.peer.addrs.extend(addrs)
-        from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_bytes_limited
-
         stream = None
         try:
             with trio.fail_after(self.config.query_timeout_s):

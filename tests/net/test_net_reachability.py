@@ -181,3 +181,17 @@ async def test_public_peers_say_public_and_a_natted_peer_is_reached_through_the_
             conns = querier.host.get_network().connections[miner.host.get_id()]
             assert all(any("/p2p-circuit" in str(a) for a in c.get_transport_addresses()) for c in conns)
             assert reachable_after < 30
+
+
+async def test_a_busy_dial_back_server_refuses_rather_than_reporting_a_failed_dial() -> None:
+    from libp2p.host.autonat.pb.autonat_pb2 import Message as AutoNATMessage
+
+    server = network("dialback-busy")
+    request = AutoNATMessage(type=AutoNATMessage.DIAL)
+    request.dial.peer.id = server.host.get_id().to_bytes()
+    request.dial.peer.addrs.append(multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{closed_port()}").to_bytes())
+    answer = await server.dialback._handle_dial(request, "127.0.0.1", False)
+    assert answer.dialResponse.status == AutoNATMessage.E_DIAL_ERROR  # a fresh dial to a closed port
+    server.dialback._in_flight = server.config.reachability.max_dialbacks_in_flight
+    answer = await server.dialback._handle_dial(request, "127.0.0.1", False)
+    assert answer.dialResponse.status == AutoNATMessage.E_DIAL_REFUSED and "busy" in answer.dialResponse.statusText
