@@ -393,6 +393,10 @@ class LibP2PNetwork:
             return response
         except RequestError as exc:
             outcome = "timeout" if "timed out" in str(exc) else "error"
+            if outcome == "timeout" and self.is_relayed(peer_id) and self._nursery is not None:
+                # The relay may be gone (a cut link looks alive for minutes): drop the relayed
+                # connection so the next request dials afresh, through another relay if need be.
+                self._nursery.start_soon(self.relayed_upgrader.close_relayed, parse_peer_id(peer_id))
             raise
         finally:
             self._record_request(protocol_id, outcome, trio.current_time() - started)

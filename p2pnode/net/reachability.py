@@ -465,7 +465,7 @@ class RelayedConnectionUpgrader:
             self._next_try[peer] = now + self.config.direct_retry_s
             if await self._dial_direct(peer):
                 self.upgraded += 1
-                await self._close_relayed(peer)
+                await self.close_relayed(peer)
 
     async def _dial_direct(self, peer: ID) -> bool:
         try:
@@ -482,7 +482,7 @@ class RelayedConnectionUpgrader:
                 logger.debug("direct dial to relayed peer %s at %s failed: %r", peer, addr, exc)
         return False
 
-    async def _close_relayed(self, peer: ID) -> None:
+    async def close_relayed(self, peer: ID) -> None:
         for conn in list(self.host.get_network().connections.get(peer, []) or []):
             try:
                 relayed = any(is_circuit(a) for a in conn.get_transport_addresses())
