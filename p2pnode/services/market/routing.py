@@ -3,7 +3,7 @@
 The `Router` remembers, per miner hotkey, an average of measured latency, how many of our requests
 it is serving now, and its recent failures. `route` ranks serving miners by
 
-    score = (incentive + 1) / (latency_ms + LATENCY_FLOOR_MS) / (1 + in_flight) × 0.5 ** failures
+    score = (incentive + 1) / sqrt((latency_ms + LATENCY_FLOOR_MS) × (1 + in_flight)) × 0.5 ** failures
 
 (incentive: the chain's judgement of quality, raw u16; latency: measured, 0 until then, so that
 every miner with incentive gets measured;
@@ -19,6 +19,7 @@ signature over its response to our request id: the caller's receipt.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -106,7 +107,9 @@ class Router:
         if failures and self.clock.now_ms() - stats.last_failure_ms > self.failure_memory_ms:
             failures = 0
         health = 0.5 ** min(failures, 16)
-        return (neuron.incentive + 1) / (latency + LATENCY_FLOOR_MS) / (1 + stats.in_flight) * health
+        # Square root: quality (incentive) is what users come for; a miner must be much slower or
+        # busier, not merely slower, to lose to a miner the network judges worse.
+        return (neuron.incentive + 1) / math.sqrt((latency + LATENCY_FLOOR_MS) * (1 + stats.in_flight)) * health
 
     def rank(self, neurons: list[NeuronInfo], exclude: bytes | None = None) -> list[NeuronInfo]:
         """Serving miners, best first (ties: lower uid); never `exclude` (ourselves)."""
