@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import trio
+
 from p2pnode.cli.testnet import make_genesis
 
 START_DEADLINE_S = 90.0
@@ -34,8 +36,10 @@ class LivePeer:
             self.process.wait()
 
 
-def start_live_peer(tmp: Path, *, market: bool = True) -> LivePeer:
-    genesis = make_genesis(1, market=market, slot_ms=500)
+def start_live_peer(tmp: Path, *, market: bool = True, genesis: dict[str, Any] | None = None) -> LivePeer:
+    """validator-0 as a peer process, on a one-validator network or on `genesis` when given."""
+    if genesis is None:
+        genesis = make_genesis(1, market=market, slot_ms=500)
     (tmp / "genesis.json").write_text(json.dumps(genesis))
     ready, log, data = tmp / "ready.json", tmp / "peer.log", tmp / "data"
     with open(log, "wb") as out:
@@ -77,6 +81,13 @@ def json_request(peer: LivePeer, method: str, path: str, body: bytes | None = No
                  headers: dict[str, str] | None = None) -> tuple[int, Any]:
     status, _, raw = raw_request(peer, method, path, body, headers)
     return status, json.loads(raw)
+
+
+async def get_json(peer: LivePeer, path: str) -> Any:
+    """GET `path` from trio (the request runs in a worker thread); the reply must be 200."""
+    status, body = await trio.to_thread.run_sync(json_request, peer, "GET", path)
+    assert status == 200, (path, status, body)
+    return body
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> Any:

@@ -5,10 +5,7 @@ About 80 s on a busy machine, so marked slow; `test_future_slot_heads.py` is the
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +18,7 @@ from p2pnode.genesis_file import dev_keypair, genesis_from_json
 from p2pnode.net.host import LibP2PNetwork
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import open_chain
-from p2pnode.testing.live_peer import START_DEADLINE_S, LivePeer, json_request
+from p2pnode.testing.live_peer import LivePeer, get_json, json_request, start_live_peer
 from protocols import sync, topics
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -30,26 +27,6 @@ SLOT_MS = 500
 AHEAD = 5_000
 FUTURE_BLOCKS = 40
 DEADLINE_S = 60.0
-
-
-def start_peer(tmp: Path, genesis: dict) -> LivePeer:
-    """validator-0 of a two-validator network (validator-1 is the rogue, in this process)."""
-    (tmp / "genesis.json").write_text(json.dumps(genesis))
-    ready, log, data = tmp / "ready.json", tmp / "peer.log", tmp / "data"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir", str(data),
-             "--dev-key", "validator-0-hot", "--validator", "--api-port", "0", "--ready-file", str(ready),
-             "--no-progress", "--log-level", "warning"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + START_DEADLINE_S
-    # Another process writes the ready file: there is no event to wait on, so poll it with a deadline.
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the peer did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-    return LivePeer(process, json.loads(ready.read_text())["api"], data, log)
 
 
 def build_future_chain(chain: BlockTree, genesis_ms: int) -> None:
@@ -90,28 +67,22 @@ def make_rogue(chain: BlockTree, bootstrap: str) -> LibP2PNetwork:
     return net
 
 
-async def get(peer: LivePeer, path: str) -> dict:
-    status, body = await trio.to_thread.run_sync(json_request, peer, "GET", path)
-    assert status == 200, (path, status, body)
-    return body
-
-
 async def attack(peer: LivePeer, rogue: LibP2PNetwork) -> dict:
     async with trio.open_nursery() as nursery:
         await nursery.start(rogue.run)
-        start = await get(peer, "/status")
+        start = await get_json(peer, "/status")
         started = time.monotonic()
         worst_lead = 0
         # Another process keeps the scores: poll its API with a deadline.
         while True:
-            now = await get(peer, "/status")
+            now = await get_json(peer, "/status")
             worst_lead = max(worst_lead, now["head_slot"] - now["current_slot"])
-            view = await get(peer, f"/peers/{rogue.peer_id}")
+            view = await get_json(peer, f"/peers/{rogue.peer_id}")
             if view["score"] < 0 or view["banned"] or time.monotonic() - started > DEADLINE_S:
                 break
             await trio.sleep(0.5)
         await trio.sleep(3)  # a few more slots of production after the rogue was penalised
-        end = await get(peer, "/status")
+        end = await get_json(peer, "/status")
         worst_lead = max(worst_lead, end["head_slot"] - end["current_slot"])
         nursery.cancel_scope.cancel()
     return {"start": start, "end": end, "view": view, "worst_lead": worst_lead}
@@ -119,7 +90,7 @@ async def attack(peer: LivePeer, rogue: LibP2PNetwork) -> dict:
 
 def test_a_live_peer_does_not_adopt_blocks_thousands_of_slots_ahead(tmp_path: Path) -> None:
     genesis_doc = make_genesis(2, market=False, slot_ms=SLOT_MS)
-    peer = start_peer(tmp_path, genesis_doc)
+    peer = start_live_peer(tmp_path, genesis=genesis_doc)
     try:
         genesis, _ = genesis_from_json(genesis_doc)
         rogue_chain = open_chain(tmp_path / "rogue.sqlite", genesis)

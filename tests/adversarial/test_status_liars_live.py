@@ -13,7 +13,7 @@ import trio
 
 from p2pnode.chain.encoding import sha256
 from p2pnode.net.host import LibP2PNetwork
-from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
+from p2pnode.testing.live_peer import LivePeer, get_json, json_request, start_live_peer
 from protocols import sync, topics
 
 pytestmark = pytest.mark.timeout(300)
@@ -43,26 +43,20 @@ def make_liar(chain_id: str, bootstrap: str) -> LibP2PNetwork:
     return net
 
 
-async def get(peer: LivePeer, path: str) -> dict:
-    status, body = await trio.to_thread.run_sync(json_request, peer, "GET", path)
-    assert status == 200, (path, status, body)
-    return body
-
-
 async def run_liars(peer: LivePeer, chain_id: str, bootstrap: str) -> dict:
     liars = [make_liar(chain_id, bootstrap) for _ in range(LIARS)]
     async with trio.open_nursery() as nursery:
         for net in liars:
             await nursery.start(net.run)
-        start = await get(peer, "/status")
+        start = await get_json(peer, "/status")
         started = time.monotonic()
         # Another process keeps the scores: poll its API with a deadline.
         while True:
-            views = [await get(peer, f"/peers/{net.peer_id}") for net in liars]
+            views = [await get_json(peer, f"/peers/{net.peer_id}") for net in liars]
             if all(v["score"] < 0 or v["banned"] for v in views) or time.monotonic() - started > DEADLINE_S:
                 break
             await trio.sleep(0.5)
-        end = await get(peer, "/status")
+        end = await get_json(peer, "/status")
         nursery.cancel_scope.cancel()
     return {"start": start, "end": end, "views": views}
 
