@@ -316,6 +316,15 @@ class Peer:
 
     # ---------------------------------------------------------------- run
 
+    async def _backfill_history(self) -> None:
+        from p2pnode.services.chain.backfill import HistoryBackfill
+
+        backfill = HistoryBackfill(store=self.store, network=self.network, chain_id=self.node.chain_id)
+        try:
+            await backfill.run()
+        except Exception as exc:  # the backfill is a convenience: it never stops the peer
+            log.exception("history backfill stopped: %r", exc)
+
     async def _checkpoint_sync(self) -> None:
         from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync
 
@@ -347,6 +356,8 @@ class Peer:
                     nursery.start_soon(self._run_miner)
                 if self.options.validate_netuid is not None:
                     nursery.start_soon(self._run_validator_loop)
+                if self.store.history_low() is not None:
+                    nursery.start_soon(self._backfill_history)
                 nursery.start_soon(self.upgrades.run)
                 nursery.start_soon(self.event_feed.run)
                 nursery.start_soon(cache_peers, self.network, self.store)

@@ -294,6 +294,28 @@ class Store:
             self.set_meta("acc", accumulator.to_bytes(acc))
             self.set_meta("finalized", finalized)
             self.set_meta("snapshot_base", block.hash)
+            self.set_meta("history_low", str(block.header.height).encode())
+
+    def history_low(self) -> int | None:
+        """The lowest height above genesis from which the canonical chain is complete, for a store
+        installed from a snapshot (None: a store that replayed from genesis has all its history)."""
+        value = self.meta("history_low")
+        return None if value is None else int(value)
+
+    def add_history(self, blocks: list[Block]) -> None:
+        """Canonical blocks just below `history_low` (heights consecutive, hash-linked to the block
+        above them, checked by the caller), in one transaction."""
+        if not blocks:
+            return
+        with self.transaction():
+            low = self.history_low()
+            if low is None or blocks[-1].header.height != low - 1:
+                raise StoreError("history blocks must end just below the lowest stored height")
+            for block in blocks:
+                self._put_block(block)
+                self._db.execute("INSERT OR REPLACE INTO canonical(height, hash) VALUES (?, ?)",
+                                 (block.header.height, block.hash))
+            self.set_meta("history_low", str(blocks[0].header.height).encode())
 
     def rollback_head(self) -> Header:
         """Undo the head block's state changes; its parent becomes the head. Returns the undone header."""

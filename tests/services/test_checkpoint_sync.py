@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trio
 
+from p2pnode.services.chain.backfill import BackfillConfig, HistoryBackfill
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import (
     CheckpointConfig,
@@ -16,7 +17,7 @@ from p2pnode.services.chain.checkpoint import (
     CheckpointSyncError,
     StateChunkServer,
 )
-from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, run_chain, status_of
+from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, build, run_chain, status_of
 from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root
 from protocols import sync
 
@@ -173,3 +174,26 @@ def test_peers_advertising_a_checkpoint_they_cannot_show_are_penalised_and_passe
     assert report.checkpoint == fin
     assert sorted(report.penalised) == ["liar-1", "liar-2"]
     assert {reason for _, reason in network.penalties} == {"wrong_checkpoint_block"}
+
+
+def test_history_below_the_checkpoint_is_backfilled_past_a_peer_with_another_history(
+    finalized_chain: BlockTree, tmp_path: Path
+) -> None:
+    network = FakeNetwork()
+    network.add("honest", finalized_chain)
+    join = joiner(tmp_path, network)
+    fin = trio.run(join.join).checkpoint
+    assert join.store.history_low() == fin.height
+    # A peer whose blocks at those heights are another chain's (same genesis, other transactions).
+    other = open_chain(tmp_path / "other.sqlite", GENESIS)
+    for slot in range(2, 2 + fin.height + 2):
+        build(other, slot)
+    network.add("a-other-history", other)
+    backfill = HistoryBackfill(store=join.store, network=network, chain_id=DEV_CHAIN_ID,  # type: ignore[arg-type]
+                               config=BackfillConfig(batch=7, pause_s=0, retry_s=0))
+    trio.run(backfill.run)
+    assert backfill.done() and backfill.penalised == ["a-other-history"]
+    for height in range(0, fin.height + 1):
+        assert join.store.canonical_hash(height) == finalized_chain.store.canonical_hash(height), height
+    # Now it serves ranges from genesis like any peer.
+    assert len(join.store.canonical_range_bytes(1, 64)) == fin.height

@@ -19,8 +19,8 @@ Joining (`CheckpointSync.join`, a fresh store only):
    chunk differs from the one of a matching snapshot.
 4. Install block and state as the store's base in one transaction (`Store.install_snapshot`).
 
-Afterwards the node follows the head by normal range sync from the checkpoint. History below the
-checkpoint is not backfilled.
+Afterwards the node follows the head by normal range sync from the checkpoint, and fetches the
+blocks below the checkpoint in the background (`p2pnode.services.chain.backfill`).
 """
 
 from __future__ import annotations
