@@ -249,6 +249,18 @@ def mat_ema_alpha_sparse(new: Sparse, old: Sparse, alpha: list[list[int]]) -> Sp
     return result
 
 
+def _sparse_value_at(row: Sequence[tuple[int, int]], index: int, column: int) -> tuple[int, int]:
+    """The value at `column` of a sparse row (columns ascending) walked on from `index` (0 where the
+    row has none), and the index the walk stopped at, for the next, higher column."""
+    while index < len(row):
+        col, val = row[index]
+        if col < column:
+            index += 1
+        else:
+            return (val if col == column else 0), index
+    return 0, index
+
+
 def liquid_alpha_matrix_sparse(
     weights: Sparse, bonds: Sparse, consensus: Sequence[int], low: int, high: int, steepness: int
 ) -> list[list[int]]:
@@ -257,24 +269,8 @@ def liquid_alpha_matrix_sparse(
         row_alphas = []
         wi = bi = 0
         for j, c in enumerate(consensus):
-            weight = 0
-            while wi < len(w_row):
-                col, val = w_row[wi]
-                if col < j:
-                    wi += 1
-                else:
-                    if col == j:
-                        weight = val
-                    break
-            bond = 0
-            while bi < len(b_row):
-                col, val = b_row[bi]
-                if col < j:
-                    bi += 1
-                else:
-                    if col == j:
-                        bond = val
-                    break
+            weight, wi = _sparse_value_at(w_row, wi, j)
+            bond, bi = _sparse_value_at(b_row, bi, j)
             row_alphas.append(liquid_alpha_sigmoid(c, weight, bond, low, high, steepness))
         alphas.append(row_alphas)
     return alphas
