@@ -377,12 +377,18 @@ class RelayReservations:
         return addrs
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("relay reservation upkeep failed")
-            await trio.sleep(self.config.relay_check_s)
+        await _tick_forever(self.tick, self.config.relay_check_s, "relay reservation upkeep")
+
+
+async def _tick_forever(tick: Callable[[], Awaitable[None]], interval_s: float, what: str) -> None:
+    """Run `tick` every `interval_s` for as long as the task lives; a failed tick is logged and the
+    next one runs on time."""
+    while True:
+        try:
+            await tick()
+        except Exception:
+            logger.exception("%s failed", what)
+        await trio.sleep(interval_s)
 
 
 # -- UPnP ----------------------------------------------------------------------------------------
@@ -496,12 +502,7 @@ class RelayedConnectionUpgrader:
                         logger.debug("closing a relayed connection to %s failed", peer, exc_info=True)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("relayed connection upkeep failed")
-            await trio.sleep(self.config.relay_check_s)
+        await _tick_forever(self.tick, self.config.relay_check_s, "relayed connection upkeep")
 
 
 # -- dialling through a relay ------------------------------------------------------------------
