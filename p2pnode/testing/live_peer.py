@@ -7,11 +7,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import trio
 
 from p2pnode.cli.testnet import make_genesis
@@ -56,6 +58,19 @@ def start_live_peer(tmp: Path, *, market: bool = True, genesis: dict[str, Any] |
             raise AssertionError(f"the peer did not start:\n{log.read_text()}")
         time.sleep(0.1)
     return LivePeer(process, json.loads(ready.read_text())["api"], data, log)
+
+
+def module_peer_fixture(directory: str, *, market: bool = True) -> Any:
+    """A module-scoped pytest fixture running one lone peer for all the tests of a module
+    (`peer = module_peer_fixture("events")` at the top of the module)."""
+
+    @pytest.fixture(scope="module")
+    def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
+        running = start_live_peer(tmp_path_factory.mktemp(directory), market=market)
+        yield running
+        running.stop()
+
+    return peer
 
 
 def raw_request(peer: LivePeer, method: str, path: str, body: bytes | None = None,

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request
 
 pytestmark = pytest.mark.timeout(300)
 
 U64 = 1 << 64
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
-    running = start_live_peer(tmp_path_factory.mktemp("api-paths"))
-    yield running
-    running.stop()
+peer = module_peer_fixture("api-paths")
 
 
 @pytest.mark.parametrize(("path", "status", "error"), [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import stat
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from p2pnode.chain.types import Serve, SignedTx, Transfer, make_tx
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request, wait_for
 from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)
@@ -23,11 +22,7 @@ MINER_HOT = dev_keypair("miner-0-hot")
 USER = dev_keypair("user-0")
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
-    running = start_live_peer(tmp_path_factory.mktemp("api-web"))
-    yield running
-    running.stop()
+peer = module_peer_fixture("api-web")
 
 
 def signed_tx(peer: LivePeer, key, body) -> bytes:  # type: ignore[no-untyped-def]

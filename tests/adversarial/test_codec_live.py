@@ -9,12 +9,11 @@ read from /proc.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from test_codec_hostile_bytes import tag4_bignum, tx_with_field
 
-from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -24,11 +23,7 @@ pytestmark = [
 REFUSED = (400, 422)
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
-    running = start_live_peer(tmp_path_factory.mktemp("codec-live"), market=False)
-    yield running
-    running.stop()
+peer = module_peer_fixture("codec-live", market=False)
 
 
 def cpu_seconds(pid: int) -> float:

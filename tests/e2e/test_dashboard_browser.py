@@ -18,7 +18,7 @@ import pytest
 from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, shown_head, svg_points
-from p2pnode.testing.live_peer import LivePeer, json_request, raw_request, start_live_peer, wait_for
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request, wait_for
 from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,11 +27,7 @@ XSS_MODEL = '<img src=x onerror="document.title=\'pwned\'">model'
 MINER_HOT = dev_keypair("miner-1-hot")
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
-    running = start_live_peer(tmp_path_factory.mktemp("dashboard"))
-    yield running
-    running.stop()
+peer = module_peer_fixture("dashboard")
 
 
 @pytest.fixture(scope="module")

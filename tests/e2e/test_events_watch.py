@@ -9,14 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from p2pnode.chain.types import Propose, SignedTx, Transfer, make_tx
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.live_peer import LivePeer, json_request, start_live_peer
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture
 from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)
@@ -25,11 +24,7 @@ USER = dev_keypair("user-1")
 NOBODY = dev_keypair("an-unfunded-key")
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePeer]:
-    running = start_live_peer(tmp_path_factory.mktemp("events"))
-    yield running
-    running.stop()
+peer = module_peer_fixture("events")
 
 
 def watch(peer: LivePeer, *args: str) -> subprocess.Popen[str]:
