@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -27,9 +29,16 @@ NOBODY = dev_keypair("an-unfunded-key")
 peer = module_peer_fixture("events")
 
 
-def watch(peer: LivePeer, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "p2pnode", "watch", "--api", peer.api, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+@contextmanager
+def watching(peer: LivePeer, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`p2pnode watch` against the peer, killed when the block ends."""
+    process = subprocess.Popen([sys.executable, "-m", "p2pnode", "watch", "--api", peer.api, *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
 
 
 def lines_of(process: subprocess.Popen[str]) -> queue.Queue[str]:
@@ -76,8 +85,7 @@ def test_watch_prints_new_heads_in_order(peer: LivePeer) -> None:
 
 
 def test_watch_sees_finality_and_transactions_included_and_refused(peer: LivePeer) -> None:
-    process = watch(peer, "--json", "--types", "head,finalized,tx_included,tx_refused")
-    try:
+    with watching(peer, "--json", "--types", "head,finalized,tx_included,tx_refused") as process:
         lines = lines_of(process)
         deadline = time.monotonic() + 120
         next_event(lines, "head", deadline)  # the stream is open: everything from here on is seen
@@ -92,14 +100,10 @@ def test_watch_sees_finality_and_transactions_included_and_refused(peer: LivePee
         assert refused["source"] == "local" and refused["reason"] == refused_reply["error"]
         finalized = next_event(lines, "finalized", deadline)
         assert finalized["height"] >= 0 and len(finalized["hash"]) == 64
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_a_new_proposal_is_an_event(peer: LivePeer) -> None:
-    process = watch(peer, "--json", "--types", "head,proposal")
-    try:
+    with watching(peer, "--json", "--types", "head,proposal") as process:
         lines = lines_of(process)
         deadline = time.monotonic() + 120
         next_event(lines, "head", deadline)  # the stream is open: everything from here on is seen
@@ -114,19 +118,12 @@ def test_a_new_proposal_is_an_event(peer: LivePeer) -> None:
         assert got == 200, reply
         event = next_event(lines, "proposal", deadline)
         assert event["status"] == "voting" and json_request(peer, "GET", f"/proposals/{event['id']}")[0] == 200
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_status_counts_open_streams(peer: LivePeer) -> None:
-    process = watch(peer, "--json", "--types", "head")
-    try:
+    with watching(peer, "--json", "--types", "head") as process:
         next_event(lines_of(process), "head", time.monotonic() + 60)
         assert json_request(peer, "GET", "/status")[1]["event_streams"] >= 1
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_watch_without_a_node_is_one_line() -> None:
