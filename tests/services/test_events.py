@@ -90,26 +90,29 @@ async def serve_events(nursery: trio.Nursery, hub: EventHub) -> int:
     return await nursery.start(api.serve, 0)
 
 
+async def subscribe_over_http(port: int) -> tuple[trio.SocketStream, bytearray]:
+    """A client of GET /events, returned with what it read once the stream's opening comment says
+    it is subscribed."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    received = bytearray()
+    while b": p2pnode events" not in received:
+        received += await stream.receive_some(65536)
+    return stream, received
+
+
 async def test_events_over_http_and_a_client_that_stops_reading() -> None:
     hub = EventHub()
     async with trio.open_nursery() as nursery:
         port = await serve_events(nursery, hub)
-        reader = await trio.open_tcp_stream("127.0.0.1", port)
-        await reader.send_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        received = bytearray()
-        while b": p2pnode events" not in received:
-            received += await reader.receive_some(65536)
+        reader, received = await subscribe_over_http(port)
         assert b"text/event-stream" in received
         hub.publish("head", {"height": 7})
         while b'data: {"height":7}' not in received:
             received += await reader.receive_some(65536)
 
         # A second client that never reads: the socket buffers fill, then its queue, then it is dropped.
-        stuck = await trio.open_tcp_stream("127.0.0.1", port)
-        await stuck.send_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        first = bytearray()
-        while b": p2pnode events" not in first:  # subscribed; from here on it reads nothing
-            first += await stuck.receive_some(65536)
+        stuck, _ = await subscribe_over_http(port)  # from here on it reads nothing
         assert hub.clients == 2
         payload = {"pad": "x" * 4096}
         with trio.fail_after(60):
