@@ -75,7 +75,8 @@ class LoopbackNetwork:
         self.claimed_status: dict[str, sync.Status] = {}
 
     def add(self, peer_id: str, chain: BlockTree, *, corrupt: bool = False) -> StateChunkServer:
-        server = StateChunkServer(chain, self, self.clock, chain.head.chain, rate_per_s=0, burst=1_000_000)  # type: ignore[arg-type]
+        server = StateChunkServer(chain, self, self.clock, chain.head.chain, rate_per_s=0, burst=1_000_000,
+                                  total_rate_per_s=1_000_000)  # type: ignore[arg-type]
         server.corrupt = corrupt
         self.servers[peer_id] = (chain, server)
         return server

@@ -3,6 +3,7 @@ finality votes and the state root, a corrupt server penalised while the join suc
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,10 @@ def test_requests_are_rate_limited_per_peer(finalized_chain: BlockTree) -> None:
     errors = [sync.decode_state_chunk(server.answer("greedy", req), b"", 2).error for _ in range(5)]
     assert errors == ["", "", "", "rate_limited", "rate_limited"]
     assert sync.decode_state_chunk(server.answer("other", req), b"", 2).error == ""
+    # Many peer ids together cannot pass the shared limit.
+    shared = StateChunkServer(finalized_chain, FakeNetwork(), FakeClock(), DEV_CHAIN_ID, total_rate_per_s=2)  # type: ignore[arg-type]
+    errors = [sync.decode_state_chunk(shared.answer(f"sybil-{i}", req), b"", 2).error for i in range(6)]
+    assert errors == ["", "", "", "", "rate_limited", "rate_limited"]
 
 
 def test_out_of_order_keys_are_malformed() -> None:
@@ -197,3 +202,19 @@ def test_history_below_the_checkpoint_is_backfilled_past_a_peer_with_another_his
         assert join.store.canonical_hash(height) == finalized_chain.store.canonical_hash(height), height
     # Now it serves ranges from genesis like any peer.
     assert len(join.store.canonical_range_bytes(1, 64)) == fin.height
+
+
+def test_a_joiner_waits_out_a_servers_rate_limit(finalized_chain: BlockTree, tmp_path: Path) -> None:
+    class TrioClock:
+        def now_ms(self) -> int:
+            return int(trio.current_time() * 1000)
+
+    network = FakeNetwork()
+    server = network.add("limited", finalized_chain)
+    server.clock = TrioClock()  # type: ignore[assignment]
+    server.buckets = type(server.buckets)(rate_per_s=50, burst=2)
+    join = joiner(tmp_path, network, chunk_items=3)
+    join.config = dataclasses.replace(join.config, rate_limit_wait_s=0.01)
+    report = trio.run(join.join)
+    assert report.penalised == []
+    assert network.chunk_requests["limited"] > report.items // 3 + 2, "some requests were refused and repeated"

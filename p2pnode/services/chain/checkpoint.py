@@ -62,12 +62,14 @@ class StateChunkServer:
     """Serves the finalized state in chunks, rate-limited per peer (see the module docstring)."""
 
     def __init__(self, chain: BlockTree, network: NetworkAPI, clock: Clock, chain_id: str,
-                 *, rate_per_s: float = 20.0, burst: float = 40.0) -> None:
+                 *, rate_per_s: float = 10.0, burst: float = 20.0, total_rate_per_s: float = 40.0) -> None:
         self.chain = chain
         self.network = network
         self.clock = clock
         self.chain_id = chain_id
         self.buckets: TokenBuckets[str] = TokenBuckets(rate_per_s, burst, max_entries=4096)
+        # All peers together: many peer ids cannot buy more than this (a chunk is up to ~1 MiB to encode).
+        self.total: TokenBuckets[str] = TokenBuckets(total_rate_per_s, max(1.0, 2 * total_rate_per_s), max_entries=1)
         # Only tests set this: the server then flips a byte of every value it serves.
         self.corrupt = False
 
@@ -82,7 +84,8 @@ class StateChunkServer:
         return self.answer(peer_id, sync.decode_state_chunk_request(request))
 
     def answer(self, peer_id: str, req: sync.StateChunkRequest) -> bytes:
-        if not self.buckets.allow(peer_id, self.clock.now_ms()):
+        now = self.clock.now_ms()
+        if not self.buckets.allow(peer_id, now) or not self.total.allow("all", now):
             return sync.encode_state_chunk_error("rate_limited")
         finalized = self.chain.finalized
         if finalized is None or finalized.hash != req.block:
@@ -96,7 +99,7 @@ class StateChunkServer:
 @dataclass(frozen=True)
 class CheckpointConfig:
     request_timeout_s: float = 10.0
-    chunk_items: int = 2048
+    chunk_items: int = sync.MAX_STATE_CHUNK_ITEMS
     # Blocks after the checkpoint searched for its finality votes (they arrive within two epochs).
     max_evidence_blocks: int = 1024
     # How long to wait for peers that advertise a finalized checkpoint.
@@ -105,6 +108,9 @@ class CheckpointConfig:
     settle_s: float = 2.0
     retries_per_chunk: int = 4
     attempts: int = 4
+    # A server's per-peer limit (10 requests/s by default) is waited out, this often at most per chunk.
+    rate_limit_waits: int = 40
+    rate_limit_wait_s: float = 0.25
 
 
 @dataclass
@@ -277,6 +283,15 @@ class CheckpointSync:
             "(the set may have changed since genesis: pass --checkpoint HASH)")
 
     async def _chunk(self, peer_id: str, block_hash: bytes, after: bytes) -> sync.StateChunkResponse | None:
+        """One chunk; a `rate_limited` answer is waited out (bounded), any other refusal is None."""
+        for _ in range(self.config.rate_limit_waits):
+            resp = await self._chunk_once(peer_id, block_hash, after)
+            if resp is None or resp.error != "rate_limited":
+                return None if resp is None or resp.error else resp
+            await trio.sleep(self.config.rate_limit_wait_s)
+        return None
+
+    async def _chunk_once(self, peer_id: str, block_hash: bytes, after: bytes) -> sync.StateChunkResponse | None:
         try:
             data = await self.network.request(
                 peer_id, topics.state_chunk_protocol(self.chain_id),
@@ -288,7 +303,7 @@ class CheckpointSync:
         except codec.MalformedMessage:
             self._penalise(peer_id, "malformed_state_chunk", PENALTY_BAD_RESPONSE)
             return None
-        return None if resp.error else resp
+        return resp
 
     async def _download(self, block_hash: bytes, sources: list[str]) -> tuple[list[tuple[bytes, bytes]], dict[bytes, tuple[str, bytes]]] | None:
         """The whole state, chunk i from source i mod n (a failing source is skipped); returns the
