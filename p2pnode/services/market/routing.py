@@ -148,8 +148,13 @@ class Router:
         *,
         timeout_s: float,
         max_attempts: int = 4,
+        steps: int = 1,
     ) -> RoutedAnswer:
-        """Ask `ranked` in order, hedging slow miners and failing over on errors (module docstring)."""
+        """Ask `ranked` in order, hedging slow miners and failing over on errors (module docstring).
+
+        `steps`: forward passes the request costs (a generation of n tokens: n). Latency samples are
+        per step, and the hedge waits `steps` times as long (at most half the timeout).
+        """
         queue = list(ranked[:max_attempts])
         routed = RoutedAnswer(None)
         began_ms = self.clock.now_ms()
@@ -169,7 +174,7 @@ class Router:
                         outcome = exc
                 if guard.cancelled_caught:
                     outcome = AskFailed("no answer", f"no answer within {timeout_s:g} s")
-                self._record(neuron.hotkey, outcome.latency_ms if isinstance(outcome, MinerAnswer) else None)
+                self._record(neuron.hotkey, outcome.latency_ms // steps if isinstance(outcome, MinerAnswer) else None)
                 send.send_nowait((attempt, neuron, outcome))
             finally:
                 stats.in_flight -= 1
@@ -190,7 +195,11 @@ class Router:
 
             newest = start_next(hedge=False)
             while active:
-                wait_s = self.hedge_after_s(newest) if newest is not None and queue else float("inf")
+                wait_s = (
+                    min(timeout_s / 2, self.hedge_after_s(newest) * steps)
+                    if newest is not None and queue
+                    else float("inf")
+                )
                 with trio.move_on_after(wait_s):
                     attempt, neuron, outcome = await receive.receive()
                     active -= 1
@@ -209,7 +218,7 @@ class Router:
                 attempt.outcome = "too slow: another miner answered first" if routed.answer else "timed out"
                 # Cut short, its latency is at least this long: a sample that demotes a miner that
                 # keeps being outrun (a hung one would otherwise stay first and cost a hedge each time).
-                self._record_outrun(neuron.hotkey, max(0, now_ms - began_ms - attempt.started_ms))
+                self._record_outrun(neuron.hotkey, max(0, now_ms - began_ms - attempt.started_ms) // steps)
         return routed
 
 
@@ -259,7 +268,9 @@ async def generate(
         )
         order = router.rank(ranked)
         order.sort(key=lambda n: n.hotkey != writer)  # stable: the previous writer first
-        routed = await router.route(order, netuid, task, request, timeout_s=timeout_s, max_attempts=max_attempts)
+        routed = await router.route(
+            order, netuid, task, request, timeout_s=timeout_s, max_attempts=max_attempts, steps=count
+        )
         if routed.answer is None:
             raise GenerationFailed(routed, generated)
         chunk = routed.answer.response["text"]
