@@ -7,10 +7,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,6 +19,8 @@ import trio
 from p2pnode.cli.testnet import make_genesis
 
 START_DEADLINE_S = 90.0
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -105,12 +107,13 @@ async def get_json(peer: LivePeer, path: str) -> Any:
     return body
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> Any:
-    """Poll state held by another process until `condition()` is truthy."""
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll `condition` (state in other processes: there is no event to wait on) until it is truthy."""
     deadline = time.monotonic() + timeout
+    last: T | None = None
     while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

@@ -12,7 +12,7 @@ import pytest
 
 from p2pnode.chain.types import Serve, SignedTx, Transfer, make_tx
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request, wait_for
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request, wait_until
 from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,7 +40,7 @@ def test_a_model_name_with_markup_is_shown_as_text_under_a_strict_policy(peer: L
         rows = json_request(peer, "GET", "/metagraph/1")[1]
         return next((row for row in rows if row["model"] == XSS_MODEL), None)
 
-    wait_for(served, 60, "the serve transaction to land")
+    wait_until(served, 60, "the serve transaction to land")
     # The API hands the name out only as JSON, which a browser will not sniff into HTML.
     status, headers, _ = raw_request(peer, "GET", "/metagraph/1")
     assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"

@@ -6,14 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from p2pnode.cli.client import ApiError, get_json
-
-T = TypeVar("T")
+from p2pnode.testing.live_peer import (
+    wait_until as wait_until,  # re-exported: the e2e tests import it from here
+)
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -37,18 +36,6 @@ def try_api(url: str, path: str) -> Any | None:
         return api(url, path)
     except ApiError:
         return None
-
-
-def wait_until(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
-    """Poll `condition` (state in other processes: there is no event to wait on) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def nodes(run_dir: Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import pytest
 from p2pnode.chain.types import Serve, SignedTx, make_tx
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.testing.browser import csp_violations, headless_chromium, keep_screenshot, shown_head, svg_points
-from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request, wait_for
+from p2pnode.testing.live_peer import LivePeer, json_request, module_peer_fixture, raw_request, wait_until
 from protocols import codec
 
 pytestmark = pytest.mark.timeout(300)
@@ -46,7 +46,7 @@ def serve_markup_model(peer: LivePeer) -> None:
                  Serve(netuid=1, peer_id="12D3KooWmarkup", model=XSS_MODEL))
     got, reply = json_request(peer, "POST", "/tx", codec.encode(SignedTx(tx=tx, sig=MINER_HOT.sign(tx.signing_bytes()))))
     assert got == 200, reply
-    wait_for(lambda: any(r["model"] == XSS_MODEL for r in json_request(peer, "GET", "/metagraph/1")[1]), 60,
+    wait_until(lambda: any(r["model"] == XSS_MODEL for r in json_request(peer, "GET", "/metagraph/1")[1]), 60,
              "the serve transaction")
 
 

@@ -32,6 +32,7 @@ from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.net.addresses import DEFAULT_P2P_PORT
 from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.testing.live_peer import wait_until as poll_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(900)]
 
@@ -160,13 +161,8 @@ def status(name: str) -> dict[str, Any] | None:
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)  # peers in other namespaces: no event crosses into this process
-    raise AssertionError(f"timed out waiting for {what}")
+    # Each poll runs a process in another namespace (no event crosses into this one): once a second.
+    return poll_until(condition, timeout, what, interval=1.0)
 
 
 def test_a_natted_miner_earns_and_answers_through_relays(network: None, tmp_path: Path) -> None:

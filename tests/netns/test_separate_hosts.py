@@ -21,6 +21,7 @@ import pytest
 from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.testing.live_peer import wait_until as poll_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(600)]
 
@@ -97,15 +98,8 @@ def block_hash(host: str, api_port: int, height: int) -> str | None:
 
 
 def wait_until(condition: Any, timeout: float, what: str) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(1)  # polling peers in other namespaces: no event crosses to this process
-    raise AssertionError(f"timed out waiting for {what}")
+    # Each poll runs a process in another namespace (no event crosses into this one): once a second.
+    return poll_until(condition, timeout, what, interval=1.0)
 
 
 def test_cut_and_heal_converges_without_reverting_finality(network: None, tmp_path: Path) -> None:
