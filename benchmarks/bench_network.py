@@ -85,10 +85,20 @@ def measure_network(n: int, window: float, with_tx: bool = True, with_join: bool
             }
             if n == 4 and with_tx:
                 result["join_s"] = join_times(run_dir, apis[0]) if with_join else []
+                busy0, t0 = [cpu_seconds(p) for p in pids], time.monotonic()
                 result.update(tx_throughput(apis, *tx_load))
+                result["tx_cpu"] = [(cpu_seconds(p) - c) / (time.monotonic() - t0) * 100
+                                    for p, c in zip(pids, busy0, strict=True)]
+                result["heights"] = block_sizes(apis[0])
             return result
         finally:
             cli("testnet", "down", "--dir", str(run_dir))
+
+
+def block_sizes(api: str, last: int = 60) -> list[int]:
+    """Transactions per block over the last `last` blocks, oldest first."""
+    head = get_json(api, "/status")["head_height"]
+    return [len(get_json(api, f"/blocks/{h}").get("txs", [])) for h in range(max(1, head - last + 1), head + 1)]
 
 
 def join_times(run_dir: Path, first_api: str, repeats: int = 3) -> list[float]:
@@ -165,7 +175,7 @@ def tx_throughput(apis: list[str], senders_count: int = 32, per_sender: int = 24
                 if attempts >= 5:
                     refused[0] += 1
                     sent, attempts = sent + 1, 0
-            time.sleep(0.05)  # polling the node for inclusion: pipeline depth control
+            time.sleep(0.5)  # polling for inclusion (blocks come once a second): each poll costs the peer CPU
 
     start = time.monotonic()
     threads = [threading.Thread(target=run_sender, args=(i, key)) for i, key in enumerate(senders)]
@@ -222,7 +232,10 @@ def main() -> None:
                   f"{four['requests']} POST /txs batches in {four['submit_s']:.1f} s "
                   f"({four['refused']} refused); all included after {four['included_s']} s and finalized after "
                   f"{four['finalized_s']} s: sustained "
-                  + (f"{four['txs'] / four['finalized_s']:.0f} tx/s from submission to finality." if four["finalized_s"] else "n/a.")]
+                  + (f"{four['txs'] / four['finalized_s']:.0f} tx/s from submission to finality." if four["finalized_s"] else "n/a."),
+                  "", f"Peers' CPU during the transaction phase (% of a core): "
+                      f"{', '.join(f'{c:.0f}' for c in four['tx_cpu'])}; transactions per block, last blocks: "
+                      f"{four['heights']}."]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
