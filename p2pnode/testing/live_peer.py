@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,6 +73,18 @@ def module_peer_fixture(directory: str, *, market: bool = True) -> Any:
         running.stop()
 
     return peer
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[Any]], grace_s: float = 20.0) -> None:
+    """Ask every process to stop, then kill those still running after `grace_s` each."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def raw_request(peer: LivePeer, method: str, path: str, body: bytes | None = None,

@@ -30,12 +30,12 @@ peer = module_peer_fixture("events")
 
 
 @contextmanager
-def watching(peer: LivePeer, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """`p2pnode watch` against the peer, killed when the block ends."""
+def watching(peer: LivePeer, *args: str) -> Iterator[queue.Queue[str]]:
+    """`p2pnode watch` against the peer, its output lines as they come; killed when the block ends."""
     process = subprocess.Popen([sys.executable, "-m", "p2pnode", "watch", "--api", peer.api, *args],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
-        yield process
+        yield lines_of(process)
     finally:
         process.kill()
         process.wait()
@@ -85,8 +85,7 @@ def test_watch_prints_new_heads_in_order(peer: LivePeer) -> None:
 
 
 def test_watch_sees_finality_and_transactions_included_and_refused(peer: LivePeer) -> None:
-    with watching(peer, "--json", "--types", "head,finalized,tx_included,tx_refused") as process:
-        lines = lines_of(process)
+    with watching(peer, "--json", "--types", "head,finalized,tx_included,tx_refused") as lines:
         deadline = time.monotonic() + 120
         next_event(lines, "head", deadline)  # the stream is open: everything from here on is seen
         sender = dev_keypair("user-2")
@@ -103,8 +102,7 @@ def test_watch_sees_finality_and_transactions_included_and_refused(peer: LivePee
 
 
 def test_a_new_proposal_is_an_event(peer: LivePeer) -> None:
-    with watching(peer, "--json", "--types", "head,proposal") as process:
-        lines = lines_of(process)
+    with watching(peer, "--json", "--types", "head,proposal") as lines:
         deadline = time.monotonic() + 120
         next_event(lines, "head", deadline)  # the stream is open: everything from here on is seen
         proposer = dev_keypair("user-3")
@@ -121,8 +119,8 @@ def test_a_new_proposal_is_an_event(peer: LivePeer) -> None:
 
 
 def test_status_counts_open_streams(peer: LivePeer) -> None:
-    with watching(peer, "--json", "--types", "head") as process:
-        next_event(lines_of(process), "head", time.monotonic() + 60)
+    with watching(peer, "--json", "--types", "head") as lines:
+        next_event(lines, "head", time.monotonic() + 60)
         assert json_request(peer, "GET", "/status")[1]["event_streams"] >= 1
 
 

@@ -32,6 +32,7 @@ from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.net.addresses import DEFAULT_P2P_PORT
 from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.testing.live_peer import stop_processes
 from p2pnode.testing.live_peer import wait_until as poll_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(900)]
@@ -248,13 +249,7 @@ def test_a_natted_miner_earns_and_answers_through_relays(network: None, tmp_path
         after_cut = wait_until(lambda: query_from("home"), 240, "a query through the remaining relay")
         figures["query_after_relay_cut_s"] = round(after_cut["took_s"], 3)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
         print("figures:", json.dumps(figures))
         if REPORT is not None:
             REPORT.write_text(json.dumps(figures, indent=2))

@@ -21,6 +21,7 @@ import pytest
 from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.testing.live_peer import stop_processes
 from p2pnode.testing.live_peer import wait_until as poll_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(600)]
@@ -146,10 +147,4 @@ def test_cut_and_heal_converges_without_reverting_finality(network: None, tmp_pa
         assert block_hash("a", api_port, lone_final[0]) == lone_final[1]
         assert block_hash("c", api_port, lone_final[0]) == lone_final[1]
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(processes)
