@@ -154,6 +154,16 @@ def _join(args: argparse.Namespace) -> int:
     return 0
 
 
+def _role_lines(roles: dict[str, object]) -> list[str]:
+    """What the market roles are doing (the peer's one-line state of each), when it runs any."""
+    lines = []
+    if roles.get("miner_status"):
+        lines.append(f"miner:      {roles.get('miner')} on subnet {roles.get('miner_netuid')}: {roles['miner_status']}")
+    if roles.get("subnet_validator_status"):
+        lines.append(f"validating: subnet {roles.get('subnet_validator')}: {roles['subnet_validator_status']}")
+    return lines
+
+
 def _status(args: argparse.Namespace) -> int:
     s = api_get(args, "/status")
     net = s.get("network") or {}
@@ -171,6 +181,7 @@ def _status(args: argparse.Namespace) -> int:
         *[f"announce:   {a}" for a in announced or ["(nothing yet)"]],
         f"protocol:   v{s['protocol_version']} (supports {s['supported_versions']})"
         + (f"   HALTED: {s['halted']}" if s.get("halted") else ""),
+        *_role_lines(s.get("roles") or {}),
     ])
     emit(args, s, text)
     return 0

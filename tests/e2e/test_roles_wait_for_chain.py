@@ -135,6 +135,8 @@ def test_roles_wait_for_a_subnet_created_later_and_then_start(chain: tuple[Path,
         wait_until(lambda: roles(role_peer).get("miner_status") == f"waiting for subnet {LATE} to exist", 120,
                    "the miner to wait for the subnet")
         assert roles(role_peer)["subnet_validator_status"] == f"waiting for subnet {LATE} to exist"
+        shown = cli("status", "--api", role_peer.api).stdout
+        assert f"waiting for subnet {LATE} to exist" in shown and "miner:" in shown and "validating:" in shown
         height = api(role_peer.api, "/status")["head_height"]
         wait_until(lambda: api(role_peer.api, "/status")["head_height"] > height + 2, 60, "the peer to keep syncing")
 
