@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import time
@@ -11,6 +12,17 @@ import torch
 
 # Threads for training the built-in models (scripts and quick start-up training).
 TRAINING_THREADS = 1
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every training script takes: the cap on the loop and the torch threads."""
+    parser.add_argument("--max-seconds", type=float, default=100.0, help="cap on the training loop (0: none)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=TRAINING_THREADS,
+        help="torch threads (1 is fastest for these tiny models)",
+    )
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from models.forecast_models import (
     train_mlp,
 )
 from models.tasks.forecast import ForecastTask
-from models.training import TRAINING_THREADS, torch_threads
+from models.training import add_training_arguments, torch_threads
 
 # Validation challenges use seeds from here on, away from the training series (negative seeds).
 VALIDATION_SEED = 1_000_000
@@ -41,14 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=FULL_TRAIN.series)
     parser.add_argument("--steps", type=int, default=FULL_TRAIN.steps)
     parser.add_argument("--seed", type=int, default=FULL_TRAIN.seed)
-    parser.add_argument("--max-seconds", type=float, default=100.0, help="cap on the training loop (0: none)")
     parser.add_argument("--validate", type=int, default=500, help="challenges to score the result on")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=TRAINING_THREADS,
-        help="torch threads (1 is fastest for these tiny models)",
-    )
+    add_training_arguments(parser)
     args = parser.parse_args(argv)
 
     train = replace(

@@ -27,7 +27,7 @@ from models.text_models import (
     encode_text,
     transformer_checkpoint,
 )
-from models.training import TRAINING_THREADS, torch_threads
+from models.training import add_training_arguments, torch_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=FULL_TRAIN.batch_size)
     parser.add_argument("--learning-rate", type=float, default=FULL_TRAIN.learning_rate)
     parser.add_argument("--seed", type=int, default=FULL_TRAIN.seed)
-    parser.add_argument("--max-seconds", type=float, default=100.0, help="cap on the training loop (0: none)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=TRAINING_THREADS,
-        help="torch threads (1 is fastest for these tiny models)",
-    )
+    add_training_arguments(parser)
     args = parser.parse_args(argv)
 
     train = replace(
