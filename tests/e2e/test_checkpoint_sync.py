@@ -101,3 +101,16 @@ def test_a_fresh_peer_joins_from_a_checkpoint_past_a_corrupt_server(network: tup
     wait_until(lambda: try_api(joiner.api, "/blocks/1"), 60, "the joiner to backfill block 1")
     assert api(joiner.api, "/blocks/1")["hash"] == api(validator.api, "/blocks/1")["hash"]
     assert "history backfill complete" in joiner.log.read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--checkpoint-sync", "--checkpoint", "zz"], "--checkpoint must be a block hash: 64 hex digits"),
+    (["--checkpoint", "ab" * 32], "--checkpoint needs --checkpoint-sync"),
+])
+def test_checkpoint_flags_are_checked_before_anything_starts(tmp_path: Path, args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "p2pnode", "join", "--data-dir", str(tmp_path / "data"), "--dev-key", "flag-check",
+         *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (tmp_path / "data").exists()
