@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import multiaddr
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.host.autonat.autonat import AUTONAT_PROTOCOL_ID, AutoNATService
 from libp2p.host.autonat.pb.autonat_pb2 import Message as AutoNATMessage
 from libp2p.peer.id import ID
@@ -210,11 +210,7 @@ class ReachabilityMonitor:
             return None
         finally:
             if stream is not None:
-                with trio.move_on_after(2):
-                    try:
-                        await stream.close()
-                    except Exception:
-                        pass
+                await _close_quietly(stream)
         status = response.dialResponse.status
         if status == AutoNATMessage.OK:
             return True
@@ -295,11 +291,7 @@ class RelayReservations:
             return None
         finally:
             if stream is not None:
-                with trio.move_on_after(2):
-                    try:
-                        await stream.close()
-                    except Exception:
-                        pass
+                await _close_quietly(stream)
         if response.type != HopMessage.STATUS or response.status != StatusCode.OK or not response.HasField("reservation"):
             logger.info("relay %s refused a reservation (status %s)", relay, response.status)
             return None
@@ -378,6 +370,16 @@ class RelayReservations:
 
     async def run(self) -> None:
         await _tick_forever(self.tick, self.config.relay_check_s, "relay reservation upkeep")
+
+
+async def _close_quietly(stream: INetStream) -> None:
+    """Close a finished exchange's stream; the answer is in hand, so a slow or failed close only
+    costs the stream (at most 2 s)."""
+    with trio.move_on_after(2):
+        try:
+            await stream.close()
+        except Exception:
+            pass
 
 
 async def _tick_forever(tick: Callable[[], Awaitable[None]], interval_s: float, what: str) -> None:
