@@ -513,16 +513,8 @@ def test_import_key_files_from_another_machine(tmp_path: Path, cli, wallet: Path
     other = tmp_path / "other-machine"
     # Copies often lose their mode on the way: the source's mode is not held against it.
     (wallet / "coldkey").chmod(0o644)
-    result = cli(
-        "import",
-        "--keys-dir",
-        str(other),
-        "--wallet",
-        "copy",
-        "--key-file",
-        str(wallet / "coldkey"),
-        "--json",
-    )
+    result = cli("import", "--keys-dir", str(other), "--wallet", "copy", "--key-file",
+                 str(wallet / "coldkey"), "--json")
     assert result.code == 0, result.err
     assert (other / "wallets" / "copy" / "coldkey").read_bytes() == (wallet / "coldkey").read_bytes()
     assert file_mode(other / "wallets" / "copy" / "coldkey") == 0o600
@@ -532,17 +524,8 @@ def test_import_key_files_from_another_machine(tmp_path: Path, cli, wallet: Path
 
     hotkey_file = wallet / "hotkeys" / "h"
     assert (
-        cli(
-            "import",
-            "--keys-dir",
-            str(other),
-            "--wallet",
-            "copy",
-            "--hotkey",
-            "h",
-            "--key-file",
-            str(hotkey_file),
-        ).code
+        cli("import", "--keys-dir", str(other), "--wallet", "copy", "--hotkey", "h", "--key-file",
+            str(hotkey_file)).code
         == 0
     )
     assert KeyStore(other).load_hotkey("copy", "h") == original.load_hotkey("w", "h")
@@ -556,29 +539,13 @@ def test_import_key_file_checks_password_and_kind(tmp_path: Path, cli, wallet: P
         "wrong password",
     )
     assert_one_line_error(
-        cli(
-            "import",
-            "--keys-dir",
-            str(other),
-            "--wallet",
-            "copy",
-            "--key-file",
-            str(wallet / "hotkeys" / "h"),
-        ),
+        cli("import", "--keys-dir", str(other), "--wallet", "copy", "--key-file",
+            str(wallet / "hotkeys" / "h")),
         "holds a 'hotkey', not a coldkey",
     )
     assert_one_line_error(
-        cli(
-            "import",
-            "--keys-dir",
-            str(other),
-            "--wallet",
-            "c",
-            "--hotkey",
-            "h",
-            "--key-file",
-            str(tmp_path / "nope"),
-        ),
+        cli("import", "--keys-dir", str(other), "--wallet", "c", "--hotkey", "h", "--key-file",
+            str(tmp_path / "nope")),
         "no such key file",
     )
     assert not (other / "wallets" / "copy" / "coldkey").exists()
