@@ -42,6 +42,9 @@ MIGRATIONS: list[str] = [
 ]
 
 
+MAX_CACHED_HEADERS = 1024
+
+
 class StoreError(Exception):
     """The store cannot be used as asked (wrong genesis, newer schema, corrupt)."""
 
@@ -61,6 +64,10 @@ class Store:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self._lock = threading.Lock()
         self._in_tx = False
+        # Headers by block hash: a block's header never changes, and fork choice and the head view
+        # read them constantly (each read would decode the whole block). Filled as blocks are
+        # written or read, bounded, and emptied when a transaction rolls back.
+        self._headers: dict[bytes, Header] = {}
         self._migrate()
 
     # ---------------------------------------------------------------- schema
@@ -107,6 +114,7 @@ class Store:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._headers.clear()  # it may hold headers of blocks the rollback removed
             raise
         else:
             self._db.execute("COMMIT")
@@ -160,6 +168,12 @@ class Store:
             "INSERT OR IGNORE INTO blocks(hash, height, parent, slot, data) VALUES (?, ?, ?, ?, ?)",
             (h.hash, h.height, h.parent, h.slot, codec.encode(block)),
         )
+        self._remember_header(h)
+
+    def _remember_header(self, header: Header) -> None:
+        if len(self._headers) >= MAX_CACHED_HEADERS:
+            del self._headers[next(iter(self._headers))]
+        self._headers[header.hash] = header
 
     def put_block(self, block: Block) -> None:
         """Keep a verified block that is not (yet) on the canonical chain."""
@@ -178,8 +192,14 @@ class Store:
         return None if row is None else bytes(row[0])
 
     def header(self, block_hash: bytes) -> Header | None:
+        header = self._headers.get(block_hash)
+        if header is not None:
+            return header
         block = self.block(block_hash)
-        return None if block is None else block.header
+        if block is None:
+            return None
+        self._remember_header(block.header)
+        return block.header
 
     def canonical_hash(self, height: int) -> bytes | None:
         row = self._db.execute("SELECT hash FROM canonical WHERE height=?", (height,)).fetchone()
