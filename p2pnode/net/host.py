@@ -42,14 +42,14 @@ from p2pnode.net.addresses import (
     AddressBook,
     Reachability,
     install_address_book,
-    is_circuit,
     parse_announce_addrs,
     strip_peer_id,
 )
 from p2pnode.net.gossip import GossipConfig, GossipTopics, max_rpc_bytes, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
-from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT, serves_dht
+from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT
 from p2pnode.net.libp2p_workarounds import supervised_trio_service as supervised
+from p2pnode.net.peer_finding import PeerFinding
 from p2pnode.net.reachability import (
     DialBackService,
     ReachabilityConfig,
@@ -148,7 +148,7 @@ class _BanGate(INotifee):
         pass
 
 
-class LibP2PNetwork:
+class LibP2PNetwork(PeerFinding):
     """`protocols.network.NetworkAPI` over py-libp2p; see the module docstring."""
 
     def __init__(
@@ -407,83 +407,6 @@ class LibP2PNetwork:
         if self.request_observer is not None:
             self.request_observer(protocol_id, outcome, seconds)
 
-    async def _ensure_connected(self, peer_id: str) -> None:
-        """Dial `peer_id` if we have no connection. Failures are left to the request.
-
-        A peer that announces `/p2p-circuit` addresses is dialled through a relay first (py-libp2p's
-        swarm skips such addresses, and the direct addresses we still hold for it are stale).
-        Otherwise a direct dial and [DHT lookup, then a relayed dial] race: a NATed peer's old
-        private address can take a full TCP timeout to fail, longer than a query may wait.
-        """
-        try:
-            peer = parse_peer_id(peer_id)
-        except ValueError:
-            return  # send_request reports the malformed id
-        if peer == self._local_id or self.host.get_network().connections.get(peer):
-            return
-        addrs = self._known_addrs(peer)
-        if any(is_circuit(a) for a in addrs) and await self.relay_dialer.dial(peer, addrs):
-            return
-        direct = [a for a in addrs if not is_circuit(a)]
-
-        async def dial_direct(done: trio.CancelScope) -> None:
-            if not direct:
-                return
-            try:
-                with trio.fail_after(self.config.dial_timeout_s):
-                    await self.host.connect(PeerInfo(peer, direct))
-                done.cancel()
-            except Exception as exc:
-                logger.debug("direct dial to %s failed: %r", peer_id, exc)
-
-        async def dial_via_relay(done: trio.CancelScope) -> None:
-            fresh = await self._look_up_addrs(peer)
-            if await self.relay_dialer.dial(peer, fresh):
-                done.cancel()
-
-        async with trio.open_nursery() as race:
-            race.start_soon(dial_direct, race.cancel_scope)
-            race.start_soon(dial_via_relay, race.cancel_scope)
-
-    def _known_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
-        try:
-            return list(self.host.get_peerstore().addrs(peer))
-        except Exception:
-            return []
-
-    async def _look_up_addrs(self, peer: ID) -> list[multiaddr.Multiaddr]:
-        """Ask the DHT for `peer`'s addresses (they land in the peerstore).
-
-        First one FIND_NODE to each connected DHT server at once (relays know the peers holding
-        reservations on them), stopping at the first answer with new addresses; only when that
-        brings nothing, an iterative lookup (upstream's find_peer answers from the peerstore when
-        it knows anything, so `find_closest_peers_network` is called directly).
-        """
-        before = {str(a) for a in self._known_addrs(peer)}
-        servers = [p for p in self.host.get_connected_peers()
-                   if p != peer and serves_dht(self.host, p, self.dht.protocol_id)][:8]
-
-        async def ask(server: ID, done: trio.CancelScope) -> None:
-            try:
-                await self.dht.peer_routing._query_peer_for_closest(server, peer.to_bytes())
-            except Exception as exc:
-                logger.debug("FIND_NODE %s at %s failed: %r", peer, server, exc)
-            if {str(a) for a in self._known_addrs(peer)} - before:
-                done.cancel()
-
-        with trio.move_on_after(self.config.dial_timeout_s / 2):
-            async with trio.open_nursery() as asking:
-                for server in servers:
-                    asking.start_soon(ask, server, asking.cancel_scope)
-        if {str(a) for a in self._known_addrs(peer)} - before:
-            return self._known_addrs(peer)
-        with trio.move_on_after(self.config.dial_timeout_s):
-            try:
-                await self.dht.peer_routing.find_closest_peers_network(peer.to_bytes())
-            except Exception as exc:
-                logger.debug("DHT lookup of %s failed: %r", peer, exc)
-        return self._known_addrs(peer)
-
     async def _on_reachability_change(self, status: Reachability) -> None:
         # A private peer cannot be dialled: it stops serving the DHT so nobody hands it out.
         self.dht.set_server_mode(status is not Reachability.PRIVATE)
@@ -598,79 +521,7 @@ class LibP2PNetwork:
             finally:
                 nursery.cancel_scope.cancel()
 
-    # -- discovery -------------------------------------------------------------------------
-
-    async def _dial_bootstrap(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for info in self._bootstrap:
-                nursery.start_soon(self._dial_bootstrap_peer, info)
-
-    async def _dial_bootstrap_peer(self, info: PeerInfo) -> None:
-        if info.peer_id == self._local_id:
-            return
-        # py-libp2p refuses for 60 s to dial a peer whose addresses all failed; a bootstrap peer
-        # that was not up yet is worth our own 10 s retry.
-        unblock = getattr(self.host.get_network(), "unblock_peer", None)
-        if unblock is not None:
-            unblock(info.peer_id)
-        try:
-            with trio.fail_after(self.config.dial_timeout_s):
-                await self.host.connect(info)
-            # We know bootstrap peers run the DHT in server mode; identify may not have finished.
-            await self.dht.add_trusted_server(info.peer_id)
-        except Exception as exc:
-            logger.warning("bootstrap peer %s unreachable: %r", info.peer_id, exc)
-
-    async def _discovery_loop(self) -> None:
-        delays = list(self.config.dht_refresh_after_start_s)
-        while True:
-            await trio.sleep(delays.pop(0) if delays else self.config.dht_refresh_interval_s)
-            try:
-                with trio.move_on_after(max(30.0, self.config.dial_timeout_s)):
-                    await self._self_lookup()
-            except Exception as exc:
-                logger.debug("DHT self-lookup failed: %r", exc)
-            await self._connect_discovered()
-
-    async def _self_lookup(self) -> None:
-        """Look up our own id and keep what we meet: Kademlia's bootstrap step.
-
-        Cheaper than upstream's `refresh_routing_table` (which adds a random lookup per bucket:
-        ~5x the CPU in an 8-node network); KadDHT still runs that full refresh itself at start
-        and every 600 s.
-        """
-        closest = await self.dht.peer_routing.find_closest_peers_network(self._local_id.to_bytes())
-        peerstore = self.host.get_peerstore()
-        for peer in closest:
-            if peer == self._local_id or self.scorer.is_banned(peer.to_base58()):
-                continue
-            try:
-                addrs = peerstore.addrs(peer)
-            except Exception:
-                continue
-            if addrs:
-                await self.dht.routing_table.add_peer(PeerInfo(peer, addrs))
-
-    async def _connect_discovered(self) -> None:
-        """Dial peers from the routing table and peerstore until `target_peer_count`."""
-        connected = set(self.host.get_connected_peers())
-        peerstore = self.host.get_peerstore()
-        candidates = [
-            p
-            for p in dict.fromkeys([*self.dht.routing_table.get_peer_ids(), *peerstore.peers_with_addrs()])
-            if p != self._local_id and p not in connected and not self.scorer.is_banned(p.to_base58())
-        ]
-        budget = self.config.target_peer_count - len(connected)
-        async with trio.open_nursery() as nursery:
-            for peer in candidates[: max(budget, 0)]:
-                nursery.start_soon(self._dial_discovered, PeerInfo(peer, peerstore.addrs(peer)))
-
-    async def _dial_discovered(self, info: PeerInfo) -> None:
-        try:
-            with trio.fail_after(self.config.dial_timeout_s):
-                await self.host.connect(info)
-        except Exception as exc:
-            logger.debug("could not dial discovered peer %s: %r", info.peer_id, exc)
+    # -- upkeep ---------------------------------------------------------------------------
 
     async def _maintenance_loop(self) -> None:
         next_bootstrap_dial = 0.0
