@@ -27,6 +27,28 @@ def user_keys(n: int) -> list[Keypair]:
     return [dev_keypair(f"user-{i}") for i in range(n)]
 
 
+# One subnet for tests of the subnet economics: its owner, and hyperparameters that let an epoch
+# run every few blocks with weights set directly (no commit-reveal, no rate limit, no immunity).
+SUBNET_OWNER_COLD, SUBNET_OWNER_HOT = dev_keypair("owner-cold"), dev_keypair("owner-hot")
+FAST_SUBNET = {"tempo": 10, "commit_reveal_enabled": 0, "weights_rate_limit": 0, "immunity_period": 0,
+               "activity_cutoff": 1000, "max_allowed_uids": 8}
+
+
+def neuron_keys(n: int) -> tuple[list[Keypair], list[Keypair]]:
+    """The coldkeys and hotkeys of `n` would-be neurons."""
+    return [dev_keypair(f"cold-{i}") for i in range(n)], [dev_keypair(f"hot-{i}") for i in range(n)]
+
+
+def subnet_genesis(neurons: int, hyper: dict[str, int], *, users: int = 0, params: dict[str, int] | None = None) -> Genesis:
+    """4 validators, `users` users and subnet 1 (text task, `FAST_SUBNET` updated by `hyper`), its
+    owner and the keys of `neurons` would-be neurons funded with 100,000 TAO each."""
+    colds, hots = neuron_keys(neurons)
+    funded = [SUBNET_OWNER_COLD, SUBNET_OWNER_HOT, *colds, *hots]
+    subnet = GenesisSubnet(SUBNET_OWNER_COLD.public_key, SUBNET_OWNER_HOT.public_key, "text", dict(FAST_SUBNET, **hyper))
+    return make_genesis(4, users, params=params, subnets=(subnet,),
+                        extra_balances=tuple((key.public_key, 100_000 * TAO) for key in funded))
+
+
 def make_genesis(
     validators: int = 4,
     users: int = 4,

@@ -7,7 +7,6 @@ import random
 import pytest
 
 from p2pnode.chain.emission import block_emission
-from p2pnode.chain.genesis import GenesisSubnet
 from p2pnode.chain.params import TAO
 from p2pnode.chain.subnet_epochs import root_shares
 from p2pnode.chain.subnets import commit_hash
@@ -24,25 +23,15 @@ from p2pnode.chain.types import (
     SetWeights,
     Transfer,
 )
-from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.factories import bound, make_genesis
+from p2pnode.testing.factories import SUBNET_OWNER_COLD, SUBNET_OWNER_HOT, bound, neuron_keys, subnet_genesis
 from p2pnode.testing.harness import ChainHarness
 
-OWNER_COLD, OWNER_HOT = dev_keypair("owner-cold"), dev_keypair("owner-hot")
-COLD = [dev_keypair(f"cold-{i}") for i in range(6)]
-HOT = [dev_keypair(f"hot-{i}") for i in range(6)]
-FAST = {"tempo": 10, "commit_reveal_enabled": 0, "weights_rate_limit": 0, "immunity_period": 0,
-        "activity_cutoff": 1000, "max_allowed_uids": 8}
+OWNER_COLD, OWNER_HOT = SUBNET_OWNER_COLD, SUBNET_OWNER_HOT
+COLD, HOT = neuron_keys(6)
 
 
 def harness(hyper: dict[str, int] | None = None, **params: int) -> ChainHarness:
-    extra = tuple((k.public_key, 100_000 * TAO) for k in [OWNER_COLD, OWNER_HOT, *COLD, *HOT])
-    genesis = make_genesis(
-        4, 2, params=params,
-        subnets=(GenesisSubnet(OWNER_COLD.public_key, OWNER_HOT.public_key, "text", dict(FAST, **(hyper or {}))),),
-        extra_balances=extra,
-    )
-    return ChainHarness(genesis)
+    return ChainHarness(subnet_genesis(6, hyper or {}, users=2, params=params))
 
 
 def register_all(h: ChainHarness, n: int, netuid: int = 1) -> None:

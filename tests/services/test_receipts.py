@@ -8,7 +8,6 @@ import pytest
 
 from p2pnode.chain import consensus
 from p2pnode.chain.encoding import decode, encode
-from p2pnode.chain.genesis import GenesisSubnet
 from p2pnode.chain.params import TAO
 from p2pnode.chain.receipts import (
     RECEIPTS_KEPT,
@@ -20,26 +19,19 @@ from p2pnode.chain.receipts import (
     verify_record,
 )
 from p2pnode.chain.types import AddStake, Register, SetWeights
-from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store.epoch_records import EpochRecordStore
-from p2pnode.testing.factories import bound, make_genesis, open_chain, signed, validator_keys
+from p2pnode.testing.factories import bound, neuron_keys, open_chain, signed, subnet_genesis, validator_keys
 
-OWNER_COLD, OWNER_HOT = dev_keypair("owner-cold"), dev_keypair("owner-hot")
-COLD = [dev_keypair(f"cold-{i}") for i in range(4)]
-HOT = [dev_keypair(f"hot-{i}") for i in range(4)]
+COLD, HOT = neuron_keys(4)
 VALS = validator_keys(4)
 PROPOSERS = {hot.public_key: hot for hot in [*(h for _, h in VALS), *HOT]}  # staking makes candidates
 TEMPO = 5
-FAST = {"tempo": TEMPO, "commit_reveal_enabled": 0, "weights_rate_limit": 0, "immunity_period": 0,
-        "activity_cutoff": 1000, "max_allowed_uids": 8}
 
 
 class Chain:
     def __init__(self, tmp: Path, keep: int = RECEIPTS_KEPT) -> None:
-        extra = tuple((k.public_key, 100_000 * TAO) for k in [OWNER_COLD, OWNER_HOT, *COLD, *HOT])
-        genesis = make_genesis(4, 0, subnets=(GenesisSubnet(OWNER_COLD.public_key, OWNER_HOT.public_key, "text", FAST),),
-                               extra_balances=extra)
+        genesis = subnet_genesis(4, {"tempo": TEMPO})
         self.tree: BlockTree = open_chain(tmp / "chain.sqlite", genesis)
         self.records = EpochRecordStore(tmp / "epochs.sqlite", keep=keep)
         self.tree.epoch_listeners.append(self.records.add)
