@@ -153,12 +153,15 @@ class Store:
             self.set_meta("head", genesis_hash)
             self.set_meta("acc", accumulator.to_bytes(acc))
 
+    def _required_meta(self, key: str, what: str) -> bytes:
+        value = self.meta(key)
+        if value is None:
+            raise StoreError(f"store has no {what}")
+        return value
+
     @property
     def genesis_hash(self) -> bytes:
-        value = self.meta("genesis_hash")
-        if value is None:
-            raise StoreError("store has no genesis")
-        return value
+        return self._required_meta("genesis_hash", "genesis")
 
     # ---------------------------------------------------------------- blocks
 
@@ -229,10 +232,7 @@ class Store:
 
     @property
     def head_hash(self) -> bytes:
-        value = self.meta("head")
-        if value is None:
-            raise StoreError("store has no head")
-        return value
+        return self._required_meta("head", "head")
 
     @property
     def head_height(self) -> int:
@@ -240,10 +240,7 @@ class Store:
         return int(row[0])
 
     def head_accumulator(self) -> int:
-        value = self.meta("acc")
-        if value is None:
-            raise StoreError("store has no state accumulator")
-        return accumulator.from_bytes(value)
+        return accumulator.from_bytes(self._required_meta("acc", "state accumulator"))
 
     # ---------------------------------------------------------------- state
 
