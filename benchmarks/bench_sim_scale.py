@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("P2PNODE_KDF", "fast")
 
-from p2pnode.testing.simscale import ScaleResult, run_scale  # noqa: E402
+from p2pnode.testing.simscale import GossipOnlyResult, ScaleResult, run_gossip_only, run_scale  # noqa: E402
 
 PLOT_W, PLOT_H, MARGIN = 520, 300, 60
 
@@ -84,13 +84,13 @@ def svg_plot(title: str, y_label: str, sizes: list[int], series: dict[str, list[
 
 def markdown_table(results: list[ScaleResult]) -> str:
     lines = [
-        "| nodes | validators | slots run | wall s | canonical blocks | finalized height | finality delay (slots) "
+        "| nodes | validators | slots run | wall s (CPU s) | canonical blocks | finalized height | finality delay (slots) "
         "| block propagation p50 / p95 / max (ms) | reached every node | gossip bytes per node per block (blocks only) | mean degree |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
-            f"| {r.nodes} | {r.validators} | {r.slots} | {r.wall_s:.1f} | {r.blocks} | {r.finalized_height} "
+            f"| {r.nodes} | {r.validators} | {r.slots} | {r.wall_s:.1f} ({r.cpu_s:.1f}) | {r.blocks} | {r.finalized_height} "
             f"| {r.finality_delay_slots:g} | {r.block_p50_ms:.1f} / {r.block_p95_ms:.1f} / {r.block_max_ms:.1f} "
             f"| {'yes' if r.reached_all else 'no'} | {r.bytes_per_node_per_block:,.0f} ({r.block_bytes_per_node_per_block:,.0f}) "
             f"| {r.mean_degree:.2f} |"
@@ -110,6 +110,9 @@ def main() -> None:
     parser.add_argument("--degree", type=int, default=8, help="gossip mesh degree")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget-s", type=float, default=300.0, help="wall-clock time box per size")
+    parser.add_argument(
+        "--payloads", default="1024,65536,262144,1048576", help="block sizes for the gossip-only runs (bytes)"
+    )
     parser.add_argument("--out", type=Path, help="write the markdown table here (and plots to --images)")
     parser.add_argument("--images", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
@@ -129,6 +132,16 @@ def main() -> None:
             )
         results.append(result)
         print(json.dumps(result.row()), flush=True)
+
+    payloads = [int(p) for p in args.payloads.split(",")] if args.payloads else []
+    gossip: list[GossipOnlyResult] = []
+    for size in sizes:
+        for payload in payloads:
+            g = run_gossip_only(size, payload, seed=args.seed, degree=args.degree)
+            gossip.append(g)
+            print(
+                json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in g.__dict__.items()})
+            )
 
     if args.out is None:
         return
@@ -160,9 +173,25 @@ def main() -> None:
             },
         ),
         "sim-scale-wall.svg": svg_plot(
-            "Wall time of the run (s)", "s", sizes, {"wall": [r.wall_s for r in results]}
+            "Wall and CPU time of the run (s)",
+            "s",
+            sizes,
+            {"wall": [r.wall_s for r in results], "CPU": [r.cpu_s for r in results]},
         ),
     }
+    if payloads:
+        plots["sim-scale-payload.svg"] = svg_plot(
+            "Gossip-only: p95 to every node by block size (ms)",
+            "ms",
+            sizes,
+            {
+                f"{payload // 1024} KiB": [
+                    next(g.p95_ms for g in gossip if g.nodes == s and g.payload_bytes == payload)
+                    for s in sizes
+                ]
+                for payload in payloads
+            },
+        )
     for name, svg in plots.items():
         (args.images / name).write_text(svg)
     header = (
@@ -170,7 +199,17 @@ def main() -> None:
         f"--validators {args.validators} --degree {args.degree} --seed {args.seed} --budget-s {args.budget_s:g}` "
         f"(Python {platform.python_version()}).\n\n"
     )
-    args.out.write_text(header + markdown_table(results))
+    gossip_table = [
+        "",
+        "| nodes | block bytes | p50 / p95 / max to every node (ms) | reached | bytes sent per node |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    gossip_table += [
+        f"| {g.nodes} | {g.payload_bytes:,} | {g.p50_ms:.0f} / {g.p95_ms:.0f} / {g.max_ms:.0f} | {g.reached} "
+        f"| {g.bytes_per_node:,.0f} |"
+        for g in gossip
+    ]
+    args.out.write_text(header + markdown_table(results) + "\n".join(gossip_table) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
+
 from p2pnode.chain.genesis import Genesis
 from p2pnode.chain.types import Block, SignedVote
 from p2pnode.testing.netmodel import GossipRecorder, LinkModel, mesh_topology
-from p2pnode.testing.sim import SimEndpoint, SimNetwork, Simulation
+from p2pnode.testing.sim import SimEndpoint, SimNetwork, Simulation, run_deterministic
 from protocols import codec, topics
 from protocols.crypto import verify
 from protocols.network import Checked, Verdict
@@ -79,6 +81,7 @@ class ScaleResult:
     full_followers: int
     slots: int  # slots run (fewer than asked when the wall-clock budget ran out)
     wall_s: float
+    cpu_s: float  # this process's CPU time for the run (the machine may be shared)
     blocks: int  # canonical blocks at node 0 at the end
     finalized_height: int  # node 0's finalized height at the end
     finality_delay_slots: float  # median over finalized blocks: first slot observed finalized - block slot
@@ -151,8 +154,10 @@ def run_scale(
         return canonical, (-1 if cp is None else cp.height), agree
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     canonical, finalized_height, agree = sim.run(scenario)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
 
     delays = []
     for height, block_slot in canonical:
@@ -174,6 +179,7 @@ def run_scale(
         full_followers=full_followers,
         slots=len(finalized_at_slot),
         wall_s=wall,
+        cpu_s=cpu,
         blocks=len(canonical),
         finalized_height=finalized_height,
         finality_delay_slots=float(percentile([float(d) for d in delays], 0.5)),
@@ -185,4 +191,60 @@ def run_scale(
         block_bytes_per_node_per_block=block_bytes / nodes / published_blocks,
         mean_degree=sum(len(v) for v in topology.values()) / max(1, len(topology)),
         agree=agree,
+    )
+
+
+@dataclass
+class GossipOnlyResult:
+    nodes: int
+    payload_bytes: int
+    p50_ms: float  # publication → first delivery, over every receiving node
+    p95_ms: float
+    max_ms: float
+    reached: int  # nodes that received it (of nodes - 1)
+    bytes_per_node: float  # sent, duplicates included
+
+
+def run_gossip_only(nodes: int, payload_bytes: int, *, seed: int = 1, degree: int = 8) -> GossipOnlyResult:
+    """One message of `payload_bytes` gossiped from node 0 over the mesh and link model, with no
+    chain at all: how long a block of that size takes to reach everyone when uplinks are the limit."""
+    peer_ids = [f"node-{i:02d}" for i in range(nodes)]
+    recorder = GossipRecorder()
+    net = SimNetwork(
+        seed, links=LinkModel(seed), topology=mesh_topology(peer_ids, degree, seed), observer=recorder
+    )
+    endpoints = [net.endpoint(p) for p in peer_ids]
+    topic = "/sim/payload/1"
+
+    everyone_has_it = trio.Event()
+    received = 0
+
+    async def count(peer_id: str, value: object) -> None:
+        nonlocal received
+        received += 1
+        if received == nodes - 1:
+            everyone_has_it.set()  # its endpoint forwards (and pays the bytes) before yielding
+
+    for endpoint in endpoints:
+        endpoint.subscribe(topic, lambda peer_id, data: Checked(Verdict.ACCEPT, value=data), count)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            for endpoint in endpoints:
+                nursery.start_soon(endpoint.run)
+            await endpoints[0].publish(topic, bytes(payload_bytes))
+            with trio.move_on_after(600):  # virtual seconds
+                await everyone_has_it.wait()
+            nursery.cancel_scope.cancel()
+
+    run_deterministic(main, seed)
+    delays = recorder.delays_s("/payload/1")
+    return GossipOnlyResult(
+        nodes=nodes,
+        payload_bytes=payload_bytes,
+        p50_ms=percentile(delays, 0.5) * 1000,
+        p95_ms=percentile(delays, 0.95) * 1000,
+        max_ms=max(delays, default=math.nan) * 1000,
+        reached=len(delays),
+        bytes_per_node=sum(recorder.bytes_by_topic.values()) / nodes,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from p2pnode.testing.netmodel import LinkModel, mesh_topology
-from p2pnode.testing.simscale import percentile, run_scale
+from p2pnode.testing.simscale import percentile, run_gossip_only, run_scale
 
 
 def test_link_model_is_deterministic_for_a_seed_and_internet_like() -> None:
@@ -65,8 +65,22 @@ def test_64_nodes_on_the_link_model_finalize(tmp_path: Path) -> None:
 
 
 def test_a_scale_run_is_deterministic_for_a_seed(tmp_path: Path) -> None:
-    rows = [run_scale(tmp_path / str(k), nodes=24, validators=4, slots=6, seed=9).row() for k in range(2)]
+    rows = [
+        run_scale(tmp_path / str(k), nodes=24, validators=4, full_followers=2, slots=6, seed=9).row()
+        for k in range(2)
+    ]
     for row in rows:
         row.pop("wall_s")
+        row.pop("cpu_s")
     assert repr(rows[0]) == repr(rows[1])  # repr: an unfinalized run's delay is NaN, never equal to itself
     assert rows[0]["blocks"] >= 5
+
+
+def test_uplinks_limit_how_fast_a_large_block_spreads() -> None:
+    small = run_gossip_only(64, 1024, seed=2)
+    large = run_gossip_only(64, 1 << 20, seed=2)
+    assert small.reached == large.reached == 63
+    assert small.p95_ms < 200
+    # 1 MiB over 1-12.5 MB/s uplinks, several copies per hop: seconds, not milliseconds.
+    assert large.p95_ms > 5 * small.p95_ms and large.p95_ms > 1000
+    assert large.bytes_per_node == pytest.approx(small.bytes_per_node * 1024, rel=0.01)
