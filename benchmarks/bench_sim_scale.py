@@ -84,13 +84,13 @@ def svg_plot(title: str, y_label: str, sizes: list[int], series: dict[str, list[
 
 def markdown_table(results: list[ScaleResult]) -> str:
     lines = [
-        "| nodes | validators | slots run | wall s (CPU s) | canonical blocks | finalized height | finality delay (slots) "
+        "| nodes | validators (active) | slots run | wall s (CPU s) | canonical blocks | finalized height | finality delay (slots) "
         "| block propagation p50 / p95 / max (ms) | reached every node | gossip bytes per node per block (blocks only) | mean degree |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         lines.append(
-            f"| {r.nodes} | {r.validators} | {r.slots} | {r.wall_s:.1f} ({r.cpu_s:.1f}) | {r.blocks} | {r.finalized_height} "
+            f"| {r.nodes} | {r.validators} ({r.active_validators}) | {r.slots} | {r.wall_s:.1f} ({r.cpu_s:.1f}) | {r.blocks} | {r.finalized_height} "
             f"| {r.finality_delay_slots:g} | {r.block_p50_ms:.1f} / {r.block_p95_ms:.1f} / {r.block_max_ms:.1f} "
             f"| {'yes' if r.reached_all else 'no'} | {r.bytes_per_node_per_block:,.0f} ({r.block_bytes_per_node_per_block:,.0f}) "
             f"| {r.mean_degree:.2f} |"
@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=40, help="slots per size (epochs are 8 slots)")
     parser.add_argument(
         "--validators", type=int, default=64, help="validating full nodes (capped at the size)"
+    )
+    parser.add_argument(
+        "--max-block-validators", type=int, default=16, help="active set: validators that propose and vote"
     )
     parser.add_argument("--degree", type=int, default=8, help="gossip mesh degree")
     parser.add_argument("--seed", type=int, default=1)
@@ -129,6 +132,7 @@ def main() -> None:
                 seed=args.seed,
                 degree=args.degree,
                 wall_budget_s=args.budget_s,
+                genesis_params={"max_block_validators": args.max_block_validators},
             )
         results.append(result)
         print(json.dumps(result.row()), flush=True)
@@ -196,7 +200,7 @@ def main() -> None:
         (args.images / name).write_text(svg)
     header = (
         f"Run: `python benchmarks/bench_sim_scale.py --sizes {args.sizes} --slots {args.slots} "
-        f"--validators {args.validators} --degree {args.degree} --seed {args.seed} --budget-s {args.budget_s:g}` "
+        f"--validators {args.validators} --max-block-validators {args.max_block_validators} --degree {args.degree} --seed {args.seed} --budget-s {args.budget_s:g}` "
         f"(Python {platform.python_version()}).\n\n"
     )
     gossip_table = [

@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from p2pnode.chain.genesis import Genesis
+from p2pnode.chain.params import GLOBAL_PARAMS
 from p2pnode.chain.types import Block, SignedVote
 from p2pnode.testing.netmodel import GossipRecorder, LinkModel, mesh_topology
 from p2pnode.testing.sim import SimEndpoint, SimNetwork, Simulation, run_deterministic
@@ -77,7 +78,8 @@ class RelayFollower:
 @dataclass
 class ScaleResult:
     nodes: int
-    validators: int
+    validators: int  # genesis validators, each a full node with its key
+    active_validators: int  # those in the block-validator set (propose and vote)
     full_followers: int
     slots: int  # slots run (fewer than asked when the wall-clock budget ran out)
     wall_s: float
@@ -116,9 +118,12 @@ def run_scale(
     full_followers: int = 0,
     links: LinkModel | None = None,
     wall_budget_s: float | None = None,
+    genesis_params: dict[str, int] | None = None,
 ) -> ScaleResult:
     """Run `nodes` nodes on the link model for `slots` slots, or until `wall_budget_s` of real
-    time has passed (checked after every slot), and measure (see `ScaleResult`)."""
+    time has passed (checked after every slot), and measure (see `ScaleResult`). Only the top
+    `max_block_validators` (genesis parameter, 16 by default) of the validators propose and vote;
+    the others run as full nodes with keys."""
     if not 1 <= validators <= nodes or not 0 <= full_followers <= nodes - validators:
         raise ValueError("need 1 <= validators <= nodes and 0 <= full_followers <= nodes - validators")
     full = validators + full_followers
@@ -130,7 +135,9 @@ def run_scale(
         topology=mesh_topology(peer_ids, degree, seed),
         observer=recorder,
     )
-    sim = Simulation(directory, nodes=full, validators=validators, seed=seed, network=net)
+    sim = Simulation(
+        directory, nodes=full, validators=validators, seed=seed, network=net, genesis_params=genesis_params
+    )
     followers = [RelayFollower(net.endpoint(p), sim.genesis) for p in peer_ids[full:]]
     finalized_at_slot: list[int] = []  # node 0's finalized height after each slot
 
@@ -176,6 +183,10 @@ def run_scale(
     return ScaleResult(
         nodes=nodes,
         validators=validators,
+        active_validators=min(
+            validators,
+            (genesis_params or {}).get("max_block_validators", GLOBAL_PARAMS["max_block_validators"].default),
+        ),
         full_followers=full_followers,
         slots=len(finalized_at_slot),
         wall_s=wall,
