@@ -164,7 +164,8 @@ def test_validator_without_weights_and_a_clock_ten_seconds_ahead(network: tuple[
         clock = found["clock"]
         assert clock["status"] == "fail" and "ahead of" in clock["message"] and "ntp" in clock["remedy"]
         seconds = float(clock["message"].split(" looks ")[1].split(" s ")[0])
-        assert 9.0 <= seconds <= 11.5, clock
+        # The estimate adds propagation and import delay to the offset: seconds late on a busy machine.
+        assert 9.0 <= seconds <= 20.0, clock
         assert found["weights"]["status"] == "fail" and "has set no weights on netuid 1" in found["weights"]["message"]
         assert found["registration"]["status"] == "ok"
         # The miner's own clock is right: from its side the validator's view changes nothing.
