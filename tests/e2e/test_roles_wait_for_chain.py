@@ -3,7 +3,7 @@
 A peer started with `--miner ... --netuid N --validate N` before subnet N exists must not crash
 (it used to, with `HttpError: netuid N has no task`): it syncs, says in `status` what it waits
 for, keeps following the chain, and starts each role once the subnet and its registration exist.
-The slow variant goes on until a miner (a custom model from a file, on a fresh hotkey with no
+The second test goes on until a miner (a custom model from a file, on a fresh hotkey with no
 balance) earns incentive there, weighted by a subnet validator that joined the same way.
 """
 
@@ -158,7 +158,6 @@ def test_roles_wait_for_a_subnet_created_later_and_then_start(chain: tuple[Path,
         role_peer.stop()
 
 
-@pytest.mark.slow
 def test_a_custom_miner_on_a_late_subnet_earns_incentive(chain: tuple[Path, Proc, dict[str, str]]) -> None:
     tmp, validator, env = chain
     (tmp / "models").mkdir()
