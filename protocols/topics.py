@@ -31,22 +31,6 @@ def topic(chain_id: str, kind: str) -> str:
     return f"/p2pnode/{chain_id}/{kind}/1"
 
 
-def blocks_topic(chain_id: str) -> str:
-    return topic(chain_id, "blocks")
-
-
-def stake_topic(chain_id: str) -> str:
-    return topic(chain_id, "stake")
-
-
-def weights_topic(chain_id: str) -> str:
-    return topic(chain_id, "weights")
-
-
-def votes_topic(chain_id: str) -> str:
-    return topic(chain_id, "votes")
-
-
 def status_protocol(chain_id: str) -> str:
     return f"/p2pnode/{chain_id}/req/status/1"
 

@@ -2,7 +2,7 @@
 
 - `host.LibP2PNetwork`: `protocols.network.NetworkAPI` over a py-libp2p host (Noise, Yamux,
   GossipSub, Kademlia, request/response).
-- `identity`: hotkey seed -> key pair and PeerID; `gossip.gossip_topic`: topic names.
+- `identity`: hotkey seed -> key pair and PeerID.
 - `scoring`: peer scores (pure); `reqresp`: framing and limits;
   `libp2p_workarounds`: the py-libp2p 0.8.1 hardening.
 

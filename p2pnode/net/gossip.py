@@ -1,6 +1,6 @@
 """GossipSub topics for the application: naming, message ids, validation, size and rate limits.
 
-- Topics are named `/p2pnode/<chain_id>/<name>/<version>` (`gossip_topic`), so two chains never
+- Topics are named `/p2pnode/<chain_id>/<name>/<version>`, so two chains never
   share a mesh and a message format change gets a new topic.
 - The message id is sha256 of the payload (`message_id`): the same bytes published by two peers
   are one message, and ids do not depend on who signed or relayed.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -54,19 +53,6 @@ def max_rpc_bytes(largest_topic_limit: int) -> int:
     """The pubsub RPC size (inbound cap and outbound split size) that carries a message of
     `largest_topic_limit` bytes; never below py-libp2p's 1 MiB default (py-libp2p problem 8)."""
     return max(1024 * 1024, largest_topic_limit + RPC_ENVELOPE_BYTES)
-
-_TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def gossip_topic(chain_id: str, name: str, version: int = 1) -> str:
-    """`/p2pnode/<chain_id>/<name>/<version>`, e.g. `gossip_topic("devnet", "blocks")`."""
-    for label, part in (("chain_id", chain_id), ("name", name)):
-        if not _TOPIC_PART.match(part):
-            raise ValueError(f"{label} {part!r} must be 1-64 characters of [A-Za-z0-9._-]")
-    if version < 1:
-        raise ValueError("topic version starts at 1")
-    return f"/p2pnode/{chain_id}/{name}/{version}"
-
 
 def message_id(msg: rpc_pb2.Message) -> bytes:
     """GossipSub message id: sha256 of the payload (content addressed)."""

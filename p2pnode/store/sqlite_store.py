@@ -190,10 +190,6 @@ class Store:
         row = self._db.execute("SELECT data FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         return None if row is None else codec.decode(Block, bytes(row[0]), max_bytes=1 << 26)
 
-    def block_bytes(self, block_hash: bytes) -> bytes | None:
-        row = self._db.execute("SELECT data FROM blocks WHERE hash=?", (block_hash,)).fetchone()
-        return None if row is None else bytes(row[0])
-
     def header(self, block_hash: bytes) -> Header | None:
         header = self._headers.get(block_hash)
         if header is not None:

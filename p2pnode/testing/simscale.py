@@ -41,8 +41,8 @@ class RelayFollower:
         self.validators = frozenset(v.hotkey for v in genesis.validators)
         self.blocks_relayed = 0
         self.votes_relayed = 0
-        endpoint.subscribe(topics.blocks_topic(self.chain_id), self._guard_block, self._on_block)
-        endpoint.subscribe(topics.votes_topic(self.chain_id), self._guard_vote, self._on_vote)
+        endpoint.subscribe(topics.topic(self.chain_id, "blocks"), self._guard_block, self._on_block)
+        endpoint.subscribe(topics.topic(self.chain_id, "votes"), self._guard_vote, self._on_vote)
 
     def _guard_block(self, peer_id: str, data: bytes) -> Checked:
         try:

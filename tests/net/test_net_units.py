@@ -16,7 +16,6 @@ from p2pnode.net.gossip import (
     MAX_TOPIC_MESSAGE_BYTES,
     GossipConfig,
     GossipTopics,
-    gossip_topic,
     message_id,
 )
 from p2pnode.net.host import peer_id_from_pubkey, peer_id_from_seed
@@ -53,16 +52,6 @@ def test_peer_id_is_derived_from_the_hotkey_seed() -> None:
 
 
 # -- topics and message ids --------------------------------------------------------------------
-
-
-def test_topic_names() -> None:
-    assert gossip_topic("devnet", "blocks") == "/p2pnode/devnet/blocks/1"
-    assert gossip_topic("main-1", "weights", 2) == "/p2pnode/main-1/weights/2"
-    for chain_id, name in (("", "blocks"), ("a/b", "blocks"), ("devnet", "x y"), ("devnet", "")):
-        with pytest.raises(ValueError):
-            gossip_topic(chain_id, name)
-    with pytest.raises(ValueError):
-        gossip_topic("devnet", "blocks", 0)
 
 
 def test_message_id_is_sha256_of_payload_only() -> None:

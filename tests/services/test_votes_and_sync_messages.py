@@ -92,9 +92,9 @@ def test_range_requests_and_responses_are_bounded() -> None:
 
 
 def test_topics_and_protocol_ids_name_the_chain() -> None:
-    assert topics.blocks_topic("net-1") == "/p2pnode/net-1/blocks/1"
+    assert topics.topic("net-1", "blocks") == "/p2pnode/net-1/blocks/1"
     assert topics.status_protocol("net-1") == "/p2pnode/net-1/req/status/1"
-    assert topics.weights_topic("net-1") == "/p2pnode/net-1/weights/1"
+    assert topics.topic("net-1", "weights") == "/p2pnode/net-1/weights/1"
     assert topics.tx_topic_kind("commit_weights") == "weights" and topics.tx_topic_kind("transfer") == "stake"
     with pytest.raises(ValueError):
         topics.topic("net-1", "txs")
