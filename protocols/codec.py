@@ -24,8 +24,20 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from p2pnode.chain.encoding import SIMPLE_VALUES
 from p2pnode.chain.encoding import encode as canonical_encode
-from p2pnode.chain.schema import Bool, Bytes, ChainObject, ListOf, SchemaError, Struct, Text, UInt, to_plain
+from p2pnode.chain.schema import (
+    Bool,
+    Bytes,
+    ChainObject,
+    ListOf,
+    SchemaError,
+    Struct,
+    Text,
+    UInt,
+    field_set_error,
+    to_plain,
+)
 from p2pnode.chain.types import TX_BODIES, TxBodyField
 
 T = TypeVar("T", bound=ChainObject)
@@ -90,6 +102,28 @@ def _refuse_initial(initial: int, pos: int) -> MalformedMessage:
     return MalformedMessage(f"reserved additional information {info} (offset {pos})")
 
 
+def _map_key(data: bytes, pos: int, end: int, depth: int, previous: bytes) -> tuple[str, bytes, int]:
+    """The text key of a map entry at `pos`: (key, its encoded bytes, position after it). Keys are
+    read here rather than by `_item` so that the canonical order is checked on the raw bytes: each
+    must sort strictly after `previous`, the encoded key before it."""
+    if pos >= end:
+        raise MalformedMessage("truncated")
+    key_initial = data[pos]
+    if key_initial >> 5 != 3:
+        raise MalformedMessage(f"map keys must be text (offset {pos})")
+    key = None
+    if key_initial < 0x78:  # short key: look it up among the schemas' field names first
+        stop = pos + 1 + (key_initial & 31)
+        key_bytes = data[pos:stop]
+        key = _KNOWN_KEYS.get(key_bytes)
+    if key is None:
+        key, stop = _item(data, pos, end, depth)
+        key_bytes = data[pos:stop]
+    if key_bytes <= previous:
+        raise MalformedMessage(f"not the canonical encoding: map keys duplicated or out of order (offset {pos})")
+    return key, key_bytes, stop
+
+
 def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
     """Decode the item at `pos`; returns (value, position after it)."""
     if pos >= end:
@@ -136,29 +170,8 @@ def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
         mapping: dict[str, Any] = {}
         previous = b""
         depth += 1
-        known = _KNOWN_KEYS
         for _ in range(arg):
-            # Keys are text: read inline so the canonical order can be checked on the raw bytes.
-            if pos >= end:
-                raise MalformedMessage("truncated")
-            key_start = pos
-            key_initial = data[pos]
-            if key_initial >> 5 != 3:
-                raise MalformedMessage(f"map keys must be text (offset {pos})")
-            if key_initial < 0x78:  # short key: look it up among the schemas' field names first
-                pos += 1 + (key_initial & 31)
-                key_bytes = data[key_start:pos]
-                key = known.get(key_bytes)
-                if key is None:
-                    key, pos = _item(data, key_start, end, depth)
-            else:
-                key, pos = _item(data, pos, end, depth)
-                key_bytes = data[key_start:pos]
-            if key_bytes <= previous:
-                raise MalformedMessage(
-                    f"not the canonical encoding: map keys duplicated or out of order (offset {key_start})"
-                )
-            previous = key_bytes
+            key, previous, pos = _map_key(data, pos, end, depth, previous)
             # The common values are decoded inline: small integers, and byte strings of 24-255
             # bytes (hashes, keys, signatures); anything else takes the general path.
             value_initial = data[pos] if pos < end else -1
@@ -208,25 +221,24 @@ def _item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int]:
         return items, pos
     if major == 1:
         return -1 - arg, pos
-    if major == 7:
-        if info == 20:
-            return False, pos
-        if info == 21:
-            return True, pos
-        if info == 22:
-            return None, pos
-        raise _refuse_initial(initial, pos - 1)
-    raise _refuse_initial(initial, pos - 1)  # major 6: tags
+    if major == 7 and arg in SIMPLE_VALUES:
+        return SIMPLE_VALUES[arg], pos
+    raise _refuse_initial(initial, pos - 1)  # tags (major 6) and the other simple values
 
 
-def decode_plain(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
-    """Decode canonical CBOR of plain values (no schema); raises MalformedMessage."""
+def _check_message(data: bytes, max_bytes: int) -> None:
+    """What every message must be before it is read: bytes, not empty, at most `max_bytes`."""
     if type(data) is not bytes:
         raise MalformedMessage(f"expected bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise MalformedMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
     if not data:
         raise MalformedMessage("empty message")
+
+
+def decode_plain(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Decode canonical CBOR of plain values (no schema); raises MalformedMessage."""
+    _check_message(data, max_bytes)
     end = len(data)
     value, pos = _item(data, 0, end, 0)
     if pos != end:
@@ -254,7 +266,7 @@ def _head(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
     major = initial >> 5
     info = initial & 31
     if info < 24:
-        if major == 7 and not 20 <= info <= 22:
+        if major == 7 and info not in SIMPLE_VALUES:
             raise _refuse_initial(initial, pos)
         if major == 6:
             raise _refuse_initial(initial, pos)
@@ -318,15 +330,7 @@ def _field_set_error(cls: type[ChainObject], data: bytes, pos: int, end: int, co
         key, pos = _item(data, pos, end, depth)
         keys.append(key)
         pos = _skip(data, pos, end, depth)
-    schema = cls.SCHEMA
-    unknown = sorted(str(k) for k in set(keys) - schema.keys())
-    missing = sorted(schema.keys() - set(keys))
-    parts = []
-    if unknown:
-        parts.append(f"unknown fields {unknown}")
-    if missing:
-        parts.append(f"missing fields {missing}")
-    return SchemaError(f"{where}: {'; '.join(parts) or 'bad field set'}")
+    return field_set_error(where, keys, cls.SCHEMA)
 
 
 # Field paths are built only for an error message: a path is a name, or (parent path, field name
@@ -359,25 +363,15 @@ def _struct(cls: type[T], data: bytes, pos: int, end: int, depth: int, path: Pat
     start = pos
     deferred_body: tuple[str, int, int] | None = None
     for _ in range(arg):
-        key_start = pos
-        if pos >= end:
-            raise MalformedMessage("truncated")
-        key_initial = data[pos]
-        if key_initial >> 5 != 3:
-            raise MalformedMessage(f"map keys must be text (offset {pos})")
-        key = None
-        if key_initial < 0x78:
-            pos += 1 + (key_initial & 31)
-            key_bytes = data[key_start:pos]
-            key = known.get(key_bytes)
-        if key is None:
-            key, pos = _item(data, key_start, end, depth)
-            key_bytes = data[key_start:pos]
-        if key_bytes <= previous:
-            raise MalformedMessage(
-                f"not the canonical encoding: map keys duplicated or out of order (offset {key_start})"
-            )
-        previous = key_bytes
+        # Fast path for a schema's own field name in canonical order; anything else (and every
+        # error) is read and named by `_map_key`.
+        key_initial = data[pos] if pos < end else 0
+        stop = pos + 1 + (key_initial & 31)
+        key_bytes = data[pos:stop]
+        key = known.get(key_bytes) if 0x60 <= key_initial < 0x78 else None
+        if key is None or key_bytes <= previous:
+            key, key_bytes, stop = _map_key(data, pos, end, depth, previous)
+        previous, pos = key_bytes, stop
         ftype = schema.get(key)
         if ftype is None:
             raise _field_set_error(cls, data, start, end, arg, depth, _path(path))
@@ -498,12 +492,7 @@ def _field(ftype: Any, data: bytes, pos: int, end: int, depth: int, path: Path) 
 
 def decode(cls: type[T], data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> T:
     """Decode `data` as exactly one canonical `cls`; raises MalformedMessage."""
-    if type(data) is not bytes:
-        raise MalformedMessage(f"expected bytes, got {type(data).__name__}")
-    if len(data) > max_bytes:
-        raise MalformedMessage(f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
-    if not data:
-        raise MalformedMessage("empty message")
+    _check_message(data, max_bytes)
     if cls not in _KNOWN_SCHEMAS:
         _learn_keys(cls)
     end = len(data)

@@ -19,6 +19,8 @@ from p2pnode.chain.errors import ChainError
 MAX_UINT64 = (1 << 64) - 1
 
 _BOOL_NONE = {False: b"\xf4", True: b"\xf5"}
+# The only simple values (major type 7) canonical encoding uses: additional information -> value.
+SIMPLE_VALUES: dict[int, bool | None] = {20: False, 21: True, 22: None}
 _KEY_CACHE: dict[str, bytes] = {}  # encoded text map keys (field names repeat endlessly)
 
 
@@ -109,12 +111,8 @@ def _decode_at(data: bytes, pos: int) -> tuple[Any, int]:
     major, info = initial >> 5, initial & 31
     pos += 1
     if major == 7:
-        if info == 20:
-            return False, pos
-        if info == 21:
-            return True, pos
-        if info == 22:
-            return None, pos
+        if info in SIMPLE_VALUES:
+            return SIMPLE_VALUES[info], pos
         raise DecodeError(f"unsupported simple value {info}")
     if info < 24:
         arg = info

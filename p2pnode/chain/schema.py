@@ -8,6 +8,7 @@ sizes and the exact field set, raising ``SchemaError`` with the path of the bad 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from p2pnode.chain.errors import ChainError
@@ -29,7 +30,14 @@ class ChainObject:
     SCHEMA: ClassVar[dict[str, FieldType]]
 
 
-class UInt:
+class _Scalar:
+    """A field type whose plain value is the value itself."""
+
+    def plain(self, value: Any) -> Any:
+        return value
+
+
+class UInt(_Scalar):
     def __init__(self, bits: int) -> None:
         if not 1 <= bits <= 64:
             raise ValueError("the canonical encoding carries integers of at most 64 bits")
@@ -43,21 +51,15 @@ class UInt:
             raise SchemaError(f"{path}: u{self.bits} out of range")
         return value
 
-    def plain(self, value: int) -> int:
-        return value
 
-
-class Bool:
+class Bool(_Scalar):
     def check(self, value: Any, path: str) -> bool:
         if type(value) is not bool:
             raise SchemaError(f"{path}: expected bool, got {type(value).__name__}")
         return value
 
-    def plain(self, value: bool) -> bool:
-        return value
 
-
-class Bytes:
+class Bytes(_Scalar):
     def __init__(self, exact: int | None = None, max_len: int | None = None) -> None:
         self.exact = exact
         self.max_len = max_len
@@ -71,11 +73,8 @@ class Bytes:
             raise SchemaError(f"{path}: longer than {self.max_len} bytes")
         return value
 
-    def plain(self, value: bytes) -> bytes:
-        return value
 
-
-class Text:
+class Text(_Scalar):
     """Text bounded in UTF-8 bytes (`max_len`), optionally printable ASCII only or one of `choices`."""
 
     def __init__(self, max_len: int, choices: frozenset[str] | None = None, *, printable_ascii: bool = False) -> None:
@@ -93,9 +92,6 @@ class Text:
             raise SchemaError(f"{path}: not printable ASCII")
         if self.choices is not None and value not in self.choices:
             raise SchemaError(f"{path}: {value!r} is not one of {sorted(self.choices)}")
-        return value
-
-    def plain(self, value: str) -> str:
         return value
 
 
@@ -151,6 +147,19 @@ def to_plain(obj: Any) -> dict[str, Any]:
     return {name: ftype.plain(getattr(obj, name)) for name, ftype in schema.items()}
 
 
+def field_set_error(where: str, keys: Iterable[Any], schema: dict[str, FieldType]) -> SchemaError:
+    """The error for a map at `where` whose keys are not exactly the schema's fields."""
+    present = set(keys)
+    unknown = sorted(str(k) for k in present - schema.keys())
+    missing = sorted(schema.keys() - present)
+    parts = []
+    if unknown:
+        parts.append(f"unknown fields {unknown}")
+    if missing:
+        parts.append(f"missing fields {missing}")
+    return SchemaError(f"{where}: {'; '.join(parts) or 'bad field set'}")
+
+
 def from_plain(cls: type[T], value: Any, path: str = "") -> T:
     """Build `cls` from a decoded map, checking the exact field set and every field's type."""
     where = path or cls.__name__
@@ -158,14 +167,7 @@ def from_plain(cls: type[T], value: Any, path: str = "") -> T:
         raise SchemaError(f"{where}: expected map, got {type(value).__name__}")
     schema = cls.SCHEMA
     if len(value) != len(schema) or value.keys() != schema.keys():
-        unknown = sorted(str(k) for k in value.keys() - schema.keys())
-        missing = sorted(schema.keys() - value.keys())
-        parts = []
-        if unknown:
-            parts.append(f"unknown fields {unknown}")
-        if missing:
-            parts.append(f"missing fields {missing}")
-        raise SchemaError(f"{where}: {'; '.join(parts) or 'bad field set'}")
+        raise field_set_error(where, value.keys(), schema)
     kwargs = {name: ftype.check(value[name], f"{where}.{name}") for name, ftype in schema.items()}
     obj = cls(**kwargs)
     post = getattr(obj, "validate_shape", None)
