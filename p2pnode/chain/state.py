@@ -5,7 +5,7 @@ and buffers its writes; nothing reaches the reader. `child()` opens a nested ove
 one transaction (commit on success, drop on failure), so a rejected transaction or block leaves no
 partial state. `root()` updates the LtHash accumulator from the changed keys only.
 
-The key layout is `p2pnode.chain.statekeys`'s.
+The key layout is `p2pnode.chain.statekeys`'s; the records stored under it are `p2pnode.chain.records`'.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from p2pnode.chain import accumulator
 from p2pnode.chain import statekeys as keys
 from p2pnode.chain.encoding import decode, encode
+from p2pnode.chain.records import Account, HotkeyRecord
 
 _MISSING = object()
 _SHARED_DECODED: dict[bytes, Any] = {}
@@ -175,29 +176,32 @@ class State:
 
     # ---------------------------------------------------------------- accounts
 
+    def account(self, pub: bytes) -> Account:
+        """The key's account; an unstored one is the empty account (no balance, nonce 0)."""
+        raw = self.get_raw(keys.account(pub))
+        return Account() if raw is None else Account.from_state(decode(raw))
+
     def balance(self, pub: bytes) -> int:
-        rec = self.get(keys.account(pub))
-        return 0 if rec is None else rec[0]
+        return self.account(pub).balance
 
     def nonce(self, pub: bytes) -> int:
-        rec = self.get(keys.account(pub))
-        return 0 if rec is None else rec[1]
+        return self.account(pub).nonce
 
     def set_account(self, pub: bytes, balance: int, nonce: int) -> None:
         if balance == 0 and nonce == 0:
             self.delete(keys.account(pub))
         else:
-            self.put(keys.account(pub), [balance, nonce])
+            self.put(keys.account(pub), Account(balance, nonce).to_state())
 
     def credit(self, pub: bytes, amount: int) -> None:
-        rec = self.get(keys.account(pub)) or [0, 0]
-        self.set_account(pub, rec[0] + amount, rec[1])
+        account = self.account(pub)
+        self.set_account(pub, account.balance + amount, account.nonce)
 
     def debit(self, pub: bytes, amount: int) -> None:
-        rec = self.get(keys.account(pub)) or [0, 0]
-        if rec[0] < amount:
+        account = self.account(pub)
+        if account.balance < amount:
             raise ValueError("debit exceeds balance")  # callers validate first: this is a bug
-        self.set_account(pub, rec[0] - amount, rec[1])
+        self.set_account(pub, account.balance - amount, account.nonce)
 
     # ---------------------------------------------------------------- supply counters
 
@@ -263,16 +267,20 @@ class State:
 
     # ---------------------------------------------------------------- hotkeys
 
+    def hotkey_record(self, hot: bytes) -> HotkeyRecord | None:
+        raw = self.get_raw(keys.hotkey(hot))
+        return None if raw is None else HotkeyRecord.from_state(decode(raw))
+
     def hotkey_owner(self, hot: bytes) -> bytes | None:
-        rec = self.get(keys.hotkey(hot))
-        return None if rec is None else rec[0]
+        rec = self.hotkey_record(hot)
+        return None if rec is None else rec.owner
 
     def hotkey_take(self, hot: bytes) -> int:
-        rec = self.get(keys.hotkey(hot))
-        return self.param("default_take") if rec is None else rec[1]
+        rec = self.hotkey_record(hot)
+        return self.param("default_take") if rec is None else rec.take
 
     def set_hotkey(self, hot: bytes, owner: bytes, take: int) -> None:
-        self.put(keys.hotkey(hot), [owner, take])
+        self.put(keys.hotkey(hot), HotkeyRecord(owner, take).to_state())
 
     # ---------------------------------------------------------------- subnets and neurons
 

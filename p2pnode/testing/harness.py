@@ -13,6 +13,7 @@ from p2pnode.chain import accumulator, consensus, statekeys
 from p2pnode.chain.encoding import decode
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.genesis import Genesis, build_genesis_state
+from p2pnode.chain.records import Account
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.state import DictReader, State
 from p2pnode.chain.transition import apply_block_body, context_for, validate_tx
@@ -80,7 +81,7 @@ class ChainHarness:
     def conservation(self) -> tuple[int, int]:
         """(balances + stake + burned + locked, genesis + emitted): equal after every block."""
         data = self.reader.data
-        balances = sum(decode(v)[0] for k, v in data.items() if k[:1] == statekeys.ACCOUNT)
+        balances = sum(Account.from_state(decode(v)).balance for k, v in data.items() if k[:1] == statekeys.ACCOUNT)
         stakes = sum(decode(v) for k, v in data.items() if k[:1] == statekeys.STAKE)
         supply = self.state.supply()
         return balances + stakes + supply["burned"] + supply["locked"], supply["genesis"] + supply["emitted"]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.chain import consensus
+from p2pnode.chain import consensus, statekeys
 from p2pnode.chain.params import TAO
+from p2pnode.chain.records import Account
 from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.testing.sim import Simulation
 from protocols import codec, topics
@@ -45,8 +46,8 @@ def assert_supply_conserved(sim_node_chain: object) -> None:
     state = sim_node_chain.head_state()  # type: ignore[attr-defined]
     from p2pnode.chain.encoding import decode
 
-    balances = sum(decode(v)[0] for _, v in store.state_items(b"A"))
-    stakes = sum(decode(v) for _, v in store.state_items(b"S"))
+    balances = sum(Account.from_state(decode(v)).balance for _, v in store.state_items(statekeys.ACCOUNT))
+    stakes = sum(decode(v) for _, v in store.state_items(statekeys.STAKE))
     supply = state.supply()
     assert balances + stakes + supply["burned"] + supply["locked"] == supply["genesis"] + supply["emitted"]
 
