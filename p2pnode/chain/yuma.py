@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, compress, repeat
-from operator import add, floordiv, itemgetter, mul, rshift
+from operator import add, and_, floordiv, itemgetter, mul, rshift
 
 from p2pnode.chain.errors import ChainError, Rejected
 from p2pnode.chain.fixed import (
@@ -522,6 +522,20 @@ class _Lanes:
         """floor(lane * factor / 2^32) where every lane * factor < 2^bits."""
         return ((packed * factor) & self.high) >> FRAC32
 
+    def products(self, a: Sequence[int], b: Sequence[int]) -> tuple[int, int]:
+        """For factors in [0, 2^32], lane-wise floor(a_k * b_k / 2^32) and a 1 in each lane whose
+        product has a fraction. The products are made entry by entry (the one per-entry step)."""
+        try:
+            packed = self.pack(array("Q", map(mul, a, b)))
+        except OverflowError:  # a product of exactly 2^64 (1 * 1 in I32F32)
+            products = list(map(mul, a, b))
+            whole = self.pack(array("Q", map(rshift, products, repeat(FRAC32))))
+            fraction = self.pack(array("Q", map(and_, products, repeat(ONE32 - 1))))
+        else:
+            whole = (packed & self.high) >> FRAC32
+            fraction = packed & self.mask(FRAC32)
+        return whole, self.nonzero_flags(fraction) >> 63
+
     def div(self, packed: int, divisor: int, x_bits: int) -> int:
         """floor(lane * 2^32 / divisor) for lanes < 2^x_bits (x_bits <= 47 on 128-bit lanes)."""
         k = x_bits + divisor.bit_length()
@@ -562,6 +576,18 @@ _FEW = 64  # up to this many gaps or holes, rows are handled by block copies ins
 @lru_cache(maxsize=64)
 def _lanes64(count: int) -> _Lanes:
     return _Lanes(count, 64)
+
+
+def _strictly_ascending(uids: array[int]) -> bool:
+    """Whether u16 uids are strictly ascending (computed on packed lanes, not per entry)."""
+    count = len(uids)
+    if count < 2:
+        return True
+    lanes = _lanes64(count)
+    packed = lanes.pack_u16(uids)
+    following = (packed >> 64) | lanes.guard  # lane k: 2^63 + uids[k+1] (top lane: 2^63)
+    inner = lanes.guard ^ (1 << (64 * count - 1))  # guard bits of every lane but the top one
+    return (following - packed - lanes.ones) & inner == inner  # every uids[k+1] - uids[k] >= 1
 
 
 def _ascending_runs(uids: array[int]) -> list[tuple[int, int]] | None:
@@ -731,6 +757,14 @@ class _Epoch:
         self.uids_by_registration = sorted(range(n), key=bar.__getitem__)
         self.sorted_registration = [bar[j] for j in self.uids_by_registration]
         self.liquid = inp.yuma3_on and inp.liquid_alpha_on
+        # With every row sorted by uid (as p2pnode stores them) the chain's merge finds every entry,
+        # so the liquid-alpha EMA runs on packed rows; otherwise entry by entry (§9 item 8).
+        self.liquid_dense = self.liquid and all(
+            _strictly_ascending(row.uids)  # type: ignore[union-attr]
+            for rows in (inp.weights, inp.bonds)
+            for row in rows
+            if row
+        )
 
     # helpers ------------------------------------------------------------------------------------
 
@@ -755,6 +789,16 @@ class _Epoch:
         for j in masked:
             dense[j] = 0
         return dense
+
+    def from_u16(self, dense: array[int]) -> int:
+        """`u16_proportion_to_fixed` ((u << 32) // 65535) of u16 words, packed in 64-bit lanes.
+
+        2^32 = 65535 * 65537 + 1, so (u << 32) // 65535 = u * 65537 + u // 65535, and for a u16
+        the last term is 1 exactly when u = 65535, i.e. bit 16 of u + 1.
+        """
+        lanes = self.rows
+        packed = lanes.pack_u16(dense)
+        return packed * 65537 + (((packed + lanes.ones) >> 16) & lanes.ones)
 
     def proportions(self, dense: array[int], total: int) -> tuple[int, array[int]]:
         """floor(u * 2^32 / total) of u16 words: packed in 64-bit lanes, and as words."""
@@ -821,7 +865,8 @@ class _Epoch:
         n, owner = self.n, inp.owner_uid
         packed: list[int | None] = [None] * n
         words: list[array[int] | None] = [None] * n
-        ordered: list[list[tuple[int, int]] | None] = [None] * n  # liquid alpha only
+        ordered: list[list[tuple[int, int]] | None] = [None] * n  # liquid alpha, entry by entry
+        presence: list[int] = [0] * n  # liquid alpha on packed rows: 1 in the lane of each entry
         bar = inp.block_at_registration
         newest_registration = max(bar)
         for i in range(n):
@@ -834,7 +879,12 @@ class _Epoch:
             if i != owner:
                 dense[i] = 0
             total = sum(dense)
-            if self.liquid:
+            if self.liquid_dense:
+                ones = self.dense_u16(SparseRow(stored.uids, array("H", [1]) * len(stored)), masked)  # type: ignore[union-attr]
+                if i != owner:
+                    ones[i] = 0
+                presence[i] = self.rows.pack_u16(ones)
+            elif self.liquid:
                 ordered[i] = [
                     (j, (v << FRAC32) // total if total else 0)
                     for j, v in stored
@@ -845,6 +895,7 @@ class _Epoch:
         self.weights = packed
         self.weight_words = words
         self.weights_ordered = ordered
+        self.weights_presence = presence
 
     # §3.6 consensus -------------------------------------------------------------------------------
 
@@ -1025,9 +1076,11 @@ class _Epoch:
         n, lanes = self.n, self.rows
         bonds = self.bonds_u16()
         self.ema_ordered: list[list[tuple[int, int]]] | None = None
-        if self.liquid and any(self.consensus):
+        if self.liquid_dense and any(self.consensus):
+            ema: list[int | None] = self.ema_liquid_packed(bonds)
+        elif self.liquid and any(self.consensus):
             self.ema_ordered = self.ema_liquid(bonds)
-            ema: list[int | None] = [
+            ema = [
                 None if not entries else lanes.pack(self.dense_from_entries(entries))
                 for entries in self.ema_ordered
             ]
@@ -1038,7 +1091,7 @@ class _Epoch:
             for wb, b in zip(self.weights_for_bonds, bonds, strict=True):
                 value = 0 if wb is None else self.scale_row(wb, alpha)
                 if b is not None and keep:
-                    value += self.scale_row(self.proportions(b, U16_MAX)[0], keep)
+                    value += self.scale_row(self.from_u16(b), keep)
                 ema.append(value or None)
         self.ema_rows = ema
         incentive, a = self.incentive, self.active_stake
@@ -1124,6 +1177,63 @@ class _Epoch:
                 if value > 0:
                     row.append((j, value))
             out.append(row)
+        return out
+
+    def ema_liquid_packed(self, bonds: list[array[int] | None]) -> list[int | None]:
+        """`ema_liquid` on packed rows, for rows sorted by uid (the merge then finds every entry).
+
+        Per row: `combined` on packed lanes, the alpha of each distinct `combined` once
+        (`_LiquidAlpha`), the two per-entry products (alpha differs per entry, so these are the
+        only per-entry work), then the clamp to 1 and the entry mask on packed lanes. An entry of
+        the new row whose value ends at 0 is dropped, as is every lane that is not an entry of it.
+        """
+        inp, lanes, n = self.inp, self.rows, self.n
+        guard, ones, beta = lanes.guard, lanes.ones, self.beta
+        consensus = self.consensus_packed
+        consensus_zero = (guard ^ lanes.nonzero_flags(consensus)) >> 63  # 1 where C_j = 0
+        one_lanes = ones * ONE32
+        rows: list[tuple[int, int, int, array[int]] | None] = [None] * n
+        distinct: set[int] = set()
+        for i in range(n):
+            present = self.weights_presence[i]
+            wb = self.weights_for_bonds[i] or 0
+            if beta == ONE32:
+                # an entry above a zero consensus is dropped by the clip, not kept as 0
+                present &= ~((lanes.nonzero_flags(self.weights[i] or 0) >> 63) & consensus_zero)
+            elif beta:
+                present = lanes.nonzero_flags(wb) >> 63  # built column by column: entries > 0
+            if not present:
+                continue
+            mask = (present << 64) - present  # every bit of each entry's lane
+            b = 0 if bonds[i] is None else self.from_u16(bonds[i])  # type: ignore[arg-type]
+            # combined = clamp(w - C, 0, 1) where w >= b, else clamp(b - w, 0, 1); both differences
+            # lie in [0, 1] once negatives are cut, as w, b and C do
+            ge = ((wb | guard) - b) & guard
+            buy = (wb - lanes.minimum(wb, consensus)) & (ge - (ge >> 63))
+            sell = b - lanes.minimum(wb, b)
+            combined = lanes.unpack((buy + sell) & mask)
+            distinct.update(combined)
+            rows[i] = (mask, wb, b, combined)
+        alpha_of = _LiquidAlpha(_FROM_U16[inp.alpha_low], _FROM_U16[inp.alpha_high],
+                                inp.alpha_sigmoid_steepness << FRAC32)
+        alphas, compute = alpha_of.cache, alpha_of.compute
+        for value in distinct.difference(alphas):
+            compute(value)
+        out: list[int | None] = [None] * n
+        for i, row in enumerate(rows):
+            if row is None:
+                continue
+            mask, wb, b, combined = row
+            alpha = list(map(alphas.__getitem__, combined))
+            # floor(alpha * w) + floor((1 - alpha) * b) = floor(alpha * w) + b - ceil(alpha * b)
+            value = b
+            if wb:
+                value += lanes.products(alpha, lanes.unpack(wb))[0]
+            if b:
+                whole, fraction = lanes.products(alpha, lanes.unpack(b))
+                value -= whole + fraction
+            value = lanes.minimum(value, one_lanes) & mask
+            out[i] = value or None
         return out
 
     # §3.10 - §3.12 --------------------------------------------------------------------------------

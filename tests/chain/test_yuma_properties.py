@@ -23,6 +23,7 @@ from p2pnode.chain.yuma import (
     InvalidEpochInput,
     InvalidWeights,
     SparseRow,
+    _Epoch,
     canonicalise_weights,
     immune_owner_uids,
     max_upscale_weights,
@@ -353,3 +354,34 @@ def test_immune_owner_uids_put_the_owner_hotkey_first() -> None:
     assert immune_owner_uids([3, 2, 1], registered, 0, limit=2) == [0, 1]
     assert immune_owner_uids([3, 2, 1], registered, 2, limit=2) == [1, 2]
     assert immune_owner_uids([], registered, 3) == [3]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(epoch_inputs(canonical=True, max_n=40), st.integers(1, 3))
+def test_liquid_alpha_on_sorted_rows_equals_reference_over_chained_epochs(inp: EpochInput, epochs: int) -> None:
+    """Rows sorted by uid take the packed liquid-alpha path; it must match the reference's per-entry
+    merge bit for bit, with its own bonds fed back."""
+    inp = dataclasses.replace(inp, yuma3_on=True, liquid_alpha_on=True)
+    for _ in range(epochs):
+        out = run_epoch(inp)
+        assert out == run_epoch_reference(inp)
+        inp = dataclasses.replace(
+            inp, bonds=out.bonds, validator_permit=out.validator_permit, current_block=inp.current_block + 1
+        )
+
+
+@pytest.mark.parametrize("bonds_penalty", [65535, 0, 30000])
+def test_liquid_alpha_of_one_times_a_weight_of_one_is_exact(bonds_penalty: int) -> None:
+    """alpha = 1 (alpha_low = alpha_high = 65535) on a single full weight and a full bond: a product
+    of exactly 2^64, one more than a 64-bit lane holds, still gives the reference's bonds."""
+    inp = EpochInput(
+        n=3, current_block=10, tempo=1, activity_cutoff=100, last_update=[5, 5, 5],
+        block_at_registration=[0, 0, 0], stake=[10, 5, 0], validator_permit=[True, True, False],
+        max_allowed_validators=3, weights=[[(2, 65535)], [(1, 3), (2, 65535)], []],
+        bonds=[[(2, 65535)], [(1, 65535), (2, 7)], []], emission=10**9, yuma3_on=True,
+        liquid_alpha_on=True, alpha_low=65535, alpha_high=65535, bonds_penalty=bonds_penalty,
+    )
+    assert _Epoch(inp).liquid_dense
+    out = run_epoch(inp)
+    assert out == run_epoch_reference(inp)
+    assert out.bonds[0].pairs() == [(2, 65535)]
