@@ -7,7 +7,9 @@ are the chain's (`p2pnode.chain.transition`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
+from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.types import (
     AddStake,
     Block,
@@ -22,7 +24,11 @@ from p2pnode.chain.types import (
     hotkey_binding_message,
     randao_message,
 )
+from protocols import codec
 from protocols.crypto import verify
+from protocols.network import Checked, Verdict
+
+T = TypeVar("T", bound=ChainObject)
 
 
 class InvalidSignature(ValueError):
@@ -31,6 +37,28 @@ class InvalidSignature(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def decode_on_chain(cls: type[T], data: bytes, chain_id: str, chain_of: Callable[[T], str],
+                    max_bytes: int = codec.DEFAULT_MAX_BYTES) -> T | Checked:
+    """A gossip guard's first step: `data` decoded as `cls` when it is well formed and `chain_of`
+    it names `chain_id`; otherwise the REJECT for the guard to return (reason `malformed` or
+    `wrong_chain`)."""
+    try:
+        obj = codec.decode(cls, data, max_bytes=max_bytes)
+    except codec.MalformedMessage:
+        return Checked(Verdict.REJECT, reason="malformed")
+    if chain_of(obj) != chain_id:
+        return Checked(Verdict.REJECT, reason="wrong_chain")
+    return obj
+
+
+def block_chain(block: Block) -> str:
+    return block.header.chain
+
+
+def vote_chain(signed_vote: SignedVote) -> str:
+    return signed_vote.vote.chain
 
 
 def tx_signature_ok(stx: SignedTx) -> bool:

@@ -26,10 +26,15 @@ from p2pnode.chain.params import GLOBAL_PARAMS
 from p2pnode.chain.types import Block, SignedVote
 from p2pnode.testing.netmodel import GossipRecorder, LinkModel, mesh_topology
 from p2pnode.testing.sim import SimEndpoint, SimNetwork, Simulation, run_deterministic
-from protocols import codec, topics
-from protocols.crypto import verify
+from protocols import topics
 from protocols.network import Checked, Verdict
-from protocols.validation import header_signature_ok
+from protocols.validation import (
+    block_chain,
+    decode_on_chain,
+    header_signature_ok,
+    vote_chain,
+    vote_signature_ok,
+)
 
 
 class RelayFollower:
@@ -45,26 +50,23 @@ class RelayFollower:
         endpoint.subscribe(topics.topic(self.chain_id, "votes"), self._guard_vote, self._on_vote)
 
     def _guard_block(self, peer_id: str, data: bytes) -> Checked:
-        try:
-            block = codec.decode(Block, data)
-        except codec.MalformedMessage:
-            return Checked(Verdict.REJECT, reason="malformed")
+        block = decode_on_chain(Block, data, self.chain_id, block_chain)
+        if isinstance(block, Checked):
+            return block
         header = block.header
-        if header.chain != self.chain_id or header.proposer not in self.validators:
+        if header.proposer not in self.validators:
             return Checked(Verdict.REJECT, reason="not_a_validator_block")
         if not header_signature_ok(block.signed_header):
             return Checked(Verdict.REJECT, reason="bad_signature")
         return Checked(Verdict.ACCEPT, value=block)
 
     def _guard_vote(self, peer_id: str, data: bytes) -> Checked:
-        try:
-            signed = codec.decode(SignedVote, data)
-        except codec.MalformedMessage:
-            return Checked(Verdict.REJECT, reason="malformed")
-        vote = signed.vote
-        if vote.chain != self.chain_id or vote.validator not in self.validators:
+        signed = decode_on_chain(SignedVote, data, self.chain_id, vote_chain)
+        if isinstance(signed, Checked):
+            return signed
+        if signed.vote.validator not in self.validators:
             return Checked(Verdict.REJECT, reason="not_a_validator_vote")
-        if not verify(vote.validator, vote.signing_bytes(), signed.sig):
+        if not vote_signature_ok(signed):
             return Checked(Verdict.REJECT, reason="bad_signature")
         return Checked(Verdict.ACCEPT, value=signed)
 

@@ -51,7 +51,13 @@ from p2pnode.services.clock import Clock
 from p2pnode.services.metrics import NodeMetrics
 from protocols import codec, sync, topics
 from protocols.network import Checked, NetworkAPI, Verdict
-from protocols.validation import header_signature_ok, vote_signature_ok
+from protocols.validation import (
+    block_chain,
+    decode_on_chain,
+    header_signature_ok,
+    vote_chain,
+    vote_signature_ok,
+)
 
 log = logging.getLogger(__name__)
 
@@ -310,14 +316,10 @@ class ChainService(ValidatorDuties):
         """The blocks topic's guard: cheap checks first, then the proposer's right to the slot (on
         the parent's state), then the signature; only a block that passes all is relayed and handed
         to `_on_block` (which imports it without checking the header signature again)."""
-        max_bytes = self.chain.head_param("max_block_bytes")
-        try:
-            block = codec.decode(Block, data, max_bytes=max_bytes)
-        except codec.MalformedMessage:
-            return Checked(Verdict.REJECT, reason="malformed")
+        block = decode_on_chain(Block, data, self.chain_id, block_chain, self.chain.head_param("max_block_bytes"))
+        if isinstance(block, Checked):
+            return block
         header = block.header
-        if header.chain != self.chain_id:
-            return Checked(Verdict.REJECT, reason="wrong_chain")
         if self.chain.is_known(block.hash, header.height):
             return Checked(Verdict.IGNORE, reason="known")
         if header.slot > self.current_slot() + self.config.future_slots:
@@ -539,13 +541,10 @@ class ChainService(ValidatorDuties):
         return Checked(Verdict.ACCEPT, added)
 
     def _guard_vote(self, peer_id: str, data: bytes) -> Checked:
-        try:
-            signed_vote = codec.decode(SignedVote, data, max_bytes=MAX_VOTE_BYTES)
-        except codec.MalformedMessage:
-            return Checked(Verdict.REJECT, reason="malformed")
+        signed_vote = decode_on_chain(SignedVote, data, self.chain_id, vote_chain, MAX_VOTE_BYTES)
+        if isinstance(signed_vote, Checked):
+            return signed_vote
         vote = signed_vote.vote
-        if vote.chain != self.chain_id:
-            return Checked(Verdict.REJECT, reason="wrong_chain")
         epoch = self.current_slot() // self.epoch_slots
         if not epoch - 2 <= vote.target.epoch <= epoch + 1:
             return Checked(Verdict.IGNORE, reason="epoch_out_of_window")
