@@ -179,7 +179,7 @@ def _agreement_target(classes: list[type[ChainObject]], seeds: list[bytes]) -> T
             if decoded != reference:
                 raise AssertionError(f"{cls.__name__}: {decoded!r} but plain decoding + schema gave {reference!r}")
             if decoded is not None:
-                if codec.encode(decoded) != data:
+                if codec.encode_fields(decoded) != data:
                     raise AssertionError(f"{cls.__name__}: accepted a non-canonical encoding")
                 accepted.append(decoded)
         if not accepted:
@@ -472,7 +472,7 @@ async def _fuzz_target(target: Target, inputs: int, rng: random.Random, progress
             if isinstance(result, Verdict) or (target.outcomes and isinstance(result, str)):
                 outcome = result.value if isinstance(result, Verdict) else result
                 report.verdicts[outcome] = report.verdicts.get(outcome, 0) + 1
-            if target.canonical and codec.encode(result) != data:
+            if target.canonical and codec.encode_fields(result) != data:
                 report.non_canonical += 1
                 if len(report.findings) < 5:
                     report.findings.append({"exception": "accepted a non-canonical input", "input_hex": data[:256].hex()})

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from p2pnode.chain.encoding import SIMPLE_VALUES
 from p2pnode.chain.encoding import encode as canonical_encode
 from p2pnode.chain.schema import (
+    ENCODED_ATTR,
     Bool,
     Bytes,
     ChainObject,
@@ -35,6 +36,7 @@ from p2pnode.chain.schema import (
     Struct,
     Text,
     UInt,
+    canonical_bytes,
     field_set_error,
     to_plain,
 )
@@ -84,6 +86,13 @@ class MalformedMessage(ValueError):
 
 
 def encode(obj: ChainObject) -> bytes:
+    """The canonical encoding of `obj` (the bytes it was decoded from, when it was)."""
+    return canonical_bytes(obj)
+
+
+def encode_fields(obj: ChainObject) -> bytes:
+    """`obj` encoded again from its fields, ignoring bytes kept from decoding: what checks of the
+    decoder (canonical form of what it accepts) compare with."""
     return canonical_encode(to_plain(obj))
 
 
@@ -346,6 +355,7 @@ def _path(path: Path) -> str:
 
 
 def _struct(cls: type[T], data: bytes, pos: int, end: int, depth: int, path: Path) -> tuple[T, int]:
+    item_start = pos
     major, arg, pos = _head(data, pos, end)
     if major != 5:
         raise SchemaError(f"{_path(path)}: expected map, got {_type_name(major, arg)}")
@@ -397,6 +407,9 @@ def _struct(cls: type[T], data: bytes, pos: int, end: int, depth: int, path: Pat
     post = getattr(obj, "validate_shape", None)
     if post is not None:
         post(_path(path))
+    if cls.KEEP_ENCODING:
+        # Every rule of canonical form was checked on the way: these bytes are the encoding.
+        obj.__dict__[ENCODED_ATTR] = data[item_start:pos]
     return obj, pos
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from p2pnode.chain.encoding import encode
 from p2pnode.chain.errors import ChainError
 
 T = TypeVar("T", bound="ChainObject")
@@ -28,6 +29,9 @@ class FieldType(Protocol):
 
 class ChainObject:
     SCHEMA: ClassVar[dict[str, FieldType]]
+    # Whether the strict decoder keeps the bytes it read as the object's canonical encoding (for
+    # the objects that are hashed or signed: their ids, hashes and signing bytes then cost no encode).
+    KEEP_ENCODING: ClassVar[bool] = False
 
 
 class _Scalar:
@@ -158,6 +162,26 @@ def field_set_error(where: str, keys: Iterable[Any], schema: dict[str, FieldType
     if missing:
         parts.append(f"missing fields {missing}")
     return SchemaError(f"{where}: {'; '.join(parts) or 'bad field set'}")
+
+
+# Where an object's canonical encoding is memoised, in the instance's __dict__ (chain objects are
+# slotted dataclasses on a base without slots, so they have one; it is not a field, so equality,
+# hashing and repr ignore it).
+ENCODED_ATTR = "_canonical_encoding"
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    """The canonical encoding of `obj`, encoded once per object.
+
+    Chain objects are frozen and hold only immutable values, so the encoding cannot go stale. The
+    strict decoder (`protocols.codec`) stores the bytes it decoded: it accepts only the canonical
+    encoding, so those bytes are what encoding the object would give.
+    """
+    memo = obj.__dict__
+    data = memo.get(ENCODED_ATTR)
+    if data is None:
+        data = memo[ENCODED_ATTR] = encode(to_plain(obj))
+    return data  # type: ignore[no-any-return]
 
 
 def from_plain(cls: type[T], value: Any, path: str = "") -> T:

@@ -24,6 +24,7 @@ from p2pnode.chain.schema import (
     SchemaError,
     Struct,
     Text,
+    canonical_bytes,
     chain_object,
     from_plain,
     to_plain,
@@ -259,6 +260,7 @@ class Checkpoint(ChainObject):
 class FinalityVote(ChainObject):
     """A block validator's vote linking a justified `source` checkpoint to a `target` checkpoint."""
 
+    KEEP_ENCODING = True
     SCHEMA: ClassVar[dict[str, FieldType]] = {
         "chain": CHAIN_ID,
         "validator": B32,
@@ -271,22 +273,24 @@ class FinalityVote(ChainObject):
     target: Checkpoint
 
     def signing_bytes(self) -> bytes:
-        return signing_message(DOMAIN_VOTE, self.chain, encode(to_plain(self)))
+        return signing_message(DOMAIN_VOTE, self.chain, canonical_bytes(self))
 
 
 @chain_object
 class SignedVote(ChainObject):
+    KEEP_ENCODING = True
     SCHEMA: ClassVar[dict[str, FieldType]] = {"vote": Struct(FinalityVote), "sig": B64}
     vote: FinalityVote
     sig: bytes
 
     @property
     def id(self) -> bytes:
-        return sha256(encode(to_plain(self)))
+        return sha256(canonical_bytes(self))
 
 
 @chain_object
 class Header(ChainObject):
+    KEEP_ENCODING = True
     SCHEMA: ClassVar[dict[str, FieldType]] = {
         "chain": CHAIN_ID,
         "version": U32,
@@ -312,10 +316,10 @@ class Header(ChainObject):
 
     @property
     def hash(self) -> bytes:
-        return sha256(encode(to_plain(self)))
+        return sha256(canonical_bytes(self))
 
     def signing_bytes(self) -> bytes:
-        return signing_message(DOMAIN_BLOCK, self.chain, encode(to_plain(self)))
+        return signing_message(DOMAIN_BLOCK, self.chain, canonical_bytes(self))
 
 
 @chain_object
@@ -377,6 +381,7 @@ class TxBodyField:
 
 @chain_object
 class Tx(ChainObject):
+    KEEP_ENCODING = True
     SCHEMA: ClassVar[dict[str, FieldType]] = {
         "chain": CHAIN_ID,
         "kind": Text(32, frozenset(TX_BODIES)),
@@ -399,18 +404,19 @@ class Tx(ChainObject):
             raise SchemaError(f"{where}: body does not match kind {self.kind!r}")
 
     def signing_bytes(self) -> bytes:
-        return signing_message(DOMAIN_TX, self.chain, encode(to_plain(self)))
+        return signing_message(DOMAIN_TX, self.chain, canonical_bytes(self))
 
 
 @chain_object
 class SignedTx(ChainObject):
+    KEEP_ENCODING = True
     SCHEMA: ClassVar[dict[str, FieldType]] = {"tx": Struct(Tx), "sig": B64}
     tx: Tx
     sig: bytes
 
     @property
     def id(self) -> bytes:
-        return sha256(encode(to_plain(self)))
+        return sha256(canonical_bytes(self))
 
 
 def make_tx(chain: str, sender: bytes, nonce: int, fee: int, body: ChainObject) -> Tx:
@@ -421,6 +427,7 @@ def make_tx(chain: str, sender: bytes, nonce: int, fee: int, body: ChainObject) 
 
 @chain_object
 class Block(ChainObject):
+    KEEP_ENCODING = True
     SCHEMA: ClassVar[dict[str, FieldType]] = {
         "header": Struct(Header),
         "sig": B64,
