@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from p2pnode.chain.params import TAO
+from p2pnode.chain.params import TAO, check_param
 from p2pnode.cli.chain import parse_amount
 from p2pnode.cli.client import ApiError, get_json
 from p2pnode.cli.common import add_api, add_json, add_wait
@@ -46,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument("--base-port", type=int, default=0, help="first TCP port (default: any free ports)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for finality")
     up.add_argument("--slot-ms", type=int, default=1000)
+    up.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=parse_param,
+                    help="a global chain parameter in the genesis, e.g. max_block_txs=2000 (repeatable)")
     up.add_argument("--json", action="store_true")
     up.add_argument("--keep-on-failure", action="store_true",
                     help="if start-up fails, leave the peers that did start running (to inspect them)")
@@ -73,7 +75,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # ---------------------------------------------------------------- genesis
 
 
-def make_genesis(n: int, market: bool, slot_ms: int) -> dict[str, Any]:
+def parse_param(text: str) -> tuple[str, int]:
+    """`NAME=VALUE` of `testnet up --param`: a global chain parameter within its declared bounds."""
+    name, _, value = text.partition("=")
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected an integer, got {value!r}") from None
+    problem = check_param(name, number)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return name, number
+
+
+def make_genesis(n: int, market: bool, slot_ms: int, params: dict[str, int] | None = None) -> dict[str, Any]:
     validators = [(dev_keypair(f"validator-{i}-cold"), dev_keypair(f"validator-{i}-hot")) for i in range(n)]
     miners = [(dev_keypair(f"miner-{i}-cold"), dev_keypair(f"miner-{i}-hot")) for i in range(len(MINER_MODELS))]
     owner_cold, owner_hot = dev_keypair("subnet-owner-cold"), dev_keypair("subnet-owner-hot")
@@ -88,7 +103,7 @@ def make_genesis(n: int, market: bool, slot_ms: int) -> dict[str, Any]:
         "chain_id": LOCAL_CHAIN_ID,
         "genesis_time_ms": int(time.time() * 1000) // 1000 * 1000,
         "params": {"slot_ms": slot_ms, "epoch_slots": 4, "max_block_validators": max(n, 1), "min_fee": 1_000,
-                   "voting_period": 30, "enactment_delay": 5},
+                   "voting_period": 30, "enactment_delay": 5, **(params or {})},
         "balances": balances,
         "validators": [{"hotkey": hot.address, "coldkey": cold.address, "stake": 1_000 * TAO} for cold, hot in validators],
         "subnets": [],
@@ -170,7 +185,7 @@ def _up(args: argparse.Namespace) -> int:
         raise CliError(f"a testnet is already running in {run_dir}; stop it with `p2pnode testnet down --dir {run_dir}`")
     run_dir.mkdir(parents=True, exist_ok=True)
     market = not args.no_market
-    genesis = make_genesis(args.nodes, market, args.slot_ms)
+    genesis = make_genesis(args.nodes, market, args.slot_ms, dict(args.param))
     (run_dir / "genesis.json").write_text(json.dumps(genesis, indent=2))
     nodes: list[dict[str, Any]] = []
     deadline = time.monotonic() + args.timeout
