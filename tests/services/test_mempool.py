@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from p2pnode.chain import consensus
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.types import SignedTx, Transfer
+from p2pnode.services.chain import mempool as mempool_module
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.mempool import Mempool, MempoolConfig
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
@@ -181,3 +183,67 @@ def test_block_order_lets_senders_take_turns_at_equal_fee_and_evict_drops_failur
     assert pool.evict([first.id], chain.head_state()) == 1
     assert [s.tx.sender for s in pool.ordered(chain.head_state())] == [BOB.public_key], "ALICE's later nonces wait"
     assert pool.future_count == 2
+
+
+def test_a_full_pool_refuses_what_outranks_nothing_before_checking_its_signature(
+    chain: BlockTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = Mempool(MempoolConfig(max_txs=2))
+    add(pool, chain, pay(ALICE, 0, fee=2_000))
+    add(pool, chain, pay(BOB, 0, fee=2_000))
+    checked: list[SignedTx] = []
+    real_check = mempool_module.check_tx_signatures
+    monkeypatch.setattr(mempool_module, "check_tx_signatures", lambda stx: checked.append(stx) or real_check(stx))
+    forged = bytearray(codec.encode(pay(CAROL, 0, fee=2_000)))
+    forged[-1] ^= 1
+    assert pool.add(bytes(forged), chain.head_state(), ctx(chain), 0).reason == "pool_full"
+    assert add(pool, chain, pay(CAROL, 0, fee=1_000)) == "pool_full"
+    assert checked == [], "no signature checked for a transaction the full pool could not take"
+    assert add(pool, chain, pay(CAROL, 0, fee=3_000)) == "added" and len(checked) == 1
+
+
+def test_the_eviction_candidate_is_always_the_lowest_entry(tmp_path: Path) -> None:
+    """The O(log n) eviction order agrees with a scan of the whole pool through adds, replacements,
+    evictions, inclusions and future nonces becoming executable."""
+    rng = random.Random(7)
+    senders = user_keys(8)
+    chain = open_chain(tmp_path / "rank.sqlite", make_genesis(4, 8))
+    pool = Mempool(MempoolConfig(max_txs=24, max_future_txs=8, max_future_per_sender=4))
+
+    def scan() -> object:
+        return min(pool._by_id.values(), key=lambda e: (not e.future, e.stx.tx.fee, -e.stx.tx.nonce, e.tx_id))
+
+    outcomes = set()
+    for step in range(300):
+        state = chain.head_state()
+        sender = rng.choice(senders)
+        nonce = state.nonce(sender.public_key) + rng.randrange(6)
+        outcomes.add(add(pool, chain, pay(sender, nonce, fee=1_000 + 100 * rng.randrange(8))))
+        if step % 25 == 24:
+            pool.evict([rng.choice(list(pool._by_id))], state)
+        if step % 60 == 59:  # a block takes a few of the pool's executable transactions
+            slot = chain.head.slot + 1
+            proposer = HOTS[consensus.proposer_for_slot(state, slot)]
+            chain.import_block(chain.build_block(proposer, slot, pool.candidates(state, 5)))
+            pool.remove_applied(chain.head_state())
+        if pool._by_id:
+            assert pool._lowest() is scan()
+        assert len(pool._ranks) <= 2 * len(pool._by_id) + 1024
+    assert {"added", "replaced", "pool_full", "future_pool_full"} <= outcomes
+
+
+def test_removing_applied_transactions_of_named_senders_reads_only_theirs(chain: BlockTree) -> None:
+    pool = Mempool()
+    included, waiting = pay(ALICE, 0), pay(BOB, 0)
+    add(pool, chain, included)
+    add(pool, chain, waiting)
+    add(pool, chain, pay(ALICE, 1))
+    slot = chain.head.slot + 1
+    chain.import_block(chain.build_block(HOTS[consensus.proposer_for_slot(chain.head_state(), slot)], slot, [included]))
+    state = chain.head_state()
+    read: list[bytes] = []
+    real_nonce = state.nonce
+    state.nonce = lambda who: read.append(who) or real_nonce(who)  # type: ignore[method-assign]
+    assert pool.remove_applied(state, [ALICE.public_key]) == 1
+    assert read == [ALICE.public_key]
+    assert included.id not in pool and waiting.id in pool and len(pool) == 2

@@ -443,6 +443,7 @@ class ChainService(ValidatorDuties):
     def _import_checked(self, block: Block, header_verified: bool) -> str:
         if block.header.slot > self.current_slot() + self.config.future_slots:
             return ImportOutcome.FUTURE  # whatever its signatures: the clock has not reached it
+        previous_head = self.chain.store.head_hash
         try:
             result = self.chain.import_block(block, header_verified=header_verified)
         except BlockInvalid as exc:
@@ -464,7 +465,11 @@ class ChainService(ValidatorDuties):
                 self.metrics.reorgs.inc()
                 self.metrics.reorg_depth.observe(result.reorged)
                 self._readmit_rolled_back(state)
-            self.mempool.remove_applied(state)
+            if not result.reorged and block.header.parent == previous_head:
+                # The head moved by this block alone: only its senders' nonces moved.
+                self.mempool.remove_applied(state, (stx.tx.sender for stx in block.txs))
+            else:
+                self.mempool.remove_applied(state)
             self.orphans.drop_below(self._finalized_height())
         return ImportOutcome.OK
 

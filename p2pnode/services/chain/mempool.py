@@ -88,6 +88,10 @@ class Mempool:
         self._future_count = 0
         self._seq = 0
         self._chain_id: str | None = None
+        # Eviction order, lowest first: (executable, fee, -nonce, tx id) of every entry, pushed again
+        # whenever an entry's future flag changes; stale keys are dropped when they reach the top.
+        # A full pool finds its eviction candidate in O(log n), not by a scan of the whole pool.
+        self._ranks: list[tuple[bool, int, int, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -165,6 +169,10 @@ class Mempool:
                     return Admission(False, "too_many_future", tx_id)
                 if self._future_count >= self.config.max_future_txs:
                     return Admission(False, "future_pool_full", tx_id)
+        if replaced is None and len(self._by_id) >= self.config.max_txs and self._eviction_candidate(future, tx.fee) is None:
+            # Refused before its signature is checked: a full pool costs a flood of valid
+            # transactions that outrank nothing no signature check and no trial apply.
+            return Admission(False, "pool_full", tx_id)
         try:
             check_tx_signatures(stx)
         except InvalidSignature as exc:
@@ -187,8 +195,10 @@ class Mempool:
         if replaced is not None:
             self._remove(replaced)
         self._seq += 1
-        self._by_id[tx_id] = _Entry(stx, data, tx_id, now_ms, gossiped_ms=now_ms, spend=spend, seq=self._seq)
+        entry = _Entry(stx, data, tx_id, now_ms, gossiped_ms=now_ms, spend=spend, seq=self._seq)
+        self._by_id[tx_id] = entry
         self._by_sender.setdefault(sender, {})[tx.nonce] = tx_id
+        self._push_rank(entry)
         self._mark_future(sender, expected)
         return Admission(True, "replaced" if replaced is not None else "added", tx_id)
 
@@ -208,12 +218,35 @@ class Mempool:
             if future != entry.future:
                 entry.future = future
                 self._future_count += 1 if future else -1
+                self._push_rank(entry)
+
+    @staticmethod
+    def _rank(entry: _Entry) -> tuple[bool, int, int, bytes]:
+        return (not entry.future, entry.stx.tx.fee, -entry.stx.tx.nonce, entry.tx_id)
+
+    def _push_rank(self, entry: _Entry) -> None:
+        heapq.heappush(self._ranks, self._rank(entry))
+        if len(self._ranks) > 2 * len(self._by_id) + 1024:
+            # Mostly stale keys: rebuild from the live entries (bounded memory, amortised O(1)).
+            self._ranks = [self._rank(e) for e in self._by_id.values()]
+            heapq.heapify(self._ranks)
+
+    def _lowest(self) -> _Entry | None:
+        """The entry first in eviction order (None when the pool is empty)."""
+        ranks = self._ranks
+        while ranks:
+            key = ranks[0]
+            entry = self._by_id.get(key[3])
+            if entry is not None and self._rank(entry) == key:
+                return entry
+            heapq.heappop(ranks)
+        return None
 
     def _eviction_candidate(self, newcomer_future: bool, newcomer_fee: int) -> _Entry | None:
         """The entry a newcomer may push out of a full pool: the lowest in (executable, fee) order,
         a sender's last nonce first, if the newcomer outranks it."""
-        victim = min(self._by_id.values(), key=lambda e: (not e.future, e.stx.tx.fee, -e.stx.tx.nonce, e.tx_id))
-        if (not victim.future, victim.stx.tx.fee) >= (not newcomer_future, newcomer_fee):
+        victim = self._lowest()
+        if victim is None or (not victim.future, victim.stx.tx.fee) >= (not newcomer_future, newcomer_fee):
             return None
         return victim
 
@@ -247,13 +280,20 @@ class Mempool:
 
     # ---------------------------------------------------------------- upkeep
 
-    def remove_applied(self, state: State) -> int:
-        """Drop transactions whose nonce the head state has used (included, or replaced on chain)."""
+    def remove_applied(self, state: State, senders: Iterable[bytes] | None = None) -> int:
+        """Drop transactions whose nonce the head state has used (included, or replaced on chain).
+
+        `senders`: only theirs are looked at. After the head moved forward by blocks, the senders
+        of those blocks' transactions are the only accounts whose nonce moved, so one block's
+        upkeep costs its own size, not the pool's number of senders."""
         dropped = 0
-        for sender in list(self._by_sender):
+        for sender in list(self._by_sender) if senders is None else set(senders):
+            nonces = self._by_sender.get(sender)
+            if nonces is None:
+                continue
             next_nonce = state.nonce(sender)
-            for nonce in [n for n in self._by_sender[sender] if n < next_nonce]:
-                self._remove(self._by_sender[sender][nonce])
+            for nonce in [n for n in nonces if n < next_nonce]:
+                self._remove(nonces[nonce])
                 dropped += 1
             if sender in self._by_sender:
                 self._mark_future(sender, next_nonce)
