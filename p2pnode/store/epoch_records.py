@@ -16,7 +16,7 @@ from typing import Any
 
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.receipts import RECEIPTS_KEPT, EpochRecord
-from p2pnode.store.private_files import private_database
+from p2pnode.store.private_files import open_private_database
 
 log = logging.getLogger("p2pnode.store")
 
@@ -32,10 +32,7 @@ class EpochRecordStore:
         self.path = str(path)
         self.keep = keep
         try:
-            private_database(self.path)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db = open_private_database(self.path, "NORMAL")
             self._db.execute(
                 """CREATE TABLE IF NOT EXISTS epoch_records (
                        netuid INTEGER NOT NULL, epoch INTEGER NOT NULL, block_hash BLOB NOT NULL,

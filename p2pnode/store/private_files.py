@@ -9,6 +9,7 @@ covers them too.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
@@ -21,6 +22,19 @@ def private_directory(path: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
     os.chmod(directory, PRIVATE_DIR_MODE)
     return directory
+
+
+def open_private_database(path: str, synchronous: str) -> sqlite3.Connection:
+    """The SQLite database at `path`, owner-only, in WAL mode with the given `synchronous` level
+    (NORMAL, or FULL where a lost write could let a validator sign twice), autocommit, usable from
+    the worker threads the services hand it to. Raises sqlite3.DatabaseError or OSError."""
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    private_database(path)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    return db
 
 
 def private_database(path: str | Path) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from p2pnode.store.private_files import private_database
+from p2pnode.store.private_files import open_private_database
 
 # Rows kept per table; only the maxima matter for the rules, recent rows answer "same again?".
 KEPT_ROWS = 1024
@@ -36,10 +36,7 @@ class SlashingProtection:
     def __init__(self, path: str | Path, validator: bytes) -> None:
         self.path = str(path)
         try:
-            private_database(self.path)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_private_database(self.path, "FULL")
             self._db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);

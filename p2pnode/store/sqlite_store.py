@@ -19,7 +19,7 @@ from p2pnode.chain import accumulator
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.state import DictReader
 from p2pnode.chain.types import Block, Header
-from p2pnode.store.private_files import private_database
+from p2pnode.store.private_files import open_private_database
 from protocols import codec
 
 SCHEMA_VERSION = 2
@@ -55,10 +55,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         try:
-            private_database(self.path)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db = open_private_database(self.path, "NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
