@@ -35,8 +35,9 @@ from p2pnode.chain.schema import (
     Text,
     chain_object,
 )
-from p2pnode.chain.types import CHAIN_ID
-from protocols import codec
+from p2pnode.chain.types import CHAIN_ID, Block
+from protocols import codec, topics
+from protocols.network import NetworkAPI
 
 MAX_BLOCKS_PER_REQUEST = 64
 MAX_BLOCK_BYTES = 4 << 20  # the largest max_block_bytes governance may set
@@ -127,6 +128,20 @@ def decode_range_response(data: bytes, requested: int) -> list[bytes]:
     if len(resp.blocks) > requested:
         raise codec.MalformedMessage("more blocks than requested")
     return list(resp.blocks)
+
+
+async def request_range(network: NetworkAPI, chain_id: str, peer_id: str, start: int, count: int,
+                        timeout_s: float) -> list[bytes]:
+    """Ask `peer_id` for the blocks from height `start` (at most `count`): their encoded bytes as
+    served. Raises RequestError (no answer) or MalformedMessage (a bad response)."""
+    data = await network.request(peer_id, topics.blocks_by_range_protocol(chain_id), encode_range_request(start, count),
+                                 timeout=timeout_s, max_response_bytes=MAX_RANGE_RESPONSE_BYTES)
+    return decode_range_response(data, count)
+
+
+def decode_blocks(encoded: list[bytes]) -> list[Block]:
+    """The blocks of a range response; raises MalformedMessage."""
+    return [codec.decode(Block, data, max_bytes=MAX_BLOCK_BYTES) for data in encoded]
 
 
 # ---------------------------------------------------------------- state chunks

@@ -18,7 +18,7 @@ import trio
 
 from p2pnode.chain.types import Block
 from p2pnode.store.sqlite_store import Store
-from protocols import codec, sync, topics
+from protocols import codec, sync
 from protocols.network import NetworkAPI, RequestError
 
 log = logging.getLogger(__name__)
@@ -87,11 +87,9 @@ class HistoryBackfill:
 
     async def _fetch(self, peer_id: str, start: int, count: int) -> list[Block] | None:
         try:
-            data = await self.network.request(
-                peer_id, topics.blocks_by_range_protocol(self.chain_id), sync.encode_range_request(start, count),
-                timeout=self.config.request_timeout_s, max_response_bytes=sync.MAX_RANGE_RESPONSE_BYTES)
-            raw = sync.decode_range_response(data, count)
-            return [codec.decode(Block, b, max_bytes=sync.MAX_BLOCK_BYTES) for b in raw]
+            encoded = await sync.request_range(self.network, self.chain_id, peer_id, start, count,
+                                               self.config.request_timeout_s)
+            return sync.decode_blocks(encoded)
         except RequestError:
             return None
         except codec.MalformedMessage:

@@ -223,11 +223,9 @@ class CheckpointSync:
     async def _range(self, peer_id: str, start: int, count: int) -> list[Block] | None:
         """Blocks start.. from one peer, decoded (None and the peer penalised when malformed)."""
         try:
-            data = await self.network.request(
-                peer_id, topics.blocks_by_range_protocol(self.chain_id), sync.encode_range_request(start, count),
-                timeout=self.config.request_timeout_s, max_response_bytes=sync.MAX_RANGE_RESPONSE_BYTES)
-            raw = sync.decode_range_response(data, count)
-            blocks = [codec.decode(Block, b, max_bytes=sync.MAX_BLOCK_BYTES) for b in raw]
+            encoded = await sync.request_range(self.network, self.chain_id, peer_id, start, count,
+                                               self.config.request_timeout_s)
+            blocks = sync.decode_blocks(encoded)
         except RequestError:
             return None
         except codec.MalformedMessage:

@@ -300,17 +300,10 @@ class SyncService:
 
     async def _verify_claim(self, peer_id: str, status: sync.Status) -> None:
         try:
-            data = await self.network.request(
-                peer_id,
-                topics.blocks_by_range_protocol(self.chain_id),
-                sync.encode_range_request(status.head_height, 1),
-                timeout=self.config.request_timeout_s,
-                max_response_bytes=sync.MAX_RANGE_RESPONSE_BYTES,
-            )
-            blocks = sync.decode_range_response(data, 1)
+            blocks = sync.decode_blocks(await sync.request_range(
+                self.network, self.chain_id, peer_id, status.head_height, 1, self.config.request_timeout_s))
             if len(blocks) == 1:
-                block = codec.decode(Block, blocks[0], max_bytes=sync.MAX_BLOCK_BYTES)
-                problem = self.head_claim_problem(block, status.head_hash) or ""
+                problem = self.head_claim_problem(blocks[0], status.head_hash) or ""
             else:
                 problem = "head_not_served"
         except RequestError:
@@ -407,14 +400,8 @@ class SyncService:
 
     async def _fetch_range(self, peer_id: str, start: int, count: int) -> list[bytes] | None:
         try:
-            data = await self.network.request(
-                peer_id,
-                topics.blocks_by_range_protocol(self.chain_id),
-                sync.encode_range_request(start, count),
-                timeout=self.config.request_timeout_s,
-                max_response_bytes=sync.MAX_RANGE_RESPONSE_BYTES,
-            )
-            return sync.decode_range_response(data, count)
+            return await sync.request_range(self.network, self.chain_id, peer_id, start, count,
+                                            self.config.request_timeout_s)
         except RequestError:
             self._mark_bad(peer_id, "request_failed", 0)
             return None
