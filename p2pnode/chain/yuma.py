@@ -103,16 +103,25 @@ class SparseRow:
     """One stored sparse row: destination uids and u16 values (parallel `array('H')`s).
 
     Iterates as `(uid, value)` pairs in stored order, so it can be used wherever a list of pairs
-    is; it exists so that rows of thousands of entries are not thousands of tuples.
+    is; it exists so that rows of thousands of entries are not thousands of tuples. A row is not
+    changed once made, so the order of its uids is worked out once (`order`).
     """
 
-    __slots__ = ("uids", "values")
+    __slots__ = ("uids", "values", "_order")
 
     def __init__(self, uids: array[int], values: array[int]) -> None:
         if uids.typecode != "H" or values.typecode != "H" or len(uids) != len(values):
             raise ValueError("SparseRow needs two u16 arrays of equal length")
         self.uids = uids
         self.values = values
+        self._order: tuple[bool, list[tuple[int, int]] | None] | None = None
+
+    def order(self) -> tuple[bool, list[tuple[int, int]] | None]:
+        """(whether the uids are strictly ascending, their runs of consecutive uids as (start
+        index, end index) when they are and have at most `_FEW` gaps, else None)."""
+        if self._order is None:
+            self._order = _row_order(self.uids)
+        return self._order
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[int, int]]) -> SparseRow:
@@ -269,7 +278,7 @@ def _check_rows(name: str, rows: Sequence[RowLike], n: int) -> tuple[SparseRow, 
             except (TypeError, ValueError) as exc:
                 raise InvalidEpochInput(f"{name}[{i}]", str(exc)) from None
         dest = parsed.uids
-        if dest.tobytes() != full and _ascending_runs(dest) is None and len(set(dest)) != len(dest):
+        if dest.tobytes() != full and not parsed.order()[0] and len(set(dest)) != len(dest):
             raise InvalidEpochInput(f"{name}[{i}]", "duplicate destination uid")
         out.append(parsed)
     return tuple(out)
@@ -578,39 +587,26 @@ def _lanes64(count: int) -> _Lanes:
     return _Lanes(count, 64)
 
 
-def _strictly_ascending(uids: array[int]) -> bool:
-    """Whether u16 uids are strictly ascending (computed on packed lanes, not per entry)."""
+def _row_order(uids: array[int]) -> tuple[bool, list[tuple[int, int]] | None]:
+    """`SparseRow.order` of u16 uids, computed on packed lanes, not per entry."""
     count = len(uids)
     if count < 2:
-        return True
-    lanes = _lanes64(count)
-    packed = lanes.pack_u16(uids)
-    following = (packed >> 64) | lanes.guard  # lane k: 2^63 + uids[k+1] (top lane: 2^63)
-    inner = lanes.guard ^ (1 << (64 * count - 1))  # guard bits of every lane but the top one
-    return (following - packed - lanes.ones) & inner == inner  # every uids[k+1] - uids[k] >= 1
-
-
-def _ascending_runs(uids: array[int]) -> list[tuple[int, int]] | None:
-    """For strictly ascending u16 uids with at most `_FEW` gaps, the runs of consecutive uids as
-    (start index, end index); None otherwise. Computed on packed lanes, not per entry."""
-    count = len(uids)
-    if count < 2:
-        return [(0, count)] if count else []
+        return True, [(0, count)] if count else []
     lanes = _lanes64(count)
     packed = lanes.pack_u16(uids)
     following = (packed >> 64) | lanes.guard  # lane k: 2^63 + uids[k+1] (top lane: 2^63)
     inner = lanes.guard ^ (1 << (64 * count - 1))  # guard bits of every lane but the top one
     if (following - packed - lanes.ones) & inner != inner:  # some uids[k+1] - uids[k] < 1
-        return None
+        return False, None
     gaps = (following - packed - 2 * lanes.ones) & inner  # uids[k+1] - uids[k] >= 2
     if gaps.bit_count() > _FEW:
-        return None
+        return True, None
     runs, start = [], 0
     for k in lanes.flagged_lanes(gaps):
         runs.append((start, k + 1))
         start = k + 1
     runs.append((start, count))
-    return runs
+    return True, runs
 
 
 def _column_image(rows: Sequence[array[int] | None], n: int) -> memoryview:
@@ -649,6 +645,17 @@ def _lane_words(data: bytes, step: int) -> Sequence[int]:
 
 
 # --- the epoch ---------------------------------------------------------------------------------------
+
+
+def _lane_sum(packed: int, count: int, width: int) -> int:
+    """The sum of `count` lanes of `width` bits, folding halves onto each other (the sum, and so
+    every partial sum, must fit in a lane)."""
+    while count > 1:
+        half = count >> 1
+        cut = half * width
+        packed = (packed & ((1 << cut) - 1)) + (packed >> cut)
+        count -= half
+    return packed
 
 
 def _normalize(values: list[int]) -> list[int]:
@@ -749,7 +756,8 @@ class _Epoch:
         self.inp = inp
         n = self.n = inp.n
         self.rows = _Lanes(n, 64)
-        self.wide_rows = _Lanes(n, 128)
+        self.lane80_ones = int.from_bytes((b"\x01" + bytes(9)) * n, "little")
+        self.lane80_masks: dict[int, int] = {}
         self.full_row = array("H", range(n))
         self.full_row_bytes = self.full_row.tobytes()
         self.zero_row = array("Q", [0]) * n
@@ -760,7 +768,7 @@ class _Epoch:
         # With every row sorted by uid (as p2pnode stores them) the chain's merge finds every entry,
         # so the liquid-alpha EMA runs on packed rows; otherwise entry by entry (§9 item 8).
         self.liquid_dense = self.liquid and all(
-            _strictly_ascending(row.uids)  # type: ignore[union-attr]
+            row.order()[0]  # type: ignore[union-attr]
             for rows in (inp.weights, inp.bonds)
             for row in rows
             if row
@@ -772,13 +780,16 @@ class _Epoch:
         """Uids j with block_at_registration[j] >= block (the ones a `<=` mask removes)."""
         return self.uids_by_registration[bisect_left(self.sorted_registration, block):]
 
-    def dense_u16(self, row: SparseRow, masked: Sequence[int]) -> array[int]:
-        """A stored row as n u16 words (absent, destination >= n, or `masked`: 0)."""
-        uids, values = row.uids, row.values
+    def dense_u16(self, row: SparseRow, masked: Sequence[int], values: array[int] | None = None) -> array[int]:
+        """A stored row as n u16 words (absent, destination >= n, or `masked`: 0); `values`, when
+        given, stand in for the row's own values."""
+        uids = row.uids
+        if values is None:
+            values = row.values
         if uids.tobytes() == self.full_row_bytes:  # (array == compares item by item)
             dense = values[:]
         else:
-            runs = _ascending_runs(uids) if len(uids) > _FEW else None
+            runs = row.order()[1] if len(uids) > _FEW else None
             if runs is not None and uids[-1] < self.n:
                 dense = array("H", bytes(2 * self.n))
                 for a, b in runs:
@@ -800,11 +811,33 @@ class _Epoch:
         packed = lanes.pack_u16(dense)
         return packed * 65537 + (((packed + lanes.ones) >> 16) & lanes.ones)
 
-    def proportions(self, dense: array[int], total: int) -> tuple[int, array[int]]:
-        """floor(u * 2^32 / total) of u16 words: packed in 64-bit lanes, and as words."""
-        wide = self.wide_rows
-        words = wide.unpack(wide.div(wide.pack_u16(dense), total, 16))
-        return self.rows.pack(words), words
+    def spread_u16(self, dense: array[int]) -> int:
+        """n u16 words packed in 80-bit lanes (`proportions`' working width)."""
+        raw = _le_bytes(dense)
+        spread = bytearray(10 * self.n)
+        spread[0::10] = raw[0::2]
+        spread[1::10] = raw[1::2]
+        return int.from_bytes(spread, "little")
+
+    def proportions(self, spread: int, total: int) -> tuple[int, array[int]]:
+        """floor(u * 2^32 / total) of u16 words u <= total (`spread_u16`): packed in 64-bit lanes,
+        and as words.
+
+        `_Lanes.div` on 80-bit lanes: with k = 16 + bitlen(total) the magic number is below
+        2^49 + 1, so u * magic < 2^66 stays inside its lane, and u * total < 2^k keeps it exact.
+        Each quotient is at most 2^32, so its low 5 bytes are the whole of it.
+        """
+        n = self.n
+        k = 16 + total.bit_length()
+        magic = (1 << (FRAC32 + k)) // total + 1
+        lane_bits = self.lane80_masks.get(k)
+        if lane_bits is None:
+            lane_bits = self.lane80_masks[k] = ((1 << (80 - k)) - 1) * self.lane80_ones
+        quotients = (((spread * magic) >> k) & lane_bits).to_bytes(10 * n, "little")
+        words = bytearray(8 * n)
+        for b in range(5):
+            words[b::8] = quotients[b::10]
+        return int.from_bytes(words, "little"), _from_le("Q", words)
 
     def scale_row(self, packed: int, factor: int) -> int:
         """floor(lane * factor / 2^32) on 64-bit lanes holding values <= 1, factor in [0, 1]."""
@@ -878,9 +911,10 @@ class _Epoch:
             dense = self.dense_u16(stored, masked)  # type: ignore[arg-type]
             if i != owner:
                 dense[i] = 0
-            total = sum(dense)
+            spread = self.spread_u16(dense)
+            total = _lane_sum(spread, n, 80)
             if self.liquid_dense:
-                ones = self.dense_u16(SparseRow(stored.uids, array("H", [1]) * len(stored)), masked)  # type: ignore[union-attr]
+                ones = self.dense_u16(stored, masked, array("H", [1]) * len(stored))  # type: ignore[arg-type]
                 if i != owner:
                     ones[i] = 0
                 presence[i] = self.rows.pack_u16(ones)
@@ -891,7 +925,7 @@ class _Epoch:
                     if j < n and (j != i or i == owner) and bar[j] < threshold
                 ]
             if total:
-                packed[i], words[i] = self.proportions(dense, total)
+                packed[i], words[i] = self.proportions(spread, total)
         self.weights = packed
         self.weight_words = words
         self.weights_ordered = ordered
@@ -920,7 +954,7 @@ class _Epoch:
             consensus = []
             append = consensus.append
             for j in range(n):
-                col = stack[j::n]
+                col = stack[j::n].tolist()  # a list's items exist already; an array makes one per read
                 if not any(col):
                     append(0)
                     continue
@@ -944,7 +978,7 @@ class _Epoch:
             # min(w, C_j); an entry above a zero consensus is dropped, which is the value 0
             wc = lanes.minimum(w, c)
             clipped[i] = wc
-            trust[i] = sum(lanes.unpack(wc))
+            trust[i] = _lane_sum(wc, n, 64)
             if a[i]:
                 ranks += self.scale_row(wc, a[i])
         self.clipped = clipped
