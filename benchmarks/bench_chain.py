@@ -28,6 +28,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import publish  # noqa: E402
+
 from p2pnode.chain import consensus  # noqa: E402
 from p2pnode.chain.types import Block, Transfer  # noqa: E402
 from p2pnode.services.chain.block_tree import BlockTree  # noqa: E402
@@ -177,10 +179,7 @@ def main() -> None:
             f"| {statistics.median(r['verify_share'] for r in runs):.0%} |",
             "",
         ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

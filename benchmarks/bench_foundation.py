@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import publish
+
 from p2pnode.chain import accumulator, consensus
 from p2pnode.chain.encoding import encode
 from p2pnode.chain.state import State
@@ -140,9 +142,7 @@ def main() -> None:
         f"| state-root update after a block changing ~1,000 accounts, {big:,} accounts in state | {root_big * 1000:.1f} ms | ratio {root_big / root_small:.2f} |",
         "",
     ]
-    out = ROOT / "docs" / "benchmarks-foundation.md"
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish(lines, ROOT / "docs" / "benchmarks-foundation.md")
 
 
 if __name__ == "__main__":

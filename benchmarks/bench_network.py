@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import publish
+
 from p2pnode.chain.types import Transfer
 from p2pnode.cli.client import ApiError, get_json, post_txs
 from p2pnode.genesis_file import dev_keypair
@@ -236,8 +238,7 @@ def main() -> None:
                   "", f"Peers' CPU during the transaction phase (% of a core): "
                       f"{', '.join(f'{c:.0f}' for c in four['tx_cpu'])}; transactions per block, last blocks: "
                       f"{four['heights']}."]
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

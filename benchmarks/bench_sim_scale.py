@@ -98,6 +98,17 @@ def markdown_table(results: list[ScaleResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The plots of a scale run: (file, title, unit, {series label: ScaleResult field}).
+SCALE_PLOTS = [
+    ("sim-scale-propagation.svg", "Block propagation (virtual ms)", "ms",
+     {"p50": "block_p50_ms", "p95": "block_p95_ms", "max": "block_max_ms"}),
+    ("sim-scale-finality.svg", "Finality delay (slots, median)", "slots", {"delay": "finality_delay_slots"}),
+    ("sim-scale-bytes.svg", "Gossip bytes sent per node per block", "bytes",
+     {"all gossip": "bytes_per_node_per_block", "blocks only": "block_bytes_per_node_per_block"}),
+    ("sim-scale-wall.svg", "Wall and CPU time of the run (s)", "s", {"wall": "wall_s", "CPU": "cpu_s"}),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -151,37 +162,8 @@ def main() -> None:
         return
     args.images.mkdir(parents=True, exist_ok=True)
     plots = {
-        "sim-scale-propagation.svg": svg_plot(
-            "Block propagation (virtual ms)",
-            "ms",
-            sizes,
-            {
-                "p50": [r.block_p50_ms for r in results],
-                "p95": [r.block_p95_ms for r in results],
-                "max": [r.block_max_ms for r in results],
-            },
-        ),
-        "sim-scale-finality.svg": svg_plot(
-            "Finality delay (slots, median)",
-            "slots",
-            sizes,
-            {"delay": [r.finality_delay_slots for r in results]},
-        ),
-        "sim-scale-bytes.svg": svg_plot(
-            "Gossip bytes sent per node per block",
-            "bytes",
-            sizes,
-            {
-                "all gossip": [r.bytes_per_node_per_block for r in results],
-                "blocks only": [r.block_bytes_per_node_per_block for r in results],
-            },
-        ),
-        "sim-scale-wall.svg": svg_plot(
-            "Wall and CPU time of the run (s)",
-            "s",
-            sizes,
-            {"wall": [r.wall_s for r in results], "CPU": [r.cpu_s for r in results]},
-        ),
+        name: svg_plot(title, unit, sizes, {label: [getattr(r, field) for r in results] for label, field in series.items()})
+        for name, title, unit, series in SCALE_PLOTS
     }
     if payloads:
         plots["sim-scale-payload.svg"] = svg_plot(

@@ -32,14 +32,16 @@ import trio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from report import publish  # noqa: E402
+
 from p2pnode.chain import consensus  # noqa: E402
 from p2pnode.chain.types import Transfer  # noqa: E402
 from p2pnode.cli.client import post_bytes, post_txs  # noqa: E402
-from p2pnode.services.api.http import HttpApi  # noqa: E402
-from p2pnode.services.api.routes import MAX_BATCH_TXS, ApiBackend, install_routes  # noqa: E402
+from p2pnode.services.api.routes import MAX_BATCH_TXS  # noqa: E402
 from p2pnode.services.chain.chain_service import ChainService, NodeConfig  # noqa: E402
 from p2pnode.services.chain.mempool import MempoolConfig  # noqa: E402
 from p2pnode.services.clock import TrioClock  # noqa: E402
+from p2pnode.testing.chain_api import serve_chain_api  # noqa: E402
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys  # noqa: E402
 from p2pnode.testing.memnet import MemoryHub  # noqa: E402
 from protocols import codec  # noqa: E402
@@ -69,15 +71,9 @@ def cpu_of(fn: Callable[[], Any]) -> tuple[float, float, Any]:
 
 async def http_run(directory: Path, datas: list[bytes]) -> dict[str, float]:
     node = new_node(directory, "http")
-    api = HttpApi()
-    backend = ApiBackend(chain=node.chain, store=node.chain.store, service=node, network=None, hotkey_address="",
-                         roles={}, started_at=0.0, pid=0, halted=lambda: None, answer_query=None, arrivals=list,
-                         epoch_records=None, metrics=None, own_tx_refusals=dict, data_dir="", events=None,
-                         history=None)
-    install_routes(api, backend)
     out: dict[str, float] = {}
     async with trio.open_nursery() as nursery:
-        url = f"http://127.0.0.1:{await nursery.start(api.serve, 0)}"
+        url = await serve_chain_api(nursery, node)
         half = len(datas) // 2
         single, batched = datas[:half], datas[half:]
 
@@ -171,10 +167,7 @@ def main() -> None:
         "POST /txs batches from 32 funded accounts.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ from p2pnode.chain.encoding import encode as canonical_encode
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.types import Transfer
 from p2pnode.cli.client import ApiError, post_bytes, post_txs
-from p2pnode.services.api.http import HttpApi
-from p2pnode.services.api.routes import MAX_BATCH_TXS, ApiBackend, install_routes
+from p2pnode.services.api.routes import MAX_BATCH_TXS
 from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.services.chain.mempool import Mempool
 from p2pnode.services.clock import TrioClock
+from p2pnode.testing.chain_api import serve_chain_api
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys
 from p2pnode.testing.memnet import MemoryHub
 from protocols import codec
@@ -25,17 +25,6 @@ from protocols import codec
 def node_at(tmp_path: Path) -> ChainService:
     return ChainService(open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4)), MemoryHub().add_peer("batch"), TrioClock())
 
-
-async def serve(nursery: trio.Nursery, node: ChainService) -> str:
-    """The API's routes over `node`; the batch route reads nothing else of the backend."""
-    api = HttpApi()
-    backend = ApiBackend(chain=node.chain, store=node.chain.store, service=node, network=None, hotkey_address="",
-                         roles={}, started_at=0.0, pid=0, halted=lambda: None, answer_query=None, arrivals=list,
-                         epoch_records=None, metrics=None, own_tx_refusals=dict, data_dir="", events=None,
-                         history=None)
-    install_routes(api, backend)
-    port = await nursery.start(api.serve, 0)
-    return f"http://127.0.0.1:{port}"
 
 
 async def test_batch_admits_valid_and_names_each_refusal(tmp_path: Path) -> None:
@@ -48,7 +37,7 @@ async def test_batch_admits_valid_and_names_each_refusal(tmp_path: Path) -> None
     stale = codec.encode(signed(alice, 0, Transfer(to=bob.public_key, amount=2)))  # nonce 0 again, same fee
     batch = run + [bytes(forged), b"\xa0", run[3], stale]
     async with trio.open_nursery() as nursery:
-        api = await serve(nursery, node)
+        api = await serve_chain_api(nursery, node)
         answer = await trio.to_thread.run_sync(post_txs, api, batch)
         nursery.cancel_scope.cancel()
     assert answer["added"] == 40
@@ -68,7 +57,7 @@ async def test_bad_batches_are_named_400s(tmp_path: Path) -> None:
         "batch_too_large": [canonical_encode([one] * (MAX_BATCH_TXS + 1))],
     }
     async with trio.open_nursery() as nursery:
-        api = await serve(nursery, node)
+        api = await serve_chain_api(nursery, node)
         for name, bodies in bad.items():
             for body in bodies:
                 with pytest.raises(ApiError, match=rf"\(400\): {name}"):
