@@ -14,16 +14,21 @@ carries a ``format`` tag naming the model and its version, checked on load.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from models.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+
 MODEL_DIR_ENV = "P2PNODE_MODEL_DIR"
+
+M = TypeVar("M")
 
 
 def find_checkpoint(model_name: str, options: Mapping[str, Any]) -> Path | None:
@@ -40,6 +45,19 @@ def find_checkpoint(model_name: str, options: Mapping[str, Any]) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def load_or_train_quick(model_name: str, options: Mapping[str, Any], load: Callable[[str], M],
+                        train_quick: Callable[[], M], training_script: str) -> M:
+    """The network of ``model_name``: `load` of its checkpoint when `find_checkpoint` finds one,
+    else `train_quick()` (the quick start-up version), with a warning naming the script that
+    trains a better one."""
+    path = find_checkpoint(model_name, options)
+    if path is not None:
+        return load(str(path))
+    log.warning("%s: no checkpoint found; training the quick start-up model (run %s and set %s for a "
+                "better one)", model_name, training_script, MODEL_DIR_ENV)
+    return train_quick()
 
 
 def save_checkpoint(path: str | os.PathLike[str], format_tag: str, payload: Mapping[str, Any]) -> Path:

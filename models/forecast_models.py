@@ -17,7 +17,6 @@ at 30 s) and logs a warning.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,12 +26,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.base import Model, Request, Response, Task, Tensors, require_task, resolve_device
-from models.checkpoints import find_checkpoint, load_checkpoint
+from models.checkpoints import load_checkpoint, load_or_train_quick
 from models.errors import CheckpointError, IncompatibleTask
 from models.tasks.forecast import ForecastTask, synthetic_series
 from models.training import TRAINING_THREADS, Schedule, cosine_rate, torch_threads
-
-log = logging.getLogger(__name__)
 
 MLP_FORMAT = "p2pnode.forecast-mlp/1"
 
@@ -202,14 +199,7 @@ def _quick_trained_state() -> dict[str, torch.Tensor]:
     # Cached so that a process creating the model twice trains once.
     with torch_threads(TRAINING_THREADS):
         model, schedule = train_mlp(MLPConfig(), QUICK_TRAIN)
-    if schedule.cut_short:
-        log.warning(
-            "forecast-mlp: quick training stopped by its %.0f s cap after %d of %d steps "
-            "(a slow or busy CPU); these weights are weaker and not reproducible",
-            QUICK_TRAIN.max_seconds,
-            schedule.steps_done,
-            QUICK_TRAIN.steps,
-        )
+    schedule.warn_if_cut_short("forecast-mlp")
     return model.state_dict()
 
 
@@ -228,6 +218,12 @@ def load_mlp(path: str) -> ForecastMLP:
     return model.eval()
 
 
+def _quick_mlp() -> ForecastMLP:
+    mlp = ForecastMLP(MLPConfig())
+    mlp.load_state_dict(_quick_trained_state())
+    return mlp
+
+
 def mlp_factory(task: Task, device: str = "cpu", **options: Any) -> ForecastModel:
     """`forecast-mlp`: loads a checkpoint if one is found, else trains the quick version.
 
@@ -236,16 +232,7 @@ def mlp_factory(task: Task, device: str = "cpu", **options: Any) -> ForecastMode
     """
     forecast = require_task(task, ForecastTask, "forecast-mlp")
     torch_device = resolve_device(device)
-    path = find_checkpoint("forecast-mlp", options)
-    if path is None:
-        log.warning(
-            "forecast-mlp: no checkpoint found; training the quick start-up model "
-            "(run scripts/train_forecast.py and set P2PNODE_MODEL_DIR for a better one)"
-        )
-        mlp = ForecastMLP(MLPConfig())
-        mlp.load_state_dict(_quick_trained_state())
-    else:
-        mlp = load_mlp(str(path))
+    mlp = load_or_train_quick("forecast-mlp", options, load_mlp, _quick_mlp, "scripts/train_forecast.py")
     return ForecastModel(
         "forecast-mlp", forecast, mlp, torch_device, window=mlp.config.window, horizon=mlp.config.horizon
     )

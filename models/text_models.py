@@ -21,7 +21,6 @@ after the corpus is built).
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,14 +28,12 @@ import torch
 from torch import nn
 
 from models.base import Model, Request, Response, Task, Tensors, require_task, resolve_device
-from models.checkpoints import find_checkpoint, load_checkpoint
+from models.checkpoints import load_checkpoint, load_or_train_quick
 from models.errors import CheckpointError
 from models.gpt import CharGPT, GPTConfig, TrainConfig, train_char_gpt
 from models.tasks.corpus import VOCAB, load_corpus
 from models.tasks.text import TextTask
 from models.training import TRAINING_THREADS, torch_threads
-
-log = logging.getLogger(__name__)
 
 TRANSFORMER_FORMAT = "p2pnode.text-transformer/1"
 # The quick start-up model: small enough to train in a few seconds on two CPU cores, and it
@@ -182,14 +179,7 @@ def _quick_trained_state(corpus_fingerprint: str) -> dict[str, torch.Tensor]:
     # process creating the model twice (tests, a restart of the miner service) trains once.
     with torch_threads(TRAINING_THREADS):
         model, schedule = train_char_gpt(QUICK_CONFIG, encode_text(load_corpus().train), QUICK_TRAIN)
-    if schedule.cut_short:
-        log.warning(
-            "text-transformer: quick training stopped by its %.0f s cap after %d of %d steps "
-            "(a slow or busy CPU); these weights are weaker and not reproducible",
-            QUICK_TRAIN.max_seconds,
-            schedule.steps_done,
-            QUICK_TRAIN.steps,
-        )
+    schedule.warn_if_cut_short("text-transformer")
     return model.state_dict()
 
 
@@ -241,15 +231,7 @@ def transformer_factory(task: Task, device: str = "cpu", **options: Any) -> Text
     """
     require_task(task, TextTask, "text-transformer")
     torch_device = resolve_device(device)
-    path = find_checkpoint("text-transformer", options)
-    if path is None:
-        log.warning(
-            "text-transformer: no checkpoint found; training the quick start-up model "
-            "(run scripts/train_text.py and set P2PNODE_MODEL_DIR for a better one)"
-        )
-        gpt = quick_transformer()
-    else:
-        gpt = load_transformer(str(path))
+    gpt = load_or_train_quick("text-transformer", options, load_transformer, quick_transformer, "scripts/train_text.py")
     return TextModel(
         "text-transformer", task, GPTNextChar(gpt), torch_device, context_window=gpt.config.block_size
     )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Iterator
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # Threads for training the built-in models (scripts and quick start-up training).
 TRAINING_THREADS = 1
@@ -69,6 +72,13 @@ class Schedule:
         if by_time >= 1.0 and by_steps < 1.0:
             self.cut_short = True
         return max(by_steps, by_time)
+
+    def warn_if_cut_short(self, model_name: str) -> None:
+        """Say so when quick start-up training of `model_name` stopped at its time cap."""
+        if self.cut_short:
+            log.warning("%s: quick training stopped by its %.0f s cap after %d of %d steps (a slow or busy "
+                        "CPU); these weights are weaker and not reproducible",
+                        model_name, self.max_seconds, self.steps_done, self.steps)
 
 
 def cosine_rate(base: float, fraction: float, step: int, warmup_steps: int) -> float:
