@@ -52,6 +52,7 @@ from p2pnode.epoch_case import EpochCaseError, loads_case
 from p2pnode.genesis_file import genesis_from_json
 from p2pnode.local_files import LocalFileError, parse_json
 from p2pnode.services.chain.chain_service import ChainService
+from p2pnode.services.chain.vset_walk import WalkError, WalkVerifier
 from p2pnode.testing.factories import make_genesis, open_chain, signed, user_keys, validator_keys
 from p2pnode.testing.memnet import MemoryHub
 from protocols import codec, inference, sync
@@ -133,6 +134,11 @@ def _samples(chain_id: str) -> list[ChainObject]:
                          justified_epoch=1, finalized_epoch=0, finalized_height=0, finalized_hash=bytes(32))
     request = inference.build_request(user, chain_id=chain_id, miner="12D3KooWminer", netuid=1,
                                       payload=b'{"text":"hello"}', nonce=bytes(16), timestamp_ms=1_700_000_000_000)
+    walk_step = sync.ValidatorSetStep(
+        epoch=1, header=header, items_digest=bytes(32),
+        vset=canonical_encode({"epoch": 1, "validators": [[user.public_key, 5]], "seed": bytes(32)}),
+        vset_next=canonical_encode({"epoch": 2, "validators": [[user.public_key, 5]], "seed": bytes(32)}),
+        votes=(svote,), link_votes=(svote,))
     response = inference.build_response(user, chain_id=chain_id, request_id=bytes(32), code=inference.Code.OK,
                                         payload=b'{"text":"world"}', elapsed_ms=12)
     return [
@@ -140,6 +146,8 @@ def _samples(chain_id: str) -> list[ChainObject]:
         sync.BlocksByRangeRequest(start=1, count=64),
         sync.BlocksByRangeResponse(blocks=(codec.encode(block), codec.encode(t.Block(header=header, sig=bytes(64), txs=(), votes=())))),
         request.request, request, response.response, response,
+        sync.ValidatorSetWalkRequest(checkpoint=bytes(32), after_epoch=0), walk_step,
+        sync.ValidatorSetWalkResponse(error="", steps=(walk_step,), done=True),
     ]
 
 
@@ -260,6 +268,17 @@ def build_targets(workdir: Path) -> list[Target]:
     case_docs = [p.read_bytes() for p in sorted((ROOT / "testnet" / "epoch-cases").glob("*.json"))
                  if not p.name.endswith(".result.json")]
 
+    walk_request_seeds = [sync.encode_walk_request(service.genesis_hash, 0), *by_type[sync.ValidatorSetWalkRequest]]
+    walk_seeds = by_type[sync.ValidatorSetWalkResponse]
+    genesis_stake = {hot.public_key: 1}
+
+    def walk_then_verify(data: bytes) -> None:
+        resp = sync.decode_walk(data, 0)
+        verifier = WalkVerifier(genesis_stake, chain_id)
+        for step in resp.steps:
+            verifier.feed(step)
+        verifier.finish(t.Checkpoint(epoch=1, height=5, hash=bytes(32)))
+
     def genesis_target(data: bytes) -> None:
         try:
             doc = parse_json(data)
@@ -291,6 +310,9 @@ def build_targets(workdir: Path) -> list[Target]:
                status_seeds, (MalformedMessage,)),
         Target("req blocks_by_range: SyncService._serve_range",
                lambda data: service.sync._serve_range("fuzz-peer", data), range_seeds, (MalformedMessage,)),
+        Target("req vset_walk: StateChunkServer.serve_walk",
+               lambda data: service.state_chunks.serve_walk("fuzz-peer", data), walk_request_seeds, (MalformedMessage,)),
+        Target("walk reply: sync.decode_walk + WalkVerifier", walk_then_verify, walk_seeds, (MalformedMessage, WalkError)),
         Target("sync import: SyncService._import_bytes",
                lambda data: service.sync._import_bytes("fuzz-peer", data, 1), block_seeds, outcomes=True),
         Target("sync reply: sync.decode_range_response", lambda data: sync.decode_range_response(data, 64),

@@ -14,6 +14,11 @@ Protocols (ids in `protocols.topics`):
   at most `max_items` and about `STATE_CHUNK_BYTES`; `done` says nothing follows. A server whose
   finalized checkpoint is another block answers `StateChunkResponse(error="not_current_checkpoint")`.
   The caller checks the whole set against the checkpoint header's state root.
+- vset_walk: `ValidatorSetWalkRequest(checkpoint, after_epoch)` asks for the validator-set walk from
+  genesis to the server's current finalized checkpoint: the `ValidatorSetStep`s of epochs above
+  `after_epoch`, oldest first, at most `MAX_WALK_STEPS` and about `WALK_BYTES`; `done` says the last
+  one is the checkpoint. The caller verifies each step with the validator set the step before it
+  (or genesis) names.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from p2pnode.chain.schema import (
     Text,
     chain_object,
 )
-from p2pnode.chain.types import CHAIN_ID, Block
+from p2pnode.chain.types import CHAIN_ID, Block, Header, SignedVote
 from protocols import codec, topics
 from protocols.network import NetworkAPI
 
@@ -221,4 +226,94 @@ def decode_state_chunk(data: bytes, after: bytes, max_items: int) -> StateChunkR
         previous = item.key
     if not resp.error and not resp.done and not resp.items:
         raise codec.MalformedMessage("an empty state chunk that is not the last")
+    return resp
+
+
+# ---------------------------------------------------------------- validator-set walk
+
+# A step's validator-set values are canonical state values of at most 256 validators.
+MAX_VSET_VALUE_BYTES = 64 << 10
+MAX_STEP_VOTES = 256
+MAX_WALK_STEPS = 64
+# A server stops adding steps past this size (but always sends at least one).
+WALK_BYTES = 1 << 20
+MAX_WALK_RESPONSE_BYTES = 4 << 20
+MAX_WALK_REQUEST_BYTES = 128
+WALK_ERRORS = frozenset({"", "not_current_checkpoint", "rate_limited", "no_walk"})
+
+
+@chain_object
+class ValidatorSetStep(ChainObject):
+    """A finalized checkpoint (its epoch and header) with what opens its state root to the two
+    validator sets (`p2pnode.chain.state.compose_root`), the finality votes that target it, and
+    the votes of its finality link (source = it, target = the next epoch)."""
+
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "epoch": HEIGHT,
+        "header": Struct(Header),
+        "items_digest": B32,
+        "vset": Bytes(max_len=MAX_VSET_VALUE_BYTES),
+        "vset_next": Bytes(max_len=MAX_VSET_VALUE_BYTES),
+        "votes": ListOf(Struct(SignedVote), MAX_STEP_VOTES),
+        "link_votes": ListOf(Struct(SignedVote), MAX_STEP_VOTES),
+    }
+    epoch: int
+    header: Header
+    items_digest: bytes
+    vset: bytes
+    vset_next: bytes
+    votes: tuple[SignedVote, ...]
+    link_votes: tuple[SignedVote, ...]
+
+
+@chain_object
+class ValidatorSetWalkRequest(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {"checkpoint": B32, "after_epoch": HEIGHT}
+    checkpoint: bytes  # the server's current finalized checkpoint, where the walk ends
+    after_epoch: int  # steps of checkpoints after this epoch (0: from genesis)
+
+
+@chain_object
+class ValidatorSetWalkResponse(ChainObject):
+    SCHEMA: ClassVar[dict[str, FieldType]] = {
+        "error": Text(max_len=32, choices=WALK_ERRORS),
+        "steps": ListOf(Struct(ValidatorSetStep), MAX_WALK_STEPS),
+        "done": BOOL,
+    }
+    error: str
+    steps: tuple[ValidatorSetStep, ...]
+    done: bool  # the last step is the requested checkpoint
+
+
+def encode_walk_request(checkpoint: bytes, after_epoch: int) -> bytes:
+    return codec.encode(ValidatorSetWalkRequest(checkpoint=checkpoint, after_epoch=after_epoch))
+
+
+def decode_walk_request(data: bytes) -> ValidatorSetWalkRequest:
+    """Raises MalformedMessage."""
+    return codec.decode(ValidatorSetWalkRequest, data, max_bytes=MAX_WALK_REQUEST_BYTES)
+
+
+def encode_walk(steps: list[bytes], done: bool) -> bytes:
+    """A response from steps stored encoded (`codec.encode(ValidatorSetStep)`)."""
+    return codec.encode(ValidatorSetWalkResponse(
+        error="", steps=tuple(codec.decode(ValidatorSetStep, s, max_bytes=MAX_WALK_RESPONSE_BYTES) for s in steps),
+        done=done))
+
+
+def encode_walk_error(error: str) -> bytes:
+    return codec.encode(ValidatorSetWalkResponse(error=error, steps=(), done=False))
+
+
+def decode_walk(data: bytes, after_epoch: int) -> ValidatorSetWalkResponse:
+    """A response checked for shape: step epochs strictly increasing above `after_epoch`, at least
+    one step unless it is an error. Raises MalformedMessage."""
+    resp = codec.decode(ValidatorSetWalkResponse, data, max_bytes=MAX_WALK_RESPONSE_BYTES)
+    previous = after_epoch
+    for step in resp.steps:
+        if step.epoch <= previous:
+            raise codec.MalformedMessage("walk step epochs not strictly increasing above the request's epoch")
+        previous = step.epoch
+    if not resp.error and not resp.steps:
+        raise codec.MalformedMessage("an empty walk")
     return resp

@@ -41,3 +41,7 @@ def blocks_by_range_protocol(chain_id: str) -> str:
 
 def state_chunk_protocol(chain_id: str) -> str:
     return f"/p2pnode/{chain_id}/req/state_chunk/1"
+
+
+def vset_walk_protocol(chain_id: str) -> str:
+    return f"/p2pnode/{chain_id}/req/vset_walk/1"

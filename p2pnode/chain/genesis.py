@@ -110,6 +110,7 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
     if not state.global_value("vset")["validators"]:
         raise GenesisError("validators: no block validator meets min_validator_stake")
     acc = state.accumulator()
+    root = state.root()
     reader.apply(state.changes())
     header = Header(
         chain=genesis.chain_id,
@@ -118,7 +119,7 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
         slot=0,
         parent=ZERO_HASH,
         proposer=ZERO_HASH,
-        state_root=accumulator.digest(acc),
+        state_root=root,
         tx_root=body_root((), ()),
         timestamp_ms=genesis.genesis_time_ms,
         randao_reveal=bytes(64),

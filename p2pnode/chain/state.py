@@ -5,6 +5,11 @@ and buffers its writes; nothing reaches the reader. `child()` opens a nested ove
 one transaction (commit on success, drop on failure), so a rejected transaction or block leaves no
 partial state. `root()` updates the LtHash accumulator from the changed keys only.
 
+The state root commits to the whole state through the LtHash digest and, separately, to the two
+validator sets (`compose_root`): a light client that holds the digest and the two raw values can
+check the validator sets against a header without the rest of the state (LtHash has no per-item
+proofs). Checkpoint sync walks validator-set changes that way.
+
 The key layout is `p2pnode.chain.statekeys`'s; the records stored under it are `p2pnode.chain.records`'.
 """
 
@@ -14,7 +19,7 @@ from typing import Any, Protocol
 
 from p2pnode.chain import accumulator
 from p2pnode.chain import statekeys as keys
-from p2pnode.chain.encoding import decode, encode
+from p2pnode.chain.encoding import decode, encode, sha256
 from p2pnode.chain.records import Account, HotkeyRecord
 
 _MISSING = object()
@@ -35,6 +40,26 @@ def decode_shared(raw: bytes) -> Any:
             _SHARED_DECODED.clear()
         _SHARED_DECODED[raw] = value
     return value
+
+
+_ROOT_DOMAIN = b"p2pnode/state-root/v2\x00"
+# The state keys of the validator sets committed on their own in the root.
+VSET_KEY = keys.global_value("vset")
+VSET_NEXT_KEY = keys.global_value("vset_next")
+
+
+def compose_root(items_digest: bytes, vset_raw: bytes | None, vset_next_raw: bytes | None) -> bytes:
+    """The state root: the LtHash digest of every item, and the hashes of the raw values of the
+    current and next validator sets (also items, so also inside the digest)."""
+    return sha256(_ROOT_DOMAIN + items_digest + sha256(vset_raw or b"") + sha256(vset_next_raw or b""))
+
+
+def root_of_items(items: dict[bytes, bytes]) -> bytes:
+    """The state root of a whole state given as a dict (from scratch: tests, checkpoint sync)."""
+    acc = accumulator.EMPTY
+    for key, value in items.items():
+        acc = accumulator.add(acc, accumulator.element_hash(key, value))
+    return compose_root(accumulator.digest(acc), items.get(VSET_KEY), items.get(VSET_NEXT_KEY))
 
 
 class StateReader(Protocol):
@@ -146,7 +171,7 @@ class State:
         return acc
 
     def root(self) -> bytes:
-        return accumulator.digest(self.accumulator())
+        return compose_root(accumulator.digest(self.accumulator()), self.get_raw(VSET_KEY), self.get_raw(VSET_NEXT_KEY))
 
     # ---------------------------------------------------------------- globals
 

@@ -127,6 +127,22 @@ class Store:
     def set_meta(self, key: str, value: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
+    # ---------------------------------------------------------------- validator-set walk
+
+    _VSET_STEP = "vset_step:"
+
+    def add_vset_step(self, epoch: int, data: bytes) -> None:
+        """One step of the validator-set walk checkpoint sync serves (an encoded
+        `protocols.sync.ValidatorSetStep`), by the epoch of its checkpoint."""
+        self.set_meta(f"{self._VSET_STEP}{epoch:020d}", data)
+
+    def vset_steps(self, after_epoch: int, limit: int) -> list[bytes]:
+        """Stored steps of checkpoints after `after_epoch`, oldest first, at most `limit`."""
+        rows = self._db.execute(
+            "SELECT value FROM meta WHERE key > ? AND key < ? ORDER BY key LIMIT ?",
+            (f"{self._VSET_STEP}{after_epoch:020d}", f"{self._VSET_STEP}~", limit)).fetchall()
+        return [bytes(row[0]) for row in rows]
+
     # ---------------------------------------------------------------- genesis
 
     def initialise(self, genesis_header: Header, genesis_state: DictReader, acc: int) -> None:

@@ -3,7 +3,7 @@ validators until checkpoints finalize, and a loopback transport to `StateChunkSe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
@@ -11,13 +11,11 @@ from p2pnode.chain import consensus, finality
 from p2pnode.chain.types import Block, FinalityVote, SignedTx, SignedVote, Transfer
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import StateChunkServer
-from p2pnode.testing.factories import DEV_CHAIN_ID, signed, user_keys, validator_keys
+from p2pnode.testing.factories import DEV_CHAIN_ID, dev_hotkey, signed, user_keys
 from protocols import sync, topics
 from protocols.network import RequestError
 
 GENESIS_CHAIN_ID = DEV_CHAIN_ID
-_VALS = validator_keys(4)
-_HOTS = {hot.public_key: hot for _, hot in _VALS}
 _USERS = user_keys(4)
 
 
@@ -28,29 +26,33 @@ class FixedClock:
 
 def build(chain: BlockTree, slot: int, txs: Sequence[SignedTx] = (), votes: Sequence[SignedVote] = ()) -> Block:
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
-    block = chain.build_block(_HOTS[proposer], slot, list(txs), list(votes))
+    assert proposer is not None
+    block = chain.build_block(dev_hotkey(proposer), slot, list(txs), list(votes))
     chain.import_block(block)
     return block
 
 
-def run_chain(chain: BlockTree, slots: int) -> None:
-    """`slots` blocks (genesis of `factories.make_genesis(4, 4)`, epoch_slots 8), a transfer in each,
-    and every validator's finality vote in the middle of each epoch: checkpoints finalize."""
+def run_chain(chain: BlockTree, slots: int, txs_at: Mapping[int, Sequence[SignedTx]] | None = None) -> None:
+    """`slots` blocks on a genesis of development validators (`factories.make_genesis`, epoch_slots
+    8), a transfer in each (plus `txs_at[slot]`), and the finality vote of every member of the
+    target epoch's validator set in the middle of each epoch: checkpoints finalize."""
     pending: list[SignedVote] = []
     nonce = chain.head_state().nonce(_USERS[0].public_key)
     for slot in range(chain.head.slot + 1, chain.head.slot + 1 + slots):
         transfer = signed(_USERS[0], nonce, Transfer(to=_USERS[slot % 3 + 1].public_key, amount=slot))
         nonce += 1
-        build(chain, slot, [transfer], pending)
+        build(chain, slot, [transfer, *(txs_at or {}).get(slot, ())], pending)
         pending = []
         if slot % 8 == 4 and slot > 8:
             state, head = chain.head_state(), chain.head
             target = finality.vote_target(state, head.hash, head.height, head.slot, slot // 8)
             source = finality.justified_checkpoint(state)
-            assert target is not None and source is not None
-            for _, hot in _VALS:
-                vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot.public_key, source=source, target=target)
-                pending.append(SignedVote(vote=vote, sig=hot.sign(vote.signing_bytes())))
+            vset = consensus.validator_set_for_epoch(state, slot // 8)
+            assert target is not None and source is not None and vset is not None
+            for hot, _ in vset["validators"]:
+                key = dev_hotkey(hot)
+                vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot, source=source, target=target)
+                pending.append(SignedVote(vote=vote, sig=key.sign(vote.signing_bytes())))
 
 
 def status_of(chain: BlockTree) -> sync.Status:
@@ -73,6 +75,8 @@ class LoopbackNetwork:
         self.chunk_requests: dict[str, int] = {}
         # A peer's Status as it claims it (a liar's), instead of its chain's.
         self.claimed_status: dict[str, sync.Status] = {}
+        # A peer's vset_walk handler instead of its chain's (a forger's).
+        self.walk_servers: dict[str, Callable[[str, bytes], Awaitable[bytes]]] = {}
 
     def add(self, peer_id: str, chain: BlockTree, *, corrupt: bool = False) -> StateChunkServer:
         server = StateChunkServer(chain, self, self.clock, chain.head.chain, rate_per_s=0, burst=1_000_000,
@@ -100,6 +104,8 @@ class LoopbackNetwork:
         elif protocol == topics.state_chunk_protocol(chain_id):
             self.chunk_requests[peer_id] = self.chunk_requests.get(peer_id, 0) + 1
             response = await server.serve("joiner", data)
+        elif protocol == topics.vset_walk_protocol(chain_id):
+            response = await (self.walk_servers.get(peer_id) or server.serve_walk)("joiner", data)
         else:
             raise RequestError(f"unknown protocol {protocol}")
         if len(response) > max_response_bytes:

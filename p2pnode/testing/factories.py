@@ -117,9 +117,6 @@ def bound(hotkey: Keypair, coldkey: Keypair | bytes, chain_id: str = DEV_CHAIN_I
 
 def recompute_root(items: object) -> bytes:
     """The state root computed from scratch over (key, value) pairs (cross-check of the incremental one)."""
-    from p2pnode.chain import accumulator
+    from p2pnode.chain.state import root_of_items
 
-    acc = accumulator.EMPTY
-    for key, value in items:  # type: ignore[attr-defined]
-        acc = accumulator.add(acc, accumulator.element_hash(key, value))
-    return accumulator.digest(acc)
+    return root_of_items(dict(items))  # type: ignore[call-overload]

@@ -87,7 +87,7 @@ class ChainHarness:
         return balances + stakes + supply["burned"] + supply["locked"], supply["genesis"] + supply["emitted"]
 
     def root(self) -> bytes:
-        return accumulator.digest(self.acc)
+        return self.state.root()
 
 
 __all__ = ["ChainHarness", "DictReader"]

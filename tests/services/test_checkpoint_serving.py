@@ -18,6 +18,7 @@ from p2pnode.services.chain.checkpoint import (
     CheckpointSyncError,
     StateChunkServer,
 )
+from p2pnode.services.chain.vset_walk import ValidatorSetHistory
 from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, build, run_chain, status_of
 from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root
 from protocols import sync
@@ -39,6 +40,7 @@ def joiner(tmp_path: Path, network: FakeNetwork, **kwargs: Any) -> CheckpointSyn
 @pytest.fixture(scope="module")
 def finalized_chain(tmp_path_factory: pytest.TempPathFactory) -> BlockTree:
     chain = open_chain(tmp_path_factory.mktemp("served") / "served.sqlite", GENESIS)
+    ValidatorSetHistory(chain)  # as a node's chunk server does from the start: it keeps the walk
     run_chain(chain, 40)
     assert chain.finalized is not None and chain.finalized.height >= 16
     assert chain.head.height > chain.finalized.height + 2, "the head is ahead of the checkpoint"
@@ -99,6 +101,7 @@ def test_a_fresh_store_joins_at_the_checkpoint_and_follows_the_head(finalized_ch
     fin = finalized_chain.finalized
     assert fin is not None and report.checkpoint == fin
     assert report.penalised == [] and network.penalties == []
+    assert report.walk_steps == 1, "the genesis set never changed: the walk is the checkpoint's step"
     chain = BlockTree(join.store)
     assert chain.head.hash == fin.hash and chain.finalized == fin
     assert join.store.canonical_hash(1) is None, "no history below the checkpoint"
@@ -140,9 +143,20 @@ def test_without_votes_of_two_thirds_of_the_trusted_stake_the_join_fails(finaliz
     trusted[stranger] = 3 * sum(GENESIS_STAKE.values())
     join = joiner(tmp_path, network)
     join.trusted_stake = trusted
-    with pytest.raises(CheckpointSyncError, match="no_finality_evidence"):
+    with pytest.raises(CheckpointSyncError, match="bad_validator_set_walk: validator_set_step_unattested"):
         trio.run(join.join)
     assert join.store.head_height == 0, "nothing installed"
+    # The same without a walk to check: the checkpoint's own finality votes fall short.
+    network.walk_servers["honest"] = no_walk
+    join = joiner(tmp_path / "again", network) if (tmp_path / "again").mkdir() is None else None
+    assert join is not None
+    join.trusted_stake = trusted
+    with pytest.raises(CheckpointSyncError, match="no_finality_evidence"):
+        trio.run(join.join)
+
+
+async def no_walk(peer_id: str, data: bytes) -> bytes:
+    return sync.encode_walk_error("no_walk")
 
 
 def test_a_trusted_checkpoint_hash_skips_the_votes_and_other_checkpoints_are_ignored(

@@ -21,7 +21,7 @@ from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.forkchoice import BlockInfo, is_better
 from p2pnode.chain.receipts import EpochRecord
-from p2pnode.chain.state import State
+from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, State
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
 from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root, randao_message
 from p2pnode.store.sqlite_store import Store
@@ -107,6 +107,8 @@ class BlockTree:
         # Called with (block hash, height, records) for each verified block that ran subnet epochs,
         # canonical or not (explain picks the records of canonical blocks).
         self.epoch_listeners: list[Callable[[bytes, int, list[EpochRecord]], None]] = []
+        # Called with the new finalized checkpoint each time finality moves (after the head change).
+        self.finality_listeners: list[Callable[[Checkpoint], None]] = []
         self._rolled_back: list[Block] = []
         self._forks: dict[bytes, _ForkBlock] = {}
         self._head_view: _HeadView | None = None
@@ -213,6 +215,24 @@ class BlockTree:
             out.append((key, value))
             size += len(key) + len(value) + 8
         return out, exhausted
+
+    def finalized_opening(self) -> tuple[bytes, bytes | None, bytes | None]:
+        """What opens the finalized block's state root (`state.compose_root`): the LtHash digest of
+        its state and the raw values of its two validator sets, from the head state and the undo
+        records above the checkpoint (one element hash per key changed since)."""
+        overrides = self._finalized_overrides()
+        acc = self.store.head_accumulator()
+        for key, old in overrides.items():
+            now = self.store.get(key)
+            if now is not None:
+                acc = accumulator.sub(acc, accumulator.element_hash(key, now))
+            if old is not None:
+                acc = accumulator.add(acc, accumulator.element_hash(key, old))
+
+        def value(key: bytes) -> bytes | None:
+            return overrides[key] if key in overrides else self.store.get(key)
+
+        return accumulator.digest(acc), value(VSET_KEY), value(VSET_NEXT_KEY)
 
     def _finalized_overrides(self) -> dict[bytes, bytes | None]:
         """Old values that turn the head state into the state after the finalized block (cached per head)."""
@@ -396,6 +416,8 @@ class BlockTree:
         self.store.prune_undo(state_cp.height + 1)
         for block_hash in [h for h, f in self._forks.items() if f.info.height <= state_cp.height]:
             del self._forks[block_hash]
+        for finality_listener in self.finality_listeners:
+            finality_listener(state_cp)
 
     # ---------------------------------------------------------------- building
 
@@ -439,7 +461,7 @@ class BlockTree:
         draft = Block(header=header, sig=bytes(64), txs=tuple(txs), votes=tuple(chosen_votes))
         state = self.head_state()
         apply_block_body(state, draft, self.supported_versions)
-        header = Header(**{**_fields(header), "state_root": accumulator.digest(state.accumulator())})
+        header = Header(**{**_fields(header), "state_root": state.root()})
         return Block(header=header, sig=bytes(64), txs=draft.txs, votes=draft.votes)
 
     @staticmethod

@@ -2,17 +2,21 @@
 
 Serving (`StateChunkServer`, every node): the `state_chunk` protocol hands out the state after the
 node's current finalized checkpoint in key-ordered chunks (bounded items and bytes), rate-limited per
-peer; a request for any other block is refused with `not_current_checkpoint`.
+peer; a request for any other block is refused with `not_current_checkpoint`. The `vset_walk`
+protocol serves, under the same limits, the validator-set walk to that checkpoint
+(`vset_walk.ValidatorSetHistory`).
 
 Joining (`CheckpointSync.join`, a fresh store only):
 
 1. Ask connected peers for their Status; pick the finalized checkpoint most of them advertise (the
    highest epoch first), or the `trusted_checkpoint` hash when one is given (weak subjectivity).
-2. Fetch the checkpoint block (blocks_by_range at its height; it must hash to the checkpoint) and the
-   finality evidence: the blocks after it, by range, until their votes linking the checkpoint (source)
-   to the next epoch's checkpoint (target) carry at least 2/3 of the trusted validator set's stake
-   (each vote's signature checked, each validator counted once). That link is what finalized it.
-   With a trusted checkpoint hash the votes are not needed (the hash is the trust anchor).
+2. Fetch the checkpoint block (blocks_by_range at its height; it must hash to the checkpoint) and
+   the validator-set walk from the genesis set to the set that finalized it (`vset_walk`: each
+   step attested by 2/3 of the stake of the set before it, the last step the checkpoint with its
+   finality link). A source whose walk fails a check is penalised and the next one asked. If no
+   source keeps a walk, the finality evidence is read from the blocks after the checkpoint: their
+   votes linking the checkpoint (source) to the next epoch's checkpoint (target) must carry 2/3 of
+   the genesis set's stake. With a trusted checkpoint hash neither is needed (weak subjectivity).
 3. Fetch the state in chunks, spread over the peers that advertise the checkpoint, accumulate the
    LtHash root, and compare it with the header's state_root. On a mismatch each source is tried on
    its own; a source whose whole snapshot does not match is penalised, and so is every peer whose
@@ -33,9 +37,11 @@ import trio
 
 from p2pnode.chain import accumulator, finality
 from p2pnode.chain.encoding import encode
+from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, compose_root
 from p2pnode.chain.types import Block, Checkpoint
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.guards import guard_request
+from p2pnode.services.chain.vset_walk import ValidatorSetHistory, WalkError, WalkVerifier
 from p2pnode.services.clock import Clock
 from p2pnode.services.ratelimit import TokenBuckets
 from p2pnode.store.sqlite_store import Store
@@ -72,6 +78,8 @@ class StateChunkServer:
         self.total: TokenBuckets[str] = TokenBuckets(total_rate_per_s, max(1.0, 2 * total_rate_per_s), max_entries=1)
         # Only tests set this: the server then flips a byte of every value it serves.
         self.corrupt = False
+        # The validator-set walk to this node's finalized checkpoint (kept as finality moves).
+        self.walk = ValidatorSetHistory(chain)
 
     def register(self) -> None:
         self.network.set_request_handler(
@@ -79,6 +87,20 @@ class StateChunkServer:
             guard_request("state_chunk handler", self.serve, self.network.penalise),
             sync.MAX_STATE_CHUNK_REQUEST_BYTES,
         )
+        self.network.set_request_handler(
+            topics.vset_walk_protocol(self.chain_id),
+            guard_request("vset_walk handler", self.serve_walk, self.network.penalise),
+            sync.MAX_WALK_REQUEST_BYTES,
+        )
+
+    async def serve_walk(self, peer_id: str, request: bytes) -> bytes:
+        return self.answer_walk(peer_id, sync.decode_walk_request(request))
+
+    def answer_walk(self, peer_id: str, req: sync.ValidatorSetWalkRequest) -> bytes:
+        now = self.clock.now_ms()
+        if not self.buckets.allow(peer_id, now) or not self.total.allow("all", now):
+            return sync.encode_walk_error("rate_limited")
+        return self.walk.answer(req)
 
     async def serve(self, peer_id: str, request: bytes) -> bytes:
         return self.answer(peer_id, sync.decode_state_chunk_request(request))
@@ -108,6 +130,8 @@ class CheckpointConfig:
     settle_s: float = 2.0
     retries_per_chunk: int = 4
     attempts: int = 4
+    # Validator-set walk steps accepted from one source (each one a change of the set).
+    max_walk_steps: int = 4096
     # A server's per-peer limit (10 requests/s by default) is waited out, this often at most per chunk.
     rate_limit_waits: int = 40
     rate_limit_wait_s: float = 0.25
@@ -119,6 +143,8 @@ class JoinReport:
     items: int
     sources: list[str]
     penalised: list[str]
+    # Steps of the validator-set walk verified (0: a trusted hash, or the genesis set's votes alone).
+    walk_steps: int = 0
 
 
 class CheckpointSync:
@@ -162,13 +188,18 @@ class CheckpointSync:
     async def _join_once(self) -> JoinReport:
         checkpoint, sources = await self._choose_checkpoint()
         block, evidence_source = await self._fetch_checkpoint_block(checkpoint, sources)
+        ordered = [evidence_source, *[p for p in sources if p != evidence_source]]
+        walk: list[sync.ValidatorSetStep] | None = None
         if self.trusted_checkpoint is None:
-            await self._check_finality(checkpoint, [evidence_source, *[p for p in sources if p != evidence_source]])
+            walk = await self._walk(checkpoint, ordered)
+            if walk is None:  # no source keeps a walk: the genesis set's own votes, as before walks
+                await self._check_finality(checkpoint, ordered)
         items, acc = await self._fetch_state(block, sources)
         self.store.install_snapshot(block, items, acc, encode(finality.cp_plain(checkpoint)))
-        log.info("checkpoint sync: installed height %d (%d state items) from %d peers",
-                 checkpoint.height, len(items), len(sources))
-        return JoinReport(checkpoint, len(items), sources, list(self.penalised))
+        ValidatorSetHistory.adopt(self.store, None if walk is None else self.trusted_stake, walk or [])
+        log.info("checkpoint sync: installed height %d (%d state items) from %d peers, %d validator-set steps",
+                 checkpoint.height, len(items), len(sources), len(walk or []))
+        return JoinReport(checkpoint, len(items), sources, list(self.penalised), len(walk or []))
 
     def _penalise(self, peer_id: str, reason: str, amount: float) -> None:
         self.network.penalise(peer_id, reason, amount)
@@ -247,6 +278,59 @@ class CheckpointSync:
                 continue
             return blocks[0], peer_id
         raise CheckpointSyncError("checkpoint_block_unavailable", checkpoint.hash.hex()[:16])
+
+    async def _walk(self, checkpoint: Checkpoint, sources: list[str]) -> list[sync.ValidatorSetStep] | None:
+        """The validator-set walk from genesis to `checkpoint`, verified (`vset_walk`), from the
+        first source that serves one that verifies; None if no source keeps one. A source whose
+        walk fails a check is penalised and left out."""
+        failed: WalkError | None = None
+        for peer_id in sources:
+            verifier = WalkVerifier(self.trusted_stake, self.chain_id)
+            try:
+                steps = await self._fetch_walk(peer_id, checkpoint, verifier)
+                if steps is None:
+                    continue
+                verifier.finish(checkpoint)
+            except WalkError as exc:
+                self._penalise(peer_id, f"bad_walk:{exc.reason}", PENALTY_BAD_EVIDENCE)
+                failed = exc
+                continue
+            return steps
+        if failed is not None:
+            raise CheckpointSyncError("bad_validator_set_walk", str(failed))
+        return None
+
+    async def _fetch_walk(self, peer_id: str, checkpoint: Checkpoint,
+                          verifier: WalkVerifier) -> list[sync.ValidatorSetStep] | None:
+        """Every page of one source's walk, each step fed to `verifier` as it arrives (None: the
+        source has none for this checkpoint, or did not answer)."""
+        steps: list[sync.ValidatorSetStep] = []
+        after = 0
+        waits = 0
+        while len(steps) < self.config.max_walk_steps:
+            try:
+                data = await self.network.request(
+                    peer_id, topics.vset_walk_protocol(self.chain_id), sync.encode_walk_request(checkpoint.hash, after),
+                    timeout=self.config.request_timeout_s, max_response_bytes=sync.MAX_WALK_RESPONSE_BYTES)
+                resp = sync.decode_walk(data, after)
+            except RequestError:
+                return None
+            except codec.MalformedMessage:
+                self._penalise(peer_id, "malformed_walk", PENALTY_BAD_RESPONSE)
+                return None
+            if resp.error == "rate_limited" and waits < self.config.rate_limit_waits:
+                waits += 1
+                await trio.sleep(self.config.rate_limit_wait_s)
+                continue
+            if resp.error:
+                return None
+            for step in resp.steps:
+                verifier.feed(step)
+            steps.extend(resp.steps)
+            if resp.done:
+                return steps
+            after = resp.steps[-1].epoch
+        raise WalkError("walk_too_long", f"more than {self.config.max_walk_steps} steps")
 
     async def _check_finality(self, checkpoint: Checkpoint, sources: list[str]) -> None:
         """At least 2/3 of the trusted stake signed votes checkpoint -> next epoch (see the module docstring)."""
@@ -337,7 +421,7 @@ class CheckpointSync:
         first = await self._download(block.hash, sources)
         if first is not None:
             acc = _accumulate(first[0])
-            if accumulator.digest(acc) == expected:
+            if _root(first[0], acc) == expected:
                 return first[0], acc
         # Someone served a bad chunk: find a source whose own snapshot matches, blame the rest.
         for peer_id in sources:
@@ -345,7 +429,7 @@ class CheckpointSync:
             if alone is None:
                 continue
             acc = _accumulate(alone[0])
-            if accumulator.digest(acc) != expected:
+            if _root(alone[0], acc) != expected:
                 self._penalise(peer_id, "bad_state_snapshot", PENALTY_BAD_SNAPSHOT)
                 continue
             if first is not None:
@@ -355,6 +439,11 @@ class CheckpointSync:
                         self._penalise(server, "bad_state_chunk", PENALTY_BAD_SNAPSHOT)
             return alone[0], acc
         raise CheckpointSyncError("no_matching_snapshot", f"no peer served state matching root {expected.hex()[:16]}")
+
+
+def _root(items: list[tuple[bytes, bytes]], acc: int) -> bytes:
+    values = {k: v for k, v in items if k in (VSET_KEY, VSET_NEXT_KEY)}
+    return compose_root(accumulator.digest(acc), values.get(VSET_KEY), values.get(VSET_NEXT_KEY))
 
 
 def _accumulate(items: list[tuple[bytes, bytes]]) -> int:

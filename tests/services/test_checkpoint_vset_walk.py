@@ -1,0 +1,182 @@
+"""Checkpoint sync across validator-set changes: a joiner that trusts only the genesis set joins a
+chain whose block validators were replaced after genesis, by the validator-set walk; forged
+transitions are refused by name and their server penalised."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import trio
+
+from p2pnode.chain import consensus
+from p2pnode.chain.encoding import encode
+from p2pnode.chain.params import TAO
+from p2pnode.chain.state import compose_root
+from p2pnode.chain.types import AddStake, Checkpoint, FinalityVote, SignedVote
+from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync, CheckpointSyncError
+from p2pnode.services.chain.vset_walk import (
+    ValidatorSetHistory,
+    WalkError,
+    parse_validator_set,
+    step_checkpoint,
+    verify_walk,
+)
+from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, run_chain, status_of
+from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root, signed, validator_keys
+from protocols import codec, sync
+
+# Eight candidates, four block validators: the four with the most stake (ties: lower hotkey).
+GENESIS = make_genesis(8, 4, params={"max_block_validators": 4})
+KEYS = validator_keys(8)
+
+
+def genesis_set(chain: BlockTree) -> dict[bytes, int]:
+    vset = consensus.validator_set_for_epoch(chain.head_state(), 0)
+    assert vset is not None
+    return {hot: stake for hot, stake in vset["validators"]}
+
+
+@pytest.fixture(scope="module")
+def changed_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[BlockTree, dict[bytes, int]]:
+    """Nine epochs in which every genesis validator is replaced (epoch 1: the four outsiders stake
+    more), then one genesis validator comes back (epoch 4)."""
+    chain = open_chain(tmp_path_factory.mktemp("served") / "served.sqlite", GENESIS)
+    ValidatorSetHistory(chain)
+    trusted = genesis_set(chain)
+    outsiders = [(cold, hot) for cold, hot in KEYS if hot.public_key not in trusted]
+    insiders = [(cold, hot) for cold, hot in KEYS if hot.public_key in trusted]
+    state = chain.head_state()
+    txs = {10: [signed(cold, state.nonce(cold.public_key), AddStake(hotkey=hot.public_key, amount=1_000 * TAO))
+                for cold, hot in outsiders]}
+    cold, hot = insiders[0]
+    txs[34] = [signed(cold, state.nonce(cold.public_key), AddStake(hotkey=hot.public_key, amount=5_000 * TAO))]
+    run_chain(chain, 72, txs)
+    assert chain.finalized is not None and chain.finalized.epoch >= 7
+    return chain, trusted
+
+
+def joiner(path: Path, network: LoopbackNetwork, trusted: dict[bytes, int]) -> CheckpointSync:
+    chain = open_chain(path, GENESIS)
+    return CheckpointSync(store=chain.store, network=network, clock=FixedClock(), chain_id=DEV_CHAIN_ID,  # type: ignore[arg-type]
+                          genesis_hash=chain.store.genesis_hash, local_status=status_of(chain),
+                          trusted_stake=trusted, config=CheckpointConfig(chunk_items=50, peer_wait_s=1, settle_s=0))
+
+
+def honest_walk(chain: BlockTree) -> list[sync.ValidatorSetStep]:
+    fin = chain.finalized
+    assert fin is not None
+    answer = ValidatorSetHistory(chain).answer(sync.ValidatorSetWalkRequest(checkpoint=fin.hash, after_epoch=0))
+    resp = sync.decode_walk(answer, 0)
+    assert resp.done
+    return list(resp.steps)
+
+
+def test_a_chain_whose_validators_all_changed_is_joined_by_the_walk(
+        changed_chain: tuple[BlockTree, dict[bytes, int]], tmp_path: Path) -> None:
+    chain, trusted = changed_chain
+    fin = chain.finalized
+    assert fin is not None
+    now = consensus.validator_set_for_epoch(chain.head_state(), fin.epoch + 1)
+    assert now is not None
+    final_set = {hot for hot, _ in now["validators"]}
+    assert len(final_set & set(trusted)) == 1, "three of the four genesis validators are gone"
+    # The genesis set's votes alone cannot show this checkpoint final (what joins did before walks).
+    network = LoopbackNetwork()
+    network.add("honest", chain)
+
+    async def no_walk(peer_id: str, data: bytes) -> bytes:
+        return sync.encode_walk_error("no_walk")
+
+    network.walk_servers["honest"] = no_walk
+    with pytest.raises(CheckpointSyncError, match="no_finality_evidence"):
+        trio.run(joiner(tmp_path / "old.sqlite", network, trusted).join)
+    # With the walk it joins, and keeps only the steps needed (few: one per epoch of the swap).
+    network.walk_servers.clear()
+    join = joiner(tmp_path / "joiner.sqlite", network, trusted)
+    report = trio.run(join.join)
+    assert report.checkpoint == fin and report.penalised == [] and network.penalties == []
+    assert 2 <= report.walk_steps <= 5, report.walk_steps
+    joined = BlockTree(join.store)
+    for height in range(fin.height + 1, chain.head.height + 1):
+        joined.import_block(chain.store.canonical_block(height))  # type: ignore[arg-type]
+    assert joined.head.hash == chain.head.hash
+    assert recompute_root(joined.store.state_items()) == joined.head.state_root
+    # The joined node serves the walk it verified, and extends it as finality moves on.
+    ValidatorSetHistory(joined)
+    run_chain(chain, 16)
+    for height in range(joined.head.height + 1, chain.head.height + 1):
+        joined.import_block(chain.store.canonical_block(height))  # type: ignore[arg-type]
+    assert joined.finalized == chain.finalized
+    walk = honest_walk(joined)
+    assert verify_walk(walk, chain.finalized, trusted, DEV_CHAIN_ID)  # type: ignore[arg-type]
+
+
+def test_a_forged_validator_set_transition_is_refused_and_its_server_penalised(
+        changed_chain: tuple[BlockTree, dict[bytes, int]], tmp_path: Path) -> None:
+    chain, trusted = changed_chain
+    fin = chain.finalized
+    assert fin is not None
+    steps = honest_walk(chain)
+    # A set of the forger's own keys in place of the set the first step names.
+    forger_keys = validator_keys(16)[12:]
+    fake_set = {"epoch": 2, "validators": sorted([hot.public_key, 1_000 * TAO] for _, hot in forger_keys),
+                "seed": bytes(32)}
+    forged = [dataclasses.replace(steps[0], vset_next=encode(fake_set)), *steps[1:]]
+    with pytest.raises(WalkError) as refused:
+        verify_walk(forged, fin, trusted, DEV_CHAIN_ID)
+    assert refused.value.reason == "validator_set_not_committed"
+    # A header made up to commit to that set: its root opens, but the trusted set never voted for it.
+    header = dataclasses.replace(steps[0].header, state_root=compose_root(
+        steps[0].items_digest, steps[0].vset, encode(fake_set)))
+    made_up = dataclasses.replace(forged[0], header=header)
+    with pytest.raises(WalkError) as refused:
+        verify_walk([made_up, *steps[1:]], fin, trusted, DEV_CHAIN_ID)
+    assert refused.value.reason == "validator_set_step_unattested"
+    # ... nor do votes of the forger's keys for it count.
+    cp = step_checkpoint(made_up)
+    forged_votes = []
+    for _, hot in forger_keys:
+        vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot.public_key, source=Checkpoint(epoch=0, height=0, hash=bytes(32)), target=cp)
+        forged_votes.append(SignedVote(vote=vote, sig=hot.sign(vote.signing_bytes())))
+    with pytest.raises(WalkError) as refused:
+        verify_walk([dataclasses.replace(made_up, votes=tuple(forged_votes)), *steps[1:]], fin, trusted, DEV_CHAIN_ID)
+    assert refused.value.reason == "validator_set_step_unattested"
+    # A walk that stops short of the checkpoint, or ends past its finality.
+    with pytest.raises(WalkError) as refused:
+        verify_walk(steps[:-1], fin, trusted, DEV_CHAIN_ID)
+    assert refused.value.reason == "walk_does_not_end_at_checkpoint"
+    with pytest.raises(WalkError) as refused:
+        verify_walk([*steps[:-1], dataclasses.replace(steps[-1], link_votes=())], fin, trusted, DEV_CHAIN_ID)
+    assert refused.value.reason == "checkpoint_not_finalized"
+
+    # Over the network: the forger (asked first) is penalised by name; the join succeeds from the honest peer.
+    network = LoopbackNetwork()
+    network.add("a-forger", chain)
+    network.add("b-honest", chain)
+
+    async def forge(peer_id: str, data: bytes) -> bytes:
+        return codec.encode(sync.ValidatorSetWalkResponse(error="", steps=tuple(forged), done=True))
+
+    network.walk_servers["a-forger"] = forge
+    report = trio.run(joiner(tmp_path / "joiner.sqlite", network, trusted).join)
+    assert report.checkpoint == fin and report.walk_steps == len(steps)
+    assert network.penalties == [("a-forger", "bad_walk:validator_set_not_committed")]
+    # Only forgers: the join fails and says why.
+    network = LoopbackNetwork()
+    network.add("a-forger", chain)
+    network.walk_servers["a-forger"] = forge
+    with pytest.raises(CheckpointSyncError, match="bad_validator_set_walk: validator_set_not_committed"):
+        trio.run(joiner(tmp_path / "alone.sqlite", network, trusted).join)
+
+
+def test_a_validator_set_value_from_a_peer_is_checked_for_shape() -> None:
+    good = {"epoch": 1, "validators": [[bytes(32), 5]], "seed": bytes(32)}
+    assert parse_validator_set(encode(good)) == {bytes(32): 5}
+    for bad in (b"\xff", encode([1]), encode({"validators": [[bytes(31), 5]]}),
+                encode({"validators": [[bytes(32), 0]]}), encode({"validators": [[bytes(32), 1], [bytes(32), 2]]})):
+        with pytest.raises(WalkError) as refused:
+            parse_validator_set(bad)
+        assert refused.value.reason == "malformed_validator_set"
