@@ -338,8 +338,9 @@ class Peer:
         started = time.monotonic()
         report = await joiner.join()
         self.chain.reload()
-        log.info("joined at checkpoint height %d (%d state items) in %.1f s; penalised: %s",
-                 report.checkpoint.height, report.items, time.monotonic() - started, report.penalised or "none")
+        log.info("joined at checkpoint height %d (%d state items) in %.1f s; validator-set walk: %d steps; penalised: %s",
+                 report.checkpoint.height, report.items, time.monotonic() - started, report.walk_steps,
+                 report.penalised or "none")
 
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -89,6 +90,8 @@ def test_a_fresh_peer_joins_from_a_checkpoint_past_a_corrupt_server(network: tup
     procs.append(joiner)
     log = joiner.log.read_text()
     assert "joined at checkpoint height" in log, log[-4000:]
+    # The checkpoint was checked by the validator-set walk the peers keep (not the fallback).
+    assert re.search(r"validator-set walk: [1-9]\d* steps", log), log[-4000:]
     assert f"penalised {corrupt.ready['peer_id']}" in log, log[-4000:]
 
     # Following the head by range sync and gossip from the checkpoint on.
