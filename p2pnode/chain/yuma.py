@@ -722,6 +722,73 @@ def exp_safe32_fast(raw: int) -> int:
     return (ONE32 << FRAC32) // result if x < 0 else result
 
 
+# Bracketing exp: the series of exp_safe32_fast, S(t) for t = |x| (t > 0), is only needed through
+# alpha, which moves in steps: alpha is monotone in S, so when alpha is the same at both ends of an
+# interval known to hold S, that is alpha exactly. The interval comes from A ~ 2^32 * e^T (T =
+# t / 2^32) with a proven error bound:
+#   * S <= P(T) <= 2^32 e^T, where P is the 31-term Taylor polynomial (every term is floored);
+#   * S >= P(T) - _SERIES_LOSS[c]: term_i = floor(term_(i-1) * T / i) loses e_i <= e_(i-1) T / i + 1
+#     against the exact term (e_1 = 0), summed over i <= 31, with c = ceil(T);
+#   * P(T) >= 2^32 e^T - _SERIES_TAIL[c], the terms i >= 32 of e^T (geometric bound, c <= 8 < 33).
+# A = 2^32 * e^(coarse + fine) * (1 + r + r^2 / 2) with e^(k / 64) and e^(k / 4096) from tables held
+# to 96 bits (each within 2 units of 2^-96 relative), r < 2^-12: the dropped r^3 / 6 e^r < 2^-38.5
+# relative, so |A - 2^32 e^T| <= A / 2^37 + 2. Inputs with T > 8, and the rare interval whose ends
+# give different alphas, take the series itself.
+_BRACKET_BITS = 96
+_BRACKET_T_MAX = 8 << FRAC32
+
+
+def _loss_bounds() -> tuple[list[int], list[int]]:
+    from fractions import Fraction  # exact rationals, once at import
+
+    loss, tail = [0], [0]
+    for c in range(1, 9):
+        e, total = Fraction(0), Fraction(0)
+        for i in range(2, 32):
+            e = e * c / i + 1
+            total += e
+        loss.append(-(-total.numerator // total.denominator))
+        term = Fraction(c**32 * (1 << FRAC32), 1)
+        for i in range(2, 33):
+            term /= i
+        bound = term / (1 - Fraction(c, 33))
+        tail.append(-(-bound.numerator // bound.denominator))
+    return loss, tail
+
+
+_SERIES_LOSS, _SERIES_TAIL = _loss_bounds()
+
+
+def _exp_fraction(num: int, den: int) -> int:
+    """e^(num/den) * 2^96 within 2 (num/den <= 8): the series with 40 guard bits; each floor loses
+    under 1 guard unit and the losses, carried forward by at most num/(den*i), stay below 2^20 of
+    them, as does the tail after the last non-zero term."""
+    guard = 40
+    term = total = 1 << (_BRACKET_BITS + guard)
+    i = 1
+    while term:
+        term = term * num // (den * i)
+        total += term
+        i += 1
+    return total >> guard
+
+
+class _ExpTables(dict[int, int]):
+    """k -> e^(k / den) * 2^96, made on first use."""
+
+    def __init__(self, den: int) -> None:
+        super().__init__()
+        self.den = den
+
+    def __missing__(self, k: int) -> int:
+        value = self[k] = _exp_fraction(k, self.den)
+        return value
+
+
+_EXP_COARSE = _ExpTables(64)  # t >> 26: steps of 1/64
+_EXP_FINE = _ExpTables(4096)  # (t >> 20) & 63: steps of 1/4096
+
+
 class _LiquidAlpha:
     """`liquid_alpha_sigmoid` as a function of the clamped difference `combined` alone (the rest
     of its inputs are fixed for an epoch), memoised: many entries share a value (0 above all)."""
@@ -736,13 +803,40 @@ class _LiquidAlpha:
         low and high lie in [0, 1] and |slope| < 328, so |x| < 164; exp(x) < 2^31 once clamped to
         [-20, 20], so 1 + exp(x) fits and the sigmoid lies in [0, 1]. A positive divisor makes the
         truncating division a floor."""
-        low, high = self.low, self.high
         x = (self.slope * (combined - HALF32)) >> FRAC32
-        sigmoid = (ONE32 << FRAC32) // (ONE32 + exp_safe32_fast(x))
-        alpha = low + ((sigmoid * (high - low)) >> FRAC32)
-        alpha = clamp32(alpha, low, high)
+        t = -x if x < 0 else x
+        alpha = self.bracketed(x, t)
+        if alpha is None:
+            alpha = self.of_exp(exp_safe32_fast(x))
         self.cache[combined] = alpha
         return alpha
+
+    def of_exp(self, exp: int) -> int:
+        """alpha from exp(x): monotone in exp (the sigmoid falls as exp grows; floors keep order)."""
+        low, high = self.low, self.high
+        sigmoid = (ONE32 << FRAC32) // (ONE32 + exp)
+        return clamp32(low + ((sigmoid * (high - low)) >> FRAC32), low, high)
+
+    def bracketed(self, x: int, t: int) -> int | None:
+        """alpha for 0 < t = |x| <= 8 (x != 1) without the series, or None when the interval
+        known to hold the series (see `_BRACKET_BITS`) spans two alphas, or t is out of range."""
+        if not 0 < t <= _BRACKET_T_MAX or x == ONE32:
+            return None
+        bits = _BRACKET_BITS
+        base = (_EXP_COARSE[t >> 26] * _EXP_FINE[(t >> 20) & 63]) >> bits
+        r = t & ((1 << 20) - 1)
+        first = r << (bits - FRAC32)
+        approx = (base * ((1 << bits) + first + ((first * r) >> (FRAC32 + 1)))) >> (2 * bits - FRAC32)
+        c = -(-t >> FRAC32)  # ceil(T)
+        slack = (approx >> 37) + 2
+        lo = approx - slack - _SERIES_LOSS[c] - _SERIES_TAIL[c]
+        hi = approx + slack
+        if lo < ONE32:
+            return None
+        if x < 0:  # exp_safe32 takes the reciprocal, which reverses the interval
+            lo, hi = (ONE32 << FRAC32) // hi, (ONE32 << FRAC32) // lo
+        alpha = self.of_exp(lo)
+        return alpha if alpha == self.of_exp(hi) else None
 
 
 class _Epoch:

@@ -43,3 +43,29 @@ def test_memoised_alpha_is_the_reference_sigmoid() -> None:
             expected = liquid_alpha_sigmoid(c, w, b, low, high, steepness)
             assert alpha_of.cache.get(combined, expected) == expected
             assert alpha_of.compute(combined) == expected, (c, w, b, low_u16, high_u16, steep)
+
+
+def test_bracketed_alpha_is_the_series_alpha_wherever_it_answers() -> None:
+    """`_LiquidAlpha.bracketed` skips the exp series when an interval proven to hold it gives one
+    alpha; wherever it answers it must be the series' alpha. It must answer nearly always where
+    the defaults put x for small buy/sell differences (x near 5), and mostly over 0 < |x| <= 8."""
+    rng = random.Random(17)
+    for low_u16, high_u16 in [(45875, 58982), (0, 65535), (60000, 100), (1, 2), (65535, 65535)]:
+        alpha_of = _LiquidAlpha(_FROM_U16[low_u16], _FROM_U16[high_u16], 1000 << 32)
+        edges = [k << 26 for k in range(1, 513)] + [k << 20 for k in range(1, 64)]
+        spread = [rng.randrange(1, (8 << 32) + 1) for _ in range(1500)]
+        near_five = [(5 << 32) - rng.randrange(0, 1 << 26) for _ in range(500)]
+        small = [rng.randrange(1, 1 << rng.randrange(1, 33)) for _ in range(300)]
+        answered = {"spread": 0, "near_five": 0}
+        for name, ts in [("edges", [e + d for e in edges for d in (-1, 0, 1)]), ("spread", spread),
+                         ("near_five", near_five), ("small", small)]:
+            for t in ts:
+                for x in (t, -t):
+                    if x == ONE32:
+                        continue
+                    alpha = alpha_of.bracketed(x, t)
+                    if alpha is not None:
+                        answered[name] = answered.get(name, 0) + 1
+                        assert alpha == alpha_of.of_exp(exp_safe32(x)), (x, low_u16, high_u16)
+        assert answered["near_five"] > 0.95 * 2 * len(near_five), (low_u16, high_u16)
+        assert answered["spread"] > 0.7 * 2 * len(spread), (low_u16, high_u16)
