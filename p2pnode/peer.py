@@ -38,6 +38,7 @@ from p2pnode.services.chain.arrivals import ArrivalLog
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.services.chain.peer_cache import cache_peers, cached_bootstrap
+from p2pnode.services.chain.signature_helper import SignatureHelper, usable_cores
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync_progress import show_sync_progress
 from p2pnode.services.chain.upgrades import UpgradeWatcher
@@ -121,6 +122,9 @@ class Peer:
         self.store = Store(options.data_dir / "chain.sqlite")
         self.store.initialise(header, reader, acc)
         self.chain = BlockTree(self.store)
+        if usable_cores() > 1:
+            # Range sync checks signatures in a helper process (started at the first long sync).
+            self.chain.signature_helper = SignatureHelper()
         self.epoch_records = EpochRecordStore(options.data_dir / "epochs.sqlite")
         self.chain.epoch_listeners.append(self.epoch_records.add)
         self.hotkey = options.hotkey
@@ -376,6 +380,8 @@ class Peer:
                     tmp.replace(self.options.ready_file)
                 task_status.started(ready)
         finally:
+            if self.chain.signature_helper is not None:
+                self.chain.signature_helper.close()
             self.store.close()
             self.epoch_records.close()
 

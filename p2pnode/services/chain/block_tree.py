@@ -24,6 +24,7 @@ from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, State
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
 from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root, randao_message
+from p2pnode.services.chain.signature_helper import SignatureHelper
 from p2pnode.store.sqlite_store import Store
 from protocols import codec
 from protocols.crypto import Keypair
@@ -34,6 +35,9 @@ from protocols.validation import InvalidSignature, check_block_signatures, check
 MAX_FORK_BLOCKS = 4096
 # Room kept in a block for its header, signature and CBOR framing when filling it with transactions.
 BLOCK_OVERHEAD_BYTES = 1024
+# A range batch shorter than this is verified here: the helper (a process, started at the first
+# long batch) pays off over many blocks, not for a node a few blocks behind.
+MIN_BLOCKS_FOR_HELPER = 16
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,9 @@ class BlockTree:
         raw = store.meta("finalized")
         self._finalized: Checkpoint | None = None if raw is None else finality.cp_from(decode(raw))
         self._snapshot_overrides: tuple[bytes, dict[bytes, bytes | None]] | None = None
+        # Set by the composition root where there is more than one core: checks the signatures of
+        # range-sync blocks in a helper process while the blocks before them are applied here.
+        self.signature_helper: SignatureHelper | None = None
 
     # ---------------------------------------------------------------- reading
 
@@ -303,9 +310,23 @@ class BlockTree:
             for listener in self.epoch_listeners:
                 listener(block.hash, block.header.height, records)
 
+    def expect_blocks(self, blocks: list[bytes]) -> None:
+        """The raw bytes of blocks about to be imported, in this order (a range-sync batch): the
+        signature helper, if there is one, checks them ahead."""
+        if self.signature_helper is not None and len(blocks) >= MIN_BLOCKS_FOR_HELPER:
+            self.signature_helper.expect(blocks)
+
     def _verify_signatures(self, block: Block, already: bool, header_verified: bool) -> None:
         if already:
             return
+        helper = self.signature_helper
+        if helper is not None and helper.expecting:
+            # Its verdict covers exactly these bytes (the block's canonical encoding).
+            verdict = helper.verdict(codec.encode(block))
+            if verdict == "":
+                return
+            if verdict is not None:
+                raise BlockInvalid("bad_signature", verdict)
         try:
             if header_verified:
                 check_body_signatures(block, self.tx_signature_verified, self.vote_signature_verified)

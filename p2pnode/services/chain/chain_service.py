@@ -137,6 +137,7 @@ class ChainService(ValidatorDuties):
             read_range=chain.store.canonical_range_bytes,
             head_claim_problem=self.head_claim_problem,
             config=self.config.sync,
+            expect_blocks=chain.expect_blocks,
         )
         # Serves the finalized state to peers joining by checkpoint sync.
         self.state_chunks = StateChunkServer(chain, network, clock, self.chain_id)

@@ -135,6 +135,7 @@ class SyncService:
         read_range: Callable[[int, int], list[bytes]],
         head_claim_problem: Callable[[Block, bytes], str | None],
         config: SyncConfig | None = None,
+        expect_blocks: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self.network = network
         self.clock = clock
@@ -148,6 +149,9 @@ class SyncService:
         self.import_block = import_block
         self.read_range = read_range
         self.head_claim_problem = head_claim_problem
+        # Told the raw blocks of each fetched batch before they are imported, in order (the chain
+        # checks their signatures ahead, on another core where it has one).
+        self.expect_blocks = expect_blocks
         self.config = config or SyncConfig()
         # Both keyed by connected peers only (pruned in `_refresh_statuses`).
         self.peers: dict[str, PeerView] = {}
@@ -375,6 +379,8 @@ class SyncService:
             async with trio.open_nursery() as nursery:
                 for index, (first, count, peer_id) in enumerate(plan):
                     nursery.start_soon(self._fetch_into, results, index, peer_id, first, count)
+            if self.expect_blocks is not None:
+                self.expect_blocks([data for blocks in results if blocks for data in blocks])
             for (first, count, peer_id), blocks in zip(plan, results, strict=True):
                 if blocks is None:
                     return "stalled"

@@ -1,0 +1,243 @@
+"""Block signatures checked in a helper process while this one applies the blocks before them.
+
+Range sync imports blocks one after the other, and verifying their signatures (ed25519, ~55 µs
+each) is about as much work as the state transition. On a machine with more than one core a
+helper process takes the raw bytes of the blocks about to be imported, decodes them and checks
+every signature, in order; the importer, meanwhile, applies the blocks before. A thread would not
+do: libsodium drops the GIL while it verifies, but each verification's Python around it waits for
+the importer to hand the GIL over (up to the 5 ms switch interval), so a verifying thread beside a
+busy one crawls.
+
+The helper is only ever an accelerator: its verdict is used for a block whose canonical bytes are
+exactly the bytes it was given, and anything unusual (not started yet, gone, slow, a block it was
+not given) means the importer verifies the block itself. Nothing is read from the helper but a
+verdict per block, in the order the blocks were sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections import deque
+from multiprocessing.connection import Connection
+from pathlib import Path
+log = logging.getLogger(__name__)
+
+# Blocks sent ahead of the one being imported: enough to keep the helper busy while the importer
+# applies one block, few enough that they sit in the socket buffer and sending never waits.
+WINDOW = 3
+# How long the importer waits for one verdict before it stops using the helper (a stuck or
+# starved helper; checking a 4 MiB block takes well under a second).
+VERDICT_TIMEOUT_S = 20.0
+OK = b"ok"
+BAD_PREFIX = b"bad:"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def serve(conn: Connection) -> None:
+    """The helper process: a verdict for every block it is sent, in order, until the pipe closes."""
+    from p2pnode.chain.types import Block
+    from protocols import codec, sync
+    from protocols.validation import InvalidSignature, check_block_signatures
+
+    conn.send_bytes(b"ready")
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            check_block_signatures(codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES))
+            verdict = OK
+        except InvalidSignature as exc:
+            verdict = BAD_PREFIX + exc.reason.encode()
+        except Exception:  # undecodable: the importer decodes the block itself and refuses it
+            verdict = b"undecodable"
+        conn.send_bytes(verdict)
+
+
+# The directory `p2pnode` is imported from, for the helper's interpreter.
+_IMPORT_ROOT = str(Path(__file__).resolve().parents[3])
+
+
+class SignatureHelper:
+    """One helper process checking the signatures of blocks about to be imported (see the module).
+
+    Not thread-safe: the block tree's owner uses it. `expect` queues blocks (their raw bytes, in
+    import order); `verdict` gives a queued block's result, or None when it has none to give.
+    """
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._ready = False
+        self._broken = False
+        self._queued: deque[bytes] = deque()  # not yet sent
+        self._in_flight: deque[bytes] = deque()  # sent, verdicts not yet read (in order)
+        self.verdicts_used = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _start(self) -> None:
+        # A plain interpreter running this module: nothing of this process (its main module, trio,
+        # threads) is copied or re-imported there, and it imports only the codec and the checks.
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_IMPORT_ROOT, env.get("PYTHONPATH")) if p)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env,
+            )
+        except OSError as exc:
+            log.info("no signature helper process: %s", exc)
+            ours.close()
+            self._broken = True
+            return
+        finally:
+            theirs.close()
+        self._process, self._conn = process, Connection(ours.detach())
+
+    def _is_ready(self) -> bool:
+        """Whether the helper has started (never waits: until then the importer verifies itself)."""
+        if self._ready:
+            return True
+        if self._broken:
+            return False
+        if self._conn is None:
+            self._start()
+            if self._conn is None:
+                return False
+        try:
+            if self._conn.poll(0):
+                self._ready = self._conn.recv_bytes() == b"ready"
+                if not self._ready:
+                    self._give_up("did not start")
+        except (EOFError, OSError):
+            self._give_up("exited while starting")
+        return self._ready
+
+    def wait_until_ready(self, timeout_s: float) -> bool:
+        """Start the helper and wait until it can take blocks (tests and benchmarks; a node never
+        waits: it verifies blocks itself until the helper is up)."""
+        if not self._is_ready() and self._conn is not None:
+            try:
+                if self._conn.poll(timeout_s):
+                    return self._is_ready()
+            except (EOFError, OSError):
+                self._give_up("exited while starting")
+        return self._ready
+
+    def _give_up(self, why: str) -> None:
+        log.info("signature helper %s: blocks are verified in this process", why)
+        self._broken = True
+        self._ready = False
+        self._queued.clear()
+        self._in_flight.clear()
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the helper sees the end of its input and exits
+            self._conn = None
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=2)
+            self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._conn is not None and not self._broken
+
+    @property
+    def expecting(self) -> bool:
+        """Whether any block is queued or in flight (else `verdict` has nothing to say)."""
+        return bool(self._queued or self._in_flight)
+
+    # ---------------------------------------------------------------- use
+
+    def expect(self, blocks: list[bytes]) -> None:
+        """The blocks (raw bytes) about to be imported, in order; replaces what was queued before."""
+        if self._broken:
+            return
+        self._queued = deque(blocks)
+        if self._is_ready():
+            self._fill()
+
+    def _fill(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            while self._queued and len(self._in_flight) < WINDOW:
+                data = self._queued.popleft()
+                conn.send_bytes(data)
+                self._in_flight.append(data)
+        except (EOFError, OSError):
+            self._give_up("is gone")
+
+    def verdict(self, data: bytes) -> str | None:
+        """For the block whose canonical bytes are `data`: "" when every signature verified, the
+        reason when one did not, None when the helper has no verdict (the caller verifies)."""
+        if not self._is_ready():
+            return None
+        position = next((i for i, sent in enumerate(self._in_flight) if sent == data), None)
+        if position is None:
+            if data not in self._queued:
+                return None  # a block from elsewhere (gossip) between two of the range
+            # Whatever is in flight or queued before it was skipped (known already): drop it.
+            while self._queued[0] != data:
+                self._queued.popleft()
+            if self._read_replies(len(self._in_flight)) is None:
+                return None
+            self._fill()
+            position = 0
+        reply = self._read_replies(position + 1)
+        if reply is None:
+            return None
+        self._fill()
+        if reply == OK:
+            self.verdicts_used += 1
+            return ""
+        if reply.startswith(BAD_PREFIX):
+            self.verdicts_used += 1
+            return reply[len(BAD_PREFIX):].decode(errors="replace")
+        return None  # undecodable there: the caller's own decode already succeeded, so verify here
+
+    def _read_replies(self, count: int) -> bytes | None:
+        """Read the verdicts of the next `count` blocks in flight; the last one (b"" for none), or
+        None when the helper failed (it is then given up)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        reply = b""
+        try:
+            for _ in range(count):
+                if not conn.poll(VERDICT_TIMEOUT_S):
+                    self._give_up("is too slow")
+                    return None
+                reply = conn.recv_bytes()
+                self._in_flight.popleft()
+        except (EOFError, OSError):
+            self._give_up("is gone")
+            return None
+        return reply
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])))
