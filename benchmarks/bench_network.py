@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,10 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+# Extra environment for the peers (`--profile-dir` sets P2PNODE_PROFILE).
+PEER_ENV: dict[str, str] = {"P2PNODE_RECORD_ARRIVALS": "1"}
+
+
 def cli(*args: str) -> Any:
     out = subprocess.run([sys.executable, "-m", "p2pnode", *args], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, P2PNODE_RECORD_ARRIVALS="1"))
+                         env=dict(os.environ, **PEER_ENV))
     return json.loads(out.stdout) if "--json" in args else out.stdout
+
+
+def ban_count(run_dir: Path) -> int:
+    """Bans the peers logged (each `banning peer` warning), summed over every peer's log."""
+    return sum(log.read_text(errors="replace").count("banning peer") for log in run_dir.glob("node-*/log.txt"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -55,19 +65,32 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure_network(n: int, window: float, with_tx: bool = True, with_join: bool = True,
-                    tx_load: tuple[int, int] = (32, 240)) -> dict[str, Any]:
+                    tx_load: tuple[int, int] = (32, 240), profile: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         start = time.monotonic()
-        rows = cli("testnet", "up", "-n", str(n), "--no-market", "--dir", str(run_dir), "--timeout", "400", "--json")
+        load_before = os.getloadavg()[0]
+        try:
+            rows = cli("testnet", "up", "-n", str(n), "--no-market", "--dir", str(run_dir), "--timeout", "400", "--json")
+        except subprocess.CalledProcessError as exc:  # `up` stopped its peers; say why it failed
+            return {"n": n, "up_failed": exc.stderr.strip()[-400:], "up_s": time.monotonic() - start,
+                    "bans": ban_count(run_dir), "load": load_before}
         up_s = time.monotonic() - start
         try:
             pids = [r["pid"] for r in rows]
             apis = [r["api"] for r in rows]
+            bans_at_up = ban_count(run_dir)
+            finalized0 = get_json(apis[0], "/status")["finalized_height"]
+            profiled = pids[n // 2] if profile else None
+            if profiled:
+                os.kill(profiled, signal.SIGUSR1)  # starts its profile (P2PNODE_PROFILE)
             cpu0 = [cpu_seconds(p) for p in pids]
             t0 = time.monotonic()
             time.sleep(window)  # the measurement window itself
             elapsed = time.monotonic() - t0
+            load = os.getloadavg()[0]
+            if profiled:
+                os.kill(profiled, signal.SIGUSR1)  # stops it and writes the .prof file
             cpu = [(cpu_seconds(p) - c) / elapsed * 100 for p, c in zip(pids, cpu0, strict=True)]
             rss = [rss_mb(p) for p in pids]
             arrivals: dict[str, list[int]] = {}
@@ -84,6 +107,9 @@ def measure_network(n: int, window: float, with_tx: bool = True, with_join: bool
                 "prop_p50": percentile(delays, 0.5) if delays else None,
                 "prop_p95": percentile(delays, 0.95) if delays else None,
                 "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss), "rss_max": max(rss),
+                "load": load, "bans_at_up": bans_at_up, "bans": ban_count(run_dir) - bans_at_up,
+                "finalized_in_window": get_json(apis[0], "/status")["finalized_height"] - finalized0,
+                "window_s": elapsed,
             }
             if n == 4 and with_tx:
                 result["join_s"] = join_times(run_dir, apis[0]) if with_join else []
@@ -212,9 +238,24 @@ def main() -> None:
     parser.add_argument("--tx-senders", type=int, default=32, help="funded accounts sending transfers")
     parser.add_argument("--tx-per-sender", type=int, default=240)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-network.md")
+    parser.add_argument("--results", type=Path, help="also append each size's figures to this JSON-lines file")
+    parser.add_argument("--profile-dir", type=Path,
+                        help="cProfile the middle peer over the window into this directory (P2PNODE_PROFILE)")
     args = parser.parse_args()
     tx_load = (args.tx_senders, args.tx_per_sender)
-    results = [measure_network(int(n), args.window, not args.no_tx, not args.no_join, tx_load) for n in args.sizes.split(",")]
+    if args.profile_dir:
+        PEER_ENV["P2PNODE_PROFILE"] = str(args.profile_dir.resolve())
+    results = []
+    for n in args.sizes.split(","):
+        result = measure_network(int(n), args.window, not args.no_tx, not args.no_join, tx_load,
+                                 profile=args.profile_dir is not None)
+        print(json.dumps(result), flush=True)
+        if args.results:
+            with args.results.open("a") as out:
+                out.write(json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **result}) + "\n")
+        results.append(result)
+    failed = [r for r in results if "up_failed" in r]
+    results = [r for r in results if "up_failed" not in r]
     lines = ["# Network benchmarks (whole peers on loopback)", "",
              f"Real `p2pnode join` processes started by `p2pnode testnet up --no-market`, 1 s slots, on this "
              f"shared 2-core machine ({os.cpu_count()} cores); propagation is the delay from the first peer that "
@@ -225,6 +266,9 @@ def main() -> None:
     for r in results:
         lines.append(f"| {r['n']} | {r['blocks']} | {r['prop_p50']} ms | {r['prop_p95']} ms | {r['cpu_median']:.1f} % | "
                      f"{r['rss_median']:.0f} / {r['rss_max']:.0f} | {r['up_s']:.0f} |")
+    for r in failed:
+        lines += ["", f"{r['n']} peers: `testnet up` failed after {r['up_s']:.0f} s ({r['bans']} bans logged): "
+                      f"{r['up_failed']}"]
     four = next((r for r in results if r["n"] == 4 and "join_s" in r), None)
     if four and four["join_s"]:
         lines += ["", f"Join to first connected peer (4-peer network, {len(four['join_s'])} runs): median "

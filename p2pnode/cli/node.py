@@ -14,6 +14,7 @@ from p2pnode.cli.common import add_read_options, api_get, emit
 from p2pnode.cli.errors import CliError
 from p2pnode.cli.keys import DEFAULT_WALLET
 from p2pnode.cli.market import resolve_miner_device
+from p2pnode.cli.profiling import profiler_from_env
 from p2pnode.keys import KeyStore, KeyStoreError, default_home
 from p2pnode.net.addresses import DEFAULT_P2P_PORT, AddressError, default_listen_addrs
 
@@ -136,6 +137,7 @@ def _join(args: argparse.Namespace) -> int:
     )
     from p2pnode.services.chain.checkpoint import CheckpointSyncError
 
+    profiler = profiler_from_env()
     try:
         trio.run(run_peer, options)
     except BaseExceptionGroup as group:  # trio's nurseries wrap what a task raised
@@ -151,6 +153,9 @@ def _join(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot start the peer: {exc}") from None
+    finally:
+        if profiler is not None:  # stopped while profiling: keep what was measured
+            profiler.stop()
     return 0
 
 
