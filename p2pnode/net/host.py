@@ -49,6 +49,7 @@ from p2pnode.net.gossip import GossipConfig, GossipTopics, max_rpc_bytes, messag
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT
 from p2pnode.net.libp2p_workarounds import supervised_trio_service as supervised
+from p2pnode.net.loop_lag import LoopLagConfig, LoopLagMonitor
 from p2pnode.net.peer_finding import PeerFinding
 from p2pnode.net.reachability import (
     DialBackService,
@@ -92,6 +93,8 @@ class NetConfig:
     gossip: GossipConfig = field(default_factory=GossipConfig)
     reqresp: ReqRespLimits = field(default_factory=ReqRespLimits)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # Our own event loop's lateness: a request timeout is forgiven in proportion (loop_lag.py).
+    loop_lag: LoopLagConfig = field(default_factory=LoopLagConfig)
     reachability: ReachabilityConfig = field(default_factory=ReachabilityConfig)
     # The DHT speaks /p2pnode/<network_id>/kad/1.0.0 (the chain id for a peer), so networks
     # never mix their routing tables (nor join the IPFS DHT).
@@ -180,6 +183,9 @@ class LibP2PNetwork(PeerFinding):
         self._local_id = self.host.get_id()
         self._peer_id = self._local_id.to_base58()
         self.scorer = PeerScorer(self.config.scoring)
+        self.loop_lag = LoopLagMonitor(self.config.loop_lag)
+        # Timeout points not charged because our own loop was late (statistics).
+        self.timeout_points_forgiven = 0.0
         self.gossipsub = workarounds.HardenedGossipSub(
             degree=self.config.gossip.degree,
             degree_low=self.config.gossip.degree_low,
@@ -377,8 +383,16 @@ class LibP2PNetwork(PeerFinding):
             raise RequestError("the network is not running")
         started = trio.current_time()
         outcome = "error"
+
+        def penalise(peer: str, reason: str) -> None:
+            if reason == "timeout":
+                self._penalise_timeout(peer, sent_at)
+            else:
+                self._penalise_quietly(peer, reason)
+
         try:
             await self._ensure_connected(peer_id)
+            sent_at = trio.current_time()
             response = await send_request(
                 self.host,
                 peer_id,
@@ -387,7 +401,7 @@ class LibP2PNetwork(PeerFinding):
                 timeout=timeout,
                 max_response_bytes=max_response_bytes,
                 limits=self.config.reqresp,
-                penalise=self._penalise_quietly,
+                penalise=penalise,
             )
             outcome = "ok"
             return response
@@ -432,6 +446,18 @@ class LibP2PNetwork(PeerFinding):
             self._apply_penalty(peer_id, reason, None)
         except Exception:
             logger.exception("penalising %s for %s failed", peer_id, reason)
+
+    def _penalise_timeout(self, peer_id: str, sent_at: float) -> None:
+        # The share of the window our own loop kept time is the remote's fault; the rest was our
+        # overload (many peers on few cores), which must not ban the peers we were slow to hear.
+        full = self.config.scoring.penalty_for("timeout", None).amount
+        charged = full * self.loop_lag.remote_share(sent_at, trio.current_time())
+        self.timeout_points_forgiven += full - charged
+        if charged > 0:
+            try:
+                self._apply_penalty(peer_id, "timeout", charged)
+            except Exception:
+                logger.exception("penalising %s for a timeout failed", peer_id)
 
     def _apply_penalty(self, peer_id: str, reason: str, amount: float | None) -> None:
         if peer_id == self._peer_id:
@@ -489,6 +515,7 @@ class LibP2PNetwork(PeerFinding):
                         await self._subscribed[topic].wait()
                     nursery.start_soon(self._discovery_loop)
                     nursery.start_soon(self._maintenance_loop)
+                    nursery.start_soon(self.loop_lag.run)
                     if self.config.autonat:
                         nursery.start_soon(self.reachability.run)
                         nursery.start_soon(self.relay_reservations.run)
@@ -554,6 +581,9 @@ class LibP2PNetwork(PeerFinding):
             "handler_errors_caught": self.guard_stats.total,
             "library_task_failures": workarounds.SERVICE_FAILURES.total,
             "banned_peers": self.scorer.banned_peers(),
+            "loop_lag_s": {"total": round(self.loop_lag.total_lag_s, 3), "max": round(self.loop_lag.max_lag_s, 3),
+                           "last_10s": round(self.loop_lag.recent_lag(10.0), 3)},
+            "timeout_points_forgiven": round(self.timeout_points_forgiven, 1),
             "reqresp_inbound_in_flight": self.reqresp.inbound_in_flight(),
             **self.reachability_view(),
         }

@@ -33,12 +33,15 @@ process-wide).
 |   to that peer neither in the hello packet nor afterwards             |                                        |
 | #16 any exception in a library service task (pubsub, gossipsub, DHT, | `supervised_trio_service`,             |
 |   swarm/muxer) cancels the whole service and so ends `host.run()`    |   `supervised_host_run`                |
+| #22 opportunistic grafting every heartbeat (scores all 0): mesh churn | `HardenedGossipSub` (never)            |
+| #23 a service scans all its tasks to find a new task's parent        | `install_cpu_fixes` (task index)       |
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -63,6 +66,8 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.tools.anyio_service import TrioManager
+from libp2p.tools.anyio_service.trio_tasks import FunctionTask
 
 from p2pnode.net import libp2p_supervision
 
@@ -309,6 +314,21 @@ class HardenedGossipSub(GossipSub):
         # Never stretch the heartbeat (py-libp2p problem 4), even if adaptive gossip gets switched back on.
         self.heartbeat_interval = self.heartbeat_interval_base
 
+    def _perform_opportunistic_grafting(self, topic: str, peers_to_graft: Any) -> int:
+        # py-libp2p problem 22. Upstream grafts 2 more peers every heartbeat whenever their score reaches the mesh's
+        # median; with the router's scores all 0 (we score peers ourselves) that is every peer,
+        # every second. Above D_hi peers the next heartbeat prunes them again, the pruned peers
+        # GRAFT back inside their back-off and are refused: constant churn, and a mesh of every
+        # peer below D_hi (more duplicates per message). go-libp2p grafts opportunistically only
+        # once a minute and only when the mesh's median score is low; without scores, never.
+        return 0
+
+    async def _maintain_mesh_quality(self, topic: str) -> None:
+        # py-libp2p problem 22 again: every heartbeat and topic, upstream scores every mesh and
+        # candidate peer to swap the worst for a better one. Our peers are scored by the
+        # application, not by GossipSub, so this only costs CPU (and churns on colocation noise).
+        return
+
     async def _emit_idontwant_for_message(self, msg_id: bytes, topic_ids: Iterable[str]) -> None:
         # IDONTWANT saves bandwidth for big messages only; for small ones it doubles the RPCs.
         msg = self.mcache.get(msg_id)
@@ -486,6 +506,35 @@ async def _buffered_read_varint_prefixed_bytes_limited(stream: INetStream, max_l
     return frame
 
 
+# The library task run by each trio task, so that a service finds a new task's parent in O(1).
+_FUNCTION_TASK_OF: weakref.WeakKeyDictionary[trio.lowlevel.Task, FunctionTask] = weakref.WeakKeyDictionary()
+_original_trio_task: property = FunctionTask.__dict__["trio_task"]
+
+
+def _set_trio_task_indexed(task: FunctionTask, value: trio.lowlevel.Task) -> None:
+    assert _original_trio_task.fset is not None
+    _original_trio_task.fset(task, value)
+    _FUNCTION_TASK_OF[value] = task
+
+
+def _find_parent_task_indexed(manager: TrioManager, trio_task: trio.lowlevel.Task) -> FunctionTask | None:
+    """Upstream's `_find_parent_task` without its scan of every task of the service (problem 23).
+
+    Upstream walks the whole task tree on every `run_task` (pubsub starts one per incoming RPC):
+    O(tasks) each time, so O(peers) per message. Same answer: the library task running in
+    `trio_task`, if it is still in this manager's tree (linked from a root through children).
+    """
+    task = _FUNCTION_TASK_OF.get(trio_task)
+    if task is None:
+        return None
+    node: Any = task
+    while node.parent is not None:
+        if node not in node.parent.children:
+            return None
+        node = node.parent
+    return task if node in manager._root_tasks else None
+
+
 def _patch(module: Any, name: str, replacement: Any) -> None:
     _ORIGINALS.setdefault((module, name), getattr(module, name))
     setattr(module, name, replacement)
@@ -498,7 +547,8 @@ def install_cpu_fixes() -> None:
     - pubsub frames: read in chunks, not one byte per await;
     - yamux: credit the receive window at half-window hysteresis like go-yamux, instead of one
       WINDOW_UPDATE frame per read (py-libp2p's RELEASE_ON_READ default), and stop re-reading
-      its PY_YAMUX_* tuning environment variables on every read.
+      its PY_YAMUX_* tuning environment variables on every read;
+    - services: find a new task's parent through an index, not a scan of every task.
     """
     for module in (pubsub_module, gossipsub_module):
         _patch(module, "env_to_send_in_RPC", _cached_env_to_send_in_RPC)
@@ -511,6 +561,8 @@ def install_cpu_fixes() -> None:
     _patch(yamux_module, "_yamux_disable_hysteresis", lambda: hysteresis_off)
     _patch(yamux_module, "_yamux_batch_threshold_divisor", lambda: divisor)
     _patch(yamux_module, "_perf_yamux_debug_enabled", lambda: False)
+    _patch(FunctionTask, "trio_task", property(_original_trio_task.fget, _set_trio_task_indexed))
+    _patch(TrioManager, "_find_parent_task", _find_parent_task_indexed)
 
 
 def restore_cpu_fixes() -> None:

@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class ReachabilityConfig:
     # AutoNAT client: first check soon after start, again every `recheck_s` once decided,
-    # every `retry_s` while unknown; ask up to `servers` peers, each within `query_timeout_s`.
+    # every `retry_s` while unknown (doubling, up to `recheck_s`, while servers were asked and
+    # none answered: each query makes a server dial us back, and unanswered queries mean busy
+    # servers); ask up to `servers` peers, each within `query_timeout_s`.
     first_check_s: float = 2.0
     retry_s: float = 5.0
     recheck_s: float = 120.0
@@ -176,6 +178,7 @@ class ReachabilityMonitor:
         self._on_change = on_change
         self.verdicts: dict[str, bool] = {}
         self.checks = 0
+        self.last_check_asked = 0
         self.last_check_unix: float | None = None
 
     @property
@@ -222,6 +225,7 @@ class ReachabilityMonitor:
 
     async def check(self) -> Reachability:
         servers = self.servers()
+        self.last_check_asked = len(servers)
         async with trio.open_nursery() as nursery:
             for server in servers:
                 nursery.start_soon(self._query_into, server)
@@ -246,13 +250,22 @@ class ReachabilityMonitor:
 
     async def run(self) -> None:
         await trio.sleep(self.config.first_check_s)
+        unanswered_checks = 0
         while True:
             try:
                 status = await self.check()
             except Exception:
                 logger.exception("reachability check failed")
                 status = self.book.reachability
-            await trio.sleep(self.config.retry_s if status is Reachability.UNKNOWN else self.config.recheck_s)
+            unanswered_checks = unanswered_checks + 1 if status is Reachability.UNKNOWN and self.last_check_asked else 0
+            await trio.sleep(self.retry_delay(status, unanswered_checks))
+
+    def retry_delay(self, status: Reachability, unanswered_checks: int) -> float:
+        """Seconds to the next check: `recheck_s` once decided; while unknown `retry_s`, doubled
+        for each consecutive check whose servers did not settle it, at most `recheck_s`."""
+        if status is not Reachability.UNKNOWN:
+            return self.config.recheck_s
+        return min(self.config.retry_s * 2 ** min(unanswered_checks, 16), self.config.recheck_s)
 
 
 # -- relay client ------------------------------------------------------------------------------

@@ -196,5 +196,9 @@ def attach_network(metrics: NodeMetrics, network: Any) -> None:
                      network.dht.get_routing_table_size())
         yield _counter("p2pnode_libp2p_handler_errors", "Exceptions of py-libp2p stream handlers caught by our guard.",
                        network.guard_stats.total)
+        yield _counter("p2pnode_loop_lag_seconds", "How late the event loop's wakeups came, summed (overload).",
+                       network.loop_lag.total_lag_s)
+        yield _counter("p2pnode_timeout_points_forgiven", "Timeout penalty points not charged: our own loop was late.",
+                       network.timeout_points_forgiven)
 
     metrics.registry.register(_Collector(collect))

@@ -29,7 +29,7 @@ from p2pnode.net.addresses import (
 )
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.kad_client_mode_peers import dht_network_name, dht_protocol_id
-from p2pnode.net.reachability import ReachabilityConfig, decide
+from p2pnode.net.reachability import ReachabilityConfig, ReachabilityMonitor, decide
 from tests.net.netutil import ECHO, dial, echo, raw_host, running, seed_for, wait_for
 
 FAST = ReachabilityConfig(first_check_s=0.5, retry_s=1.0, recheck_s=5.0, relay_check_s=0.5)
@@ -98,6 +98,14 @@ def test_autonat_decision_needs_agreement() -> None:
     assert decide({"a": True}, Reachability.UNKNOWN) is Reachability.PUBLIC
     assert decide({"a": False, "b": True}, Reachability.PRIVATE) is Reachability.PRIVATE  # a tie keeps it
     assert decide({"a": False, "b": False, "c": True}, Reachability.UNKNOWN) is Reachability.PRIVATE
+
+
+def test_unanswered_autonat_checks_back_off_up_to_the_recheck_interval() -> None:
+    monitor = ReachabilityMonitor(None, None, ReachabilityConfig(retry_s=5.0, recheck_s=120.0), None)  # type: ignore[arg-type]
+    delays = [monitor.retry_delay(Reachability.UNKNOWN, n) for n in range(7)]
+    assert delays == [5.0, 10.0, 20.0, 40.0, 80.0, 120.0, 120.0]
+    assert monitor.retry_delay(Reachability.UNKNOWN, 10_000) == 120.0
+    assert monitor.retry_delay(Reachability.PUBLIC, 3) == 120.0
 
 
 def test_dht_protocol_is_namespaced_by_network() -> None:

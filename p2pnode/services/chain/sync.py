@@ -2,13 +2,17 @@
 
 Catch-up is pull-based, so no block the chain needs depends on gossip alone:
 
-- Every connected peer is asked for its `Status` when first seen and every `status_interval_ms`.
+- Every connected peer is asked for its `Status` when first seen; after that, each round refreshes
+  the `status_refresh_per_round` stalest views older than `status_interval_ms` (a Status a peer
+  sends us when it asks refreshes its view too). No peer is asked more than once per
+  `status_interval_ms`, answered or not.
   A peer on another chain or genesis is penalised and ignored; a Status whose head slot is beyond
   the clock (plus `future_slots`) is ignored, and penalised when far beyond (`lying_slots`).
 - A Status claim is verified before it can start a sync round: the advertised head block is
   fetched from that peer and must hash to the claimed head, be signed by a known validator, and
   sit at a slot the clock has reached (`head_claim_problem`). A peer that cannot show its head is
-  penalised and left out; a verified head is remembered, so other peers advertising it cost nothing.
+  penalised and left out; a verified head is remembered, so other peers advertising it cost nothing
+  (a new head is asked of one claimant at a time, not of all at once).
   The node is `syncing` (and does not propose) only once a round has imported a block, until the
   round ends.
 - When a verified peer's head is better by fork choice order (justified epoch, height, lower hash), a sync
@@ -103,6 +107,12 @@ class ImportOutcome:
 @dataclass(frozen=True)
 class SyncConfig:
     status_interval_ms: int = 8_000
+    # Known peers whose Status is refreshed per round, stalest first (a peer never asked is always
+    # asked at once). Asking every peer every round costs O(peers) requests per node each
+    # interval, all nodes at the same slot phase: O(peers^2) requests in one burst network-wide.
+    status_refresh_per_round: int = 8
+    # A claimed head is checked with one peer at a time, at most this many per round.
+    head_checks_per_round: int = 3
     batch: int = 32
     parallel: int = 3
     request_timeout_s: float = 2.0
@@ -156,6 +166,9 @@ class SyncService:
         # Both keyed by connected peers only (pruned in `_refresh_statuses`).
         self.peers: dict[str, PeerView] = {}
         self.bad_until: dict[str, int] = {}
+        # When each connected peer was last asked for its Status: a peer is asked at most once per
+        # `status_interval_ms`, answered or not (a wakeup must not re-ask peers that time out).
+        self._status_asked_ms: dict[str, int] = {}
         self._verified_heads: OrderedDict[bytes, None] = OrderedDict()
         self.claims_refuted = 0
         self.syncing = False
@@ -244,13 +257,24 @@ class SyncService:
             del self.peers[gone]
         for gone in [p for p in self.bad_until if p not in connected]:
             del self.bad_until[gone]
-        due = [
-            p
-            for p in connected
-            if p not in self.peers or now - self.peers[p].updated_ms >= self.config.status_interval_ms
-        ]
+        for gone in [p for p in self._status_asked_ms if p not in connected]:
+            del self._status_asked_ms[gone]
+        interval = self.config.status_interval_ms
+
+        def askable(peer_id: str) -> bool:
+            asked = self._status_asked_ms.get(peer_id)
+            return asked is None or now - asked >= interval
+
+        new = [p for p in connected if p not in self.peers and askable(p)]
+        stale = sorted(
+            (p for p in connected if p in self.peers and now - self.peers[p].updated_ms >= interval and askable(p)),
+            key=lambda p: (self.peers[p].updated_ms, p),
+        )
+        due = new + stale[: self.config.status_refresh_per_round]
         if not due:
             return
+        for peer_id in due:
+            self._status_asked_ms[peer_id] = now
         async with trio.open_nursery() as nursery:
             for peer_id in due:
                 nursery.start_soon(self._ask_status, peer_id)
@@ -292,17 +316,28 @@ class SyncService:
         ]
 
     async def _verify_claims(self, better: list[tuple[str, sync.Status]]) -> list[tuple[str, sync.Status]]:
-        """The better peers whose advertised head is shown to be real (see the module docstring);
-        each peer claiming a head not yet verified is asked for it, in parallel, and those that
-        cannot show it are penalised and left out."""
-        unverified = [(p, s) for p, s in better if s.head_hash not in self._verified_heads]
+        """The better peers whose advertised head is shown to be real (see the module docstring).
+
+        Each head not yet verified is asked of the peers claiming it one at a time (heads in
+        parallel) until one shows it, at most `head_checks_per_round` per head and round: one
+        request per new head, not one per peer (when a block is new, most peers advertise it).
+        A peer that cannot show its head is penalised and left out."""
+        unverified: dict[bytes, list[tuple[str, sync.Status]]] = {}
+        for peer_id, status in better:
+            if status.head_hash not in self._verified_heads:
+                unverified.setdefault(status.head_hash, []).append((peer_id, status))
         if unverified:
             async with trio.open_nursery() as nursery:
-                for peer_id, status in unverified:
-                    nursery.start_soon(self._verify_claim, peer_id, status)
+                for claims in unverified.values():
+                    nursery.start_soon(self._verify_head, claims[: self.config.head_checks_per_round])
         return [(p, s) for p, s in better if s.head_hash in self._verified_heads and self._usable(p)]
 
-    async def _verify_claim(self, peer_id: str, status: sync.Status) -> None:
+    async def _verify_head(self, claims: list[tuple[str, sync.Status]]) -> None:
+        for peer_id, status in claims:
+            if await self._verify_claim(peer_id, status):
+                return
+
+    async def _verify_claim(self, peer_id: str, status: sync.Status) -> bool:
         try:
             blocks = sync.decode_blocks(await sync.request_range(
                 self.network, self.chain_id, peer_id, status.head_height, 1, self.config.request_timeout_s))
@@ -318,10 +353,11 @@ class SyncService:
             self.claims_refuted += 1
             self.peers.pop(peer_id, None)
             self._mark_bad(peer_id, f"unbacked_status:{problem}", PENALTY_UNBACKED_STATUS)
-            return
+            return False
         self._verified_heads[status.head_hash] = None
         while len(self._verified_heads) > MAX_VERIFIED_HEADS:
             self._verified_heads.popitem(last=False)
+        return True
 
     async def _sync_round(self) -> None:
         """Download and import from the best verified peers until we are as good as them or they fail."""
