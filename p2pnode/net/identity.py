@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from libp2p.crypto.ed25519 import Ed25519PublicKey
 from libp2p.crypto.ed25519 import create_new_key_pair as create_ed25519_key_pair
 from libp2p.crypto.keys import KeyPair, KeyType
@@ -31,8 +33,16 @@ def parse_peer_id(text: str) -> ID:
     """Parse a p2pnode PeerID strictly: canonical base58 of an inlined ed25519 key.
 
     `ID.from_base58` accepts any base58 string ("nonsense" included); every p2pnode peer is an
-    ed25519 hotkey, so anything else is refused with ValueError.
+    ed25519 hotkey, so anything else is refused with ValueError. Valid ids are remembered (a
+    bounded cache): base58 in pure Python costs ~0.4 ms a parse, and every request parses its
+    peer's id several times.
     """
+    return _parse_peer_id_cached(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_peer_id_cached(text: str) -> ID:
+    # lru_cache keeps only returned values: a refused id raises and is parsed again next time.
     try:
         peer = ID.from_base58(text)
     except Exception as exc:
