@@ -225,9 +225,9 @@ class Peer:
         from models.tasks import get_task
 
         sn = self.chain.head_state().subnet(netuid)
-        if sn is None or sn["task"] == "root":
+        if sn is None or sn.task == "root":
             raise HttpError(404, "unknown_subnet", f"netuid {netuid} has no task")
-        return get_task(sn["task"])
+        return get_task(sn.task)
 
     # ---------------------------------------------------------------- roles
 
@@ -277,7 +277,7 @@ class Peer:
                 neuron = state.neuron(netuid, uid)
                 assert neuron is not None
                 wanted = (self.network.peer_id, model_name[:128])
-                if (neuron["peer_id"], neuron["model"]) != wanted:
+                if (neuron.peer_id, neuron.model) != wanted:
                     self.miner_status.set(f"announcing uid {uid} on subnet {netuid}")
                     if not self._serve_pending():
                         await self.submit_body(Serve(netuid=netuid, peer_id=wanted[0], model=wanted[1]))

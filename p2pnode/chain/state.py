@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from p2pnode.chain import accumulator
 from p2pnode.chain import statekeys as keys
 from p2pnode.chain.encoding import decode, encode, sha256
-from p2pnode.chain.records import Account, HotkeyRecord
+from p2pnode.chain.records import Account, HotkeyRecord, MalformedRecord, Neuron, Subnet, WeightCommit
 
 _MISSING = object()
 _SHARED_DECODED: dict[bytes, Any] = {}
@@ -309,20 +309,43 @@ class State:
 
     # ---------------------------------------------------------------- subnets and neurons
 
-    def subnet(self, netuid: int) -> dict[str, Any] | None:
-        return self.get(keys.subnet(netuid))
+    def subnet(self, netuid: int) -> Subnet | None:
+        raw = self.get_raw(keys.subnet(netuid))
+        return None if raw is None else Subnet.from_state(decode(raw))
 
-    def set_subnet(self, netuid: int, record: dict[str, Any]) -> None:
-        self.put(keys.subnet(netuid), record)
+    def set_subnet(self, netuid: int, record: Subnet) -> None:
+        self.put(keys.subnet(netuid), record.to_state())
 
     def netuids(self) -> list[int]:
         return self.global_value("netuids", [])
 
-    def neuron(self, netuid: int, uid: int) -> dict[str, Any] | None:
-        return self.get(keys.neuron(netuid, uid))
+    def neuron(self, netuid: int, uid: int) -> Neuron | None:
+        raw = self.get_raw(keys.neuron(netuid, uid))
+        return None if raw is None else Neuron.from_state(decode(raw))
 
-    def set_neuron(self, netuid: int, uid: int, record: dict[str, Any]) -> None:
-        self.put(keys.neuron(netuid, uid), record)
+    def neurons(self, netuid: int, count: int) -> list[Neuron]:
+        """Uids 0..count-1 of the subnet (count: its `uid_count`); each must exist."""
+        neurons = []
+        for uid in range(count):
+            raw = self.get_raw(keys.neuron(netuid, uid))
+            if raw is None:
+                raise MalformedRecord("subnet", f"netuid {netuid} has no uid {uid} below its uid count {count}")
+            neurons.append(Neuron.from_state(decode(raw)))
+        return neurons
+
+    def set_neuron(self, netuid: int, uid: int, record: Neuron) -> None:
+        self.put(keys.neuron(netuid, uid), record.to_state())
+
+    def weight_commits(self, netuid: int, hot: bytes) -> list[WeightCommit]:
+        """The hotkey's stored (not yet revealed, possibly expired) weight commits, oldest first."""
+        raw = self.get_raw(keys.commits(netuid, hot))
+        return [] if raw is None else WeightCommit.list_from_state(decode(raw))
+
+    def set_weight_commits(self, netuid: int, hot: bytes, commits: list[WeightCommit]) -> None:
+        if commits:
+            self.put(keys.commits(netuid, hot), WeightCommit.list_to_state(commits))
+        else:
+            self.delete(keys.commits(netuid, hot))
 
     def uid_of(self, netuid: int, hot: bytes) -> int | None:
         return self.get(keys.uid(netuid, hot))

@@ -7,11 +7,10 @@ The economics are described in `subnets` (which owns the subnet and neuron recor
 
 from __future__ import annotations
 
-from typing import Any
-
-from p2pnode.chain import receipts, statekeys, subnets, yuma
+from p2pnode.chain import receipts, subnets, yuma
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.emission import block_emission
+from p2pnode.chain.records import Subnet
 from p2pnode.chain.state import State
 
 
@@ -31,12 +30,10 @@ def root_shares(state: State, netuids: list[int]) -> list[int]:
     assert root is not None
     totals = {netuid: 0 for netuid in netuids}
     weight_stake = 0
-    for uid in range(root["n"]):
-        neuron = state.neuron(subnets.ROOT_NETUID, uid)
-        assert neuron is not None
-        row = [(u, v) for u, v in neuron["weights"] if u in totals and v]
+    for neuron in state.neurons(subnets.ROOT_NETUID, root.uid_count):
+        row = [(u, v) for u, v in neuron.weights if u in totals and v]
         row_sum = sum(v for _, v in row)
-        stake = state.total_stake(neuron["hot"])
+        stake = state.total_stake(neuron.hotkey)
         if not row_sum or not stake:
             continue
         weight_stake += stake
@@ -64,38 +61,38 @@ def _distribute_block_emission(state: State, ctx: BlockContext) -> None:
         if part:
             sn = state.subnet(netuid)
             assert sn is not None
-            sn["pending"] += part
+            sn.pending_emission += part
             state.set_subnet(netuid, sn)
     state.set_global("pending_total", state.global_value("pending_total", 0) + amount)
 
 
-def epoch_input(state: State, netuid: int, sn: dict[str, Any], block: int, amount: int) -> yuma.EpochInput:
-    n = sn["n"]
-    neurons = [state.neuron(netuid, uid) for uid in range(n)]
-    owner_uid = state.uid_of(netuid, sn["owner_hot"]) if sn["owner_hot"] else None
-    hp = sn["hp"]
+def epoch_input(state: State, netuid: int, sn: Subnet, block: int, amount: int) -> yuma.EpochInput:
+    n = sn.uid_count
+    neurons = state.neurons(netuid, n)
+    owner_uid = state.uid_of(netuid, sn.owner_hotkey) if sn.owner_hotkey else None
+    hp = sn.hyperparams
     commit_blocks = None
     if hp["commit_reveal_enabled"]:
         commit_blocks = []
         for nr in neurons:
-            live = subnets.live_commits(sn, state.get(statekeys.commits(netuid, nr["hot"]), []))  # type: ignore[index]
-            commit_blocks.append(min((c[2] for c in live), default=None))
+            live = subnets.live_commits(sn, state.weight_commits(netuid, nr.hotkey))
+            commit_blocks.append(min((c.block for c in live), default=None))
     return yuma.EpochInput(
         n=n,
         current_block=block,
         tempo=hp["tempo"],
-        last_mech_step_block=max(sn["last_epoch"], 0),
+        last_mech_step_block=max(sn.last_epoch_block, 0),
         commit_blocks=commit_blocks,
         activity_cutoff=hp["activity_cutoff"],
-        last_update=[nr["last_update"] for nr in neurons],  # type: ignore[index]
-        block_at_registration=[nr["registered"] for nr in neurons],  # type: ignore[index]
-        stake=[state.total_stake(nr["hot"]) for nr in neurons],  # type: ignore[index]
+        last_update=[nr.last_update for nr in neurons],
+        block_at_registration=[nr.registered_block for nr in neurons],
+        stake=[state.total_stake(nr.hotkey) for nr in neurons],
         stake_threshold=state.param("stake_threshold"),
         owner_uid=owner_uid,
-        validator_permit=[nr["permit"] for nr in neurons],  # type: ignore[index]
+        validator_permit=[nr.validator_permit for nr in neurons],
         max_allowed_validators=hp["max_allowed_validators"],
-        weights=[[tuple(e) for e in nr["weights"]] for nr in neurons],  # type: ignore[index]
-        bonds=[[tuple(e) for e in nr["bonds"]] for nr in neurons],  # type: ignore[index]
+        weights=[list(nr.weights) for nr in neurons],
+        bonds=[list(nr.bonds) for nr in neurons],
         kappa=hp["kappa"],
         bonds_penalty=hp["bonds_penalty"],
         bonds_moving_average=hp["bonds_moving_average"],
@@ -131,41 +128,39 @@ def run_subnet_epoch(state: State, netuid: int, block: int,
     `records` when given (the caller keeps the inputs for `p2pnode explain`)."""
     sn = state.subnet(netuid)
     assert sn is not None
-    pending = sn["pending"]
-    sn["pending"] = 0
+    pending = sn.pending_emission
+    sn.pending_emission = 0
     state.set_global("pending_total", state.global_value("pending_total", 0) - pending)
-    if sn["n"] == 0:
+    if sn.uid_count == 0:
         # Nobody to pay: the pending emission is not minted.
-        sn["last_epoch"] = block
-        sn["epoch_index"] += 1
+        sn.last_epoch_block = block
+        sn.epoch_index += 1
         state.set_subnet(netuid, sn)
         return
-    owner_cut = pending * state.param("owner_cut") // 65535 if sn["owner_hot"] else 0
+    owner_cut = pending * state.param("owner_cut") // 65535 if sn.owner_hotkey else 0
     amount = pending - owner_cut
     inp = epoch_input(state, netuid, sn, block, amount)
     out = yuma.run_epoch(inp)
-    ran_epoch = sn["epoch_index"]
+    ran_epoch = sn.epoch_index
     hotkeys: list[bytes] = []
-    sn["last_epoch"] = block
-    sn["epoch_index"] += 1
-    owner_hotkeys = {sn["owner_hot"]}
+    sn.last_epoch_block = block
+    sn.epoch_index += 1
+    owner_hotkeys = {sn.owner_hotkey}
     paid = 0
-    for uid in range(sn["n"]):
+    for uid in range(sn.uid_count):
         neuron = state.neuron(netuid, uid)
         assert neuron is not None
         incentive_rao, dividend_rao = out.server_emission[uid], out.validator_emission[uid]
-        neuron.update(
-            consensus=out.consensus[uid],
-            incentive=out.incentive[uid],
-            dividends=out.dividends[uid],
-            trust=out.validator_trust[uid],
-            permit=out.validator_permit[uid],
-            bonds=[list(b) for b in out.bonds[uid]],
-            emission=incentive_rao + dividend_rao,
-            active=out.active[uid],
-        )
+        neuron.consensus = out.consensus[uid]
+        neuron.incentive = out.incentive[uid]
+        neuron.dividends = out.dividends[uid]
+        neuron.trust = out.validator_trust[uid]
+        neuron.validator_permit = out.validator_permit[uid]
+        neuron.bonds = tuple((u, v) for u, v in out.bonds[uid])
+        neuron.emission = incentive_rao + dividend_rao
+        neuron.active = out.active[uid]
         state.set_neuron(netuid, uid, neuron)
-        hot = neuron["hot"]
+        hot = neuron.hotkey
         hotkeys.append(hot)
         if incentive_rao:
             if hot in owner_hotkeys:
@@ -179,8 +174,8 @@ def run_subnet_epoch(state: State, netuid: int, block: int,
             _pay_dividend(state, hot, dividend_rao)
         paid += incentive_rao + dividend_rao
     # The owner cut and the epoch's rounding dust go to the owner (staked on the owner hotkey).
-    if sn["owner_hot"]:
-        _stake_to(state, sn["owner_hot"], sn["owner_cold"], owner_cut + amount - paid)
+    if sn.owner_hotkey:
+        _stake_to(state, sn.owner_hotkey, sn.owner_coldkey, owner_cut + amount - paid)
     state.set_subnet(netuid, sn)
     record = receipts.EpochRecord(netuid, ran_epoch, block, pending, owner_cut, tuple(hotkeys), inp, out)
     receipts.commit_receipt(state, record)
@@ -199,6 +194,6 @@ def block_step(state: State, ctx: BlockContext, records: list[receipts.EpochReco
         if netuid == subnets.ROOT_NETUID:
             continue
         subnets.adjust_burn(state, netuid, sn, ctx.height)
-        if ctx.height - sn["last_epoch"] >= sn["hp"]["tempo"] and ran < 2:
+        if ctx.height - sn.last_epoch_block >= sn.hyperparams["tempo"] and ran < 2:
             run_subnet_epoch(state, netuid, ctx.height, records)
             ran += 1

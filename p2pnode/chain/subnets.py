@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import statekeys, yuma
+from p2pnode.chain import yuma
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import encode, sha256
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.params import check_hyperparam, default_hyperparams
+from p2pnode.chain.records import Neuron, Subnet, WeightCommit
 from p2pnode.chain.state import State
 from p2pnode.chain.types import (
     CommitWeights,
@@ -43,43 +44,18 @@ MIN_NON_IMMUNE_UIDS = 0
 
 
 def new_subnet_record(owner_cold: bytes, owner_hot: bytes, task: str, block: int, lock: int,
-                      hyper: dict[str, int] | None = None) -> dict[str, Any]:
+                      hyper: dict[str, int] | None = None) -> Subnet:
     hp = default_hyperparams()
     hp.update(hyper or {})
-    return {
-        "owner_cold": owner_cold,
-        "owner_hot": owner_hot,
-        "task": task,
-        "hp": hp,
-        "n": 0,
-        "pending": 0,
-        "last_epoch": block,
-        "epoch_index": 0,
-        "created": block,
-        "lock": lock,
-    }
+    return Subnet(owner_coldkey=owner_cold, owner_hotkey=owner_hot, task=task, hyperparams=hp, uid_count=0,
+                  pending_emission=0, last_epoch_block=block, epoch_index=0, created_block=block, locked=lock)
 
 
-def new_neuron(hot: bytes, block: int) -> dict[str, Any]:
-    return {
-        "hot": hot,
-        "registered": block,
-        "last_update": block,
-        "peer_id": "",
-        "model": "",
-        "permit": False,
-        "weights": [],
-        "bonds": [],
-        "consensus": 0,
-        "incentive": 0,
-        "dividends": 0,
-        "trust": 0,
-        "emission": 0,
-        "active": True,
-    }
+def new_neuron(hot: bytes, block: int) -> Neuron:
+    return Neuron(hotkey=hot, registered_block=block, last_update=block)
 
 
-def _subnet_or_reject(state: State, netuid: int) -> dict[str, Any]:
+def _subnet_or_reject(state: State, netuid: int) -> Subnet:
     sn = state.subnet(netuid)
     if sn is None:
         raise TxInvalid("unknown_subnet", f"netuid {netuid}")
@@ -111,9 +87,9 @@ def claim_hotkey(state: State, hot: bytes, cold: bytes, hotkey_sig: bytes | None
         raise TxInvalid("not_hotkey_owner", "the hotkey belongs to another coldkey")
 
 
-def _append_uid(state: State, netuid: int, sn: dict[str, Any], hot: bytes, block: int) -> int:
-    uid = sn["n"]
-    sn["n"] = uid + 1
+def _append_uid(state: State, netuid: int, sn: Subnet, hot: bytes, block: int) -> int:
+    uid = sn.uid_count
+    sn.uid_count = uid + 1
     state.set_neuron(netuid, uid, new_neuron(hot, block))
     state.set_uid_of(netuid, hot, uid)
     return uid
@@ -128,7 +104,7 @@ def init_genesis(state: State, genesis_subnets: Any) -> None:
         claim_hotkey(state, gs.owner_hotkey, gs.owner_coldkey, None)
         sn = new_subnet_record(gs.owner_coldkey, gs.owner_hotkey, gs.task, 0, 0, gs.hyperparameters)
         # Stagger epochs so subnets do not all run in the same block (as subtensor does).
-        sn["last_epoch"] = -(index % sn["hp"]["tempo"])
+        sn.last_epoch_block = -(index % sn.hyperparams["tempo"])
         _append_uid(state, index, sn, gs.owner_hotkey, 0)
         for hot, cold in gs.neurons:
             claim_hotkey(state, hot, cold, None)
@@ -175,41 +151,37 @@ def create_subnet_record(state: State, owner_cold: bytes, owner_hot: bytes, task
 def _set_hyperparameter(state: State, tx: Tx, ctx: BlockContext) -> None:
     body: SetHyperparameter = tx.body
     sn = _subnet_or_reject(state, body.netuid)
-    if body.netuid == ROOT_NETUID or sn["owner_cold"] != tx.sender:
+    if body.netuid == ROOT_NETUID or sn.owner_coldkey != tx.sender:
         raise TxInvalid("not_subnet_owner")
     problem = check_hyperparam(body.name, body.value, by_owner=True)
     if problem:
         raise TxInvalid("hyperparameter_out_of_bounds", problem)
-    hp = dict(sn["hp"], **{body.name: body.value})
+    hp = dict(sn.hyperparams, **{body.name: body.value})
     if hp["alpha_low"] > hp["alpha_high"]:
         raise TxInvalid("hyperparameter_out_of_bounds", "alpha_low must not exceed alpha_high")
-    sn["hp"] = hp
+    sn.hyperparams = hp
     state.set_subnet(body.netuid, sn)
 
 
 # ---------------------------------------------------------------- registration and serving
 
 
-def pruning_candidate(state: State, netuid: int, sn: dict[str, Any], block: int) -> int | None:
+def pruning_candidate(state: State, netuid: int, sn: Subnet, block: int) -> int | None:
     """The uid a registration on a full subnet replaces: `yuma.select_uid_to_prune` (golden-tested).
 
     One uid of the owner coldkey is never pruned (the owner hotkey's first); no minimum of non-immune
     uids is kept, so when every other uid is still immune the lowest-emission immune uid goes.
     """
-    neurons = [state.neuron(netuid, uid) for uid in range(sn["n"])]
-    emission = [nr["emission"] for nr in neurons]  # type: ignore[index]
-    registered = [nr["registered"] for nr in neurons]  # type: ignore[index]
-    owner_cold_uids = [uid for uid, nr in enumerate(neurons) if state.hotkey_owner(nr["hot"]) == sn["owner_cold"]]  # type: ignore[index]
-    owner_uid = state.uid_of(netuid, sn["owner_hot"]) if sn["owner_hot"] else None
+    neurons = state.neurons(netuid, sn.uid_count)
+    emission = [nr.emission for nr in neurons]
+    registered = [nr.registered_block for nr in neurons]
+    owner_cold_uids = [uid for uid, nr in enumerate(neurons) if state.hotkey_owner(nr.hotkey) == sn.owner_coldkey]
+    owner_uid = state.uid_of(netuid, sn.owner_hotkey) if sn.owner_hotkey else None
     immune_owner = yuma.immune_owner_uids(owner_cold_uids, registered, owner_uid, OWNER_IMMUNE_UIDS)
     return yuma.select_uid_to_prune(
-        emission, registered, block, sn["hp"]["immunity_period"], MIN_NON_IMMUNE_UIDS, owner_immune_uids=immune_owner
+        emission, registered, block, sn.hyperparams["immunity_period"], MIN_NON_IMMUNE_UIDS,
+        owner_immune_uids=immune_owner,
     )
-
-
-def current_burn(sn: dict[str, Any]) -> int:
-    """What a registration on the subnet burns now."""
-    return sn.get("burn", sn["hp"]["registration_burn"])  # type: ignore[no-any-return]
 
 
 def adjusted_burn(burn: int, registrations: int, hp: dict[str, int]) -> int:
@@ -219,13 +191,13 @@ def adjusted_burn(burn: int, registrations: int, hp: dict[str, int]) -> int:
     return max(hp["min_burn"], min(hp["max_burn"], raised))
 
 
-def adjust_burn(state: State, netuid: int, sn: dict[str, Any], height: int) -> None:
-    start = sn.get("interval_start", sn["created"])
-    if height - start < sn["hp"]["adjustment_interval"]:
+def adjust_burn(state: State, netuid: int, sn: Subnet, height: int) -> None:
+    start = sn.created_block if sn.interval_start is None else sn.interval_start
+    if height - start < sn.hyperparams["adjustment_interval"]:
         return
-    sn["burn"] = adjusted_burn(current_burn(sn), sn.get("regs_interval", 0), sn["hp"])
-    sn["regs_interval"] = 0
-    sn["interval_start"] = height
+    sn.adjusted_burn = adjusted_burn(sn.registration_burn, sn.registrations_this_interval, sn.hyperparams)
+    sn.interval_registrations = 0
+    sn.interval_start = height
     state.set_subnet(netuid, sn)
 
 
@@ -234,15 +206,16 @@ def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
     sn = _subnet_or_reject(state, body.netuid)
     if state.uid_of(body.netuid, body.hotkey) is not None:
         raise TxInvalid("already_registered")
-    burn = current_burn(sn)
-    if sn.get("regs_interval", 0) >= sn["hp"]["max_regs_per_interval"]:
-        raise TxInvalid("too_many_registrations", f"{sn['hp']['max_regs_per_interval']} per interval; wait for the next")
+    burn = sn.registration_burn
+    max_regs = sn.hyperparams["max_regs_per_interval"]
+    if sn.registrations_this_interval >= max_regs:
+        raise TxInvalid("too_many_registrations", f"{max_regs} per interval; wait for the next")
     if burn > body.max_burn:
         raise TxInvalid("burn_too_high", f"registration burns {burn}")
     if state.balance(tx.sender) < burn:
         raise TxInvalid("insufficient_balance", f"registration burns {burn}")
     claim_hotkey(state, body.hotkey, tx.sender, body.hotkey_sig)
-    if sn["n"] < sn["hp"]["max_allowed_uids"]:
+    if sn.uid_count < sn.hyperparams["max_allowed_uids"]:
         _append_uid(state, body.netuid, sn, body.hotkey, ctx.height)
     else:
         uid = pruning_candidate(state, body.netuid, sn, ctx.height)
@@ -251,30 +224,27 @@ def _register(state: State, tx: Tx, ctx: BlockContext) -> None:
         _replace_uid(state, body.netuid, sn, uid, body.hotkey, ctx.height)
     state.debit(tx.sender, burn)
     state.add_supply("burned", burn)
-    sn["regs_interval"] = sn.get("regs_interval", 0) + 1
+    sn.interval_registrations = sn.registrations_this_interval + 1
     state.set_subnet(body.netuid, sn)
 
 
-def _replace_uid(state: State, netuid: int, sn: dict[str, Any], uid: int, hot: bytes, block: int) -> None:
+def _replace_uid(state: State, netuid: int, sn: Subnet, uid: int, hot: bytes, block: int) -> None:
     old = state.neuron(netuid, uid)
     assert old is not None
-    state.set_uid_of(netuid, old["hot"], None)
+    state.set_uid_of(netuid, old.hotkey, None)
     state.set_neuron(netuid, uid, new_neuron(hot, block))
     state.set_uid_of(netuid, hot, uid)
     # Every other row's entry pointing at the replaced uid is zeroed (kept), as subtensor does.
-    for other in range(sn["n"]):
+    for other in range(sn.uid_count):
         if other == uid:
             continue
         neuron = state.neuron(netuid, other)
         assert neuron is not None
-        changed = False
-        for entry in neuron["weights"]:
-            if entry[0] == uid and entry[1] != 0:
-                entry[1] = 0
-                changed = True
-        bonds = [b for b in neuron["bonds"] if b[0] != uid]
-        if changed or len(bonds) != len(neuron["bonds"]):
-            neuron["bonds"] = bonds
+        changed = any(u == uid and v != 0 for u, v in neuron.weights)
+        bonds = tuple(b for b in neuron.bonds if b[0] != uid)
+        if changed or len(bonds) != len(neuron.bonds):
+            neuron.weights = tuple((u, 0) if u == uid else (u, v) for u, v in neuron.weights)
+            neuron.bonds = bonds
             state.set_neuron(netuid, other, neuron)
 
 
@@ -286,33 +256,33 @@ def _serve(state: State, tx: Tx, ctx: BlockContext) -> None:
         raise TxInvalid("invalid_peer_id", "empty")
     neuron = state.neuron(body.netuid, uid)
     assert neuron is not None
-    neuron["peer_id"] = body.peer_id
-    neuron["model"] = body.model
+    neuron.peer_id = body.peer_id
+    neuron.model = body.model
     state.set_neuron(body.netuid, uid, neuron)
 
 
 # ---------------------------------------------------------------- weights
 
 
-def _checked_weights(state: State, netuid: int, sn: dict[str, Any], uid: int, hot: bytes,
-                     uids: tuple[int, ...], values: tuple[int, ...], version_key: int) -> list[list[int]]:
+def _checked_weights(state: State, netuid: int, sn: Subnet, uid: int, hot: bytes,
+                     uids: tuple[int, ...], values: tuple[int, ...], version_key: int) -> tuple[tuple[int, int], ...]:
     """epoch spec §6.1 checks (rate limit excluded); returns the canonical max-upscaled row."""
-    hp = sn["hp"]
+    hp = sn.hyperparams
     if version_key < hp["weights_version_key"]:
         raise TxInvalid("version_key_too_low", f"minimum {hp['weights_version_key']}")
-    n = sn["n"]
+    n = sn.uid_count
     # Root weights point at netuids; subnet weights at uids.
     limit = max(state.netuids()) + 1 if netuid == ROOT_NETUID else n
     if len(uids) > limit:
         raise TxInvalid("too_many_weights", f"{len(uids)} > {limit} uids")
     stake = state.total_stake(hot)
-    is_owner = hot == sn["owner_hot"]
+    is_owner = hot == sn.owner_hotkey
     if not is_owner and stake < state.param("stake_threshold"):
         raise TxInvalid("stake_below_threshold")
     self_only = len(uids) == 1 and uids[0] == uid
     neuron = state.neuron(netuid, uid)
     assert neuron is not None
-    if netuid != ROOT_NETUID and not (neuron["permit"] or self_only or is_owner):
+    if netuid != ROOT_NETUID and not (neuron.validator_permit or self_only or is_owner):
         raise TxInvalid("no_validator_permit")
     try:
         pairs = yuma.canonicalise_weights(uids, values, n=limit)
@@ -326,23 +296,23 @@ def _checked_weights(state: State, netuid: int, sn: dict[str, Any], uid: int, ho
         total = sum(v for _, v in row)
         if total and any(v * 65535 > hp["max_weight_limit"] * total for _, v in row):
             raise TxInvalid("weight_exceeds_max_limit", f"limit {hp['max_weight_limit']}")
-    return [[u, v] for u, v in row]
+    return tuple(row)
 
 
 def _set_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
     body: SetWeights = tx.body
     sn = _subnet_or_reject(state, body.netuid)
     uid = _uid_or_reject(state, body.netuid, tx.sender)
-    if sn["hp"]["commit_reveal_enabled"]:
+    if sn.hyperparams["commit_reveal_enabled"]:
         raise TxInvalid("commit_reveal_enabled", "commit then reveal weights on this subnet")
     neuron = state.neuron(body.netuid, uid)
     assert neuron is not None
-    limit = sn["hp"]["weights_rate_limit"]
-    if neuron.get("weights_set_at", 0) and ctx.height - neuron["weights_set_at"] < limit:
+    limit = sn.hyperparams["weights_rate_limit"]
+    if neuron.weights_set_block and ctx.height - neuron.weights_set_block < limit:
         raise TxInvalid("weights_rate_limited", f"{limit} blocks between weight sets")
-    neuron["weights"] = _checked_weights(state, body.netuid, sn, uid, tx.sender, body.uids, body.values, body.version_key)
-    neuron["last_update"] = ctx.height
-    neuron["weights_set_at"] = ctx.height
+    neuron.weights = _checked_weights(state, body.netuid, sn, uid, tx.sender, body.uids, body.values, body.version_key)
+    neuron.last_update = ctx.height
+    neuron.weights_set_block = ctx.height
     state.set_neuron(body.netuid, uid, neuron)
 
 
@@ -352,29 +322,29 @@ def commit_hash(hotkey: bytes, netuid: int, uids: list[int] | tuple[int, ...], v
     return sha256(b"p2pnode/weights-commit/v1\x00" + encode([hotkey, netuid, list(uids), list(values), salt, version_key]))
 
 
-def live_commits(sn: dict[str, Any], commits: list[list[Any]]) -> list[list[Any]]:
+def live_commits(sn: Subnet, commits: list[WeightCommit]) -> list[WeightCommit]:
     """Drop expired commits: those whose reveal epoch has passed."""
-    current, period = sn["epoch_index"], sn["hp"]["reveal_period_epochs"]
-    return [c for c in commits if current <= c[1] + period]
+    current, period = sn.epoch_index, sn.hyperparams["reveal_period_epochs"]
+    return [c for c in commits if current <= c.epoch + period]
 
 
 def _commit_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
     body: CommitWeights = tx.body
     sn = _subnet_or_reject(state, body.netuid)
     uid = _uid_or_reject(state, body.netuid, tx.sender)
-    if not sn["hp"]["commit_reveal_enabled"]:
+    if not sn.hyperparams["commit_reveal_enabled"]:
         raise TxInvalid("commit_reveal_disabled", "set weights directly on this subnet")
-    key = statekeys.commits(body.netuid, tx.sender)
-    commits = live_commits(sn, state.get(key, []))
-    if commits and ctx.height - commits[-1][2] < sn["hp"]["weights_rate_limit"]:
-        raise TxInvalid("weights_rate_limited", f"{sn['hp']['weights_rate_limit']} blocks between commits")
+    commits = live_commits(sn, state.weight_commits(body.netuid, tx.sender))
+    rate_limit = sn.hyperparams["weights_rate_limit"]
+    if commits and ctx.height - commits[-1].block < rate_limit:
+        raise TxInvalid("weights_rate_limited", f"{rate_limit} blocks between commits")
     if len(commits) >= MAX_UNREVEALED_COMMITS:
         raise TxInvalid("too_many_commits", f"at most {MAX_UNREVEALED_COMMITS} unrevealed")
-    commits.append([body.commit_hash, sn["epoch_index"], ctx.height])
-    state.put(key, commits)
+    commits.append(WeightCommit(body.commit_hash, sn.epoch_index, ctx.height))
+    state.set_weight_commits(body.netuid, tx.sender, commits)
     neuron = state.neuron(body.netuid, uid)
     assert neuron is not None
-    neuron["last_update"] = ctx.height  # committing keeps a validator active (epoch spec §6.2)
+    neuron.last_update = ctx.height  # committing keeps a validator active (epoch spec §6.2)
     state.set_neuron(body.netuid, uid, neuron)
 
 
@@ -382,26 +352,22 @@ def _reveal_weights(state: State, tx: Tx, ctx: BlockContext) -> None:
     body: RevealWeights = tx.body
     sn = _subnet_or_reject(state, body.netuid)
     uid = _uid_or_reject(state, body.netuid, tx.sender)
-    if not sn["hp"]["commit_reveal_enabled"]:
+    if not sn.hyperparams["commit_reveal_enabled"]:
         raise TxInvalid("commit_reveal_disabled")
-    key = statekeys.commits(body.netuid, tx.sender)
-    commits = live_commits(sn, state.get(key, []))
+    commits = live_commits(sn, state.weight_commits(body.netuid, tx.sender))
     digest = commit_hash(tx.sender, body.netuid, body.uids, body.values, body.salt, body.version_key)
-    index = next((i for i, c in enumerate(commits) if c[0] == digest), None)
+    index = next((i for i, c in enumerate(commits) if c.commit_hash == digest), None)
     if index is None:
         raise TxInvalid("no_matching_commit", "no live commit has this hash")
-    due = commits[index][1] + sn["hp"]["reveal_period_epochs"]
-    if sn["epoch_index"] < due:
-        raise TxInvalid("reveal_too_early", f"reveal in epoch {due}, now {sn['epoch_index']}")
+    due = commits[index].epoch + sn.hyperparams["reveal_period_epochs"]
+    if sn.epoch_index < due:
+        raise TxInvalid("reveal_too_early", f"reveal in epoch {due}, now {sn.epoch_index}")
     neuron = state.neuron(body.netuid, uid)
     assert neuron is not None
-    neuron["weights"] = _checked_weights(state, body.netuid, sn, uid, tx.sender, body.uids, body.values, body.version_key)
+    neuron.weights = _checked_weights(state, body.netuid, sn, uid, tx.sender, body.uids, body.values, body.version_key)
     state.set_neuron(body.netuid, uid, neuron)
-    remaining = commits[index + 1 :]
-    if remaining:
-        state.put(key, remaining)
-    else:
-        state.delete(key)
+    # Later commits stay; an empty list is deleted.
+    state.set_weight_commits(body.netuid, tx.sender, commits[index + 1 :])
 
 
 TX_HANDLERS = {

@@ -54,7 +54,7 @@ def test_create_subnet_locks_cost_and_registers_owner() -> None:
     s = h.state
     assert s.netuids() == [0, 1, 2]
     sn = s.subnet(2)
-    assert sn["owner_cold"] == COLD[0].public_key and sn["task"] == "forecast"
+    assert sn.owner_coldkey == COLD[0].public_key and sn.task == "forecast"
     assert s.uid_of(2, HOT[0].public_key) == 0
     lock = s.param("subnet_lock_cost")
     assert s.balance(COLD[0].public_key) == before - lock - 1_000
@@ -70,7 +70,7 @@ def test_registration_burns_and_assigns_uids() -> None:
     register_all(h, 3)
     s = h.state
     assert [s.uid_of(1, HOT[i].public_key) for i in range(3)] == [1, 2, 3]
-    assert s.supply()["burned"] == burned + 3 * s.subnet(1)["hp"]["registration_burn"]
+    assert s.supply()["burned"] == burned + 3 * s.subnet(1).hyperparams["registration_burn"]
     assert h.reject_reason(h.tx(COLD[0], Register(netuid=1, hotkey=HOT[0].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[0], COLD[0])))) == "already_registered"
     assert h.reject_reason(h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=1, hotkey_sig=bound(HOT[4], COLD[4])))) == "burn_too_high"
     assert h.reject_reason(h.tx(COLD[4], Register(netuid=9, hotkey=HOT[4].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[4], COLD[4])))) == "unknown_subnet"
@@ -84,7 +84,7 @@ def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
     # give uid 1 emission so uid 2 is the lowest
     s = h.state
     neuron = s.neuron(1, 1)
-    neuron["emission"] = 10
+    neuron.emission = 10
     s.set_neuron(1, 1, neuron)
     h.acc = s.accumulator()
     h.reader.apply(s.changes())
@@ -92,7 +92,7 @@ def test_full_subnet_replaces_lowest_emission_non_immune_uid() -> None:
     s = h.state
     assert s.uid_of(1, HOT[3].public_key) == 2
     assert s.uid_of(1, HOT[1].public_key) is None
-    assert s.neuron(1, 2)["registered"] == h.height
+    assert s.neuron(1, 2).registered_block == h.height
     # uid 2 is now immune and uid 1 is not: uid 1 goes next although its emission is higher
     h.block([h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[4], COLD[4])))])
     assert h.state.uid_of(1, HOT[4].public_key) == 1
@@ -132,7 +132,7 @@ def test_serve_announces_peer_id_and_model() -> None:
     assert h.reject_reason(h.tx(HOT[0], Serve(netuid=1, peer_id="12D3KooWx", model="text-bigram"))) == "not_registered"
     register_all(h, 1)
     h.block([h.tx(HOT[0], Serve(netuid=1, peer_id="12D3KooWx", model="text-bigram"))])
-    assert h.state.neuron(1, 1)["peer_id"] == "12D3KooWx"
+    assert h.state.neuron(1, 1).peer_id == "12D3KooWx"
 
 
 def test_set_weights_rules() -> None:
@@ -142,14 +142,14 @@ def test_set_weights_rules() -> None:
     w = lambda uids, vals, v=5: SetWeights(netuid=1, uids=tuple(uids), values=tuple(vals), version_key=v)  # noqa: E731
     assert h.reject_reason(h.tx(HOT[0], w([1, 2], [1, 1]))) == "no_validator_permit"
     h.blocks(10)  # an epoch gives the staked uid a permit
-    assert h.state.neuron(1, 1)["permit"]
+    assert h.state.neuron(1, 1).validator_permit
     assert h.reject_reason(h.tx(HOT[0], w([2, 3], [1, 1], v=4))) == "version_key_too_low"
     assert h.reject_reason(h.tx(HOT[0], w([2], [1]))) == "too_few_weights"
     assert h.reject_reason(h.tx(HOT[0], w([2, 2], [1, 1]))) == "duplicate_uid"
     assert h.reject_reason(h.tx(HOT[0], w([2, 9], [1, 1]))) == "uid_out_of_range"
     assert h.reject_reason(h.tx(HOT[5], w([2, 3], [1, 1]))) == "not_registered"
     h.block([h.tx(HOT[0], w([3, 2], [100, 50]))])
-    assert h.state.neuron(1, 1)["weights"] == [[2, 32768], [3, 65535]]  # sorted by uid, max-upscaled
+    assert h.state.neuron(1, 1).weights == ((2, 32768), (3, 65535))  # sorted by uid, max-upscaled
     assert h.reject_reason(h.tx(HOT[0], w([2, 3], [1, 1]))) == "weights_rate_limited"
     h.blocks(3)
     h.block([h.tx(HOT[0], w([2, 3], [1, 1]))])
@@ -170,15 +170,15 @@ def test_commit_then_reveal() -> None:
     reveal = RevealWeights(netuid=1, uids=uids, values=vals, salt=salt, version_key=0)
     assert h.reject_reason(h.tx(OWNER_HOT, SetWeights(netuid=1, uids=uids, values=vals, version_key=0))) == "commit_reveal_enabled"
     h.block([h.tx(OWNER_HOT, CommitWeights(netuid=1, commit_hash=digest))])
-    assert h.state.neuron(1, 0)["last_update"] == h.height
+    assert h.state.neuron(1, 0).last_update == h.height
     assert h.reject_reason(h.tx(OWNER_HOT, reveal)) == "reveal_too_early"
     wrong = RevealWeights(netuid=1, uids=uids, values=(5, 11), salt=salt, version_key=0)
-    while h.state.subnet(1)["epoch_index"] < 1:
+    while h.state.subnet(1).epoch_index < 1:
         h.block()
     assert h.reject_reason(h.tx(OWNER_HOT, wrong)) == "no_matching_commit"
-    assert h.state.neuron(1, 0)["weights"] == []  # unrevealed weights are never applied
+    assert h.state.neuron(1, 0).weights == ()  # unrevealed weights are never applied
     h.block([h.tx(OWNER_HOT, reveal)])
-    assert h.state.neuron(1, 0)["weights"] == [[1, 32768], [2, 65535]]
+    assert h.state.neuron(1, 0).weights == ((1, 32768), (2, 65535))
     assert h.reject_reason(h.tx(OWNER_HOT, reveal)) == "no_matching_commit"
 
 
@@ -187,8 +187,8 @@ def test_expired_commits_are_dropped() -> None:
     register_all(h, 1)
     reveal = RevealWeights(netuid=1, uids=(1,), values=(1,), salt=b"s", version_key=0)
     h.block([h.tx(OWNER_HOT, CommitWeights(netuid=1, commit_hash=commit_hash(OWNER_HOT.public_key, 1, (1,), (1,), b"s", 0)))])
-    start = h.state.subnet(1)["epoch_index"]
-    while h.state.subnet(1)["epoch_index"] < start + 2:
+    start = h.state.subnet(1).epoch_index
+    while h.state.subnet(1).epoch_index < start + 2:
         h.block()
     assert h.reject_reason(h.tx(OWNER_HOT, reveal)) == "no_matching_commit"
 
@@ -201,7 +201,7 @@ def test_hyperparameters_by_owner_within_bounds() -> None:
     assert h.reject_reason(h.tx(OWNER_COLD, SetHyperparameter(netuid=1, name="kappa", value=1))) == "hyperparameter_out_of_bounds"
     assert h.reject_reason(h.tx(OWNER_COLD, SetHyperparameter(netuid=1, name="nope", value=1))) == "hyperparameter_out_of_bounds"
     h.block([h.tx(OWNER_COLD, ok)])
-    assert h.state.subnet(1)["hp"]["tempo"] == 20
+    assert h.state.subnet(1).hyperparams["tempo"] == 20
 
 
 def test_better_miner_earns_more_and_validators_earn_dividends() -> None:
@@ -216,10 +216,10 @@ def test_better_miner_earns_more_and_validators_earn_dividends() -> None:
     h.blocks(30)
     s = h.state
     n3, n4 = s.neuron(1, 3), s.neuron(1, 4)
-    assert n3["incentive"] > n4["incentive"] > 0
+    assert n3.incentive > n4.incentive > 0
     gained = {i: s.total_stake(HOT[i].public_key) - stake_before[i] for i in range(4)}
     assert gained[2] > gained[3] > 0  # miners paid as stake, the better one more
-    assert gained[0] > 0 and gained[1] > 0 and s.neuron(1, 1)["dividends"] > 0
+    assert gained[0] > 0 and gained[1] > 0 and s.neuron(1, 1).dividends > 0
     total, expected = h.conservation()
     assert total == expected
 
@@ -270,7 +270,7 @@ def test_conservation_over_a_long_randomised_run() -> None:
                 txs.append(h.tx(cold, RemoveStake(hotkey=hot.public_key, amount=TAO)))
             elif action < 0.6:
                 txs.append(h.tx(cold, Transfer(to=rng.choice(keys).public_key, amount=rng.randint(1, 10**9))))
-            elif action < 0.8 and h.state.neuron(1, cold_i + 1)["permit"]:
+            elif action < 0.8 and h.state.neuron(1, cold_i + 1).validator_permit:
                 uids = tuple(sorted(rng.sample(range(6), 3)))
                 txs.append(h.tx(hot, SetWeights(netuid=1, uids=uids, values=tuple(rng.randint(0, 65535) for _ in uids), version_key=0)))
         try:

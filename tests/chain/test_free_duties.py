@@ -44,8 +44,8 @@ def test_a_fresh_hotkey_with_no_balance_serves_and_sets_weights() -> None:
     h.block([h.tx(FRESH_HOT, SetWeights(netuid=1, uids=(1,), values=(65535,), version_key=0), fee=0)])
     state = h.state
     uid = state.uid_of(1, hot)
-    assert state.neuron(1, uid)["peer_id"] == "12D3KooWfresh"
-    assert state.neuron(1, uid)["weights"] == [[1, 65535]]
+    assert state.neuron(1, uid).peer_id == "12D3KooWfresh"
+    assert state.neuron(1, uid).weights == ((1, 65535),)
     assert state.balance(hot) == 0 and state.nonce(hot) == 2
     assert h.conservation()[0] == h.conservation()[1]
 

@@ -142,7 +142,7 @@ def test_create_subnet_by_governance() -> None:
     run_until(h, governance.proposal(h.state, pid)["enact_at"])
     s = h.state
     assert governance.proposal(s, pid)["status"] == "enacted"
-    assert s.subnet(1)["owner_cold"] == VALS[3][0].public_key and s.subnet(1)["task"] == "forecast"
+    assert s.subnet(1).owner_coldkey == VALS[3][0].public_key and s.subnet(1).task == "forecast"
 
 
 def test_upgrade_switches_behaviour_exactly_at_activation(monkeypatch: pytest.MonkeyPatch) -> None:

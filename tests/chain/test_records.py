@@ -81,12 +81,12 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
                          statekeys.UNBONDING, statekeys.PROPOSAL, statekeys.VOTE, statekeys.VOTE_LOCK}
     # The optional fields were exercised both ways.
     state = h.state
-    direct, committed = (Subnet.from_state(state.get(statekeys.subnet(netuid))) for netuid in (2, 1))
-    assert direct.adjusted_burn is not None and direct.interval_start is not None
-    assert committed.adjusted_burn is None
-    setter, other = Neuron.from_state(state.get(statekeys.neuron(2, 0))), Neuron.from_state(state.get(statekeys.neuron(1, 1)))
-    assert setter.weights_set_block is not None and setter.weights == ((0, 21845), (1, 65535))
-    assert other.weights_set_block is None and other.peer_id == "12D3KooWrecords"
+    direct, committed = state.subnet(2), state.subnet(1)
+    assert direct is not None and direct.adjusted_burn is not None and direct.interval_start is not None
+    assert committed is not None and committed.adjusted_burn is None
+    setter, other = state.neuron(2, 0), state.neuron(1, 1)
+    assert setter is not None and setter.weights_set_block is not None and setter.weights == ((0, 21845), (1, 65535))
+    assert other is not None and other.weights_set_block is None and other.peer_id == "12D3KooWrecords"
 
 
 @pytest.mark.parametrize("record", [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from p2pnode.chain.genesis import GenesisSubnet
 from p2pnode.chain.params import TAO
-from p2pnode.chain.subnets import adjusted_burn, current_burn
+from p2pnode.chain.subnets import adjusted_burn
 from p2pnode.chain.types import Register
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.api.views import subnets_view
@@ -34,14 +34,14 @@ def register(h: ChainHarness, i: int) -> object:
 def test_burn_rises_with_demand_is_capped_per_interval_and_decays() -> None:
     subnet = GenesisSubnet(OWNER_COLD.public_key, OWNER_HOT.public_key, "text", HYPER)
     h = ChainHarness(make_genesis(4, 1, subnets=(subnet,), extra_balances=((COLD.public_key, 1_000 * TAO),)))
-    assert current_burn(h.state.subnet(1)) == 1 * TAO
+    assert h.state.subnet(1).registration_burn == 1 * TAO
     burned = h.state.supply()["burned"]
     h.block([register(h, 0), register(h, 1), register(h, 2)])
     assert h.state.supply()["burned"] == burned + 3 * TAO
     assert h.reject_reason(register(h, 3)) == "too_many_registrations"
     while h.height < 10:  # the interval ends: 3 registrations against a target of 1
         h.block()
-    assert current_burn(h.state.subnet(1)) == 2 * TAO
+    assert h.state.subnet(1).registration_burn == 2 * TAO
     view = next(s for s in subnets_view(h.state) if s["netuid"] == 1)
     assert view["registration_burn"] == 2 * TAO and view["registrations_this_interval"] == 0
     balance = h.state.balance(COLD.public_key)
@@ -51,7 +51,7 @@ def test_burn_rises_with_demand_is_capped_per_interval_and_decays() -> None:
                                                hotkey_sig=bound(HOTS[4], COLD)))) == "burn_too_high"
     while h.height < 20:  # one registration, the target: unchanged
         h.block()
-    assert current_burn(h.state.subnet(1)) == 2 * TAO
+    assert h.state.subnet(1).registration_burn == 2 * TAO
     while h.height < 50:  # three quiet intervals: halved each time, never below min_burn
         h.block()
-    assert current_burn(h.state.subnet(1)) == TAO // 4
+    assert h.state.subnet(1).registration_burn == TAO // 4

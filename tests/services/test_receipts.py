@@ -85,8 +85,8 @@ def test_every_epoch_commits_a_receipt_and_every_uid_verifies(market: Chain) -> 
     # The recorded outputs are what the chain wrote into the neurons at that epoch.
     for uid in range(record.inputs.n):
         neuron = state.neuron(1, uid)
-        assert (neuron["incentive"], neuron["dividends"]) == (record.outputs.incentive[uid], record.outputs.dividends[uid])
-        assert neuron["emission"] == explain_uid(record, uid)["emission_rao"]
+        assert (neuron.incentive, neuron.dividends) == (record.outputs.incentive[uid], record.outputs.dividends[uid])
+        assert neuron.emission == explain_uid(record, uid)["emission_rao"]
     # Miners' incentives come from the validators' clipped weights; the better miner earns more.
     miner3, miner4 = explain_uid(record, 3), explain_uid(record, 4)
     assert miner3["incentive_rao"] > 0 and miner4["incentive_rao"] > 0

@@ -212,7 +212,7 @@ class ChainEventFeed:
 
     @staticmethod
     def _epoch_indexes(state: State) -> dict[int, int]:
-        return {netuid: sn["epoch_index"] for netuid in state.netuids() if (sn := state.subnet(netuid)) is not None}
+        return {netuid: sn.epoch_index for netuid in state.netuids() if (sn := state.subnet(netuid)) is not None}
 
     @staticmethod
     def _proposal_states(state: State) -> dict[int, str]:

@@ -45,10 +45,10 @@ class ChainHistory:
         if sn is None:
             return
         uids = {}
-        for uid in range(min(sn["n"], MAX_UIDS_PER_EPOCH)):
+        for uid in range(min(sn.uid_count, MAX_UIDS_PER_EPOCH)):
             neuron = state.neuron(netuid, uid)
             if neuron is not None:
-                uids[uid] = (round(neuron["incentive"] / U16, 6), int(neuron["emission"]))
+                uids[uid] = (round(neuron.incentive / U16, 6), neuron.emission)
         samples = self._epochs.get(netuid)
         if samples is None:
             samples = self._epochs[netuid] = deque(maxlen=EPOCHS_PER_SUBNET)

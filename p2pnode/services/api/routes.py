@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from p2pnode.chain import governance, statekeys
+from p2pnode.chain import governance
 from p2pnode.chain.address import AddressError, decode_address
 from p2pnode.net.host import LibP2PNetwork
 from p2pnode.services.api import charts, dashboard, receipts, views
@@ -264,7 +264,7 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
                 raise HttpError(404, exc.name, exc.message) from None
             view = {"netuid": netuid, "uid": uid, "explanation_unavailable": exc.message}
         view["current"] = current
-        view["weight_commits"] = len(state.get(statekeys.commits(netuid, decode_address(current["hotkey"])), []))
+        view["weight_commits"] = len(state.weight_commits(netuid, decode_address(current["hotkey"])))
         return Response.json(view)
 
     async def epoch_receipts(req: Request) -> Response:

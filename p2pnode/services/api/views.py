@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pnode.chain import governance, subnets, transition
+from p2pnode.chain import governance, transition
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.state import State
 from p2pnode.chain.types import Block
@@ -36,26 +36,24 @@ def metagraph_view(state: State, netuid: int) -> list[dict[str, Any]] | None:
     if sn is None:
         return None
     rows = []
-    for uid in range(sn["n"]):
-        nr = state.neuron(netuid, uid)
-        assert nr is not None
+    for uid, nr in enumerate(state.neurons(netuid, sn.uid_count)):
         rows.append({
             "uid": uid,
-            "hotkey": encode_address(nr["hot"]),
-            "stake": state.total_stake(nr["hot"]),
-            "validator_permit": nr["permit"],
-            "consensus": _ratio(nr["consensus"]),
-            "incentive": _ratio(nr["incentive"]),
-            "dividends": _ratio(nr["dividends"]),
-            "emission": nr["emission"],
-            "model": nr["model"],
-            "peer_id": nr["peer_id"],
-            "trust": _ratio(nr["trust"]),
-            "active": nr["active"],
-            "registered": nr["registered"],
-            "last_update": nr["last_update"],
-            "raw": {"consensus": nr["consensus"], "incentive": nr["incentive"], "dividends": nr["dividends"],
-                    "trust": nr["trust"]},
+            "hotkey": encode_address(nr.hotkey),
+            "stake": state.total_stake(nr.hotkey),
+            "validator_permit": nr.validator_permit,
+            "consensus": _ratio(nr.consensus),
+            "incentive": _ratio(nr.incentive),
+            "dividends": _ratio(nr.dividends),
+            "emission": nr.emission,
+            "model": nr.model,
+            "peer_id": nr.peer_id,
+            "trust": _ratio(nr.trust),
+            "active": nr.active,
+            "registered": nr.registered_block,
+            "last_update": nr.last_update,
+            "raw": {"consensus": nr.consensus, "incentive": nr.incentive, "dividends": nr.dividends,
+                    "trust": nr.trust},
         })
     return rows
 
@@ -67,16 +65,16 @@ def subnets_view(state: State) -> list[dict[str, Any]]:
         assert sn is not None
         out.append({
             "netuid": netuid,
-            "task": sn["task"],
-            "owner": encode_address(sn["owner_cold"]) if sn["owner_cold"] else None,
-            "owner_hotkey": encode_address(sn["owner_hot"]) if sn["owner_hot"] else None,
-            "n": sn["n"],
-            "pending_emission": sn["pending"],
-            "last_epoch": sn["last_epoch"],
-            "epoch_index": sn["epoch_index"],
-            "hyperparameters": sn["hp"],
-            "registration_burn": subnets.current_burn(sn),  # the price of a registration now
-            "registrations_this_interval": sn.get("regs_interval", 0),
+            "task": sn.task,
+            "owner": encode_address(sn.owner_coldkey) if sn.owner_coldkey else None,
+            "owner_hotkey": encode_address(sn.owner_hotkey) if sn.owner_hotkey else None,
+            "n": sn.uid_count,
+            "pending_emission": sn.pending_emission,
+            "last_epoch": sn.last_epoch_block,
+            "epoch_index": sn.epoch_index,
+            "hyperparameters": sn.hyperparams,
+            "registration_burn": sn.registration_burn,  # the price of a registration now
+            "registrations_this_interval": sn.registrations_this_interval,
         })
     return out
 
@@ -119,12 +117,13 @@ def explain_view(state: State, netuid: int, uid: int) -> dict[str, Any] | None:
     if neuron is None or sn is None:
         return None
     return {
-        "netuid": netuid, "uid": uid, "hotkey": encode_address(neuron["hot"]),
-        "stake": state.total_stake(neuron["hot"]),
-        "inputs": {"weights": neuron["weights"], "bonds": neuron["bonds"],
-                   "last_update": neuron["last_update"], "registered": neuron["registered"],
-                   "validator_permit_before": neuron["permit"]},
-        "outputs": {k: neuron[k] for k in ("consensus", "incentive", "dividends", "trust", "emission", "active")},
-        "subnet": {"last_epoch": sn["last_epoch"], "epoch_index": sn["epoch_index"],
-                   "pending_emission": sn["pending"], "hyperparameters": sn["hp"]},
+        "netuid": netuid, "uid": uid, "hotkey": encode_address(neuron.hotkey),
+        "stake": state.total_stake(neuron.hotkey),
+        "inputs": {"weights": [list(e) for e in neuron.weights], "bonds": [list(e) for e in neuron.bonds],
+                   "last_update": neuron.last_update, "registered": neuron.registered_block,
+                   "validator_permit_before": neuron.validator_permit},
+        "outputs": {"consensus": neuron.consensus, "incentive": neuron.incentive, "dividends": neuron.dividends,
+                    "trust": neuron.trust, "emission": neuron.emission, "active": neuron.active},
+        "subnet": {"last_epoch": sn.last_epoch_block, "epoch_index": sn.epoch_index,
+                   "pending_emission": sn.pending_emission, "hyperparameters": sn.hyperparams},
     }

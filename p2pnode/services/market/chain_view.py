@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from p2pnode.chain import statekeys
 from p2pnode.chain.state import State
 
 __all__ = ["MarketChain", "NeuronInfo", "StateView", "SubnetInfo", "WeightCommit"]
@@ -80,19 +79,19 @@ class StateView:
         if record is None:
             return []
         neurons = []
-        for uid in range(record["n"]):
+        for uid in range(record.uid_count):
             neuron = state.neuron(netuid, uid)
             if neuron is None:
                 continue
             neurons.append(
                 NeuronInfo(
                     uid=uid,
-                    hotkey=bytes(neuron["hot"]),
-                    peer_id=neuron["peer_id"] or "",
-                    incentive=int(neuron["incentive"]),
-                    stake=state.total_stake(neuron["hot"]),
-                    validator_permit=bool(neuron["permit"]),
-                    model=neuron["model"] or "",
+                    hotkey=neuron.hotkey,
+                    peer_id=neuron.peer_id,
+                    incentive=neuron.incentive,
+                    stake=state.total_stake(neuron.hotkey),
+                    validator_permit=neuron.validator_permit,
+                    model=neuron.model,
                 )
             )
         return neurons
@@ -102,12 +101,12 @@ class StateView:
         record = state.subnet(netuid)
         if record is None:
             return None
-        hp = record["hp"]
+        hp = record.hyperparams
         return SubnetInfo(
             netuid=netuid,
-            task=record["task"],
+            task=record.task,
             height=state.height,
-            epoch_index=int(record["epoch_index"]),
+            epoch_index=record.epoch_index,
             tempo=int(hp.get("tempo", 1)),
             weights_rate_limit=int(hp.get("weights_rate_limit", 0)),
             weights_version_key=int(hp.get("weights_version_key", 0)),
@@ -120,8 +119,8 @@ class StateView:
         return self._head_state().total_stake(hotkey)
 
     def weight_commits(self, netuid: int, hotkey: bytes) -> list[WeightCommit]:
-        commits = self._head_state().get(statekeys.commits(netuid, hotkey), [])
-        return [WeightCommit(bytes(c[0]), int(c[1])) for c in commits]
+        commits = self._head_state().weight_commits(netuid, hotkey)
+        return [WeightCommit(c.commit_hash, c.epoch) for c in commits]
 
     def uid_of(self, netuid: int, hotkey: bytes) -> int | None:
         return self._head_state().uid_of(netuid, hotkey)
