@@ -835,7 +835,15 @@ class _LiquidAlpha:
             return None
         if x < 0:  # exp_safe32 takes the reciprocal, which reverses the interval
             lo, hi = (ONE32 << FRAC32) // hi, (ONE32 << FRAC32) // lo
-        alpha = self.of_exp(lo)
+        # of_exp at both ends, written out: equal sigmoids (the common case) give equal alphas
+        low, high = self.low, self.high
+        sigmoid = (ONE32 << FRAC32) // (ONE32 + lo)
+        alpha = low + ((sigmoid * (high - low)) >> FRAC32)
+        alpha = high if alpha > high else alpha
+        alpha = low if alpha < low else alpha
+        other = (ONE32 << FRAC32) // (ONE32 + hi)
+        if other == sigmoid:
+            return alpha
         return alpha if alpha == self.of_exp(hi) else None
 
 
@@ -1311,17 +1319,19 @@ class _Epoch:
         """`ema_liquid` on packed rows, for rows sorted by uid (the merge then finds every entry).
 
         Per row: `combined` on packed lanes, the alpha of each distinct `combined` once
-        (`_LiquidAlpha`), the two per-entry products (alpha differs per entry, so these are the
-        only per-entry work), then the clamp to 1 and the entry mask on packed lanes. An entry of
-        the new row whose value ends at 0 is dropped, as is every lane that is not an entry of it.
+        (`_LiquidAlpha`), the two products alpha * w and alpha * b, then the clamp to 1 and the
+        entry mask on packed lanes. An entry of the new row whose value ends at 0 is dropped, as is
+        every lane that is not an entry of it. Alpha differs per entry, so the products are made
+        entry by entry, except on the entries with `combined` = 0 (commonly most: w >= b and
+        w <= C), which share one alpha and take it on packed lanes.
         """
         inp, lanes, n = self.inp, self.rows, self.n
         guard, ones, beta = lanes.guard, lanes.ones, self.beta
         consensus = self.consensus_packed
         consensus_zero = (guard ^ lanes.nonzero_flags(consensus)) >> 63  # 1 where C_j = 0
         one_lanes = ones * ONE32
-        rows: list[tuple[int, int, int, array[int]] | None] = [None] * n
-        distinct: set[int] = set()
+        rows: list[tuple[int, int, int, int, array[int]] | None] = [None] * n
+        distinct: set[int] = {0}
         for i in range(n):
             present = self.weights_presence[i]
             wb = self.weights_for_bonds[i] or 0
@@ -1339,27 +1349,48 @@ class _Epoch:
             ge = ((wb | guard) - b) & guard
             buy = (wb - lanes.minimum(wb, consensus)) & (ge - (ge >> 63))
             sell = b - lanes.minimum(wb, b)
-            combined = lanes.unpack((buy + sell) & mask)
-            distinct.update(combined)
-            rows[i] = (mask, wb, b, combined)
+            packed = (buy + sell) & mask
+            combined = lanes.unpack(packed)
+            distinct.update(compress(combined, combined))
+            rows[i] = (mask, wb, b, lanes.nonzero_flags(packed), combined)
         alpha_of = _LiquidAlpha(_FROM_U16[inp.alpha_low], _FROM_U16[inp.alpha_high],
                                 inp.alpha_sigmoid_steepness << FRAC32)
         alphas, compute = alpha_of.cache, alpha_of.compute
         for value in distinct.difference(alphas):
             compute(value)
+        # floor(alpha * w) + floor((1 - alpha) * b) = floor(alpha * w) + b - ceil(alpha * b)
+        zero_alpha, low_bits = alphas[0], lanes.mask(FRAC32)
         out: list[int | None] = [None] * n
         for i, row in enumerate(rows):
             if row is None:
                 continue
-            mask, wb, b, combined = row
-            alpha = list(map(alphas.__getitem__, combined))
-            # floor(alpha * w) + floor((1 - alpha) * b) = floor(alpha * w) + b - ceil(alpha * b)
-            value = b
-            if wb:
-                value += lanes.products(alpha, lanes.unpack(wb))[0]
-            if b:
-                whole, fraction = lanes.products(alpha, lanes.unpack(b))
-                value -= whole + fraction
+            mask, wb, b, nonzero, combined = row
+            if 2 * nonzero.bit_count() > n:  # mostly distinct alphas: every lane entry by entry
+                alpha = list(map(alphas.__getitem__, combined))
+                value = b
+                if wb:
+                    value += lanes.products(alpha, lanes.unpack(wb))[0]
+                if b:
+                    whole, fraction = lanes.products(alpha, lanes.unpack(b))
+                    value -= whole + fraction
+            else:
+                zero = (guard ^ nonzero) >> 63
+                zero_mask = ((zero << 64) - zero) & mask
+                w_zero, b_zero = wb & zero_mask, b & zero_mask
+                if zero_alpha == ONE32:
+                    value = w_zero  # floor(1 * w) + b - ceil(1 * b)
+                else:  # products below 2^64: no lane overflows
+                    value = b_zero + (((w_zero * zero_alpha) & lanes.high) >> FRAC32)
+                    product = b_zero * zero_alpha
+                    value -= ((product & lanes.high) >> FRAC32) + (lanes.nonzero_flags(product & low_bits) >> 63)
+                if nonzero:
+                    w_words = lanes.unpack(wb) if wb else self.zero_row
+                    b_words = lanes.unpack(b) if b else self.zero_row
+                    others = array("Q", self.zero_row)
+                    for j in compress(range(n), combined):
+                        a, bond = alphas[combined[j]], b_words[j]
+                        others[j] = ((a * w_words[j]) >> FRAC32) + bond + ((-a * bond) >> FRAC32)
+                    value += lanes.pack(others)
             value = lanes.minimum(value, one_lanes) & mask
             out[i] = value or None
         return out

@@ -385,3 +385,7 @@ def test_liquid_alpha_of_one_times_a_weight_of_one_is_exact(bonds_penalty: int) 
     out = run_epoch(inp)
     assert out == run_epoch_reference(inp)
     assert out.bonds[0].pairs() == [(2, 65535)]
+    # every entry with its own alpha (full bonds above half weights: combined = 1/2), alpha * b = 2^64
+    spread = dataclasses.replace(inp, weights=[[(1, 65535), (2, 65535)], [(2, 65535)], []],
+                                 bonds=[[(1, 65535), (2, 65535)], [(2, 65535)], []])
+    assert run_epoch(spread) == run_epoch_reference(spread)
