@@ -16,6 +16,7 @@ from p2pnode.chain import finality, statekeys, unbonding
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
+from p2pnode.chain.records import SlashRecord
 from p2pnode.chain.state import State, decode_shared
 from p2pnode.chain.types import Header, SignedVote, SlashDoubleProposal, SlashVote, Tx
 
@@ -196,7 +197,7 @@ def slash(state: State, hotkey: bytes, height: int) -> int:
     if burned:
         state.add_supply("burned", burned)
     burned += unbonding.slash(state, hotkey, permille)
-    state.put(statekeys.slashed(hotkey), [height, burned])
+    state.put(statekeys.slashed(hotkey), SlashRecord(height, burned).to_state())
     return burned
 
 

@@ -12,12 +12,12 @@ if it can no longer apply, e.g. a parameter now out of bounds).
 
 from __future__ import annotations
 
-from typing import Any
-
 from p2pnode.chain import statekeys, subnets
 from p2pnode.chain.context import BlockContext
+from p2pnode.chain.encoding import decode
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.params import GENESIS_ONLY_PARAMS, check_param
+from p2pnode.chain.records import Proposal, ProposalVote, VoteLock
 from p2pnode.chain.state import State
 from p2pnode.chain.types import GovVote, Propose, Tx
 
@@ -26,24 +26,35 @@ def _key(proposal_id: int) -> bytes:
     return statekeys.proposal(proposal_id)
 
 
-def proposal(state: State, proposal_id: int) -> dict[str, Any] | None:
-    return state.get(_key(proposal_id))
+def proposal(state: State, proposal_id: int) -> Proposal | None:
+    raw = state.get_raw(_key(proposal_id))
+    return None if raw is None else Proposal.from_state(decode(raw))
+
+
+def _put_proposal(state: State, prop: Proposal) -> None:
+    state.put(_key(prop.id), prop.to_state())
 
 
 def proposal_ids(state: State) -> list[int]:
     return list(range(1, state.global_value("next_proposal", 1)))
 
 
-def vote_of(state: State, proposal_id: int, cold: bytes) -> list[Any] | None:
-    return state.get(statekeys.vote(proposal_id, cold))
+def vote_of(state: State, proposal_id: int, cold: bytes) -> ProposalVote | None:
+    raw = state.get_raw(statekeys.vote(proposal_id, cold))
+    return None if raw is None else ProposalVote.from_state(decode(raw))
+
+
+def _vote_lock(state: State, cold: bytes) -> VoteLock | None:
+    raw = state.get_raw(statekeys.vote_lock(cold))
+    return None if raw is None else VoteLock.from_state(decode(raw))
 
 
 def locked_stake(state: State, cold: bytes, height: int) -> int:
     """Stake of `cold` that its votes on still-open proposals counted (cannot be removed)."""
-    lock = state.get(statekeys.vote_lock(cold))
-    if lock is None or lock[1] < height:
+    lock = _vote_lock(state, cold)
+    if lock is None or lock.until_height < height:
         return 0
-    return lock[0]
+    return lock.amount
 
 
 def _validate_proposal(state: State, body: Propose, height: int) -> None:
@@ -92,28 +103,12 @@ def _propose(state: State, tx: Tx, ctx: BlockContext) -> None:
     proposal_id = state.global_value("next_proposal", 1)
     state.set_global("next_proposal", proposal_id + 1)
     end = ctx.height + state.param("voting_period")
-    state.put(_key(proposal_id), {
-        "id": proposal_id,
-        "proposer": tx.sender,
-        "action": body.action,
-        "param": body.param,
-        "value": body.value,
-        "owner": body.owner,
-        "task": body.task,
-        "version": body.version,
-        "activation_height": body.activation_height,
-        "text": body.text,
-        "deposit": deposit,
-        "start": ctx.height,
-        "end": end,
-        "enact_at": end + state.param("enactment_delay"),
-        "status": "voting",
-        "yes": 0,
-        "no": 0,
-        "abstain": 0,
-        "voters": 0,
-        "result": "",
-    })
+    _put_proposal(state, Proposal(
+        id=proposal_id, proposer=tx.sender, action=body.action, param=body.param, value=body.value,
+        owner=body.owner, task=body.task, version=body.version, activation_height=body.activation_height,
+        text=body.text, deposit=deposit, start=ctx.height, end=end,
+        enact_at=end + state.param("enactment_delay"), status="voting",
+    ))
     state.set_global("open_proposals", [*state.global_value("open_proposals", []), proposal_id])
 
 
@@ -122,23 +117,22 @@ def _vote(state: State, tx: Tx, ctx: BlockContext) -> None:
     prop = proposal(state, body.proposal)
     if prop is None:
         raise TxInvalid("unknown_proposal", f"#{body.proposal}")
-    if prop["status"] != "voting" or ctx.height > prop["end"]:
-        raise TxInvalid("voting_closed", f"#{body.proposal} is {prop['status']}")
+    if prop.status != "voting" or ctx.height > prop.end:
+        raise TxInvalid("voting_closed", f"#{body.proposal} is {prop.status}")
     weight = state.coldkey_stake(tx.sender)
     if weight == 0:
         raise TxInvalid("no_stake", "only stake votes")
-    vkey = statekeys.vote(body.proposal, tx.sender)
-    previous = state.get(vkey)
+    previous = vote_of(state, body.proposal, tx.sender)
     if previous is not None:  # a later vote replaces the earlier one
-        prop[previous[0]] -= previous[1]
+        prop.add_to_tally(previous.choice, -previous.weight)
     else:
-        prop["voters"] += 1
-    prop[body.choice] += weight
-    state.put(vkey, [body.choice, weight])
-    state.put(_key(body.proposal), prop)
-    lock = state.get(statekeys.vote_lock(tx.sender))
-    amount, until = (0, 0) if lock is None or lock[1] < ctx.height else lock
-    state.put(statekeys.vote_lock(tx.sender), [max(amount, weight), max(until, prop["end"])])
+        prop.voters += 1
+    prop.add_to_tally(body.choice, weight)
+    state.put(statekeys.vote(body.proposal, tx.sender), ProposalVote(body.choice, weight).to_state())
+    _put_proposal(state, prop)
+    lock = _vote_lock(state, tx.sender)
+    amount, until = (0, 0) if lock is None or lock.until_height < ctx.height else (lock.amount, lock.until_height)
+    state.put(statekeys.vote_lock(tx.sender), VoteLock(max(amount, weight), max(until, prop.end)).to_state())
 
 
 def check_unlocked(state: State, cold: bytes, remaining_stake: int, height: int) -> None:
@@ -148,41 +142,41 @@ def check_unlocked(state: State, cold: bytes, remaining_stake: int, height: int)
         raise TxInvalid("stake_locked_by_vote", f"{locked} rao stays staked until the vote ends")
 
 
-def _tally(state: State, prop: dict[str, Any]) -> None:
+def _tally(state: State, prop: Proposal) -> None:
     total = state.total_staked()
-    turnout = prop["yes"] + prop["no"] + prop["abstain"]
+    turnout = prop.yes + prop.no + prop.abstain
     if total == 0 or turnout * 1000 < state.param("quorum_permille") * total:
-        prop["status"] = "no_quorum"
-        state.add_supply("locked", -prop["deposit"])
-        state.add_supply("burned", prop["deposit"])
+        prop.status = "no_quorum"
+        state.add_supply("locked", -prop.deposit)
+        state.add_supply("burned", prop.deposit)
         return
-    state.add_supply("locked", -prop["deposit"])
-    state.credit(prop["proposer"], prop["deposit"])
-    decided = prop["yes"] + prop["no"]
-    passed = decided > 0 and prop["yes"] * 1000 > state.param("pass_permille") * decided
-    prop["status"] = "passed" if passed else "rejected"
+    state.add_supply("locked", -prop.deposit)
+    state.credit(prop.proposer, prop.deposit)
+    decided = prop.yes + prop.no
+    passed = decided > 0 and prop.yes * 1000 > state.param("pass_permille") * decided
+    prop.status = "passed" if passed else "rejected"
 
 
-def _enact(state: State, prop: dict[str, Any], ctx: BlockContext) -> None:
-    action = prop["action"]
+def _enact(state: State, prop: Proposal, ctx: BlockContext) -> None:
+    action = prop.action
     if action == "set_param":
-        problem = check_param(prop["param"], prop["value"])
-        if prop["param"] in GENESIS_ONLY_PARAMS:
-            problem = f"{prop['param']} is fixed at genesis"
+        problem = check_param(prop.param, prop.value)
+        if prop.param in GENESIS_ONLY_PARAMS:
+            problem = f"{prop.param} is fixed at genesis"
         if problem:
-            prop["status"], prop["result"] = "failed", problem
+            prop.status, prop.result = "failed", problem
             return
-        state.set_global("params", dict(state.params, **{prop["param"]: prop["value"]}))
+        state.set_global("params", dict(state.params, **{prop.param: prop.value}))
     elif action == "create_subnet":
-        owner_cold = state.hotkey_owner(prop["owner"])
+        owner_cold = state.hotkey_owner(prop.owner)
         if owner_cold is None or len(state.netuids()) >= state.param("max_subnets"):
-            prop["status"], prop["result"] = "failed", "owner unknown or no free netuid"
+            prop.status, prop.result = "failed", "owner unknown or no free netuid"
             return
-        prop["result"] = f"netuid {subnets.create_subnet_record(state, owner_cold, prop['owner'], prop['task'], ctx.height, 0)}"
+        prop.result = f"netuid {subnets.create_subnet_record(state, owner_cold, prop.owner, prop.task, ctx.height, 0)}"
     elif action == "upgrade":
         upgrades = state.global_value("upgrades", [])
-        state.set_global("upgrades", sorted([*upgrades, [prop["activation_height"], prop["version"]]]))
-    prop["status"] = "enacted"
+        state.set_global("upgrades", sorted([*upgrades, [prop.activation_height, prop.version]]))
+    prop.status = "enacted"
 
 
 def _activate_upgrades(state: State, ctx: BlockContext) -> None:
@@ -204,12 +198,12 @@ def block_step(state: State, ctx: BlockContext) -> None:
         for proposal_id in open_ids:
             prop = proposal(state, proposal_id)
             assert prop is not None
-            if prop["status"] == "voting" and ctx.height >= prop["end"]:
+            if prop.status == "voting" and ctx.height >= prop.end:
                 _tally(state, prop)
-            if prop["status"] == "passed" and ctx.height >= prop["enact_at"]:
+            if prop.status == "passed" and ctx.height >= prop.enact_at:
                 _enact(state, prop, ctx)
-            state.put(_key(proposal_id), prop)
-            if prop["status"] in ("voting", "passed"):
+            _put_proposal(state, prop)
+            if prop.status in ("voting", "passed"):
                 still_open.append(proposal_id)
         state.set_global("open_proposals", still_open)
     _activate_upgrades(state, ctx)

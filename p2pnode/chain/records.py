@@ -27,6 +27,7 @@ from typing import Any
 
 from p2pnode.chain import statekeys
 from p2pnode.chain.encoding import DecodeError
+from p2pnode.chain.types import VOTE_CHOICES
 
 KEY_LEN = 32
 
@@ -389,10 +390,10 @@ class SlashRecord:
 # ---------------------------------------------------------------- governance
 
 
-PROPOSAL_CHOICES = ("yes", "no", "abstain")
-_PROPOSAL_FIELDS = frozenset({"id", "proposer", "action", "param", "value", "owner", "task", "version",
-                              "activation_height", "text", "deposit", "start", "end", "enact_at", "status", "yes",
-                              "no", "abstain", "voters", "result"})
+# Stored under the attribute names, in this order in the API's JSON.
+_PROPOSAL_NAMES = ("id", "proposer", "action", "param", "value", "owner", "task", "version", "activation_height",
+                   "text", "deposit", "start", "end", "enact_at", "status", "yes", "no", "abstain", "voters", "result")
+_PROPOSAL_FIELDS = frozenset(_PROPOSAL_NAMES)
 
 
 @dataclass(slots=True)
@@ -436,10 +437,10 @@ class Proposal:
         )
 
     def to_state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _PROPOSAL_FIELDS}
+        return {name: getattr(self, name) for name in _PROPOSAL_NAMES}
 
     def add_to_tally(self, choice: str, weight: int) -> None:
-        """Add (or with a negative weight withdraw) a vote's weight to one of `PROPOSAL_CHOICES`."""
+        """Add (or with a negative weight withdraw) a vote's weight to one of `VOTE_CHOICES`."""
         if choice == "yes":
             self.yes += weight
         elif choice == "no":
@@ -461,7 +462,7 @@ class ProposalVote:
     def from_state(cls, value: Any) -> ProposalVote:
         _list("vote", "record", value, 2)
         choice = _str("vote", "choice", value[0])
-        if choice not in PROPOSAL_CHOICES:
+        if choice not in VOTE_CHOICES:
             raise MalformedRecord("vote", f"choice {choice!r}")
         return cls(choice, _uint("vote", "weight", value[1]))
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from p2pnode.chain import statekeys
 from p2pnode.chain.context import BlockContext
+from p2pnode.chain.encoding import decode
+from p2pnode.chain.records import UnbondingEntry
 from p2pnode.chain.state import State
 
 
@@ -29,26 +31,36 @@ def _due_key(height: int) -> bytes:
     return statekeys.unbonding_due(height)
 
 
-def entries(state: State, hot: bytes) -> list[list[object]]:
-    """The hotkey's unbonding entries: [coldkey, amount, release_height], by coldkey."""
-    return state.get(_entries_key(hot), [])
+def entries(state: State, hot: bytes) -> list[UnbondingEntry]:
+    """The hotkey's unbonding entries, by coldkey."""
+    raw = state.get_raw(_entries_key(hot))
+    return [] if raw is None else UnbondingEntry.list_from_state(decode(raw))
+
+
+def _set_entries(state: State, hot: bytes, kept: list[UnbondingEntry]) -> None:
+    if kept:
+        state.put(_entries_key(hot), UnbondingEntry.list_to_state(kept))
+    else:
+        state.delete(_entries_key(hot))
 
 
 def unbonding_of(state: State, cold: bytes, hot: bytes) -> tuple[int, int] | None:
     """(amount, release height) that `cold` is unbonding from `hot`, if any."""
-    for entry_cold, amount, release in entries(state, hot):
-        if entry_cold == cold:
-            return amount, release  # type: ignore[return-value]
+    for entry in entries(state, hot):
+        if entry.coldkey == cold:
+            return entry.amount, entry.release_height
     return None
 
 
 def start(state: State, cold: bytes, hot: bytes, amount: int, height: int) -> int:
     """Queue `amount` (already taken out of stake) for `cold`; returns the release height."""
     release = height + state.param("unbonding_blocks")
-    kept = [e for e in entries(state, hot) if e[0] != cold]
+    kept = [e for e in entries(state, hot) if e.coldkey != cold]
     previous = unbonding_of(state, cold, hot)
     total = amount + (previous[0] if previous else 0)
-    state.put(_entries_key(hot), sorted([*kept, [cold, total, release]]))
+    # One entry per coldkey, so ordering by coldkey orders the entries.
+    state.put(_entries_key(hot), UnbondingEntry.list_to_state(
+        sorted([*kept, UnbondingEntry(cold, total, release)], key=lambda e: e.coldkey)))
     due = state.get(_due_key(release), [])
     if hot not in due:
         state.put(_due_key(release), sorted([*due, hot]))
@@ -60,13 +72,13 @@ def slash(state: State, hot: bytes, permille: int) -> int:
     """Burn `permille` of every amount unbonding from `hot`; returns the amount burned."""
     burned = 0
     updated = []
-    for cold, amount, release in entries(state, hot):
-        cut = amount * permille // 1000  # type: ignore[operator]
+    for entry in entries(state, hot):
+        cut = entry.amount * permille // 1000
         burned += cut
-        if amount - cut:  # type: ignore[operator]
-            updated.append([cold, amount - cut, release])  # type: ignore[operator]
+        if entry.amount - cut:
+            updated.append(UnbondingEntry(entry.coldkey, entry.amount - cut, entry.release_height))
     if burned:
-        state.put(_entries_key(hot), updated) if updated else state.delete(_entries_key(hot))
+        _set_entries(state, hot, updated)
         state.add_supply("locked", -burned)
         state.add_supply("burned", burned)
     return burned
@@ -80,13 +92,10 @@ def block_step(state: State, ctx: BlockContext) -> None:
     state.delete(_due_key(ctx.height))
     for hot in due:
         kept = []
-        for cold, amount, release in entries(state, hot):
-            if release == ctx.height:
-                state.add_supply("locked", -amount)  # type: ignore[arg-type]
-                state.credit(cold, amount)  # type: ignore[arg-type]
+        for entry in entries(state, hot):
+            if entry.release_height == ctx.height:
+                state.add_supply("locked", -entry.amount)
+                state.credit(entry.coldkey, entry.amount)
             else:
-                kept.append([cold, amount, release])
-        if kept:
-            state.put(_entries_key(hot), kept)
-        else:
-            state.delete(_entries_key(hot))
+                kept.append(entry)
+        _set_entries(state, hot, kept)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from p2pnode.chain import governance, transition
+from p2pnode.chain import governance, statekeys, transition
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.params import TAO
 from p2pnode.chain.types import AddStake, GovVote, Propose, RemoveStake, Transfer
@@ -44,13 +46,13 @@ def test_passing_parameter_change_takes_effect_at_enactment() -> None:
     vote(h, 0, pid, "yes")
     vote(h, 1, pid, "yes")
     prop = governance.proposal(h.state, pid)
-    run_until(h, prop["end"])
-    assert governance.proposal(h.state, pid)["status"] == "passed"
-    run_until(h, prop["enact_at"] - 1)
+    run_until(h, prop.end)
+    assert governance.proposal(h.state, pid).status == "passed"
+    run_until(h, prop.enact_at - 1)
     assert h.state.param("min_fee") == 1_000
     h.block()
     assert h.state.param("min_fee") == 5_000
-    assert governance.proposal(h.state, pid)["status"] == "enacted"
+    assert governance.proposal(h.state, pid).status == "enacted"
     assert h.reject_reason(h.tx(OUTSIDER, Transfer(to=VALS[0][0].public_key, amount=1), fee=4_999)) == "fee_too_low"
 
 
@@ -61,8 +63,8 @@ def test_failing_proposal_returns_deposit() -> None:
     vote(h, 0, pid, "yes")
     vote(h, 1, pid, "no")
     vote(h, 2, pid, "no")
-    run_until(h, governance.proposal(h.state, pid)["enact_at"] + 1)
-    assert governance.proposal(h.state, pid)["status"] == "rejected"
+    run_until(h, governance.proposal(h.state, pid).enact_at + 1)
+    assert governance.proposal(h.state, pid).status == "rejected"
     assert h.state.param("min_fee") == 1_000
     assert h.state.balance(VALS[0][0].public_key) == balance - 2 * 1_000  # two fees, deposit returned
     assert h.conservation()[0] == h.conservation()[1]
@@ -76,8 +78,8 @@ def test_under_quorum_burns_deposit() -> None:
     burned = h.state.supply()["burned"]
     pid = propose(h, key=OUTSIDER, text="more cake")
     h.block([h.tx(OUTSIDER, GovVote(proposal=pid, choice="yes"))])  # 1 TAO of 4,001 staked
-    run_until(h, governance.proposal(h.state, pid)["end"])
-    assert governance.proposal(h.state, pid)["status"] == "no_quorum"
+    run_until(h, governance.proposal(h.state, pid).end)
+    assert governance.proposal(h.state, pid).status == "no_quorum"
     assert h.state.supply()["burned"] == burned + GOV["proposal_deposit"]
     assert h.conservation()[0] == h.conservation()[1]
 
@@ -88,7 +90,7 @@ def test_a_later_vote_replaces_the_earlier_one() -> None:
     vote(h, 0, pid, "yes")
     vote(h, 0, pid, "no")
     prop = governance.proposal(h.state, pid)
-    assert (prop["yes"], prop["no"], prop["voters"]) == (0, 1_000 * TAO, 1)
+    assert (prop.yes, prop.no, prop.voters) == (0, 1_000 * TAO, 1)
 
 
 def test_stake_moved_during_a_vote_cannot_count_twice() -> None:
@@ -98,7 +100,7 @@ def test_stake_moved_during_a_vote_cannot_count_twice() -> None:
     hot = VALS[0][1].public_key
     reason = h.reject_reason(h.tx(VALS[0][0], RemoveStake(hotkey=hot, amount=1 * TAO)))
     assert reason == "stake_locked_by_vote"
-    run_until(h, governance.proposal(h.state, pid)["end"] + 1)
+    run_until(h, governance.proposal(h.state, pid).end + 1)
     h.block([h.tx(VALS[0][0], RemoveStake(hotkey=hot, amount=1 * TAO))])  # unlocked after the vote
 
 
@@ -107,7 +109,7 @@ def test_votes_after_the_end_and_on_unknown_proposals_are_refused() -> None:
     pid = propose(h, text="x")
     assert h.reject_reason(h.tx(VALS[0][0], GovVote(proposal=99, choice="yes"))) == "unknown_proposal"
     assert h.reject_reason(h.tx(OUTSIDER, GovVote(proposal=pid, choice="yes"))) == "no_stake"
-    run_until(h, governance.proposal(h.state, pid)["end"] + 1)
+    run_until(h, governance.proposal(h.state, pid).end + 1)
     assert h.reject_reason(h.tx(VALS[0][0], GovVote(proposal=pid, choice="yes"))) == "voting_closed"
 
 
@@ -139,9 +141,9 @@ def test_create_subnet_by_governance() -> None:
     pid = propose(h, action="create_subnet", owner=owner_hot, task="forecast")
     for i in range(3):
         vote(h, i, pid, "yes")
-    run_until(h, governance.proposal(h.state, pid)["enact_at"])
+    run_until(h, governance.proposal(h.state, pid).enact_at)
     s = h.state
-    assert governance.proposal(s, pid)["status"] == "enacted"
+    assert governance.proposal(s, pid).status == "enacted"
     assert s.subnet(1).owner_coldkey == VALS[3][0].public_key and s.subnet(1).task == "forecast"
 
 
@@ -176,12 +178,12 @@ def test_a_passed_proposal_never_changes_slot_timing_at_enactment() -> None:
     pid = propose(h, action="set_param", param="min_fee", value=5_000)
     s = h.state
     prop = governance.proposal(s, pid)
-    s.put(b"P" + pid.to_bytes(8, "big"), dict(prop, param="slot_ms", value=2_000))
+    s.put(statekeys.proposal(pid), dataclasses.replace(prop, param="slot_ms", value=2_000).to_state())
     h.acc = s.accumulator()
     h.reader.apply(s.changes())
     vote(h, 0, pid, "yes")
     vote(h, 1, pid, "yes")
-    run_until(h, prop["enact_at"])
+    run_until(h, prop.enact_at)
     after = governance.proposal(h.state, pid)
-    assert after["status"] == "failed" and "genesis" in after["result"]
+    assert after.status == "failed" and "genesis" in after.result
     assert h.state.param("slot_ms") == 1_000

@@ -39,13 +39,13 @@ def test_parameter_change_takes_effect_at_enactment_on_every_node(tmp_path: Path
             assert (await node.submit_tx(codec.encode(vote))).added
         prop = governance.proposal(state, 1)
         assert prop is not None
-        await sim.run_until_slot(prop["enact_at"] + 8, every_slot=observe)
+        await sim.run_until_slot(prop.enact_at + 8, every_slot=observe)
         for sim_node in sim.up():
-            assert governance.proposal(sim_node.chain.head_state(), 1)["status"] == "enacted"  # type: ignore[index]
+            assert governance.proposal(sim_node.chain.head_state(), 1).status == "enacted"  # type: ignore[union-attr]
         return prop
 
     prop = sim.run(scenario)
-    enact_at = prop["enact_at"]
+    enact_at = prop.enact_at
     for i, samples in enumerate(observed):
         assert samples, f"node {i} was never observed"
         assert any(h >= enact_at for h, _ in samples), f"node {i} never reached the enactment block"

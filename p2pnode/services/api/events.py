@@ -220,5 +220,5 @@ class ChainEventFeed:
         for pid in governance.proposal_ids(state)[-64:]:
             prop = governance.proposal(state, pid)
             if prop is not None:
-                out[pid] = str(prop.get("status", ""))
+                out[pid] = prop.status
         return out

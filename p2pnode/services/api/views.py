@@ -6,6 +6,7 @@ from typing import Any
 
 from p2pnode.chain import governance, transition
 from p2pnode.chain.address import encode_address
+from p2pnode.chain.records import Proposal
 from p2pnode.chain.state import State
 from p2pnode.chain.types import Block
 
@@ -79,15 +80,16 @@ def subnets_view(state: State) -> list[dict[str, Any]]:
     return out
 
 
-def proposal_json(prop: dict[str, Any]) -> dict[str, Any]:
-    out = dict(prop)
-    out["proposer"] = encode_address(prop["proposer"])
-    out["owner"] = encode_address(prop["owner"]) if len(prop["owner"]) == 32 else ""
+def proposal_json(prop: Proposal) -> dict[str, Any]:
+    out = prop.to_state()  # the stored field names are the API's
+    out["proposer"] = encode_address(prop.proposer)
+    out["owner"] = encode_address(prop.owner) if len(prop.owner) == 32 else ""
     return out
 
 
 def proposals_view(state: State) -> list[dict[str, Any]]:
-    return [proposal_json(governance.proposal(state, pid)) for pid in governance.proposal_ids(state)]  # type: ignore[arg-type]
+    return [proposal_json(prop) for pid in governance.proposal_ids(state)
+            if (prop := governance.proposal(state, pid)) is not None]
 
 
 def supply_view(state: State) -> dict[str, int]:
