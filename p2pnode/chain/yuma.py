@@ -609,32 +609,25 @@ def _row_order(uids: array[int]) -> tuple[bool, list[tuple[int, int]] | None]:
     return True, runs
 
 
-def _column_image(rows: Sequence[array[int] | None], n: int) -> memoryview:
-    """Bytes of an R x n matrix of words laid out column by column in 128-bit lanes.
-
-    Column j is bytes [16*R*j, 16*R*(j+1)) and lane p holds row p's word j, so `int.from_bytes`
-    of that slice (no copy) is column j packed as `_Lanes(R, 128)`.
+class _Columns:
+    """The columns of an R x n matrix of words, each as an int of R 128-bit lanes (lane p holds row
+    p's word j: `_Lanes(R, 128)`). The rows are stacked as they are and a column is read with one
+    strided slice; laying the matrix out column by column instead writes every word R words away
+    from the last, which costs more than all the reads.
     """
-    r = len(rows)
-    image = array("Q", [0]) * (2 * r * n)
-    for p, row in enumerate(rows):
-        if row is not None:
-            image[2 * p :: 2 * r] = row
-    if not _LITTLE_ENDIAN:
-        image.byteswap()
-    return memoryview(image).cast("B")
 
+    def __init__(self, rows: Sequence[array[int] | None], n: int) -> None:
+        self.n = n
+        self.stack = array("Q")
+        zero = array("Q", [0]) * n
+        for row in rows:
+            self.stack += zero if row is None else row if row.typecode == "Q" else array("Q", row)
+        self.spread = array("Q", [0]) * (2 * len(rows))
 
-def _column_image_u16(rows: Sequence[array[int] | None], n: int) -> memoryview:
-    """`_column_image` of u16 rows, built by copying bytes."""
-    r = len(rows)
-    image = bytearray(16 * r * n)
-    for p, row in enumerate(rows):
-        if row is not None:
-            raw = _le_bytes(row)
-            image[16 * p :: 16 * r] = raw[0::2]
-            image[16 * p + 1 :: 16 * r] = raw[1::2]
-    return memoryview(image)
+    def column(self, j: int) -> int:
+        spread = self.spread
+        spread[0::2] = self.stack[j :: self.n]
+        return _int_from_words(spread)
 
 
 def _lane_words(data: bytes, step: int) -> Sequence[int]:
@@ -731,10 +724,10 @@ def exp_safe32_fast(raw: int) -> int:
 #     against the exact term (e_1 = 0), summed over i <= 31, with c = ceil(T);
 #   * P(T) >= 2^32 e^T - _SERIES_TAIL[c], the terms i >= 32 of e^T (geometric bound, c <= 8 < 33).
 # A = 2^32 * e^(coarse + fine) * (1 + r + r^2 / 2) with e^(k / 64) and e^(k / 4096) from tables held
-# to 96 bits (each within 2 units of 2^-96 relative), r < 2^-12: the dropped r^3 / 6 e^r < 2^-38.5
-# relative, so |A - 2^32 e^T| <= A / 2^37 + 2. Inputs with T > 8, and the rare interval whose ends
+# to 64 bits (each within 2 units of 2^-64 relative), r < 2^-12: the dropped r^3 / 6 e^r < 2^-38.5
+# relative, and all the roundings together stay below 2^-58, so |A - 2^32 e^T| <= A / 2^37 + 2. Inputs with T > 8, and the rare interval whose ends
 # give different alphas, take the series itself.
-_BRACKET_BITS = 96
+_BRACKET_BITS = 64
 _BRACKET_T_MAX = 8 << FRAC32
 
 
@@ -757,10 +750,11 @@ def _loss_bounds() -> tuple[list[int], list[int]]:
 
 
 _SERIES_LOSS, _SERIES_TAIL = _loss_bounds()
+_SERIES_MARGIN = [loss + tail for loss, tail in zip(_SERIES_LOSS, _SERIES_TAIL, strict=True)]
 
 
 def _exp_fraction(num: int, den: int) -> int:
-    """e^(num/den) * 2^96 within 2 (num/den <= 8): the series with 40 guard bits; each floor loses
+    """e^(num/den) * 2^64 within 2 (num/den <= 8): the series with 40 guard bits; each floor loses
     under 1 guard unit and the losses, carried forward by at most num/(den*i), stay below 2^20 of
     them, as does the tail after the last non-zero term."""
     guard = 40
@@ -774,7 +768,7 @@ def _exp_fraction(num: int, den: int) -> int:
 
 
 class _ExpTables(dict[int, int]):
-    """k -> e^(k / den) * 2^96, made on first use."""
+    """k -> e^(k / den) * 2^64, made on first use."""
 
     def __init__(self, den: int) -> None:
         super().__init__()
@@ -797,6 +791,7 @@ class _LiquidAlpha:
         self.low, self.high = low, high
         self.slope = saturating_div32(steepness, -100 << FRAC32)
         self.cache: dict[int, int] = {}
+        self.bases: dict[int, int] = {}  # t >> 20 -> e^((t >> 20) / 4096) * 2^64
 
     def compute(self, combined: int) -> int:
         """The reference's saturating steps without their clamps, none of which binds: combined,
@@ -823,13 +818,15 @@ class _LiquidAlpha:
         if not 0 < t <= _BRACKET_T_MAX or x == ONE32:
             return None
         bits = _BRACKET_BITS
-        base = (_EXP_COARSE[t >> 26] * _EXP_FINE[(t >> 20) & 63]) >> bits
+        step = t >> 20
+        base = self.bases.get(step)
+        if base is None:
+            base = self.bases[step] = (_EXP_COARSE[step >> 6] * _EXP_FINE[step & 63]) >> bits
         r = t & ((1 << 20) - 1)
         first = r << (bits - FRAC32)
         approx = (base * ((1 << bits) + first + ((first * r) >> (FRAC32 + 1)))) >> (2 * bits - FRAC32)
-        c = -(-t >> FRAC32)  # ceil(T)
         slack = (approx >> 37) + 2
-        lo = approx - slack - _SERIES_LOSS[c] - _SERIES_TAIL[c]
+        lo = approx - slack - _SERIES_MARGIN[-(-t >> FRAC32)]  # the margin for ceil(T)
         hi = approx + slack
         if lo < ONE32:
             return None
@@ -911,6 +908,8 @@ class _Epoch:
         """
         lanes = self.rows
         packed = lanes.pack_u16(dense)
+        if b"\xff\xff" not in dense.tobytes():  # no 65535 (a byte search; it may also match across two words)
+            return packed * 65537
         return packed * 65537 + (((packed + lanes.ones) >> 16) & lanes.ones)
 
     def spread_u16(self, dense: array[int]) -> int:
@@ -1152,10 +1151,8 @@ class _Epoch:
             self.dividends = [0] * n
             return
         r = len(rows)
-        bond_image = _column_image_u16([bonds[i] for i in rows], n)
-        delta_image = _column_image(
-            [None if delta[i] is None else lanes.unpack(delta[i]) for i in rows], n  # type: ignore[arg-type]
-        )
+        bond_columns = _Columns([bonds[i] for i in rows], n)
+        delta_columns = _Columns([None if delta[i] is None else lanes.unpack(delta[i]) for i in rows], n)  # type: ignore[arg-type]
         bsum = lanes.unpack(bond_sums) if bond_sums else self.zero_row
         dsum = lanes.unpack(delta_sums) if delta_sums else self.zero_row
         alpha = self.ema_alpha()
@@ -1178,11 +1175,11 @@ class _Epoch:
             ema = 0
             if bs:  # bonds_n = floor(u * 2^32 / bs) of u16 lanes
                 k = 16 + bs.bit_length()
-                column = int.from_bytes(bond_image[at : at + width], "little")
+                column = bond_columns.column(j)
                 ema = ((((column * ((1 << (FRAC32 + k)) // bs + 1)) & keep_bits[k]) >> k) * keep) & high
             if ds:  # delta_n = floor(d * 2^32 / ds) of lanes < 2^33
                 k = 33 + ds.bit_length()
-                column = int.from_bytes(delta_image[at : at + width], "little")
+                column = delta_columns.column(j)
                 ema += ((((column * ((1 << (FRAC32 + k)) // ds + 1)) & keep_bits[k]) >> k) * alpha) & high
             ema >>= FRAC32
             if not ema:
@@ -1235,13 +1232,13 @@ class _Epoch:
         voting_rows = [i for i in range(n) if ema[i] is not None and a[i]]
         if voting_rows:
             ema_sums = lanes.unpack(sum(e for e in ema if e is not None))
-            image = _column_image([lanes.unpack(ema[i]) for i in voting_rows], n)  # type: ignore[arg-type]
+            columns = _Columns([lanes.unpack(ema[i]) for i in voting_rows], n)  # type: ignore[arg-type]
             cols = _Lanes(len(voting_rows), 128)
-            width, high = cols.width, cols.high
+            high = cols.high
             totals = 0
             for j in range(n):
                 if incentive[j] and ema_sums[j]:
-                    column = int.from_bytes(image[j * width : (j + 1) * width], "little")
+                    column = columns.column(j)
                     totals += ((cols.div(column, ema_sums[j], 33) * incentive[j]) & high) >> FRAC32
             per_row = cols.unpack(totals) if totals else array("Q", [0]) * len(voting_rows)
             for p, i in enumerate(voting_rows):
