@@ -9,6 +9,7 @@ are refused as malformed at decoding and the peer is penalised.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -50,10 +51,8 @@ def test_a_peer_serving_poisoned_blocks_is_refused_and_the_node_keeps_producing(
 
         async def serve_status(peer: str, request: bytes) -> bytes:
             mine = honest.local_status()  # the same chain, a much better head
-            better = sync.Status(chain=mine.chain, genesis=mine.genesis, head_height=mine.head_height + 50,
-                                 head_slot=honest.current_slot(), head_hash=sha256(b"nowhere"),
-                                 justified_epoch=mine.justified_epoch + 5, finalized_epoch=mine.finalized_epoch,
-                                 finalized_height=mine.finalized_height, finalized_hash=mine.finalized_hash)
+            better = dataclasses.replace(mine, head_height=mine.head_height + 50, head_slot=honest.current_slot(),
+                                         head_hash=sha256(b"nowhere"), justified_epoch=mine.justified_epoch + 5)
             return sync.encode_status(better)
 
         async def serve_range(peer: str, request: bytes) -> bytes:

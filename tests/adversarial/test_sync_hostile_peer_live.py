@@ -8,6 +8,7 @@ peer goes on producing blocks and answering its API.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -53,10 +54,9 @@ async def attack(peer: LivePeer, listen_addr: str, chain_id: str) -> dict[str, A
     async def serve_status(peer_id: str, request: bytes) -> bytes:
         theirs = sync.decode_status(request)
         claim = poisoned_block(chain_id, theirs.head_height + 1, theirs.head_slot + 1)
-        lie = sync.Status(chain=chain_id, genesis=theirs.genesis, head_height=theirs.head_height + 1,
-                          head_slot=theirs.head_slot + 1, head_hash=claim.hash,
-                          justified_epoch=theirs.justified_epoch + 5, finalized_epoch=theirs.finalized_epoch,
-                          finalized_height=theirs.finalized_height, finalized_hash=theirs.finalized_hash)
+        lie = dataclasses.replace(theirs, chain=chain_id, head_height=theirs.head_height + 1,
+                                  head_slot=theirs.head_slot + 1, head_hash=claim.hash,
+                                  justified_epoch=theirs.justified_epoch + 5)
         return sync.encode_status(lie)
 
     async def serve_range(peer_id: str, request: bytes) -> bytes:

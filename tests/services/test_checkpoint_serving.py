@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from p2pnode.chain.types import Checkpoint
 from p2pnode.services.chain.backfill import BackfillConfig, HistoryBackfill
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import (
@@ -47,6 +48,22 @@ def finalized_chain(tmp_path_factory: pytest.TempPathFactory) -> BlockTree:
     return chain
 
 
+@pytest.fixture
+def fin(finalized_chain: BlockTree) -> Checkpoint:
+    """The served chain's finalized checkpoint when the test starts."""
+    checkpoint = finalized_chain.finalized
+    assert checkpoint is not None
+    return checkpoint
+
+
+def serving(chain: BlockTree, *names: str) -> FakeNetwork:
+    """A network whose peers `names` all serve `chain` honestly."""
+    network = FakeNetwork()
+    for name in names:
+        network.add(name, chain)
+    return network
+
+
 def test_chunks_cover_the_finalized_state_not_the_head(finalized_chain: BlockTree) -> None:
     chain = finalized_chain
     fin = chain.finalized
@@ -71,9 +88,7 @@ def test_a_request_for_another_block_is_refused_by_name(finalized_chain: BlockTr
     assert sync.decode_state_chunk(answer, b"", 10).error == "not_current_checkpoint"
 
 
-def test_requests_are_rate_limited_per_peer(finalized_chain: BlockTree) -> None:
-    fin = finalized_chain.finalized
-    assert fin is not None
+def test_requests_are_rate_limited_per_peer(finalized_chain: BlockTree, fin: Checkpoint) -> None:
     server = StateChunkServer(finalized_chain, FakeNetwork(), FakeClock(), DEV_CHAIN_ID, rate_per_s=0, burst=3)  # type: ignore[arg-type]
     req = sync.StateChunkRequest(block=fin.hash, after=b"", max_items=2)
     errors = [sync.decode_state_chunk(server.answer("greedy", req), b"", 2).error for _ in range(5)]
@@ -93,13 +108,12 @@ def test_out_of_order_keys_are_malformed() -> None:
         sync.decode_state_chunk(sync.encode_state_chunk([(b"a", b"1")], done=True), b"a", 10)
 
 
-def test_a_fresh_store_joins_at_the_checkpoint_and_follows_the_head(finalized_chain: BlockTree, tmp_path: Path) -> None:
-    network = FakeNetwork()
-    network.add("honest", finalized_chain)
+def test_a_fresh_store_joins_at_the_checkpoint_and_follows_the_head(finalized_chain: BlockTree, fin: Checkpoint,
+                                                                    tmp_path: Path) -> None:
+    network = serving(finalized_chain, "honest")
     join = joiner(tmp_path, network)
     report = trio.run(join.join)
-    fin = finalized_chain.finalized
-    assert fin is not None and report.checkpoint == fin
+    assert report.checkpoint == fin
     assert report.penalised == [] and network.penalties == []
     assert report.walk_steps == 1, "the genesis set never changed: the walk is the checkpoint's step"
     chain = BlockTree(join.store)
@@ -119,7 +133,8 @@ def test_a_fresh_store_joins_at_the_checkpoint_and_follows_the_head(finalized_ch
     assert chain.head.hash == finalized_chain.head.hash
 
 
-def test_a_corrupt_server_is_penalised_and_the_join_still_succeeds(finalized_chain: BlockTree, tmp_path: Path) -> None:
+def test_a_corrupt_server_is_penalised_and_the_join_still_succeeds(finalized_chain: BlockTree, fin: Checkpoint,
+                                                                  tmp_path: Path) -> None:
     network = FakeNetwork()
     # Sorted first, so the round-robin download takes chunks from both.
     network.add("a-corrupt", finalized_chain, corrupt=True)
@@ -129,14 +144,11 @@ def test_a_corrupt_server_is_penalised_and_the_join_still_succeeds(finalized_cha
     assert network.chunk_requests["a-corrupt"] >= 1
     assert "a-corrupt" in report.penalised and "b-honest" not in report.penalised
     assert ("a-corrupt", "bad_state_snapshot") in network.penalties
-    fin = finalized_chain.finalized
-    assert fin is not None
     assert recompute_root(join.store.state_items()) == finalized_chain.store.header(fin.hash).state_root
 
 
 def test_without_votes_of_two_thirds_of_the_trusted_stake_the_join_fails(finalized_chain: BlockTree, tmp_path: Path) -> None:
-    network = FakeNetwork()
-    network.add("honest", finalized_chain)
+    network = serving(finalized_chain, "honest")
     # A validator set the node trusts in which the chain's voters hold under 2/3 of the stake.
     stranger = bytes(range(32))
     trusted = dict(GENESIS_STAKE)
@@ -160,12 +172,9 @@ async def no_walk(peer_id: str, data: bytes) -> bytes:
 
 
 def test_a_trusted_checkpoint_hash_skips_the_votes_and_other_checkpoints_are_ignored(
-    finalized_chain: BlockTree, tmp_path: Path
+    finalized_chain: BlockTree, fin: Checkpoint, tmp_path: Path
 ) -> None:
-    fin = finalized_chain.finalized
-    assert fin is not None
-    network = FakeNetwork()
-    network.add("honest", finalized_chain)
+    network = serving(finalized_chain, "honest")
     join = joiner(tmp_path, network, trusted_checkpoint=fin.hash)
     join.trusted_stake = {}
     assert trio.run(join.join).checkpoint == fin
@@ -176,14 +185,11 @@ def test_a_trusted_checkpoint_hash_skips_the_votes_and_other_checkpoints_are_ign
 
 
 def test_peers_advertising_a_checkpoint_they_cannot_show_are_penalised_and_passed_over(
-    finalized_chain: BlockTree, tmp_path: Path
+    finalized_chain: BlockTree, fin: Checkpoint, tmp_path: Path
 ) -> None:
-    fin = finalized_chain.finalized
-    assert fin is not None
     network = FakeNetwork()
     honest = status_of(finalized_chain)
-    bogus = sync.Status(**{**{name: getattr(honest, name) for name in sync.Status.SCHEMA},
-                           "finalized_hash": bytes([7]) * 32, "finalized_epoch": fin.epoch + 1})
+    bogus = dataclasses.replace(honest, finalized_hash=bytes([7]) * 32, finalized_epoch=fin.epoch + 1)
     for liar in ("liar-1", "liar-2"):  # the most advertised checkpoint is theirs
         network.add(liar, finalized_chain)
         network.claimed_status[liar] = bogus
@@ -198,8 +204,7 @@ def test_peers_advertising_a_checkpoint_they_cannot_show_are_penalised_and_passe
 def test_history_below_the_checkpoint_is_backfilled_past_a_peer_with_another_history(
     finalized_chain: BlockTree, tmp_path: Path
 ) -> None:
-    network = FakeNetwork()
-    network.add("honest", finalized_chain)
+    network = serving(finalized_chain, "honest")
     join = joiner(tmp_path, network)
     fin = trio.run(join.join).checkpoint
     assert join.store.history_low() == fin.height
