@@ -67,12 +67,16 @@ def assert_same_responses(batched: list[dict], single: list[dict]) -> None:
                 assert value == pytest.approx(other_value, abs=1e-3)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
-def test_every_builtin_model_answers_challenges_with_valid_responses(
-    name: str, builtin_models: dict[str, Model], text_task: TextTask, forecast_task: ForecastTask
-) -> None:
-    model = builtin_models[name]
-    task = task_for(name, text_task, forecast_task)
+@pytest.fixture(params=sorted(BUILTIN_MODELS))
+def model_and_task(
+    request: pytest.FixtureRequest, builtin_models: dict[str, Model], text_task: TextTask, forecast_task: ForecastTask
+) -> tuple[Model, Task]:
+    """Each built-in model (built once per session) with the task it serves."""
+    return builtin_models[request.param], task_for(request.param, text_task, forecast_task)
+
+
+def test_every_builtin_model_answers_challenges_with_valid_responses(model_and_task: tuple[Model, Task]) -> None:
+    model, task = model_and_task
     assert model.task is task and model.device == torch.device("cpu")
     challenges = [task.make_challenge(seed) for seed in range(8)]
     responses = model.answer_batch([request for request, _ in challenges])
@@ -82,15 +86,11 @@ def test_every_builtin_model_answers_challenges_with_valid_responses(
         assert 0.0 < task.score(request, response, truth) <= 1.0
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
-def test_one_batched_pass_answers_like_one_request_at_a_time(
-    name: str, builtin_models: dict[str, Model], text_task: TextTask, forecast_task: ForecastTask
-) -> None:
-    model = builtin_models[name]
-    task = task_for(name, text_task, forecast_task)
+def test_one_batched_pass_answers_like_one_request_at_a_time(model_and_task: tuple[Model, Task]) -> None:
+    model, task = model_and_task
     requests = [task.make_challenge(seed)[0] for seed in range(12)]
     # Unequal lengths, so the batch really is padded.
-    if task is text_task:
+    if isinstance(task, TextTask):
         requests += [{"context": "a"}, {"context": "The"}, {"context": "x" * 1024}]
     else:
         requests += [
