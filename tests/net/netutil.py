@@ -74,6 +74,14 @@ def node(name: str, bootstrap: Sequence[str] = (), config: NetConfig | None = No
     return LibP2PNetwork(seed_for(name), bootstrap=bootstrap, config=config)
 
 
+def listening_node(name: str, bootstrap: Sequence[str] = (), config: NetConfig | None = None,
+                   validator: Callable[[str, bytes], Verdict] = accept_all) -> tuple[LibP2PNetwork, Inbox]:
+    """A node subscribed to `TOPIC` through `validator`, and the inbox of what it delivers."""
+    network, inbox = node(name, bootstrap, config), Inbox()
+    network.subscribe(TOPIC, validator, inbox)
+    return network, inbox
+
+
 @asynccontextmanager
 async def raw_host(name: str, *, plaintext_only: bool = False) -> AsyncIterator[IHost]:
     """A bare py-libp2p host (no p2pnode layer) for playing the attacker; Noise + Yamux unless

@@ -27,10 +27,9 @@ from netutil import (
     ECHO,
     TOPIC,
     Inbox,
-    accept_all,
     dial,
     echo,
-    node,
+    listening_node,
     raw_host,
     send_and_wait_for_close,
     wait_for,
@@ -71,12 +70,10 @@ class Arena:
 
 @asynccontextmanager
 async def arena() -> AsyncIterator[Arena]:
-    victim, victim_inbox = node("victim", config=QUIET), Inbox()
-    victim.subscribe(TOPIC, accept_all, victim_inbox)
+    victim, victim_inbox = listening_node("victim", config=QUIET)
     victim.set_request_handler(ECHO, echo, max_request_bytes=1024)
     async with victim:
-        honest, honest_inbox = node("honest", victim.listen_addrs(), QUIET), Inbox()
-        honest.subscribe(TOPIC, accept_all, honest_inbox)
+        honest, honest_inbox = listening_node("honest", victim.listen_addrs(), QUIET)
         async with honest, raw_host("attacker") as attacker:
             await dial(attacker, victim.listen_addrs()[0])
             await wait_for(lambda: victim.mesh_peers(TOPIC) == [honest.peer_id], 10, "mesh")

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 import trio
-from netutil import TOPIC, Inbox, accept_all, node, running, seed_for, wait_for
+from netutil import TOPIC, listening_node, node, running, seed_for, wait_for
 
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 
@@ -44,10 +44,8 @@ async def test_discovery_loop_connects_to_peers_beyond_the_bootstrap_and_gossip_
     eager = NetConfig(dht_refresh_after_start_s=(0.5,), dht_refresh_interval_s=1.0)
     a = node("disc-a", config=eager)
     async with a:
-        b, b_inbox = node("disc-b", a.listen_addrs(), eager), Inbox()
-        c, c_inbox = node("disc-c", a.listen_addrs(), eager), Inbox()
-        b.subscribe(TOPIC, accept_all, b_inbox)
-        c.subscribe(TOPIC, accept_all, c_inbox)
+        b, b_inbox = listening_node("disc-b", a.listen_addrs(), eager)
+        c, c_inbox = listening_node("disc-c", a.listen_addrs(), eager)
         async with running(b, c):
             # Only A was given to B and C; the routing-table refresh makes them meet.
             await wait_for(lambda: c.peer_id in b.connected_peers(), 20, "b connected to c")

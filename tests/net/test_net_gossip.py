@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from netutil import TOPIC, Inbox, accept_all, node, running, wait_for
+from netutil import TOPIC, Inbox, accept_all, listening_node, node, running, wait_for
 
 from p2pnode.net.host import NetConfig
 from p2pnode.net.scoring import DEFAULT_PENALTIES
@@ -21,12 +21,10 @@ def only_ok_payloads(peer: str, data: bytes) -> Verdict:
 
 
 async def test_two_hosts_connect_via_bootstrap_and_gossip() -> None:
-    alice, alice_inbox = node("alice"), Inbox()
-    alice.subscribe(TOPIC, accept_all, alice_inbox)
+    alice, alice_inbox = listening_node("alice")
     async with alice:
         assert all(a.endswith(f"/p2p/{alice.peer_id}") for a in alice.listen_addrs())
-        bob, bob_inbox = node("bob", bootstrap=alice.listen_addrs()), Inbox()
-        bob.subscribe(TOPIC, accept_all, bob_inbox)
+        bob, bob_inbox = listening_node("bob", bootstrap=alice.listen_addrs())
         async with bob:
             assert bob.connected_peers() == [alice.peer_id]
             await wait_for(lambda: bob.mesh_peers(TOPIC) and alice.mesh_peers(TOPIC), 10, "mesh")
@@ -42,13 +40,10 @@ async def test_two_hosts_connect_via_bootstrap_and_gossip() -> None:
 
 async def test_rejected_messages_penalise_and_finally_ban_the_sender() -> None:
     config = NetConfig(dht_refresh_after_start_s=(), dht_refresh_interval_s=3600)
-    hub, hub_inbox = node("hub", config=config), Inbox()
-    hub.subscribe(TOPIC, only_ok_payloads, hub_inbox)
+    hub, hub_inbox = listening_node("hub", config=config, validator=only_ok_payloads)
     async with hub:
-        honest, honest_inbox = node("honest", hub.listen_addrs(), config), Inbox()
-        rogue, rogue_inbox = node("rogue", hub.listen_addrs(), config), Inbox()
-        honest.subscribe(TOPIC, only_ok_payloads, honest_inbox)
-        rogue.subscribe(TOPIC, accept_all, rogue_inbox)
+        honest, honest_inbox = listening_node("honest", hub.listen_addrs(), config, validator=only_ok_payloads)
+        rogue, rogue_inbox = listening_node("rogue", hub.listen_addrs(), config)
         async with running(honest, rogue):
             await wait_for(lambda: len(hub.mesh_peers(TOPIC)) == 2, 10, "hub mesh")
 

@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 import trio
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11
-from netutil import TOPIC, Inbox, accept_all, dial, node, raw_host, send_and_wait_for_close, wait_for
+from netutil import (
+    TOPIC,
+    dial,
+    listening_node,
+    raw_host,
+    send_and_wait_for_close,
+    wait_for,
+)
 
 from p2pnode.net.identity import parse_peer_id
 from p2pnode.net.reqresp import encode_uvarint
@@ -65,8 +72,7 @@ async def test_victim_process_survives_attacks_and_keeps_serving() -> None:
             await send_and_wait_for_close(attacker, victim_id, "/p2pnode/testnet/echo/1", encode_uvarint(100) + b"x", half_close=True)
         assert process.returncode is None
 
-        honest, inbox = node("mp-honest", ready["addrs"]), Inbox()
-        honest.subscribe(TOPIC, accept_all, inbox)
+        honest, inbox = listening_node("mp-honest", ready["addrs"])
         async with honest:
             reply = await honest.request(ready["peer_id"], "/p2pnode/testnet/echo/1", b"ping", timeout=10, max_response_bytes=64)
             assert reply == b"echo:ping"
