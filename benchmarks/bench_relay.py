@@ -1,10 +1,18 @@
 """Relay cost on loopback: CPU the relay process spends per relayed MB, and request latency direct
-vs. through the relay.
+vs. through the relay; with `--netns`, the home-NAT figures as well.
 
 The relay runs in its own process (so its CPU time is its own); a miner and a querier run in this
 one. The querier sends echo requests of `--size` bytes to the miner, first over a relayed
 connection, then over a direct one. Short (well under a minute).
-Run: .venv/bin/python benchmarks/bench_relay.py [--size 262144] [--requests 40]
+
+`--netns N` (root) also runs `tests/netns/test_home_nat.py` N times (two validators on a public
+segment, a miner and a querying peer each behind its own masquerading router; 2-5 minutes a run)
+and reports, per run and as medians: join to reachable through a relay (reservations held and
+circuit addresses announced), the first answered query from home B to the home-A miner, how
+long the hole punch took after it, and query latency (p50 of 5) direct (v1 -> miner over a
+connection the miner opened), relayed (v1 -> miner while only the relay connects them) and after
+hole punching (home B -> miner).
+Run: .venv/bin/python benchmarks/bench_relay.py [--size 262144] [--requests 40] [--netns 3]
 """
 
 from __future__ import annotations
@@ -12,9 +20,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import multiaddr
 import psutil
@@ -64,7 +75,9 @@ async def run(size: int, count: int) -> dict[str, object]:
         relay_addr = await trio.to_thread.run_sync(relay_process.stdout.readline)
         relay_addr = relay_addr.strip()
         relay_cpu = psutil.Process(relay_process.pid)
-        config = NetConfig(autonat=False)
+        # No AutoNAT (and so no direct-dial upgrader) and no hole punching: on loopback either
+        # would make the relayed connection a direct one halfway through the measurement.
+        config = NetConfig(autonat=False, hole_punching=False)
         miner = LibP2PNetwork(seed("bench-miner"), config=config)
         querier = LibP2PNetwork(seed("bench-querier"), config=config)
         miner.set_request_handler(ECHO, echo, size + 1)
@@ -101,12 +114,53 @@ async def run(size: int, count: int) -> dict[str, object]:
     }
 
 
+NETNS_TEST = Path(__file__).resolve().parent.parent / "tests" / "netns" / "test_home_nat.py"
+
+
+def run_netns(runs: int) -> dict[str, object]:
+    """The home-NAT test `runs` times; its figures per run and their medians."""
+    per_run: list[dict[str, object]] = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "figures.json"
+            env = {**os.environ, "P2PNODE_NETNS_REPORT": str(report)}
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", str(NETNS_TEST)], env=env,
+                                    capture_output=True, text=True)
+            figures = json.loads(report.read_text()) if report.exists() else {}
+            figures["passed"] = result.returncode == 0
+            per_run.append(figures)
+
+    def p50(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    def each(key: str) -> list[float]:
+        return [float(f[key]) for f in per_run if key in f]  # type: ignore[arg-type]
+
+    def medians_of(key: str) -> list[float]:
+        return [p50(f[key]) for f in per_run if f.get(key)]  # type: ignore[arg-type]
+
+    summary: dict[str, object] = {"runs": runs, "passed": sum(1 for f in per_run if f["passed"])}
+    for key in ("join_to_reachable_through_relay_s", "first_relayed_query_s", "hole_punched_after_first_answer_s"):
+        summary[key] = each(key)
+    for key in ("direct_query_s", "relayed_query_s", "hole_punched_query_s"):
+        summary[key + "_p50_per_run"] = medians_of(key)
+        values = [v for f in per_run for v in f.get(key, [])]  # type: ignore[attr-defined]
+        summary[key + "_p50_all"] = p50(values) if values else None
+    summary["per_run"] = per_run
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256 * 1024)
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--netns", type=int, default=0, metavar="RUNS",
+                        help="also run the home-NAT netns test this many times (root)")
     args = parser.parse_args()
-    print(json.dumps(trio.run(run, args.size, args.requests), indent=2))
+    result: dict[str, object] = {"loopback": trio.run(run, args.size, args.requests)}
+    if args.netns:
+        result["home_nat"] = run_netns(args.netns)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

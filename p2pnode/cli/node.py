@@ -182,7 +182,9 @@ def _status(args: argparse.Namespace) -> int:
         f"peers:      {s['peers']}   mempool: {s['mempool']}   syncing: {s['syncing']}",
         f"reachable:  {net.get('reachability', '?')}   dht: {net.get('dht_mode', '?')}"
         + (f"   relaying for others ({net.get('relayed_circuits', 0)} circuits)" if net.get("relay_service") else ""),
-        f"relays:     {', '.join(r[:16] + '…' for r in relays) if relays else 'none'}",
+        f"relays:     {', '.join(r[:16] + '…' for r in relays) if relays else 'none'}"
+        + (f"   hole punches: {punches['succeeded']} direct, {punches['failed']} failed"
+           if (punches := net.get("hole_punches")) else ""),
         *[f"announce:   {a}" for a in announced or ["(nothing yet)"]],
         f"protocol:   v{s['protocol_version']} (supports {s['supported_versions']})"
         + (f"   HALTED: {s['halted']}" if s.get("halted") else ""),

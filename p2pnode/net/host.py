@@ -34,7 +34,6 @@ from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.pubsub import Pubsub
-from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 
 from p2pnode.net import libp2p_workarounds as workarounds
@@ -45,6 +44,7 @@ from p2pnode.net.addresses import (
     parse_announce_addrs,
     strip_peer_id,
 )
+from p2pnode.net.dcutr_relay_only_addrs import HolePunching
 from p2pnode.net.gossip import GossipConfig, GossipTopics, max_rpc_bytes, message_id
 from p2pnode.net.identity import key_pair_from_seed, parse_peer_id, peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.kad_client_mode_peers import ServerModeKadDHT
@@ -107,9 +107,9 @@ class NetConfig:
     # Ask a UPnP router (if the LAN has one) to forward our TCP port; the mapped address is then
     # announced, and AutoNAT tells whether it works.
     upnp: bool = False
-    # DCUtR hole punching over relayed connections: off, it punched nothing in our NAT test
-    # (see decisions.md); kept to try it where NATs differ.
-    hole_punching: bool = False
+    # DCUtR hole punching: a relayed connection between two peers is upgraded to a direct one
+    # where their NATs allow it (see dcutr_relay_only_addrs.py).
+    hole_punching: bool = True
     # Discovery keeps dialling peers found in the DHT until this many are connected.
     target_peer_count: int = 16
     dial_timeout_s: float = 10.0
@@ -228,9 +228,9 @@ class LibP2PNetwork(PeerFinding):
         self.relay_dialer = RelayDialer(self.host, self.relay, reach)
         self.relayed_upgrader = RelayedConnectionUpgrader(self.host, reach)
         self.port_mapping = UpnpPortMapping(self.host, self.addresses)
-        # DCUtR (py-libp2p's), when `hole_punching`: two peers connected through a relay try to
-        # punch a direct connection through their NATs; it drives itself for every relayed one.
-        self.hole_punching = DCUtRProtocol(self.host)
+        # DCUtR (py-libp2p's, given our listen sockets), when `hole_punching`: the peer that
+        # accepted a relayed connection asks the other to punch a direct one through their NATs.
+        self.hole_punching = HolePunching(self.host, self.addresses)
         self.guard_stats = workarounds.install_stream_handler_guard(self.host)
         self.host.get_network().register_notifee(_BanGate(self))
         # Set while run() serves; None before start and after shutdown.
@@ -258,6 +258,21 @@ class LibP2PNetwork(PeerFinding):
             return False
         return relayed_only(self.host, peer)
 
+    def connection_addrs(self, peer_id: str) -> list[str]:
+        """The remote address of each connection to `peer_id` (`.../p2p-circuit/...` when it runs
+        through a relay); [] when not connected."""
+        try:
+            peer = parse_peer_id(peer_id)
+        except ValueError:
+            return []
+        addrs: list[str] = []
+        for conn in self.host.get_network().connections.get(peer, []) or []:
+            try:
+                addrs.extend(str(a) for a in conn.get_transport_addresses())
+            except Exception:
+                continue
+        return addrs
+
     def _transport_addrs(self) -> list[multiaddr.Multiaddr]:
         # new_host asks for our addresses while it is being built, before self.host exists.
         host = getattr(self, "host", None)
@@ -277,6 +292,8 @@ class LibP2PNetwork(PeerFinding):
             "relayed_circuits": self.relay.open_circuits() if isinstance(self.relay, LimitedRelay) else 0,
             "dht_mode": "server" if self.dht.mode == DHTMode.SERVER else "client",
             "relayed_connections_made_direct": self.relayed_upgrader.upgraded,
+            "hole_punches": {"succeeded": self.hole_punching.succeeded, "failed": self.hole_punching.failed}
+            if self.config.hole_punching else None,
         }
 
     def connected_peers(self) -> list[str]:

@@ -88,11 +88,17 @@ def _veth(a: str, a_if: str, b: str, b_if: str) -> None:
     in_ns(b, "ip", "link", "set", b_if, "up")
 
 
+# Like most home routers, they drop what arrives unasked on the WAN side rather than answer it
+# with a reset: a reset kills the other peer's half of a TCP hole punch (see decisions.md).
 ROUTER_RULES = """
 table ip nat {{
     chain postrouting {{ type nat hook postrouting priority 100; oifname "wan" masquerade; }}
 }}
 table ip filter {{
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        iifname "wan" ct state new drop
+    }}
     chain forward {{
         type filter hook forward priority 0; policy drop;
         iifname "lan" oifname "wan" accept
@@ -161,6 +167,25 @@ def status(name: str) -> dict[str, Any] | None:
     return None if answer is None else answer["body"]
 
 
+def relayed_only(name: str, peer: str) -> bool:
+    """The peer in namespace `name` is connected to `peer`, and only through relays."""
+    answer = api(name, f"/peers/{peer}")
+    addrs = [] if answer is None else answer["body"]["connection_addrs"]
+    return bool(addrs) and all("/p2p-circuit" in a for a in addrs)
+
+
+def challenges_answered(name: str) -> int:
+    """How many of the validator's challenges a miner answered (scored now or later)."""
+    result = in_ns(name, sys.executable, "-c", "import urllib.request as u;"
+                   f"print(u.urlopen('http://127.0.0.1:{API}/metrics', timeout=30).read().decode())", check=False)
+    total = 0
+    for line in result.stdout.splitlines():
+        if line.startswith("p2pnode_validator_challenges_total{") and any(
+                f'outcome="{kind}"' in line for kind in ("scored", "pending")):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 def wait_until(condition: Any, timeout: float, what: str) -> Any:
     # Each poll runs a process in another namespace (no event crosses into this one): once a second.
     return poll_until(condition, timeout, what, interval=1.0)
@@ -217,18 +242,36 @@ def test_a_natted_miner_earns_and_answers_through_relays(network: None, tmp_path
             return answer if answer and answer["body"].get("response") is not None else None
 
         first = wait_until(lambda: query_from("home"), 240, "the home-B peer's query to be answered")
+        answered_at = time.monotonic()
         figures["first_relayed_query_s"] = round(first["took_s"], 3)
-        assert first["body"]["peer_id"] == peer_id_from_seed(dev_keypair("miner-0-hot").seed)
-        relayed, direct = [], []
+        miner_id = peer_id_from_seed(dev_keypair("miner-0-hot").seed)
+        home_id = peer_id_from_seed(dev_keypair("user-0").seed)
+        assert first["body"]["peer_id"] == miner_id
+
+        # hole punching: the relayed connection between the two homes becomes a direct one, each
+        # end seeing the other's router at the fixed port (both NATs kept the listen port)
+        def direct_addrs(name: str, peer: str) -> list[str] | None:
+            answer = api(name, f"/peers/{peer}")
+            addrs = [] if answer is None else answer["body"]["connection_addrs"]
+            return [a for a in addrs if "/p2p-circuit" not in a] or None
+
+        punched = wait_until(lambda: direct_addrs("home", miner_id), 90, "a direct connection home B -> miner")
+        figures["hole_punched_after_first_answer_s"] = round(time.monotonic() - answered_at, 1)
+        assert any(a.startswith(f"/ip4/{PUBLIC['ra']}/tcp/{DEFAULT_P2P_PORT}") for a in punched), punched
+        from_miner = wait_until(lambda: direct_addrs("miner", home_id), 30, "the miner's side of it")
+        assert any(a.startswith(f"/ip4/{PUBLIC['rb']}/tcp/{DEFAULT_P2P_PORT}") for a in from_miner), from_miner
+        figures["hole_punches_miner"] = status("miner")["network"]["hole_punches"]  # type: ignore[index]
+
+        punched_queries, direct = [], []
         # The home peer has no stake: the miner admits it 1 request/s (burst 5), and a query may
         # ask a miner more than once (hedging). Let the burst refill, then pace.
         time.sleep(5)
         for _ in range(5):
             time.sleep(2)
-            relayed.append(query_from("home"))
+            punched_queries.append(query_from("home"))
             direct.append(query_from("v1"))
-        assert all(relayed) and all(direct), ERRORS[-3:]
-        figures["relayed_query_s"] = sorted(round(a["took_s"], 3) for a in relayed)  # type: ignore[index]
+        assert all(punched_queries) and all(direct), ERRORS[-3:]
+        figures["hole_punched_query_s"] = sorted(round(a["took_s"], 3) for a in punched_queries)  # type: ignore[index]
         figures["direct_query_s"] = sorted(round(a["took_s"], 3) for a in direct)  # type: ignore[index]
 
         # the validators score it: it earns incentive
@@ -240,6 +283,24 @@ def test_a_natted_miner_earns_and_answers_through_relays(network: None, tmp_path
             return rows[0]["incentive"] if rows and rows[0]["incentive"] > 0 else None
 
         figures["miner_incentive"] = wait_until(miner_incentive, 400, "the NATed miner to earn incentive")
+
+        # v1 challenges the miner when the relay is the only path: router A resets every
+        # connection between home A and v1, so v1 reaches the miner through v0's relay
+        in_ns("ra", "nft", f"add table ip cut; add chain ip cut block {{ type filter hook forward priority -10; }}; "
+              f"add rule ip cut block ip daddr {PUBLIC['v1']} meta l4proto tcp reject with tcp reset; "
+              f"add rule ip cut block ip saddr {PUBLIC['v1']} meta l4proto tcp reject with tcp reset")
+        answered_before = challenges_answered("v1")
+        relayed = wait_until(lambda: (q := query_from("v1")) and relayed_only("v1", miner_id) and q, 120,
+                             "v1 to reach the miner through the relay")
+        relayed_queries = [relayed]
+        for _ in range(4):
+            time.sleep(2)
+            relayed_queries.append(query_from("v1"))
+        assert all(relayed_queries), ERRORS[-3:]
+        figures["relayed_query_s"] = sorted(round(a["took_s"], 3) for a in relayed_queries)  # type: ignore[index]
+        wait_until(lambda: challenges_answered("v1") > answered_before and relayed_only("v1", miner_id), 120,
+                   "v1's challenge answered through the relay")
+        in_ns("ra", "nft", "delete table ip cut")
 
         # cut v0 (bootstrap and relay) off: the miner keeps the v1 reservation and stays reachable
         set_link("v0", up=False)

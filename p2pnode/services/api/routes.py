@@ -209,7 +209,7 @@ def install_routes(api: HttpApi, backend: ApiBackend) -> None:
         return {"peer_id": peer, "connected": peer in network.connected_peers(),
                 "score": round(view.score, 3), "fault_points": round(view.fault_points, 3),
                 "banned": network.is_banned(peer), "ban_count": view.ban_count,
-                "relayed": network.is_relayed(peer)}
+                "relayed": network.is_relayed(peer), "connection_addrs": network.connection_addrs(peer)}
 
     async def peers(req: Request) -> Response:
         if len(req.parts) > 1:
