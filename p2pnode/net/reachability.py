@@ -24,10 +24,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import multiaddr
 import trio
 from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.host.autonat.autonat import AUTONAT_PROTOCOL_ID, AutoNATService
 from libp2p.host.autonat.pb.autonat_pb2 import Message as AutoNATMessage
 from libp2p.peer.id import ID
@@ -43,6 +45,8 @@ from libp2p.utils.varint import encode_varint_prefixed, read_varint_prefixed_byt
 from p2pnode.net.addresses import AddressBook, Reachability, is_circuit
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,20 +204,17 @@ class ReachabilityMonitor:
         request.type = AutoNATMessage.DIAL
         request.dial.peer.id = self.host.get_id().to_bytes()
         request.dial.peer.addrs.extend(addrs)
-        stream = None
-        try:
-            with trio.fail_after(self.config.query_timeout_s):
-                stream = await self.host.new_stream(server, [AUTONAT_PROTOCOL_ID])
-                await stream.write(encode_varint_prefixed(request.SerializeToString()))
-                raw = await read_varint_prefixed_bytes_limited(stream, 64 * 1024)
+
+        async def ask(stream: INetStream) -> AutoNATMessage:
+            await stream.write(encode_varint_prefixed(request.SerializeToString()))
             response = AutoNATMessage()
-            response.ParseFromString(raw)
-        except Exception as exc:
-            logger.debug("AutoNAT query to %s failed: %r", server, exc)
+            response.ParseFromString(await read_varint_prefixed_bytes_limited(stream, 64 * 1024))
+            return response
+
+        response = await _exchange(self.host, server, AUTONAT_PROTOCOL_ID, self.config.query_timeout_s, ask,
+                                   "AutoNAT query")
+        if response is None:
             return None
-        finally:
-            if stream is not None:
-                await _close_quietly(stream)
         status = response.dialResponse.status
         if status == AutoNATMessage.OK:
             return True
@@ -293,18 +294,15 @@ class RelayReservations:
 
     async def reserve(self, relay: ID, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
         """One RESERVE exchange; the expiry (unix seconds) or None when refused or failed."""
-        stream = None
-        try:
-            with trio.fail_after(timeout or self.config.relay_dial_timeout_s):
-                stream = await self.host.new_stream(relay, [HOP_PROTOCOL_ID])
-                await write_delimited_msg(stream, HopMessage(type=HopMessage.RESERVE))
-                response = await read_delimited_msg(stream, HopMessage)
-        except Exception as exc:
-            logger.debug("reservation on %s failed: %r", relay, exc)
+
+        async def ask(stream: INetStream) -> HopMessage:
+            await write_delimited_msg(stream, HopMessage(type=HopMessage.RESERVE))
+            return await read_delimited_msg(stream, HopMessage)
+
+        response = await _exchange(self.host, relay, HOP_PROTOCOL_ID, timeout or self.config.relay_dial_timeout_s,
+                                   ask, "reservation")
+        if response is None:
             return None
-        finally:
-            if stream is not None:
-                await _close_quietly(stream)
         if response.type != HopMessage.STATUS or response.status != StatusCode.OK or not response.HasField("reservation"):
             logger.info("relay %s refused a reservation (status %s)", relay, response.status)
             return None
@@ -383,6 +381,24 @@ class RelayReservations:
 
     async def run(self) -> None:
         await _tick_forever(self.tick, self.config.relay_check_s, "relay reservation upkeep")
+
+
+async def _exchange(host: IHost, peer: ID, protocol: TProtocol, timeout_s: float,
+                    ask: Callable[[INetStream], Awaitable[T]], what: str) -> T | None:
+    """One request/response exchange with `peer` on a new stream: `ask`'s answer, or None (logged
+    at debug level) when the stream, the exchange or the deadline failed. The stream is closed
+    either way."""
+    stream = None
+    try:
+        with trio.fail_after(timeout_s):
+            stream = await host.new_stream(peer, [protocol])
+            return await ask(stream)
+    except Exception as exc:
+        logger.debug("%s with %s failed: %r", what, peer, exc)
+        return None
+    finally:
+        if stream is not None:
+            await _close_quietly(stream)
 
 
 async def _close_quietly(stream: INetStream) -> None:
