@@ -25,7 +25,14 @@ from p2pnode.services.chain.vset_walk import (
     verify_walk,
 )
 from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, run_chain, status_of
-from p2pnode.testing.factories import DEV_CHAIN_ID, make_genesis, open_chain, recompute_root, signed, validator_keys
+from p2pnode.testing.factories import (
+    DEV_CHAIN_ID,
+    make_genesis,
+    open_chain,
+    recompute_root,
+    signed,
+    validator_keys,
+)
 from protocols import codec, sync
 
 # Eight candidates, four block validators: the four with the most stake (ties: lower hotkey).
