@@ -5,7 +5,11 @@ Format:
      "balances": {address: rao}, "validators": [{"hotkey": addr, "coldkey": addr, "stake": rao}],
      "subnets": [{"owner_coldkey": addr, "owner_hotkey": addr, "task": "text", "hyperparameters": {},
                   "neurons": [{"hotkey": addr, "coldkey": addr}]}],
-     "bootstrap": [multiaddr, ...]}
+     "bootstrap": [multiaddr, ...], "state_root": hex (optional)}
+
+`state_root` pins the genesis state root: every peer that builds the genesis state checks it, and a
+peer joining by checkpoint sync on a fresh data directory takes it instead of hashing every genesis
+item (`p2pnode genesis-root --network FILE [--write]` prints or pins it).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def _keys(obj: dict[str, Any], where: str, required: set[str], optional: set[str
 def genesis_from_json(doc: Any) -> tuple[Genesis, list[str]]:
     """Validate a parsed genesis document; returns the Genesis and its bootstrap multiaddrs."""
     _keys(doc, "genesis", {"chain_id", "genesis_time_ms", "balances", "validators"},
-          {"params", "subnets", "bootstrap", "comment"})
+          {"params", "subnets", "bootstrap", "comment", "state_root"})
     if type(doc["chain_id"]) is not str or not doc["chain_id"]:
         raise GenesisError("chain_id: expected a non-empty string")
     try:
@@ -81,6 +85,14 @@ def genesis_from_json(doc: Any) -> tuple[Genesis, list[str]]:
     bootstrap = doc.get("bootstrap", [])
     if type(bootstrap) is not list or not all(type(b) is str for b in bootstrap):
         raise GenesisError("bootstrap: expected a list of multiaddr strings")
+    state_root = doc.get("state_root")
+    if state_root is not None:
+        if type(state_root) is not str or len(state_root) != 64:
+            raise GenesisError("state_root: expected 64 hex digits")
+        try:
+            state_root = bytes.fromhex(state_root)
+        except ValueError:
+            raise GenesisError("state_root: expected 64 hex digits") from None
     vals = []
     for i, v in enumerate(validators):
         _keys(v, f"validators[{i}]", {"hotkey", "coldkey", "stake"}, set())
@@ -113,15 +125,22 @@ def genesis_from_json(doc: Any) -> tuple[Genesis, list[str]]:
         balances=tuple((_addr(a, f"balances[{a!r}]"), _int(x, f"balances[{a!r}]", 1)) for a, x in balances.items()),
         validators=tuple(vals),
         subnets=tuple(sns),
+        state_root=state_root,
     )
     return genesis, list(bootstrap)
 
 
-def load_genesis(path_or_name: str | Path) -> tuple[Genesis, list[str]]:
-    """Load a genesis file by path, or by network name from testnet/ (e.g. 'devnet')."""
+def genesis_path(path_or_name: str | Path) -> Path:
+    """A genesis file by path, or by network name under testnet/."""
     path = Path(path_or_name)
     if not path.exists() and "/" not in str(path_or_name):
         path = TESTNET_DIR / f"{path_or_name}.json"
+    return path
+
+
+def load_genesis(path_or_name: str | Path) -> tuple[Genesis, list[str]]:
+    """Load a genesis file by path, or by network name from testnet/ (e.g. 'devnet')."""
+    path = genesis_path(path_or_name)
     try:
         doc = parse_json(read_regular_file(path, MAX_GENESIS_BYTES))
     except LocalFileError as exc:

@@ -50,10 +50,52 @@ class Genesis:
     balances: tuple[tuple[bytes, int], ...]
     validators: tuple[GenesisValidator, ...]
     subnets: tuple[GenesisSubnet, ...] = ()
+    # The genesis state root the document pins (optional). Every peer that builds the genesis state
+    # checks it; a peer joining by checkpoint sync takes it instead of hashing every genesis item
+    # (`build_genesis_pinned`): it never imports a block on the genesis state.
+    state_root: bytes | None = None
 
 
 def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
     """The initial key-value state, its accumulator, and the block-0 header."""
+    reader, state = _genesis_state(genesis)
+    acc = state.accumulator()
+    root = state.root()
+    if genesis.state_root is not None and genesis.state_root != root:
+        raise GenesisError(f"state_root: the genesis state's root is {root.hex()}, the document pins "
+                           f"{genesis.state_root.hex()}")
+    reader.apply(state.changes())
+    return reader, acc, _genesis_header(genesis, state, root)
+
+
+def build_genesis_pinned(genesis: Genesis) -> tuple[DictReader, Header]:
+    """The initial state and block-0 header of a document that pins its state root, without hashing
+    the state (its accumulator is not computed: no block may be imported on this state; checkpoint
+    sync replaces it). The header, and so the genesis hash, is only right if the pin is."""
+    if genesis.state_root is None:
+        raise GenesisError("state_root: the document pins no state root")
+    reader, state = _genesis_state(genesis)
+    reader.apply(state.changes())
+    return reader, _genesis_header(genesis, state, genesis.state_root)
+
+
+def _genesis_header(genesis: Genesis, state: State, root: bytes) -> Header:
+    return Header(
+        chain=genesis.chain_id,
+        version=state.param("protocol_version"),
+        height=0,
+        slot=0,
+        parent=ZERO_HASH,
+        proposer=ZERO_HASH,
+        state_root=root,
+        tx_root=body_root((), ()),
+        timestamp_ms=genesis.genesis_time_ms,
+        randao_reveal=bytes(64),
+    )
+
+
+def _genesis_state(genesis: Genesis) -> tuple[DictReader, State]:
+    """The checked genesis description as writes on an overlay over an empty reader."""
     if not genesis.chain_id:
         raise GenesisError("chain_id: must not be empty")
     try:
@@ -109,22 +151,8 @@ def build_genesis_state(genesis: Genesis) -> tuple[DictReader, int, Header]:
     )
     if not state.global_value("vset")["validators"]:
         raise GenesisError("validators: no block validator meets min_validator_stake")
-    acc = state.accumulator()
-    root = state.root()
-    reader.apply(state.changes())
-    header = Header(
-        chain=genesis.chain_id,
-        version=params["protocol_version"],
-        height=0,
-        slot=0,
-        parent=ZERO_HASH,
-        proposer=ZERO_HASH,
-        state_root=root,
-        tx_root=body_root((), ()),
-        timestamp_ms=genesis.genesis_time_ms,
-        randao_reveal=bytes(64),
-    )
-    return reader, acc, header
+    return reader, state
 
 
-__all__ = ["Genesis", "GenesisError", "GenesisSubnet", "GenesisValidator", "build_genesis_state", "default_hyperparams"]
+__all__ = ["Genesis", "GenesisError", "GenesisSubnet", "GenesisValidator", "build_genesis_pinned", "build_genesis_state",
+           "default_hyperparams"]

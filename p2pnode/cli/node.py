@@ -73,6 +73,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_read_options(status)
     status.set_defaults(func=_status)
 
+    root = subparsers.add_parser(
+        "genesis-root", help="the genesis state root of a network (pin it in the file with --write)",
+        description="Builds the genesis state and prints its root. With --write the root is pinned in the file "
+                    "(\"state_root\"): peers check it, and a fresh peer joining with --checkpoint-sync uses it "
+                    "instead of hashing every genesis account.")
+    root.add_argument("--network", default="devnet", help="network name under testnet/ or a genesis file path")
+    root.add_argument("--write", action="store_true", help="add the root to the genesis file")
+    root.set_defaults(func=_genesis_root)
+
+
+def _genesis_root(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from p2pnode.chain.genesis import build_genesis_state
+    from p2pnode.genesis_file import genesis_path, load_genesis
+
+    try:
+        genesis, _ = load_genesis(args.network)
+        _, _, header = build_genesis_state(dataclasses.replace(genesis, state_root=None))  # a new pin replaces an old one
+    except GenesisError as exc:
+        raise CliError(f"genesis: {exc}") from None
+    root = header.state_root.hex()
+    if args.write:
+        path = genesis_path(args.network)
+        doc = json.loads(path.read_text())
+        doc["state_root"] = root
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(root)
+    return 0
+
 
 def _hotkey(args: argparse.Namespace):  # -> Keypair
     if args.dev_key:

@@ -145,8 +145,11 @@ class Store:
 
     # ---------------------------------------------------------------- genesis
 
-    def initialise(self, genesis_header: Header, genesis_state: DictReader, acc: int) -> None:
-        """Write genesis into an empty store, or check that the store was made for this genesis."""
+    def initialise(self, genesis_header: Header, genesis_state: DictReader, acc: int | None) -> None:
+        """Write genesis into an empty store, or check that the store was made for this genesis.
+
+        `acc` None: the genesis state was not hashed (a pinned root, for checkpoint sync, which
+        replaces the state); a later call with the accumulator completes it while still at genesis."""
         genesis_hash = genesis_header.hash
         stored = self.meta("genesis_hash")
         if stored is not None:
@@ -155,6 +158,10 @@ class Store:
                     f"store {self.path} belongs to another network (genesis {stored.hex()[:16]}, "
                     f"expected {genesis_hash.hex()[:16]}); use another data directory"
                 )
+            if acc is not None and self.meta(self._UNHASHED) == b"1" and self.head_height == 0:
+                with self.transaction():
+                    self.set_meta("acc", accumulator.to_bytes(acc))
+                    self.set_meta(self._UNHASHED, b"")
             return
         genesis_block = Block(header=genesis_header, sig=bytes(64), txs=(), votes=())
         with self.transaction():
@@ -164,7 +171,14 @@ class Store:
             self._put_block(genesis_block)
             self._db.execute("INSERT INTO canonical(height, hash) VALUES (0, ?)", (genesis_hash,))
             self.set_meta("head", genesis_hash)
-            self.set_meta("acc", accumulator.to_bytes(acc))
+            self.set_meta("acc", accumulator.to_bytes(accumulator.EMPTY if acc is None else acc))
+            self.set_meta(self._UNHASHED, b"1" if acc is None else b"")
+
+    # Meta key: "1" while the genesis state's accumulator is not known (see `initialise`).
+    _UNHASHED = "genesis_unhashed"
+
+    def genesis_unhashed(self) -> bool:
+        return self.meta(self._UNHASHED) == b"1"
 
     def _required_meta(self, key: str, what: str) -> bytes:
         value = self.meta(key)
@@ -320,6 +334,7 @@ class Store:
             self.set_meta("acc", accumulator.to_bytes(acc))
             self.set_meta("finalized", finalized)
             self.set_meta("snapshot_base", block.hash)
+            self.set_meta(self._UNHASHED, b"")
             self.set_meta("history_low", str(block.header.height).encode())
 
     def history_low(self) -> int | None:

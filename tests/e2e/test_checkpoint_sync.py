@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from e2e_util import api, try_api, wait_until
 
+from p2pnode.chain.genesis import build_genesis_state
 from p2pnode.cli.testnet import make_genesis
+from p2pnode.genesis_file import genesis_from_json
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,6 +62,8 @@ def start(tmp: Path, name: str, args: list[str], env: dict[str, str] | None = No
 def network(tmp_path: Path) -> Iterator[tuple[Path, list[Proc]]]:
     genesis = make_genesis(1, market=False, slot_ms=500)
     genesis["params"]["epoch_slots"] = 8
+    # The root pinned: the validators check it, the joiner takes it instead of hashing the genesis.
+    genesis["state_root"] = build_genesis_state(genesis_from_json(genesis)[0])[2].state_root.hex()
     (tmp_path / "genesis.json").write_text(json.dumps(genesis))
     procs: list[Proc] = []
     try:
@@ -90,6 +94,7 @@ def test_a_fresh_peer_joins_from_a_checkpoint_past_a_corrupt_server(network: tup
     procs.append(joiner)
     log = joiner.log.read_text()
     assert "joined at checkpoint height" in log, log[-4000:]
+    assert "taken from the genesis file's pin" in log, log[-4000:]
     # The checkpoint was checked by the validator-set walk the peers keep (not the fallback).
     assert re.search(r"validator-set walk: [1-9]\d* steps", log), log[-4000:]
     assert f"penalised {corrupt.ready['peer_id']}" in log, log[-4000:]
