@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 
 import trio
 from libp2p import new_host
@@ -19,6 +21,7 @@ from multiaddr import Multiaddr
 from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.identity import key_pair_from_seed
 from p2pnode.net.libp2p_workarounds import noise_only_security, yamux_only_muxer
+from p2pnode.net.reachability import ReachabilityConfig
 from protocols.network import Verdict
 
 TOPIC = "/p2pnode/testnet/blocks/1"
@@ -80,6 +83,24 @@ def listening_node(name: str, bootstrap: Sequence[str] = (), config: NetConfig |
     network, inbox = node(name, bootstrap, config), Inbox()
     network.subscribe(TOPIC, validator, inbox)
     return network, inbox
+
+
+# Reachability decided within seconds, and the DHT refreshed soon after start.
+FAST_REACHABILITY = ReachabilityConfig(first_check_s=0.5, retry_s=1.0, recheck_s=5.0, relay_check_s=0.5)
+
+
+def fast_network(name: str, *, bootstrap: tuple[str, ...] = (), announce: tuple[str, ...] = (),
+                 **config: object) -> LibP2PNetwork:
+    """A network that finds its reachability and its DHT neighbours fast; `config` overrides NetConfig fields."""
+    base = NetConfig(reachability=FAST_REACHABILITY, dht_refresh_after_start_s=(0.5, 1.5, 3.0))
+    return LibP2PNetwork(seed_for(name), bootstrap=bootstrap, announce=announce, config=replace(base, **config))  # type: ignore[arg-type]
+
+
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @asynccontextmanager

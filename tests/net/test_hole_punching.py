@@ -3,9 +3,6 @@ starts. The punch itself needs real NAT: `tests/netns/test_home_nat.py`."""
 
 from __future__ import annotations
 
-import socket
-from dataclasses import replace
-
 import multiaddr
 import pytest
 from libp2p.relay.circuit_v2 import dcutr
@@ -13,22 +10,7 @@ from libp2p.relay.circuit_v2.dcutr import PROTOCOL_ID as DCUTR_PROTOCOL_ID
 
 from p2pnode.net.addresses import Reachability
 from p2pnode.net.dcutr_relay_only_addrs import MAX_OWN_ADDRS, MAX_PEER_ADDRS, HolePunching
-from p2pnode.net.host import LibP2PNetwork, NetConfig
-from p2pnode.net.reachability import ReachabilityConfig
-from tests.net.netutil import ECHO, echo, running, seed_for, wait_for
-
-FAST = ReachabilityConfig(first_check_s=0.5, retry_s=1.0, recheck_s=5.0, relay_check_s=0.5)
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def network(name: str, *, bootstrap: tuple[str, ...] = (), announce: tuple[str, ...] = (), **config: object) -> LibP2PNetwork:
-    base = NetConfig(reachability=FAST, dht_refresh_after_start_s=(0.5, 1.5, 3.0))
-    return LibP2PNetwork(seed_for(name), bootstrap=bootstrap, announce=announce, config=replace(base, **config))  # type: ignore[arg-type]
+from tests.net.netutil import ECHO, closed_port, echo, fast_network, running, wait_for
 
 
 class ObservedBy:
@@ -42,8 +24,8 @@ class ObservedBy:
 
 
 async def test_a_private_peer_offers_its_router_ip_at_its_listen_port_and_binds_dials_to_that_port() -> None:
-    peer = network("punch-offer", announce=("/ip4/198.51.100.9/tcp/4444",))
-    other = network("punch-other")
+    peer = fast_network("punch-offer", announce=("/ip4/198.51.100.9/tcp/4444",))
+    other = fast_network("punch-other")
     async with running(peer, other):
         await peer.connect(other.listen_addrs()[0])
         peer.addresses.reachability = Reachability.PRIVATE
@@ -81,7 +63,7 @@ async def test_a_private_peer_offers_its_router_ip_at_its_listen_port_and_binds_
 
 
 def test_a_peers_connect_message_is_cut_to_a_few_tcp_addresses_with_a_concrete_ip() -> None:
-    punching = network("punch-accept").hole_punching
+    punching = fast_network("punch-accept").hole_punching
     junk = [b"\xff\x00not a multiaddr",
             multiaddr.Multiaddr("/ip4/0.0.0.0/tcp/4001").to_bytes(),
             multiaddr.Multiaddr("/ip4/10.0.0.1/udp/4001/quic-v1").to_bytes(),
@@ -95,13 +77,13 @@ def test_a_peers_connect_message_is_cut_to_a_few_tcp_addresses_with_a_concrete_i
 
 async def test_only_the_peer_that_accepted_the_relayed_connection_starts_dcutr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dcutr, "_HOLE_PUNCH_ROUND_TIMEOUT", 0.5)  # closed ports: fail fast
-    relay = network("punch-relay", relay_service=True)
+    relay = fast_network("punch-relay", relay_service=True)
     async with running(relay):
         boot = (relay.listen_addrs()[0],)
-        miner = network("punch-miner", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",),
+        miner = fast_network("punch-miner", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",),
                         target_peer_count=1)
         miner.set_request_handler(ECHO, echo, 1024)
-        querier = network("punch-querier", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",),
+        querier = fast_network("punch-querier", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",),
                           target_peer_count=1)
         streams: list[str] = []
         for side in (miner, querier):

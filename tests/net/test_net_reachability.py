@@ -8,8 +8,6 @@ connections work, as behind a masquerading router. The netns test does it with r
 from __future__ import annotations
 
 import ipaddress
-import socket
-from dataclasses import replace
 
 import multiaddr
 import pytest
@@ -27,24 +25,18 @@ from p2pnode.net.addresses import (
     expand_wildcard,
     parse_announce_addrs,
 )
-from p2pnode.net.host import LibP2PNetwork, NetConfig
 from p2pnode.net.kad_client_mode_peers import dht_network_name, dht_protocol_id
 from p2pnode.net.reachability import ReachabilityConfig, ReachabilityMonitor, decide
-from tests.net.netutil import ECHO, dial, echo, raw_host, running, seed_for, wait_for
-
-FAST = ReachabilityConfig(first_check_s=0.5, retry_s=1.0, recheck_s=5.0, relay_check_s=0.5)
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def network(name: str, *, bootstrap: tuple[str, ...] = (), announce: tuple[str, ...] = (), **config: object) -> LibP2PNetwork:
-    base = NetConfig(reachability=FAST, dht_refresh_after_start_s=(0.5, 1.5, 3.0))
-    return LibP2PNetwork(seed_for(name), bootstrap=bootstrap, announce=announce, config=replace(base, **config))  # type: ignore[arg-type]
-
+from tests.net.netutil import (
+    ECHO,
+    closed_port,
+    dial,
+    echo,
+    fast_network,
+    raw_host,
+    running,
+    wait_for,
+)
 
 # -- addresses (no network) -----------------------------------------------------------------------
 
@@ -130,7 +122,7 @@ async def find_node(host: object, peer: ID, protocol: str, target: ID) -> Messag
 
 
 async def test_dht_speaks_only_its_network_protocol_and_answers_for_itself_with_addresses() -> None:
-    node = network("dht-a", network_id="alpha")
+    node = fast_network("dht-a", network_id="alpha")
     async with running(node), raw_host("dht-client") as client:
         await dial(client, node.listen_addrs()[0])
         assert "/ipfs/kad/1.0.0" not in node.host.get_mux().get_protocols()
@@ -145,10 +137,10 @@ async def test_dht_speaks_only_its_network_protocol_and_answers_for_itself_with_
 
 
 async def test_networks_with_different_ids_do_not_share_a_dht() -> None:
-    a = network("dht-net-a", network_id="alpha")
+    a = fast_network("dht-net-a", network_id="alpha")
     async with running(a):
-        b = network("dht-net-b", network_id="beta", bootstrap=(a.listen_addrs()[0],))
-        c = network("dht-net-c", network_id="alpha", bootstrap=(a.listen_addrs()[0],))
+        b = fast_network("dht-net-b", network_id="beta", bootstrap=(a.listen_addrs()[0],))
+        c = fast_network("dht-net-c", network_id="alpha", bootstrap=(a.listen_addrs()[0],))
         async with running(b, c):
             await wait_for(lambda: c.host.get_id() in a.dht.routing_table.get_peer_ids(), 20, "same-network peer admitted")
             await wait_for(lambda: b.host.get_peerstore().get_protocols(a.host.get_id()), 10, "identify")
@@ -160,15 +152,15 @@ async def test_networks_with_different_ids_do_not_share_a_dht() -> None:
 
 
 async def test_public_peers_say_public_and_a_natted_peer_is_reached_through_the_relay() -> None:
-    relay = network("reach-relay", relay_service=True)
+    relay = fast_network("reach-relay", relay_service=True)
     async with running(relay):
         boot = (relay.listen_addrs()[0],)
         # The NATed miner: its announced port is closed, and it dials no one but its bootstrap.
         announced = f"/ip4/127.0.0.1/tcp/{closed_port()}"
-        miner = network("reach-miner", bootstrap=boot, announce=(announced,), target_peer_count=1)
+        miner = fast_network("reach-miner", bootstrap=boot, announce=(announced,), target_peer_count=1)
         miner.set_request_handler(ECHO, echo, 1024)
         # The querier is behind another NAT: neither can dial the other, only the relay can help.
-        querier = network("reach-querier", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",))
+        querier = fast_network("reach-querier", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",))
         async with running(miner, querier):
             start = trio.current_time()
             await wait_for(lambda: miner.addresses.reachability is Reachability.PRIVATE, 30, "AutoNAT: private")
@@ -194,7 +186,7 @@ async def test_public_peers_say_public_and_a_natted_peer_is_reached_through_the_
 async def test_a_busy_dial_back_server_refuses_rather_than_reporting_a_failed_dial() -> None:
     from libp2p.host.autonat.pb.autonat_pb2 import Message as AutoNATMessage
 
-    server = network("dialback-busy")
+    server = fast_network("dialback-busy")
     request = AutoNATMessage(type=AutoNATMessage.DIAL)
     request.dial.peer.id = server.host.get_id().to_bytes()
     request.dial.peer.addrs.append(multiaddr.Multiaddr(f"/ip4/127.0.0.1/tcp/{closed_port()}").to_bytes())
