@@ -86,6 +86,20 @@ class ForecastTaskConfig:
     horizon: int = 12
 
 
+
+def _values(min_items: int, max_items: int, description: str = "") -> Schema:
+    """The schema of a series: between `min_items` and `max_items` bounded numbers."""
+    schema: Schema = {
+        "type": "array",
+        "minItems": min_items,
+        "maxItems": max_items,
+        "items": {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE},
+    }
+    if description:
+        schema["description"] = description
+    return schema
+
+
 class ForecastTask(Task):
     """Forecast `horizon` future values of a numeric series from its history."""
 
@@ -96,17 +110,10 @@ class ForecastTask(Task):
 
     @functools.cached_property
     def request_schema(self) -> Schema:  # built once: validation runs per request
-        number = {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE}
         return {
             "type": "object",
             "properties": {
-                "history": {
-                    "type": "array",
-                    "minItems": 8,
-                    "maxItems": self.config.max_history,
-                    "items": number,
-                    "description": "past values, oldest first",
-                },
+                "history": _values(8, self.config.max_history, "past values, oldest first"),
                 "horizon": {"type": "integer", "minimum": 1, "maximum": self.config.max_horizon},
             },
             "required": ["history", "horizon"],
@@ -114,17 +121,9 @@ class ForecastTask(Task):
 
     @functools.cached_property
     def response_schema(self) -> Schema:
-        number = {"type": "number", "minimum": -MAX_ABS_VALUE, "maximum": MAX_ABS_VALUE}
         return {
             "type": "object",
-            "properties": {
-                "forecast": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": self.config.max_horizon,
-                    "items": number,
-                },
-            },
+            "properties": {"forecast": _values(1, self.config.max_horizon)},
             "required": ["forecast"],
         }
 
