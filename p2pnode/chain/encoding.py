@@ -86,6 +86,15 @@ def _encode_into(obj: Any, out: list[bytes]) -> None:
 
 def encode(obj: Any) -> bytes:
     """Canonical CBOR bytes of `obj`."""
+    t = type(obj)
+    # The commonest state values, straight to bytes: counters, and pairs of unsigned integers
+    # (an account is [balance, nonce]). `_head` refuses what exceeds 64 bits.
+    if t is int and obj >= 0:
+        return _head(0, obj)
+    if t is list and len(obj) == 2:
+        first, second = obj
+        if type(first) is int and type(second) is int and first >= 0 and second >= 0:
+            return b"\x82" + _head(0, first) + _head(0, second)
     out: list[bytes] = []
     _encode_into(obj, out)
     return b"".join(out)
@@ -97,6 +106,22 @@ class DecodeError(ChainError, ValueError):
 
 def decode(data: bytes) -> Any:
     """Decode canonical CBOR written by `encode` (trusted input; see protocols.codec for untrusted)."""
+    if data[:1] == b"\x82" and len(data) > 2:
+        # A pair of unsigned integers (an account), read inline.
+        initial = data[1]
+        if initial < 24:
+            first, pos = initial, 2
+        elif initial <= 27:
+            pos = 2 + (1 << (initial - 24))
+            first = int.from_bytes(data[2:pos], "big")
+        else:
+            pos = 0
+        if 0 < pos < len(data):
+            initial = data[pos]
+            if initial < 24 and pos + 1 == len(data):
+                return [first, initial]
+            if 24 <= initial <= 27 and pos + 1 + (1 << (initial - 24)) == len(data):
+                return [first, int.from_bytes(data[pos + 1 :], "big")]
     value, end = _decode_at(data, 0)
     if end != len(data):
         raise DecodeError("trailing bytes")
@@ -135,10 +160,24 @@ def _decode_at(data: bytes, pos: int) -> tuple[Any, int]:
             raise DecodeError("truncated text")
         return data[pos : pos + arg].decode("utf-8"), pos + arg
     if major == 4:
-        items = []
+        items: list[Any] = []
+        append = items.append
         for _ in range(arg):
-            item, pos = _decode_at(data, pos)
-            items.append(item)
+            # Unsigned integers (most list items in state: balances, stakes, uids) read inline.
+            try:
+                initial = data[pos]
+            except IndexError:
+                raise DecodeError("truncated") from None
+            if initial < 24:
+                append(initial)
+                pos += 1
+            elif initial <= 27:
+                size = 1 << (initial - 24)
+                append(int.from_bytes(data[pos + 1 : pos + 1 + size], "big"))
+                pos += 1 + size
+            else:
+                item, pos = _decode_at(data, pos)
+                append(item)
         return items, pos
     if major == 5:
         mapping = {}

@@ -15,6 +15,7 @@ The key layout is `p2pnode.chain.statekeys`'s; the records stored under it are `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from p2pnode.chain import accumulator
@@ -151,6 +152,13 @@ class State:
         assert self._parent is None, "changes() of a child overlay"
         get = self._base_value
         return {k: v for k, v in self._writes.items() if get(k) != v}
+
+    def values_before(self, keys: Iterable[bytes]) -> list[list[bytes | None]]:
+        """[key, value in the base reader] for each key (top-level overlay only): the undo record of
+        `changes()`, from what the transition read already."""
+        assert self._parent is None, "values_before() of a child overlay"
+        get = self._base_value
+        return [[key, get(key)] for key in keys]
 
     def accumulator(self) -> int:
         """The LtHash of the state with this overlay's writes, from the changed keys only."""

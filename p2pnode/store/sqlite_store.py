@@ -298,13 +298,18 @@ class Store:
         if upserts:
             self._db.executemany("INSERT OR REPLACE INTO state(key, value) VALUES (?, ?)", upserts)
 
-    def commit_block(self, block: Block, changes: dict[bytes, bytes | None], acc: int) -> None:
-        """Make `block` (a child of the head) the new head with its state changes, atomically."""
+    def commit_block(self, block: Block, changes: dict[bytes, bytes | None], acc: int,
+                     old_values: list[list[bytes | None]] | None = None) -> None:
+        """Make `block` (a child of the head) the new head with its state changes, atomically.
+
+        `old_values`: [key, value at the head] for every changed key, in `changes`' order, when the
+        caller read them already (the undo record); read here otherwise."""
         header = block.header
         with self.transaction():
             if header.parent != self.head_hash:
                 raise StoreError("block does not extend the head")
-            old_values = [[k, self.get(k)] for k in changes]
+            if old_values is None:
+                old_values = [[k, self.get(k)] for k in changes]
             self._db.execute(
                 "INSERT OR REPLACE INTO undo(hash, acc_before, data) VALUES (?, ?, ?)",
                 (header.hash, self.meta("acc"), encode(old_values)),

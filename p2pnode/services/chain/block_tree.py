@@ -284,7 +284,8 @@ class BlockTree:
             state = self.head_state()
             records: list[EpochRecord] = []
             apply_block(state, block, self.supported_versions, records)
-            self.store.commit_block(block, state.changes(), state.accumulator())
+            changes = state.changes()
+            self.store.commit_block(block, changes, state.accumulator(), state.values_before(changes))
             self._report_epochs(block, records)
             self._after_head_change()
             return ImportResult(block_hash, header.height, header.state_root, head=True)
