@@ -62,6 +62,27 @@ def root_of_items(items: dict[bytes, bytes]) -> bytes:
         acc = accumulator.add(acc, accumulator.element_hash(key, value))
     return compose_root(accumulator.digest(acc), items.get(VSET_KEY), items.get(VSET_NEXT_KEY))
 
+# (balance, nonce) of stored account values, by their bytes: accounts are read several times per
+# transaction, and the value a transaction writes is read back by the next step. Checked once
+# per distinct value (Account.from_state); the tuple is immutable, so sharing it is safe.
+_ACCOUNT_FIELDS: dict[bytes, tuple[int, int]] = {}
+_MAX_ACCOUNT_FIELDS = 8192
+
+
+def _account_fields(raw: bytes) -> tuple[int, int]:
+    fields = _ACCOUNT_FIELDS.get(raw)
+    if fields is None:
+        account = Account.from_state(decode(raw))
+        fields = _remember_account(raw, account.balance, account.nonce)
+    return fields
+
+
+def _remember_account(raw: bytes, balance: int, nonce: int) -> tuple[int, int]:
+    if len(_ACCOUNT_FIELDS) >= _MAX_ACCOUNT_FIELDS:
+        _ACCOUNT_FIELDS.clear()
+    fields = _ACCOUNT_FIELDS[raw] = (balance, nonce)
+    return fields
+
 
 class StateReader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
@@ -201,7 +222,9 @@ class State:
 
     @property
     def chain_id(self) -> str:
-        return self.global_value("chain_id")
+        # Read for every transaction; a str, so the shared decoded value is safe to hand out.
+        raw = self.get_raw(keys.global_value("chain_id"))
+        return None if raw is None else decode_shared(raw)  # type: ignore[return-value]
 
     @property
     def height(self) -> int:
@@ -211,30 +234,37 @@ class State:
 
     def account(self, pub: bytes) -> Account:
         """The key's account; an unstored one is the empty account (no balance, nonce 0)."""
+        return Account(*self._account_fields(pub))
+
+    def _account_fields(self, pub: bytes) -> tuple[int, int]:
         raw = self.get_raw(keys.account(pub))
-        return Account() if raw is None else Account.from_state(decode(raw))
+        return (0, 0) if raw is None else _account_fields(raw)
 
     def balance(self, pub: bytes) -> int:
-        return self.account(pub).balance
+        return self._account_fields(pub)[0]
 
     def nonce(self, pub: bytes) -> int:
-        return self.account(pub).nonce
+        return self._account_fields(pub)[1]
 
     def set_account(self, pub: bytes, balance: int, nonce: int) -> None:
         if balance == 0 and nonce == 0:
             self.delete(keys.account(pub))
         else:
-            self.put(keys.account(pub), Account(balance, nonce).to_state())
+            raw = encode(Account(balance, nonce).to_state())
+            if balance >= 0 and nonce >= 0:  # what Account.from_state would accept on reading it
+                _remember_account(raw, balance, nonce)
+            self._writes[keys.account(pub)] = raw
+            self._version += 1
 
     def credit(self, pub: bytes, amount: int) -> None:
-        account = self.account(pub)
-        self.set_account(pub, account.balance + amount, account.nonce)
+        balance, nonce = self._account_fields(pub)
+        self.set_account(pub, balance + amount, nonce)
 
     def debit(self, pub: bytes, amount: int) -> None:
-        account = self.account(pub)
-        if account.balance < amount:
+        balance, nonce = self._account_fields(pub)
+        if balance < amount:
             raise ValueError("debit exceeds balance")  # callers validate first: this is a bug
-        self.set_account(pub, account.balance - amount, account.nonce)
+        self.set_account(pub, balance - amount, nonce)
 
     # ---------------------------------------------------------------- supply counters
 
