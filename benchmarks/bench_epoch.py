@@ -105,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             continue
         runs = {256: 61, 1024: 9, 4096: 5}[n] if not args.quick else {256: 7, 1024: 3, 4096: 1}[n]
         for name, model in MODELS.items():
-            if model.get("liquid_alpha_on") and n > 1024:
-                continue  # per-entry path (see docs/epoch.md); measured at the smaller sizes only
             inp = subnet(n, validators, model)
             fields = {f.name: getattr(inp, f.name) for f in dataclasses.fields(inp)}
             fields["weights"] = [list(row) for row in inp.weights]  # (uid, value) pairs, as a caller holds them
@@ -178,10 +176,13 @@ def report(rows: list[dict[str, Any]], load_before: tuple[float, ...], load_afte
         "",
         "Targets: n=256 (64 validators) at most 20 ms, n=4096 (256 validators) at most 1.5 s, on one core.",
         "On this shared machine CPU medians move by up to ~30% between runs (the minimum is steadier).",
-        "Liquid alpha runs entry by entry (an exp per distinct sigmoid input), so it is measured at the",
-        "smaller sizes only.",
         "",
     ]
+    fixed = {r["n"]: r["cpu"] for r in rows if r["model"] == "Yuma 3, fixed alpha"}
+    liquid = [(r["n"], r["cpu"]) for r in rows if r["model"] == "Yuma 3, liquid alpha" and r["n"] in fixed]
+    if liquid:
+        ratios = ", ".join(f"n={n}: {cpu / fixed[n]:.2f}x" for n, cpu in liquid)
+        lines += [f"Liquid alpha / fixed alpha (CPU medians, Yuma 3): {ratios}.", ""]
     return "\n".join(lines)
 
 
