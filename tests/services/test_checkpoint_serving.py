@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from p2pnode.chain import finality
 from p2pnode.chain.types import Checkpoint
 from p2pnode.services.chain.backfill import BackfillConfig, HistoryBackfill
 from p2pnode.services.chain.block_tree import BlockTree
@@ -118,6 +119,10 @@ def test_a_fresh_store_joins_at_the_checkpoint_and_follows_the_head(finalized_ch
     assert report.walk_steps == 1, "the genesis set never changed: the walk is the checkpoint's step"
     chain = BlockTree(join.store)
     assert chain.head.hash == fin.hash and chain.finalized == fin
+    # Why finality is also kept outside state: the checkpoint block's own state cannot name it
+    # finalized (the votes that finalize it are in later blocks); only the store's record does.
+    state_finalized = finality.finalized_checkpoint(chain.head_state())
+    assert state_finalized is not None and state_finalized.epoch < fin.epoch
     assert join.store.canonical_hash(1) is None, "no history below the checkpoint"
     # Following the head: the served chain's blocks after the checkpoint import on the snapshot.
     for height in range(fin.height + 1, finalized_chain.head.height + 1):
