@@ -12,6 +12,7 @@ from p2pnode.chain import accumulator, consensus, subnets
 from p2pnode.chain.encoding import MAX_UINT64, sha256
 from p2pnode.chain.errors import ChainError, TxInvalid
 from p2pnode.chain.params import check_hyperparam, check_param, default_hyperparams, default_params
+from p2pnode.chain.records import Supply
 from p2pnode.chain.state import DictReader, State
 from p2pnode.chain.types import ZERO_HASH, BadChainId, Header, body_root, check_chain_id
 
@@ -136,7 +137,7 @@ def _genesis_state(genesis: Genesis) -> tuple[DictReader, State]:
         total += v.stake
     if total > MAX_UINT64:
         raise GenesisError("balances and stakes: total supply exceeds 2^64-1")
-    state.set_global("supply", {"genesis": total, "emitted": 0, "burned": 0, "locked": 0})
+    state.set_global("supply", Supply(genesis=total, emitted=0, burned=0, locked=0).to_state())
     for index, sn in enumerate(genesis.subnets):
         for name, value in sn.hyperparameters.items():
             problem = check_hyperparam(name, value, by_owner=False)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pnode.chain import statekeys, yuma
-from p2pnode.chain.encoding import encode, sha256
+from p2pnode.chain.encoding import decode, encode, sha256
+from p2pnode.chain.records import EpochReceipt
 from p2pnode.chain.state import State
 
 RECEIPTS_KEPT = 16
@@ -197,18 +198,15 @@ def receipts_key(netuid: int) -> bytes:
 
 def commit_receipt(state: State, record: EpochRecord) -> None:
     """Append the record's receipt to the subnet's list in state, keeping the newest RECEIPTS_KEPT."""
-    key = receipts_key(record.netuid)
-    receipts = state.get(key, [])
-    receipts.append([record.epoch, record.block, record.inputs_hash(), record.outputs_hash()])
-    state.put(key, receipts[-RECEIPTS_KEPT:])
+    receipts = committed_receipts(state, record.netuid)
+    receipts.append(EpochReceipt(record.epoch, record.block, record.inputs_hash(), record.outputs_hash()))
+    state.put(receipts_key(record.netuid), EpochReceipt.list_to_state(receipts[-RECEIPTS_KEPT:]))
 
 
-def committed_receipts(state: State, netuid: int) -> list[dict[str, Any]]:
+def committed_receipts(state: State, netuid: int) -> list[EpochReceipt]:
     """The receipts in state for `netuid`, oldest first."""
-    return [
-        {"epoch": epoch, "block": block, "inputs_hash": inputs, "outputs_hash": outputs}
-        for epoch, block, inputs, outputs in state.get(receipts_key(netuid), [])
-    ]
+    raw = state.get_raw(receipts_key(netuid))
+    return [] if raw is None else EpochReceipt.list_from_state(decode(raw))
 
 
 # ---------------------------------------------------------------- verification and explanation
@@ -221,11 +219,11 @@ class Check:
     detail: str
 
 
-def find_receipt(receipts: list[dict[str, Any]], epoch: int) -> dict[str, Any] | None:
-    return next((r for r in receipts if r["epoch"] == epoch), None)
+def find_receipt(receipts: list[EpochReceipt], epoch: int) -> EpochReceipt | None:
+    return next((r for r in receipts if r.epoch == epoch), None)
 
 
-def verify_record(record: EpochRecord, receipt: dict[str, Any] | None) -> list[Check]:
+def verify_record(record: EpochRecord, receipt: EpochReceipt | None) -> list[Check]:
     """Check a kept record against the receipt the chain committed, and rerun the epoch on it.
 
     Every check runs (a failed one does not hide the others): the receipt exists, names the same
@@ -236,11 +234,11 @@ def verify_record(record: EpochRecord, receipt: dict[str, Any] | None) -> list[C
     if receipt is None:
         checks.append(Check("receipt", False, f"no receipt for epoch {record.epoch} of netuid {record.netuid} in state"))
     else:
-        checks.append(Check("receipt", receipt["block"] == record.block,
-                            f"committed at block {receipt['block']}, record from block {record.block}"))
+        checks.append(Check("receipt", receipt.block == record.block,
+                            f"committed at block {receipt.block}, record from block {record.block}"))
         got = record.inputs_hash()
-        checks.append(Check("inputs_hash", got == receipt["inputs_hash"],
-                            f"inputs hash {got.hex()[:16]}, committed {receipt['inputs_hash'].hex()[:16]}"))
+        checks.append(Check("inputs_hash", got == receipt.inputs_hash,
+                            f"inputs hash {got.hex()[:16]}, committed {receipt.inputs_hash.hex()[:16]}"))
     recomputed = yuma.run_epoch(record.inputs)
     differing = [name for name in (*_VECTOR_OUTPUTS, "bonds") if getattr(recomputed, name) != getattr(record.outputs, name)]
     checks.append(Check("recomputed_outputs", not differing,
@@ -248,8 +246,8 @@ def verify_record(record: EpochRecord, receipt: dict[str, Any] | None) -> list[C
                         else "rerun differs in " + ", ".join(differing)))
     if receipt is not None:
         got = outputs_hash(recomputed)
-        checks.append(Check("outputs_hash", got == receipt["outputs_hash"],
-                            f"recomputed outputs hash {got.hex()[:16]}, committed {receipt['outputs_hash'].hex()[:16]}"))
+        checks.append(Check("outputs_hash", got == receipt.outputs_hash,
+                            f"recomputed outputs hash {got.hex()[:16]}, committed {receipt.outputs_hash.hex()[:16]}"))
     paid = sum(recomputed.server_emission) + sum(recomputed.validator_emission)
     checks.append(Check("payout", record.owner_cut + record.inputs.emission == record.pending and paid <= record.inputs.emission,
                         f"pending {record.pending} = owner cut {record.owner_cut} + yuma {record.inputs.emission}; "

@@ -22,7 +22,7 @@ one, changes it and writes it back), each `from_state` returning a fresh copy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from p2pnode.chain import statekeys
@@ -342,6 +342,66 @@ class WeightCommit:
         return [c.to_state() for c in commits]
 
 
+@dataclass(frozen=True, slots=True)
+class EpochReceipt:
+    """One entry of `E|netuid`: a subnet epoch the chain ran, and the hashes of its inputs and outputs."""
+
+    epoch: int
+    block: int
+    inputs_hash: bytes
+    outputs_hash: bytes
+
+    @classmethod
+    def from_state(cls, value: Any) -> EpochReceipt:
+        k = "epoch receipt"
+        _list(k, "entry", value, 4)
+        return cls(_uint(k, "epoch", value[0]), _uint(k, "block", value[1]), _bytes(k, "inputs_hash", value[2]),
+                   _bytes(k, "outputs_hash", value[3]))
+
+    def to_state(self) -> list[Any]:
+        return [self.epoch, self.block, self.inputs_hash, self.outputs_hash]
+
+    @staticmethod
+    def list_from_state(value: Any) -> list[EpochReceipt]:
+        return [EpochReceipt.from_state(entry) for entry in _list("epoch receipt", "receipts", value)]
+
+    @staticmethod
+    def list_to_state(receipts: list[EpochReceipt]) -> list[list[Any]]:
+        return [r.to_state() for r in receipts]
+
+
+# ---------------------------------------------------------------- supply
+
+
+_SUPPLY_FIELDS = frozenset({"genesis", "emitted", "burned", "locked"})
+
+
+@dataclass(frozen=True, slots=True)
+class Supply:
+    """`G|supply`: where every rao came from and where it is outside balances and stake.
+
+    balances + stake + burned + locked == genesis + emitted, after every block."""
+
+    genesis: int
+    emitted: int
+    burned: int
+    locked: int
+
+    @classmethod
+    def from_state(cls, value: Any) -> Supply:
+        v = _fields("supply", value, _SUPPLY_FIELDS)
+        return cls(*(_uint("supply", name, v[name]) for name in ("genesis", "emitted", "burned", "locked")))
+
+    def to_state(self) -> dict[str, int]:
+        return {"genesis": self.genesis, "emitted": self.emitted, "burned": self.burned, "locked": self.locked}
+
+    def plus(self, counter: str, amount: int) -> Supply:
+        """This supply with `amount` added to one counter ("emitted", "burned", "locked")."""
+        if counter not in _SUPPLY_FIELDS:
+            raise ValueError(f"not a supply counter: {counter!r}")  # callers name a fixed counter
+        return replace(self, **{counter: getattr(self, counter) + amount})
+
+
 # ---------------------------------------------------------------- stake leaving and slashing
 
 
@@ -498,17 +558,23 @@ class RecordCodec:
 
 
 # Tables not listed hold plain values: stake amounts (S, T), sorted key lists (L, R, W), uids (K),
-# heights (Z), epoch receipts (E, `receipts`), finality tallies (X|ffgtally, `finality`) and the
-# named globals (G).
+# heights (Z); or are not typed yet: finality tallies (X|ffgtally, `finality`) and the named
+# globals (G), of which `GLOBAL_RECORDS` lists the typed ones.
 RECORDS_BY_TABLE: dict[bytes, RecordCodec] = {
     statekeys.ACCOUNT: RecordCodec(Account.from_state, Account.to_state),
     statekeys.HOTKEY: RecordCodec(HotkeyRecord.from_state, HotkeyRecord.to_state),
     statekeys.SUBNET: RecordCodec(Subnet.from_state, Subnet.to_state),
     statekeys.NEURON: RecordCodec(Neuron.from_state, Neuron.to_state),
     statekeys.COMMITS: RecordCodec(WeightCommit.list_from_state, WeightCommit.list_to_state),
+    statekeys.EPOCH_RECEIPTS: RecordCodec(EpochReceipt.list_from_state, EpochReceipt.list_to_state),
     statekeys.UNBONDING: RecordCodec(UnbondingEntry.list_from_state, UnbondingEntry.list_to_state),
     statekeys.SLASHED: RecordCodec(SlashRecord.from_state, SlashRecord.to_state),
     statekeys.PROPOSAL: RecordCodec(Proposal.from_state, Proposal.to_state),
     statekeys.VOTE: RecordCodec(ProposalVote.from_state, ProposalVote.to_state),
     statekeys.VOTE_LOCK: RecordCodec(VoteLock.from_state, VoteLock.to_state),
+}
+
+# Named globals (`G|name`) stored as a record.
+GLOBAL_RECORDS: dict[str, RecordCodec] = {
+    "supply": RecordCodec(Supply.from_state, Supply.to_state),
 }

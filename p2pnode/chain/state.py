@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from p2pnode.chain import accumulator
 from p2pnode.chain import statekeys as keys
 from p2pnode.chain.encoding import decode, encode, sha256
-from p2pnode.chain.records import Account, HotkeyRecord, MalformedRecord, Neuron, Subnet, WeightCommit
+from p2pnode.chain.records import Account, HotkeyRecord, MalformedRecord, Neuron, Subnet, Supply, WeightCommit
 
 _MISSING = object()
 _SHARED_DECODED: dict[bytes, Any] = {}
@@ -268,13 +268,13 @@ class State:
 
     # ---------------------------------------------------------------- supply counters
 
-    def supply(self) -> dict[str, int]:
-        return self.global_value("supply")
+    def supply(self) -> Supply:
+        raw = self.get_raw(keys.global_value("supply"))
+        assert raw is not None, "state has no supply"
+        return Supply.from_state(decode(raw))
 
-    def add_supply(self, field: str, amount: int) -> None:
-        supply = dict(self.global_value("supply"))
-        supply[field] += amount
-        self.set_global("supply", supply)
+    def add_supply(self, counter: str, amount: int) -> None:
+        self.set_global("supply", self.supply().plus(counter, amount).to_state())
 
     # ---------------------------------------------------------------- stake
 

@@ -49,7 +49,7 @@ def _distribute_block_emission(state: State, ctx: BlockContext) -> None:
     if not netuids:
         return
     supply = state.supply()
-    issued = supply["genesis"] + supply["emitted"] + state.global_value("pending_total", 0)
+    issued = supply.genesis + supply.emitted + state.global_value("pending_total", 0)
     amount = block_emission(issued, state.param("block_emission"), state.param("halving_supply"))
     if amount == 0:
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from p2pnode.chain import accumulator, consensus, statekeys
+from p2pnode.chain import consensus, statekeys
 from p2pnode.chain.encoding import decode
 from p2pnode.chain.errors import TxInvalid
 from p2pnode.chain.genesis import Genesis, build_genesis_state
@@ -84,7 +84,7 @@ class ChainHarness:
         balances = sum(Account.from_state(decode(v)).balance for k, v in data.items() if k[:1] == statekeys.ACCOUNT)
         stakes = sum(decode(v) for k, v in data.items() if k[:1] == statekeys.STAKE)
         supply = self.state.supply()
-        return balances + stakes + supply["burned"] + supply["locked"], supply["genesis"] + supply["emitted"]
+        return balances + stakes + supply.burned + supply.locked, supply.genesis + supply.emitted
 
     def root(self) -> bytes:
         return self.state.root()

@@ -37,18 +37,18 @@ def test_the_evidence_window_is_shorter_than_any_unbonding_delay() -> None:
 def test_removed_stake_is_paid_only_after_the_delay() -> None:
     h = harness()
     cold = OFFENDER_COLD.public_key
-    balance, locked = h.state.balance(cold), h.state.supply()["locked"]
+    balance, locked = h.state.balance(cold), h.state.supply().locked
     h.block([h.tx(OFFENDER_COLD, RemoveStake(hotkey=OFFENDER_HOT.public_key, amount=100 * TAO))])
     removed_at = h.height
     assert h.state.balance(cold) == balance - 1_000  # only the fee: the stake is not paid yet
-    assert h.state.supply()["locked"] == locked + 100 * TAO
+    assert h.state.supply().locked == locked + 100 * TAO
     assert unbonding.unbonding_of(h.state, cold, OFFENDER_HOT.public_key) == (100 * TAO, removed_at + UNBONDING)
     while h.height < removed_at + UNBONDING - 1:
         h.block()
     assert h.state.balance(cold) == balance - 1_000
     h.block()
     assert h.state.balance(cold) == balance - 1_000 + 100 * TAO
-    assert h.state.supply()["locked"] == locked
+    assert h.state.supply().locked == locked
     assert unbonding.entries(h.state, OFFENDER_HOT.public_key) == []
     assert h.conservation()[0] == h.conservation()[1]
 
@@ -66,10 +66,10 @@ def test_evidence_landing_during_unbonding_slashes_the_withdrawn_stake_too() -> 
     permille = h.state.param("slash_permille")
     for _ in range(h.state.param("evidence_max_age_slots") - 3):
         h.block()
-    burned_before = h.state.supply()["burned"]
+    burned_before = h.state.supply().burned
     h.block([h.tx(REPORTER, evidence(offence_slot))])
     cut = staked * permille // 1000
-    assert h.state.supply()["burned"] == burned_before + cut
+    assert h.state.supply().burned == burned_before + cut
     assert unbonding.unbonding_of(h.state, cold, hot) == (staked - cut, removed_at + UNBONDING)
     balance = h.state.balance(cold)
     while h.height < removed_at + UNBONDING:

@@ -58,7 +58,7 @@ def test_create_subnet_locks_cost_and_registers_owner() -> None:
     assert s.uid_of(2, HOT[0].public_key) == 0
     lock = s.param("subnet_lock_cost")
     assert s.balance(COLD[0].public_key) == before - lock - 1_000
-    assert s.supply()["locked"] == lock
+    assert s.supply().locked == lock
     assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[1].public_key, task="text", max_lock=1, hotkey_sig=bound(HOT[1], COLD[1])))) == "lock_cost_too_high"
     assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[1].public_key, task="poetry", max_lock=10**15, hotkey_sig=bound(HOT[1], COLD[1])))) == "unknown_task"
     assert h.reject_reason(h.tx(COLD[1], CreateSubnet(hotkey=HOT[0].public_key, task="text", max_lock=10**15, hotkey_sig=bound(HOT[0], COLD[1])))) == "not_hotkey_owner"
@@ -66,11 +66,11 @@ def test_create_subnet_locks_cost_and_registers_owner() -> None:
 
 def test_registration_burns_and_assigns_uids() -> None:
     h = harness()
-    burned = h.state.supply()["burned"]
+    burned = h.state.supply().burned
     register_all(h, 3)
     s = h.state
     assert [s.uid_of(1, HOT[i].public_key) for i in range(3)] == [1, 2, 3]
-    assert s.supply()["burned"] == burned + 3 * s.subnet(1).hyperparams["registration_burn"]
+    assert s.supply().burned == burned + 3 * s.subnet(1).hyperparams["registration_burn"]
     assert h.reject_reason(h.tx(COLD[0], Register(netuid=1, hotkey=HOT[0].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[0], COLD[0])))) == "already_registered"
     assert h.reject_reason(h.tx(COLD[4], Register(netuid=1, hotkey=HOT[4].public_key, max_burn=1, hotkey_sig=bound(HOT[4], COLD[4])))) == "burn_too_high"
     assert h.reject_reason(h.tx(COLD[4], Register(netuid=9, hotkey=HOT[4].public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT[4], COLD[4])))) == "unknown_subnet"
@@ -279,7 +279,7 @@ def test_conservation_over_a_long_randomised_run() -> None:
             h.block()
         total, expected = h.conservation()
         assert total == expected, f"height {h.height}: off by {total - expected}"
-    assert h.state.supply()["emitted"] > 0
+    assert h.state.supply().emitted > 0
 
 
 @pytest.mark.parametrize("seed", [1, 2])

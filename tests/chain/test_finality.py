@@ -137,13 +137,13 @@ def test_slashing_evidence_burns_stake_keeps_supply_and_ejects(chain: BlockTree)
     headers = [SignedHeader(header=b.header, sig=key.sign(b.header.signing_bytes())) for b in (first, second)]
     evidence = signed(VALS[1][1], 0, SlashDoubleProposal(first=headers[0], second=headers[1]))
     before = chain.head_state()
-    stake, burned_before = before.total_stake(key.public_key), before.supply()["burned"]
+    stake, burned_before = before.total_stake(key.public_key), before.supply().burned
     produce(chain, offender_slot + 1, txs=[evidence])
     after = chain.head_state()
     burned = stake * after.param("slash_permille") // 1000
     assert consensus.is_slashed(after, key.public_key)
     assert after.total_stake(key.public_key) == stake - burned
-    assert after.supply()["burned"] == burned_before + burned
+    assert after.supply().burned == burned_before + burned
     assert key.public_key not in [hot for hot, _ in consensus.compute_validator_set(after)]
     from p2pnode.chain.transition import validate_tx
     from p2pnode.testing.factories import recompute_root

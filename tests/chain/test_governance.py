@@ -75,12 +75,12 @@ def test_under_quorum_burns_deposit() -> None:
     outsider_hot = dev_keypair("outsider-hot")
     h.block([h.tx(OUTSIDER, AddStake(hotkey=outsider_hot.public_key, amount=1 * TAO,
                                      hotkey_sig=bound(outsider_hot, OUTSIDER)))])
-    burned = h.state.supply()["burned"]
+    burned = h.state.supply().burned
     pid = propose(h, key=OUTSIDER, text="more cake")
     h.block([h.tx(OUTSIDER, GovVote(proposal=pid, choice="yes"))])  # 1 TAO of 4,001 staked
     run_until(h, governance.proposal(h.state, pid).end)
     assert governance.proposal(h.state, pid).status == "no_quorum"
-    assert h.state.supply()["burned"] == burned + GOV["proposal_deposit"]
+    assert h.state.supply().burned == burned + GOV["proposal_deposit"]
     assert h.conservation()[0] == h.conservation()[1]
 
 
@@ -155,9 +155,9 @@ def test_upgrade_switches_behaviour_exactly_at_activation(monkeypatch: pytest.Mo
         vote(h, i, pid, "yes")
     run_until(h, activation - 2)
     assert governance.pending_upgrade(h.state) == [activation, 2]
-    before = h.state.supply()["burned"]
+    before = h.state.supply().burned
     h.block([h.tx(OUTSIDER, Transfer(to=VALS[0][0].public_key, amount=1), fee=5_000)])  # height activation-1
-    assert h.state.supply()["burned"] == before  # version 1: the fee paid the proposer
+    assert h.state.supply().burned == before  # version 1: the fee paid the proposer
     assert h.state.param("protocol_version") == 2
     # a node that does not support version 2 refuses the block at the activation height
     snapshot = (dict(h.reader.data), h.acc, h.height, h.slot, h.parent)
@@ -168,7 +168,7 @@ def test_upgrade_switches_behaviour_exactly_at_activation(monkeypatch: pytest.Mo
     h.reader.data, h.acc, h.height, h.slot, h.parent = snapshot
     h.block([h.tx(OUTSIDER, Transfer(to=VALS[0][0].public_key, amount=1), fee=5_000)])  # height activation
     assert h.height == activation
-    assert h.state.supply()["burned"] == before + 5_000  # version 2: fees are burned
+    assert h.state.supply().burned == before + 5_000  # version 2: fees are burned
     assert h.conservation()[0] == h.conservation()[1]
 
 

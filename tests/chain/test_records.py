@@ -11,8 +11,10 @@ from p2pnode.chain.encoding import DecodeError, decode, encode
 from p2pnode.chain.genesis import GenesisSubnet
 from p2pnode.chain.params import TAO
 from p2pnode.chain.records import (
+    GLOBAL_RECORDS,
     RECORDS_BY_TABLE,
     Account,
+    EpochReceipt,
     HotkeyRecord,
     MalformedRecord,
     Neuron,
@@ -20,6 +22,7 @@ from p2pnode.chain.records import (
     ProposalVote,
     SlashRecord,
     Subnet,
+    Supply,
     UnbondingEntry,
     VoteLock,
     WeightCommit,
@@ -73,12 +76,15 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
         table = statekeys.table_of(key)
         assert table is not None
         codec = RECORDS_BY_TABLE.get(table)
+        if table == statekeys.GLOBAL:
+            codec = GLOBAL_RECORDS.get(key[len(statekeys.GLOBAL):].decode())
         if codec is None:
             continue
         assert encode(codec.to_state(codec.from_state(decode(raw)))) == raw, key
         seen[table] = seen.get(table, 0) + 1
     assert set(seen) >= {statekeys.ACCOUNT, statekeys.HOTKEY, statekeys.SUBNET, statekeys.NEURON, statekeys.COMMITS,
-                         statekeys.UNBONDING, statekeys.PROPOSAL, statekeys.VOTE, statekeys.VOTE_LOCK}
+                         statekeys.UNBONDING, statekeys.PROPOSAL, statekeys.VOTE, statekeys.VOTE_LOCK,
+                         statekeys.EPOCH_RECEIPTS, statekeys.GLOBAL}
     # The optional fields were exercised both ways.
     state = h.state
     direct, committed = state.subnet(2), state.subnet(1)
@@ -91,7 +97,8 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
 
 @pytest.mark.parametrize("record", [
     Account(5, 1), HotkeyRecord(KEY, 11_796), SlashRecord(40, 7), VoteLock(3, 90), ProposalVote("abstain", 9),
-    UnbondingEntry(KEY, 4, 120), WeightCommit(b"\x01" * 32, 2, 17),
+    UnbondingEntry(KEY, 4, 120), WeightCommit(b"\x01" * 32, 2, 17), EpochReceipt(3, 40, b"i" * 32, b"o" * 32),
+    Supply(genesis=100, emitted=5, burned=2, locked=1),
     Subnet(b"", b"", "root", {"tempo": 100}, 0, 0, -3, 0, 0, 0),
     Subnet(KEY, KEY, "text", {"tempo": 10, "registration_burn": 5}, 4, 9, 12, 1, 2, 3, adjusted_burn=6,
            interval_registrations=0, interval_start=8),
@@ -120,6 +127,8 @@ def _neuron_state() -> Any:
      "hp is not a map of names to integers"),
     (ProposalVote, ["maybe", 1], "choice 'maybe'"),
     (WeightCommit, [b"h", 1], "entry is not a list of 3"),
+    (EpochReceipt, [1, 2, "hash", b""], "inputs_hash is not bytes"),
+    (Supply, {"genesis": 1, "emitted": 0, "burned": 0}, "missing ['locked']"),
 ])
 def test_a_malformed_stored_value_is_refused_by_name(kind: Any, value: Any, detail: str) -> None:
     with pytest.raises(MalformedRecord) as info:
@@ -142,3 +151,10 @@ def test_a_proposal_counts_votes_by_choice() -> None:
     prop.add_to_tally("yes", -1)
     assert (prop.yes, prop.no, prop.abstain) == (3, 0, 2)
     assert Proposal.from_state(decode(encode(prop.to_state()))) == prop
+
+
+def test_supply_counters_move_one_at_a_time() -> None:
+    supply = Supply(genesis=100, emitted=0, burned=0, locked=0).plus("locked", 7).plus("burned", 3)
+    assert supply == Supply(genesis=100, emitted=0, burned=3, locked=7)
+    with pytest.raises(ValueError):
+        supply.plus("genesis2", 1)

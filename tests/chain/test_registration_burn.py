@@ -35,9 +35,9 @@ def test_burn_rises_with_demand_is_capped_per_interval_and_decays() -> None:
     subnet = GenesisSubnet(OWNER_COLD.public_key, OWNER_HOT.public_key, "text", HYPER)
     h = ChainHarness(make_genesis(4, 1, subnets=(subnet,), extra_balances=((COLD.public_key, 1_000 * TAO),)))
     assert h.state.subnet(1).registration_burn == 1 * TAO
-    burned = h.state.supply()["burned"]
+    burned = h.state.supply().burned
     h.block([register(h, 0), register(h, 1), register(h, 2)])
-    assert h.state.supply()["burned"] == burned + 3 * TAO
+    assert h.state.supply().burned == burned + 3 * TAO
     assert h.reject_reason(register(h, 3)) == "too_many_registrations"
     while h.height < 10:  # the interval ends: 3 registrations against a target of 1
         h.block()

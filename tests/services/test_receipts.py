@@ -76,9 +76,9 @@ def test_every_epoch_commits_a_receipt_and_every_uid_verifies(market: Chain) -> 
     state = market.tree.head_state()
     receipts = committed_receipts(state, 1)
     assert len(receipts) >= 4
-    assert [r["epoch"] for r in receipts] == list(range(receipts[0]["epoch"], receipts[0]["epoch"] + len(receipts)))
+    assert [r.epoch for r in receipts] == list(range(receipts[0].epoch, receipts[0].epoch + len(receipts)))
     last = receipts[-1]
-    record = market.record(1, last["epoch"])
+    record = market.record(1, last.epoch)
     checks = verify_record(record, find_receipt(receipts, record.epoch))
     assert [c.name for c in checks] == ["receipt", "inputs_hash", "recomputed_outputs", "outputs_hash", "payout"]
     assert all(c.ok for c in checks), checks
@@ -106,13 +106,13 @@ def test_every_epoch_commits_a_receipt_and_every_uid_verifies(market: Chain) -> 
         assert abs(rank * 65535 // sum(ranks) - record.outputs.incentive[j]) <= 65535 // 200, (j, ranks)
     # Every kept epoch verifies.
     for receipt in receipts:
-        assert all(c.ok for c in verify_record(market.record(1, receipt["epoch"]), receipt))
+        assert all(c.ok for c in verify_record(market.record(1, receipt.epoch), receipt))
 
 
 @pytest.mark.parametrize("field", ["stake", "weights", "bonds", "last_update", "kappa"])
 def test_altering_one_stored_input_fails_verification(market: Chain, field: str) -> None:
     receipts = committed_receipts(market.tree.head_state(), 1)
-    epoch = receipts[-1]["epoch"]
+    epoch = receipts[-1].epoch
     [(block_hash, height, doc)] = market.records.documents(1, epoch)
     yuma_doc = doc["inputs"]["yuma"]
     if field == "stake":
@@ -135,7 +135,7 @@ def test_altering_one_stored_input_fails_verification(market: Chain, field: str)
 
 def test_altering_a_recorded_output_fails_verification(market: Chain) -> None:
     receipts = committed_receipts(market.tree.head_state(), 1)
-    epoch = receipts[-1]["epoch"]
+    epoch = receipts[-1].epoch
     [(block_hash, height, doc)] = market.records.documents(1, epoch)
     doc["outputs"]["server_emission"][3] += 5
     market.records.put_document(1, epoch, block_hash, height, doc)
@@ -151,7 +151,7 @@ def test_receipts_and_records_stay_bounded(tmp_path: Path) -> None:
     receipts = committed_receipts(c.tree.head_state(), 1)
     assert len(receipts) == RECEIPTS_KEPT
     kept = c.records.epochs(1)
-    assert len(kept) == 3 and kept[-1] == receipts[-1]["epoch"]
+    assert len(kept) == 3 and kept[-1] == receipts[-1].epoch
     # An epoch whose receipt has left state cannot be verified against the chain, and says so.
     old = EpochRecord.from_document(c.records.documents(1, kept[0])[0][2])
     checks = verify_record(old, find_receipt(receipts[-1:], old.epoch))
@@ -159,7 +159,7 @@ def test_receipts_and_records_stay_bounded(tmp_path: Path) -> None:
 
 
 def test_record_document_round_trips_and_rejects_malformed(market: Chain) -> None:
-    epoch = committed_receipts(market.tree.head_state(), 1)[-1]["epoch"]
+    epoch = committed_receipts(market.tree.head_state(), 1)[-1].epoch
     record = market.record(1, epoch)
     again = EpochRecord.from_document(decode(encode(record.to_document())))
     assert again == record and again.inputs_hash() == record.inputs_hash()
@@ -176,7 +176,7 @@ def test_record_document_round_trips_and_rejects_malformed(market: Chain) -> Non
 
 
 def test_a_record_with_outputs_of_the_wrong_length_is_refused(market: Chain) -> None:
-    epoch = committed_receipts(market.tree.head_state(), 1)[-1]["epoch"]
+    epoch = committed_receipts(market.tree.head_state(), 1)[-1].epoch
     doc = market.record(1, epoch).to_document()
     doc["outputs"]["incentive"] = doc["outputs"]["incentive"][:-1]
     with pytest.raises(ReceiptError, match="outputs.incentive"):

@@ -49,7 +49,7 @@ def assert_supply_conserved(sim_node_chain: object) -> None:
     balances = sum(Account.from_state(decode(v)).balance for _, v in store.state_items(statekeys.ACCOUNT))
     stakes = sum(decode(v) for _, v in store.state_items(statekeys.STAKE))
     supply = state.supply()
-    assert balances + stakes + supply["burned"] + supply["locked"] == supply["genesis"] + supply["emitted"]
+    assert balances + stakes + supply.burned + supply.locked == supply.genesis + supply.emitted
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -185,7 +185,7 @@ def test_equivocating_proposer_and_double_voter_are_slashed_everywhere(tmp_path:
             for offender in (hot0, hot1):
                 assert consensus.is_slashed(state, offender), f"node {sim_node.index}"
                 assert state.total_stake(offender) == stake - stake * state.param("slash_permille") // 1000
-            assert state.supply()["burned"] == 2 * stake * state.param("slash_permille") // 1000
+            assert state.supply().burned == 2 * stake * state.param("slash_permille") // 1000
             assert_supply_conserved(sim_node.chain)
         # Ejected from the set computed after the slashing, on every node alike.
         await sim.run_until_slot(slot + 4 * EPOCH)

@@ -18,6 +18,7 @@ from p2pnode.chain.receipts import (
     find_receipt,
     verify_record,
 )
+from p2pnode.chain.records import EpochReceipt
 from p2pnode.chain.state import State
 from p2pnode.store import Store
 from p2pnode.store.epoch_records import EpochRecordStore
@@ -32,9 +33,9 @@ class ReceiptLookupError(LookupError):
         self.message = message
 
 
-def receipt_json(receipt: dict[str, Any]) -> dict[str, Any]:
-    return {"epoch": receipt["epoch"], "block": receipt["block"], "inputs_hash": receipt["inputs_hash"].hex(),
-            "outputs_hash": receipt["outputs_hash"].hex()}
+def receipt_json(receipt: EpochReceipt) -> dict[str, Any]:
+    return {"epoch": receipt.epoch, "block": receipt.block, "inputs_hash": receipt.inputs_hash.hex(),
+            "outputs_hash": receipt.outputs_hash.hex()}
 
 
 def receipts_view(state: State, records: EpochRecordStore, netuid: int) -> dict[str, Any]:
@@ -58,7 +59,7 @@ def latest_epoch(state: State, netuid: int) -> int:
     receipts = committed_receipts(state, netuid)
     if not receipts:
         raise ReceiptLookupError("no_epoch_yet", f"netuid {netuid} has not run an epoch yet")
-    return int(receipts[-1]["epoch"])
+    return receipts[-1].epoch
 
 
 def record_view(state: State, store: Store, records: EpochRecordStore, netuid: int, epoch: int | None) -> dict[str, Any]:

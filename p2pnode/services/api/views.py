@@ -93,7 +93,7 @@ def proposals_view(state: State) -> list[dict[str, Any]]:
 
 
 def supply_view(state: State) -> dict[str, int]:
-    return dict(state.supply(), pending=state.global_value("pending_total", 0), staked=state.total_staked())
+    return dict(state.supply().to_state(), pending=state.global_value("pending_total", 0), staked=state.total_staked())
 
 
 def supported_versions() -> list[int]:
