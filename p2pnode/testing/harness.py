@@ -12,12 +12,30 @@ from collections.abc import Iterable
 from p2pnode.chain import consensus, statekeys
 from p2pnode.chain.encoding import decode
 from p2pnode.chain.errors import TxInvalid
-from p2pnode.chain.genesis import Genesis, build_genesis_state
+from p2pnode.chain.genesis import Genesis, GenesisSubnet, build_genesis_state
+from p2pnode.chain.params import TAO
 from p2pnode.chain.records import Account
 from p2pnode.chain.schema import ChainObject
 from p2pnode.chain.state import DictReader, State
+from p2pnode.chain.subnets import commit_hash
 from p2pnode.chain.transition import apply_block_body, context_for, validate_tx
-from p2pnode.chain.types import Block, Header, SignedTx, body_root, make_tx
+from p2pnode.chain.types import (
+    AddStake,
+    Block,
+    CommitWeights,
+    GovVote,
+    Header,
+    Propose,
+    Register,
+    RemoveStake,
+    Serve,
+    SetWeights,
+    SignedTx,
+    body_root,
+    make_tx,
+)
+from p2pnode.genesis_file import dev_keypair
+from p2pnode.testing.factories import bound, make_genesis, validator_keys
 from protocols.crypto import Keypair
 
 NO_SIG = bytes(64)
@@ -91,3 +109,31 @@ class ChainHarness:
 
 
 __all__ = ["ChainHarness", "DictReader"]
+
+
+def busy_chain(prefix: str) -> ChainHarness:
+    """A chain whose state holds every record kind, optional fields both absent and present: two
+    subnets (commit-reveal on netuid 1, direct weights on 2), a registration on each, stake added
+    and partly removed (unbonding), a served model, weights set and committed, a proposal and a
+    vote. Its accounts are the dev keys named `{prefix}-cold`, `{prefix}-hot`, `{prefix}-hot2`,
+    `{prefix}-owner-cold` and `{prefix}-owner-hot`."""
+    owner_cold, owner_hot = dev_keypair(f"{prefix}-owner-cold"), dev_keypair(f"{prefix}-owner-hot")
+    cold, hot, hot2 = dev_keypair(f"{prefix}-cold"), dev_keypair(f"{prefix}-hot"), dev_keypair(f"{prefix}-hot2")
+    proposer = validator_keys(4)[0][0]
+    committed = GenesisSubnet(owner_cold.public_key, owner_hot.public_key, "text", {"tempo": 5, "immunity_period": 0})
+    direct = GenesisSubnet(owner_cold.public_key, owner_hot.public_key, "text",
+                           {"tempo": 7, "commit_reveal_enabled": 0, "weights_rate_limit": 0, "adjustment_interval": 3})
+    h = ChainHarness(make_genesis(4, 1, subnets=(committed, direct), extra_balances=((cold.public_key, 10_000 * TAO),)))
+    h.block([h.tx(cold, Register(netuid=1, hotkey=hot.public_key, max_burn=10 * TAO, hotkey_sig=bound(hot, cold))),
+             h.tx(cold, Register(netuid=2, hotkey=hot2.public_key, max_burn=10 * TAO, hotkey_sig=bound(hot2, cold)))])
+    h.block([h.tx(cold, AddStake(hotkey=hot.public_key, amount=100 * TAO)),
+             h.tx(hot, Serve(netuid=1, peer_id=f"12D3KooW{prefix}", model="m"), fee=0),
+             h.tx(owner_hot, SetWeights(netuid=2, uids=(0, 1), values=(1, 3), version_key=0), fee=0)])
+    digest = commit_hash(hot.public_key, 1, [1], [1], b"salt", 0)
+    h.block([h.tx(hot, CommitWeights(netuid=1, commit_hash=digest), fee=0),
+             h.tx(cold, RemoveStake(hotkey=hot.public_key, amount=10 * TAO)),
+             h.tx(proposer, Propose(action="signal", param="", value=0, owner=b"", task="", version=0,
+                                    activation_height=0, text="hello"))])
+    h.block([h.tx(proposer, GovVote(proposal=1, choice="yes"))])
+    h.blocks(12)
+    return h

@@ -8,8 +8,6 @@ import pytest
 
 from p2pnode.chain import statekeys
 from p2pnode.chain.encoding import DecodeError, decode, encode
-from p2pnode.chain.genesis import GenesisSubnet
-from p2pnode.chain.params import TAO
 from p2pnode.chain.records import (
     GLOBAL_RECORDS,
     RECORDS_BY_TABLE,
@@ -27,50 +25,15 @@ from p2pnode.chain.records import (
     VoteLock,
     WeightCommit,
 )
-from p2pnode.chain.subnets import commit_hash
-from p2pnode.chain.types import (
-    AddStake,
-    CommitWeights,
-    GovVote,
-    Propose,
-    Register,
-    RemoveStake,
-    Serve,
-    SetWeights,
-)
 from p2pnode.genesis_file import dev_keypair
-from p2pnode.testing.factories import bound, make_genesis, validator_keys
-from p2pnode.testing.harness import ChainHarness
+from p2pnode.testing.harness import busy_chain
 
-OWNER_COLD, OWNER_HOT = dev_keypair("records-owner-cold"), dev_keypair("records-owner-hot")
-COLD, HOT, HOT2 = dev_keypair("records-cold"), dev_keypair("records-hot"), dev_keypair("records-hot2")
-VALS = validator_keys(4)
+COLD = dev_keypair("records-cold")  # the busy chain's funded account (see `busy_chain`)
 KEY = bytes(range(32))
 
 
-def _busy_chain() -> ChainHarness:
-    """A chain whose state holds every record kind, optional fields both absent and present."""
-    committed = GenesisSubnet(OWNER_COLD.public_key, OWNER_HOT.public_key, "text", {"tempo": 5, "immunity_period": 0})
-    direct = GenesisSubnet(OWNER_COLD.public_key, OWNER_HOT.public_key, "text",
-                           {"tempo": 7, "commit_reveal_enabled": 0, "weights_rate_limit": 0, "adjustment_interval": 3})
-    h = ChainHarness(make_genesis(4, 1, subnets=(committed, direct), extra_balances=((COLD.public_key, 10_000 * TAO),)))
-    h.block([h.tx(COLD, Register(netuid=1, hotkey=HOT.public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT, COLD))),
-             h.tx(COLD, Register(netuid=2, hotkey=HOT2.public_key, max_burn=10 * TAO, hotkey_sig=bound(HOT2, COLD)))])
-    h.block([h.tx(COLD, AddStake(hotkey=HOT.public_key, amount=100 * TAO)),
-             h.tx(HOT, Serve(netuid=1, peer_id="12D3KooWrecords", model="m"), fee=0),
-             h.tx(OWNER_HOT, SetWeights(netuid=2, uids=(0, 1), values=(1, 3), version_key=0), fee=0)])
-    digest = commit_hash(HOT.public_key, 1, [1], [1], b"salt", 0)
-    h.block([h.tx(HOT, CommitWeights(netuid=1, commit_hash=digest), fee=0),
-             h.tx(COLD, RemoveStake(hotkey=HOT.public_key, amount=10 * TAO)),
-             h.tx(VALS[0][0], Propose(action="signal", param="", value=0, owner=b"", task="", version=0,
-                                      activation_height=0, text="hello"))])
-    h.block([h.tx(VALS[0][0], GovVote(proposal=1, choice="yes"))])
-    h.blocks(12)
-    return h
-
-
 def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
-    h = _busy_chain()
+    h = busy_chain("records")
     seen: dict[bytes, int] = {}
     for key, raw in h.reader.data.items():
         table = statekeys.table_of(key)
@@ -138,7 +101,7 @@ def test_a_malformed_stored_value_is_refused_by_name(kind: Any, value: Any, deta
 
 
 def test_a_corrupted_account_in_state_is_a_named_error_not_a_wrong_balance() -> None:
-    h = _busy_chain()
+    h = busy_chain("records")
     h.reader.data[statekeys.account(COLD.public_key)] = encode({"balance": 5})
     with pytest.raises(MalformedRecord, match="malformed account record"):
         h.state.balance(COLD.public_key)
