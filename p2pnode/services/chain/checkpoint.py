@@ -93,12 +93,16 @@ class StateChunkServer:
             sync.MAX_WALK_REQUEST_BYTES,
         )
 
+    def _within_rate(self, peer_id: str) -> bool:
+        """Take one request from the peer's bucket and the shared one; False when either is empty."""
+        now = self.clock.now_ms()
+        return self.buckets.allow(peer_id, now) and self.total.allow("all", now)
+
     async def serve_walk(self, peer_id: str, request: bytes) -> bytes:
         return self.answer_walk(peer_id, sync.decode_walk_request(request))
 
     def answer_walk(self, peer_id: str, req: sync.ValidatorSetWalkRequest) -> bytes:
-        now = self.clock.now_ms()
-        if not self.buckets.allow(peer_id, now) or not self.total.allow("all", now):
+        if not self._within_rate(peer_id):
             return sync.encode_walk_error("rate_limited")
         return self.walk.answer(req)
 
@@ -106,8 +110,7 @@ class StateChunkServer:
         return self.answer(peer_id, sync.decode_state_chunk_request(request))
 
     def answer(self, peer_id: str, req: sync.StateChunkRequest) -> bytes:
-        now = self.clock.now_ms()
-        if not self.buckets.allow(peer_id, now) or not self.total.allow("all", now):
+        if not self._within_rate(peer_id):
             return sync.encode_state_chunk_error("rate_limited")
         finalized = self.chain.finalized
         if finalized is None or finalized.hash != req.block:
