@@ -29,6 +29,7 @@ from typing import Any
 
 import multiaddr
 import psutil
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 
 DEFAULT_P2P_PORT = 30633
 
@@ -224,3 +225,11 @@ def install_address_book(host: Any, book: AddressBook) -> None:
         return [addr.encapsulate(suffix) for addr in book.advertised()]
 
     host.get_addrs = get_addrs
+
+
+def parse_peer_addr(addr: str, what: str) -> PeerInfo:
+    """A `/.../p2p/<PeerID>` multiaddr; ValueError naming the address otherwise."""
+    try:
+        return info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception as exc:
+        raise ValueError(f"bad {what} {addr!r} (want /ip4/<ip>/tcp/<port>/p2p/<PeerID>): {exc}") from exc

@@ -32,7 +32,6 @@ from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.kad_dht.kad_dht import DHTMode
 from libp2p.peer.id import ID
-from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 
@@ -42,6 +41,8 @@ from p2pnode.net.addresses import (
     Reachability,
     install_address_book,
     parse_announce_addrs,
+    parse_multiaddr,
+    parse_peer_addr,
     strip_peer_id,
 )
 from p2pnode.net.dcutr_relay_only_addrs import HolePunching
@@ -71,21 +72,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0",)
 
 __all__ = ["LibP2PNetwork", "NetConfig", "peer_id_from_pubkey", "peer_id_from_seed"]
-
-
-def _parse_multiaddr(addr: str, what: str) -> multiaddr.Multiaddr:
-    try:
-        return multiaddr.Multiaddr(addr)
-    except Exception as exc:
-        raise ValueError(f"bad {what} {addr!r}: {exc}") from exc
-
-
-def _parse_peer_addr(addr: str, what: str) -> PeerInfo:
-    """A `/.../p2p/<PeerID>` multiaddr; ValueError naming the address otherwise."""
-    try:
-        return info_from_p2p_addr(multiaddr.Multiaddr(addr))
-    except Exception as exc:
-        raise ValueError(f"bad {what} {addr!r} (want /ip4/<ip>/tcp/<port>/p2p/<PeerID>): {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +152,8 @@ class LibP2PNetwork(PeerFinding):
         workarounds.configure_libp2p_logging()
         workarounds.install_cpu_fixes()
         self.config = config or NetConfig()
-        self._listen_multiaddrs = [_parse_multiaddr(a, "listen address") for a in listen_addrs]
-        self._bootstrap = [_parse_peer_addr(a, "bootstrap address") for a in bootstrap]
+        self._listen_multiaddrs = [parse_multiaddr(a, "listen address") for a in listen_addrs]
+        self._bootstrap = [parse_peer_addr(a, "bootstrap address") for a in bootstrap]
         key_pair = key_pair_from_seed(seed)
         # What identify, the DHT and relay vouchers give out: never a wildcard (see addresses.py).
         self.addresses = AddressBook(self._transport_addrs, parse_announce_addrs(announce))
@@ -324,7 +310,7 @@ class LibP2PNetwork(PeerFinding):
 
     async def connect(self, addr: str) -> str:
         """Dial a `/.../p2p/<PeerID>` multiaddr; returns the PeerID. Raises on failure."""
-        info = _parse_peer_addr(addr, "peer address")
+        info = parse_peer_addr(addr, "peer address")
         with trio.fail_after(self.config.dial_timeout_s):
             await self.host.connect(info)
         return info.peer_id.to_base58()
