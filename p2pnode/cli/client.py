@@ -10,6 +10,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from p2pnode.chain.encoding import encode as canonical_encode
@@ -48,20 +49,27 @@ def request(api: str, method: str, path: str, data: bytes | None = None, content
     req.add_header("Accept", "application/json")
     if content_type is not None:
         req.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as reply:
-            raw = reply.read(MAX_RESPONSE_BYTES + 1)
-    except urllib.error.HTTPError as exc:
-        raise ApiError(f"{method} {path} failed ({exc.code}): {_error_detail(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ApiError(f"cannot reach the node's API at {base}: {reason} (is `p2pnode join` running?)") from None
+    with _named_errors(method, path, base), urllib.request.urlopen(req, timeout=timeout) as reply:
+        raw = reply.read(MAX_RESPONSE_BYTES + 1)
     if len(raw) > MAX_RESPONSE_BYTES:
         raise ApiError(f"{method} {path}: answer larger than {MAX_RESPONSE_BYTES} bytes")
     try:
         return json.loads(raw)
     except ValueError:
         raise ApiError(f"the node's API at {base} answered {method} {path} with something that is not JSON") from None
+
+
+@contextmanager
+def _named_errors(method: str, path: str, base: str) -> Iterator[None]:
+    """A failed exchange with the node's API as an `ApiError`: the node's named error, or why it
+    could not be reached."""
+    try:
+        yield
+    except urllib.error.HTTPError as exc:
+        raise ApiError(f"{method} {path} failed ({exc.code}): {_error_detail(exc)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ApiError(f"cannot reach the node's API at {base}: {reason} (is `p2pnode join` running?)") from None
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:
@@ -96,14 +104,9 @@ def stream(api: str, method: str, path: str, body: Any | None = None, *, idle_ti
     data = None if body is None else json.dumps(body).encode()
     headers = {"Accept": "text/event-stream"} | ({"Content-Type": "application/json"} if data else {})
     req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
+    with _named_errors(method, path, base):
         # The timeout bounds the connection and every read after it.
         reply = urllib.request.urlopen(req, timeout=idle_timeout)
-    except urllib.error.HTTPError as exc:
-        raise ApiError(f"{method} {path} failed ({exc.code}): {_error_detail(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ApiError(f"cannot reach the node's API at {base}: {reason} (is `p2pnode join` running?)") from None
     return _events(reply, method, path, base)
 
 
