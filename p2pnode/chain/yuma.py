@@ -798,13 +798,15 @@ class _LiquidAlpha:
         low and high lie in [0, 1] and |slope| < 328, so |x| < 164; exp(x) < 2^31 once clamped to
         [-20, 20], so 1 + exp(x) fits and the sigmoid lies in [0, 1]. A positive divisor makes the
         truncating division a floor."""
+        alpha = self.cache[combined] = self.value(combined)
+        return alpha
+
+    def value(self, combined: int) -> int:
+        """`compute` without the memo."""
         x = (self.slope * (combined - HALF32)) >> FRAC32
         t = -x if x < 0 else x
         alpha = self.bracketed(x, t)
-        if alpha is None:
-            alpha = self.of_exp(exp_safe32_fast(x))
-        self.cache[combined] = alpha
-        return alpha
+        return self.of_exp(exp_safe32_fast(x)) if alpha is None else alpha
 
     def of_exp(self, exp: int) -> int:
         """alpha from exp(x): monotone in exp (the sigmoid falls as exp grows; floors keep order)."""
@@ -1328,9 +1330,15 @@ class _Epoch:
         consensus_zero = (guard ^ lanes.nonzero_flags(consensus)) >> 63  # 1 where C_j = 0
         one_lanes = ones * ONE32
         rows: list[tuple[int, int, int, int, array[int]] | None] = [None] * n
+        # Values of `combined` are looked up by a key that mixes their bits (y = x ^ (x >> 16), a
+        # bijection on 48-bit lanes): as plain ints they share low bits often enough to make the
+        # set and dict probe far longer.
         distinct: set[int] = {0}
+        low48 = lanes.mask(48)
         for i in range(n):
             present = self.weights_presence[i]
+            if not present:
+                continue
             wb = self.weights_for_bonds[i] or 0
             if beta == ONE32:
                 # an entry above a zero consensus is dropped by the clip, not kept as 0
@@ -1347,23 +1355,23 @@ class _Epoch:
             buy = (wb - lanes.minimum(wb, consensus)) & (ge - (ge >> 63))
             sell = b - lanes.minimum(wb, b)
             packed = (buy + sell) & mask
-            combined = lanes.unpack(packed)
-            distinct.update(compress(combined, combined))
-            rows[i] = (mask, wb, b, lanes.nonzero_flags(packed), combined)
+            keys = lanes.unpack(packed ^ ((packed >> 16) & low48))
+            distinct.update(compress(keys, keys))
+            rows[i] = (mask, wb, b, lanes.nonzero_flags(packed), keys)
         alpha_of = _LiquidAlpha(_FROM_U16[inp.alpha_low], _FROM_U16[inp.alpha_high],
                                 inp.alpha_sigmoid_steepness << FRAC32)
-        alphas, compute = alpha_of.cache, alpha_of.compute
-        for value in distinct.difference(alphas):
-            compute(value)
+        alpha_value = alpha_of.value
+        # combined = key ^ (key >> 16) ^ (key >> 32) undoes the mix (combined < 2^33)
+        alphas = {key: alpha_value(key ^ (key >> 16) ^ (key >> 32)) for key in distinct}
         # floor(alpha * w) + floor((1 - alpha) * b) = floor(alpha * w) + b - ceil(alpha * b)
         zero_alpha, low_bits = alphas[0], lanes.mask(FRAC32)
         out: list[int | None] = [None] * n
         for i, row in enumerate(rows):
             if row is None:
                 continue
-            mask, wb, b, nonzero, combined = row
+            mask, wb, b, nonzero, keys = row
             if 2 * nonzero.bit_count() > n:  # mostly distinct alphas: every lane entry by entry
-                alpha = list(map(alphas.__getitem__, combined))
+                alpha = list(map(alphas.__getitem__, keys))
                 value = b
                 if wb:
                     value += lanes.products(alpha, lanes.unpack(wb))[0]
@@ -1384,8 +1392,8 @@ class _Epoch:
                     w_words = lanes.unpack(wb) if wb else self.zero_row
                     b_words = lanes.unpack(b) if b else self.zero_row
                     others = array("Q", self.zero_row)
-                    for j in compress(range(n), combined):
-                        a, bond = alphas[combined[j]], b_words[j]
+                    for j in compress(range(n), keys):
+                        a, bond = alphas[keys[j]], b_words[j]
                         others[j] = ((a * w_words[j]) >> FRAC32) + bond + ((-a * bond) >> FRAC32)
                     value += lanes.pack(others)
             value = lanes.minimum(value, one_lanes) & mask
