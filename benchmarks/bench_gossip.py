@@ -70,17 +70,23 @@ class BenchNode(Protocol):
 
 @asynccontextmanager
 async def p2pnode_node(
-    seed: bytes, bootstrap: list[str], on_message: Callable[[bytes], None], without_cpu_fixes: bool
+    seed: bytes, bootstrap: list[str], on_message: Callable[[bytes], None], without_cpu_fixes: bool,
+    degree: tuple[int, int, int] | None = None,
 ) -> AsyncIterator[BenchNode]:
     """A `LibP2PNetwork`; `without_cpu_fixes` undoes the CPU-only workarounds (the robustness
     settings stay: Noise only, adaptive gossip and spam protection off, guards)."""
     from libp2p.pubsub.mcache import MessageCache
 
     from p2pnode.net import libp2p_workarounds as workarounds
-    from p2pnode.net.host import LibP2PNetwork
+    from p2pnode.net.gossip import GossipConfig
+    from p2pnode.net.host import LibP2PNetwork, NetConfig
     from protocols.network import Verdict
 
-    network = LibP2PNetwork(seed, bootstrap=bootstrap)
+    config = None
+    if degree is not None:
+        d, d_low, d_high = degree
+        config = NetConfig(gossip=GossipConfig(degree=d, degree_low=d_low, degree_high=d_high))
+    network = LibP2PNetwork(seed, bootstrap=bootstrap, config=config)
     if without_cpu_fixes:
         workarounds.restore_cpu_fixes()
         network.gossipsub.idontwant_min_bytes = 0
@@ -172,7 +178,7 @@ async def worker(index: int, bootstrap: list[str], args: argparse.Namespace) -> 
     if args.stock:
         node_cm = stock_node(seed, bootstrap, on_message)
     else:
-        node_cm = p2pnode_node(seed, bootstrap, on_message, args.without_cpu_fixes)
+        node_cm = p2pnode_node(seed, bootstrap, on_message, args.without_cpu_fixes, parse_degree(args.degree))
     async with node_cm as node:
         emit({"event": "ready", "peer_id": node.peer_id, "addrs": node.addrs, "ready_s": time.time() - started})
 
@@ -253,12 +259,21 @@ async def wait_until(condition: Any, timeout: float, what: str) -> float:  # noq
     return time.monotonic() - started
 
 
+def parse_degree(text: str | None) -> tuple[int, int, int] | None:
+    if not text:
+        return None
+    d, d_low, d_high = (int(part) for part in text.split(","))
+    return d, d_low, d_high
+
+
 async def spawn(index: int, bootstrap: list[str], args: argparse.Namespace) -> Peer:
     command = [sys.executable, str(HERE), "--worker", str(index), "--payload", str(args.payload)]
     if args.without_cpu_fixes:
         command.append("--without-cpu-fixes")
     if args.stock:
         command.append("--stock")
+    if args.degree:
+        command += ["--degree", args.degree]
     if args.profile_dir:
         command += ["--profile-dir", args.profile_dir]
     command += ["--bootstrap", *bootstrap] if bootstrap else []
@@ -295,7 +310,7 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
                 peers.append(peer)
                 nursery.start_soon(peer.read_events)
             startup_s = await wait_until(lambda: all(p.ready for p in peers), 180, "all nodes ready")
-            want_mesh = min(nodes - 1, 4)
+            want_mesh = min(nodes - 1, 4 if not args.degree else parse_degree(args.degree)[1])  # type: ignore[index]
             mesh_s = await wait_until(
                 lambda: all(p.status["connected"] >= nodes - 1 and p.status["mesh"] >= want_mesh for p in peers),
                 120,
@@ -360,7 +375,8 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         "messages": args.messages,
         "rate_per_s": args.rate,
         "payload_bytes": args.payload,
-        "variant": "stock py-libp2p" if args.stock else "p2pnode" + (" without CPU fixes" if args.without_cpu_fixes else ""),
+        "variant": "stock py-libp2p" if args.stock else "p2pnode" + (" without CPU fixes" if args.without_cpu_fixes else "")
+        + (f" D={args.degree}" if args.degree else ""),
         "startup_s": round(startup_s, 2),
         "mesh_formed_s": round(mesh_s, 2),
         "delivered": len(latencies),
@@ -411,6 +427,7 @@ def main() -> None:
     parser.add_argument("--without-cpu-fixes", action="store_true", help="p2pnode minus the CPU-only workarounds")
     parser.add_argument("--stock", action="store_true", help="py-libp2p 0.8.1 as shipped, no p2pnode code")
     parser.add_argument("--profile-dir", help="write a cProfile of each node's publish phase here")
+    parser.add_argument("--degree", help="GossipSub mesh degree D,D_low,D_high (default: GossipConfig's)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()

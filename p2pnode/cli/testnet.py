@@ -306,9 +306,13 @@ def _train_text_model(run_dir: Path, deadline: float) -> None:
 
 
 def _wait_finalizing(nodes: list[dict[str, Any]], deadline: float) -> None:
+    # Peers already seen connected and finalizing are not asked again: finality only grows, and
+    # with 32 peers on two cores every status request is CPU the peers need for themselves.
+    waiting = list(nodes)
     while time.monotonic() < deadline:
-        rows = _collect(nodes)
-        if all(r.get("peers") and r.get("finalized_height") for r in rows):
+        rows = _collect(waiting)
+        waiting = [n for n, r in zip(waiting, rows, strict=True) if not (r.get("peers") and r.get("finalized_height"))]
+        if not waiting:
             return
         dead = [n["name"] for n in nodes if not _alive(n["pid"])]
         if dead:
