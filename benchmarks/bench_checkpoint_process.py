@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from p2pnode.chain.params import TAO  # noqa: E402
 from p2pnode.cli.client import ApiError, get_json  # noqa: E402
 from p2pnode.cli.testnet import make_genesis  # noqa: E402
 from p2pnode.genesis_file import genesis_from_json  # noqa: E402
-from p2pnode.testing.live_peer import stop_processes, wait_until  # noqa: E402
+from p2pnode.testing.live_peer import spawn_peer, stop_processes, wait_until  # noqa: E402
 
 
 def status(api: str) -> dict[str, Any] | None:
@@ -44,14 +43,7 @@ def status(api: str) -> dict[str, Any] | None:
 
 
 def start(tmp: Path, name: str, args: list[str]) -> tuple[subprocess.Popen[str], Path, Path]:
-    ready, log = tmp / f"{name}-ready.json", tmp / f"{name}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir",
-         str(tmp / name), "--api-port", "0", "--ready-file", str(ready), "--listen", "/ip4/127.0.0.1/tcp/0",
-         "--no-progress", "--log-level", "info", *args],
-        stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True,  # noqa: SIM115
-        env=dict(os.environ, P2PNODE_KDF="fast"))
-    return process, ready, log
+    return spawn_peer(tmp, name, args, {"P2PNODE_KDF": "fast"})
 
 
 def one_run(accounts: int, pin: bool, tmp: Path) -> dict[str, Any]:

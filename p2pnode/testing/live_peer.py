@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +39,21 @@ class LivePeer:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def spawn_peer(tmp: Path, name: str, args: Sequence[str], env: Mapping[str, str] | None = None
+               ) -> tuple[subprocess.Popen[str], Path, Path]:
+    """`p2pnode join` on `tmp/genesis.json` with `args`: its data in `tmp/name`, its API on a free
+    port, listening on loopback, logging at info to `tmp/name.log`, this environment plus `env`.
+    Returns (process, ready file, log file); the caller waits for the ready file."""
+    ready, log = tmp / f"{name}-ready.json", tmp / f"{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir",
+         str(tmp / name), "--api-port", "0", "--ready-file", str(ready), "--listen", "/ip4/127.0.0.1/tcp/0",
+         "--no-progress", "--log-level", "info", *args],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True,  # noqa: SIM115
+        env=dict(os.environ, **(env or {})))
+    return process, ready, log
 
 
 def start_live_peer(tmp: Path, *, market: bool = True, genesis: dict[str, Any] | None = None) -> LivePeer:

@@ -6,7 +6,6 @@ the checkpoint."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from e2e_util import api, try_api, wait_until
 from p2pnode.chain.genesis import build_genesis_state
 from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import genesis_from_json
+from p2pnode.testing.live_peer import spawn_peer
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -45,14 +45,7 @@ class Proc:
 
 
 def start(tmp: Path, name: str, args: list[str], env: dict[str, str] | None = None, wait_s: float = 90) -> Proc:
-    ready = tmp / f"{name}-ready.json"
-    log = tmp / f"{name}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "p2pnode", "join", "--network", str(tmp / "genesis.json"), "--data-dir",
-         str(tmp / name), "--api-port", "0", "--ready-file", str(ready), "--listen", "/ip4/127.0.0.1/tcp/0",
-         "--no-progress", "--log-level", "info", *args],
-        stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True,  # noqa: SIM115
-        env=dict(os.environ, **(env or {})))
+    process, ready, log = spawn_peer(tmp, name, args, env)
     wait_until(lambda: ready.exists() or process.poll() is not None, wait_s, f"{name} to start")
     assert process.poll() is None, log.read_text()[-4000:]
     return Proc(process, json.loads(ready.read_text()), log)
