@@ -78,20 +78,69 @@ def randao_reveal_ok(header: Header) -> bool:
     return verify(header.proposer, randao_message(header.chain, header.slot), header.randao_reveal)
 
 
+# One signature to verify: (public key, message, signature, the reason it is refused with).
+SignatureCheck = tuple[bytes, bytes, bytes, str]
+
+
+def tx_signature_checks(stx: SignedTx) -> list[SignatureCheck]:
+    """The transaction's signature, the signatures inside slashing evidence and a hotkey's binding,
+    in the order they are checked."""
+    tx = stx.tx
+    checks = [(tx.sender, tx.signing_bytes(), stx.sig, "bad_signature")]
+    body = tx.body
+    if isinstance(body, SlashDoubleProposal):
+        for sh in (body.first, body.second):
+            checks.append((sh.header.proposer, sh.header.signing_bytes(), sh.sig, "bad_evidence_signature"))
+    elif isinstance(body, SlashVote):
+        for sv in (body.first, body.second):
+            checks.append((sv.vote.validator, sv.vote.signing_bytes(), sv.sig, "bad_evidence_signature"))
+    elif isinstance(body, AddStake | Register | CreateSubnet) and body.hotkey_sig:
+        checks.append((body.hotkey, hotkey_binding_message(tx.chain, tx.sender), body.hotkey_sig, "bad_hotkey_signature"))
+    return checks
+
+
+def block_signature_checks(
+    block: Block,
+    tx_verified: Callable[[SignedTx], bool] | None = None,
+    vote_verified: Callable[[SignedVote], bool] | None = None,
+    *,
+    header: bool = True,
+) -> list[SignatureCheck]:
+    """Every signature of a block, in the order they are checked: the proposer's (unless `header`
+    is False: a gossip guard verified it), the RANDAO reveal, every transaction's, every vote's.
+
+    `tx_verified` / `vote_verified` name the objects whose signatures were verified already (the
+    same bytes sitting in the mempool or the vote pool): those are left out."""
+    h = block.header
+    checks: list[SignatureCheck] = []
+    if header:
+        checks.append((h.proposer, h.signing_bytes(), block.sig, "bad_block_signature"))
+    checks.append((h.proposer, randao_message(h.chain, h.slot), h.randao_reveal, "bad_randao_reveal"))
+    for index, stx in enumerate(block.txs):
+        if tx_verified is not None and tx_verified(stx):
+            continue
+        for public_key, message, signature, reason in tx_signature_checks(stx):
+            checks.append((public_key, message, signature, f"{reason} (tx {index})"))
+    for index, sv in enumerate(block.votes):
+        if vote_verified is not None and vote_verified(sv):
+            continue
+        checks.append((sv.vote.validator, sv.vote.signing_bytes(), sv.sig, f"bad_vote_signature (vote {index})"))
+    return checks
+
+
+def first_failure(checks: list[SignatureCheck]) -> str | None:
+    """The reason of the first check whose signature does not verify; None when all do."""
+    for public_key, message, signature, reason in checks:
+        if not verify(public_key, message, signature):
+            return reason
+    return None
+
+
 def check_tx_signatures(stx: SignedTx) -> None:
     """The transaction's signature, the signatures inside slashing evidence and a hotkey's binding."""
-    if not tx_signature_ok(stx):
-        raise InvalidSignature("bad_signature")
-    body = stx.tx.body
-    if isinstance(body, SlashDoubleProposal):
-        if not (header_signature_ok(body.first) and header_signature_ok(body.second)):
-            raise InvalidSignature("bad_evidence_signature")
-    elif isinstance(body, SlashVote):
-        if not (vote_signature_ok(body.first) and vote_signature_ok(body.second)):
-            raise InvalidSignature("bad_evidence_signature")
-    elif isinstance(body, AddStake | Register | CreateSubnet) and body.hotkey_sig:
-        if not verify(body.hotkey, hotkey_binding_message(stx.tx.chain, stx.tx.sender), body.hotkey_sig):
-            raise InvalidSignature("bad_hotkey_signature")
+    reason = first_failure(tx_signature_checks(stx))
+    if reason is not None:
+        raise InvalidSignature(reason)
 
 
 def check_block_signatures(
@@ -100,9 +149,9 @@ def check_block_signatures(
     vote_verified: Callable[[SignedVote], bool] | None = None,
 ) -> None:
     """Proposer signature and reveal, every transaction's and every vote's; raises InvalidSignature."""
-    if not header_signature_ok(block.signed_header):
-        raise InvalidSignature("bad_block_signature")
-    check_body_signatures(block, tx_verified, vote_verified)
+    reason = first_failure(block_signature_checks(block, tx_verified, vote_verified))
+    if reason is not None:
+        raise InvalidSignature(reason)
 
 
 def check_body_signatures(
@@ -115,17 +164,6 @@ def check_body_signatures(
 
     `tx_verified` / `vote_verified` name the objects whose signatures were verified already (the
     same bytes sitting in the mempool or the vote pool): those are not verified again."""
-    if not randao_reveal_ok(block.header):
-        raise InvalidSignature("bad_randao_reveal")
-    for index, stx in enumerate(block.txs):
-        if tx_verified is not None and tx_verified(stx):
-            continue
-        try:
-            check_tx_signatures(stx)
-        except InvalidSignature as exc:
-            raise InvalidSignature(f"{exc.reason} (tx {index})") from None
-    for index, sv in enumerate(block.votes):
-        if vote_verified is not None and vote_verified(sv):
-            continue
-        if not vote_signature_ok(sv):
-            raise InvalidSignature(f"bad_vote_signature (vote {index})")
+    reason = first_failure(block_signature_checks(block, tx_verified, vote_verified, header=False))
+    if reason is not None:
+        raise InvalidSignature(reason)

@@ -128,13 +128,13 @@ def test_a_block_does_not_verify_again_the_signatures_its_pooled_transactions_ha
     assert add(pool, chain, pooled) == "added"
     chain.tx_signature_verified = lambda stx: stx.id in pool
     checked: list[SignedTx] = []
-    real_check = validation.check_tx_signatures
+    real_checks = validation.tx_signature_checks
 
-    def counting_check(stx: SignedTx) -> None:
+    def counting_checks(stx: SignedTx) -> list[validation.SignatureCheck]:
         checked.append(stx)
-        real_check(stx)
+        return real_checks(stx)
 
-    monkeypatch.setattr(validation, "check_tx_signatures", counting_check)
+    monkeypatch.setattr(validation, "tx_signature_checks", counting_checks)
     slot = chain.head.slot + 1
     proposer = consensus.proposer_for_slot(chain.head_state(), slot)
     assert chain.import_block(chain.build_block(HOTS[proposer], slot, [pooled, fresh])).head

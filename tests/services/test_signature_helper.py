@@ -22,7 +22,8 @@ BLOCKS = MIN_BLOCKS_FOR_HELPER  # the shortest batch the helper is given
 
 @pytest.fixture(scope="module")
 def source_blocks(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
-    """The encodings of BLOCKS blocks of USERS transfers each."""
+    """The encodings of BLOCKS blocks of USERS transfers each (each test decodes its own copies,
+    as range sync does)."""
     chain = open_chain(tmp_path_factory.mktemp("source") / "chain.sqlite", make_genesis(4, USERS))
     users = user_keys(USERS)
     for height in range(1, BLOCKS + 1):
@@ -47,6 +48,10 @@ def _fresh_chain(tmp_path: Path, helper: SignatureHelper | None, name: str = "ta
     return chain
 
 
+def _decoded(raw: list[bytes]) -> list[Block]:
+    return [codec.decode(Block, data) for data in raw]
+
+
 def _tampered(data: bytes) -> bytes:
     """The block with its second transaction's signature swapped for the first's."""
     block = codec.decode(Block, data)
@@ -59,60 +64,67 @@ def test_a_range_imports_on_the_helpers_verdicts(tmp_path: Path, source_blocks: 
                                                  helper: SignatureHelper) -> None:
     chain = _fresh_chain(tmp_path, helper)
     used = helper.verdicts_used
-    chain.expect_blocks(source_blocks)
-    for data in source_blocks:
-        chain.import_block(codec.decode(Block, data))
+    blocks = _decoded(source_blocks)
+    chain.expect_blocks(blocks)
+    for block in blocks:
+        chain.import_block(block)
     assert helper.verdicts_used - used == BLOCKS  # none verified here
-    assert chain.head.hash == codec.decode(Block, source_blocks[-1]).hash
+    assert chain.head.hash == blocks[-1].hash
     assert not helper.expecting
 
 
 def test_a_short_batch_is_verified_here(tmp_path: Path, source_blocks: list[bytes], helper: SignatureHelper) -> None:
     chain = _fresh_chain(tmp_path, helper)
     used = helper.verdicts_used
-    chain.expect_blocks(source_blocks[:-1])
+    blocks = _decoded(source_blocks[:-1])
+    chain.expect_blocks(blocks)
     assert not helper.expecting
-    for data in source_blocks[:-1]:
-        chain.import_block(codec.decode(Block, data))
+    for block in blocks:
+        chain.import_block(block)
     assert helper.verdicts_used == used
 
 
 def test_a_bad_signature_is_refused_with_the_in_process_reason(tmp_path: Path, source_blocks: list[bytes],
                                                                helper: SignatureHelper) -> None:
-    batch = [*source_blocks[:2], _tampered(source_blocks[2]), *source_blocks[3:]]
+    batch = _decoded([*source_blocks[:2], _tampered(source_blocks[2]), *source_blocks[3:]])
     with pytest.raises(InvalidSignature) as in_process:
-        check_block_signatures(codec.decode(Block, batch[2]))
+        check_block_signatures(batch[2])
     chain = _fresh_chain(tmp_path, helper)
     chain.expect_blocks(batch)
     used = helper.verdicts_used
-    for data in batch[:2]:
-        chain.import_block(codec.decode(Block, data))
+    for block in batch[:2]:
+        chain.import_block(block)
     with pytest.raises(BlockInvalid) as refused:
-        chain.import_block(codec.decode(Block, batch[2]))
+        chain.import_block(batch[2])
     assert refused.value.reason == "bad_signature"
     assert refused.value.detail == in_process.value.reason == "bad_signature (tx 1)"
     assert helper.verdicts_used - used == 3
     assert chain.head.height == 2
-    # The blocks after it stay queued: a later batch replaces them.
-    chain.expect_blocks(source_blocks)
-    for data in source_blocks[2:]:
-        chain.import_block(codec.decode(Block, data))
+    # The blocks after it stay queued and in flight: a later batch replaces them.
+    again = _decoded(source_blocks)
+    chain.expect_blocks(again)
+    for block in again[2:]:
+        chain.import_block(block)
     assert chain.head.height == BLOCKS
+    assert helper.verdicts_used - used == 3 + BLOCKS - 2
 
 
 def test_a_verdict_is_only_used_for_the_exact_bytes_it_was_given(tmp_path: Path, source_blocks: list[bytes],
                                                                  helper: SignatureHelper) -> None:
     chain = _fresh_chain(tmp_path, helper)
-    chain.expect_blocks(source_blocks)  # the helper says "ok" for the genuine third block
-    for data in source_blocks[:2]:
-        chain.import_block(codec.decode(Block, data))
+    blocks = _decoded(source_blocks)
+    chain.expect_blocks(blocks)  # the helper says "ok" for the genuine third block
+    for block in blocks[:2]:
+        chain.import_block(block)
     used = helper.verdicts_used
     forged = codec.decode(Block, _tampered(source_blocks[2]))  # same header, other body
-    assert forged.hash == codec.decode(Block, source_blocks[2]).hash
+    assert forged.hash == blocks[2].hash
     with pytest.raises(BlockInvalid, match="bad_signature"):
         chain.import_block(forged)
     assert helper.verdicts_used == used  # verified here, not taken from the helper
-    assert chain.head.height == 2
+    # An equal copy is not the object sent either: verified here, and imported.
+    chain.import_block(codec.decode(Block, source_blocks[2]))
+    assert helper.verdicts_used == used and chain.head.height == 3
 
 
 def test_blocks_are_verified_here_when_the_helper_dies(tmp_path: Path, source_blocks: list[bytes]) -> None:
@@ -120,19 +132,21 @@ def test_blocks_are_verified_here_when_the_helper_dies(tmp_path: Path, source_bl
     try:
         assert helper.wait_until_ready(120)
         chain = _fresh_chain(tmp_path, helper)
-        chain.expect_blocks(source_blocks)
-        chain.import_block(codec.decode(Block, source_blocks[0]))
+        blocks = _decoded(source_blocks)
+        chain.expect_blocks(blocks)
+        chain.import_block(blocks[0])
         helper._process.kill()  # noqa: SLF001
         helper._process.wait(30)  # noqa: SLF001
-        for data in source_blocks[1:]:
-            chain.import_block(codec.decode(Block, data))
+        for block in blocks[1:]:
+            chain.import_block(block)
         assert chain.head.height == BLOCKS
         assert not helper.alive
         # A bad block is still refused, by this process.
         chain2 = _fresh_chain(tmp_path, helper, "second")
-        chain2.expect_blocks(source_blocks)
+        batch = _decoded([_tampered(source_blocks[0]), *source_blocks[1:]])
+        chain2.expect_blocks(batch)
         with pytest.raises(BlockInvalid, match="bad_signature"):
-            chain2.import_block(codec.decode(Block, _tampered(source_blocks[0])))
+            chain2.import_block(batch[0])
     finally:
         helper.close()
 
@@ -141,10 +155,11 @@ def test_a_new_batch_while_verdicts_are_pending_still_uses_the_helper(
     tmp_path: Path, source_blocks: list[bytes], helper: SignatureHelper
 ) -> None:
     chain = _fresh_chain(tmp_path, helper)
-    chain.expect_blocks(source_blocks)  # sent ahead, never imported from this batch
-    chain.expect_blocks(source_blocks)
+    chain.expect_blocks(_decoded(source_blocks))  # sent ahead, never imported
+    blocks = _decoded(source_blocks)
+    chain.expect_blocks(blocks)
     used = helper.verdicts_used
-    for data in source_blocks:
-        chain.import_block(codec.decode(Block, data))
+    for block in blocks:
+        chain.import_block(block)
     assert helper.verdicts_used - used == BLOCKS
     assert not helper.expecting

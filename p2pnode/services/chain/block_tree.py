@@ -311,9 +311,9 @@ class BlockTree:
             for listener in self.epoch_listeners:
                 listener(block.hash, block.header.height, records)
 
-    def expect_blocks(self, blocks: list[bytes]) -> None:
-        """The raw bytes of blocks about to be imported, in this order (a range-sync batch): the
-        signature helper, if there is one, checks them ahead."""
+    def expect_blocks(self, blocks: list[Block]) -> None:
+        """Blocks about to be imported, in this order (a range-sync batch): the signature helper,
+        if there is one, checks them ahead."""
         if self.signature_helper is not None and len(blocks) >= MIN_BLOCKS_FOR_HELPER:
             self.signature_helper.expect(blocks)
 
@@ -322,8 +322,8 @@ class BlockTree:
             return
         helper = self.signature_helper
         if helper is not None and helper.expecting:
-            # Its verdict covers exactly these bytes (the block's canonical encoding).
-            verdict = helper.verdict(codec.encode(block))
+            # A verdict is only ever for this very object, whose checks the helper was sent.
+            verdict = helper.verdict(block)
             if verdict == "":
                 return
             if verdict is not None:

@@ -2,16 +2,16 @@
 
 Range sync imports blocks one after the other, and verifying their signatures (ed25519, ~55 µs
 each) is about as much work as the state transition. On a machine with more than one core a
-helper process takes the raw bytes of the blocks about to be imported, decodes them and checks
-every signature, in order; the importer, meanwhile, applies the blocks before. A thread would not
-do: libsodium drops the GIL while it verifies, but each verification's Python around it waits for
-the importer to hand the GIL over (up to the 5 ms switch interval), so a verifying thread beside a
-busy one crawls.
+helper process is sent the signatures of the blocks about to be imported (public key, message,
+signature, reason: `protocols.validation.block_signature_checks`, which the in-process check runs
+too) and answers, per block and in order, the first that fails; the importer, meanwhile, applies
+the blocks before. A thread would not do: libsodium drops the GIL while it verifies, but each
+verification's Python around it waits for the importer to hand the GIL over (up to the 5 ms
+switch interval), so a verifying thread beside a busy one crawls.
 
-The helper is only ever an accelerator: its verdict is used for a block whose canonical bytes are
-exactly the bytes it was given, and anything unusual (not started yet, gone, slow, a block it was
-not given) means the importer verifies the block itself. Nothing is read from the helper but a
-verdict per block, in the order the blocks were sent.
+The helper is only ever an accelerator: its verdict is used for the very block object whose checks
+it was sent, and anything unusual (not started yet, gone, slow, a block it was not sent) means the
+importer verifies the block itself. Nothing is read from the helper but a verdict per block.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ import sys
 from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
+
+from p2pnode.chain.encoding import encode
+from p2pnode.chain.types import Block
+from protocols.validation import block_signature_checks
 log = logging.getLogger(__name__)
 
 # Blocks sent ahead of the one being imported: enough to keep the helper busy while the importer
@@ -44,10 +48,10 @@ def usable_cores() -> int:
 
 
 def serve(conn: Connection) -> None:
-    """The helper process: a verdict for every block it is sent, in order, until the pipe closes."""
-    from p2pnode.chain.types import Block
-    from protocols import codec, sync
-    from protocols.validation import InvalidSignature, check_block_signatures
+    """The helper process: a verdict for every block's checks it is sent, in order, until the pipe
+    closes. The checks come from the node itself (trusted bytes, canonical encoding)."""
+    from p2pnode.chain.encoding import decode
+    from protocols.validation import first_failure
 
     conn.send_bytes(b"ready")
     while True:
@@ -56,12 +60,11 @@ def serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         try:
-            check_block_signatures(codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES))
-            verdict = OK
-        except InvalidSignature as exc:
-            verdict = BAD_PREFIX + exc.reason.encode()
-        except Exception:  # undecodable: the importer decodes the block itself and refuses it
-            verdict = b"undecodable"
+            checks = [(pk, message, sig, reason) for pk, message, sig, reason in decode(data)]
+            reason = first_failure(checks)
+            verdict = OK if reason is None else BAD_PREFIX + reason.encode()
+        except Exception:  # not checks at all: a bug; the importer verifies the block itself
+            verdict = b"unreadable"
         conn.send_bytes(verdict)
 
 
@@ -72,8 +75,8 @@ _IMPORT_ROOT = str(Path(__file__).resolve().parents[3])
 class SignatureHelper:
     """One helper process checking the signatures of blocks about to be imported (see the module).
 
-    Not thread-safe: the block tree's owner uses it. `expect` queues blocks (their raw bytes, in
-    import order); `verdict` gives a queued block's result, or None when it has none to give.
+    Not thread-safe: the block tree's owner uses it. `expect` queues blocks (in import order);
+    `verdict` gives a queued block's result, or None when it has none to give.
     """
 
     def __init__(self) -> None:
@@ -81,8 +84,8 @@ class SignatureHelper:
         self._conn: Connection | None = None
         self._ready = False
         self._broken = False
-        self._queued: deque[bytes] = deque()  # not yet sent
-        self._in_flight: deque[bytes] = deque()  # sent, verdicts not yet read (in order)
+        self._queued: deque[Block] = deque()  # not yet sent
+        self._in_flight: deque[Block] = deque()  # sent, verdicts not yet read (in order)
         self.verdicts_used = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -172,8 +175,8 @@ class SignatureHelper:
 
     # ---------------------------------------------------------------- use
 
-    def expect(self, blocks: list[bytes]) -> None:
-        """The blocks (raw bytes) about to be imported, in order; replaces what was queued before."""
+    def expect(self, blocks: list[Block]) -> None:
+        """The blocks about to be imported, in order; replaces what was queued before."""
         if self._broken:
             return
         self._queued = deque(blocks)
@@ -185,23 +188,23 @@ class SignatureHelper:
         assert conn is not None
         try:
             while self._queued and len(self._in_flight) < WINDOW:
-                data = self._queued.popleft()
-                conn.send_bytes(data)
-                self._in_flight.append(data)
+                block = self._queued.popleft()
+                conn.send_bytes(encode(block_signature_checks(block)))
+                self._in_flight.append(block)
         except (EOFError, OSError):
             self._give_up("is gone")
 
-    def verdict(self, data: bytes) -> str | None:
-        """For the block whose canonical bytes are `data`: "" when every signature verified, the
-        reason when one did not, None when the helper has no verdict (the caller verifies)."""
+    def verdict(self, block: Block) -> str | None:
+        """For `block` (the object queued, not an equal one): "" when every signature verified,
+        the reason when one did not, None when the helper has no verdict (the caller verifies)."""
         if not self._is_ready():
             return None
-        position = next((i for i, sent in enumerate(self._in_flight) if sent == data), None)
+        position = next((i for i, sent in enumerate(self._in_flight) if sent is block), None)
         if position is None:
-            if data not in self._queued:
+            if not any(queued is block for queued in self._queued):
                 return None  # a block from elsewhere (gossip) between two of the range
             # Whatever is in flight or queued before it was skipped (known already): drop it.
-            while self._queued[0] != data:
+            while self._queued[0] is not block:
                 self._queued.popleft()
             if self._read_replies(len(self._in_flight)) is None:
                 return None
@@ -217,7 +220,7 @@ class SignatureHelper:
         if reply.startswith(BAD_PREFIX):
             self.verdicts_used += 1
             return reply[len(BAD_PREFIX):].decode(errors="replace")
-        return None  # undecodable there: the caller's own decode already succeeded, so verify here
+        return None
 
     def _read_replies(self, count: int) -> bytes | None:
         """Read the verdicts of the next `count` blocks in flight; the last one (b"" for none), or

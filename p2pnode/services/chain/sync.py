@@ -126,6 +126,14 @@ class SyncConfig:
     lying_slots: int = 32
 
 
+def _decode_block(data: bytes) -> Block | None:
+    """A block from a peer's range; None when it does not decode."""
+    try:
+        return codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES)
+    except Exception:  # MalformedMessage, or a decoder failure nobody foresaw
+        return None
+
+
 class SyncService:
     """Keeps the node's chain caught up with its peers (see the module docstring)."""
 
@@ -415,15 +423,18 @@ class SyncService:
             async with trio.open_nursery() as nursery:
                 for index, (first, count, peer_id) in enumerate(plan):
                     nursery.start_soon(self._fetch_into, results, index, peer_id, first, count)
+            # Decoded up front (None: undecodable) so that the chain can check the round's
+            # signatures ahead of importing it.
+            decoded = [None if raw is None else [_decode_block(data) for data in raw] for raw in results]
             if self.expect_blocks is not None:
-                self.expect_blocks([data for blocks in results if blocks for data in blocks])
-            for (first, count, peer_id), blocks in zip(plan, results, strict=True):
+                self.expect_blocks([b for blocks in decoded if blocks for b in blocks if b is not None])
+            for (first, count, peer_id), blocks in zip(plan, decoded, strict=True):
                 if blocks is None:
                     return "stalled"
                 if not blocks:
                     return "done"  # the peer's head moved back (reorg); statuses refresh soon
-                for offset, data in enumerate(blocks):
-                    outcome = await self._import_bytes(peer_id, data, first + offset)
+                for offset, block in enumerate(blocks):
+                    outcome = await self._import_decoded(peer_id, block, first + offset)
                     if outcome == ImportOutcome.UNKNOWN_PARENT and first + offset == start:
                         return "fork_below"
                     if outcome != ImportOutcome.OK:
@@ -451,10 +462,8 @@ class SyncService:
             self._mark_bad(peer_id, "malformed_range", PENALTY_BAD_RESPONSE)
             return None
 
-    async def _import_bytes(self, peer_id: str, data: bytes, expected_height: int) -> str:
-        try:
-            block = codec.decode(Block, data, max_bytes=sync.MAX_BLOCK_BYTES)
-        except Exception:  # MalformedMessage, or a decoder failure nobody foresaw
+    async def _import_decoded(self, peer_id: str, block: Block | None, expected_height: int) -> str:
+        if block is None:
             return ImportOutcome.INVALID
         if block.header.height != expected_height or block.header.chain != self.chain_id:
             return ImportOutcome.INVALID
