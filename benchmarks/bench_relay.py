@@ -128,6 +128,8 @@ def run_netns(runs: int) -> dict[str, object]:
                                     capture_output=True, text=True)
             figures = json.loads(report.read_text()) if report.exists() else {}
             figures["passed"] = result.returncode == 0
+            if result.returncode != 0:
+                figures["failure"] = [line for line in result.stdout.splitlines() if line.startswith("E ")][-3:]
             per_run.append(figures)
 
     def p50(values: list[float]) -> float:

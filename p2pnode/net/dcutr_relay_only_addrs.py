@@ -16,9 +16,10 @@ fixes three more things:
   external IP. When none is known at hole-punch time we run identify again with up to
   `REIDENTIFY_PEERS` directly connected peers (within `REIDENTIFY_TIMEOUT_S`).
 
-- Only the peer that *accepted* the relayed connection starts DCUtR, as the spec says. Upstream
-  starts it from both ends; two sessions at once dial the same address pair twice, and whichever
-  socket wins may run the security handshake in the wrong role on both ends.
+- Only the peer that *accepted* the relayed connection starts DCUtR, as the spec says (the lower
+  PeerID when each dialled the other through a relay). Upstream starts it from both ends; two
+  sessions at once dial the same address pair twice, and whichever socket wins may run the
+  security handshake in the wrong role on both ends.
 - A CONNECT message from the other peer is a list of addresses we will dial (three rounds):
   at most `MAX_PEER_ADDRS` TCP addresses with a concrete IP are kept.
 """
@@ -179,18 +180,20 @@ class HolePunching(DCUtRProtocol):
                 break
         return kept
 
-    def accepted_relayed_only(self, peer: ID) -> bool:
-        """Connected to `peer` only through relays, and it dialled us."""
+    def starts_hole_punch(self, peer: ID) -> bool:
+        """Whether we start DCUtR with `peer`: connected only through relays, and it dialled us.
+        When each of us also dialled the other through a relay, the lower PeerID starts (both
+        ends see the same two connections, so exactly one of them does)."""
         conns = self.host.get_network().connections.get(peer, []) or []
-        if not conns:
+        if not conns or not all(_is_relayed_conn(c) for c in conns):
             return False
-        for conn in conns:
-            if not _is_relayed_conn(conn) or getattr(conn.muxed_conn, "is_initiator_value", True):
-                return False
-        return True
+        dialled = [bool(getattr(c.muxed_conn, "is_initiator_value", True)) for c in conns]
+        if all(dialled):
+            return False
+        return not any(dialled) or self.host.get_id().to_bytes() < peer.to_bytes()
 
     async def initiate_hole_punch(self, peer_id: ID) -> bool:
-        if not self.accepted_relayed_only(peer_id):
+        if not self.starts_hole_punch(peer_id):
             return False
         return await super().initiate_hole_punch(peer_id)
 

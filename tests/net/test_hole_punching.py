@@ -100,11 +100,22 @@ async def test_only_the_peer_that_accepted_the_relayed_connection_starts_dcutr(m
             reply = await querier.request(miner.peer_id, ECHO, b"relayed", timeout=30, max_response_bytes=1024)
             assert reply == b"echo:relayed"
             assert querier.is_relayed(miner.peer_id)
-            assert miner.hole_punching.accepted_relayed_only(querier.host.get_id())
-            assert not querier.hole_punching.accepted_relayed_only(miner.host.get_id())
+            assert miner.hole_punching.starts_hole_punch(querier.host.get_id())
+            assert not querier.hole_punching.starts_hole_punch(miner.host.get_id())
             assert not await querier.hole_punching.initiate_hole_punch(miner.host.get_id())
             # the miner's auto-drive tries (and, with nothing but closed ports to dial, fails)
             await wait_for(lambda: miner.hole_punching.failed >= 1 and querier.hole_punching.failed >= 1, 30,
                            "the miner's hole punch attempt, answered by the querier")
             assert streams and set(streams) == {miner.peer_id}
             assert all("/p2p-circuit" in a for a in querier.connection_addrs(miner.peer_id))
+
+            # each also dials the other through the relay: exactly one (the lower PeerID) starts
+            await wait_for(lambda: querier.relay_reservations.relays() == [relay.peer_id], 30,
+                           "the querier's relay reservation")
+            circuit = multiaddr.Multiaddr(f"{relay.listen_addrs()[0]}/p2p-circuit/p2p/{querier.peer_id}")
+            assert await miner.relay_dialer.dial(querier.host.get_id(), [circuit])
+            assert len(miner.connection_addrs(querier.peer_id)) == 2
+            starts = {side.peer_id: side.hole_punching.starts_hole_punch(other.host.get_id())
+                      for side, other in ((miner, querier), (querier, miner))}
+            lower = min((miner, querier), key=lambda n: n.host.get_id().to_bytes()).peer_id
+            assert starts == {miner.peer_id: miner.peer_id == lower, querier.peer_id: querier.peer_id == lower}
