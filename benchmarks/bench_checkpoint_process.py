@@ -4,8 +4,8 @@ chain whose genesis funds many accounts, timed from its process start to followi
 A validator process (1 s slots, 8-slot epochs) runs a genesis with --accounts extra funded accounts
 and the state root pinned in the file; once it has finalized a checkpoint above genesis, a fresh
 peer starts with --checkpoint-sync. Reported: from the joiner's process start to its head reaching
-the validator's head as it was when the joiner started (following), and what the joiner's log says
-of the join itself. `--no-pin` leaves the root out, so the joiner hashes the whole genesis.
+the validator's head as it was when the joiner started (following), and from its log: its first
+line (imports done), the genesis line (pinned root), the join's end, and the join's own time. `--no-pin` leaves the root out, so the joiner hashes the whole genesis.
 
     .venv/bin/python benchmarks/bench_checkpoint_process.py [--accounts 100000] [--repeat 1] [--no-pin]
 """
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,14 @@ def one_run(accounts: int, pin: bool, tmp: Path) -> dict[str, Any]:
         bootstrap = f"{info['listen_addrs'][0]}/p2p/{info['peer_id']}"
         wait_until(lambda: (s := status(api)) and (s["finalized_height"] or 0) >= 8, 300,
                    "the validator to finalize a checkpoint")
-        started = time.monotonic()
+        started, wall_started = time.monotonic(), time.time()
         head_then = status(api)["head_height"]  # type: ignore[index]
         joiner, joiner_ready, log = start(tmp, "joiner", ["--dev-key", "checkpoint-joiner", "--checkpoint-sync",
                                                           "--bootstrap", bootstrap])
         processes.append(joiner)
         wait_until(lambda: joiner_ready.exists() or joiner.poll() is not None, 300, "the joiner to join")
+        if not joiner_ready.exists():
+            raise SystemExit(f"the joiner stopped: {log.read_text()[-3000:]}")
         joiner_api = json.loads(joiner_ready.read_text())["api"]
         ready_s = time.monotonic() - started
         wait_until(lambda: (s := status(joiner_api)) and s["head_height"] >= head_then, 300,
@@ -78,7 +81,14 @@ def one_run(accounts: int, pin: bool, tmp: Path) -> dict[str, Any]:
         joined = re.search(r"joined at checkpoint height (\d+) \((\d+) state items\) in ([\d.]+) s; "
                            r"validator-set walk: (\d+) steps", log.read_text())
         assert joined, log.read_text()[-3000:]
-        return {"following_s": following_s, "ready_s": ready_s, "join_s": float(joined[3]),
+        # Where the time before the join went: the log's first line (imports done) and its genesis line.
+        stamps = [(datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp(), m[2])
+                  for m in re.finditer(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (.*)$", log.read_text(), re.M)]
+        first = stamps[0][0] - wall_started
+        genesis_done = next((t for t, line in stamps if "genesis state root taken" in line), stamps[0][0]) - wall_started
+        joined_at = next(t for t, line in stamps if "joined at checkpoint height" in line) - wall_started
+        return {"following_s": following_s, "ready_s": ready_s, "first_log_s": first, "genesis_s": genesis_done,
+                "joined_s": joined_at, "join_s": float(joined[3]),
                 "checkpoint": int(joined[1]), "items": int(joined[2]), "walk_steps": int(joined[4]),
                 "head_then": head_then}
     finally:
