@@ -725,8 +725,8 @@ def exp_safe32_fast(raw: int) -> int:
 #   * P(T) >= 2^32 e^T - _SERIES_TAIL[c], the terms i >= 32 of e^T (geometric bound, c <= 8 < 33).
 # A = 2^32 * e^(coarse + fine) * (1 + r + r^2 / 2) with e^(k / 64) and e^(k / 4096) from tables held
 # to 64 bits (each within 2 units of 2^-64 relative), r < 2^-12: the dropped r^3 / 6 e^r < 2^-38.5
-# relative, and all the roundings together stay below 2^-58, so |A - 2^32 e^T| <= A / 2^37 + 2. Inputs with T > 8, and the rare interval whose ends
-# give different alphas, take the series itself.
+# relative, and all the roundings together stay below 2^-58, so |A - 2^32 e^T| <= A / 2^37 + 2.
+# Inputs with T > 8, and the rare interval whose ends give different alphas, take the series.
 _BRACKET_BITS = 64
 _BRACKET_T_MAX = 8 << FRAC32
 
