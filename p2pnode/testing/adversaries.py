@@ -214,17 +214,9 @@ class StatusLiar(Adversary):
         async def lying_status(peer_id: str, request: bytes) -> bytes:
             real = node.local_status()
             self.actions += 1
-            lie = sync.Status(
-                chain=real.chain,
-                genesis=real.genesis,
-                head_height=real.head_height + 1_000,
-                head_slot=node.current_slot(),
-                head_hash=hashlib.sha256(b"lie" + real.head_hash).digest(),
-                justified_epoch=real.justified_epoch + 10,
-                finalized_epoch=real.finalized_epoch,
-                finalized_height=real.finalized_height,
-                finalized_hash=real.finalized_hash,
-            )
+            lie = dataclasses.replace(real, head_height=real.head_height + 1_000, head_slot=node.current_slot(),
+                                      head_hash=hashlib.sha256(b"lie" + real.head_hash).digest(),
+                                      justified_epoch=real.justified_epoch + 10)
             return sync.encode_status(lie)
 
         async def serve_nothing(peer_id: str, request: bytes) -> bytes:

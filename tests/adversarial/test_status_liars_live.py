@@ -4,6 +4,7 @@ each claim before it enters sync, penalises the liars and keeps producing its bl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -27,12 +28,9 @@ def make_liar(chain_id: str, bootstrap: str) -> LibP2PNetwork:
 
     async def serve_status(peer_id: str, request: bytes) -> bytes:
         theirs = sync.decode_status(request)
-        return sync.encode_status(sync.Status(
-            chain=theirs.chain, genesis=theirs.genesis, head_height=theirs.head_height + 100,
-            head_slot=theirs.head_slot, head_hash=sha256(net.peer_id.encode() + request),
-            justified_epoch=theirs.justified_epoch + 1, finalized_epoch=theirs.finalized_epoch,
-            finalized_height=theirs.finalized_height, finalized_hash=theirs.finalized_hash,
-        ))
+        return sync.encode_status(dataclasses.replace(
+            theirs, head_height=theirs.head_height + 100, head_hash=sha256(net.peer_id.encode() + request),
+            justified_epoch=theirs.justified_epoch + 1))
 
     async def serve_nothing(peer_id: str, request: bytes) -> bytes:
         await trio.sleep(3600)  # hold the request until the caller gives up
