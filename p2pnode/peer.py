@@ -126,8 +126,8 @@ class Peer:
             log.info("genesis state root taken from the genesis file's pin (not hashed): checkpoint sync replaces it")
         else:
             reader, acc, header = build_genesis_state(genesis)
-        genesis_vset = validator_set_for_epoch(State(reader, 0), 0) or {"validators": []}
-        self.genesis_stake = {hot: stake for hot, stake in genesis_vset["validators"]}
+        genesis_vset = validator_set_for_epoch(State(reader, 0), 0)
+        self.genesis_stake = {} if genesis_vset is None else dict(genesis_vset.validators)
         self.store.initialise(header, reader, acc)
         self.chain = BlockTree(self.store)
         if usable_cores() > 1:

@@ -10,27 +10,35 @@ block, which costs it the slot and changes one input of the mix.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from p2pnode.chain import finality, statekeys, unbonding
 from p2pnode.chain.context import BlockContext
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
-from p2pnode.chain.records import SlashRecord
-from p2pnode.chain.state import State, decode_shared
+from p2pnode.chain.records import SlashRecord, ValidatorSet
+from p2pnode.chain.state import State, shared_record
 from p2pnode.chain.types import Header, SignedVote, SlashDoubleProposal, SlashVote, Tx
 
 DOMAIN_SEED = b"p2pnode/proposer-seed/v1\x00"
 DOMAIN_MIX = b"p2pnode/randao-mix/v1\x00"
 
 
-def shared_global(state: State, name: str, default: Any = None) -> Any:
-    """A global's decoded value, shared between calls with the same bytes (`decode_shared`):
-    READ-ONLY, callers copy before changing anything."""
+VALIDATOR_SET_NAMES = ("vset_prev", "vset", "vset_next")
+
+
+def stored_validator_set(state: State, name: str) -> ValidatorSet | None:
+    """The validator set stored as global `name` (one of `VALIDATOR_SET_NAMES`), shared between
+    calls with the same bytes: read on every block and gossip message, and frozen."""
     raw = state.get_raw(statekeys.global_value(name))
-    if raw is None:
-        return default
-    return decode_shared(raw)
+    return None if raw is None else shared_record(raw, ValidatorSet.from_state)
+
+
+def _current_sets(state: State) -> tuple[ValidatorSet, ValidatorSet]:
+    current, following = stored_validator_set(state, "vset"), stored_validator_set(state, "vset_next")
+    assert current is not None and following is not None, "state has no validator sets"
+    return current, following
 
 
 def epoch_of(state: State, slot: int) -> int:
@@ -48,8 +56,9 @@ def is_slashed(state: State, hotkey: bytes) -> bool:
     return state.get(statekeys.slashed(hotkey)) is not None
 
 
-def compute_validator_set(state: State) -> list[list[Any]]:
-    """Top `max_block_validators` candidates by total stake (ties: lower hotkey), each [hotkey, stake]."""
+def compute_validator_set(state: State) -> tuple[tuple[bytes, int], ...]:
+    """Top `max_block_validators` candidates by total stake (ties: lower hotkey), each (hotkey, stake),
+    sorted by hotkey."""
     minimum = state.param("min_validator_stake")
     ranked = []
     for hot in state.global_value("candidates", []):
@@ -61,13 +70,13 @@ def compute_validator_set(state: State) -> list[list[Any]]:
         ranked.append((-state.total_stake(hot), hot))
     ranked.sort()
     chosen = ranked[: state.param("max_block_validators")]
-    return sorted([[hot, -neg] for neg, hot in chosen])
+    return tuple(sorted((hot, -neg) for neg, hot in chosen))
 
 
 def init_validator_sets(state: State, seed: bytes, genesis_time_ms: int) -> None:
     validators = compute_validator_set(state)
-    state.set_global("vset", {"epoch": 0, "validators": validators, "seed": seed})
-    state.set_global("vset_next", {"epoch": 1, "validators": validators, "seed": sha256(seed + b"next")})
+    state.set_global("vset", ValidatorSet(epoch=0, validators=validators, seed=seed).to_state())
+    state.set_global("vset_next", ValidatorSet(epoch=1, validators=validators, seed=sha256(seed + b"next")).to_state())
     state.set_global("randao_mix", seed)
     state.set_global("genesis_time_ms", genesis_time_ms)
     state.set_global("slot", 0)
@@ -88,41 +97,38 @@ def epoch_seed(mix: bytes, epoch: int) -> bytes:
     return sha256(DOMAIN_SEED + mix + epoch.to_bytes(8, "big"))
 
 
-def validator_set_for_slot(state: State, slot: int) -> dict[str, Any]:
-    vset = shared_global(state, "vset")
-    if epoch_of(state, slot) <= vset["epoch"]:
-        return vset  # type: ignore[no-any-return]
-    return shared_global(state, "vset_next")  # type: ignore[no-any-return]
+def validator_set_for_slot(state: State, slot: int) -> ValidatorSet:
+    current, following = _current_sets(state)
+    return current if epoch_of(state, slot) <= current.epoch else following
 
 
 def proposer_for_slot(state: State, slot: int) -> bytes | None:
     """The hotkey entitled to propose at `slot`, drawn by stake from the epoch's validator set."""
     vset = validator_set_for_slot(state, slot)
-    validators = vset["validators"]
-    total = sum(stake for _, stake in validators)
+    total = vset.total_stake
     if total == 0:
         return None
-    draw = int.from_bytes(sha256(vset["seed"] + slot.to_bytes(8, "big")), "big") % total
-    for hot, stake in validators:
+    draw = int.from_bytes(sha256(vset.seed + slot.to_bytes(8, "big")), "big") % total
+    for hot, stake in vset.validators:
         if draw < stake:
             return hot
         draw -= stake
     raise AssertionError("unreachable")
 
 
-def validator_set_for_epoch(state: State, epoch: int) -> dict[str, Any] | None:
+def validator_set_for_epoch(state: State, epoch: int) -> ValidatorSet | None:
     """The validator set that proposes and votes in `epoch`, if the state still knows it.
 
     `vset` serves the epochs after `vset_prev`'s up to its own (epochs without blocks are served
     by the set that was next when they passed), `vset_next` the epochs after it.
     """
-    vset = shared_global(state, "vset")
-    if epoch > vset["epoch"]:
-        return shared_global(state, "vset_next")  # type: ignore[no-any-return]
-    prev = shared_global(state, "vset_prev")
-    if prev is None or epoch > prev["epoch"]:
-        return vset
-    return prev if epoch == prev["epoch"] else None
+    current, following = _current_sets(state)
+    if epoch > current.epoch:
+        return following
+    prev = stored_validator_set(state, "vset_prev")
+    if prev is None or epoch > prev.epoch:
+        return current
+    return prev if epoch == prev.epoch else None
 
 
 def check_header(state: State, header: Header) -> None:
@@ -158,15 +164,14 @@ def block_step(state: State, header: Header, ctx: BlockContext) -> None:
     """Enter a new epoch if the block is its first (fixing the next epoch's set and seed), then fold
     the block's reveal into the mix: the mix read here holds only reveals of earlier epochs."""
     epoch = epoch_of(state, header.slot)
-    vset = state.global_value("vset")
+    current, following = _current_sets(state)
     mix = state.global_value("randao_mix")
-    if epoch > vset["epoch"]:
-        current = dict(state.global_value("vset_next"), epoch=epoch)
-        state.set_global("vset_prev", vset)
-        state.set_global("vset", current)
+    if epoch > current.epoch:
+        state.set_global("vset_prev", current.to_state())
+        state.set_global("vset", replace(following, epoch=epoch).to_state())
         state.set_global(
             "vset_next",
-            {"epoch": epoch + 1, "validators": compute_validator_set(state), "seed": epoch_seed(mix, epoch + 1)},
+            ValidatorSet(epoch=epoch + 1, validators=compute_validator_set(state), seed=epoch_seed(mix, epoch + 1)).to_state(),
         )
         finality.prune_tallies(state, epoch)
     state.set_global("randao_mix", next_randao_mix(mix, header.randao_reveal))

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from p2pnode.chain import statekeys
+from p2pnode.chain.records import ValidatorSet
 from p2pnode.chain.state import State, decode_shared
 from p2pnode.chain.types import Checkpoint, FinalityVote
 
@@ -114,7 +115,7 @@ def _tally_key(epoch: int) -> bytes:
     return statekeys.ffg_tally(epoch)
 
 
-def vote_problem(state: State, vote: FinalityVote, slot: int, vset: dict[str, Any] | None) -> str | None:
+def vote_problem(state: State, vote: FinalityVote, slot: int, vset: ValidatorSet | None) -> str | None:
     """Why `vote` cannot be counted in a block at `slot` on this state, or None if it can.
 
     `vset` is the validator set of the vote's target epoch (consensus.validator_set_for_epoch).
@@ -133,8 +134,7 @@ def vote_problem(state: State, vote: FinalityVote, slot: int, vset: dict[str, An
         return "source_not_justified"
     if vset is None:
         return "no_validator_set"
-    stake = _stake_in(vset, vote.validator)
-    if stake == 0:
+    if vset.stake_of(vote.validator) == 0:
         return "not_a_validator"
     tally = state.get(_tally_key(target.epoch), [])
     for _, _, _, voters in tally:
@@ -148,19 +148,12 @@ def counted_voters(state: State, epoch: int) -> set[bytes]:
     return {voter for entry in state.get(_tally_key(epoch), []) for voter in entry[3]}
 
 
-def _stake_in(vset: dict[str, Any], hotkey: bytes) -> int:
-    for hot, stake in vset["validators"]:
-        if hot == hotkey:
-            return stake
-    return 0
-
-
-def count_vote(state: State, vote: FinalityVote, vset: dict[str, Any]) -> None:
+def count_vote(state: State, vote: FinalityVote, vset: ValidatorSet) -> None:
     """Add an applicable vote (vote_problem returned None) and update justification and finality."""
     target, source = vote.target, vote.source
     key = _tally_key(target.epoch)
     tally: list[list[Any]] = [list(entry) for entry in state.get(key, [])]
-    stake = _stake_in(vset, vote.validator)
+    stake = vset.stake_of(vote.validator)
     for entry in tally:
         if entry[0] == source.epoch and entry[1] == source.hash:
             link = entry
@@ -175,7 +168,7 @@ def count_vote(state: State, vote: FinalityVote, vset: dict[str, Any]) -> None:
     ffg = dict(_ffg(state))
     if target.epoch not in ffg["tallies"]:
         ffg["tallies"] = sorted([*ffg["tallies"], target.epoch])
-    total = sum(s for _, s in vset["validators"])
+    total = vset.total_stake
     if link[2] * 3 >= total * 2:
         _justify(ffg, target, source)
     state.set_global("ffg", ffg)

@@ -150,7 +150,7 @@ def _genesis_state(genesis: Genesis) -> tuple[DictReader, State]:
     consensus.init_validator_sets(
         state, sha256(b"p2pnode/genesis-seed\x00" + genesis.chain_id.encode()), genesis.genesis_time_ms
     )
-    if not state.global_value("vset")["validators"]:
+    if not consensus.stored_validator_set(state, "vset").validators:  # type: ignore[union-attr]
         raise GenesisError("validators: no block validator meets min_validator_stake")
     return reader, state
 

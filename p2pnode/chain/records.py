@@ -402,6 +402,46 @@ class Supply:
         return replace(self, **{counter: getattr(self, counter) + amount})
 
 
+# ---------------------------------------------------------------- block validators
+
+
+_VSET_FIELDS = frozenset({"epoch", "validators", "seed"})
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSet:
+    """`G|vset_prev`, `G|vset`, `G|vset_next`: the block validators of an epoch with their stake, and
+    the seed that draws its proposers. Validators are sorted by hotkey."""
+
+    epoch: int
+    validators: tuple[tuple[bytes, int], ...]  # (hotkey, stake)
+    seed: bytes
+
+    @classmethod
+    def from_state(cls, value: Any) -> ValidatorSet:
+        k = "validator set"
+        v = _fields(k, value, _VSET_FIELDS)
+        validators = []
+        for entry in _list(k, "validators", v["validators"]):
+            _list(k, "validator", entry, 2)
+            validators.append((_key(k, "hotkey", entry[0]), _uint(k, "stake", entry[1])))
+        return cls(_uint(k, "epoch", v["epoch"]), tuple(validators), _bytes(k, "seed", v["seed"]))
+
+    def to_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "validators": self.validators, "seed": self.seed}
+
+    def stake_of(self, hotkey: bytes) -> int:
+        """The validator's stake in this set, 0 for a hotkey that is not in it."""
+        for hot, stake in self.validators:
+            if hot == hotkey:
+                return stake
+        return 0
+
+    @property
+    def total_stake(self) -> int:
+        return sum(stake for _, stake in self.validators)
+
+
 # ---------------------------------------------------------------- stake leaving and slashing
 
 
@@ -577,4 +617,5 @@ RECORDS_BY_TABLE: dict[bytes, RecordCodec] = {
 # Named globals (`G|name`) stored as a record.
 GLOBAL_RECORDS: dict[str, RecordCodec] = {
     "supply": RecordCodec(Supply.from_state, Supply.to_state),
+    **{name: RecordCodec(ValidatorSet.from_state, ValidatorSet.to_state) for name in ("vset_prev", "vset", "vset_next")},
 }

@@ -15,8 +15,8 @@ The key layout is `p2pnode.chain.statekeys`'s; the records stored under it are `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 from p2pnode.chain import accumulator
 from p2pnode.chain import statekeys as keys
@@ -24,6 +24,7 @@ from p2pnode.chain.encoding import decode, encode, sha256
 from p2pnode.chain.records import Account, HotkeyRecord, MalformedRecord, Neuron, Subnet, Supply, WeightCommit
 
 _MISSING = object()
+R = TypeVar("R")
 _SHARED_DECODED: dict[bytes, Any] = {}
 
 
@@ -41,6 +42,24 @@ def decode_shared(raw: bytes) -> Any:
             _SHARED_DECODED.clear()
         _SHARED_DECODED[raw] = value
     return value
+
+
+_SHARED_RECORDS: dict[tuple[Callable[[Any], Any], bytes], Any] = {}
+
+
+def shared_record(raw: bytes, from_state: Callable[[Any], R]) -> R:
+    """`from_state(decode(raw))`, built once per distinct value and shared between callers.
+
+    For frozen records read many times per block and per gossip message (the validator sets):
+    sharing them is safe because nobody can change them."""
+    key = (from_state, raw)
+    record = _SHARED_RECORDS.get(key)
+    if record is None:
+        record = from_state(decode(raw))
+        if len(_SHARED_RECORDS) >= 256:
+            _SHARED_RECORDS.clear()
+        _SHARED_RECORDS[key] = record
+    return record  # type: ignore[no-any-return]
 
 
 _ROOT_DOMAIN = b"p2pnode/state-root/v2\x00"

@@ -49,7 +49,7 @@ def run_chain(chain: BlockTree, slots: int, txs_at: Mapping[int, Sequence[Signed
             source = finality.justified_checkpoint(state)
             vset = consensus.validator_set_for_epoch(state, slot // 8)
             assert target is not None and source is not None and vset is not None
-            for hot, _ in vset["validators"]:
+            for hot, _ in vset.validators:
                 key = dev_hotkey(hot)
                 vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot, source=source, target=target)
                 pending.append(SignedVote(vote=vote, sig=key.sign(vote.signing_bytes())))

@@ -88,7 +88,7 @@ def _value_of_next_schedule(tip: Tip) -> tuple[bool, int]:
     """What the grinder wants from the next schedule: its last slot (to grind again), then slots."""
     state = tip.state()
     epoch_slots = state.param("epoch_slots")
-    epoch = state.global_value("vset_next")["epoch"]
+    epoch = consensus.stored_validator_set(state, "vset_next").epoch  # type: ignore[union-attr]
     mine = [consensus.proposer_for_slot(state, s) == ATTACKER.public_key for s in range(epoch * epoch_slots, (epoch + 1) * epoch_slots)]
     return mine[-1], sum(mine)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from p2pnode.chain import statekeys
+from p2pnode.chain import consensus, statekeys
 from p2pnode.chain.encoding import DecodeError, decode, encode
 from p2pnode.chain.records import (
     GLOBAL_RECORDS,
@@ -22,6 +22,7 @@ from p2pnode.chain.records import (
     Subnet,
     Supply,
     UnbondingEntry,
+    ValidatorSet,
     VoteLock,
     WeightCommit,
 )
@@ -45,6 +46,7 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
             continue
         assert encode(codec.to_state(codec.from_state(decode(raw)))) == raw, key
         seen[table] = seen.get(table, 0) + 1
+    assert {name for name in GLOBAL_RECORDS if statekeys.global_value(name) in h.reader.data} == set(GLOBAL_RECORDS)
     assert set(seen) >= {statekeys.ACCOUNT, statekeys.HOTKEY, statekeys.SUBNET, statekeys.NEURON, statekeys.COMMITS,
                          statekeys.UNBONDING, statekeys.PROPOSAL, statekeys.VOTE, statekeys.VOTE_LOCK,
                          statekeys.EPOCH_RECEIPTS, statekeys.GLOBAL}
@@ -61,7 +63,7 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
 @pytest.mark.parametrize("record", [
     Account(5, 1), HotkeyRecord(KEY, 11_796), SlashRecord(40, 7), VoteLock(3, 90), ProposalVote("abstain", 9),
     UnbondingEntry(KEY, 4, 120), WeightCommit(b"\x01" * 32, 2, 17), EpochReceipt(3, 40, b"i" * 32, b"o" * 32),
-    Supply(genesis=100, emitted=5, burned=2, locked=1),
+    Supply(genesis=100, emitted=5, burned=2, locked=1), ValidatorSet(4, ((KEY, 9), (bytes(32), 1)), b"seed"),
     Subnet(b"", b"", "root", {"tempo": 100}, 0, 0, -3, 0, 0, 0),
     Subnet(KEY, KEY, "text", {"tempo": 10, "registration_burn": 5}, 4, 9, 12, 1, 2, 3, adjusted_burn=6,
            interval_registrations=0, interval_start=8),
@@ -92,6 +94,7 @@ def _neuron_state() -> Any:
     (WeightCommit, [b"h", 1], "entry is not a list of 3"),
     (EpochReceipt, [1, 2, "hash", b""], "inputs_hash is not bytes"),
     (Supply, {"genesis": 1, "emitted": 0, "burned": 0}, "missing ['locked']"),
+    (ValidatorSet, {"epoch": 1, "validators": [[KEY, -1]], "seed": b""}, "stake is not an unsigned integer"),
 ])
 def test_a_malformed_stored_value_is_refused_by_name(kind: Any, value: Any, detail: str) -> None:
     with pytest.raises(MalformedRecord) as info:
@@ -121,3 +124,11 @@ def test_supply_counters_move_one_at_a_time() -> None:
     assert supply == Supply(genesis=100, emitted=0, burned=3, locked=7)
     with pytest.raises(ValueError):
         supply.plus("genesis2", 1)
+
+
+def test_a_validator_set_is_built_once_per_stored_value_and_shared() -> None:
+    state = busy_chain("records").state
+    first, second = consensus.stored_validator_set(state, "vset"), consensus.stored_validator_set(state, "vset")
+    assert first is second and first is not None  # frozen, so sharing cannot leak a change
+    assert first.total_stake == sum(stake for _, stake in first.validators) > 0
+    assert first.stake_of(first.validators[0][0]) == first.validators[0][1] and first.stake_of(KEY) == 0

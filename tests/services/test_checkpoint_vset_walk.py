@@ -43,7 +43,7 @@ KEYS = validator_keys(8)
 def genesis_set(chain: BlockTree) -> dict[bytes, int]:
     vset = consensus.validator_set_for_epoch(chain.head_state(), 0)
     assert vset is not None
-    return {hot: stake for hot, stake in vset["validators"]}
+    return dict(vset.validators)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_a_chain_whose_validators_all_changed_is_joined_by_the_walk(
     assert fin is not None
     now = consensus.validator_set_for_epoch(chain.head_state(), fin.epoch + 1)
     assert now is not None
-    final_set = {hot for hot, _ in now["validators"]}
+    final_set = {hot for hot, _ in now.validators}
     assert len(final_set & set(trusted)) == 1, "three of the four genesis validators are gone"
     # The genesis set's votes alone cannot show this checkpoint final (what joins did before walks).
     network = LoopbackNetwork()

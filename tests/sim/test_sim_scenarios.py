@@ -190,7 +190,7 @@ def test_equivocating_proposer_and_double_voter_are_slashed_everywhere(tmp_path:
         # Ejected from the set computed after the slashing, on every node alike.
         await sim.run_until_slot(slot + 4 * EPOCH)
         for sim_node in sim.up():
-            nxt = sim_node.chain.head_state().global_value("vset_next")["validators"]
+            nxt = consensus.stored_validator_set(sim_node.chain.head_state(), "vset_next").validators  # type: ignore[union-attr]
             assert all(hot not in (hot0, hot1) for hot, _ in nxt)
         assert_agreement(sim)
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from p2pnode.chain import accumulator, consensus, finality, statekeys
 from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.forkchoice import BlockInfo, is_better
 from p2pnode.chain.receipts import EpochRecord
+from p2pnode.chain.records import ValidatorSet
 from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, State
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
 from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root, randao_message
@@ -521,7 +521,7 @@ class BlockTree:
             chosen.append(stx)
             budget -= size
         chosen_votes: list[SignedVote] = []
-        vsets: dict[int, dict[str, Any] | None] = {}
+        vsets: dict[int, ValidatorSet | None] = {}
         counted: dict[int, set[bytes]] = {}
         for signed_vote in votes:
             vote = signed_vote.vote

@@ -369,9 +369,9 @@ class ChainService(ValidatorDuties):
 
     def _known_validator(self, hotkey: bytes) -> bool:
         state = self.chain.head_state()
-        for name in ("vset_prev", "vset", "vset_next"):
-            vset = consensus.shared_global(state, name)
-            if vset is not None and any(hot == hotkey for hot, _ in vset["validators"]):
+        for name in consensus.VALIDATOR_SET_NAMES:
+            vset = consensus.stored_validator_set(state, name)
+            if vset is not None and any(hot == hotkey for hot, _ in vset.validators):
                 return True
         return False
 

@@ -139,7 +139,7 @@ class ValidatorDuties:
             return
         state = self.chain.head_state()
         vset = consensus.validator_set_for_epoch(state, epoch)
-        if vset is None or all(hot != self.signer.public_key for hot, _ in vset["validators"]):
+        if vset is None or vset.stake_of(self.signer.public_key) == 0:
             return
         head = self.head
         target = finality.vote_target(state, head.hash, head.height, head.slot, epoch)
