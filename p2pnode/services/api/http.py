@@ -241,15 +241,20 @@ class HttpApi:
             log.exception("API handler failed: %s %s", request.method, request.path)
             return Response.error(500, type(exc).__name__, str(exc)[:200])
 
+    async def _read(self, request: StarletteRequest) -> Request:
+        """The request as handlers see it, read within the deadline (a 408 `HttpError` if not)."""
+        try:
+            with trio.fail_after(self.deadline_s):
+                return await _plain_request(request)
+        except trio.TooSlowError:
+            raise HttpError(408, "request_timeout", f"the request was not sent within {self.deadline_s:g} s") from None
+
     def _endpoint(self, handler: Handler) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
         async def endpoint(request: StarletteRequest) -> StarletteResponse:
             try:
-                with trio.fail_after(self.deadline_s):
-                    plain = await _plain_request(request)
+                plain = await self._read(request)
             except HttpError as exc:
                 return _error(exc.status, exc.name, exc.message)
-            except trio.TooSlowError:
-                return _error(408, "request_timeout", f"the request was not sent within {self.deadline_s:g} s")
             return _starlette_response(await self._run(handler, plain))
         return endpoint
 
@@ -257,11 +262,7 @@ class HttpApi:
                          ) -> Callable[[StarletteRequest], Awaitable[StarletteResponse]]:
         async def endpoint(request: StarletteRequest) -> StarletteResponse:
             try:
-                with trio.fail_after(self.deadline_s):
-                    plain = await _plain_request(request)
-                chunks = await handler(plain)
-            except trio.TooSlowError:
-                return _error(408, "request_timeout", f"the request was not sent within {self.deadline_s:g} s")
+                chunks = await handler(await self._read(request))
             except HttpError as exc:
                 return _error(exc.status, exc.name, exc.message)
             except Exception as exc:  # as for plain handlers: a named 500, and the server carries on
