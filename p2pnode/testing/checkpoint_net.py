@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import trio
 
-from p2pnode.chain import consensus, finality
-from p2pnode.chain.types import Block, FinalityVote, SignedTx, SignedVote, Transfer
+from p2pnode.chain import consensus
+from p2pnode.chain.types import Block, SignedTx, SignedVote, Transfer
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import StateChunkServer
-from p2pnode.testing.factories import DEV_CHAIN_ID, dev_hotkey, signed, user_keys
+from p2pnode.testing.factories import DEV_CHAIN_ID, dev_hotkey, finality_votes, signed, user_keys
 from protocols import sync, topics
 from protocols.network import RequestError
 
@@ -44,15 +44,7 @@ def run_chain(chain: BlockTree, slots: int, txs_at: Mapping[int, Sequence[Signed
         build(chain, slot, [transfer, *(txs_at or {}).get(slot, ())], pending)
         pending = []
         if slot % 8 == 4 and slot > 8:
-            state, head = chain.head_state(), chain.head
-            target = finality.vote_target(state, head.hash, head.height, head.slot, slot // 8)
-            source = finality.justified_checkpoint(state)
-            vset = consensus.validator_set_for_epoch(state, slot // 8)
-            assert target is not None and source is not None and vset is not None
-            for hot, _ in vset.validators:
-                key = dev_hotkey(hot)
-                vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot, source=source, target=target)
-                pending.append(SignedVote(vote=vote, sig=key.sign(vote.signing_bytes())))
+            pending = finality_votes(chain, slot // 8)
 
 
 def status_of(chain: BlockTree) -> sync.Status:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from p2pnode.chain import consensus
+from p2pnode.chain import consensus, finality
 from p2pnode.chain.genesis import Genesis, GenesisSubnet, GenesisValidator, build_genesis_state
 from p2pnode.chain.params import TAO
 from p2pnode.chain.schema import ChainObject
-from p2pnode.chain.types import Block, SignedTx, SignedVote, hotkey_binding_message, make_tx
+from p2pnode.chain.types import Block, FinalityVote, SignedTx, SignedVote, hotkey_binding_message, make_tx
 from p2pnode.genesis_file import dev_keypair
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.store import Store
@@ -90,6 +90,22 @@ def dev_hotkey(public_key: bytes) -> Keypair:
     if not _DEV_HOTKEYS:
         _DEV_HOTKEYS.update((hot.public_key, hot) for _, hot in validator_keys(64))
     return _DEV_HOTKEYS[public_key]
+
+
+def finality_votes(chain: BlockTree, epoch: int) -> list[SignedVote]:
+    """The finality vote of every member of `epoch`'s validator set (development keys) for the
+    head's checkpoint of `epoch`, from the justified checkpoint: what honest validators send in
+    the middle of the epoch."""
+    state, head = chain.head_state(), chain.head
+    target = finality.vote_target(state, head.hash, head.height, head.slot, epoch)
+    source = finality.justified_checkpoint(state)
+    vset = consensus.validator_set_for_epoch(state, epoch)
+    assert target is not None and source is not None and vset is not None
+    votes = []
+    for hot, _ in vset.validators:
+        vote = FinalityVote(chain=head.chain, validator=hot, source=source, target=target)
+        votes.append(SignedVote(vote=vote, sig=dev_hotkey(hot).sign(vote.signing_bytes())))
+    return votes
 
 
 def build_and_import(

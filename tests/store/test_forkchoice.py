@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from p2pnode.chain import finality
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.forkchoice import BlockInfo, choose_head, head_key, is_better
-from p2pnode.chain.types import FinalityVote, SignedVote, Transfer
+from p2pnode.chain.types import SignedVote, Transfer
 from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
-    DEV_CHAIN_ID,
     build_and_import,
+    finality_votes,
     make_genesis,
     open_chain,
     recompute_root,
@@ -80,12 +79,7 @@ def _finalize(chain: BlockTree, epochs: int) -> None:
         build_and_import(chain, slot, votes=pending)
         pending = []
         if slot % 8 == 4 and slot > 8:
-            state, head = chain.head_state(), chain.head
-            target = finality.vote_target(state, head.hash, head.height, head.slot, slot // 8)
-            source = finality.justified_checkpoint(state)
-            for _, hot in VALS:
-                vote = FinalityVote(chain=DEV_CHAIN_ID, validator=hot.public_key, source=source, target=target)
-                pending.append(SignedVote(vote=vote, sig=hot.sign(vote.signing_bytes())))
+            pending = finality_votes(chain, slot // 8)
 
 
 def test_nothing_at_or_below_finality_is_reverted(tmp_path: Path) -> None:
