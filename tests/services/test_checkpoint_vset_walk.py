@@ -187,3 +187,41 @@ def test_a_validator_set_value_from_a_peer_is_checked_for_shape() -> None:
         with pytest.raises(WalkError) as refused:
             parse_validator_set(bad)
         assert refused.value.reason == "malformed_validator_set"
+
+
+def test_the_walk_is_served_in_pages_refused_by_name_and_rate_limited(
+        changed_chain: tuple[BlockTree, dict[bytes, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chain, trusted = changed_chain
+    fin = chain.finalized
+    assert fin is not None
+    steps = honest_walk(chain)
+    assert len(steps) >= 2
+    # One step per page: the joiner asks again after each page's last epoch.
+    monkeypatch.setattr(sync, "MAX_WALK_STEPS", 1)
+    network = LoopbackNetwork()
+    server = network.add("honest", chain)
+    pages: list[int] = []
+    original = server.serve_walk
+
+    async def counted(peer_id: str, data: bytes) -> bytes:
+        pages.append(sync.decode_walk_request(data).after_epoch)
+        return await original(peer_id, data)
+
+    network.walk_servers["honest"] = counted
+    report = trio.run(joiner(tmp_path / "paged.sqlite", network, trusted).join)
+    assert report.walk_steps == len(steps) and pages == [0, *[s.epoch for s in steps[:-1]]]
+    # Refusals by name: a checkpoint that is not the server's current one; a node with no walk.
+    answer = server.answer_walk("p", sync.ValidatorSetWalkRequest(checkpoint=bytes(32), after_epoch=0))
+    assert sync.decode_walk(answer, 0).error == "not_current_checkpoint"
+    unwalked = open_chain(tmp_path / "unwalked.sqlite", GENESIS)
+    ValidatorSetHistory.adopt(unwalked.store, None, [])  # as after a join on a trusted hash
+    history = ValidatorSetHistory(unwalked)
+    run_chain(unwalked, 24)
+    assert unwalked.finalized is not None and unwalked.finalized.epoch >= 1
+    answer = history.answer(sync.ValidatorSetWalkRequest(checkpoint=unwalked.finalized.hash, after_epoch=0))
+    assert sync.decode_walk(answer, 0).error == "no_walk"
+    # The chunk server's per-peer limit covers the walk too.
+    limited = type(server)(chain, network, network.clock, DEV_CHAIN_ID, rate_per_s=0, burst=2)  # type: ignore[arg-type]
+    request = sync.ValidatorSetWalkRequest(checkpoint=fin.hash, after_epoch=0)
+    errors = [sync.decode_walk(limited.answer_walk("greedy", request), 0).error for _ in range(4)]
+    assert errors == ["", "", "rate_limited", "rate_limited"]
