@@ -11,10 +11,10 @@ import pytest
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.types import Block, Transfer
 from p2pnode.services.chain.block_tree import MIN_BLOCKS_FOR_HELPER, BlockTree
-from p2pnode.services.chain.signature_helper import SignatureHelper
+from p2pnode.services.chain.signature_helper import SignatureHelper, pack_checks, unpack_checks
 from p2pnode.testing.factories import build_and_import, make_genesis, open_chain, signed, user_keys
 from protocols import codec
-from protocols.validation import InvalidSignature, check_block_signatures
+from protocols.validation import InvalidSignature, block_signature_checks, check_block_signatures
 
 USERS = 3
 BLOCKS = MIN_BLOCKS_FOR_HELPER  # the shortest batch the helper is given
@@ -163,3 +163,12 @@ def test_a_new_batch_while_verdicts_are_pending_still_uses_the_helper(
         chain.import_block(block)
     assert helper.verdicts_used - used == BLOCKS
     assert not helper.expecting
+
+
+def test_packed_checks_unpack_to_what_was_packed(source_blocks: list[bytes]) -> None:
+    block = codec.decode(Block, source_blocks[0])
+    checks = block_signature_checks(block)
+    unpacked = unpack_checks(pack_checks(checks))
+    assert unpacked == [(pk, message, sig) for pk, message, sig, _ in checks]
+    with pytest.raises(ValueError):
+        unpack_checks(pack_checks(checks)[:-1])
