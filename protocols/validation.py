@@ -136,11 +136,15 @@ def first_failure(checks: list[SignatureCheck]) -> str | None:
     return None
 
 
-def check_tx_signatures(stx: SignedTx) -> None:
-    """The transaction's signature, the signatures inside slashing evidence and a hotkey's binding."""
-    reason = first_failure(tx_signature_checks(stx))
+def _raise_first_failure(checks: list[SignatureCheck]) -> None:
+    reason = first_failure(checks)
     if reason is not None:
         raise InvalidSignature(reason)
+
+
+def check_tx_signatures(stx: SignedTx) -> None:
+    """The transaction's signature, the signatures inside slashing evidence and a hotkey's binding."""
+    _raise_first_failure(tx_signature_checks(stx))
 
 
 def check_block_signatures(
@@ -149,9 +153,7 @@ def check_block_signatures(
     vote_verified: Callable[[SignedVote], bool] | None = None,
 ) -> None:
     """Proposer signature and reveal, every transaction's and every vote's; raises InvalidSignature."""
-    reason = first_failure(block_signature_checks(block, tx_verified, vote_verified))
-    if reason is not None:
-        raise InvalidSignature(reason)
+    _raise_first_failure(block_signature_checks(block, tx_verified, vote_verified))
 
 
 def check_body_signatures(
@@ -164,6 +166,4 @@ def check_body_signatures(
 
     `tx_verified` / `vote_verified` name the objects whose signatures were verified already (the
     same bytes sitting in the mempool or the vote pool): those are not verified again."""
-    reason = first_failure(block_signature_checks(block, tx_verified, vote_verified, header=False))
-    if reason is not None:
-        raise InvalidSignature(reason)
+    _raise_first_failure(block_signature_checks(block, tx_verified, vote_verified, header=False))
