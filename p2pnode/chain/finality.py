@@ -23,11 +23,20 @@ root and a syncing node re-derives finality from blocks alone.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from p2pnode.chain import statekeys
-from p2pnode.chain.records import ValidatorSet
-from p2pnode.chain.state import State, decode_shared
+from p2pnode.chain.encoding import decode
+from p2pnode.chain.records import (
+    EMPTY_FINALITY,
+    FfgLink,
+    FinalityRecord,
+    ValidatorSet,
+    checkpoint_from_state,
+    checkpoint_to_state,
+)
+from p2pnode.chain.state import State, shared_record
 from p2pnode.chain.types import Checkpoint, FinalityVote
 
 # Checkpoints of this many recent epochs are kept in state (votes may only target the current or
@@ -39,35 +48,37 @@ KEPT_JUSTIFIED = 4
 KEPT_TALLY_EPOCHS = 2
 
 def cp_plain(cp: Checkpoint) -> list[Any]:
-    return [cp.epoch, cp.height, cp.hash]
+    """A checkpoint as stored ([epoch, height, hash]; also the store's `finalized` meta value)."""
+    return checkpoint_to_state(cp)
 
 
-def cp_from(plain: list[Any]) -> Checkpoint:
-    return Checkpoint(epoch=plain[0], height=plain[1], hash=plain[2])
+def cp_from(plain: Any) -> Checkpoint:
+    return checkpoint_from_state("checkpoint", plain)
 
 
-def _ffg(state: State) -> dict[str, Any]:
-    """The finality record (shared decoded value: never change it in place, copy first)."""
+def finality_record(state: State) -> FinalityRecord:
+    """This chain's finality record, built once per stored value and shared (it is frozen)."""
     raw = state.get_raw(statekeys.global_value("ffg"))
-    if raw is None:
-        return {"justified": [], "finalized": None, "checkpoints": [], "tallies": []}
-    return decode_shared(raw)
+    return EMPTY_FINALITY if raw is None else shared_record(raw, FinalityRecord.from_state)
+
+
+def _set_record(state: State, record: FinalityRecord) -> None:
+    state.set_global("ffg", record.to_state())
 
 
 def init_genesis(state: State) -> None:
     """Nothing is justified before block 1 names genesis as the checkpoint of epoch 0."""
-    state.set_global("ffg", {"justified": [], "finalized": None, "checkpoints": [], "tallies": []})
+    _set_record(state, EMPTY_FINALITY)
 
 
 def justified_checkpoint(state: State) -> Checkpoint | None:
     """The latest justified checkpoint of this chain (None before block 1)."""
-    justified = _ffg(state)["justified"]
-    return cp_from(justified[-1]) if justified else None
+    justified = finality_record(state).justified
+    return justified[-1] if justified else None
 
 
 def finalized_checkpoint(state: State) -> Checkpoint | None:
-    finalized = _ffg(state)["finalized"]
-    return None if finalized is None else cp_from(finalized)
+    return finality_record(state).finalized
 
 
 def justified_epoch(state: State) -> int:
@@ -77,9 +88,9 @@ def justified_epoch(state: State) -> int:
 
 def checkpoint_of(state: State, epoch: int) -> Checkpoint | None:
     """This chain's checkpoint for `epoch`, if it is recent and already known."""
-    for plain in _ffg(state)["checkpoints"]:
-        if plain[0] == epoch:
-            return cp_from(plain)
+    for cp in finality_record(state).checkpoints:
+        if cp.epoch == epoch:
+            return cp
     return None
 
 
@@ -91,17 +102,16 @@ def record_checkpoints(state: State, parent_hash: bytes, parent_height: int, par
     last = (slot - 1) // epoch_slots  # last boundary strictly before this block's slot
     if first > last:
         return
-    ffg = dict(_ffg(state))
+    record = finality_record(state)
     first = max(first, last - KEPT_CHECKPOINTS + 1)
-    checkpoints = [c for c in ffg["checkpoints"] if c[0] < first]
-    checkpoints += [[e, parent_height, parent_hash] for e in range(first, last + 1)]
-    ffg["checkpoints"] = checkpoints[-KEPT_CHECKPOINTS:]
-    if not ffg["justified"]:
+    checkpoints = [c for c in record.checkpoints if c.epoch < first]
+    checkpoints += [Checkpoint(epoch=e, height=parent_height, hash=parent_hash) for e in range(first, last + 1)]
+    record = replace(record, checkpoints=tuple(checkpoints[-KEPT_CHECKPOINTS:]))
+    if not record.justified:
         # Block 1 reveals the genesis hash: genesis is justified and finalized by definition.
-        genesis = [0, parent_height, parent_hash]
-        ffg["justified"] = [genesis]
-        ffg["finalized"] = genesis
-    state.set_global("ffg", ffg)
+        genesis = Checkpoint(epoch=0, height=parent_height, hash=parent_hash)
+        record = replace(record, justified=(genesis,), finalized=genesis)
+    _set_record(state, record)
 
 
 def vote_target(state: State, head_hash: bytes, head_height: int, head_slot: int, epoch: int) -> Checkpoint | None:
@@ -130,68 +140,70 @@ def vote_problem(state: State, vote: FinalityVote, slot: int, vset: ValidatorSet
         return "target_not_on_chain"
     if source.epoch >= target.epoch:
         return "source_not_before_target"
-    if cp_plain(source) not in _ffg(state)["justified"]:
+    if source not in finality_record(state).justified:
         return "source_not_justified"
     if vset is None:
         return "no_validator_set"
     if vset.stake_of(vote.validator) == 0:
         return "not_a_validator"
-    tally = state.get(_tally_key(target.epoch), [])
-    for _, _, _, voters in tally:
-        if vote.validator in voters:
+    for link in _tally(state, target.epoch):
+        if vote.validator in link.voters:
             return "duplicate_vote"
     return None
 
 
+def _tally(state: State, epoch: int) -> list[FfgLink]:
+    raw = state.get_raw(_tally_key(epoch))
+    return [] if raw is None else FfgLink.list_from_state(decode(raw))
+
+
 def counted_voters(state: State, epoch: int) -> set[bytes]:
     """Validators whose vote for target `epoch` this chain has counted already."""
-    return {voter for entry in state.get(_tally_key(epoch), []) for voter in entry[3]}
+    return {voter for link in _tally(state, epoch) for voter in link.voters}
 
 
 def count_vote(state: State, vote: FinalityVote, vset: ValidatorSet) -> None:
     """Add an applicable vote (vote_problem returned None) and update justification and finality."""
     target, source = vote.target, vote.source
-    key = _tally_key(target.epoch)
-    tally: list[list[Any]] = [list(entry) for entry in state.get(key, [])]
-    stake = vset.stake_of(vote.validator)
-    for entry in tally:
-        if entry[0] == source.epoch and entry[1] == source.hash:
-            link = entry
-            break
+    tally = _tally(state, target.epoch)
+    index = next((i for i, link in enumerate(tally) if (link.source_epoch, link.source_hash) == (source.epoch, source.hash)),
+                 None)
+    if index is None:
+        link = FfgLink(source.epoch, source.hash, 0, ())
     else:
-        link = [source.epoch, source.hash, 0, []]
-        tally.append(link)
-        tally.sort()
-    link[2] += stake
-    link[3] = sorted([*link[3], vote.validator])
-    state.put(key, tally)
-    ffg = dict(_ffg(state))
-    if target.epoch not in ffg["tallies"]:
-        ffg["tallies"] = sorted([*ffg["tallies"], target.epoch])
-    total = vset.total_stake
-    if link[2] * 3 >= total * 2:
-        _justify(ffg, target, source)
-    state.set_global("ffg", ffg)
+        link = tally.pop(index)
+    link = FfgLink(link.source_epoch, link.source_hash, link.stake + vset.stake_of(vote.validator),
+                   tuple(sorted([*link.voters, vote.validator])))
+    # One link per source, so ordering by source orders the links.
+    tally = sorted([*tally, link], key=lambda entry: (entry.source_epoch, entry.source_hash))
+    state.put(_tally_key(target.epoch), FfgLink.list_to_state(tally))
+    record = finality_record(state)
+    if target.epoch not in record.tally_epochs:
+        record = replace(record, tally_epochs=tuple(sorted([*record.tally_epochs, target.epoch])))
+    if link.stake * 3 >= vset.total_stake * 2:
+        record = _justify(record, target, source)
+    _set_record(state, record)
 
 
-def _justify(ffg: dict[str, Any], target: Checkpoint, source: Checkpoint) -> None:
-    plain = cp_plain(target)
-    if plain not in ffg["justified"]:
-        ffg["justified"] = sorted([*ffg["justified"], plain])[-KEPT_JUSTIFIED:]
-    finalized = ffg["finalized"]
-    if target.epoch == source.epoch + 1 and (finalized is None or source.epoch > finalized[0]):
-        ffg["finalized"] = cp_plain(source)
+def _justify(record: FinalityRecord, target: Checkpoint, source: Checkpoint) -> FinalityRecord:
+    if target not in record.justified:
+        justified = FinalityRecord.sorted_checkpoints([*record.justified, target])[-KEPT_JUSTIFIED:]
+        record = replace(record, justified=justified)
+    finalized = record.finalized
+    if target.epoch == source.epoch + 1 and (finalized is None or source.epoch > finalized.epoch):
+        record = replace(record, finalized=source)
+    return record
 
 
 def prune_tallies(state: State, current_epoch: int) -> None:
     """Drop tallies of target epochs that can no longer receive votes (bounded state)."""
-    ffg = _ffg(state)
-    old = [e for e in ffg["tallies"] if e < current_epoch - KEPT_TALLY_EPOCHS]
+    record = finality_record(state)
+    old = [e for e in record.tally_epochs if e < current_epoch - KEPT_TALLY_EPOCHS]
     if not old:
         return
     for epoch in old:
         state.delete(_tally_key(epoch))
-    state.set_global("ffg", dict(ffg, tallies=[e for e in ffg["tallies"] if e not in old]))
+    _set_record(state, replace(record, tally_epochs=tuple(e for e in record.tally_epochs if e not in old)))
 
 
 def is_slashable_pair(first: FinalityVote, second: FinalityVote) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 from p2pnode.chain import statekeys
 from p2pnode.chain.encoding import DecodeError
-from p2pnode.chain.types import VOTE_CHOICES
+from p2pnode.chain.types import VOTE_CHOICES, Checkpoint
 
 KEY_LEN = 32
 
@@ -442,6 +442,94 @@ class ValidatorSet:
         return sum(stake for _, stake in self.validators)
 
 
+# ---------------------------------------------------------------- finality
+
+
+def checkpoint_from_state(kind: str, value: Any) -> Checkpoint:
+    """A checkpoint stored as [epoch, height, hash] (in the finality record, and in store meta)."""
+    _list(kind, "checkpoint", value, 3)
+    return Checkpoint(epoch=_uint(kind, "checkpoint epoch", value[0]), height=_uint(kind, "checkpoint height", value[1]),
+                      hash=_key(kind, "checkpoint hash", value[2]))
+
+
+def checkpoint_to_state(cp: Checkpoint) -> list[Any]:
+    return [cp.epoch, cp.height, cp.hash]
+
+
+def _checkpoint_order(cp: Checkpoint) -> tuple[int, int, bytes]:
+    return cp.epoch, cp.height, cp.hash
+
+
+_FFG_FIELDS = frozenset({"justified", "finalized", "checkpoints", "tallies"})
+
+
+@dataclass(frozen=True, slots=True)
+class FinalityRecord:
+    """`G|ffg`: this chain's Casper-FFG progress (see `finality`)."""
+
+    justified: tuple[Checkpoint, ...]  # the latest few justified checkpoints, oldest first
+    finalized: Checkpoint | None  # None before block 1
+    checkpoints: tuple[Checkpoint, ...]  # this chain's checkpoints of the last few epochs
+    tally_epochs: tuple[int, ...]  # target epochs with a tally stored (`X|ffgtally|epoch`), ascending
+
+    @classmethod
+    def from_state(cls, value: Any) -> FinalityRecord:
+        k = "finality"
+        v = _fields(k, value, _FFG_FIELDS)
+        finalized = None if v["finalized"] is None else checkpoint_from_state(k, v["finalized"])
+        return cls(
+            justified=tuple(checkpoint_from_state(k, c) for c in _list(k, "justified", v["justified"])),
+            finalized=finalized,
+            checkpoints=tuple(checkpoint_from_state(k, c) for c in _list(k, "checkpoints", v["checkpoints"])),
+            tally_epochs=tuple(_uint(k, "tally epoch", e) for e in _list(k, "tallies", v["tallies"])),
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "justified": [checkpoint_to_state(c) for c in self.justified],
+            "finalized": None if self.finalized is None else checkpoint_to_state(self.finalized),
+            "checkpoints": [checkpoint_to_state(c) for c in self.checkpoints],
+            "tallies": list(self.tally_epochs),
+        }
+
+    @staticmethod
+    def sorted_checkpoints(checkpoints: list[Checkpoint]) -> tuple[Checkpoint, ...]:
+        """In stored order: by epoch, then height, then hash."""
+        return tuple(sorted(checkpoints, key=_checkpoint_order))
+
+
+EMPTY_FINALITY = FinalityRecord(justified=(), finalized=None, checkpoints=(), tally_epochs=())
+
+
+@dataclass(frozen=True, slots=True)
+class FfgLink:
+    """One entry of `X|ffgtally|epoch`: the votes counted for one source -> target link."""
+
+    source_epoch: int
+    source_hash: bytes
+    stake: int  # of the target epoch's validator set, summed over `voters`
+    voters: tuple[bytes, ...]  # sorted
+
+    @classmethod
+    def from_state(cls, value: Any) -> FfgLink:
+        k = "finality tally"
+        _list(k, "link", value, 4)
+        voters = tuple(_key(k, "voter", voter) for voter in _list(k, "voters", value[3]))
+        return cls(_uint(k, "source_epoch", value[0]), _key(k, "source_hash", value[1]), _uint(k, "stake", value[2]),
+                   voters)
+
+    def to_state(self) -> list[Any]:
+        return [self.source_epoch, self.source_hash, self.stake, list(self.voters)]
+
+    @staticmethod
+    def list_from_state(value: Any) -> list[FfgLink]:
+        return [FfgLink.from_state(entry) for entry in _list("finality tally", "links", value)]
+
+    @staticmethod
+    def list_to_state(links: list[FfgLink]) -> list[list[Any]]:
+        return [link.to_state() for link in links]
+
+
 # ---------------------------------------------------------------- stake leaving and slashing
 
 
@@ -598,8 +686,7 @@ class RecordCodec:
 
 
 # Tables not listed hold plain values: stake amounts (S, T), sorted key lists (L, R, W), uids (K),
-# heights (Z); or are not typed yet: finality tallies (X|ffgtally, `finality`) and the named
-# globals (G), of which `GLOBAL_RECORDS` lists the typed ones.
+# heights (Z); the named globals (G) are listed in `GLOBAL_RECORDS` where they are records.
 RECORDS_BY_TABLE: dict[bytes, RecordCodec] = {
     statekeys.ACCOUNT: RecordCodec(Account.from_state, Account.to_state),
     statekeys.HOTKEY: RecordCodec(HotkeyRecord.from_state, HotkeyRecord.to_state),
@@ -609,6 +696,7 @@ RECORDS_BY_TABLE: dict[bytes, RecordCodec] = {
     statekeys.EPOCH_RECEIPTS: RecordCodec(EpochReceipt.list_from_state, EpochReceipt.list_to_state),
     statekeys.UNBONDING: RecordCodec(UnbondingEntry.list_from_state, UnbondingEntry.list_to_state),
     statekeys.SLASHED: RecordCodec(SlashRecord.from_state, SlashRecord.to_state),
+    statekeys.FFG_TALLY: RecordCodec(FfgLink.list_from_state, FfgLink.list_to_state),
     statekeys.PROPOSAL: RecordCodec(Proposal.from_state, Proposal.to_state),
     statekeys.VOTE: RecordCodec(ProposalVote.from_state, ProposalVote.to_state),
     statekeys.VOTE_LOCK: RecordCodec(VoteLock.from_state, VoteLock.to_state),
@@ -617,5 +705,6 @@ RECORDS_BY_TABLE: dict[bytes, RecordCodec] = {
 # Named globals (`G|name`) stored as a record.
 GLOBAL_RECORDS: dict[str, RecordCodec] = {
     "supply": RecordCodec(Supply.from_state, Supply.to_state),
+    "ffg": RecordCodec(FinalityRecord.from_state, FinalityRecord.to_state),
     **{name: RecordCodec(ValidatorSet.from_state, ValidatorSet.to_state) for name in ("vset_prev", "vset", "vset_next")},
 }

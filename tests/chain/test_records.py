@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from p2pnode.chain import consensus, statekeys
+from p2pnode.chain import consensus, finality, statekeys
 from p2pnode.chain.encoding import DecodeError, decode, encode
 from p2pnode.chain.records import (
     GLOBAL_RECORDS,
     RECORDS_BY_TABLE,
     Account,
     EpochReceipt,
+    FfgLink,
+    FinalityRecord,
     HotkeyRecord,
     MalformedRecord,
     Neuron,
@@ -26,17 +30,20 @@ from p2pnode.chain.records import (
     VoteLock,
     WeightCommit,
 )
+from p2pnode.chain.types import Checkpoint
 from p2pnode.genesis_file import dev_keypair
+from p2pnode.testing.checkpoint_net import run_chain
+from p2pnode.testing.factories import make_genesis, open_chain
 from p2pnode.testing.harness import busy_chain
 
 COLD = dev_keypair("records-cold")  # the busy chain's funded account (see `busy_chain`)
 KEY = bytes(range(32))
 
 
-def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
-    h = busy_chain("records")
+def _round_trip_all(items: Iterable[tuple[bytes, bytes]]) -> dict[bytes, int]:
+    """Round-trip every record among state `items`; returns how many of each table were seen."""
     seen: dict[bytes, int] = {}
-    for key, raw in h.reader.data.items():
+    for key, raw in items:
         table = statekeys.table_of(key)
         assert table is not None
         codec = RECORDS_BY_TABLE.get(table)
@@ -46,6 +53,12 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
             continue
         assert encode(codec.to_state(codec.from_state(decode(raw)))) == raw, key
         seen[table] = seen.get(table, 0) + 1
+    return seen
+
+
+def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
+    h = busy_chain("records")
+    seen = _round_trip_all(h.reader.data.items())
     assert {name for name in GLOBAL_RECORDS if statekeys.global_value(name) in h.reader.data} == set(GLOBAL_RECORDS)
     assert set(seen) >= {statekeys.ACCOUNT, statekeys.HOTKEY, statekeys.SUBNET, statekeys.NEURON, statekeys.COMMITS,
                          statekeys.UNBONDING, statekeys.PROPOSAL, statekeys.VOTE, statekeys.VOTE_LOCK,
@@ -64,6 +77,8 @@ def test_every_stored_record_round_trips_its_bytes_exactly() -> None:
     Account(5, 1), HotkeyRecord(KEY, 11_796), SlashRecord(40, 7), VoteLock(3, 90), ProposalVote("abstain", 9),
     UnbondingEntry(KEY, 4, 120), WeightCommit(b"\x01" * 32, 2, 17), EpochReceipt(3, 40, b"i" * 32, b"o" * 32),
     Supply(genesis=100, emitted=5, burned=2, locked=1), ValidatorSet(4, ((KEY, 9), (bytes(32), 1)), b"seed"),
+    FfgLink(2, KEY, 30, (bytes(32), KEY)),
+    FinalityRecord((Checkpoint(epoch=1, height=8, hash=KEY),), None, (Checkpoint(epoch=2, height=15, hash=KEY),), (2, 3)),
     Subnet(b"", b"", "root", {"tempo": 100}, 0, 0, -3, 0, 0, 0),
     Subnet(KEY, KEY, "text", {"tempo": 10, "registration_burn": 5}, 4, 9, 12, 1, 2, 3, adjusted_burn=6,
            interval_registrations=0, interval_start=8),
@@ -95,6 +110,8 @@ def _neuron_state() -> Any:
     (EpochReceipt, [1, 2, "hash", b""], "inputs_hash is not bytes"),
     (Supply, {"genesis": 1, "emitted": 0, "burned": 0}, "missing ['locked']"),
     (ValidatorSet, {"epoch": 1, "validators": [[KEY, -1]], "seed": b""}, "stake is not an unsigned integer"),
+    (FinalityRecord, {"justified": [[1, 2, b"x"]], "finalized": None, "checkpoints": [], "tallies": []},
+     "checkpoint hash is not a 32-byte key"),
 ])
 def test_a_malformed_stored_value_is_refused_by_name(kind: Any, value: Any, detail: str) -> None:
     with pytest.raises(MalformedRecord) as info:
@@ -132,3 +149,13 @@ def test_a_validator_set_is_built_once_per_stored_value_and_shared() -> None:
     assert first is second and first is not None  # frozen, so sharing cannot leak a change
     assert first.total_stake == sum(stake for _, stake in first.validators) > 0
     assert first.stake_of(first.validators[0][0]) == first.validators[0][1] and first.stake_of(KEY) == 0
+
+
+def test_a_finalizing_chain_round_trips_its_finality_records(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
+    run_chain(chain, 24)  # every validator votes each epoch: checkpoints justify and finalize
+    assert chain.finalized is not None and chain.finalized.epoch >= 1
+    seen = _round_trip_all(chain.store.state_items())
+    assert seen.get(statekeys.FFG_TALLY, 0) >= 1 and seen[statekeys.GLOBAL] >= 4  # ffg, supply, the sets
+    record = finality.finality_record(chain.head_state())
+    assert record.finalized == chain.finalized and record.justified[-1].epoch > record.finalized.epoch
