@@ -10,7 +10,7 @@ Protocols (ids in `protocols.topics`):
   than asked (the server stops at its head or at `MAX_RANGE_RESPONSE_BYTES`). Each block is decoded
   and verified on its own by the caller.
 - state_chunk: `StateChunkRequest(block, after, max_items)` asks for the state after the server's
-  current finalized checkpoint `block`: its key/value items with keys above `after`, in key order,
+  current finalized checkpoint `block` (or the finalized checkpoint before it): its key/value items with keys above `after`, in key order,
   at most `max_items` and about `STATE_CHUNK_BYTES`; `done` says nothing follows. A server whose
   finalized checkpoint is another block answers `StateChunkResponse(error="not_current_checkpoint")`.
   The caller checks the whole set against the checkpoint header's state root.

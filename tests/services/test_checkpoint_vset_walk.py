@@ -225,3 +225,29 @@ def test_the_walk_is_served_in_pages_refused_by_name_and_rate_limited(
     request = sync.ValidatorSetWalkRequest(checkpoint=fin.hash, after_epoch=0)
     errors = [sync.decode_walk(limited.answer_walk("greedy", request), 0).error for _ in range(4)]
     assert errors == ["", "", "rate_limited", "rate_limited"]
+
+
+def test_the_checkpoint_before_the_latest_is_still_served_so_a_join_begun_there_finishes(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "served.sqlite", GENESIS)
+    ValidatorSetHistory(chain)
+    trusted = genesis_set(chain)
+    run_chain(chain, 40)
+    earlier, status_then = chain.finalized, status_of(chain)
+    assert earlier is not None
+    run_chain(chain, 8)  # finality moves on by one epoch
+    assert chain.finalized is not None and chain.finalized.epoch == earlier.epoch + 1
+    assert chain.previous_finalized == earlier
+    network = LoopbackNetwork()
+    network.add("honest", chain)
+    network.claimed_status["honest"] = status_then  # what the joiner saw when it began
+    join = joiner(tmp_path / "joiner.sqlite", network, trusted)
+    report = trio.run(join.join)
+    assert report.checkpoint == earlier and network.penalties == []
+    assert recompute_root(join.store.state_items()) == chain.store.header(earlier.hash).state_root  # type: ignore[union-attr]
+    # One more epoch and it is no longer served.
+    run_chain(chain, 8)
+    server = network.servers["honest"][1]
+    answer = server.answer("p", sync.StateChunkRequest(block=earlier.hash, after=b"", max_items=4))
+    assert sync.decode_state_chunk(answer, b"", 4).error == "not_current_checkpoint"
+    answer = server.answer_walk("p", sync.ValidatorSetWalkRequest(checkpoint=earlier.hash, after_epoch=0))
+    assert sync.decode_walk(answer, 0).error == "not_current_checkpoint"

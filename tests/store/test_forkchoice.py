@@ -96,5 +96,10 @@ def test_nothing_at_or_below_finality_is_reverted(tmp_path: Path) -> None:
         for block in long_fork:
             a.import_block(block)
     assert a.store.canonical_hash(finalized.height) == finalized.hash
-    assert a.store.undo_record(a.store.canonical_hash(finalized.height)) is None, "undo pruned below finality"
+    # Undo records are pruned at and below the finalized checkpoint before the latest (the state of
+    # that one is still served to joiners) and kept above it.
+    previous = a.previous_finalized
+    assert previous is not None and previous.epoch < finalized.epoch
+    assert a.store.undo_record(a.store.canonical_hash(previous.height)) is None, "undo pruned below finality"
+    assert a.store.undo_record(a.store.canonical_hash(previous.height + 1)) is not None
     assert a.store.undo_record(a.head.hash) is not None

@@ -118,7 +118,9 @@ class BlockTree:
         self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
         self._finalized: Checkpoint | None = None if raw is None else finality.cp_from(decode(raw))
-        self._snapshot_overrides: tuple[bytes, dict[bytes, bytes | None]] | None = None
+        self._previous_finalized = self._read_previous_finalized()
+        # (head hash, checkpoint height, overrides): the last snapshot read, see `_overrides_above`.
+        self._snapshot_overrides: tuple[bytes, int, dict[bytes, bytes | None]] | None = None
         # Set by the composition root where there is more than one core: checks the signatures of
         # range-sync blocks in a helper process while the blocks before them are applied here.
         self.signature_helper: SignatureHelper | None = None
@@ -167,6 +169,16 @@ class BlockTree:
         return self._finalized
 
     @property
+    def previous_finalized(self) -> Checkpoint | None:
+        """The finalized checkpoint before the latest: its state is still served (a join that began
+        on it gets one more epoch to finish), so its undo records are kept."""
+        return self._previous_finalized
+
+    def _read_previous_finalized(self) -> Checkpoint | None:
+        raw = self.store.meta("finalized_previous")
+        return None if not raw else finality.cp_from(decode(raw))
+
+    @property
     def justified(self) -> Checkpoint | None:
         return self._view().justified
 
@@ -189,17 +201,25 @@ class BlockTree:
         self._snapshot_overrides = None
         raw = self.store.meta("finalized")
         self._finalized = None if raw is None else finality.cp_from(decode(raw))
+        self._previous_finalized = self._read_previous_finalized()
 
     # ---------------------------------------------------------------- serving the finalized state
 
-    def finalized_state_chunk(self, after: bytes, max_items: int, max_bytes: int) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """State items after the finalized checkpoint block with keys above `after`, in key order:
-        at most `max_items`, and past `max_bytes` no more (at least one). Returns (items, done).
+    def finalized_state_chunk(self, after: bytes, max_items: int, max_bytes: int,
+                              checkpoint: Checkpoint | None = None) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """State items after the finalized checkpoint block (or `checkpoint`: the finalized or the
+        previous finalized one) with keys above `after`, in key order: at most `max_items`, and
+        past `max_bytes` no more (at least one). Returns (items, done).
 
         The store holds the head state; the finalized state is the head state rewound through the
-        undo records of the blocks above the checkpoint (kept until the next finality), so every
-        chunk reads one consistent snapshot while the head moves on."""
-        overrides = self._finalized_overrides()
+        undo records of the blocks above the checkpoint (kept until the next finality but one), so
+        every chunk reads one consistent snapshot while the head moves on."""
+        if checkpoint is None or checkpoint == self.finalized:
+            overrides = self._finalized_overrides()
+        elif checkpoint == self._previous_finalized:
+            overrides = self._overrides_above(checkpoint.height)
+        else:
+            raise BlockInvalid("no_snapshot", f"checkpoint at height {checkpoint.height} is not served")
         later = sorted((k, v) for k, v in overrides.items() if k > after)
         limit = max_items + len(later) + 1
         rows = self.store.state_items_after(after, limit)
@@ -243,20 +263,24 @@ class BlockTree:
 
     def _finalized_overrides(self) -> dict[bytes, bytes | None]:
         """Old values that turn the head state into the state after the finalized block (cached per head)."""
+        finalized = self.finalized
+        return self._overrides_above(0 if finalized is None else finalized.height)
+
+    def _overrides_above(self, checkpoint_height: int) -> dict[bytes, bytes | None]:
+        """Old values that turn the head state into the state after the canonical block at
+        `checkpoint_height` (the last one read is cached per head)."""
         head = self.store.head_hash
         cached = self._snapshot_overrides
-        if cached is not None and cached[0] == head:
-            return cached[1]
-        finalized = self.finalized
-        finalized_height = 0 if finalized is None else finalized.height
+        if cached is not None and cached[0] == head and cached[1] == checkpoint_height:
+            return cached[2]
         overrides: dict[bytes, bytes | None] = {}
-        for height in range(self.store.head_height, finalized_height, -1):
+        for height in range(self.store.head_height, checkpoint_height, -1):
             canonical = self.store.canonical_hash(height)
             record = None if canonical is None else self.store.undo_record(canonical)
             if record is None:
                 raise BlockInvalid("no_snapshot", f"no undo record at height {height}")
             overrides.update(record[1])
-        self._snapshot_overrides = (head, overrides)
+        self._snapshot_overrides = (head, checkpoint_height, overrides)
         return overrides
 
     # ---------------------------------------------------------------- importing
@@ -432,10 +456,14 @@ class BlockTree:
         state_cp = self._view().finalized
         if state_cp is None or (self._finalized is not None and state_cp.epoch <= self._finalized.epoch):
             return
-        self._finalized = state_cp
+        previous, self._finalized = self._finalized, state_cp
         self.store.set_meta("finalized", encode(finality.cp_plain(state_cp)))
-        # Undo of the finalized block and below can never be needed: nothing there is reverted.
-        self.store.prune_undo(state_cp.height + 1)
+        if previous is not None:
+            self._previous_finalized = previous
+            self.store.set_meta("finalized_previous", encode(finality.cp_plain(previous)))
+        # Undo of the finalized block and below is never needed to revert anything; the undo
+        # records between the previous finalized block and this one serve that block's state.
+        self.store.prune_undo((state_cp if previous is None else previous).height + 1)
         for block_hash in [h for h, f in self._forks.items() if f.info.height <= state_cp.height]:
             del self._forks[block_hash]
         for finality_listener in self.finality_listeners:

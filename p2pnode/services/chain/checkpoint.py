@@ -1,7 +1,8 @@
 """Checkpoint sync: join a chain at a recent finalized checkpoint instead of replaying from genesis.
 
 Serving (`StateChunkServer`, every node): the `state_chunk` protocol hands out the state after the
-node's current finalized checkpoint in key-ordered chunks (bounded items and bytes), rate-limited per
+node's current finalized checkpoint (or the one before it, so that a join that began there can
+finish after finality moves on) in key-ordered chunks (bounded items and bytes), rate-limited per
 peer; a request for any other block is refused with `not_current_checkpoint`. The `vset_walk`
 protocol serves, under the same limits, the validator-set walk to that checkpoint
 (`vset_walk.ValidatorSetHistory`).
@@ -112,10 +113,14 @@ class StateChunkServer:
     def answer(self, peer_id: str, req: sync.StateChunkRequest) -> bytes:
         if not self._within_rate(peer_id):
             return sync.encode_state_chunk_error("rate_limited")
-        finalized = self.chain.finalized
-        if finalized is None or finalized.hash != req.block:
+        # The finalized checkpoint, or the one before it: a join that began on that one gets one
+        # more epoch to finish when finality moves on meanwhile.
+        served = [cp for cp in (self.chain.finalized, self.chain.previous_finalized) if cp is not None]
+        checkpoint = next((cp for cp in served if cp.hash == req.block), None)
+        if checkpoint is None:
             return sync.encode_state_chunk_error("not_current_checkpoint")
-        items, done = self.chain.finalized_state_chunk(req.after, max(1, req.max_items), sync.STATE_CHUNK_BYTES)
+        items, done = self.chain.finalized_state_chunk(req.after, max(1, req.max_items), sync.STATE_CHUNK_BYTES,
+                                                       checkpoint)
         if self.corrupt:
             items = [(k, v[:-1] + bytes([v[-1] ^ 1]) if v else b"\x01") for k, v in items]
         return sync.encode_state_chunk(items, done)

@@ -46,6 +46,7 @@ MAX_VOTE_SEARCH_BLOCKS = 1024
 _BASE = "vset_walk_base"  # the set the first step is checked with (genesis), encoded; b"" = none
 _TRUSTED = "vset_walk_trusted"  # the set the last kept step names
 _PENDING = "vset_walk_pending"  # the latest finalized checkpoint's step
+_PREVIOUS = "vset_walk_previous"  # the step of the finalized checkpoint before it (still served)
 
 
 class WalkError(Exception):
@@ -188,8 +189,11 @@ class ValidatorSetHistory:
         return decode_stakes(raw) if raw else None
 
     def pending(self) -> sync.ValidatorSetStep | None:
-        raw = self.store.meta(_PENDING)
-        return None if raw is None else codec.decode(sync.ValidatorSetStep, raw, max_bytes=sync.MAX_WALK_RESPONSE_BYTES)
+        return self._step_meta(_PENDING)
+
+    def _step_meta(self, key: str) -> sync.ValidatorSetStep | None:
+        raw = self.store.meta(key)
+        return None if not raw else codec.decode(sync.ValidatorSetStep, raw, max_bytes=sync.MAX_WALK_RESPONSE_BYTES)
 
     # ---------------------------------------------------------------- recording
 
@@ -215,6 +219,7 @@ class ValidatorSetHistory:
                 self.store.add_vset_step(pending.epoch, codec.encode(pending))
                 self.store.set_meta(_TRUSTED, encode_stakes(parse_validator_set(pending.vset_next)))
                 log.info("validator-set walk: kept the step of epoch %d", pending.epoch)
+            self.store.set_meta(_PREVIOUS, b"" if pending is None else codec.encode(pending))
             self.store.set_meta(_PENDING, codec.encode(step))
 
     def step_for(self, checkpoint: Checkpoint) -> sync.ValidatorSetStep | None:
@@ -247,20 +252,26 @@ class ValidatorSetHistory:
     # ---------------------------------------------------------------- serving
 
     def answer(self, request: sync.ValidatorSetWalkRequest) -> bytes:
+        """The walk to the node's finalized checkpoint, or to the one before it (still served)."""
         pending = self.pending()
         if pending is None or self._trusted() is None:
             return sync.encode_walk_error("no_walk")
-        if pending.header.hash != request.checkpoint:
+        target = next((step for step in (pending, self._step_meta(_PREVIOUS))
+                       if step is not None and step.header.hash == request.checkpoint), None)
+        if target is None:
             return sync.encode_walk_error("not_current_checkpoint")
         out: list[bytes] = []
         size = 0
         for data in self.store.vset_steps(request.after_epoch, sync.MAX_WALK_STEPS):
+            step = codec.decode(sync.ValidatorSetStep, data, max_bytes=sync.MAX_WALK_RESPONSE_BYTES)
+            if step.epoch >= target.epoch:
+                break  # the target itself may have been kept since: it is appended below
             if out and size + len(data) > sync.WALK_BYTES:
                 return sync.encode_walk(out, done=False)
             out.append(data)
             size += len(data)
-        if pending.epoch > request.after_epoch:
-            raw = codec.encode(pending)
+        if target.epoch > request.after_epoch:
+            raw = codec.encode(target)
             if len(out) >= sync.MAX_WALK_STEPS or (out and size + len(raw) > sync.WALK_BYTES):
                 return sync.encode_walk(out, done=False)
             out.append(raw)
