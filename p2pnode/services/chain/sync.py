@@ -462,6 +462,10 @@ class SyncService:
             self._mark_bad(peer_id, "malformed_range", PENALTY_BAD_RESPONSE)
             return None
 
+    async def _import_bytes(self, peer_id: str, data: bytes, expected_height: int) -> str:
+        """Decode and import one block of a peer's range (what a round does for each block)."""
+        return await self._import_decoded(peer_id, _decode_block(data), expected_height)
+
     async def _import_decoded(self, peer_id: str, block: Block | None, expected_height: int) -> str:
         if block is None:
             return ImportOutcome.INVALID
