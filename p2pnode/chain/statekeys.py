@@ -2,6 +2,7 @@
 
 Every key is a one-byte table prefix followed by fixed-width binary fields (u16/u64 big-endian,
 32-byte keys), so keys of one table sort together and no two tables can produce the same key.
+What each value is, and its exact stored form, is `p2pnode.chain.records`' (one dataclass per kind).
 
     A|pub                account: [balance, nonce]
     S|cold|hot           stake of a coldkey on a hotkey

@@ -20,8 +20,8 @@ from p2pnode.chain.encoding import decode, encode
 from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.forkchoice import BlockInfo, is_better
 from p2pnode.chain.receipts import EpochRecord
-from p2pnode.chain.records import ValidatorSet
-from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, State
+from p2pnode.chain.records import FinalityRecord, ValidatorSet
+from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, State, shared_record
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
 from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root, randao_message
 from p2pnode.services.chain.signature_helper import SignatureHelper
@@ -88,8 +88,8 @@ def _info(block: Block, state_justified_epoch: int) -> BlockInfo:
 def _justified_epoch_of_raw(raw: bytes | None) -> int:
     if raw is None:
         return -1
-    justified = decode(raw)["justified"]
-    return justified[-1][0] if justified else -1
+    justified = shared_record(raw, FinalityRecord.from_state).justified
+    return justified[-1].epoch if justified else -1
 
 
 class BlockTree:
