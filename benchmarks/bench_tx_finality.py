@@ -122,7 +122,7 @@ def sign_senders(job: tuple[str, list[int], int]) -> list[list[bytes]]:
 
 
 def submitter(api: str, txs: list[list[bytes]], pool_cap: int, share_of_cap: int, start: Any, results: Any,
-              give_up_s: float) -> None:
+              give_up_s: float, max_batch: int) -> None:
     """Send `txs` (per sender, in nonce order) to `api` in POST /txs batches, keeping the peer's pool
     below `pool_cap` (this submitter taking at most 1/`share_of_cap` of the room)."""
     sent = [0] * len(txs)
@@ -143,8 +143,11 @@ def submitter(api: str, txs: list[list[bytes]], pool_cap: int, share_of_cap: int
         if not active or time.monotonic() > deadline:
             break
         polls += 1
-        pending = get_json(api, "/status")["mempool"]
-        room = min(MAX_BATCH_TXS, (pool_cap - pending) // share_of_cap)
+        try:
+            pending = get_json(api, "/status")["mempool"]
+        except ApiError:
+            continue
+        room = min(max_batch, (pool_cap - pending) // share_of_cap)
         if room < min(64, sum(len(txs[s]) - sent[s] for s in active)):
             time.sleep(POLL_S)
             continue
@@ -186,7 +189,10 @@ def submitter(api: str, txs: list[list[bytes]], pool_cap: int, share_of_cap: int
         for s in gaps[:64]:
             # An earlier transfer of this sender left the pool (evicted, expired, or in a block a
             # reorganisation dropped): send again from the first nonce the peer's pool lacks.
-            account = get_json(api, f"/accounts/{addresses[s]}")
+            try:
+                account = get_json(api, f"/accounts/{addresses[s]}")
+            except ApiError:
+                continue
             sent[s] = max(0, min(sent[s], account["nonce"] + account["pending_txs"] - first_nonce[s]))
             resyncs += 1
         accepted_total += accepted_now
@@ -267,7 +273,7 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
     procs = []
     for i, api in enumerate(apis):
         own = [by_sender[s] for s in range(i, args.senders, len(apis))]
-        procs.append(ctx.Process(target=submitter, args=(api, own, args.pool_cap, share, start, results, args.timeout),
+        procs.append(ctx.Process(target=submitter, args=(api, own, args.pool_cap, share, start, results, args.timeout, args.batch),
                                  daemon=True))
     for p in procs:
         p.start()
@@ -281,8 +287,11 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
 
     def watch() -> None:
         while not stop.is_set():
-            s = get_json(watch_api, "/status")
-            included = get_json(watch_api, sink_path)["balance"] - base_balance
+            try:
+                s = get_json(watch_api, "/status")
+                included = get_json(watch_api, sink_path)["balance"] - base_balance
+            except ApiError:
+                continue  # a peer too busy to answer within the client's timeout: ask again
             samples.append((time.monotonic(), included, s["head_height"], s["finalized_height"] or 0))
             stop.wait(args.poll_s)
 
@@ -385,6 +394,7 @@ def main() -> None:
                         help="a genesis parameter for the testnet (repeatable)")
     parser.add_argument("--pool-cap", type=int, default=3072,
                         help="pending transactions the submitters keep the network below (the pool holds 4,096)")
+    parser.add_argument("--batch", type=int, default=512, help=f"most transfers per POST /txs (at most {MAX_BATCH_TXS})")
     parser.add_argument("--poll-s", type=float, default=0.25, help="interval of the included/finalized poll")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile-dir", help="run the peers under cProfile, one file per peer here")

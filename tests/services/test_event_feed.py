@@ -65,3 +65,26 @@ def test_the_feed_keeps_a_bounded_history(tmp_path: Path) -> None:
         feed.report()
     lag = feed.history.finality_lag()
     assert [height for height, _ in lag] == [0, 1, 2, 3, 4, 5]
+
+
+def test_without_a_stream_for_transactions_no_block_is_read_whole(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    a = open_chain(tmp_path / "a.sqlite", GENESIS)
+    b = open_chain(tmp_path / "b.sqlite", GENESIS)
+    hub = EventHub()
+    client = hub.subscribe(["head"])
+    feed = ChainEventFeed(a, hub)
+    read: list[bytes] = []
+    real_block = a.store.block
+    monkeypatch.setattr(a.store, "block", lambda h: read.append(h) or real_block(h))
+    build_and_import(a, 1, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))])
+    feed.report()
+    assert read == []
+    fork = [build_and_import(b, 2), build_and_import(b, 3)]
+    for block in fork:
+        a.import_block(block)
+    read.clear()  # the reorganisation itself reads the block it rolls back
+    feed.report()
+    assert read == [], "a head change read no block whole"
+    heads = [data for kind, data in drain(client) if kind == "head"]
+    assert [(h["height"], h["reorg"]) for h in heads] == [(1, False), (2, True)]
+    assert not hub.wants("tx_included") and hub.wants("head")

@@ -247,3 +247,19 @@ def test_removing_applied_transactions_of_named_senders_reads_only_theirs(chain:
     assert pool.remove_applied(state, [ALICE.public_key]) == 1
     assert read == [ALICE.public_key]
     assert included.id not in pool and waiting.id in pool and len(pool) == 2
+
+
+def test_a_transaction_whose_signature_this_node_verified_is_not_checked_again(
+    chain: BlockTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transactions of blocks a reorganisation rolled back return to the pool this way."""
+    checked: list[SignedTx] = []
+    real_check = mempool_module.check_tx_signatures
+    monkeypatch.setattr(mempool_module, "check_tx_signatures", lambda stx: checked.append(stx) or real_check(stx))
+    pool = Mempool()
+    returning, fresh = pay(ALICE, 0), pay(BOB, 0)
+    for stx, verified in ((returning, True), (fresh, False)):
+        data = codec.encode(stx)
+        admission = pool.add_signed(stx, data, stx.id, chain.head_state(), ctx(chain), 0, signature_verified=verified)
+        assert admission.added
+    assert checked == [fresh]

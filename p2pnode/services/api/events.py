@@ -69,6 +69,10 @@ class EventHub:
     def clients(self) -> int:
         return len(self._clients)
 
+    def wants(self, kind: str) -> bool:
+        """Whether an open stream takes `kind` (events nobody takes need not be built)."""
+        return any(kind in client.kinds for client in self._clients)
+
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         self._seq += 1
         event = Event(self._seq, kind, data)
@@ -145,7 +149,7 @@ class ChainEventFeed:
 
     def on_admission(self, source: str, admission: Admission) -> None:
         """Mempool listener: refused transactions are events (accepted ones show up when included)."""
-        if not admission.added:
+        if not admission.added and self.hub.wants("tx_refused"):
             self.hub.publish("tx_refused", {"tx": admission.tx_id.hex(), "reason": admission.reason, "source": source})
 
     async def run(self) -> None:
@@ -163,7 +167,9 @@ class ChainEventFeed:
         if head.hash == self._head_hash:
             return
         state = self.chain.head_state()
-        blocks, reorg = self._new_blocks(head.hash)
+        # Reading the new blocks whole and naming each transaction costs a busy node milliseconds
+        # per block: done only for a stream that takes them.
+        blocks, reorg = self._new_blocks(head.hash, self.hub.wants("tx_included"))
         for block in blocks:
             for tx in block.txs:
                 self.hub.publish("tx_included", {"tx": tx.id.hex(), "kind": tx.tx.kind, "height": block.header.height,
@@ -189,9 +195,10 @@ class ChainEventFeed:
                 self.hub.publish("proposal", {"id": pid, "status": status, "height": head.height})
         self._proposals = proposals
 
-    def _new_blocks(self, head_hash: bytes) -> tuple[list[Block], bool]:
-        """Blocks on the new head's branch not on the last reported head's, oldest first (bounded),
-        and whether the last reported head was left behind (a reorganisation)."""
+    def _new_blocks(self, head_hash: bytes, read_blocks: bool = True) -> tuple[list[Block], bool]:
+        """Blocks on the new head's branch not on the last reported head's, oldest first (bounded;
+        none read unless `read_blocks`), and whether the last reported head was left behind (a
+        reorganisation)."""
         store = self.chain.store
         old_branch: set[bytes] = set()
         cursor: bytes | None = self._head_hash
@@ -199,16 +206,17 @@ class ChainEventFeed:
             old_branch.add(cursor)
             header = store.header(cursor)
             cursor = None if header is None or header.height == 0 else header.parent
-        blocks: list[Block] = []
+        new_branch: list[bytes] = []
         cursor = head_hash
-        while cursor not in old_branch and len(blocks) < MAX_BLOCKS_PER_HEAD_CHANGE:
-            block = store.block(cursor)
-            if block is None or block.header.height == 0:
+        while cursor not in old_branch and len(new_branch) < MAX_BLOCKS_PER_HEAD_CHANGE:
+            header = store.header(cursor)
+            if header is None or header.height == 0:
                 break
-            blocks.append(block)
-            cursor = block.header.parent
+            new_branch.append(cursor)
+            cursor = header.parent
+        blocks = [block for h in reversed(new_branch) if read_blocks and (block := store.block(h)) is not None]
         # Joining the old branch below its head means its newest blocks were replaced.
-        return blocks[::-1], cursor in old_branch and cursor != self._head_hash
+        return blocks, cursor in old_branch and cursor != self._head_hash
 
     @staticmethod
     def _epoch_indexes(state: State) -> dict[int, int]:

@@ -476,14 +476,15 @@ class ChainService(ValidatorDuties):
 
     def _readmit_rolled_back(self, state: Any) -> None:
         """Transactions of blocks a reorganisation dropped go back to the mempool (those the new
-        chain already applied are refused as stale), so no sender is left with a nonce gap."""
+        chain already applied are refused as stale), so no sender is left with a nonce gap. Their
+        signatures were verified when the blocks were imported, so they are not checked again."""
         ctx, now = self._next_context(), self.clock.now_ms()
         for block in self.chain.take_rolled_back():
             for stx in block.txs:
                 data = codec.encode(stx)
                 tx_id = sha256(data)
                 if self.mempool.get(tx_id) is None:
-                    self.mempool.add_signed(stx, data, tx_id, state, ctx, now)
+                    self.mempool.add_signed(stx, data, tx_id, state, ctx, now, signature_verified=True)
 
     # ---------------------------------------------------------------- transactions and votes
 

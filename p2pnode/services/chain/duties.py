@@ -128,11 +128,14 @@ class ValidatorDuties:
             log.warning("signing record refused a block for slot %d", slot)
             return
         self.watch.see_header(block.signed_header, slot)
+        # Published before our own import: the block was applied once already while it was built,
+        # and the other peers verify and import it meanwhile, instead of after it (with full
+        # blocks, an import is a large part of the slot).
+        await self._gossip("blocks", codec.encode(block))
         if await self._import(block, self.network.peer_id) != ImportOutcome.OK:
             log.error("own block for slot %d did not import", slot)
             return
         self.blocks_proposed += 1
-        await self._gossip("blocks", codec.encode(block))
 
     async def _vote(self, epoch: int) -> None:
         if self.signer is None:

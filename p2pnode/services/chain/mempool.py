@@ -133,7 +133,10 @@ class Mempool:
         turn (each sees the ones before it pending), exactly as if offered one by one."""
         return [self.add(data, state, ctx, now_ms) for data in datas]
 
-    def add_signed(self, stx: SignedTx, data: bytes, tx_id: bytes, state: State, ctx: BlockContext, now_ms: int) -> Admission:
+    def add_signed(self, stx: SignedTx, data: bytes, tx_id: bytes, state: State, ctx: BlockContext, now_ms: int,
+                   *, signature_verified: bool = False) -> Admission:
+        """Offer a decoded SignedTx (`data` its encoding, `tx_id` the hash of it). `signature_verified`:
+        this node verified its signatures already (a transaction of a block it imported)."""
         tx = stx.tx
         sender = tx.sender
         if tx_id in self._by_id:
@@ -174,7 +177,8 @@ class Mempool:
             # transactions that outrank nothing no signature check and no trial apply.
             return Admission(False, "pool_full", tx_id)
         try:
-            check_tx_signatures(stx)
+            if not signature_verified:
+                check_tx_signatures(stx)
         except InvalidSignature as exc:
             return Admission(False, exc.reason, tx_id)
         # The transaction applied on the head state as its sender will find it: the nonces before
