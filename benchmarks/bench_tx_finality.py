@@ -128,7 +128,7 @@ def submitter(api: str, txs: list[list[bytes]], pool_cap: int, share_of_cap: int
     sent = [0] * len(txs)
     refusals: Counter[str] = Counter()
     timeline: list[tuple[float, int]] = []
-    posts = polls = resyncs = 0
+    posts = polls = resyncs = resends = 0
     accepted_total = 0
     decoded = [codec.decode(SignedTx, own[0]).tx for own in txs]
     addresses = [encode_address(tx.sender) for tx in decoded]
@@ -138,10 +138,30 @@ def submitter(api: str, txs: list[list[bytes]], pool_cap: int, share_of_cap: int
     cpu0 = time.process_time()
     first_post = None
     cursor = 0
-    while True:
+    confirmed = [False] * len(txs)
+    while time.monotonic() < deadline:
         active = [s for s in range(len(txs)) if sent[s] < len(txs[s])]
-        if not active or time.monotonic() > deadline:
-            break
+        if not active:
+            # All accepted once. A sender whose transfers left every pool (refused when a
+            # reorganisation returned them to a full pool, say) waits forever: like a wallet, look
+            # for senders with nothing pending here and not all included, and send from their nonce.
+            for s in range(len(txs)):
+                if confirmed[s]:
+                    continue
+                try:
+                    account = get_json(api, f"/accounts/{addresses[s]}")
+                except ApiError:
+                    continue
+                done = account["nonce"] - first_nonce[s]
+                if done >= len(txs[s]):
+                    confirmed[s] = True
+                elif account["pending_txs"] == 0:
+                    sent[s] = done
+                    resends += 1
+            if all(confirmed):
+                break
+            time.sleep(1.0)
+            continue
         polls += 1
         try:
             pending = get_json(api, "/status")["mempool"]
@@ -200,7 +220,7 @@ def submitter(api: str, txs: list[list[bytes]], pool_cap: int, share_of_cap: int
             time.sleep(POLL_S)
         timeline.append((time.monotonic(), accepted_total))
     results.put({"first_post": first_post, "timeline": timeline, "posts": posts, "polls": polls,
-                 "refusals": dict(refusals), "resyncs": resyncs, "unsent": sum(len(t) - n for t, n in zip(txs, sent, strict=True)), "cpu_s": time.process_time() - cpu0})
+                 "refusals": dict(refusals), "resyncs": resyncs, "resends": resends, "unsent": sum(len(t) - n for t, n in zip(txs, sent, strict=True)), "cpu_s": time.process_time() - cpu0})
 
 
 # ---------------------------------------------------------------- the run
@@ -215,6 +235,18 @@ def block_rows(api: str, first: int, last: int) -> list[tuple[int, int, int]]:
         senders_txs = sum(1 for t in block["txs"] if t["kind"] == "transfer" and t["sender"] != sink)
         rows.append((h, block["slot"], senders_txs))
     return rows
+
+
+def peer_counters(api: str) -> dict[str, Any]:
+    """What each peer did: blocks proposed, reorganisations, imports by outcome, gossip verdicts."""
+    status = get_json(api, "/status")
+    out: dict[str, Any] = {"proposed": status["blocks_proposed"], "forks": status["forks"], "orphans": status["orphans"]}
+    for line in get_json_text(api, "/metrics").splitlines():
+        if line.startswith("p2pnode_reorgs_total"):
+            out["reorgs"] = float(line.split()[-1])
+        elif line.startswith("p2pnode_block_imports_total"):
+            out["import_" + line.split('outcome="')[1].split('"')[0]] = float(line.split()[-1])
+    return out
 
 
 def scrape_import_seconds(api: str) -> tuple[float, float]:
@@ -331,6 +363,7 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
     first_post = min(r["first_post"] for r in reports if r["first_post"] is not None)
     last_accept = max(r["timeline"][-1][0] for r in reports if r["timeline"])
     head = get_json(watch_api, "/status")["head_height"]
+    counters = [peer_counters(a) for a in apis]
     blocks = block_rows(watch_api, start_height + 1, head)
     carrying = [b for b in blocks if b[2]]
     result: dict[str, Any] = {
@@ -339,11 +372,11 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
         "submitted_s": last_accept - first_post, "included_s": None if included_at is None else included_at - first_post,
         "finalized_s": None if finalized_at is None else finalized_at - first_post,
         "posts": sum(r["posts"] for r in reports), "polls": sum(r["polls"] for r in reports),
-        "resyncs": sum(r["resyncs"] for r in reports), "unsent": sum(r["unsent"] for r in reports),
+        "resyncs": sum(r["resyncs"] for r in reports), "resends": sum(r["resends"] for r in reports), "unsent": sum(r["unsent"] for r in reports),
         "refusals": dict(sum((Counter(r["refusals"]) for r in reports), Counter())),
         "submitter_cpu_s": [round(r["cpu_s"], 2) for r in reports], "peer_cpu_pct": [round(c, 1) for c in cpu],
         "window_s": cpu_end - t0, "load": [round(load0[0], 1), round(load1[0], 1)], "submit_wall_s": submitted_at - t0,
-        "blocks": blocks,
+        "blocks": blocks, "peers": counters,
         "import_ms_mean": [round((s1 - s0) / (n1 - n0) * 1000, 1) if n1 > n0 else None
                            for (s0, n0), (s1, n1) in zip(import0, import1, strict=True)],
     }
@@ -370,7 +403,7 @@ def report(r: dict[str, Any]) -> str:
         f"{r['txs']} transfers from {r['senders']} senders ({r['per_sender']} each), genesis params "
         f"{r['params'] or 'default'}, pool cap {r['pool_cap']}; load average {r['load'][0]} -> {r['load'][1]}",
         f"funding {r['funded_s']:.1f} s, signing {r['sign_s']:.1f} s (before the clock)",
-        f"submitted in {r['submitted_s']:.1f} s ({rate(r['submitted_s'])}); {r['posts']} POST /txs, {r['polls']} status polls, {r['resyncs']} sender resyncs, {r['unsent']} never accepted; "
+        f"submitted in {r['submitted_s']:.1f} s ({rate(r['submitted_s'])}); {r['posts']} POST /txs, {r['polls']} status polls, {r['resyncs']} sender resyncs, {r['resends']} senders sent again after a loss, {r['unsent']} never accepted; "
         f"refusals {r['refusals']}",
         f"all included after {r['included_s'] and round(r['included_s'], 1)} s ({rate(r['included_s'])}); "
         f"finalized after {r['finalized_s'] and round(r['finalized_s'], 1)} s ({rate(r['finalized_s'])})",
@@ -382,6 +415,7 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"steady state (middle 80 % of {steady['slots']} slots): {steady['blocks']} blocks, "
                      f"{steady['per_slot']:.0f} transfers per slot, median {steady['median_per_block']} per block, "
                      f"max {steady['max_per_block']}")
+    lines.append(f"per peer: {r['peers']}")
     lines.append("transfers per block: " + ", ".join(str(b[2]) for b in r["blocks"] if b[2]))
     return "\n".join(lines)
 

@@ -203,22 +203,24 @@ def test_a_full_pool_refuses_what_outranks_nothing_before_checking_its_signature
 
 
 def test_the_eviction_candidate_is_always_the_lowest_entry(tmp_path: Path) -> None:
-    """The O(log n) eviction order agrees with a scan of the whole pool through adds, replacements,
-    evictions, inclusions and future nonces becoming executable."""
+    """The O(log n) eviction order agrees with a scan of the whole pool through adds (some restored
+    from dropped blocks), replacements, evictions, inclusions and future nonces becoming executable."""
     rng = random.Random(7)
     senders = user_keys(8)
     chain = open_chain(tmp_path / "rank.sqlite", make_genesis(4, 8))
     pool = Mempool(MempoolConfig(max_txs=24, max_future_txs=8, max_future_per_sender=4))
 
     def scan() -> object:
-        return min(pool._by_id.values(), key=lambda e: (not e.future, e.stx.tx.fee, -e.stx.tx.nonce, e.tx_id))
+        return min(pool._by_id.values(), key=lambda e: (not e.future, e.stx.tx.fee, e.restored, -e.stx.tx.nonce, e.tx_id))
 
     outcomes = set()
     for step in range(300):
         state = chain.head_state()
         sender = rng.choice(senders)
         nonce = state.nonce(sender.public_key) + rng.randrange(6)
-        outcomes.add(add(pool, chain, pay(sender, nonce, fee=1_000 + 100 * rng.randrange(8))))
+        stx = pay(sender, nonce, fee=1_000 + 100 * rng.randrange(8))
+        data = codec.encode(stx)
+        outcomes.add(pool.add_signed(stx, data, stx.id, state, ctx(chain), 0, restored=step % 7 == 0).reason)
         if step % 25 == 24:
             pool.evict([rng.choice(list(pool._by_id))], state)
         if step % 60 == 59:  # a block takes a few of the pool's executable transactions

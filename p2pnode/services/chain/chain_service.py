@@ -476,15 +476,20 @@ class ChainService(ValidatorDuties):
 
     def _readmit_rolled_back(self, state: Any) -> None:
         """Transactions of blocks a reorganisation dropped go back to the mempool (those the new
-        chain already applied are refused as stale), so no sender is left with a nonce gap. Their
-        signatures were verified when the blocks were imported, so they are not checked again."""
+        chain already applied are refused as stale), so no sender is left with a nonce gap: oldest
+        block first (a sender's nonces in order), ahead of pooled transactions that rank no higher
+        (a pool kept full by new submissions would otherwise refuse them, and a sender whose
+        included transaction is refused everywhere waits forever). Their signatures were verified
+        when the blocks were imported, so they are not checked again."""
         ctx, now = self._next_context(), self.clock.now_ms()
-        for block in self.chain.take_rolled_back():
+        # take_rolled_back lists the blocks as they were rolled back: newest first.
+        for block in reversed(self.chain.take_rolled_back()):
             for stx in block.txs:
                 data = codec.encode(stx)
                 tx_id = sha256(data)
                 if self.mempool.get(tx_id) is None:
-                    self.mempool.add_signed(stx, data, tx_id, state, ctx, now, signature_verified=True)
+                    self.mempool.add_signed(stx, data, tx_id, state, ctx, now, signature_verified=True,
+                                            restored=True)
 
     # ---------------------------------------------------------------- transactions and votes
 

@@ -16,7 +16,8 @@ Rules (docs/chain.md, "Mempool"; the attacks they answer in docs/security.md, "M
 - Duplicates (same bytes) are ignored; the same sender and nonce replaces the pooled transaction
   only with a fee at least `replace_fee_permille`/1000 of the old one.
 - Full pool: the newcomer evicts the cheapest entry it outranks (future before executable, then by
-  fee, a sender's last nonce first); otherwise it is refused. Transactions expire after `ttl_ms`;
+  fee, then transactions restored from blocks a reorganisation dropped above the others, a
+  sender's last nonce first); otherwise it is refused. Transactions expire after `ttl_ms`;
   a transaction that fails while a block is assembled is evicted (`evict`).
 - Block order (`ordered`): executable transactions only, highest fee first; at equal fee senders
   take turns (each sender's first pending nonce, then each one's second, ...), oldest first.
@@ -78,6 +79,7 @@ class _Entry:
     spend: int  # balance the transaction takes from its sender (fee included), reserved while pending
     seq: int  # arrival order (ties in block order go to the older)
     future: bool = False
+    restored: bool = False  # came back from a block a reorganisation dropped
 
 
 class Mempool:
@@ -88,10 +90,10 @@ class Mempool:
         self._future_count = 0
         self._seq = 0
         self._chain_id: str | None = None
-        # Eviction order, lowest first: (executable, fee, -nonce, tx id) of every entry, pushed again
+        # Eviction order, lowest first: (executable, fee, restored, -nonce, tx id) of every entry, pushed again
         # whenever an entry's future flag changes; stale keys are dropped when they reach the top.
         # A full pool finds its eviction candidate in O(log n), not by a scan of the whole pool.
-        self._ranks: list[tuple[bool, int, int, bytes]] = []
+        self._ranks: list[tuple[bool, int, bool, int, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -134,9 +136,11 @@ class Mempool:
         return [self.add(data, state, ctx, now_ms) for data in datas]
 
     def add_signed(self, stx: SignedTx, data: bytes, tx_id: bytes, state: State, ctx: BlockContext, now_ms: int,
-                   *, signature_verified: bool = False) -> Admission:
+                   *, signature_verified: bool = False, restored: bool = False) -> Admission:
         """Offer a decoded SignedTx (`data` its encoding, `tx_id` the hash of it). `signature_verified`:
-        this node verified its signatures already (a transaction of a block it imported)."""
+        this node verified its signatures already (a transaction of a block it imported);
+        `restored`: a transaction of a block that a reorganisation dropped, which ranks above
+        pooled ones of equal fee (in a full pool it pushes out the newer arrivals)."""
         tx = stx.tx
         sender = tx.sender
         if tx_id in self._by_id:
@@ -172,7 +176,8 @@ class Mempool:
                     return Admission(False, "too_many_future", tx_id)
                 if self._future_count >= self.config.max_future_txs:
                     return Admission(False, "future_pool_full", tx_id)
-        if replaced is None and len(self._by_id) >= self.config.max_txs and self._eviction_candidate(future, tx.fee) is None:
+        if (replaced is None and len(self._by_id) >= self.config.max_txs
+                and self._eviction_candidate(future, tx.fee, restored) is None):
             # Refused before its signature is checked: a full pool costs a flood of valid
             # transactions that outrank nothing no signature check and no trial apply.
             return Admission(False, "pool_full", tx_id)
@@ -192,14 +197,14 @@ class Mempool:
             return Admission(False, exc.reason, tx_id)
         spend = max(tx.fee, available - after.balance(sender))
         if replaced is None and len(self._by_id) >= self.config.max_txs:
-            victim = self._eviction_candidate(future, tx.fee)
+            victim = self._eviction_candidate(future, tx.fee, restored)
             if victim is None:
                 return Admission(False, "pool_full", tx_id)
             self._remove(victim.tx_id)
         if replaced is not None:
             self._remove(replaced)
         self._seq += 1
-        entry = _Entry(stx, data, tx_id, now_ms, gossiped_ms=now_ms, spend=spend, seq=self._seq)
+        entry = _Entry(stx, data, tx_id, now_ms, gossiped_ms=now_ms, spend=spend, seq=self._seq, restored=restored)
         self._by_id[tx_id] = entry
         self._by_sender.setdefault(sender, {})[tx.nonce] = tx_id
         self._push_rank(entry)
@@ -225,8 +230,8 @@ class Mempool:
                 self._push_rank(entry)
 
     @staticmethod
-    def _rank(entry: _Entry) -> tuple[bool, int, int, bytes]:
-        return (not entry.future, entry.stx.tx.fee, -entry.stx.tx.nonce, entry.tx_id)
+    def _rank(entry: _Entry) -> tuple[bool, int, bool, int, bytes]:
+        return (not entry.future, entry.stx.tx.fee, entry.restored, -entry.stx.tx.nonce, entry.tx_id)
 
     def _push_rank(self, entry: _Entry) -> None:
         heapq.heappush(self._ranks, self._rank(entry))
@@ -240,17 +245,19 @@ class Mempool:
         ranks = self._ranks
         while ranks:
             key = ranks[0]
-            entry = self._by_id.get(key[3])
+            entry = self._by_id.get(key[-1])
             if entry is not None and self._rank(entry) == key:
                 return entry
             heapq.heappop(ranks)
         return None
 
-    def _eviction_candidate(self, newcomer_future: bool, newcomer_fee: int) -> _Entry | None:
-        """The entry a newcomer may push out of a full pool: the lowest in (executable, fee) order,
-        a sender's last nonce first, if the newcomer outranks it."""
+    def _eviction_candidate(self, newcomer_future: bool, newcomer_fee: int, newcomer_restored: bool = False) -> _Entry | None:
+        """The entry a newcomer may push out of a full pool: the lowest in (executable, fee,
+        restored) order, a sender's last nonce first (so no sender is left with a gap), if the
+        newcomer outranks it."""
         victim = self._lowest()
-        if victim is None or (not victim.future, victim.stx.tx.fee) >= (not newcomer_future, newcomer_fee):
+        if victim is None or (not victim.future, victim.stx.tx.fee, victim.restored) >= (
+                not newcomer_future, newcomer_fee, newcomer_restored):
             return None
         return victim
 
