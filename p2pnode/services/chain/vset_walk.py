@@ -36,6 +36,7 @@ from p2pnode.chain.encoding import encode
 from p2pnode.chain.state import VSET_NEXT_KEY, compose_root
 from p2pnode.chain.types import Checkpoint, SignedVote
 from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.store.sqlite_store import Store
 from protocols import codec, sync
 from protocols.validation import vote_signature_ok
 
@@ -87,12 +88,14 @@ def step_checkpoint(step: sync.ValidatorSetStep) -> Checkpoint:
     return Checkpoint(epoch=step.epoch, height=step.header.height, hash=step.header.hash)
 
 
-def voted_stake(votes: Iterable[SignedVote], checkpoint: Checkpoint, stakes: dict[bytes, int], chain_id: str,
-                *, link: bool, check_signatures: bool = True) -> int:
-    """Stake of `stakes` whose votes target `checkpoint` (link: whose votes have it as source and
-    the next epoch as target), each validator once, signatures checked."""
+def attested(votes: Iterable[SignedVote], checkpoint: Checkpoint, stakes: dict[bytes, int], chain_id: str,
+             *, link: bool, check_signatures: bool = True) -> bool:
+    """Whether votes of at least 2/3 of the stake of `stakes` target `checkpoint` (link: have it as
+    source and the next epoch as target), each validator once, signatures checked until 2/3 is
+    reached (a walk's cost is bounded by its real steps: a bad one stops it)."""
+    total = sum(stakes.values())
     counted: set[bytes] = set()
-    total = 0
+    stake = 0
     for signed in votes:
         vote = signed.vote
         if vote.chain != chain_id or vote.validator in counted or vote.validator not in stakes:
@@ -105,13 +108,10 @@ def voted_stake(votes: Iterable[SignedVote], checkpoint: Checkpoint, stakes: dic
         if check_signatures and not vote_signature_ok(signed):
             continue
         counted.add(vote.validator)
-        total += stakes[vote.validator]
-    return total
-
-
-def _two_thirds(stake: int, stakes: dict[bytes, int]) -> bool:
-    total = sum(stakes.values())
-    return total > 0 and stake * 3 >= total * 2
+        stake += stakes[vote.validator]
+        if stake * 3 >= total * 2:
+            return total > 0
+    return False
 
 
 class WalkVerifier:
@@ -136,7 +136,7 @@ class WalkVerifier:
         parse_validator_set(step.vset)
         named = parse_validator_set(step.vset_next)
         cp = step_checkpoint(step)
-        if not _two_thirds(voted_stake(step.votes, cp, self.trusted, self.chain_id, link=False), self.trusted):
+        if not attested(step.votes, cp, self.trusted, self.chain_id, link=False):
             raise WalkError("validator_set_step_unattested",
                             f"{where}: votes of less than 2/3 of the trusted set's stake target it")
         self.trusted = named
@@ -150,8 +150,7 @@ class WalkVerifier:
         last = step_checkpoint(self.last)
         if last != checkpoint:
             raise WalkError("walk_does_not_end_at_checkpoint", f"ends at epoch {last.epoch}, height {last.height}")
-        if not _two_thirds(voted_stake(self.last.link_votes, last, self.trusted, self.chain_id, link=True),
-                           self.trusted):
+        if not attested(self.last.link_votes, last, self.trusted, self.chain_id, link=True):
             raise WalkError("checkpoint_not_finalized",
                             "its finality link carries less than 2/3 of the named set's stake")
         return self.trusted
@@ -214,8 +213,8 @@ class ValidatorSetHistory:
         if step is None:
             return
         with self.store.transaction():
-            if not _two_thirds(voted_stake(step.votes, checkpoint, trusted, self.chain_id, link=False,
-                                           check_signatures=False), trusted) and pending is not None:
+            if not attested(step.votes, checkpoint, trusted, self.chain_id, link=False,
+                            check_signatures=False) and pending is not None:
                 self.store.add_vset_step(pending.epoch, codec.encode(pending))
                 self.store.set_meta(_TRUSTED, encode_stakes(parse_validator_set(pending.vset_next)))
                 log.info("validator-set walk: kept the step of epoch %d", pending.epoch)
@@ -280,7 +279,7 @@ class ValidatorSetHistory:
     # ---------------------------------------------------------------- a joiner's walk
 
     @staticmethod
-    def adopt(store: Any, base: dict[bytes, int] | None, steps: list[sync.ValidatorSetStep]) -> None:
+    def adopt(store: Store, base: dict[bytes, int] | None, steps: list[sync.ValidatorSetStep]) -> None:
         """After a join: keep the verified walk to serve it (`base` None: joined on a trusted hash,
         no walk to serve)."""
         with store.transaction():
@@ -295,4 +294,4 @@ class ValidatorSetHistory:
             store.set_meta(_PENDING, codec.encode(steps[-1]))
 
 
-__all__ = ["ValidatorSetHistory", "WalkError", "WalkVerifier", "parse_validator_set", "verify_walk", "voted_stake"]
+__all__ = ["ValidatorSetHistory", "WalkError", "WalkVerifier", "attested", "parse_validator_set", "verify_walk"]
