@@ -24,7 +24,7 @@ from p2pnode.services.chain.vset_walk import (
     step_checkpoint,
     verify_walk,
 )
-from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, run_chain, status_of
+from p2pnode.testing.checkpoint_net import FixedClock, LoopbackNetwork, build, run_chain, status_of
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
     make_genesis,
@@ -251,3 +251,35 @@ def test_the_checkpoint_before_the_latest_is_still_served_so_a_join_begun_there_
     assert sync.decode_state_chunk(answer, b"", 4).error == "not_current_checkpoint"
     answer = server.answer_walk("p", sync.ValidatorSetWalkRequest(checkpoint=earlier.hash, after_epoch=0))
     assert sync.decode_walk(answer, 0).error == "not_current_checkpoint"
+
+
+@pytest.mark.parametrize("outsiders_in", [1, 4])
+def test_a_change_across_an_empty_boundary_slot_relies_on_two_thirds_carrying_over(
+        outsiders_in: int, tmp_path: Path) -> None:
+    """The set of epoch 3 appears in the first block of epoch 2; when the boundary slot 16 is
+    empty, the checkpoint of epoch 2 is an epoch-1 block that does not hold it. The walk then
+    checks the next checkpoint with the set before the change: one validator replaced (3/4 of the
+    stake carries over) still joins; all four replaced is refused by name (pass --checkpoint)."""
+    chain = open_chain(tmp_path / "served.sqlite", GENESIS)
+    ValidatorSetHistory(chain)
+    trusted = genesis_set(chain)
+    state = chain.head_state()
+    outsiders = [(cold, hot) for cold, hot in KEYS if hot.public_key not in trusted][:outsiders_in]
+    run_chain(chain, 15, {10: [signed(cold, state.nonce(cold.public_key), AddStake(hotkey=hot.public_key,
+                                                                                    amount=1_000 * TAO))
+                               for cold, hot in outsiders]})
+    assert chain.head.slot == 15
+    build(chain, 17)  # slot 16, the boundary of epoch 2, has no block
+    run_chain(chain, 40)
+    fin = chain.finalized
+    assert fin is not None and fin.epoch >= 5
+    now = consensus.validator_set_for_epoch(chain.head_state(), fin.epoch + 1)
+    assert now is not None and len(set(dict(now.validators)) - set(trusted)) == outsiders_in
+    network = LoopbackNetwork()
+    network.add("honest", chain)
+    join = joiner(tmp_path / "joiner.sqlite", network, trusted)
+    if outsiders_in == 1:
+        assert trio.run(join.join).checkpoint == fin
+        return
+    with pytest.raises(CheckpointSyncError, match="bad_validator_set_walk: validator_set_step_unattested"):
+        trio.run(join.join)
