@@ -621,7 +621,15 @@ class _Columns:
         self.stack = array("Q")
         zero = array("Q", [0]) * n
         for row in rows:
-            self.stack += zero if row is None else row if row.typecode == "Q" else array("Q", row)
+            if row is None:
+                self.stack += zero
+            elif row.typecode == "Q":
+                self.stack += row
+            else:  # u16 words widened by copying bytes (no int per entry)
+                raw, wide = _le_bytes(row), bytearray(8 * n)
+                wide[0::8] = raw[0::2]
+                wide[1::8] = raw[1::2]
+                self.stack += _from_le("Q", wide)
         self.spread = array("Q", [0]) * (2 * len(rows))
 
     def column(self, j: int) -> int:
@@ -1148,7 +1156,7 @@ class _Epoch:
         delta_sums = sum(d for d in delta if d is not None)
         rows = [i for i in range(n) if bonds[i] is not None or delta[i] is not None]
         self.bond_rows = rows
-        self.bond_images: tuple[array[int], bytearray] | None = None
+        self.bond_image: bytearray | None = None
         if not rows:
             self.dividends = [0] * n
             return
@@ -1165,14 +1173,15 @@ class _Epoch:
         # `_Lanes.div` written out (this loop runs per column): the result bits of a lane after
         # dividing with shift k are its bits [k, 128), selected by `keep_bits[k]` before the shift.
         keep_bits = _KeepBits(cols)
-        ema_image = bytearray(width * n)
-        store_image = bytearray(width * n)
+        # what storage needs of each column, 4 bytes per entry, column after column: the stored u16
+        # and, in bit 16, whether the EMA entry is > 0 (an entry kept even when its u16 is 0)
+        store_image = bytearray(4 * r * n)
+        present_shift = cols.bits - 1 - 16
         dividends = 0
         for j in range(n):
             bs, ds = bsum[j], dsum[j]
             if not (bs or ds):
                 continue
-            at = j * width
             # floor(alpha * delta_n) + floor((1 - alpha) * bonds_n): clear fractions, add, shift
             ema = 0
             if bs:  # bonds_n = floor(u * 2^32 / bs) of u16 lanes
@@ -1186,9 +1195,7 @@ class _Epoch:
             ema >>= FRAC32
             if not ema:
                 continue
-            ema_bytes = ema.to_bytes(width, "little")
-            ema_image[at : at + width] = ema_bytes
-            words = _lane_words(ema_bytes, 2)
+            words = _lane_words(ema.to_bytes(width, "little"), 2)
             ema_sum = sum(words)
             k = 33 + ema_sum.bit_length()
             ema_norm = ((ema * ((1 << (FRAC32 + k)) // ema_sum + 1)) & keep_bits[k]) >> k
@@ -1198,13 +1205,17 @@ class _Epoch:
             col_max = (max(words) << FRAC32) // ema_sum
             k = 33 + col_max.bit_length()
             upscaled = ((ema_norm * ((1 << (FRAC32 + k)) // col_max + 1)) & keep_bits[k]) >> k
-            store_image[at : at + width] = (((upscaled * U16_MAX) & high) >> FRAC32).to_bytes(width, "little")
+            stored = (((upscaled * U16_MAX) & high) >> FRAC32) | (cols.nonzero_flags(ema) >> present_shift)
+            stored_bytes = stored.to_bytes(width, "little")
+            at = 4 * r * j
+            for b in range(3):
+                store_image[at + b : at + 4 * r : 4] = stored_bytes[b::16]
         per_row = cols.unpack(dividends) if dividends else array("Q", [0]) * r
         full = [0] * n
         for p, i in enumerate(rows):
             full[i] = per_row[p]
         self.dividends = _normalize(full)
-        self.bond_images = (_from_le("Q", ema_image), store_image)
+        self.bond_image = store_image
 
     def process_bonds_yuma3(self) -> None:
         """§3.9b, Yuma 3: bonds as proportions, EMA towards the weights, optional liquid alpha."""
@@ -1420,14 +1431,27 @@ class _Epoch:
                 if ema is not None and permit[i]:
                     out[i] = self.present_entries(ema, lanes.unpack_u16(lanes.scale(ema, U16_MAX)))
             return out
-        if self.bond_images is None:
+        if self.bond_image is None:
             return out
-        ema_words, store_image = self.bond_images
         r = len(self.bond_rows)
+        image = _from_le("I", self.bond_image)
+        full = self.full_row
         for p, i in enumerate(self.bond_rows):
             if permit[i]:
-                u16 = _u16_from_lanes(store_image, 16 * r, 16 * p)
-                out[i] = self.present_entries(_int_from_words(ema_words[2 * p :: 2 * r]), u16)
+                row_bytes = _le_bytes(image[p::r])  # this row's 4 bytes per uid
+                u16 = _u16_from_lanes(row_bytes, 4, 0)
+                present = row_bytes[2::4]
+                holes = n - present.count(1)
+                if holes > _FEW:
+                    out[i] = SparseRow(array("H", compress(full, present)), array("H", compress(u16, present)))
+                    continue
+                uids = full[:]
+                j = present.rfind(0)
+                while j >= 0:  # from the end, so the indices still to delete stay valid
+                    del uids[j]
+                    del u16[j]
+                    j = present.rfind(0, 0, j)
+                out[i] = SparseRow(uids, u16)
         return out
 
     def present_entries(self, present: int, values: array[int]) -> SparseRow:

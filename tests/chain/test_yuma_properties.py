@@ -389,3 +389,27 @@ def test_liquid_alpha_of_one_times_a_weight_of_one_is_exact(bonds_penalty: int) 
     spread = dataclasses.replace(inp, weights=[[(1, 65535), (2, 65535)], [(2, 65535)], []],
                                  bonds=[[(1, 65535), (2, 65535)], [(2, 65535)], []])
     assert run_epoch(spread) == run_epoch_reference(spread)
+
+
+def test_original_yuma_stored_bond_rows_with_many_few_and_zero_entries() -> None:
+    """The original-Yuma bond rows as stored: a row missing more than 64 uids (kept by compress), a
+    row missing a few (kept by deletion), and an entry whose EMA is > 0 but whose u16 is 0 (kept)."""
+    n = 160
+    weights = [
+        [(j, 60_000) for j in range(80)],  # no weight on uids 80.. : a bond row missing 80 uids
+        [(j, 1 + (j * 7919) % 65535) for j in range(n) if j % 40 != 3],  # missing 4 uids
+        [(j, 65535 if j == 5 else 1 + (j * 104729) % 65535) for j in range(n)],
+        [(j, 1 if j == 5 else 30_000) for j in range(n)],  # a tiny share of column 5
+    ] + [[] for _ in range(n - 4)]
+    inp = EpochInput(
+        n=n, current_block=1_000, tempo=10, activity_cutoff=5_000, last_update=[990] * n,
+        block_at_registration=[0] * n, stake=[10**12, 10**12, 10**14, 10**9] + [0] * (n - 4),
+        validator_permit=[True] * 4 + [False] * (n - 4), max_allowed_validators=4, weights=weights,
+        bonds=[[] for _ in range(n)], emission=10**9, yuma3_on=False, bonds_moving_average=0,
+    )
+    out = run_epoch(inp)
+    assert out == run_epoch_reference(inp)
+    present = [{j for j, _ in row.pairs()} for row in out.bonds]
+    assert n - len(present[0]) > 64
+    assert 0 < n - len(present[1]) <= 64
+    assert any(v == 0 for _, v in out.bonds[3].pairs())
