@@ -65,15 +65,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure_network(n: int, window: float, with_tx: bool = True, with_join: bool = True,
-                    tx_load: tuple[int, int] = (32, 240), profile: bool = False) -> dict[str, Any]:
+                    tx_load: tuple[int, int] = (32, 240), profile: bool = False, slot_ms: int = 1000) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp)
         start = time.monotonic()
         load_before = os.getloadavg()[0]
         try:
-            rows = cli("testnet", "up", "-n", str(n), "--no-market", "--dir", str(run_dir), "--timeout", "400", "--json")
+            rows = cli("testnet", "up", "-n", str(n), "--no-market", "--dir", str(run_dir), "--timeout", "400",
+                       "--slot-ms", str(slot_ms), "--json")
         except subprocess.CalledProcessError as exc:  # `up` stopped its peers; say why it failed
-            return {"n": n, "up_failed": exc.stderr.strip()[-400:], "up_s": time.monotonic() - start,
+            return {"n": n, "slot_ms": slot_ms, "up_failed": exc.stderr.strip()[-400:], "up_s": time.monotonic() - start,
                     "bans": ban_count(run_dir), "load": load_before}
         up_s = time.monotonic() - start
         try:
@@ -103,7 +104,7 @@ def measure_network(n: int, window: float, with_tx: bool = True, with_join: bool
                     first = min(times)
                     delays += [t - first for t in times if t != first]
             result = {
-                "n": n, "up_s": up_s, "blocks": sum(1 for t in arrivals.values() if len(t) == n),
+                "n": n, "slot_ms": slot_ms, "up_s": up_s, "blocks": sum(1 for t in arrivals.values() if len(t) == n),
                 "prop_p50": percentile(delays, 0.5) if delays else None,
                 "prop_p95": percentile(delays, 0.95) if delays else None,
                 "cpu_median": statistics.median(cpu), "rss_median": statistics.median(rss), "rss_max": max(rss),
@@ -238,6 +239,7 @@ def main() -> None:
     parser.add_argument("--tx-senders", type=int, default=32, help="funded accounts sending transfers")
     parser.add_argument("--tx-per-sender", type=int, default=240)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks-network.md")
+    parser.add_argument("--slot-ms", type=int, default=1000, help="slot length of the networks (testnet up --slot-ms)")
     parser.add_argument("--results", type=Path, help="also append each size's figures to this JSON-lines file")
     parser.add_argument("--profile-dir", type=Path,
                         help="cProfile the middle peer over the window into this directory (P2PNODE_PROFILE)")
@@ -248,7 +250,7 @@ def main() -> None:
     results = []
     for n in args.sizes.split(","):
         result = measure_network(int(n), args.window, not args.no_tx, not args.no_join, tx_load,
-                                 profile=args.profile_dir is not None)
+                                 profile=args.profile_dir is not None, slot_ms=args.slot_ms)
         print(json.dumps(result), flush=True)
         if args.results:
             with args.results.open("a") as out:

@@ -25,7 +25,7 @@ import trio
 
 @dataclass(frozen=True, slots=True)
 class LoopLagConfig:
-    interval_s: float = 0.1
+    interval_s: float = 0.25
     history_s: float = 120.0
     # Our own lateness at which a timeout is forgiven entirely, as a share of the request's window.
     forgive_at: float = 0.25
