@@ -1174,9 +1174,8 @@ class _Epoch:
         # dividing with shift k are its bits [k, 128), selected by `keep_bits[k]` before the shift.
         keep_bits = _KeepBits(cols)
         # what storage needs of each column, 4 bytes per entry, column after column: the stored u16
-        # and, in bit 16, whether the EMA entry is > 0 (an entry kept even when its u16 is 0)
+        # and a byte that is not 0 where the EMA entry is > 0 (an entry kept even when its u16 is 0)
         store_image = bytearray(4 * r * n)
-        present_shift = cols.bits - 1 - 16
         dividends = 0
         for j in range(n):
             bs, ds = bsum[j], dsum[j]
@@ -1199,18 +1198,21 @@ class _Epoch:
             ema_sum = sum(words)
             k = 33 + ema_sum.bit_length()
             ema_norm = ((ema * ((1 << (FRAC32 + k)) // ema_sum + 1)) & keep_bits[k]) >> k
-            if incentive[j]:
-                dividends += ((ema_norm * incentive[j]) & high) >> FRAC32
+            if incentive[j]:  # floored per entry; every term a multiple of 2^32, shifted once at the end
+                dividends += (ema_norm * incentive[j]) & high
             # storage: column max-upscale (by the largest normalised entry), then u16
             col_max = (max(words) << FRAC32) // ema_sum
             k = 33 + col_max.bit_length()
             upscaled = ((ema_norm * ((1 << (FRAC32 + k)) // col_max + 1)) & keep_bits[k]) >> k
-            stored = (((upscaled * U16_MAX) & high) >> FRAC32) | (cols.nonzero_flags(ema) >> present_shift)
+            # upscaled <= 2^32, so floor(upscaled * 65535 / 2^32) is bytes 4 and 5 of the product's
+            # lane; the guard bit (byte 15) flags an EMA entry > 0
+            stored = (upscaled * U16_MAX) | cols.nonzero_flags(ema)
             stored_bytes = stored.to_bytes(width, "little")
-            at = 4 * r * j
-            for b in range(3):
-                store_image[at + b : at + 4 * r : 4] = stored_bytes[b::16]
-        per_row = cols.unpack(dividends) if dividends else array("Q", [0]) * r
+            at, end = 4 * r * j, 4 * r * (j + 1)
+            store_image[at:end:4] = stored_bytes[4::16]
+            store_image[at + 1 : end : 4] = stored_bytes[5::16]
+            store_image[at + 2 : end : 4] = stored_bytes[15::16]
+        per_row = cols.unpack(dividends >> FRAC32) if dividends else array("Q", [0]) * r
         full = [0] * n
         for p, i in enumerate(rows):
             full[i] = per_row[p]
@@ -1441,7 +1443,7 @@ class _Epoch:
                 row_bytes = _le_bytes(image[p::r])  # this row's 4 bytes per uid
                 u16 = _u16_from_lanes(row_bytes, 4, 0)
                 present = row_bytes[2::4]
-                holes = n - present.count(1)
+                holes = present.count(0)
                 if holes > _FEW:
                     out[i] = SparseRow(array("H", compress(full, present)), array("H", compress(u16, present)))
                     continue
