@@ -193,6 +193,18 @@ class State:
         get = self._base_value
         return {k: v for k, v in self._writes.items() if get(k) != v}
 
+    def prefetch(self, keys: Iterable[bytes]) -> None:
+        """Read `keys` from the base reader now, in one go where it can (`get_many`), so the
+        transition finds them memoised (top-level overlay only; answers are the reader's own)."""
+        assert self._parent is None, "prefetch() of a child overlay"
+        get_many = getattr(self._base, "get_many", None)
+        if get_many is None:
+            return
+        seen = self._base_seen
+        missing = [key for key in dict.fromkeys(keys) if key not in seen]
+        if missing:
+            seen.update(get_many(missing))
+
     def values_before(self, keys: Iterable[bytes]) -> list[list[bytes | None]]:
         """[key, value in the base reader] for each key (top-level overlay only): the undo record of
         `changes()`, from what the transition read already."""

@@ -45,3 +45,37 @@ def test_element_hash_memo_is_bounded_and_exact() -> None:
     assert len(accumulator._memo) <= accumulator._MEMO_MAX
     assert (b"key", b"value") not in accumulator._memo  # the oldest went first
     assert accumulator.element_hash(b"key", b"value") == first
+
+
+class _CountingReader(DictReader):
+    """A reader with `get_many`, counting the reads it answers."""
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        super().__init__(data)
+        self.gets = 0
+        self.many = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        self.gets += 1
+        return super().get(key)
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, bytes | None]:
+        self.many += 1
+        return {key: self.data.get(key) for key in keys}
+
+
+def test_prefetched_reads_answer_as_single_reads_and_undo_values_come_from_them() -> None:
+    reader = _CountingReader({b"a": b"1", b"b": b"2"})
+    state = State(reader, fresh_accumulator(reader.data))
+    state.prefetch([b"a", b"missing", b"a"])
+    assert reader.many == 1
+    assert state.get_raw(b"a") == b"1" and state.get_raw(b"missing") is None
+    assert reader.gets == 0  # both served from the prefetch
+    assert state.get_raw(b"b") == b"2" and reader.gets == 1  # not prefetched: read on demand
+    state.prefetch([b"a", b"b"])
+    assert reader.many == 1  # nothing left to fetch
+    state.put(b"a", 9)
+    state.put(b"missing", 1)
+    changes = state.changes()
+    assert state.values_before(changes) == [[b"a", b"1"], [b"missing", None]]
+    assert state.accumulator() == fresh_accumulator({b"a": encode(9), b"b": b"2", b"missing": encode(1)})

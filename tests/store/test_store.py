@@ -159,3 +159,16 @@ def test_killed_writer_leaves_store_at_a_block_boundary(tmp_path: Path) -> None:
         assert block is not None
         replay.import_block(block)
     assert replay.head.hash == final.head_hash
+
+
+def test_get_many_answers_as_get_does_across_select_chunks(tmp_path: Path) -> None:
+    from p2pnode.store import sqlite_store
+
+    store = sqlite_store.Store(tmp_path / "many.sqlite")
+    present = {bytes([1, i % 256, i // 256]): bytes([i % 256]) for i in range(1200)}
+    with store.transaction():
+        store._apply_changes(dict(present))  # noqa: SLF001
+    keys = [*present, b"absent", bytes([1, 0, 0])]
+    assert sqlite_store._KEYS_PER_SELECT < len(keys)  # noqa: SLF001 (several statements)
+    assert store.get_many(keys) == {key: store.get(key) for key in keys}
+    store.close()
