@@ -79,6 +79,10 @@ class NodeConfig:
     future_slots: int = 1
     # A node catching up does not propose on its stale head (its block would only make a fork).
     produce_while_syncing: bool = False
+    # A proposer whose head is not yet the previous slot's block waits up to this share of its
+    # slot (permille) for that block before building: a full block that arrives a little late
+    # is built on instead of forked off (the fork would cost one of the two blocks).
+    previous_block_wait_permille: int = 333
     # A peer relaying this many transactions the mempool refuses (unaffordable, too far ahead,
     # over quota, ...) within the window is penalised once per window.
     tx_refusals_per_window: int = 64
@@ -151,6 +155,8 @@ class ChainService(ValidatorDuties):
         self.blocks_proposed = 0
         self.votes_cast = 0
         self._block_delays_ms: deque[int] = deque(maxlen=32)
+        self._head_moved = trio.Event()
+        chain.head_listeners.append(self._on_head_moved)
         self.evidence_submitted = 0
 
     # ---------------------------------------------------------------- public surface
@@ -272,6 +278,10 @@ class ChainService(ValidatorDuties):
             await self.network.publish(self.topics[kind], data)
         except Exception as exc:
             log.warning("gossip of a %d-byte %s message failed: %r", len(data), kind, exc)
+
+    def _on_head_moved(self, _head: bytes) -> None:
+        self._head_moved.set()
+        self._head_moved = trio.Event()
 
     def _finalized_height(self) -> int:
         finalized = self.finalized

@@ -56,6 +56,7 @@ class ValidatorDuties:
     sync: SyncService
     blocks_proposed: int
     votes_cast: int
+    _head_moved: trio.Event
     evidence_submitted: int
     _evidence_send: trio.MemorySendChannel[ChainObject]
     _evidence_recv: trio.MemoryReceiveChannel[ChainObject]
@@ -103,6 +104,11 @@ class ValidatorDuties:
         state = self.chain.head_state()
         if self.head.slot >= slot or consensus.proposer_for_slot(state, slot) != self.signer.public_key:
             return
+        if self.head.slot < slot - 1:
+            await self._wait_for_previous_block(slot)
+            state = self.chain.head_state()
+            if self.head.slot >= slot or consensus.proposer_for_slot(state, slot) != self.signer.public_key:
+                return
         votes = self.vote_pool.for_inclusion(slot // self.epoch_slots)
         failed: list[SignedTx] = []
         try:
@@ -136,6 +142,21 @@ class ValidatorDuties:
             log.error("own block for slot %d did not import", slot)
             return
         self.blocks_proposed += 1
+
+    async def _wait_for_previous_block(self, slot: int) -> None:
+        """Until the head is the block of `slot - 1` (or later), at most
+        `previous_block_wait_permille` of the slot from its start."""
+        deadline_ms = self.genesis_ms + slot * self.slot_ms + self.slot_ms * self.config.previous_block_wait_permille // 1000
+        async with trio.open_nursery() as nursery:
+
+            async def give_up() -> None:
+                await self.clock.sleep_until_ms(deadline_ms)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(give_up)
+            while self.head.slot < slot - 1:
+                await self._head_moved.wait()
+            nursery.cancel_scope.cancel()
 
     async def _vote(self, epoch: int) -> None:
         if self.signer is None:
