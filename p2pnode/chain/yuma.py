@@ -28,7 +28,7 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, compress, repeat, takewhile
 from operator import add, and_, floordiv, itemgetter, mul, rshift
 
 from p2pnode.chain.errors import ChainError, Rejected
@@ -1062,15 +1062,18 @@ class _Epoch:
                 stack += self.weight_words[i] or self.zero_row
             positions = range(m)
             stake_at = stake_hat.__getitem__
+            below = kappa.__gt__
+            columns = memoryview(stack)  # a strided view, copied once by tolist
             consensus = []
             append = consensus.append
             for j in range(n):
-                col = stack[j::n].tolist()  # a list's items exist already; an array makes one per read
+                col = columns[j::n].tolist()  # a list's items exist already; an array makes one per read
                 if not any(col):
                     append(0)
                     continue
                 order = sorted(positions, key=col.__getitem__, reverse=True)
-                pos = bisect_left(list(accumulate(map(stake_at, order))), kappa)
+                # the first position whose running stake reaches kappa, the sums stopped there
+                pos = len(list(takewhile(below, accumulate(map(stake_at, order)))))
                 append(col[order[pos]] if pos < m else col[order[-1]])
         self.consensus = consensus
         self.consensus_packed = self.rows.pack(array("Q", consensus))
@@ -1250,12 +1253,17 @@ class _Epoch:
             columns = _Columns([lanes.unpack(ema[i]) for i in voting_rows], n)  # type: ignore[arg-type]
             cols = _Lanes(len(voting_rows), 128)
             high = cols.high
+            keep_bits = _KeepBits(cols)
             totals = 0
             for j in range(n):
                 if incentive[j] and ema_sums[j]:
+                    # `_Lanes.div` written out (this loop runs per column); each term floored per
+                    # entry (a multiple of 2^32), the sum shifted once after the loop
+                    total, k = ema_sums[j], 33 + ema_sums[j].bit_length()
                     column = columns.column(j)
-                    totals += ((cols.div(column, ema_sums[j], 33) * incentive[j]) & high) >> FRAC32
-            per_row = cols.unpack(totals) if totals else array("Q", [0]) * len(voting_rows)
+                    normalised = ((column * ((1 << (FRAC32 + k)) // total + 1)) & keep_bits[k]) >> k
+                    totals += (normalised * incentive[j]) & high
+            per_row = cols.unpack(totals >> FRAC32) if totals else array("Q", [0]) * len(voting_rows)
             for p, i in enumerate(voting_rows):
                 product = (per_row[p] * a[i]) >> FRAC32  # `checked_mul`: 0 on overflow
                 dividends[i] = product if product <= I32F32_MAX else 0
