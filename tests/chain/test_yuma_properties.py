@@ -109,16 +109,22 @@ def test_fast_epoch_equals_the_literal_reference(inp: EpochInput) -> None:
     assert run_epoch(inp) == run_epoch_reference(inp)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(epoch_inputs(max_n=40), st.integers(1, 3))
-def test_fast_equals_reference_over_chained_epochs(inp: EpochInput, epochs: int) -> None:
-    """Bonds and permits fed back as the chain does; larger n reaches the packed paths' edges."""
+def assert_chained_epochs_match_reference(inp: EpochInput, epochs: int) -> None:
+    """`epochs` epochs in a row, each fed the bonds, permits and block the previous one left (as the
+    chain does); the fast epoch equals the reference at every step."""
     for _ in range(epochs):
         out = run_epoch(inp)
         assert out == run_epoch_reference(inp)
         inp = dataclasses.replace(
             inp, bonds=out.bonds, validator_permit=out.validator_permit, current_block=inp.current_block + 1
         )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(epoch_inputs(max_n=40), st.integers(1, 3))
+def test_fast_equals_reference_over_chained_epochs(inp: EpochInput, epochs: int) -> None:
+    """Bonds and permits fed back as the chain does; larger n reaches the packed paths' edges."""
+    assert_chained_epochs_match_reference(inp, epochs)
 
 
 @CASES
@@ -362,12 +368,7 @@ def test_liquid_alpha_on_sorted_rows_equals_reference_over_chained_epochs(inp: E
     """Rows sorted by uid take the packed liquid-alpha path; it must match the reference's per-entry
     merge bit for bit, with its own bonds fed back."""
     inp = dataclasses.replace(inp, yuma3_on=True, liquid_alpha_on=True)
-    for _ in range(epochs):
-        out = run_epoch(inp)
-        assert out == run_epoch_reference(inp)
-        inp = dataclasses.replace(
-            inp, bonds=out.bonds, validator_permit=out.validator_permit, current_block=inp.current_block + 1
-        )
+    assert_chained_epochs_match_reference(inp, epochs)
 
 
 @pytest.mark.parametrize("bonds_penalty", [65535, 0, 30000])
