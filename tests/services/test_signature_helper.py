@@ -10,14 +10,14 @@ import pytest
 
 from p2pnode.chain.errors import BlockInvalid
 from p2pnode.chain.types import Block, Transfer
-from p2pnode.services.chain.block_tree import MIN_BLOCKS_FOR_HELPER, BlockTree
+from p2pnode.services.chain.block_tree import MIN_BLOCKS_TO_START_HELPER, BlockTree
 from p2pnode.services.chain.signature_helper import SignatureHelper, pack_checks, unpack_checks
 from p2pnode.testing.factories import build_and_import, make_genesis, open_chain, signed, user_keys
 from protocols import codec
 from protocols.validation import InvalidSignature, block_signature_checks, check_block_signatures
 
 USERS = 3
-BLOCKS = MIN_BLOCKS_FOR_HELPER  # the shortest batch the helper is given
+BLOCKS = MIN_BLOCKS_TO_START_HELPER  # the shortest batch that starts the helper
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +73,24 @@ def test_a_range_imports_on_the_helpers_verdicts(tmp_path: Path, source_blocks: 
     assert not helper.expecting
 
 
-def test_a_short_batch_is_verified_here(tmp_path: Path, source_blocks: list[bytes], helper: SignatureHelper) -> None:
-    chain = _fresh_chain(tmp_path, helper)
-    used = helper.verdicts_used
+def test_a_short_batch_does_not_start_the_helper_but_a_running_one_takes_it(
+    tmp_path: Path, source_blocks: list[bytes], helper: SignatureHelper
+) -> None:
+    idle = SignatureHelper()
+    chain = _fresh_chain(tmp_path, idle)
     blocks = _decoded(source_blocks[:-1])
     chain.expect_blocks(blocks)
-    assert not helper.expecting
     for block in blocks:
         chain.import_block(block)
-    assert helper.verdicts_used == used
+    assert idle.pid is None and idle.verdicts_used == 0  # never started: verified here
+    # A helper already running (started by a long batch) checks short batches too.
+    chain = _fresh_chain(tmp_path, helper, "second")
+    used = helper.verdicts_used
+    blocks = _decoded(source_blocks[:3])
+    chain.expect_blocks(blocks)
+    for block in blocks:
+        chain.import_block(block)
+    assert helper.verdicts_used - used == 3
 
 
 def test_a_bad_signature_is_refused_with_the_in_process_reason(tmp_path: Path, source_blocks: list[bytes],

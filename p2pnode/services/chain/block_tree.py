@@ -35,9 +35,10 @@ from protocols.validation import InvalidSignature, check_block_signatures, check
 MAX_FORK_BLOCKS = 4096
 # Room kept in a block for its header, signature and CBOR framing when filling it with transactions.
 BLOCK_OVERHEAD_BYTES = 1024
-# A range batch shorter than this is verified here: the helper (a process, started at the first
-# long batch) pays off over many blocks, not for a node a few blocks behind.
-MIN_BLOCKS_FOR_HELPER = 16
+# The signature helper (a process) is started by the first range batch this long: it pays off over
+# many blocks, not for a node a few dozen blocks behind (a peer joining a young testnet would start
+# one for a fraction of a second of work). Once it runs, every batch of two or more blocks uses it.
+MIN_BLOCKS_TO_START_HELPER = 64
 
 
 @dataclass(frozen=True)
@@ -351,8 +352,9 @@ class BlockTree:
     def expect_blocks(self, blocks: list[Block]) -> None:
         """Blocks about to be imported, in this order (a range-sync batch): the signature helper,
         if there is one, checks them ahead."""
-        if self.signature_helper is not None and len(blocks) >= MIN_BLOCKS_FOR_HELPER:
-            self.signature_helper.expect(blocks)
+        helper = self.signature_helper
+        if helper is not None and (len(blocks) >= MIN_BLOCKS_TO_START_HELPER or (helper.alive and len(blocks) > 1)):
+            helper.expect(blocks)
 
     def _verify_signatures(self, block: Block, already: bool, header_verified: bool) -> None:
         if already:
