@@ -107,6 +107,19 @@ class StateReader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
 
+class OverlayReader:
+    """`base` seen through `overrides` (key -> value, None for deleted)."""
+
+    def __init__(self, base: StateReader, overrides: dict[bytes, bytes | None]) -> None:
+        self._base = base
+        self._overrides = overrides
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._overrides:
+            return self._overrides[key]
+        return self._base.get(key)
+
+
 class DictReader:
     """An in-memory `StateReader` (tests, genesis)."""
 

@@ -12,6 +12,7 @@ undo records below it are pruned, and fork blocks at or below it are forgotten.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from p2pnode.chain.errors import BlockInvalid, TxInvalid
 from p2pnode.chain.forkchoice import BlockInfo, is_better
 from p2pnode.chain.receipts import EpochRecord
 from p2pnode.chain.records import FinalityRecord, ValidatorSet
-from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, State, shared_record
+from p2pnode.chain.state import VSET_KEY, VSET_NEXT_KEY, OverlayReader, State, shared_record
 from p2pnode.chain.transition import apply_block, apply_block_body, apply_tx, context_for
 from p2pnode.chain.types import Block, Checkpoint, Header, SignedTx, SignedVote, body_root, randao_message
 from p2pnode.services.chain.signature_helper import SignatureHelper
@@ -66,19 +67,6 @@ class _HeadView:
     justified: Checkpoint | None
     finalized: Checkpoint | None
     params: dict[str, int]
-
-
-class _RewoundReader:
-    """The head state seen through overrides: the state at an ancestor, or at a fork block."""
-
-    def __init__(self, store: Store, overrides: dict[bytes, bytes | None]) -> None:
-        self._store = store
-        self._overrides = overrides
-
-    def get(self, key: bytes) -> bytes | None:
-        if key in self._overrides:
-            return self._overrides[key]
-        return self._store.get(key)
 
 
 def _info(block: Block, state_justified_epoch: int) -> BlockInfo:
@@ -430,7 +418,7 @@ class BlockTree:
         for fork in reversed(path):
             overrides.update(fork.changes)
             acc = fork.acc
-        return State(_RewoundReader(self.store, overrides), acc)
+        return State(OverlayReader(self.store, overrides), acc)  # the state at an ancestor or a fork block
 
     def _reorganise_to(self, new_head: bytes) -> int:
         """Make the fork block `new_head` the head: roll back to the fork point and forward, atomically."""
@@ -522,12 +510,12 @@ class BlockTree:
             txs, chosen_votes = self._select(state.child(), header, candidates, list(votes), failed)
         else:
             txs, chosen_votes = list(candidates), list(votes)
-        header = Header(**{**_fields(header), "tx_root": body_root(txs, chosen_votes)})
+        header = dataclasses.replace(header, tx_root=body_root(txs, chosen_votes))
         draft = Block(header=header, sig=bytes(64), txs=tuple(txs), votes=tuple(chosen_votes))
         state = self.head_state()
         apply_block_body(state, draft, self.supported_versions)
-        header = Header(**{**_fields(header), "state_root": state.root()})
-        return Block(header=header, sig=bytes(64), txs=draft.txs, votes=draft.votes)
+        header = dataclasses.replace(header, state_root=state.root())
+        return dataclasses.replace(draft, header=header)
 
     @staticmethod
     def _select(
@@ -600,8 +588,4 @@ class BlockTree:
 
 
 def sign_block(block: Block, signature: bytes) -> Block:
-    return Block(header=block.header, sig=signature, txs=block.txs, votes=block.votes)
-
-
-def _fields(header: Header) -> dict[str, object]:
-    return {name: getattr(header, name) for name in Header.SCHEMA}
+    return dataclasses.replace(block, sig=signature)
