@@ -1,8 +1,9 @@
 """32 peer processes on one machine (issue 14 item 4): `testnet up -n 32` starts them, they connect
 and finalize (2 s slots), and no peer bans another for timeouts caused by the machine's own overload.
 
-Slow (several minutes on two cores, and it takes the whole machine): `-m slow`. The short version in
-the default run is the overload unit tests in `tests/net/test_net_overload.py`.
+Slow (several minutes on two cores, and it needs the whole machine: beside other testnets and test
+suites, load ~50, it did not finalize in 600 s): `-m slow`. The short version in the default run is
+the overload tests in `tests/net/test_net_overload.py`.
 """
 
 from __future__ import annotations

@@ -223,7 +223,11 @@ async def test_burst_of_100_publishes_is_delivered() -> None:
         for payload in burst:
             await a.honest.publish(TOPIC, payload)
         await wait_for(lambda: len(a.victim_inbox.messages) >= 100, 20, "all 100 messages")
-        assert a.victim_inbox.payloads() == burst  # none lost, in order
+        # None lost, none twice. Not necessarily in order: py-libp2p starts a task per received
+        # message, and frames already buffered are read without a checkpoint, so several messages
+        # can start in one scheduling batch, which trio may run in either order (failed 2 of 10
+        # runs before the issue 14 changes, when this asserted the order).
+        assert sorted(a.victim_inbox.payloads()) == burst
         # The message cache is keyed by the same content id as the seen-cache (IHAVE/IWANT agree).
         assert message_id_of(burst[-1]) in a.honest.gossipsub.mcache.msgs
         await a.assert_victim_serves_honest_peer()
