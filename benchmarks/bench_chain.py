@@ -147,7 +147,7 @@ def bench_sync_import(source: BlockTree, directory: Path, run: int, blocks: int,
 
 def start_helper() -> SignatureHelper:
     """A signature helper process, started and ready (a node starts it once, at its first sync)."""
-    helper = SignatureHelper(machine_busy=lambda: False)  # measured whatever the load
+    helper = SignatureHelper()
     if not helper.wait_until_ready(60):
         raise RuntimeError("the signature helper did not start")
     return helper

@@ -34,13 +34,9 @@ def source_blocks(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     return out
 
 
-def _never_busy() -> bool:
-    return False  # the test machine's load must not decide whether the helper is used
-
-
 @pytest.fixture(scope="module")
 def helper() -> Iterator[SignatureHelper]:
-    helper = SignatureHelper(machine_busy=_never_busy)
+    helper = SignatureHelper()
     assert helper.wait_until_ready(120), "the helper process did not start"
     yield helper
     helper.close()
@@ -80,7 +76,7 @@ def test_a_range_imports_on_the_helpers_verdicts(tmp_path: Path, source_blocks: 
 def test_a_short_batch_does_not_start_the_helper_but_a_running_one_takes_it(
     tmp_path: Path, source_blocks: list[bytes], helper: SignatureHelper
 ) -> None:
-    idle = SignatureHelper(machine_busy=_never_busy)
+    idle = SignatureHelper()
     chain = _fresh_chain(tmp_path, idle)
     blocks = _decoded(source_blocks[:-1])
     chain.expect_blocks(blocks)
@@ -141,7 +137,7 @@ def test_a_verdict_is_only_used_for_the_exact_bytes_it_was_given(tmp_path: Path,
 
 
 def test_blocks_are_verified_here_when_the_helper_dies(tmp_path: Path, source_blocks: list[bytes]) -> None:
-    helper = SignatureHelper(machine_busy=_never_busy)
+    helper = SignatureHelper()
     try:
         assert helper.wait_until_ready(120)
         chain = _fresh_chain(tmp_path, helper)
@@ -185,25 +181,3 @@ def test_packed_checks_unpack_to_what_was_packed(source_blocks: list[bytes]) -> 
     assert unpacked == [(pk, message, sig) for pk, message, sig, _ in checks]
     with pytest.raises(ValueError):
         unpack_checks(pack_checks(checks)[:-1])
-
-
-def test_a_round_on_a_busy_machine_is_verified_here(tmp_path: Path, source_blocks: list[bytes],
-                                                     helper: SignatureHelper) -> None:
-    busy = [True]
-    helper.machine_busy = lambda: busy[0]
-    try:
-        chain = _fresh_chain(tmp_path, helper)
-        used, skipped = helper.verdicts_used, helper.rounds_skipped_busy
-        blocks = _decoded(source_blocks)
-        chain.expect_blocks(blocks)
-        assert not helper.expecting and helper.rounds_skipped_busy == skipped + 1
-        for block in blocks[:2]:
-            chain.import_block(block)
-        assert helper.verdicts_used == used  # verified here
-        busy[0] = False
-        chain.expect_blocks(blocks[2:])
-        for block in blocks[2:]:
-            chain.import_block(block)
-        assert helper.verdicts_used - used == BLOCKS - 2
-    finally:
-        helper.machine_busy = _never_busy

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -76,14 +75,6 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cores_taken() -> bool:
-    """Whether the last minute's load average already fills every core this process may use."""
-    try:
-        return os.getloadavg()[0] >= usable_cores()
-    except OSError:  # no load average on this platform
-        return False
-
-
 def serve(conn: Connection) -> None:
     """The helper process: a verdict for every block's checks it is sent, in order, until the pipe
     closes: OK, or BAD_PREFIX and the index of the first check whose signature does not verify."""
@@ -117,11 +108,7 @@ class SignatureHelper:
     `verdict` gives a queued block's result, or None when it has none to give.
     """
 
-    def __init__(self, machine_busy: Callable[[], bool] | None = None) -> None:
-        # Whether the cores are all taken already (then a round is verified in-process: a second
-        # process only waits for a core, and the importer for its verdicts).
-        self.machine_busy = cores_taken if machine_busy is None else machine_busy
-        self.rounds_skipped_busy = 0
+    def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._ready = False
@@ -222,10 +209,6 @@ class SignatureHelper:
     def expect(self, blocks: list[Block]) -> None:
         """The blocks about to be imported, in order; replaces what was queued before."""
         if self._broken:
-            return
-        if self.machine_busy():
-            self._queued = deque()
-            self.rounds_skipped_busy += 1
             return
         self._queued = deque(blocks)
         if self._is_ready():
