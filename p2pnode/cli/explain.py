@@ -13,6 +13,7 @@ from typing import Any
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.params import TAO
 from p2pnode.chain.receipts import EpochRecord, ReceiptError, explain_uid, verify_record
+from p2pnode.chain.records import EpochReceipt
 from p2pnode.cli.common import add_api, add_json, api_get, emit
 from p2pnode.cli.errors import CliError
 from protocols.codec import MalformedMessage, decode_plain
@@ -41,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=cmd_explain)
 
 
-def fetch_record(args: argparse.Namespace) -> tuple[EpochRecord, dict[str, Any] | None]:
-    """The epoch's record from the node, and the receipt in state (hashes as bytes), or None."""
+def fetch_record(args: argparse.Namespace) -> tuple[EpochRecord, EpochReceipt | None]:
+    """The epoch's record from the node, and the receipt in state, or None."""
     epoch = args.epoch
     if epoch is None:
         listing = api_get(args, f"/receipts/{args.netuid}")
@@ -54,10 +55,14 @@ def fetch_record(args: argparse.Namespace) -> tuple[EpochRecord, dict[str, Any] 
         record = EpochRecord.from_document(decode_plain(bytes.fromhex(doc["record_cbor"]), MAX_RECORD_BYTES))
     except (ReceiptError, MalformedMessage, ValueError, KeyError, TypeError) as exc:
         raise CliError(f"the node's record of epoch {epoch} is malformed: {exc}") from None
-    receipt = doc.get("receipt")
-    if receipt is not None:
-        receipt = dict(receipt, inputs_hash=bytes.fromhex(receipt["inputs_hash"]),
-                       outputs_hash=bytes.fromhex(receipt["outputs_hash"]))
+    receipt_doc = doc.get("receipt")
+    if receipt_doc is None:
+        return record, None
+    try:
+        receipt = EpochReceipt(int(receipt_doc["epoch"]), int(receipt_doc["block"]),
+                               bytes.fromhex(receipt_doc["inputs_hash"]), bytes.fromhex(receipt_doc["outputs_hash"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"the node's receipt of epoch {epoch} is malformed: {exc}") from None
     return record, receipt
 
 
