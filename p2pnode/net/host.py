@@ -30,7 +30,9 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.host.exceptions import StreamFailure
 from libp2p.kad_dht.kad_dht import DHTMode
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
@@ -410,8 +412,11 @@ class LibP2PNetwork(PeerFinding):
             return response
         except RequestError as exc:
             outcome = "timeout" if "timed out" in str(exc) else "error"
-            if outcome == "timeout" and self.is_relayed(peer_id) and self._nursery is not None:
-                # The relay may be gone (a cut link looks alive for minutes): drop the relayed
+            # A timeout, or a stream that would not open: not an answer from the peer.
+            no_exchange = outcome == "timeout" or isinstance(exc.__cause__, (SwarmException, StreamFailure))
+            if no_exchange and self.is_relayed(peer_id) and self._nursery is not None:
+                # The relay may be gone (a cut link looks alive for minutes; a relay that dropped
+                # the circuit leaves a connection no stream opens on): drop the relayed
                 # connection so the next request dials afresh, through another relay if need be.
                 self._nursery.start_soon(self.relayed_upgrader.close_relayed, parse_peer_id(peer_id))
             raise

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import multiaddr
 import pytest
+from libp2p.host.exceptions import StreamFailure
 from libp2p.relay.circuit_v2 import dcutr
 from libp2p.relay.circuit_v2.dcutr import PROTOCOL_ID as DCUTR_PROTOCOL_ID
 
 from p2pnode.net.addresses import Reachability
 from p2pnode.net.dcutr_relay_only_addrs import MAX_OWN_ADDRS, MAX_PEER_ADDRS, HolePunching
+from protocols.network import RequestError
 from tests.net.netutil import ECHO, closed_port, echo, fast_network, running, wait_for
 
 
@@ -119,3 +121,17 @@ async def test_only_the_peer_that_accepted_the_relayed_connection_starts_dcutr(m
                       for side, other in ((miner, querier), (querier, miner))}
             lower = min((miner, querier), key=lambda n: n.host.get_id().to_bytes()).peer_id
             assert starts == {miner.peer_id: miner.peer_id == lower, querier.peer_id: querier.peer_id == lower}
+
+            # a relayed connection no stream opens on any more (its relay dropped the circuit) is
+            # closed after the failed request, so the next one dials afresh
+            opens = querier.host.new_stream
+
+            async def circuit_gone(peer, protocols):  # type: ignore[no-untyped-def]
+                if ECHO in [str(p) for p in protocols]:
+                    raise StreamFailure("failed to open a stream: the relay dropped the circuit")
+                return await opens(peer, protocols)
+
+            querier.host.new_stream = circuit_gone  # type: ignore[method-assign]
+            with pytest.raises(RequestError, match="StreamFailure"):
+                await querier.request(miner.peer_id, ECHO, b"lost", timeout=10, max_response_bytes=1024)
+            await wait_for(lambda: not querier.connection_addrs(miner.peer_id), 10, "the dead relayed connections closed")
