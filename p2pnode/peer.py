@@ -142,7 +142,7 @@ class Peer:
         self.network = LibP2PNetwork(
             self.hotkey.seed, listen_addrs=options.listen, bootstrap=bootstrap, announce=options.announce,
             config=NetConfig(network_id=dht_network_name(genesis.chain_id), relay_service=relay_service,
-                             upnp=options.upnp))
+                             upnp=options.upnp, hole_punching=True))
         self.clock = SystemClock(offset_ms=_clock_offset_from_env())
         # The latest refusal of each kind of transaction this peer's hotkey submitted (doctor shows it).
         self.own_tx_refusals: dict[str, dict[str, Any]] = {}

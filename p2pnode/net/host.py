@@ -96,8 +96,9 @@ class NetConfig:
     # announced, and AutoNAT tells whether it works.
     upnp: bool = False
     # DCUtR hole punching: a relayed connection between two peers is upgraded to a direct one
-    # where their NATs allow it (see dcutr_relay_only_addrs.py).
-    hole_punching: bool = True
+    # where their NATs allow it (see dcutr_relay_only_addrs.py). `p2pnode join` turns it on;
+    # off here, so in-process tests and benchmarks keep their timing (see decisions.md).
+    hole_punching: bool = False
     # Discovery keeps dialling peers found in the DHT until this many are connected.
     target_peer_count: int = 16
     dial_timeout_s: float = 10.0

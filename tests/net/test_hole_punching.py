@@ -83,10 +83,10 @@ async def test_only_the_peer_that_accepted_the_relayed_connection_starts_dcutr(m
     async with running(relay):
         boot = (relay.listen_addrs()[0],)
         miner = fast_network("punch-miner", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",),
-                        target_peer_count=1)
+                             target_peer_count=1, hole_punching=True)
         miner.set_request_handler(ECHO, echo, 1024)
         querier = fast_network("punch-querier", bootstrap=boot, announce=(f"/ip4/127.0.0.1/tcp/{closed_port()}",),
-                          target_peer_count=1)
+                               target_peer_count=1, hole_punching=True)
         streams: list[str] = []
         for side in (miner, querier):
             original = side.host.new_stream
