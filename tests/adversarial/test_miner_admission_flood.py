@@ -89,8 +89,12 @@ async def test_an_unstaked_flood_does_not_lock_out_a_staked_validator() -> None:
         flooder_net = hub.add_peer(peer_id_from_pubkey(flooder.public_key))
         validator_net = hub.add_peer(peer_id_from_pubkey(validator.public_key))
 
+        started = trio.current_time()
         flood = [await ask(flooder_net, flooder, miner, clock) for _ in range(300)]
-        assert flood.count(Code.OK) <= 5  # its own burst, then RATE_LIMITED
+        # Its own burst, then RATE_LIMITED; the bucket refills at its rate while a busy machine
+        # takes seconds over the 300 requests.
+        refilled = int((trio.current_time() - started) * config.unstaked_rate_per_s)
+        assert flood.count(Code.OK) <= config.unstaked_burst + refilled
         assert set(flood) <= {Code.OK, Code.RATE_LIMITED}
         # Nothing of the refused requests was recorded.
         stats = server.statistics()
