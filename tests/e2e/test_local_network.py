@@ -221,7 +221,8 @@ def test_governance_changes_a_parameter_on_every_node(testnet: Path, tmp_path: P
         cli("gov", "vote", str(proposal["id"]), "yes", "--wallet", f"v{i}", "--api", url, env=env)
     shown = wait_until(lambda: (p := cli_json("gov", "show", str(proposal["id"]), "--api", url))["voters"] == 3 and p,
                        60, "three votes to be counted")
-    assert shown["yes"] > 0 and shown["status"] == "voting"
+    # On a busy machine the poll may first see the proposal after its vote closed.
+    assert shown["yes"] > 0 and shown["status"] in ("voting", "passed", "enacted")
     wait_until(lambda: all(api(n["api"], "/status")["min_fee"] == 2000 for n in nodes(testnet)
                            if n["name"] in VALIDATORS), 180, "min_fee to change on every validator")
     assert cli_json("gov", "show", str(proposal["id"]), "--api", url)["status"] == "enacted"
