@@ -18,8 +18,9 @@ capacity, not the submitter's.
     .venv/bin/python benchmarks/bench_tx_finality.py [--senders 512] [--per-sender 64]
         [--param max_block_txs=2000] [--profile-dir DIR] [--json-out FILE]
 
-`--profile-dir` runs every peer under cProfile (process CPU time; `P2PNODE_CPROFILE_DIR`), which
-slows them down: profile in a separate run from the one whose rates are reported.
+`--profile-dir` profiles every peer from the first submission until the last transfer is
+included (cProfile of process CPU time, `P2PNODE_PROFILE` toggled by SIGUSR1), which slows them
+down: profile in a separate run from the one whose rates are reported.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from p2pnode.chain.address import encode_address  # noqa: E402
 from p2pnode.chain.types import SignedTx, Transfer  # noqa: E402
 from p2pnode.cli.client import ApiError, get_json, post_txs  # noqa: E402
+from p2pnode.cli.profiling import PROFILE_ENV  # noqa: E402
 from p2pnode.genesis_file import dev_keypair  # noqa: E402
 from p2pnode.services.api.routes import MAX_BATCH_TXS  # noqa: E402
 from p2pnode.testing.factories import signed  # noqa: E402
@@ -272,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = os.environ.copy()
     if args.profile_dir:
         Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
-        env["P2PNODE_CPROFILE_DIR"] = str(Path(args.profile_dir).resolve())
+        env[PROFILE_ENV] = str(Path(args.profile_dir).resolve())
     params = [a for p in args.param for a in ("--param", p)]
     with tempfile.TemporaryDirectory() as tmp:
         rows = cli("testnet", "up", "-n", "4", "--no-market", "--dir", tmp, "--timeout", "400", "--json", *params, env=env)
@@ -333,6 +336,9 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
     load0 = os.getloadavg()
     watcher = threading.Thread(target=watch)
     watcher.start()
+    if args.profile_dir:
+        for pid in pids:
+            os.kill(pid, signal.SIGUSR1)  # starts its profile
     t0 = time.monotonic()
     start.set()
     reports = [results.get(timeout=args.timeout + 60) for _ in procs]
@@ -348,6 +354,9 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
                 included_at, included_height = next((t, h) for t, inc, h, _ in samples if inc >= total)
                 cpu_end = time.monotonic()
                 cpu = [(cpu_seconds(p) - c) / (cpu_end - t0) * 100 for p, c in zip(pids, cpu0, strict=True)]
+                if args.profile_dir:
+                    for pid in pids:
+                        os.kill(pid, signal.SIGUSR1)  # stops and writes its profile
             finalized = next((t for t, _, _, f in samples if f >= included_height), None)
             if finalized is not None:
                 finalized_at = finalized

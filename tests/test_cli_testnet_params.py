@@ -1,18 +1,15 @@
-"""`testnet up --param NAME=VALUE` (genesis parameters of a local network, e.g. the throughput
-benchmark's larger blocks) and the `P2PNODE_CPROFILE_DIR` hook that profiles a command."""
+"""`testnet up --param NAME=VALUE`: genesis parameters of a local network, e.g. the throughput
+benchmark's larger blocks."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import pstats
-from pathlib import Path
 
 import pytest
 
 from p2pnode.chain.genesis import build_genesis_state
 from p2pnode.chain.state import State
-from p2pnode.cli.main import PROFILE_ENV, _run_profiled, build_parser
+from p2pnode.cli.main import build_parser
 from p2pnode.cli.testnet import make_genesis, parse_param
 from p2pnode.genesis_file import genesis_from_json
 
@@ -35,9 +32,3 @@ def test_up_puts_the_params_in_the_genesis() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["testnet", "up", "--param", "max_block_txs=0"])
 
-
-def test_the_profile_hook_writes_a_profile_of_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(PROFILE_ENV, str(tmp_path))
-    assert _run_profiled(lambda args: sum(range(1000)) and 3, argparse.Namespace(command="join")) == 3
-    profile = tmp_path / f"join-{os.getpid()}.prof"
-    assert pstats.Stats(str(profile)).total_calls > 0

@@ -8,32 +8,13 @@ a traceback means a bug.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from p2pnode.cli import chain, doctor, epoch, explain, gov, keys, market, node, testnet, wallet, watch
 from p2pnode.cli.errors import CliError
 
 COMMAND_GROUPS = (keys, epoch, node, testnet, gov, market, chain, explain, doctor, watch, wallet)
-
-
-# Set to a directory, each command writes a cProfile of its process's CPU time there on exit
-# (`COMMAND-PID.prof`): how the benchmarks see where a running peer's CPU goes.
-PROFILE_ENV = "P2PNODE_CPROFILE_DIR"
-
-
-def _run_profiled(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    import cProfile
-
-    profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine is shared
-    profiler.enable()
-    try:
-        return int(func(args) or 0)
-    finally:
-        profiler.disable()
-        profiler.dump_stats(os.path.join(os.environ[PROFILE_ENV], f"{args.command}-{os.getpid()}.prof"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return _run_profiled(func, args) if os.environ.get(PROFILE_ENV) else int(func(args) or 0)
+        return int(func(args) or 0)
     except CliError as exc:
         print(f"p2pnode: error: {exc}", file=sys.stderr)
         return exc.code
