@@ -15,7 +15,6 @@ fixes three more things:
   the connection that carried them. A peer whose relay connections had dropped once knew no
   external IP. When none is known at hole-punch time we run identify again with up to
   `REIDENTIFY_PEERS` directly connected peers (within `REIDENTIFY_TIMEOUT_S`).
-
 - Only the peer that *accepted* the relayed connection starts DCUtR, as the spec says (the lower
   PeerID when each dialled the other through a relay). Upstream starts it from both ends; two
   sessions at once dial the same address pair twice, and whichever socket wins may run the
