@@ -7,10 +7,12 @@ from typing import Any
 
 from p2pnode.chain.records.fields import (
     MalformedRecord,
+    MapLayout,
     check_key,
-    check_list,
     check_uint,
-    map_fields,
+    list_fields,
+    records_from_state,
+    records_to_state,
 )
 
 # ---------------------------------------------------------------- accounts and hotkeys
@@ -50,8 +52,7 @@ class HotkeyRecord:
 
     @classmethod
     def from_state(cls, value: Any) -> HotkeyRecord:
-        check_list("hotkey", "record", value, 2)
-        return cls(check_key("hotkey", "owner", value[0]), check_uint("hotkey", "take", value[1]))
+        return cls(*list_fields("hotkey", value, (("owner", check_key), ("take", check_uint))))
 
     def to_state(self) -> list[Any]:
         return [self.owner, self.take]
@@ -60,7 +61,8 @@ class HotkeyRecord:
 # ---------------------------------------------------------------- supply
 
 
-_SUPPLY_FIELDS = frozenset({"genesis", "emitted", "burned", "locked"})
+_SUPPLY_COUNTERS = ("genesis", "emitted", "burned", "locked")
+_SUPPLY_LAYOUT = MapLayout("supply", required=tuple((name, name, check_uint) for name in _SUPPLY_COUNTERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +78,14 @@ class Supply:
 
     @classmethod
     def from_state(cls, value: Any) -> Supply:
-        v = map_fields("supply", value, _SUPPLY_FIELDS)
-        return cls(*(check_uint("supply", name, v[name]) for name in ("genesis", "emitted", "burned", "locked")))
+        return cls(**_SUPPLY_LAYOUT.read(value))
 
     def to_state(self) -> dict[str, int]:
-        return {"genesis": self.genesis, "emitted": self.emitted, "burned": self.burned, "locked": self.locked}
+        return _SUPPLY_LAYOUT.write(self)
 
     def plus(self, counter: str, amount: int) -> Supply:
         """This supply with `amount` added to one counter ("emitted", "burned", "locked")."""
-        if counter not in _SUPPLY_FIELDS:
+        if counter not in _SUPPLY_COUNTERS:
             raise ValueError(f"not a supply counter: {counter!r}")  # callers name a fixed counter
         return replace(self, **{counter: getattr(self, counter) + amount})
 
@@ -102,20 +103,19 @@ class UnbondingEntry:
 
     @classmethod
     def from_state(cls, value: Any) -> UnbondingEntry:
-        check_list("unbonding", "entry", value, 3)
-        return cls(check_key("unbonding", "coldkey", value[0]), check_uint("unbonding", "amount", value[1]),
-                   check_uint("unbonding", "release_height", value[2]))
+        return cls(*list_fields("unbonding", value, (("coldkey", check_key), ("amount", check_uint),
+                                                     ("release_height", check_uint)), "entry"))
 
     def to_state(self) -> list[Any]:
         return [self.coldkey, self.amount, self.release_height]
 
     @staticmethod
     def list_from_state(value: Any) -> list[UnbondingEntry]:
-        return [UnbondingEntry.from_state(entry) for entry in check_list("unbonding", "entries", value)]
+        return records_from_state("unbonding", "entries", value, UnbondingEntry.from_state)
 
     @staticmethod
     def list_to_state(entries: list[UnbondingEntry]) -> list[list[Any]]:
-        return [e.to_state() for e in entries]
+        return records_to_state(entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +127,7 @@ class SlashRecord:
 
     @classmethod
     def from_state(cls, value: Any) -> SlashRecord:
-        check_list("slash", "record", value, 2)
-        return cls(check_uint("slash", "height", value[0]), check_uint("slash", "burned", value[1]))
+        return cls(*list_fields("slash", value, (("height", check_uint), ("burned", check_uint))))
 
     def to_state(self) -> list[int]:
         return [self.height, self.burned]

@@ -11,6 +11,8 @@ from p2pnode.chain.records.fields import (
     check_list,
     check_uint,
     map_fields,
+    records_from_state,
+    records_to_state,
 )
 from p2pnode.chain.types import Checkpoint
 
@@ -135,8 +137,8 @@ class FfgLink:
 
     @staticmethod
     def list_from_state(value: Any) -> list[FfgLink]:
-        return [FfgLink.from_state(entry) for entry in check_list("finality tally", "links", value)]
+        return records_from_state("finality tally", "links", value, FfgLink.from_state)
 
     @staticmethod
     def list_to_state(links: list[FfgLink]) -> list[list[Any]]:
-        return [link.to_state() for link in links]
+        return records_to_state(links)

@@ -6,11 +6,16 @@ Each `check_*` returns the value when it has the named shape and otherwise raise
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 from p2pnode.chain.encoding import DecodeError
 
 KEY_LEN = 32
+
+R = TypeVar("R")
+# A field check: (record kind, field name, value) -> the value, or MalformedRecord.
+Check = Callable[[str, str, Any], Any]
 
 
 class MalformedRecord(DecodeError):
@@ -31,12 +36,6 @@ def check_uint(kind: str, name: str, value: Any) -> int:
     return value  # type: ignore[no-any-return]
 
 
-def check_int(kind: str, name: str, value: Any) -> int:
-    if type(value) is not int:
-        raise MalformedRecord(kind, f"{name} is not an integer")
-    return value  # type: ignore[no-any-return]
-
-
 def check_key(kind: str, name: str, value: Any) -> bytes:
     if type(value) is not bytes or len(value) != KEY_LEN:
         raise MalformedRecord(kind, f"{name} is not a {KEY_LEN}-byte key")
@@ -49,22 +48,21 @@ def check_key_or_empty(kind: str, name: str, value: Any) -> bytes:
     return value  # type: ignore[no-any-return]
 
 
-def check_bytes(kind: str, name: str, value: Any) -> bytes:
-    if type(value) is not bytes:
-        raise MalformedRecord(kind, f"{name} is not bytes")
-    return value  # type: ignore[no-any-return]
+def _exact_type(expected: type, what: str) -> Check:
+    """The check that a value is exactly of `expected` type (a bool is not an int here)."""
+
+    def check(kind: str, name: str, value: Any) -> Any:
+        if type(value) is not expected:
+            raise MalformedRecord(kind, f"{name} is not {what}")
+        return value
+
+    return check
 
 
-def check_str(kind: str, name: str, value: Any) -> str:
-    if type(value) is not str:
-        raise MalformedRecord(kind, f"{name} is not text")
-    return value  # type: ignore[no-any-return]
-
-
-def check_bool(kind: str, name: str, value: Any) -> bool:
-    if type(value) is not bool:
-        raise MalformedRecord(kind, f"{name} is not a bool")
-    return value  # type: ignore[no-any-return]
+check_int = _exact_type(int, "an integer")
+check_bytes = _exact_type(bytes, "bytes")
+check_str = _exact_type(str, "text")
+check_bool = _exact_type(bool, "a bool")
 
 
 def check_list(kind: str, name: str, value: Any, length: int | None = None) -> list[Any]:
@@ -101,3 +99,61 @@ def map_fields(kind: str, value: Any, required: frozenset[str], optional: frozen
     if len(value) > len(required) and not present <= required | optional:
         raise MalformedRecord(kind, f"unknown {sorted(present - required - optional)}")
     return value  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- record shapes
+
+
+def list_fields(kind: str, value: Any, fields: tuple[tuple[str, Check], ...], what: str = "record") -> list[Any]:
+    """`value` as a stored list of exactly `len(fields)` entries, each passed through its field's check."""
+    check_list(kind, what, value, len(fields))
+    return [check(kind, name, item) for (name, check), item in zip(fields, value, strict=False)]  # length checked above
+
+
+class _Stored(Protocol):
+    def to_state(self) -> Any: ...
+
+
+def records_from_state(kind: str, what: str, value: Any, from_state: Callable[[Any], R]) -> list[R]:
+    """A stored list of records, each decoded by `from_state`."""
+    return [from_state(entry) for entry in check_list(kind, what, value)]
+
+
+def records_to_state(records: Iterable[_Stored]) -> list[Any]:
+    return [record.to_state() for record in records]
+
+
+# A map field: (attribute name, stored name, check).
+MapField = tuple[str, str, Check]
+
+
+class MapLayout:
+    """How a record stored as a map reads and writes: its required fields, and its optional ones
+    (None while absent, and left out when None, since absent and default encode differently)."""
+
+    __slots__ = ("kind", "required", "optional", "_required_names", "_optional_names")
+
+    def __init__(self, kind: str, required: tuple[MapField, ...], optional: tuple[MapField, ...] = ()) -> None:
+        self.kind = kind
+        self.required = required
+        self.optional = optional
+        self._required_names = frozenset(stored for _, stored, _ in required)
+        self._optional_names = frozenset(stored for _, stored, _ in optional)
+
+    def read(self, value: Any) -> dict[str, Any]:
+        """The record's attributes from its stored map, each field checked."""
+        kind = self.kind
+        v = map_fields(kind, value, self._required_names, self._optional_names)
+        attrs = {attr: check(kind, stored, v[stored]) for attr, stored, check in self.required}
+        for attr, stored, check in self.optional:
+            attrs[attr] = check(kind, stored, v[stored]) if stored in v else None
+        return attrs
+
+    def write(self, record: Any) -> dict[str, Any]:
+        """The stored map of `record`, fields in layout order."""
+        out = {stored: getattr(record, attr) for attr, stored, _ in self.required}
+        for attr, stored, _ in self.optional:
+            value = getattr(record, attr)
+            if value is not None:
+                out[stored] = value
+        return out

@@ -7,12 +7,12 @@ from typing import Any
 
 from p2pnode.chain.records.fields import (
     MalformedRecord,
+    MapLayout,
     check_key,
     check_key_or_empty,
-    check_list,
     check_str,
     check_uint,
-    map_fields,
+    list_fields,
 )
 from p2pnode.chain.types import VOTE_CHOICES
 
@@ -20,9 +20,13 @@ from p2pnode.chain.types import VOTE_CHOICES
 
 
 # Stored under the attribute names, in this order in the API's JSON.
-_PROPOSAL_NAMES = ("id", "proposer", "action", "param", "value", "owner", "task", "version", "activation_height",
-                   "text", "deposit", "start", "end", "enact_at", "status", "yes", "no", "abstain", "voters", "result")
-_PROPOSAL_FIELDS = frozenset(_PROPOSAL_NAMES)
+_PROPOSAL_LAYOUT = MapLayout("proposal", required=tuple((name, name, check) for name, check in (
+    ("id", check_uint), ("proposer", check_key), ("action", check_str), ("param", check_str), ("value", check_uint),
+    ("owner", check_key_or_empty), ("task", check_str), ("version", check_uint), ("activation_height", check_uint),
+    ("text", check_str), ("deposit", check_uint), ("start", check_uint), ("end", check_uint),
+    ("enact_at", check_uint), ("status", check_str), ("yes", check_uint), ("no", check_uint),
+    ("abstain", check_uint), ("voters", check_uint), ("result", check_str),
+)))
 
 
 @dataclass(slots=True)
@@ -52,21 +56,10 @@ class Proposal:
 
     @classmethod
     def from_state(cls, value: Any) -> Proposal:
-        k = "proposal"
-        v = map_fields(k, value, _PROPOSAL_FIELDS)
-        return cls(
-            id=check_uint(k, "id", v["id"]), proposer=check_key(k, "proposer", v["proposer"]), action=check_str(k, "action", v["action"]),
-            param=check_str(k, "param", v["param"]), value=check_uint(k, "value", v["value"]), owner=check_key_or_empty(k, "owner", v["owner"]),
-            task=check_str(k, "task", v["task"]), version=check_uint(k, "version", v["version"]),
-            activation_height=check_uint(k, "activation_height", v["activation_height"]), text=check_str(k, "text", v["text"]),
-            deposit=check_uint(k, "deposit", v["deposit"]), start=check_uint(k, "start", v["start"]), end=check_uint(k, "end", v["end"]),
-            enact_at=check_uint(k, "enact_at", v["enact_at"]), status=check_str(k, "status", v["status"]),
-            yes=check_uint(k, "yes", v["yes"]), no=check_uint(k, "no", v["no"]), abstain=check_uint(k, "abstain", v["abstain"]),
-            voters=check_uint(k, "voters", v["voters"]), result=check_str(k, "result", v["result"]),
-        )
+        return cls(**_PROPOSAL_LAYOUT.read(value))
 
     def to_state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _PROPOSAL_NAMES}
+        return _PROPOSAL_LAYOUT.write(self)
 
     def add_to_tally(self, choice: str, weight: int) -> None:
         """Add (or with a negative weight withdraw) a vote's weight to one of `VOTE_CHOICES`."""
@@ -89,11 +82,10 @@ class ProposalVote:
 
     @classmethod
     def from_state(cls, value: Any) -> ProposalVote:
-        check_list("vote", "record", value, 2)
-        choice = check_str("vote", "choice", value[0])
+        choice, weight = list_fields("vote", value, (("choice", check_str), ("weight", check_uint)))
         if choice not in VOTE_CHOICES:
             raise MalformedRecord("vote", f"choice {choice!r}")
-        return cls(choice, check_uint("vote", "weight", value[1]))
+        return cls(choice, weight)
 
     def to_state(self) -> list[Any]:
         return [self.choice, self.weight]
@@ -108,8 +100,7 @@ class VoteLock:
 
     @classmethod
     def from_state(cls, value: Any) -> VoteLock:
-        check_list("vote lock", "record", value, 2)
-        return cls(check_uint("vote lock", "amount", value[0]), check_uint("vote lock", "until_height", value[1]))
+        return cls(*list_fields("vote lock", value, (("amount", check_uint), ("until_height", check_uint))))
 
     def to_state(self) -> list[int]:
         return [self.amount, self.until_height]

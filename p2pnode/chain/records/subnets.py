@@ -6,25 +6,44 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pnode.chain.records.fields import (
+    MapLayout,
     check_bool,
     check_bytes,
     check_int,
     check_key,
     check_key_or_empty,
-    check_list,
     check_str,
     check_uint,
     int_map,
-    map_fields,
+    list_fields,
+    records_from_state,
+    records_to_state,
     uid_pairs,
 )
 
 # ---------------------------------------------------------------- subnets and neurons
 
 
-_SUBNET_REQUIRED = frozenset({"owner_cold", "owner_hot", "task", "hp", "n", "pending", "last_epoch", "epoch_index",
-                              "created", "lock"})
-_SUBNET_OPTIONAL = frozenset({"burn", "regs_interval", "interval_start"})
+_SUBNET_LAYOUT = MapLayout(
+    "subnet",
+    required=(
+        ("owner_coldkey", "owner_cold", check_key_or_empty),
+        ("owner_hotkey", "owner_hot", check_key_or_empty),
+        ("task", "task", check_str),
+        ("hyperparams", "hp", int_map),
+        ("uid_count", "n", check_uint),
+        ("pending_emission", "pending", check_uint),
+        ("last_epoch_block", "last_epoch", check_int),
+        ("epoch_index", "epoch_index", check_uint),
+        ("created_block", "created", check_uint),
+        ("locked", "lock", check_uint),
+    ),
+    optional=(
+        ("adjusted_burn", "burn", check_uint),
+        ("interval_registrations", "regs_interval", check_uint),
+        ("interval_start", "interval_start", check_uint),
+    ),
+)
 
 
 @dataclass(slots=True)
@@ -48,44 +67,10 @@ class Subnet:
 
     @classmethod
     def from_state(cls, value: Any) -> Subnet:
-        k = "subnet"
-        v = map_fields(k, value, _SUBNET_REQUIRED, _SUBNET_OPTIONAL)
-        return cls(
-            owner_coldkey=check_key_or_empty(k, "owner_cold", v["owner_cold"]),
-            owner_hotkey=check_key_or_empty(k, "owner_hot", v["owner_hot"]),
-            task=check_str(k, "task", v["task"]),
-            hyperparams=int_map(k, "hp", v["hp"]),
-            uid_count=check_uint(k, "n", v["n"]),
-            pending_emission=check_uint(k, "pending", v["pending"]),
-            last_epoch_block=check_int(k, "last_epoch", v["last_epoch"]),
-            epoch_index=check_uint(k, "epoch_index", v["epoch_index"]),
-            created_block=check_uint(k, "created", v["created"]),
-            locked=check_uint(k, "lock", v["lock"]),
-            adjusted_burn=check_uint(k, "burn", v["burn"]) if "burn" in v else None,
-            interval_registrations=check_uint(k, "regs_interval", v["regs_interval"]) if "regs_interval" in v else None,
-            interval_start=check_uint(k, "interval_start", v["interval_start"]) if "interval_start" in v else None,
-        )
+        return cls(**_SUBNET_LAYOUT.read(value))
 
     def to_state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "owner_cold": self.owner_coldkey,
-            "owner_hot": self.owner_hotkey,
-            "task": self.task,
-            "hp": self.hyperparams,
-            "n": self.uid_count,
-            "pending": self.pending_emission,
-            "last_epoch": self.last_epoch_block,
-            "epoch_index": self.epoch_index,
-            "created": self.created_block,
-            "lock": self.locked,
-        }
-        if self.adjusted_burn is not None:
-            out["burn"] = self.adjusted_burn
-        if self.interval_registrations is not None:
-            out["regs_interval"] = self.interval_registrations
-        if self.interval_start is not None:
-            out["interval_start"] = self.interval_start
-        return out
+        return _SUBNET_LAYOUT.write(self)
 
     @property
     def registration_burn(self) -> int:
@@ -97,9 +82,26 @@ class Subnet:
         return self.interval_registrations or 0
 
 
-_NEURON_REQUIRED = frozenset({"hot", "registered", "last_update", "peer_id", "model", "permit", "weights", "bonds",
-                              "consensus", "incentive", "dividends", "trust", "emission", "active"})
-_NEURON_OPTIONAL = frozenset({"weights_set_at"})
+_NEURON_LAYOUT = MapLayout(
+    "neuron",
+    required=(
+        ("hotkey", "hot", check_key),
+        ("registered_block", "registered", check_uint),
+        ("last_update", "last_update", check_uint),
+        ("peer_id", "peer_id", check_str),
+        ("model", "model", check_str),
+        ("validator_permit", "permit", check_bool),
+        ("weights", "weights", uid_pairs),
+        ("bonds", "bonds", uid_pairs),
+        ("consensus", "consensus", check_uint),
+        ("incentive", "incentive", check_uint),
+        ("dividends", "dividends", check_uint),
+        ("trust", "trust", check_uint),
+        ("emission", "emission", check_uint),
+        ("active", "active", check_bool),
+    ),
+    optional=(("weights_set_block", "weights_set_at", check_uint),),
+)
 
 
 @dataclass(slots=True)
@@ -126,47 +128,11 @@ class Neuron:
 
     @classmethod
     def from_state(cls, value: Any) -> Neuron:
-        k = "neuron"
-        v = map_fields(k, value, _NEURON_REQUIRED, _NEURON_OPTIONAL)
-        return cls(
-            hotkey=check_key(k, "hot", v["hot"]),
-            registered_block=check_uint(k, "registered", v["registered"]),
-            last_update=check_uint(k, "last_update", v["last_update"]),
-            peer_id=check_str(k, "peer_id", v["peer_id"]),
-            model=check_str(k, "model", v["model"]),
-            validator_permit=check_bool(k, "permit", v["permit"]),
-            weights=uid_pairs(k, "weights", v["weights"]),
-            bonds=uid_pairs(k, "bonds", v["bonds"]),
-            consensus=check_uint(k, "consensus", v["consensus"]),
-            incentive=check_uint(k, "incentive", v["incentive"]),
-            dividends=check_uint(k, "dividends", v["dividends"]),
-            trust=check_uint(k, "trust", v["trust"]),
-            emission=check_uint(k, "emission", v["emission"]),
-            active=check_bool(k, "active", v["active"]),
-            weights_set_block=check_uint(k, "weights_set_at", v["weights_set_at"]) if "weights_set_at" in v else None,
-        )
+        return cls(**_NEURON_LAYOUT.read(value))
 
     def to_state(self) -> dict[str, Any]:
         # Pairs are tuples here; canonical CBOR encodes a tuple exactly as the list it was read from.
-        out: dict[str, Any] = {
-            "hot": self.hotkey,
-            "registered": self.registered_block,
-            "last_update": self.last_update,
-            "peer_id": self.peer_id,
-            "model": self.model,
-            "permit": self.validator_permit,
-            "weights": self.weights,
-            "bonds": self.bonds,
-            "consensus": self.consensus,
-            "incentive": self.incentive,
-            "dividends": self.dividends,
-            "trust": self.trust,
-            "emission": self.emission,
-            "active": self.active,
-        }
-        if self.weights_set_block is not None:
-            out["weights_set_at"] = self.weights_set_block
-        return out
+        return _NEURON_LAYOUT.write(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,20 +145,19 @@ class WeightCommit:
 
     @classmethod
     def from_state(cls, value: Any) -> WeightCommit:
-        check_list("weight commit", "entry", value, 3)
-        return cls(check_bytes("weight commit", "hash", value[0]), check_uint("weight commit", "epoch", value[1]),
-                   check_uint("weight commit", "block", value[2]))
+        return cls(*list_fields("weight commit", value, (("hash", check_bytes), ("epoch", check_uint),
+                                                         ("block", check_uint)), "entry"))
 
     def to_state(self) -> list[Any]:
         return [self.commit_hash, self.epoch, self.block]
 
     @staticmethod
     def list_from_state(value: Any) -> list[WeightCommit]:
-        return [WeightCommit.from_state(entry) for entry in check_list("weight commit", "commits", value)]
+        return records_from_state("weight commit", "commits", value, WeightCommit.from_state)
 
     @staticmethod
     def list_to_state(commits: list[WeightCommit]) -> list[list[Any]]:
-        return [c.to_state() for c in commits]
+        return records_to_state(commits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,18 +171,16 @@ class EpochReceipt:
 
     @classmethod
     def from_state(cls, value: Any) -> EpochReceipt:
-        k = "epoch receipt"
-        check_list(k, "entry", value, 4)
-        return cls(check_uint(k, "epoch", value[0]), check_uint(k, "block", value[1]), check_bytes(k, "inputs_hash", value[2]),
-                   check_bytes(k, "outputs_hash", value[3]))
+        return cls(*list_fields("epoch receipt", value, (("epoch", check_uint), ("block", check_uint),
+                                                         ("inputs_hash", check_bytes), ("outputs_hash", check_bytes)), "entry"))
 
     def to_state(self) -> list[Any]:
         return [self.epoch, self.block, self.inputs_hash, self.outputs_hash]
 
     @staticmethod
     def list_from_state(value: Any) -> list[EpochReceipt]:
-        return [EpochReceipt.from_state(entry) for entry in check_list("epoch receipt", "receipts", value)]
+        return records_from_state("epoch receipt", "receipts", value, EpochReceipt.from_state)
 
     @staticmethod
     def list_to_state(receipts: list[EpochReceipt]) -> list[list[Any]]:
-        return [r.to_state() for r in receipts]
+        return records_to_state(receipts)
