@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from p2pnode.chain import consensus, finality
@@ -22,19 +20,12 @@ from p2pnode.services.chain.block_tree import BlockTree, sign_block
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
     build_and_import,
-    make_genesis,
-    open_chain,
     signed,
     validator_keys,
 )
 
 VALS = validator_keys(4)
 EPOCH = 8
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> BlockTree:
-    return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
 
 
 def vote_of(hot_index: int, source: Checkpoint, target: Checkpoint) -> SignedVote:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from p2pnode.chain import consensus
@@ -14,8 +12,6 @@ from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
     DEV_CHAIN_ID,
     build_and_import,
-    make_genesis,
-    open_chain,
     recompute_root,
     signed,
     user_keys,
@@ -26,11 +22,6 @@ from protocols.validation import InvalidSignature, check_tx_signatures
 ALICE, BOB, CAROL, _ = user_keys(4)
 VALS = validator_keys(4)
 HOTS = {hot.public_key: hot for _, hot in VALS}
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> BlockTree:
-    return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
 
 
 def ctx_for(db: BlockTree) -> BlockContext:

@@ -20,11 +20,6 @@ ALICE, BOB, CAROL, DAVE = user_keys(4)
 HOTS = {hot.public_key: hot for _, hot in validator_keys(4)}
 
 
-@pytest.fixture
-def chain(tmp_path: Path) -> BlockTree:
-    return open_chain(tmp_path / "chain.sqlite", make_genesis(4, 4))
-
-
 def ctx(chain: BlockTree) -> BlockContext:
     return BlockContext(height=chain.head.height + 1, slot=chain.head.slot + 1, proposer=bytes(32), timestamp_ms=0)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -13,8 +13,6 @@ from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.testing.factories import (
     build_and_import,
     finality_votes,
-    make_genesis,
-    open_chain,
     recompute_root,
     signed,
     user_keys,
@@ -23,7 +21,6 @@ from p2pnode.testing.factories import (
 
 VALS = validator_keys(4)
 ALICE, BOB = user_keys(2)
-GENESIS = make_genesis(4, 4)
 
 
 def info(h: int, height: int, justified: int) -> BlockInfo:
@@ -38,9 +35,9 @@ def test_the_order_is_justified_then_height_then_lowest_hash() -> None:
     assert head_key(info(1, 5, 1)) > head_key(info(2, 5, 1))
 
 
-def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
-    a = open_chain(tmp_path / "a.sqlite", GENESIS)
-    b = open_chain(tmp_path / "b.sqlite", GENESIS)
+def test_a_longer_fork_reorganises_state_both_ways(new_chain: Callable[[str], BlockTree]) -> None:
+    a = new_chain("a")
+    b = new_chain("b")
     fork_a = [build_and_import(a, 1, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=5))]), build_and_import(a, 2), build_and_import(a, 3)]
     fork_b = [build_and_import(b, 2, [signed(ALICE, 0, Transfer(to=BOB.public_key, amount=7))]), build_and_import(b, 3), build_and_import(b, 4), build_and_import(b, 5)]
     results = [a.import_block(block) for block in fork_b]
@@ -53,7 +50,7 @@ def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
     assert recompute_root(a.store.state_items()) == b.head.state_root
     # The old branch was kept, verified: extending it past the new head switches back.
     assert a.is_known(fork_a[-1].hash, 3)
-    c = open_chain(tmp_path / "c.sqlite", GENESIS)
+    c = new_chain("c")
     for block in fork_a:
         c.import_block(block)
     for slot in (6, 7, 8):
@@ -64,9 +61,9 @@ def test_a_longer_fork_reorganises_state_both_ways(tmp_path: Path) -> None:
     assert recompute_root(a.store.state_items()) == c.head.state_root
 
 
-def test_an_unknown_parent_is_refused(tmp_path: Path) -> None:
-    a = open_chain(tmp_path / "a.sqlite", GENESIS)
-    b = open_chain(tmp_path / "b.sqlite", GENESIS)
+def test_an_unknown_parent_is_refused(new_chain: Callable[[str], BlockTree]) -> None:
+    a = new_chain("a")
+    b = new_chain("b")
     build_and_import(b, 1)
     orphan = build_and_import(b, 2)
     with pytest.raises(BlockInvalid, match="unknown_parent"):
@@ -82,9 +79,9 @@ def _finalize(chain: BlockTree, epochs: int) -> None:
             pending = finality_votes(chain, slot // 8)
 
 
-def test_nothing_at_or_below_finality_is_reverted(tmp_path: Path) -> None:
-    a = open_chain(tmp_path / "a.sqlite", GENESIS)
-    rival = open_chain(tmp_path / "rival.sqlite", GENESIS)
+def test_nothing_at_or_below_finality_is_reverted(new_chain: Callable[[str], BlockTree]) -> None:
+    a = new_chain("a")
+    rival = new_chain("rival")
     build_and_import(rival, 2)  # a builds on slot 1: the chains differ from height 1
     long_fork = [build_and_import(rival, s) for s in range(3, 60)]
     _finalize(a, 4)

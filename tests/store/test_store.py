@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,10 @@ def produce(db: BlockTree, n_txs: int = 3) -> None:
     build_and_import(db, txs=txs)
 
 
-def test_store_uses_wal_and_current_schema(tmp_path: Path) -> None:
-    db = open_chain(tmp_path / "s.sqlite", make_genesis())
-    mode = db.store._db.execute("PRAGMA journal_mode").fetchone()[0]
+def test_store_uses_wal_and_current_schema(chain: BlockTree) -> None:
+    mode = chain.store._db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
-    assert db.store.schema_version() == SCHEMA_VERSION
+    assert chain.store.schema_version() == SCHEMA_VERSION
 
 
 def test_migrations_upgrade_an_old_store(tmp_path: Path) -> None:
@@ -81,54 +81,52 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
         Store(path)
 
 
-def test_blocks_by_hash_and_height_and_rollback(tmp_path: Path) -> None:
-    db = open_chain(tmp_path / "s.sqlite", make_genesis())
-    roots = [db.head.state_root]
+def test_blocks_by_hash_and_height_and_rollback(chain: BlockTree) -> None:
+    roots = [chain.head.state_root]
     for _ in range(3):
-        produce(db)
-        roots.append(db.head.state_root)
-    assert db.store.head_height == 3
-    b2 = db.store.canonical_block(2)
-    assert b2 is not None and db.store.block(b2.hash) == b2
-    assert len(db.store.canonical_range_bytes(1, 10)) == 3
-    undone = db.store.rollback_head()
-    assert undone.height == 3 and db.store.head_height == 2
-    assert recompute_root(db.store.state_items()) == roots[2] == db.head.state_root
-    db.store.rollback_head()
-    assert recompute_root(db.store.state_items()) == roots[1]
-    assert db.store.has_block(undone.hash)  # the block is kept; only the canonical chain moved
-    produce(db)
-    assert db.store.head_height == 2
+        produce(chain)
+        roots.append(chain.head.state_root)
+    assert chain.store.head_height == 3
+    b2 = chain.store.canonical_block(2)
+    assert b2 is not None and chain.store.block(b2.hash) == b2
+    assert len(chain.store.canonical_range_bytes(1, 10)) == 3
+    undone = chain.store.rollback_head()
+    assert undone.height == 3 and chain.store.head_height == 2
+    assert recompute_root(chain.store.state_items()) == roots[2] == chain.head.state_root
+    chain.store.rollback_head()
+    assert recompute_root(chain.store.state_items()) == roots[1]
+    assert chain.store.has_block(undone.hash)  # the block is kept; only the canonical chain moved
+    produce(chain)
+    assert chain.store.head_height == 2
 
 
-def test_failed_commit_leaves_previous_block(tmp_path: Path) -> None:
-    db = open_chain(tmp_path / "s.sqlite", make_genesis())
-    produce(db)
-    head = db.head.hash
-    state = db.head_state()
-    slot = db.head.slot + 1
-    block = db.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, [])
-    state = db.head_state()
+def test_failed_commit_leaves_previous_block(chain: BlockTree) -> None:
+    produce(chain)
+    head = chain.head.hash
+    state = chain.head_state()
+    slot = chain.head.slot + 1
+    block = chain.build_block(HOTS[consensus.proposer_for_slot(state, slot)], slot, [])
+    state = chain.head_state()
     from p2pnode.chain.transition import apply_block
 
     apply_block(state, block)
     changes = state.changes()
     changes[b"\x00poison"] = None
-    original = db.store._apply_changes
+    original = chain.store._apply_changes
 
     def failing(ch: dict) -> None:
         original(ch)
         raise RuntimeError("disk full")
 
-    db.store._apply_changes = failing  # type: ignore[method-assign]
+    chain.store._apply_changes = failing  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
-        db.store.commit_block(block, changes, state.accumulator())
-    db.store._apply_changes = original  # type: ignore[method-assign]
-    assert db.head.hash == head
-    assert recompute_root(db.store.state_items()) == db.head.state_root
+        chain.store.commit_block(block, changes, state.accumulator())
+    chain.store._apply_changes = original  # type: ignore[method-assign]
+    assert chain.head.hash == head
+    assert recompute_root(chain.store.state_items()) == chain.head.state_root
 
 
-def test_killed_writer_leaves_store_at_a_block_boundary(tmp_path: Path) -> None:
+def test_killed_writer_leaves_store_at_a_block_boundary(tmp_path: Path, new_chain: Callable[[str], BlockTree]) -> None:
     path = tmp_path / "crash.sqlite"
     writer = Path(__file__).with_name("crash_writer.py")
     rng = random.Random(1234)
@@ -153,7 +151,7 @@ def test_killed_writer_leaves_store_at_a_block_boundary(tmp_path: Path) -> None:
         store.close()
     # Replaying the stored blocks from genesis reproduces the same head state.
     final = Store(path)
-    replay = open_chain(tmp_path / "replay.sqlite", make_genesis(4, 4))
+    replay = new_chain("replay")
     for height in range(1, final.head_height + 1):
         block = final.canonical_block(height)
         assert block is not None
