@@ -241,7 +241,8 @@ def block_rows(api: str, first: int, last: int) -> list[tuple[int, int, int]]:
 
 
 def peer_counters(api: str) -> dict[str, Any]:
-    """What each peer did: blocks proposed, reorganisations, imports by outcome, gossip verdicts."""
+    """What each peer did: blocks proposed, reorganisations, imports by outcome, gossiped
+    transactions its pool refused (by reason)."""
     status = get_json(api, "/status")
     out: dict[str, Any] = {"proposed": status["blocks_proposed"], "forks": status["forks"], "orphans": status["orphans"]}
     for line in get_json_text(api, "/metrics").splitlines():
@@ -249,6 +250,10 @@ def peer_counters(api: str) -> dict[str, Any]:
             out["reorgs"] = float(line.split()[-1])
         elif line.startswith("p2pnode_block_imports_total"):
             out["import_" + line.split('outcome="')[1].split('"')[0]] = float(line.split()[-1])
+        elif line.startswith("p2pnode_mempool_admissions_total") and 'source="gossip"' in line:
+            reason = line.split('reason="')[1].split('"')[0]
+            if reason not in ("added", "duplicate"):
+                out["gossip_" + reason] = float(line.split()[-1])
     return out
 
 
@@ -435,7 +440,7 @@ def main() -> None:
     parser.add_argument("--per-sender", type=int, default=64)
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a genesis parameter for the testnet (repeatable)")
-    parser.add_argument("--pool-cap", type=int, default=3072,
+    parser.add_argument("--pool-cap", type=int, default=2048,
                         help="pending transactions the submitters keep the network below (the pool holds 4,096)")
     parser.add_argument("--batch", type=int, default=512, help=f"most transfers per POST /txs (at most {MAX_BATCH_TXS})")
     parser.add_argument("--poll-s", type=float, default=0.25, help="interval of the included/finalized poll")
