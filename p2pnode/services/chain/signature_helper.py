@@ -28,6 +28,7 @@ from pathlib import Path
 from p2pnode.chain.types import Block
 from protocols.crypto import verify
 from protocols.validation import SignatureCheck, block_signature_checks
+
 log = logging.getLogger(__name__)
 
 # Blocks sent ahead of the one being imported: enough to keep the helper busy while the importer
