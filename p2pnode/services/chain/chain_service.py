@@ -43,7 +43,7 @@ from p2pnode.services.chain.block_tree import BlockTree
 from p2pnode.services.chain.checkpoint import StateChunkServer
 from p2pnode.services.chain.duties import ValidatorDuties
 from p2pnode.services.chain.guards import RefusalCounter, record_failure
-from p2pnode.services.chain.mempool import Admission, Mempool, MempoolConfig
+from p2pnode.services.chain.mempool import ROOM_REFUSALS, Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 MAX_VOTE_BYTES = 1024
 PENALTY_INVALID_BLOCK = 50.0
 PENALTY_TX_FLOOD = 20.0
+PENALTY_INVALID_GOSSIP = 20.0
 # Refusals that honest relays cause too (races with a new head, a full pool): never counted as a flood.
 BENIGN_TX_REFUSALS = frozenset({"duplicate", "stale_nonce", "pool_full", "future_pool_full", "underpriced_replacement"})
 
@@ -481,6 +482,7 @@ class ChainService(ValidatorDuties):
                 self.mempool.remove_applied(state, (stx.tx.sender for stx in block.txs))
             else:
                 self.mempool.remove_applied(state)
+            self._readmit_parked(state)
             self.orphans.drop_below(self._finalized_height())
         return ImportOutcome.OK
 
@@ -500,6 +502,17 @@ class ChainService(ValidatorDuties):
                 if self.mempool.get(tx_id) is None:
                     self.mempool.add_signed(stx, data, tx_id, state, ctx, now, signature_verified=True,
                                             restored=True)
+
+    def _readmit_parked(self, state: State) -> None:
+        """Gossiped transactions refused earlier for want of room get another chance now that a
+        block has freed some (not gossiped again: the peers that sent them hold them). A parked
+        transaction that turns out invalid for everyone counts against the peer that sent it."""
+        for source, admission in self.mempool.readmit_parked(state, self._next_context(), self.clock.now_ms()):
+            self.metrics.mempool_admissions.labels("parked", admission.reason).inc()
+            self._report_admission("gossip", admission)
+            if admission.stateless_rejection:
+                # What its gossip REJECT would have cost the sender, had the pool had room then.
+                self.network.penalise(source, "invalid_message", PENALTY_INVALID_GOSSIP)
 
     # ---------------------------------------------------------------- transactions and votes
 
@@ -533,6 +546,8 @@ class ChainService(ValidatorDuties):
         self._report_admission("gossip", admission)
         if admission.added:
             return Checked(Verdict.ACCEPT, stx)
+        if admission.reason in ROOM_REFUSALS:
+            self.mempool.park(stx, data, tx_id, peer_id, self.clock.now_ms() if now is None else now)
         if admission.stateless_rejection:
             return Checked(Verdict.REJECT, reason=admission.reason)
         if admission.reason not in BENIGN_TX_REFUSALS and self._tx_refusals.refused(peer_id, self.clock.now_ms()):

@@ -21,6 +21,12 @@ Rules (docs/chain.md, "Mempool"; the attacks they answer in docs/security.md, "M
   a transaction that fails while a block is assembled is evicted (`evict`).
 - Block order (`ordered`): executable transactions only, highest fee first; at equal fee senders
   take turns (each sender's first pending nonce, then each one's second, ...), oldest first.
+- Parked gossip: a gossiped transaction refused only for want of room (`ROOM_REFUSALS`) is held
+  aside, bounded (`max_parked`, one per sender and nonce, `max_per_sender` per sender, `parked_ttl_ms`),
+  and offered again by `readmit_parked` once a block has freed room. Without it a peer whose pool
+  was full when a transaction was gossiped lacked it until the next re-gossip (30 s), the pools
+  diverged and proposers built near-empty blocks. Parking costs no signature check: the retry is
+  an ordinary admission, which checks it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from protocols.validation import InvalidSignature, check_tx_signatures
 # Reasons that make a transaction invalid for everyone (the gossip sender is penalised);
 # every other refusal may depend on this node's view (head, pool) and is only ignored.
 STATELESS_REJECTIONS = frozenset({"malformed", "bad_signature", "bad_evidence_signature", "wrong_chain", "too_large"})
+# Refusals for want of room only: the same transaction may be admitted once a block frees room.
+ROOM_REFUSALS = frozenset({"pool_full", "future_pool_full", "too_many_future", "sender_queue_full"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,10 @@ class MempoolConfig:
     ttl_ms: int = 10 * 60 * 1000
     replace_fee_permille: int = 1100
     max_tx_bytes: int = 64 * 1024
+    # Gossiped transactions refused for want of room, held for a retry after the next block.
+    max_parked: int = 4096
+    max_parked_bytes: int = 2 << 20
+    parked_ttl_ms: int = 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,16 @@ class _Entry:
     restored: bool = False  # came back from a block a reorganisation dropped
 
 
+@dataclass
+class _Parked:
+    stx: SignedTx
+    data: bytes
+    tx_id: bytes
+    source: str  # who sent it (a peer id): told about it if the retry finds it invalid for everyone
+    parked_ms: int
+    seq: int
+
+
 class Mempool:
     def __init__(self, config: MempoolConfig | None = None) -> None:
         self.config = config or MempoolConfig()
@@ -94,6 +116,10 @@ class Mempool:
         # whenever an entry's future flag changes; stale keys are dropped when they reach the top.
         # A full pool finds its eviction candidate in O(log n), not by a scan of the whole pool.
         self._ranks: list[tuple[bool, int, bool, int, bytes]] = []
+        # Parked transactions by (sender, nonce), in arrival order; and how many each sender has.
+        self._parked: dict[tuple[bytes, int], _Parked] = {}
+        self._parked_per_sender: dict[bytes, int] = {}
+        self._parked_bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -288,6 +314,72 @@ class Mempool:
         for sender in senders:
             self._mark_future(sender, state.nonce(sender))
         return dropped
+
+    # ---------------------------------------------------------------- parked gossip
+
+    @property
+    def parked_count(self) -> int:
+        return len(self._parked)
+
+    def park(self, stx: SignedTx, data: bytes, tx_id: bytes, source: str, now_ms: int) -> bool:
+        """Hold a gossiped transaction that `add_signed` refused with one of `ROOM_REFUSALS`, for
+        `readmit_parked`. One per sender and nonce (a higher fee replaces it), `max_per_sender`
+        per sender, `max_parked` and `max_parked_bytes` in all: when full, newcomers are refused (the parked set drains at
+        every block, so a flood holds it only until the next one)."""
+        tx = stx.tx
+        key = (tx.sender, tx.nonce)
+        held = self._parked.get(key)
+        if held is not None:
+            if held.tx_id == tx_id or held.stx.tx.fee >= tx.fee:
+                return False
+            self._unpark(key)
+        if (len(self._parked) >= self.config.max_parked
+                or self._parked_bytes + len(data) > self.config.max_parked_bytes
+                or self._parked_per_sender.get(tx.sender, 0) >= self.config.max_per_sender):
+            return False
+        self._seq += 1
+        self._parked[key] = _Parked(stx, data, tx_id, source, now_ms, self._seq)
+        self._parked_per_sender[tx.sender] = self._parked_per_sender.get(tx.sender, 0) + 1
+        self._parked_bytes += len(data)
+        return True
+
+    def _unpark(self, key: tuple[bytes, int]) -> None:
+        held = self._parked.pop(key, None)
+        if held is not None:
+            self._parked_bytes -= len(held.data)
+            sender = key[0]
+            left = self._parked_per_sender[sender] - 1
+            if left:
+                self._parked_per_sender[sender] = left
+            else:
+                del self._parked_per_sender[sender]
+
+    def readmit_parked(self, state: State, ctx: BlockContext, now_ms: int) -> list[tuple[str, Admission]]:
+        """Offer the parked transactions again (after a block freed room): senders take turns by
+        depth (every sender's next nonce, then the ones after), older first. Those refused for want
+        of room again stay parked; every other outcome leaves the parked set and is returned with
+        its source. Parked transactions already used on chain, or older than `parked_ttl_ms`, are
+        dropped. Costs one cheap admission check per parked transaction and a signature check per
+        one admitted (at most the pool's free room, plus what it evicts)."""
+        if not self._parked:
+            return []
+        order = []
+        for key, held in list(self._parked.items()):
+            sender, nonce = key
+            expected = state.nonce(sender)
+            if nonce < expected or now_ms - held.parked_ms > self.config.parked_ttl_ms or held.tx_id in self._by_id:
+                self._unpark(key)
+                continue
+            order.append((nonce - expected, held.seq, key))
+        order.sort()
+        out = []
+        for _, _, key in order:
+            held = self._parked[key]
+            admission = self.add_signed(held.stx, held.data, held.tx_id, state, ctx, now_ms)
+            if admission.reason not in ROOM_REFUSALS:
+                self._unpark(key)
+                out.append((held.source, admission))
+        return out
 
     # ---------------------------------------------------------------- upkeep
 
