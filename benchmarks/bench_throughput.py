@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from report import publish  # noqa: E402
 
 from p2pnode.chain import consensus  # noqa: E402
+from p2pnode.chain.params import GLOBAL_PARAMS  # noqa: E402
 from p2pnode.chain.types import Transfer  # noqa: E402
 from p2pnode.cli.client import post_bytes, post_txs  # noqa: E402
 from p2pnode.services.api.routes import MAX_BATCH_TXS  # noqa: E402
@@ -57,8 +58,9 @@ def transfers(count: int, first_nonce: int = 0) -> list[bytes]:
             for k in range(count)]
 
 
-def new_node(directory: Path, name: str) -> ChainService:
-    genesis = make_genesis(4, SENDERS)
+def new_node(directory: Path, name: str, block_txs: int = 0) -> ChainService:
+    # A block of more transfers than the default cap needs a genesis that allows it.
+    genesis = make_genesis(4, SENDERS, params={"max_block_txs": max(block_txs, GLOBAL_PARAMS["max_block_txs"].default)})
     return ChainService(open_chain(directory / f"{name}.sqlite", genesis), MemoryHub().add_peer(name), TrioClock(),
                         config=NodeConfig(mempool=POOL))
 
@@ -97,7 +99,7 @@ async def http_run(directory: Path, datas: list[bytes]) -> dict[str, float]:
 
 
 async def chain_run(directory: Path, datas: list[bytes]) -> dict[str, float]:
-    proposer_node, follower, cold = new_node(directory, "proposer"), new_node(directory, "follower"), new_node(directory, "cold")
+    proposer_node, follower, cold = (new_node(directory, name, len(datas)) for name in ("proposer", "follower", "cold"))
     admit_cpu, _, admissions = cpu_of(lambda: proposer_node.mempool.add_batch(
         datas, proposer_node.chain.head_state(), proposer_node._next_context(), 0))
     assert all(a.added for a in admissions)
@@ -109,6 +111,7 @@ async def chain_run(directory: Path, datas: list[bytes]) -> dict[str, float]:
     build_cpu, _, block = cpu_of(lambda: chain.build_block(key, slot, proposer_node.mempool.candidates(
         chain.head_state(), chain.head_state().param("max_block_txs"))))
     assert len(block.txs) == len(datas)
+    print(f"block of {len(datas)} transfers: {len(codec.encode(block))} bytes encoded", flush=True)
     own_cpu, _, _ = cpu_of(lambda: chain.import_block(block, signatures_checked=True))
     pooled_cpu, _, _ = cpu_of(lambda: follower.chain.import_block(block))
     cold_cpu, _, _ = cpu_of(lambda: cold.chain.import_block(block))

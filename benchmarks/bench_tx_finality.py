@@ -254,6 +254,8 @@ def peer_counters(api: str) -> dict[str, Any]:
             reason = line.split('reason="')[1].split('"')[0]
             if reason not in ("added", "duplicate"):
                 out["gossip_" + reason] = float(line.split()[-1])
+        elif line.startswith("p2pnode_mempool_admissions_total") and 'source="parked"' in line:
+            out["parked_" + line.split('reason="')[1].split('"')[0]] = float(line.split()[-1])
     return out
 
 
@@ -267,6 +269,18 @@ def scrape_import_seconds(api: str) -> tuple[float, float]:
         elif line.startswith("p2pnode_block_import_seconds_count"):
             count = float(line.split()[-1])
     return total, count
+
+
+def block_arrival_ms(apis: list[str]) -> list[int | None]:
+    """Per peer, the median delay from a slot's start to the gossip arrival of its block (before
+    its import) over the peer's last 32 blocks from other proposers: building plus propagation."""
+    out: list[int | None] = []
+    for api in apis:
+        try:
+            out.append(get_json(api, "/status")["block_delay_ms"])
+        except ApiError:
+            out.append(None)
+    return out
 
 
 def get_json_text(api: str, path: str) -> str:
@@ -359,6 +373,7 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
                 included_at, included_height = next((t, h) for t, inc, h, _ in samples if inc >= total)
                 cpu_end = time.monotonic()
                 cpu = [(cpu_seconds(p) - c) / (cpu_end - t0) * 100 for p, c in zip(pids, cpu0, strict=True)]
+                arrival_ms = block_arrival_ms(apis)
                 if args.profile_dir:
                     for pid in pids:
                         os.kill(pid, signal.SIGUSR1)  # stops and writes its profile
@@ -370,6 +385,7 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
     stop.set()
     watcher.join()
     if included_at is None:
+        arrival_ms = block_arrival_ms(apis)
         cpu_end = time.monotonic()
         cpu = [(cpu_seconds(p) - c) / (cpu_end - t0) * 100 for p, c in zip(pids, cpu0, strict=True)]
     import1 = [scrape_import_seconds(a) for a in apis]
@@ -391,6 +407,7 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
         "submitter_cpu_s": [round(r["cpu_s"], 2) for r in reports], "peer_cpu_pct": [round(c, 1) for c in cpu],
         "window_s": cpu_end - t0, "load": [round(load0[0], 1), round(load1[0], 1)], "submit_wall_s": submitted_at - t0,
         "blocks": blocks, "peers": counters,
+        "block_arrival_ms": arrival_ms,
         "import_ms_mean": [round((s1 - s0) / (n1 - n0) * 1000, 1) if n1 > n0 else None
                            for (s0, n0), (s1, n1) in zip(import0, import1, strict=True)],
     }
@@ -422,7 +439,8 @@ def report(r: dict[str, Any]) -> str:
         f"all included after {r['included_s'] and round(r['included_s'], 1)} s ({rate(r['included_s'])}); "
         f"finalized after {r['finalized_s'] and round(r['finalized_s'], 1)} s ({rate(r['finalized_s'])})",
         f"peers' CPU until all were included (% of a core): {r['peer_cpu_pct']}; submitters' CPU s: {r['submitter_cpu_s']}; "
-        f"mean block import ms per peer: {r['import_ms_mean']}",
+        f"mean block import ms per peer: {r['import_ms_mean']}; median block arrival after its slot's start, ms per peer: "
+        f"{r['block_arrival_ms']}",
     ]
     steady = r.get("steady")
     if steady:
@@ -441,7 +459,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a genesis parameter for the testnet (repeatable)")
     parser.add_argument("--pool-cap", type=int, default=2048,
-                        help="pending transactions the submitters keep the network below (the pool holds 4,096)")
+                        help="pending transactions the submitters keep the network below (the pool holds 8,192)")
     parser.add_argument("--batch", type=int, default=512, help=f"most transfers per POST /txs (at most {MAX_BATCH_TXS})")
     parser.add_argument("--poll-s", type=float, default=0.25, help="interval of the included/finalized poll")
     parser.add_argument("--timeout", type=float, default=600.0)

@@ -27,7 +27,7 @@ GLOBAL_PARAMS: dict[str, Bound] = {
     "epoch_slots": Bound(8, 2, 1_024, "slots per finality epoch, checkpoint interval (genesis only)"),
     "max_block_validators": Bound(16, 1, 256, "size of the block-validator set (top K by total stake)"),
     "min_validator_stake": Bound(1 * TAO, 0, 10**17, "minimum self-stake of a block validator (rao)"),
-    "max_block_txs": Bound(1_000, 1, 4_096, "transactions per block"),
+    "max_block_txs": Bound(2_048, 1, 4_096, "transactions per block"),
     "max_block_bytes": Bound(1 << 20, 1 << 12, 4 << 20, "encoded block size"),
     "min_fee": Bound(1_000, 0, 10**12, "minimum fee per transaction (rao)"),
     "free_duty_interval": Bound(1, 1, 100_000, "blocks between a hotkey's fee-free duties (serve, weights)"),

@@ -53,7 +53,7 @@ ROOM_REFUSALS = frozenset({"pool_full", "future_pool_full", "too_many_future", "
 
 @dataclass(frozen=True)
 class MempoolConfig:
-    max_txs: int = 4096
+    max_txs: int = 8192
     max_per_sender: int = 64
     max_future_per_sender: int = 16
     # Future-nonce transactions in the whole pool (a bounded share of `max_txs`).
