@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, compress, repeat, takewhile
@@ -579,6 +579,16 @@ def _u16_from_lanes(data: bytes | bytearray, stride: int, offset: int) -> array[
     return _from_le("H", raw)
 
 
+# Consensus by bisection (`_Epoch.consensus_by_bisection`): used from this many weight entries (m
+# voters x n columns; below it sorting each column is as quick); passes stop once the open brackets
+# hold at most one entry in this many, or after this many passes; a column left with more entries
+# than this is sorted whole. The stake sums share a lane with a count above this bit.
+_BISECT_MIN_ENTRIES = 4096
+_BISECT_ENTRIES_PER_PASS = 32
+_BISECT_PASSES_MAX = 12
+_BISECT_COLUMN_ENTRIES_MAX = 64
+_COUNT_SHIFT = 40
+
 _FEW = 64  # up to this many gaps or holes, rows are handled by block copies instead of per entry
 
 
@@ -1011,6 +1021,7 @@ class _Epoch:
         words: list[array[int] | None] = [None] * n
         ordered: list[list[tuple[int, int]] | None] = [None] * n  # liquid alpha, entry by entry
         presence: list[int] = [0] * n  # liquid alpha on packed rows: 1 in the lane of each entry
+        totals = [0] * n  # the sum of each row's u16 weights after masking
         bar = inp.block_at_registration
         newest_registration = max(bar)
         for i in range(n):
@@ -1037,7 +1048,9 @@ class _Epoch:
                 ]
             if total:
                 packed[i], words[i] = self.proportions(spread, total)
+                totals[i] = total
         self.weights = packed
+        self.weight_totals = totals
         self.weight_words = words
         self.weights_ordered = ordered
         self.weights_presence = presence
@@ -1057,26 +1070,122 @@ class _Epoch:
         else:
             stake_hat = _normalize([a[i] for i in voters])
             kappa = (self.inp.kappa << FRAC32) // U16_MAX
-            stack = array("Q")
-            for i in voters:
-                stack += self.weight_words[i] or self.zero_row
-            positions = range(m)
-            stake_at = stake_hat.__getitem__
-            below = kappa.__gt__
-            columns = memoryview(stack)  # a strided view, copied once by tolist
-            consensus = []
-            append = consensus.append
-            for j in range(n):
-                col = columns[j::n].tolist()  # a list's items exist already; an array makes one per read
-                if not any(col):
-                    append(0)
-                    continue
-                order = sorted(positions, key=col.__getitem__, reverse=True)
-                # the first position whose running stake reaches kappa, the sums stopped there
-                pos = len(list(takewhile(below, accumulate(map(stake_at, order)))))
-                append(col[order[pos]] if pos < m else col[order[-1]])
+            if 0 < kappa <= sum(stake_hat) and m * n >= _BISECT_MIN_ENTRIES:
+                consensus = self.consensus_by_bisection(voters, stake_hat, kappa)
+            else:
+                consensus = [0] * n
+                self.consensus_by_sorting(voters, stake_hat, kappa, range(n), consensus)
         self.consensus = consensus
         self.consensus_packed = self.rows.pack(array("Q", consensus))
+
+    def consensus_by_sorting(
+        self, voters: list[int], stake_hat: list[int], kappa: int, columns_to_do: Iterable[int], out: list[int]
+    ) -> None:
+        """The stake-weighted median of each listed column by sorting it (§3.6 item 4), into `out`."""
+        n, m = self.n, len(voters)
+        stack = array("Q")
+        for i in voters:
+            stack += self.weight_words[i] or self.zero_row
+        positions = range(m)
+        stake_at = stake_hat.__getitem__
+        below = kappa.__gt__
+        columns = memoryview(stack)  # a strided view, copied once by tolist
+        for j in columns_to_do:
+            col = columns[j::n].tolist()  # a list's items exist already; an array makes one per read
+            if not any(col):
+                out[j] = 0
+                continue
+            order = sorted(positions, key=col.__getitem__, reverse=True)
+            # the first position whose running stake reaches kappa, the sums stopped there
+            pos = len(list(takewhile(below, accumulate(map(stake_at, order)))))
+            out[j] = col[order[pos]] if pos < m else col[order[-1]]
+
+    def consensus_by_bisection(self, voters: list[int], stake_hat: list[int], kappa: int) -> list[int]:
+        """The stake-weighted medians of all columns at once, for 0 < kappa <= sum(stake_hat).
+
+        With S_j(t) the stake of the voters whose weight on column j is >= t, the median is the
+        largest t with S_j(t) >= kappa (a weight of the column: S_j only steps at weights). Each
+        pass halves every column's bracket [lo_j, hi_j) (S_j(lo_j) >= kappa > S_j(hi_j)) with a few
+        packed operations per voter row, so the cost is per row, not per entry. A bracket of width
+        one is the answer; once few entries lie in the open brackets, those entries are sorted
+        per column, starting from the stake above the bracket. A column whose bracket still holds
+        many entries (values bunched closer than the passes resolve) is sorted whole.
+        """
+        n, m, lanes = self.n, len(voters), self.rows
+        guard, ones = lanes.guard, lanes.ones
+        words = [self.weight_words[i] or self.zero_row for i in voters]
+        totals = [self.weight_totals[i] for i in voters if self.weight_totals[i]]
+        if not totals:
+            return [0] * n
+        # a bound on every weight: u <= 65535 and u <= the row's total
+        top = min(ONE32, (U16_MAX << FRAC32) // min(totals))
+        guarded = [(self.weights[i] or 0) | guard for i in voters]  # lanes 2^63 + w (w <= 2^32)
+        # Each pass sums, per column, stake + 2^40 per voter at or above the midpoint: the stake
+        # (at most 2^32) in the low 40 bits of the lane, the count of such voters above.
+        unit = 1 << _COUNT_SHIFT
+        stake_bits, count_bits = lanes.mask(_COUNT_SHIFT), lanes.mask(64 - _COUNT_SHIFT)
+        addends = [s + unit for s in stake_hat]
+        lo, hi = 0, (top + 1) * ones
+        at_lo, at_hi = sum(addends) * ones, 0  # stake and count of the entries >= lo, >= hi
+        kappa_lanes, two, low63 = kappa * ones, 2 * ones, lanes.mask(63)
+        for _ in range(_BISECT_PASSES_MAX):
+            open_ = (((hi - lo) | guard) - two) & guard  # brackets holding two or more values
+            if not open_:
+                break
+            pending = ((at_lo - at_hi) >> _COUNT_SHIFT) & count_bits & (open_ - (open_ >> 63))
+            if _lane_sum(pending, n, 64) * _BISECT_ENTRIES_PER_PASS <= m * n:
+                break
+            mid = ((lo + hi) >> 1) & low63
+            at_mid = 0
+            for g, addend in zip(guarded, addends, strict=True):
+                at_mid += (((g - mid) & guard) >> 63) * addend  # g - mid keeps the guard iff w >= mid
+            reached = (((at_mid & stake_bits) | guard) - kappa_lanes) & guard
+            up = reached - (reached >> 63)  # every value bit of the lanes where S(mid) >= kappa
+            down = low63 ^ up
+            lo ^= (lo ^ mid) & up
+            at_lo ^= (at_lo ^ at_mid) & up
+            hi ^= (hi ^ mid) & down
+            at_hi ^= (at_hi ^ at_mid) & down
+        consensus = list(lanes.unpack(lo))  # right where the bracket is [lo, lo + 1)
+        widths = lanes.unpack(hi - lo)
+        counts = lanes.unpack(((at_lo - at_hi) >> _COUNT_SHIFT) & count_bits)
+        few = array("Q", [0]) * n  # all bits of the lanes whose bracket entries are gathered
+        crowded = []
+        for j in compress(range(n), map((1).__lt__, widths)):
+            if counts[j] <= _BISECT_COLUMN_ENTRIES_MAX:
+                few[j] = U64_MAX
+            else:
+                crowded.append(j)
+        if crowded:
+            self.consensus_by_sorting(voters, stake_hat, kappa, crowded, consensus)
+        gather = lanes.pack(few)
+        if not gather:
+            return consensus
+        lo_open, hi_open = lo & gather, hi & gather  # elsewhere [0, 0), which holds nothing
+        # one key per entry in an open bracket: column, then value, then voter position
+        value_shift, voter_bits = m.bit_length(), m.bit_length()
+        column_shift = value_shift + top.bit_length()
+        keys: list[int] = []
+        for p, g in enumerate(guarded):
+            inside = (g - lo_open) & ~(g - hi_open) & guard
+            if inside:
+                w = words[p]
+                keys += [(j << column_shift) | (w[j] << value_shift) | p for j in lanes.flagged_lanes(inside)]
+        keys.sort(reverse=True)
+        above = lanes.unpack(at_hi & stake_bits)
+        voter_mask, value_mask = (1 << voter_bits) - 1, (1 << top.bit_length()) - 1
+        column, running, found = -1, 0, False
+        for key in keys:  # columns one after another, values descending within each
+            j = key >> column_shift
+            if j != column:
+                column, running, found = j, above[j], False
+            elif found:
+                continue
+            running += stake_hat[key & voter_mask]
+            if running >= kappa:
+                consensus[j] = (key >> value_shift) & value_mask
+                found = True
+        return consensus
 
     # §3.7 - §3.8 ----------------------------------------------------------------------------------
 

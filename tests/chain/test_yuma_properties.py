@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p2pnode.chain import yuma
 from p2pnode.chain.emission import (
     block_emission,
     halvings,
@@ -414,3 +416,61 @@ def test_original_yuma_stored_bond_rows_with_many_few_and_zero_entries() -> None
     assert n - len(present[0]) > 64
     assert 0 < n - len(present[1]) <= 64
     assert any(v == 0 for _, v in out.bonds[3].pairs())
+
+
+# --- consensus by bisection ------------------------------------------------------------------------
+
+
+def consensus_both_ways(inp: EpochInput, kappa: int) -> tuple[list[int], list[int]]:
+    """(by bisection, by sorting each column) on one epoch's weights, for a kappa in (0, total]."""
+    epoch = _Epoch(inp)
+    for step in ("process_activity", "process_stake", "process_permits", "process_active_stake", "process_weights"):
+        getattr(epoch, step)()
+    a = epoch.active_stake
+    voters = [i for i in range(inp.n) if a[i] > 0]
+    stake_hat = yuma._normalize([a[i] for i in voters])
+    kappa = max(1, min(kappa, sum(stake_hat)))
+    sorting = [0] * inp.n
+    epoch.consensus_by_sorting(voters, stake_hat, kappa, range(inp.n), sorting)
+    return epoch.consensus_by_bisection(voters, stake_hat, kappa), sorting
+
+
+@st.composite
+def voting_subnets(draw: st.DrawFn) -> EpochInput:
+    """Every uid votes on every uid with weights spread, tied or bunched (a few values apart)."""
+    n = draw(st.integers(2, 24))
+    shape = draw(st.sampled_from(["spread", "ties", "bunched", "zeros"]))
+    values = {
+        "spread": U16,
+        "ties": st.sampled_from([0, 7, 65535]),
+        "bunched": st.integers(40_000, 40_003),
+        "zeros": st.sampled_from([0, 0, 0, 1, 65535]),
+    }[shape]
+    weights = [[(j, draw(values)) for j in range(n)] for _ in range(n)]
+    return EpochInput(
+        n=n, current_block=10, tempo=1, activity_cutoff=100, last_update=[9] * n,
+        block_at_registration=[0] * n,
+        stake=draw(st.lists(st.sampled_from([1, 10**12]) | st.integers(1, 10**14), min_size=n, max_size=n)),
+        validator_permit=[True] * n, max_allowed_validators=n, weights=weights, bonds=[[]] * n, emission=10**9,
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(voting_subnets(), st.sampled_from([1, 1 << 31, 1 << 32]) | st.integers(1, 1 << 32),
+       st.sampled_from([(32, 12, 64), (1, 12, 64), (10**9, 40, 2), (10**9, 3, 0), (10**9, 0, 64)]))
+def test_consensus_by_bisection_equals_sorting(inp: EpochInput, kappa: int, tuning: tuple[int, int, int]) -> None:
+    """Each tuning (stop ratio, pass limit, entries a column may keep) sends columns down a different
+    branch: answered by a bracket of width one, by the gathered entries, or sorted whole."""
+    per_pass, passes, column_max = tuning
+    with mock.patch.multiple(yuma, _BISECT_ENTRIES_PER_PASS=per_pass, _BISECT_PASSES_MAX=passes,
+                             _BISECT_COLUMN_ENTRIES_MAX=column_max):
+        bisection, sorting = consensus_both_ways(inp, kappa)
+    assert bisection == sorting
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(epoch_inputs(max_n=30), st.integers(1, 2))
+def test_epochs_with_consensus_by_bisection_equal_the_reference(inp: EpochInput, epochs: int) -> None:
+    """The whole epoch with the bisection used at every size (it starts at 4,096 weight entries)."""
+    with mock.patch.object(yuma, "_BISECT_MIN_ENTRIES", 0):
+        assert_chained_epochs_match_reference(inp, epochs)
