@@ -118,12 +118,18 @@ class Peer:
         genesis, genesis_bootstrap = load_genesis(options.genesis)
         self.store = Store(options.data_dir / "chain.sqlite")
         acc: int | None
-        if options.checkpoint_sync and genesis.state_root is not None and self.store.meta("genesis_hash") is None:
+        fresh = self.store.meta("genesis_hash") is None
+        if options.checkpoint_sync and genesis.state_root is not None and fresh:
             # A fresh store that checkpoint sync will fill: the pinned root stands in for hashing
             # every genesis item (seconds for 100,000 accounts); the state is replaced at the join.
             reader, header = build_genesis_pinned(genesis)
             acc = None
             log.info("genesis state root taken from the genesis file's pin (not hashed): checkpoint sync replaces it")
+        elif genesis.state_root is not None and not fresh and not self.store.genesis_unhashed():
+            # A store made for a genesis already: its stored genesis hash (checked by `initialise`)
+            # covers the pinned root, which was checked against the hashed state when it was made.
+            reader, header = build_genesis_pinned(genesis)
+            acc = None
         else:
             reader, acc, header = build_genesis_state(genesis)
         genesis_vset = validator_set_for_epoch(State(reader, 0), 0)

@@ -403,9 +403,13 @@ class Store:
 
     def prune_undo(self, below_height: int) -> None:
         """Drop undo records of finalized blocks: they can never be rolled back."""
+        # Driven by the undo table (a few epochs of blocks, all canonical), not by the canonical
+        # table below the height: that one grows with the chain and this runs at every finality
+        # (CROSS JOIN keeps undo the outer loop; the planner would scan blocks by height).
         with self.transaction():
             self._db.execute(
-                "DELETE FROM undo WHERE hash IN (SELECT hash FROM canonical WHERE height < ?)", (below_height,)
+                "DELETE FROM undo WHERE hash IN "
+                "(SELECT u.hash FROM undo u CROSS JOIN blocks b ON b.hash = u.hash WHERE b.height < ?)", (below_height,)
             )
 
     # ---------------------------------------------------------------- peers
