@@ -1136,9 +1136,13 @@ class _Epoch:
             if _lane_sum(pending, n, 64) * _BISECT_ENTRIES_PER_PASS <= m * n:
                 break
             mid = ((lo + hi) >> 1) & low63
+            # g - mid keeps the guard bit iff w >= mid. The flags are multiplied where they stand
+            # (bit 63): each lane's sum, below 2^57, then lies in bits [63, 120) of its lane and the
+            # next, clear of the next lane's own sum, and one shift brings every sum down.
             at_mid = 0
             for g, addend in zip(guarded, addends, strict=True):
-                at_mid += (((g - mid) & guard) >> 63) * addend  # g - mid keeps the guard iff w >= mid
+                at_mid += ((g - mid) & guard) * addend
+            at_mid >>= 63
             reached = (((at_mid & stake_bits) | guard) - kappa_lanes) & guard
             up = reached - (reached >> 63)  # every value bit of the lanes where S(mid) >= kappa
             down = low63 ^ up
