@@ -1549,10 +1549,13 @@ class _Epoch:
                             array("H", [(v * U16_MAX) >> FRAC32 for _, v in entries]),
                         )
                 return out
-            lanes = self.rows
+            width = self.rows.width
             for i, ema in enumerate(self.ema_rows):
                 if ema is not None and permit[i]:
-                    out[i] = self.present_entries(ema, lanes.unpack_u16(lanes.scale(ema, U16_MAX)))
+                    # ema <= 2^32, so each lane of ema * 65535 is below 2^48 and its u16,
+                    # floor(ema * 65535 / 2^32), is bytes 4 and 5 of the lane
+                    u16 = _u16_from_lanes((ema * U16_MAX).to_bytes(width, "little"), 8, 4)
+                    out[i] = self.present_entries(ema, u16)
             return out
         if self.bond_image is None:
             return out
