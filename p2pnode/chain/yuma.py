@@ -826,6 +826,39 @@ class _LiquidAlpha:
         alpha = self.bracketed(x, t)
         return self.of_exp(exp_safe32_fast(x)) if alpha is None else alpha
 
+    def values_of_keys(self, keys: Iterable[int]) -> dict[int, int]:
+        """key -> alpha for keys k = c ^ (c >> 16) of `combined` values c (see `ema_liquid_packed`):
+        `value` with `bracketed` written out in one loop (this runs once per distinct value)."""
+        low, high, slope, bases = self.low, self.high, self.slope, self.bases
+        span, margin, one64 = high - low, _SERIES_MARGIN, ONE32 << FRAC32
+        fine_bits = (1 << 20) - 1
+        out: dict[int, int] = {}
+        for key in keys:
+            x = (slope * ((key ^ (key >> 16) ^ (key >> 32)) - HALF32)) >> FRAC32
+            t = -x if x < 0 else x
+            if 0 < t <= _BRACKET_T_MAX and x != ONE32:
+                step = t >> 20
+                base = bases.get(step)
+                if base is None:
+                    base = bases[step] = (_EXP_COARSE[step >> 6] * _EXP_FINE[step & 63]) >> _BRACKET_BITS
+                r = t & fine_bits
+                approx = (base * ((1 << 64) + (r << FRAC32) + ((r * r) >> 1))) >> 96
+                slack = (approx >> 37) + 2
+                lo = approx - slack - margin[-(-t >> FRAC32)]
+                if lo >= ONE32:
+                    hi = approx + slack
+                    if x < 0:
+                        lo, hi = one64 // hi, one64 // lo
+                    sigmoid = one64 // (ONE32 + lo)
+                    alpha = low + ((sigmoid * span) >> FRAC32)
+                    alpha = high if alpha > high else alpha
+                    alpha = low if alpha < low else alpha
+                    if one64 // (ONE32 + hi) == sigmoid or alpha == self.of_exp(hi):
+                        out[key] = alpha
+                        continue
+            out[key] = self.of_exp(exp_safe32_fast(x))
+        return out
+
     def of_exp(self, exp: int) -> int:
         """alpha from exp(x): monotone in exp (the sigmoid falls as exp grows; floors keep order)."""
         low, high = self.low, self.high
@@ -1494,9 +1527,8 @@ class _Epoch:
             rows[i] = (mask, wb, b, lanes.nonzero_flags(packed), keys)
         alpha_of = _LiquidAlpha(_FROM_U16[inp.alpha_low], _FROM_U16[inp.alpha_high],
                                 inp.alpha_sigmoid_steepness << FRAC32)
-        alpha_value = alpha_of.value
         # combined = key ^ (key >> 16) ^ (key >> 32) undoes the mix (combined < 2^33)
-        alphas = {key: alpha_value(key ^ (key >> 16) ^ (key >> 32)) for key in distinct}
+        alphas = alpha_of.values_of_keys(distinct)
         # floor(alpha * w) + floor((1 - alpha) * b) = floor(alpha * w) + b - ceil(alpha * b)
         zero_alpha, low_bits = alphas[0], lanes.mask(FRAC32)
         out: list[int | None] = [None] * n

@@ -69,3 +69,30 @@ def test_bracketed_alpha_is_the_series_alpha_wherever_it_answers() -> None:
                         assert alpha == alpha_of.of_exp(exp_safe32(x)), (x, low_u16, high_u16)
         assert answered["near_five"] > 0.95 * 2 * len(near_five), (low_u16, high_u16)
         assert answered["spread"] > 0.7 * 2 * len(spread), (low_u16, high_u16)
+
+
+def mixed_key(combined: int) -> int:
+    """The key `ema_liquid_packed` looks a `combined` value up by."""
+    return combined ^ (combined >> 16)
+
+
+def test_alphas_by_key_equal_the_reference_sigmoid() -> None:
+    """`values_of_keys` (the bracket written out in one loop, per distinct value) gives the
+    reference alpha on every branch: x = 0, x = 1, |x| beyond the bracket, brackets that miss
+    (near |x| = 0 the interval reaches below 1), and both signs."""
+    rng = random.Random(23)
+    settings = [(45875, 58982, 1000), (0, 65535, 1000), (60000, 100, 32767), (1, 2, -32768),
+                (0, 65535, 0), (30000, 40000, 7), (100, 60000, -300)]
+    for low_u16, high_u16, steep in settings:
+        low, high, steepness = _FROM_U16[low_u16], _FROM_U16[high_u16], steep << 32
+        alpha_of = _LiquidAlpha(low, high, steepness)
+        combined = [0, 1, ONE32 // 2, ONE32 // 2 + 1, ONE32 // 2 - 1, ONE32 - 1, ONE32]
+        combined += [rng.randrange(0, ONE32 + 1) for _ in range(1500)]
+        combined += [ONE32 // 2 + rng.randrange(-(1 << 26), 1 << 26) for _ in range(500)]  # |x| small
+        if steep:  # x = +-1 exactly, where the series is skipped for the stored constant e
+            step = (ONE32 << 32) // abs(alpha_of.slope) if alpha_of.slope else 0
+            combined += [c for c in (ONE32 // 2 + step, ONE32 // 2 - step) if 0 <= c <= ONE32]
+        by_key = alpha_of.values_of_keys(map(mixed_key, combined))
+        for c in combined:
+            # the reference's arguments for a pure buy difference: w = c, consensus 0, bond 0
+            assert by_key[mixed_key(c)] == liquid_alpha_sigmoid(0, c, 0, low, high, steepness), (c, steep)
