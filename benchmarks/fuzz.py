@@ -206,9 +206,12 @@ def build_targets(workdir: Path) -> list[Target]:
     slot_ms = state.param("slot_ms")
     hub = MemoryHub()
     network = hub.add_peer("fuzz-node")
-    service = ChainService(chain, network, FixedClock(genesis.genesis_time_ms + 3 * slot_ms))
-    chain_id = genesis.chain_id
     (_, hot), = validator_keys(1)
+    # The validator runs as "fuzz-peer": the direct vote handler takes its votes from that peer.
+    service = ChainService(chain, network, FixedClock(genesis.genesis_time_ms + 3 * slot_ms),
+                           validator_peer=lambda key: "fuzz-peer" if key == hot.public_key else None)
+    assert service.vote_delivery is not None
+    chain_id = genesis.chain_id
     user = user_keys(1)[0]
 
     samples = _samples(chain_id)
@@ -310,6 +313,9 @@ def build_targets(workdir: Path) -> list[Target]:
                status_seeds, (MalformedMessage,)),
         Target("req blocks_by_range: SyncService._serve_range",
                lambda data: service.sync._serve_range("fuzz-peer", data), range_seeds, (MalformedMessage,)),
+        Target("req vote: VoteDelivery.judge_request (past the rate limit)",
+               lambda data: service.vote_delivery.judge_request("fuzz-peer", data),  # type: ignore[union-attr]
+               vote_seeds, outcomes=True),
         Target("req vset_walk: StateChunkServer.serve_walk",
                lambda data: service.state_chunks.serve_walk("fuzz-peer", data), walk_request_seeds, (MalformedMessage,)),
         Target("walk reply: sync.decode_walk + WalkVerifier", walk_then_verify, walk_seeds, (MalformedMessage, WalkError)),

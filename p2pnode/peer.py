@@ -7,6 +7,7 @@ anything half-written (each block commits in one SQL transaction anyway).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from p2pnode.chain.types import TX_KIND_OF, Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis
 from p2pnode.net.addresses import default_listen_addrs
 from p2pnode.net.host import LibP2PNetwork, NetConfig
-from p2pnode.net.identity import peer_id_from_seed
+from p2pnode.net.identity import peer_id_from_pubkey, peer_id_from_seed
 from p2pnode.net.kad_client_mode_peers import dht_network_name
 from p2pnode.services.api.events import ChainEventFeed, EventHub
 from p2pnode.services.api.http import HttpApi, HttpError
@@ -156,7 +157,9 @@ class Peer:
         if options.validator:
             signer = GuardedSigner(self.hotkey, SlashingProtection(options.data_dir / "signing.sqlite", self.hotkey.public_key))
         self.metrics = NodeMetrics()
-        self.node = ChainService(self.chain, self.network, self.clock, signer, metrics=self.metrics)
+        # The PeerID derives from the hotkey, so the proposers a vote must reach are named by the schedule.
+        self.node = ChainService(self.chain, self.network, self.clock, signer, metrics=self.metrics,
+                                 validator_peer=functools.lru_cache(maxsize=4096)(peer_id_from_pubkey))
         self.node.state_chunks.corrupt = os.environ.get(CORRUPT_STATE_CHUNKS_ENV) == "1"
         metrics_attach_node(self.metrics, self.node.status, lambda: self.node.sync.blocks_imported)
         metrics_attach_network(self.metrics, self.network)

@@ -45,3 +45,8 @@ def state_chunk_protocol(chain_id: str) -> str:
 
 def vset_walk_protocol(chain_id: str) -> str:
     return f"/p2pnode/{chain_id}/req/vset_walk/1"
+
+
+def vote_protocol(chain_id: str) -> str:
+    """A validator hands its finality vote to the coming proposers directly (`docs/spec/wire.md`)."""
+    return f"/p2pnode/{chain_id}/req/vote/1"

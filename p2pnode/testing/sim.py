@@ -372,9 +372,13 @@ class Simulation:
         genesis_params: dict[str, int] | None = None,
         passive: frozenset[int] = frozenset(),
         network: SimNetwork | None = None,
+        direct_votes: bool = False,
     ) -> None:
         """`passive`: nodes whose validator key signs only what the test makes it sign (byzantine
-        helpers below); their ChainService runs without a signer."""
+        helpers below); their ChainService runs without a signer. `direct_votes`: the nodes know
+        which peer each validator runs on and hand their votes to the coming proposers
+        (`vote_delivery`), as libp2p peers do; by default votes are gossiped."""
+        self.direct_votes = direct_votes
         validators = nodes if validators is None else validators
         self.passive = passive
         self.directory = Path(directory)
@@ -422,6 +426,10 @@ class Simulation:
 
         return run_deterministic(main, self.seed)
 
+    def validator_peer(self, hotkey: bytes) -> str | None:
+        """The peer a validator's hotkey runs on (libp2p derives it from the hotkey)."""
+        return next((n.peer_id for n in self.nodes if n.key is not None and n.key.public_key == hotkey), None)
+
     async def start_node(self, i: int) -> ChainService:
         """Start (or restart) node i from its own store and signing record."""
         assert self._nursery is not None
@@ -432,7 +440,8 @@ class Simulation:
         if sim_node.key is not None and i not in self.passive:
             signer = GuardedSigner(sim_node.key, SlashingProtection(sim_node.record_path, sim_node.key.public_key))
         sim_node.endpoint.come_up()
-        node = ChainService(chain, sim_node.endpoint, self.clock, signer, self.config)
+        node = ChainService(chain, sim_node.endpoint, self.clock, signer, self.config,
+                            validator_peer=self.validator_peer if self.direct_votes else None)
         sim_node.node = node
         scope = trio.CancelScope()
         sim_node.scope = scope

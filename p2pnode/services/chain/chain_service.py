@@ -46,6 +46,7 @@ from p2pnode.services.chain.guards import RefusalCounter, record_failure
 from p2pnode.services.chain.mempool import ROOM_REFUSALS, Admission, Mempool, MempoolConfig
 from p2pnode.services.chain.signer import GuardedSigner
 from p2pnode.services.chain.sync import ImportOutcome, OrphanPool, SyncConfig, SyncService
+from p2pnode.services.chain.vote_delivery import MAX_VOTE_BYTES, ValidatorPeer, VoteDelivery
 from p2pnode.services.chain.votes import EquivocationWatch, VotePool
 from p2pnode.services.clock import Clock
 from p2pnode.services.metrics import NodeMetrics
@@ -61,7 +62,6 @@ from protocols.validation import (
 
 log = logging.getLogger(__name__)
 
-MAX_VOTE_BYTES = 1024
 PENALTY_INVALID_BLOCK = 50.0
 PENALTY_TX_FLOOD = 20.0
 PENALTY_INVALID_GOSSIP = 20.0
@@ -88,6 +88,15 @@ class NodeConfig:
     # over quota, ...) within the window is penalised once per window.
     tx_refusals_per_window: int = 64
     tx_refusal_window_ms: int = 10_000
+    # Finality votes go by request to the distinct proposers of the next `direct_vote_slots` slots
+    # (when the node can name a validator's peer), and are gossiped only when fewer than
+    # `direct_vote_acks` of them took the vote within the timeout (`vote_delivery`).
+    direct_vote_slots: int = 3
+    direct_vote_acks: int = 2
+    direct_vote_timeout_ms: int = 2_000
+    # Votes one peer may hand in directly: a validator sends one per epoch to each proposer.
+    vote_requests_per_minute: int = 30
+    vote_requests_burst: int = 8
 
 
 class ChainService(ValidatorDuties):
@@ -101,7 +110,11 @@ class ChainService(ValidatorDuties):
         signer: GuardedSigner | None = None,
         config: NodeConfig | None = None,
         metrics: NodeMetrics | None = None,
+        validator_peer: ValidatorPeer | None = None,
     ) -> None:
+        """`validator_peer`: the peer id a validator's hotkey runs under (libp2p derives the PeerID
+        from the hotkey); with it, votes go straight to the coming proposers, without it they are
+        gossiped."""
         self.chain = chain
         self.metrics = metrics if metrics is not None else NodeMetrics()
         self._epoch_ran = False
@@ -159,6 +172,10 @@ class ChainService(ValidatorDuties):
         self._head_moved = trio.Event()
         chain.head_listeners.append(self._on_head_moved)
         self.evidence_submitted = 0
+        self.vote_delivery = None if validator_peer is None else VoteDelivery(
+            chain, network, clock, self.config, self.chain_id, self.epoch_slots, self.vote_pool, self._judge_vote,
+            validator_peer, self._gossip_vote)
+        self._vote_send, self._vote_recv = trio.open_memory_channel[tuple[SignedVote, int]](4)
 
     # ---------------------------------------------------------------- public surface
 
@@ -258,10 +275,13 @@ class ChainService(ValidatorDuties):
         self.network.subscribe(self.topics["votes"], self._guard_vote, _no_op_handler)
         self.network.subscribe(self.topics["txbatch"], self._guard_tx_batch, _no_op_handler)
         self.state_chunks.register()
+        if self.vote_delivery is not None:
+            self.vote_delivery.register()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.sync.run)
             nursery.start_soon(self._duties)
             nursery.start_soon(self._evidence_task)
+            nursery.start_soon(self._vote_delivery_task)
             task_status.started()
 
     # ---------------------------------------------------------------- helpers
@@ -279,6 +299,9 @@ class ChainService(ValidatorDuties):
             await self.network.publish(self.topics[kind], data)
         except Exception as exc:
             log.warning("gossip of a %d-byte %s message failed: %r", len(data), kind, exc)
+
+    async def _gossip_vote(self, data: bytes) -> None:
+        await self._gossip("votes", data)
 
     def _on_head_moved(self, _head: bytes) -> None:
         self._head_moved.set()
@@ -484,6 +507,12 @@ class ChainService(ValidatorDuties):
                 self.mempool.remove_applied(state)
             self._readmit_parked(state)
             self.orphans.drop_below(self._finalized_height())
+        if not result.known:
+            # Votes reach mostly the proposers directly: the rest of the network sees them here.
+            for signed_vote in block.votes:
+                evidence = self.watch.see_vote(signed_vote)
+                if evidence is not None:
+                    self._queue_evidence(evidence)
         return ImportOutcome.OK
 
     def _readmit_rolled_back(self, state: Any) -> None:
@@ -581,6 +610,11 @@ class ChainService(ValidatorDuties):
         signed_vote = decode_on_chain(SignedVote, data, self.chain_id, vote_chain, MAX_VOTE_BYTES)
         if isinstance(signed_vote, Checked):
             return signed_vote
+        return self._judge_vote(signed_vote)
+
+    def _judge_vote(self, signed_vote: SignedVote) -> Checked:
+        """The checks a decoded vote of this chain passes on the topic and the direct path alike;
+        an accepted vote is in the pool."""
         vote = signed_vote.vote
         epoch = self.current_slot() // self.epoch_slots
         if not epoch - 2 <= vote.target.epoch <= epoch + 1:

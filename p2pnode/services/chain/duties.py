@@ -22,12 +22,13 @@ from p2pnode.services.chain.sync import ImportOutcome
 from protocols import codec, topics
 
 if TYPE_CHECKING:
-    from p2pnode.chain.types import Block, Header
+    from p2pnode.chain.types import Block, Header, SignedVote
     from p2pnode.services.chain.block_tree import BlockTree
     from p2pnode.services.chain.chain_service import NodeConfig
     from p2pnode.services.chain.mempool import Admission, Mempool
     from p2pnode.services.chain.signer import GuardedSigner
     from p2pnode.services.chain.sync import SyncService
+    from p2pnode.services.chain.vote_delivery import VoteDelivery
     from p2pnode.services.chain.votes import EquivocationWatch, VotePool
     from p2pnode.services.clock import Clock
     from protocols.network import NetworkAPI
@@ -61,6 +62,9 @@ class ValidatorDuties:
     _evidence_send: trio.MemorySendChannel[ChainObject]
     _evidence_recv: trio.MemoryReceiveChannel[ChainObject]
     _reported: dict[bytes, None]
+    vote_delivery: VoteDelivery | None
+    _vote_send: trio.MemorySendChannel[tuple[SignedVote, int]]
+    _vote_recv: trio.MemoryReceiveChannel[tuple[SignedVote, int]]
 
     if TYPE_CHECKING:
 
@@ -84,7 +88,7 @@ class ValidatorDuties:
             await self._duty("propose", self._propose(slot))
             await self.clock.sleep_until_ms(start_ms + self.slot_ms // 2)
             if slot % self.epoch_slots == self.epoch_slots // 2:
-                await self._duty("vote", self._vote(slot // self.epoch_slots))
+                await self._duty("vote", self._vote(slot // self.epoch_slots, slot))
             await self._duty("upkeep", self._upkeep(slot))
 
     @staticmethod
@@ -158,7 +162,7 @@ class ValidatorDuties:
                 await self._head_moved.wait()
             nursery.cancel_scope.cancel()
 
-    async def _vote(self, epoch: int) -> None:
+    async def _vote(self, epoch: int, slot: int) -> None:
         if self.signer is None:
             return
         state = self.chain.head_state()
@@ -178,7 +182,23 @@ class ValidatorDuties:
         self.watch.see_vote(signed_vote)
         self.vote_pool.add(signed_vote)
         self.votes_cast += 1
-        await self._gossip("votes", codec.encode(signed_vote))
+        if self.vote_delivery is None:
+            await self._gossip("votes", codec.encode(signed_vote))
+            return
+        try:
+            # Delivered beside the duties: waiting for the proposers' answers must not hold up
+            # the next slot's block.
+            self._vote_send.send_nowait((signed_vote, slot))
+        except trio.WouldBlock:
+            await self._gossip("votes", codec.encode(signed_vote))
+
+    async def _vote_delivery_task(self) -> None:
+        async for signed_vote, slot in self._vote_recv:
+            assert self.vote_delivery is not None and self.signer is not None
+            try:
+                await self.vote_delivery.deliver(signed_vote, slot, self.signer.public_key)
+            except Exception as exc:
+                record_failure("vote delivery", exc)
 
     async def _upkeep(self, slot: int) -> None:
         now = self.clock.now_ms()

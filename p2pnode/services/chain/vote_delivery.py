@@ -1,0 +1,180 @@
+"""Finality votes handed straight to the coming proposers by request/response; gossip is the fallback.
+
+A vote counts only once a block carries it, so it need only reach the proposers of the next few
+slots, and the schedule names them. Gossiped, every vote cost every node a copy from each of its
+mesh peers: at 32 validators and 4-slot epochs that is 8 votes a second network-wide, each handled
+about 6 times by each of the 32 nodes, more CPU than the blocks themselves. Handed over directly, a
+vote costs at most `direct_vote_slots` requests.
+
+Sending (`deliver`): the distinct proposers of the next `direct_vote_slots` slots within the vote's
+inclusion window are asked at once (this node counts for itself if it is one of them: its pool holds
+the vote). A proposer answers `accepted` or `held` once the vote is in its pool. With fewer than
+`direct_vote_acks` such answers (or all of them, when fewer proposers are due) within
+`direct_vote_timeout_ms` (a proposer offline, unreachable, behind, or on another fork), the vote is
+gossiped as before. Everyone still sees every vote that counts: in the blocks that carry it, which
+feed the equivocation watch.
+
+Serving (`serve`): a vote is taken only from the validator's own peer (libp2p derives the PeerID
+from the hotkey), so a peer can hand in nothing but its own validator's votes; at most
+`vote_requests_per_minute` requests per peer (burst `vote_requests_burst`), and a shared bucket for
+all peers; then the vote topic's own checks (epoch window, known validator, signature, equivocation
+watch, pool). Invalid input (malformed, wrong chain, bad signature) is penalised as a REJECT on the
+topic is; a peer that keeps asking over its rate is penalised once per window. The answer names the
+outcome: `accepted`, `held`, or the refusal's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from p2pnode.chain import consensus
+from p2pnode.chain.types import SignedVote
+from p2pnode.services.chain.guards import RefusalCounter, guard_request
+from p2pnode.services.ratelimit import TokenBuckets
+from protocols import codec, topics
+from protocols.network import Checked, NetworkAPI, RequestError, Verdict
+from protocols.validation import decode_on_chain, vote_chain
+
+if TYPE_CHECKING:
+    from p2pnode.services.chain.block_tree import BlockTree
+    from p2pnode.services.chain.chain_service import NodeConfig
+    from p2pnode.services.chain.votes import VotePool
+    from p2pnode.services.clock import Clock
+
+log = logging.getLogger(__name__)
+
+MAX_VOTE_BYTES = 1024
+MAX_ANSWER_BYTES = 64
+ACCEPTED = "accepted"
+HELD = "held"
+ACKS = frozenset({ACCEPTED.encode(), HELD.encode()})
+PENALTY_INVALID_VOTE = 20.0
+PENALTY_VOTE_FLOOD = 20.0
+# Every peer's requests together: well above what the validators of a large set send a proposer
+# (one vote per validator per epoch), far below what would load a node.
+TOTAL_VOTE_REQUESTS_PER_S = 200.0
+
+# hotkey -> the peer that validator runs under (None: not known, votes are only gossiped)
+ValidatorPeer = Callable[[bytes], "str | None"]
+# the vote topic's checks after decoding (window, known validator, signature, watch, pool)
+JudgeVote = Callable[[SignedVote], Checked]
+
+
+class VoteDelivery:
+    """Both sides of the direct vote protocol for one node (see the module docstring)."""
+
+    def __init__(self, chain: BlockTree, network: NetworkAPI, clock: Clock, config: NodeConfig, chain_id: str,
+                 epoch_slots: int, vote_pool: VotePool, judge: JudgeVote, validator_peer: ValidatorPeer,
+                 gossip: Callable[[bytes], Awaitable[None]]) -> None:
+        self.chain = chain
+        self.network = network
+        self.clock = clock
+        self.config = config
+        self.chain_id = chain_id
+        self.protocol = topics.vote_protocol(chain_id)
+        self.epoch_slots = epoch_slots
+        self.vote_pool = vote_pool
+        self.judge = judge
+        self.validator_peer = validator_peer
+        self.gossip = gossip
+        self.buckets: TokenBuckets[str] = TokenBuckets(config.vote_requests_per_minute / 60,
+                                                       config.vote_requests_burst, max_entries=4096)
+        self.total: TokenBuckets[str] = TokenBuckets(TOTAL_VOTE_REQUESTS_PER_S, TOTAL_VOTE_REQUESTS_PER_S)
+        self.over_rate = RefusalCounter(config.vote_requests_burst, 60_000)
+        # what happened to the votes this node cast, and to those handed to it
+        self.sent_direct = 0
+        self.gossiped = 0
+        self.served: dict[str, int] = {}
+
+    def register(self) -> None:
+        self.network.set_request_handler(self.protocol, guard_request("vote handler", self.serve, self.network.penalise),
+                                         MAX_VOTE_BYTES)
+
+    # ---------------------------------------------------------------- serving
+
+    async def serve(self, peer_id: str, request: bytes) -> bytes:
+        outcome = self._take(peer_id, request)
+        self.served[outcome] = self.served.get(outcome, 0) + 1
+        return outcome.encode()
+
+    def _take(self, peer_id: str, request: bytes) -> str:
+        now = self.clock.now_ms()
+        if not (self.buckets.allow(peer_id, now) and self.total.allow("all", now)):
+            if self.over_rate.refused(peer_id, now):
+                self.network.penalise(peer_id, "vote_flood", PENALTY_VOTE_FLOOD)
+            return "rate_limited"
+        return self.judge_request(peer_id, request)
+
+    def judge_request(self, peer_id: str, request: bytes) -> str:
+        """A request within the rate: the vote's outcome (penalising invalid input)."""
+        signed_vote = decode_on_chain(SignedVote, request, self.chain_id, vote_chain, MAX_VOTE_BYTES)
+        if isinstance(signed_vote, Checked):
+            self.network.penalise(peer_id, f"vote_{signed_vote.reason}", PENALTY_INVALID_VOTE)
+            return signed_vote.reason
+        if self.validator_peer(signed_vote.vote.validator) != peer_id:
+            return "not_own_vote"  # relaying is gossip's job; here each validator speaks for itself
+        if self.vote_pool.holds(signed_vote):
+            return HELD  # the same signed bytes were verified when they were pooled
+        checked = self.judge(signed_vote)
+        if checked.verdict == Verdict.ACCEPT:
+            return ACCEPTED
+        if checked.verdict == Verdict.REJECT:
+            self.network.penalise(peer_id, f"vote_{checked.reason}", PENALTY_INVALID_VOTE)
+        return checked.reason
+
+    # ---------------------------------------------------------------- sending
+
+    def proposers_for(self, signed_vote: SignedVote, slot: int) -> list[bytes]:
+        """The distinct proposers of the `direct_vote_slots` slots after `slot` that may still
+        include the vote (blocks of its target epoch and the next one), soonest first."""
+        last = (signed_vote.vote.target.epoch + 2) * self.epoch_slots - 1
+        state = self.chain.head_state()
+        proposers: list[bytes] = []
+        for s in range(slot + 1, min(slot + self.config.direct_vote_slots, last) + 1):
+            proposer = consensus.proposer_for_slot(state, s)
+            if proposer is not None and proposer not in proposers:
+                proposers.append(proposer)
+        return proposers
+
+    async def deliver(self, signed_vote: SignedVote, slot: int, own_key: bytes) -> bool:
+        """Hand the vote (already pooled here) to the coming proposers; gossip it when too few took
+        it. True when it went directly."""
+        data = codec.encode(signed_vote)
+        proposers = self.proposers_for(signed_vote, slot)
+        needed = min(self.config.direct_vote_acks, len(proposers))
+        acks = 1 if own_key in proposers else 0
+        peers = [p for p in (self.validator_peer(hot) for hot in proposers if hot != own_key) if p is not None]
+        if proposers and acks < needed and peers:
+            acks += await self._ask(peers, data)
+        if proposers and acks >= needed:
+            self.sent_direct += 1
+            return True
+        self.gossiped += 1
+        await self.gossip(data)
+        return False
+
+    async def _ask(self, peers: list[str], data: bytes) -> int:
+        acked = [0]
+        timeout_s = self.config.direct_vote_timeout_ms / 1000
+
+        async def ask(peer: str) -> None:
+            try:
+                answer = await self.network.request(peer, self.protocol, data, timeout=timeout_s,
+                                                    max_response_bytes=MAX_ANSWER_BYTES)
+            except RequestError as exc:
+                log.debug("vote to %s not delivered: %s", peer, exc)
+                return
+            if answer in ACKS:
+                acked[0] += 1
+            else:
+                log.debug("vote refused by %s: %r", peer, answer[:MAX_ANSWER_BYTES])
+
+        with trio.move_on_after(timeout_s):
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(ask, peer)
+        return acked[0]
