@@ -658,14 +658,24 @@ def _lane_words(data: bytes, step: int) -> Sequence[int]:
 # --- the epoch ---------------------------------------------------------------------------------------
 
 
-def _lane_sum(packed: int, count: int, width: int) -> int:
-    """The sum of `count` lanes of `width` bits, folding halves onto each other (the sum, and so
-    every partial sum, must fit in a lane)."""
+@lru_cache(maxsize=16)
+def _fold_cuts(count: int, width: int) -> tuple[tuple[int, int], ...]:
+    """`_lane_sum`'s (cut, mask below the cut) per fold, made once per shape (the masks are as large
+    as half the packed int, so making them on every call costs as much as the fold)."""
+    cuts = []
     while count > 1:
         half = count >> 1
         cut = half * width
-        packed = (packed & ((1 << cut) - 1)) + (packed >> cut)
+        cuts.append((cut, (1 << cut) - 1))
         count -= half
+    return tuple(cuts)
+
+
+def _lane_sum(packed: int, count: int, width: int) -> int:
+    """The sum of `count` lanes of `width` bits, folding halves onto each other (the sum, and so
+    every partial sum, must fit in a lane)."""
+    for cut, below in _fold_cuts(count, width):
+        packed = (packed & below) + (packed >> cut)
     return packed
 
 
@@ -964,6 +974,13 @@ class _Epoch:
         if b"\xff\xff" not in dense.tobytes():  # no 65535 (a byte search; it may also match across two words)
             return packed * 65537
         return packed * 65537 + (((packed + lanes.ones) >> 16) & lanes.ones)
+
+    def scaled_from_u16(self, dense: array[int], factor: int) -> int:
+        """`scale_row(from_u16(dense), factor)` for 0 < factor <= 2^32: without a 65535 the two
+        multiplies are one, by 65537 * factor (u * 65537 < 2^32, so every lane stays below 2^64)."""
+        if b"\xff\xff" in dense.tobytes():
+            return self.scale_row(self.from_u16(dense), factor)
+        return self.rows.scale(self.rows.pack_u16(dense), 65537 * factor)
 
     def spread_u16(self, dense: array[int]) -> int:
         """n u16 words packed in 80-bit lanes (`proportions`' working width)."""
@@ -1388,7 +1405,7 @@ class _Epoch:
             for wb, b in zip(self.weights_for_bonds, bonds, strict=True):
                 value = 0 if wb is None else self.scale_row(wb, alpha)
                 if b is not None and keep:
-                    value += self.scale_row(self.from_u16(b), keep)
+                    value += self.scaled_from_u16(b, keep)
                 ema.append(value or None)
         self.ema_rows = ema
         incentive, a = self.incentive, self.active_stake

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+from array import array
 from typing import Any
 from unittest import mock
 
@@ -19,6 +21,7 @@ from p2pnode.chain.emission import (
     split_subnet_emission,
     split_take,
 )
+from p2pnode.chain.fixed import ONE32
 from p2pnode.chain.yuma import (
     EpochInput,
     EpochOutput,
@@ -474,3 +477,16 @@ def test_epochs_with_consensus_by_bisection_equal_the_reference(inp: EpochInput,
     """The whole epoch with the bisection used at every size (it starts at 4,096 weight entries)."""
     with mock.patch.object(yuma, "_BISECT_MIN_ENTRIES", 0):
         assert_chained_epochs_match_reference(inp, epochs)
+
+
+def test_scaled_bonds_from_u16_equal_scaling_the_proportions() -> None:
+    """The EMA's decayed bonds made in one multiply (no 65535 in the row) or two (a 65535, whose
+    proportion is exactly 1) are the same numbers, for factors up to 1."""
+    rng = random.Random(3)
+    epoch = _Epoch(base_input(n=64, last_update=[1] * 64, block_at_registration=[0] * 64, stake=[1] * 64,
+                              validator_permit=[True] * 64, weights=[[]] * 64, bonds=[[]] * 64))
+    for row in ([rng.randrange(0, 65535) for _ in range(64)], [65535] * 64,
+                [rng.choice([0, 65534, 65535, 255, 65280]) for _ in range(64)]):
+        dense = array("H", row)
+        for factor in (1, ONE32 // 3, ONE32 - 1, ONE32):
+            assert epoch.scaled_from_u16(dense, factor) == epoch.scale_row(epoch.from_u16(dense), factor)
