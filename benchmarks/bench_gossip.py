@@ -14,6 +14,7 @@ the DHT. Publishers are chosen at random, on a fixed schedule.
     python benchmarks/bench_gossip.py --nodes 8 --without-cpu-fixes   # the same, minus py-libp2p problem 11 fixes
     python benchmarks/bench_gossip.py --nodes 8 --stock               # py-libp2p as shipped
     python benchmarks/bench_gossip.py --nodes 4 --profile-dir /tmp/prof  # cProfile per node
+    python benchmarks/bench_gossip.py --nodes 8 --count-frames        # + yamux frames and RPCs sent per message
 
 Prints one JSON line per run and a summary table. Loopback only (127.0.0.1).
 """
@@ -30,6 +31,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,6 +91,7 @@ async def p2pnode_node(
     network = LibP2PNetwork(seed, bootstrap=bootstrap, config=config)
     if without_cpu_fixes:
         workarounds.restore_cpu_fixes()
+        del network.pubsub._is_subscribed_to_msg  # `drop_seen_copies_early` off: a task per copy
         network.gossipsub.idontwant_min_bytes = 0
         network.gossipsub.mcache = MessageCache(3, 5)
 
@@ -160,11 +163,40 @@ async def stock_node(seed: bytes, bootstrap: list[str], on_message: Callable[[by
                 nursery.cancel_scope.cancel()
 
 
+def count_frames() -> Counter[str]:
+    """Count this process's outgoing yamux frames by type and pubsub RPCs by content, from now on
+    (`--count-frames`: how many frames a message costs a node)."""
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    counts: Counter[str] = Counter()
+    frame_types = {0: "yamux_data", 1: "yamux_window_update", 2: "yamux_ping", 3: "yamux_go_away"}
+    write_frame = Yamux._write_frame
+    write_msg = Pubsub.write_msg
+
+    async def counting_write_frame(self: Any, data: bytes) -> None:
+        counts[frame_types.get(data[1], "yamux_other")] += 1
+        await write_frame(self, data)
+
+    async def counting_write_msg(self: Any, stream: Any, rpc: Any) -> bool:
+        counts["rpc"] += 1
+        counts["rpc_publish_messages"] += len(rpc.publish)
+        if rpc.HasField("control"):
+            counts["rpc_with_control"] += 1
+        return await write_msg(self, stream, rpc)
+
+    Yamux._write_frame = counting_write_frame  # type: ignore[method-assign]
+    Pubsub.write_msg = counting_write_msg  # type: ignore[method-assign]
+    return counts
+
+
 async def worker(index: int, bootstrap: list[str], args: argparse.Namespace) -> None:
     started = time.time()
     receipts: list[tuple[int, float]] = []
     marks: dict[str, tuple[float, float]] = {}
     rng = random.Random(index)
+    frame_counts: Counter[str] = Counter()
+    frames_sent: dict[str, int] = {}
     profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine may be busy
     seed = (b"bench-node-%d" % index).ljust(32, b"\0")
 
@@ -199,6 +231,11 @@ async def worker(index: int, bootstrap: list[str], args: argparse.Namespace) -> 
                     command = json.loads(line)
                     if command["cmd"] == "mark":
                         marks[command["label"]] = (time.process_time(), time.time())
+                        if args.count_frames and command["label"] == "pub0":
+                            frame_counts = count_frames()
+                        if args.count_frames and command["label"] == "pub1":
+                            frames_sent = dict(frame_counts)
+                            frame_counts = Counter()  # stop counting (the wrappers stay: cheap)
                         if args.profile_dir and command["label"] == "pub0":
                             profiler.enable()
                         if args.profile_dir and command["label"] == "pub1":
@@ -210,6 +247,7 @@ async def worker(index: int, bootstrap: list[str], args: argparse.Namespace) -> 
                         await node.publish(header + rng.randbytes(args.payload - len(header)))
                     elif command["cmd"] == "report":
                         emit({"event": "report", "receipts": receipts, "marks": marks, "rss_kib": rss_kib(),
+                              "frames_sent": frames_sent,
                               "heartbeat_s": node.heartbeat_s()})
             nursery.cancel_scope.cancel()
 
@@ -276,6 +314,8 @@ async def spawn(index: int, bootstrap: list[str], args: argparse.Namespace) -> P
         command += ["--degree", args.degree]
     if args.profile_dir:
         command += ["--profile-dir", args.profile_dir]
+    if args.count_frames:
+        command.append("--count-frames")
     command += ["--bootstrap", *bootstrap] if bootstrap else []
     process = await trio.lowlevel.open_process(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
@@ -352,6 +392,7 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
     raw_cpu_ms_per_msg: list[float] = []
     idle_pct: list[float] = []
     rss_mib: list[float] = []
+    frames_per_msg: dict[str, list[float]] = {}
     for peer in peers:
         report = peer.report
         assert report is not None
@@ -369,6 +410,8 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         raw_cpu_ms_per_msg.append(pub_cpu / args.messages * 1000.0)
         idle_pct.append(idle_rate * 100.0)
         rss_mib.append(report["rss_kib"] / 1024.0)
+        for kind, count in report["frames_sent"].items():
+            frames_per_msg.setdefault(kind, []).append(count / args.messages)
     time_to_all = [max(v) for v in arrival.values() if len(v) == nodes - 1]
     return {
         "nodes": nodes,
@@ -389,6 +432,8 @@ async def run_once(nodes: int, args: argparse.Namespace) -> dict[str, Any]:
         "idle_cpu_pct_per_node": {"median": statistics.median(idle_pct), "max": max(idle_pct)},
         "rss_mib_per_node": {"median": statistics.median(rss_mib), "max": max(rss_mib)},
         "heartbeat_s": sorted({p.report["heartbeat_s"] for p in peers if p.report}),
+        # Per node per network-wide message, median over nodes (`--count-frames`).
+        "frames_sent_per_node_per_msg": {kind: round(statistics.median(v), 2) for kind, v in sorted(frames_per_msg.items())},
     }
 
 
@@ -427,6 +472,7 @@ def main() -> None:
     parser.add_argument("--without-cpu-fixes", action="store_true", help="p2pnode minus the CPU-only workarounds")
     parser.add_argument("--stock", action="store_true", help="py-libp2p 0.8.1 as shipped, no p2pnode code")
     parser.add_argument("--profile-dir", help="write a cProfile of each node's publish phase here")
+    parser.add_argument("--count-frames", action="store_true", help="count each node's yamux frames and RPCs sent")
     parser.add_argument("--degree", help="GossipSub mesh degree D,D_low,D_high (default: GossipConfig's)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", nargs="*", default=[], help=argparse.SUPPRESS)

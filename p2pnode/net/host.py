@@ -196,6 +196,7 @@ class LibP2PNetwork(PeerFinding):
         workarounds.fix_pubsub_subscription_race(self.pubsub)
         workarounds.make_pubsub_restartable(self.pubsub)
         workarounds.enlarge_outbound_queues(self.pubsub, self.config.gossip.outbound_queue_size)
+        workarounds.drop_seen_copies_early(self.pubsub)
         self.dht = ServerModeKadDHT(self.host, self.config.network_id, enable_random_walk=False,
                                     advertised_addrs=self._advertised_without_peer_id)
         self.topics = GossipTopics(self._local_id, self.config.gossip, self._penalise_quietly)

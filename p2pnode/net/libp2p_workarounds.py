@@ -22,6 +22,8 @@ process-wide).
 | validation cache remembers failures: an IGNOREd message is dropped    | `SuccessOnlyValidationCache`           |
 |   for 5 min even once it becomes valid, and re-forwarders go unscored |                                        |
 | #8 per-peer outbound queue of 32 RPCs drops bursts silently          | `enlarge_outbound_queues`              |
+| #25 every copy of a message (D-1 per message) gets its own task before| `drop_seen_copies_early`               |
+|   the seen-cache check that discards it                               |                                        |
 | #8 subscription queue of 32 drops with a warning                     | `replace_subscription_queue`           |
 | #11 `host.get_addrs()` + a fresh signed record check per RPC,        | `install_cpu_fixes` (process-wide)     |
 |   varint prefixes read one byte per await, one yamux WINDOW_UPDATE    |                                        |
@@ -35,6 +37,10 @@ process-wide).
 |   swarm/muxer) cancels the whole service and so ends `host.run()`    |   `supervised_host_run`                |
 | #22 opportunistic grafting every heartbeat (scores all 0): mesh churn | `HardenedGossipSub` (never)            |
 | #23 a service scans all its tasks to find a new task's parent        | `install_cpu_fixes` (task index)       |
+| #26 yamux credits the receive window on every other read (a WINDOW_  | `install_cpu_fixes` (half-window       |
+|   UPDATE frame per 2 messages received), not at half-window          |   credit, go-yamux's rule)             |
+| #27 Noise reads a frame's 2-byte length and its body with a `recv`    | `install_cpu_fixes` (TCP read-ahead)   |
+|   each (plus a lock and usually a wait for the socket)               |                                        |
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TMuxerOptions, TProtocol, TSecurityOptions
 from libp2p.exceptions import ParseError
-from libp2p.io.exceptions import IncompleteReadError, MessageTooLarge
+from libp2p.io.exceptions import ConnectionClosedError, IncompleteReadError, MessageTooLarge
+from libp2p.io.trio import TrioTCPStream
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 from libp2p.pubsub import gossipsub as gossipsub_module
@@ -65,7 +72,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
 from libp2p.tools.anyio_service import TrioManager
 from libp2p.tools.anyio_service.trio_tasks import FunctionTask
 
@@ -371,6 +378,25 @@ def enlarge_outbound_queues(pubsub: Pubsub, capacity: int) -> None:
     pubsub.peer_queues = queues
 
 
+def drop_seen_copies_early(pubsub: Pubsub) -> None:
+    """Discard a copy of an already-seen message in the stream reader, before a task is started for it.
+
+    Upstream starts a `push_msg` task for every message of every incoming RPC (py-libp2p problem
+    25); with a mesh of D peers each message arrives about D times, and every copy after the first
+    only reaches `push_msg`'s seen-cache check and returns. The reader asks `_is_subscribed_to_msg`
+    synchronously just before starting the task (its only caller), so the seen check is added
+    there: the same outcome (a seen copy is dropped, unscored, whoever sent it), without the task.
+    A copy that arrives while the first is still being validated is not seen yet and goes through
+    as before.
+    """
+    is_subscribed = pubsub._is_subscribed_to_msg
+
+    def subscribed_and_unseen(msg: rpc_pb2.Message) -> bool:
+        return is_subscribed(msg) and not pubsub._is_msg_seen(msg)
+
+    pubsub._is_subscribed_to_msg = subscribed_and_unseen  # type: ignore[method-assign]
+
+
 def set_pubsub_rpc_limit(pubsub: Pubsub, max_rpc_bytes: int) -> None:
     """Pubsub RPCs of up to `max_rpc_bytes`, both ways (upstream: 1 MiB).
 
@@ -506,6 +532,71 @@ async def _buffered_read_varint_prefixed_bytes_limited(stream: INetStream, max_l
     return frame
 
 
+_TCP_READ_AHEAD = 64 * 1024
+
+
+def _take_read_ahead(buffer: bytearray, n: int | None) -> bytes:
+    size = len(buffer) if n is None or n < 0 else min(n, len(buffer))
+    data = bytes(buffer[:size])
+    del buffer[:size]
+    return data
+
+
+async def _read_ahead_tcp_read(self: TrioTCPStream, n: int | None = None) -> bytes:
+    """`TrioTCPStream.read` with a read-ahead buffer: one `recv` of up to 64 KiB serves the small
+    reads above it (py-libp2p problem 27).
+
+    Noise reads each frame as a 2-byte length and then its body, each a `read` here: a lock, a
+    `recv` and often a wait for the socket, so two to three of each per frame. Reading ahead serves
+    both from one `recv`, and frames that arrived together from one. Every reader of a TCP
+    connection (multistream negotiation, the Noise handshake, then Noise) goes through this one
+    object, so bytes read ahead are never lost; buffered bytes are served without the lock, which
+    upstream holds only to keep two readers off the socket at once. Same results and exceptions.
+    """
+    if n == 0:
+        return b""
+    buffer: bytearray | None = getattr(self, "_p2pnode_read_ahead", None)
+    if buffer:
+        return _take_read_ahead(buffer, n)
+    async with self.read_lock:
+        if buffer is None:
+            buffer = bytearray()
+            self._p2pnode_read_ahead = buffer  # type: ignore[attr-defined]
+        if buffer:  # filled by another reader while we waited for the lock
+            return _take_read_ahead(buffer, n)
+        try:
+            chunk = await self.stream.receive_some(max(n or 0, _TCP_READ_AHEAD))
+        except trio.BrokenResourceError as error:
+            raise ConnectionClosedError(
+                f"TCP connection reset by remote peer: {error}", transport="tcp"
+            ) from error
+        except trio.ClosedResourceError:
+            return b""  # closed locally: EOF, as upstream
+        if n is None or n < 0 or len(chunk) <= n:
+            return chunk
+        buffer += memoryview(chunk)[n:]
+        return chunk[:n]
+
+
+async def _credit_at_half_window(self: YamuxStream, *, bytes_read: int = 0) -> None:
+    """Send a WINDOW_UPDATE only once half the receive window has been read (go-yamux's GrowTo).
+
+    Upstream adds a "partial slack" rule that credits any read smaller than the threshold
+    straight away (and twice over), so a stream of small pubsub RPCs sends one WINDOW_UPDATE frame
+    (a Noise frame and a socket write on each side) for every two messages received: a third of
+    all frames in a gossip mesh (py-libp2p problem 26). The sender always uses its whole window
+    before it waits, so once it waits we have read at least half of it and credit: no deadlock.
+    Everything here is synchronous, so upstream's window lock (never held across an await) is not
+    needed; the auto-tuning of the window size is upstream's.
+    """
+    buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+    consumed = self.target_recv_window - (self.recv_window + buffered)
+    if consumed <= 0 or consumed < self._grow_threshold():
+        return
+    increment = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+    await self.send_window_update(increment, skip_lock=True)
+
+
 # The library task run by each trio task, so that a service finds a new task's parent in O(1).
 _FUNCTION_TASK_OF: weakref.WeakKeyDictionary[trio.lowlevel.Task, FunctionTask] = weakref.WeakKeyDictionary()
 _original_trio_task: property = FunctionTask.__dict__["trio_task"]
@@ -546,8 +637,11 @@ def install_cpu_fixes() -> None:
     - signed peer records: cache ours, verify each peer's once (not per RPC);
     - pubsub frames: read in chunks, not one byte per await;
     - yamux: credit the receive window at half-window hysteresis like go-yamux, instead of one
-      WINDOW_UPDATE frame per read (py-libp2p's RELEASE_ON_READ default), and stop re-reading
-      its PY_YAMUX_* tuning environment variables on every read;
+      WINDOW_UPDATE frame per read or two (py-libp2p's RELEASE_ON_READ default and its "partial
+      slack" rule, problem 26), and stop re-reading its PY_YAMUX_* tuning environment variables
+      on every read;
+    - TCP: read ahead up to 64 KiB per `recv`, not one `recv` per Noise length prefix and body
+      (problem 27);
     - services: find a new task's parent through an index, not a scan of every task.
     """
     for module in (pubsub_module, gossipsub_module):
@@ -561,6 +655,8 @@ def install_cpu_fixes() -> None:
     _patch(yamux_module, "_yamux_disable_hysteresis", lambda: hysteresis_off)
     _patch(yamux_module, "_yamux_batch_threshold_divisor", lambda: divisor)
     _patch(yamux_module, "_perf_yamux_debug_enabled", lambda: False)
+    _patch(YamuxStream, "_auto_tune_and_send_window_update", _credit_at_half_window)
+    _patch(TrioTCPStream, "read", _read_ahead_tcp_read)
     _patch(FunctionTask, "trio_task", property(_original_trio_task.fget, _set_trio_task_indexed))
     _patch(TrioManager, "_find_parent_task", _find_parent_task_indexed)
 
