@@ -918,8 +918,6 @@ class _Epoch:
         self.inp = inp
         n = self.n = inp.n
         self.rows = _Lanes(n, 64)
-        self.lane80_ones = int.from_bytes((b"\x01" + bytes(9)) * n, "little")
-        self.lane80_masks: dict[int, int] = {}
         self.full_row = array("H", range(n))
         self.full_row_bytes = self.full_row.tobytes()
         self.zero_row = array("Q", [0]) * n
@@ -982,33 +980,30 @@ class _Epoch:
             return self.scale_row(self.from_u16(dense), factor)
         return self.rows.scale(self.rows.pack_u16(dense), 65537 * factor)
 
-    def spread_u16(self, dense: array[int]) -> int:
-        """n u16 words packed in 80-bit lanes (`proportions`' working width)."""
-        raw = _le_bytes(dense)
-        spread = bytearray(10 * self.n)
-        spread[0::10] = raw[0::2]
-        spread[1::10] = raw[1::2]
-        return int.from_bytes(spread, "little")
+    def proportions(self, packed: int, total: int) -> tuple[int, array[int]]:
+        """floor(u * 2^32 / total) of u16 lanes u <= total, 0 < total (packed in 64-bit lanes, as
+        `_Lanes.pack_u16` makes them): packed in 64-bit lanes, and as words.
 
-    def proportions(self, spread: int, total: int) -> tuple[int, array[int]]:
-        """floor(u * 2^32 / total) of u16 words u <= total (`spread_u16`): packed in 64-bit lanes,
-        and as words.
-
-        `_Lanes.div` on 80-bit lanes: with k = 16 + bitlen(total) the magic number is below
-        2^49 + 1, so u * magic < 2^66 stays inside its lane, and u * total < 2^k keeps it exact.
-        Each quotient is at most 2^32, so its low 5 bytes are the whole of it.
+        `_Lanes.div` needs k = 16 + bitlen(total) to be exact for every u16, and then u * magic
+        reaches 2^65, one bit over the lane. So first k one less (magic <= 2^48 + 1, products
+        below 2^64), exact when u * e < 2^k for the largest u, e = magic * total - 2^(32 + k) being
+        the magic number's excess (most totals; checked per row). Otherwise the full k with the
+        magic split at bit 17: floor((u * hi * 2^17 + u * lo) / 2^k) = floor((u * hi +
+        floor(u * lo / 2^17)) / 2^(k - 17)), both products below 2^48. Each quotient is at most
+        2^32 * u / total, below 2^(64 - k) and 2^(81 - k) respectively, so the masks keep it whole.
         """
-        n = self.n
-        k = 16 + total.bit_length()
+        lanes = self.rows
+        k = 15 + total.bit_length()
         magic = (1 << (FRAC32 + k)) // total + 1
-        lane_bits = self.lane80_masks.get(k)
-        if lane_bits is None:
-            lane_bits = self.lane80_masks[k] = ((1 << (80 - k)) - 1) * self.lane80_ones
-        quotients = (((spread * magic) >> k) & lane_bits).to_bytes(10 * n, "little")
-        words = bytearray(8 * n)
-        for b in range(5):
-            words[b::8] = quotients[b::10]
-        return int.from_bytes(words, "little"), _from_le("Q", words)
+        if min(U16_MAX, total) * (magic * total - (1 << (FRAC32 + k))) < (1 << k):
+            quotients = ((packed * magic) >> k) & lanes.mask(64 - k)
+        else:
+            k += 1
+            magic = (1 << (FRAC32 + k)) // total + 1
+            high, low = magic >> 17, magic & ((1 << 17) - 1)
+            scaled = packed * high + (((packed * low) >> 17) & lanes.mask(47))
+            quotients = (scaled >> (k - 17)) & lanes.mask(81 - k)
+        return quotients, lanes.unpack(quotients)
 
     def scale_row(self, packed: int, factor: int) -> int:
         """floor(lane * factor / 2^32) on 64-bit lanes holding values <= 1, factor in [0, 1]."""
@@ -1083,8 +1078,8 @@ class _Epoch:
             dense = self.dense_u16(stored, masked)  # type: ignore[arg-type]
             if i != owner:
                 dense[i] = 0
-            spread = self.spread_u16(dense)
-            total = _lane_sum(spread, n, 80)
+            u16_lanes = self.rows.pack_u16(dense)
+            total = _lane_sum(u16_lanes, n, 64)
             if self.liquid_dense:
                 ones = self.dense_u16(stored, masked, array("H", [1]) * len(stored))  # type: ignore[arg-type]
                 if i != owner:
@@ -1097,7 +1092,7 @@ class _Epoch:
                     if j < n and (j != i or i == owner) and bar[j] < threshold
                 ]
             if total:
-                packed[i], words[i] = self.proportions(spread, total)
+                packed[i], words[i] = self.proportions(u16_lanes, total)
                 totals[i] = total
         self.weights = packed
         self.weight_totals = totals

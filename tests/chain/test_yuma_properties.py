@@ -490,3 +490,30 @@ def test_scaled_bonds_from_u16_equal_scaling_the_proportions() -> None:
         dense = array("H", row)
         for factor in (1, ONE32 // 3, ONE32 - 1, ONE32):
             assert epoch.scaled_from_u16(dense, factor) == epoch.scale_row(epoch.from_u16(dense), factor)
+
+
+def test_weight_proportions_on_64_bit_lanes_are_exact() -> None:
+    """`_Epoch.proportions` is floor(u * 2^32 / total) for every u16 lane, on both of its paths (one
+    multiply where the magic number's excess allows a shorter shift, else the magic split in two);
+    the sample reaches both, and rows with a lone weight, tiny totals and 65535s."""
+    rng = random.Random(9)
+    n = 96
+    epoch = _Epoch(base_input(n=n, last_update=[1] * n, block_at_registration=[0] * n, stake=[1] * n,
+                              validator_permit=[True] * n, weights=[[]] * n, bonds=[[]] * n))
+    lanes = epoch.rows
+    paths = set()
+    rows = [[65535] + [0] * (n - 1), [1] + [0] * (n - 1), [1, 2] + [0] * (n - 2), [65535] * n]
+    rows += [[rng.choice([0, 1, 65535, rng.randrange(65536)]) for _ in range(n)] for _ in range(400)]
+    for row in rows:
+        dense = array("H", row)
+        total = sum(row)
+        if not total:
+            continue
+        k = 15 + total.bit_length()
+        magic = (1 << (32 + k)) // total + 1
+        paths.add(min(65535, total) * (magic * total - (1 << (32 + k))) < (1 << k))
+        packed, words = epoch.proportions(lanes.pack_u16(dense), total)
+        expected = [(u << 32) // total for u in row]
+        assert list(words) == expected
+        assert packed == lanes.pack(array("Q", expected))
+    assert paths == {True, False}
