@@ -28,6 +28,10 @@ class RequestError(Exception):
     """A request/response exchange failed: timeout, refused, stream reset, or oversized reply."""
 
 
+class RequestTimeout(RequestError):
+    """No answer within the timeout: the request may still have arrived (a slow or busy peer)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Checked:
     """A gossip guard's answer: the verdict, the decoded object to deliver (ACCEPT only), and a

@@ -33,7 +33,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 
 from p2pnode.net.identity import parse_peer_id
-from protocols.network import RequestError, RequestHandler
+from protocols.network import RequestError, RequestHandler, RequestTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ async def send_request(
         completed = True
     except trio.TooSlowError as exc:
         penalise(peer_id, "timeout")
-        raise RequestError(f"{protocol_id} to {peer_id} timed out after {timeout} s") from exc
+        raise RequestTimeout(f"{protocol_id} to {peer_id} timed out after {timeout} s") from exc
     except FrameError as exc:
         penalise(peer_id, "protocol_violation")
         raise RequestError(f"{protocol_id} to {peer_id}: malformed response: {exc}") from exc

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 import trio
 
-from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict, run_guard
+from protocols.network import (
+    GossipHandler,
+    GossipValidator,
+    RequestError,
+    RequestHandler,
+    RequestTimeout,
+    Verdict,
+    run_guard,
+)
 
 REJECT_PENALTY = 10.0
 
@@ -119,7 +127,7 @@ class MemoryNetwork:
             if len(reply) > max_response_bytes:
                 raise RequestError(f"response of {len(reply)} bytes over the {max_response_bytes} byte limit")
             return reply
-        raise RequestError(f"request to {peer_id} timed out after {timeout} s")
+        raise RequestTimeout(f"request to {peer_id} timed out after {timeout} s")
 
     def penalise(self, peer_id: str, reason: str, amount: float) -> None:
         self.penalties.append((peer_id, reason, amount))

@@ -54,7 +54,15 @@ from p2pnode.store.slashing_protection import SlashingProtection
 from p2pnode.testing.factories import make_genesis, open_chain, validator_keys
 from protocols import codec
 from protocols.crypto import Keypair
-from protocols.network import GossipHandler, GossipValidator, RequestError, RequestHandler, Verdict, run_guard
+from protocols.network import (
+    GossipHandler,
+    GossipValidator,
+    RequestError,
+    RequestHandler,
+    RequestTimeout,
+    Verdict,
+    run_guard,
+)
 
 if TYPE_CHECKING:
     from p2pnode.testing.netmodel import LinkModel, NetObserver
@@ -198,7 +206,7 @@ class SimEndpoint:
         net = self.net
         if not net.can_reach(self._peer_id, peer_id) or net.lost(self._peer_id, peer_id, key):
             await trio.sleep(timeout)
-            raise RequestError("timeout")
+            raise RequestTimeout("timeout")
         remote = net.endpoints[peer_id]
         with trio.move_on_after(timeout) as scope:
             await trio.sleep(net.latency_s(self._peer_id, peer_id, key))
@@ -214,7 +222,7 @@ class SimEndpoint:
                 raise RequestError(f"remote handler failed: {type(exc).__name__}") from None
             await trio.sleep(net.latency_s(peer_id, self._peer_id, key))
         if scope.cancelled_caught:
-            raise RequestError("timeout")
+            raise RequestTimeout("timeout")
         if len(response) > max_response_bytes:
             raise RequestError("response too large")
         if not net.can_reach(self._peer_id, peer_id):

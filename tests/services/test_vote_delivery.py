@@ -14,7 +14,7 @@ from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.testing.sim import SimNode, Simulation
 from protocols import codec, topics
 from protocols.crypto import Keypair
-from protocols.network import RequestError
+from protocols.network import RequestError, RequestTimeout
 
 EPOCH = 8  # the simulator's genesis
 
@@ -160,5 +160,25 @@ def test_a_double_vote_split_between_proposers_is_caught_through_the_blocks(tmp_
         assert node_2 is not None and node_2.evidence_submitted == 1
         for sim_node in sim.up():
             assert consensus.is_slashed(sim_node.chain.head_state(), voter.key.public_key)
+
+    sim.run(scenario)
+
+
+def test_a_proposer_that_answers_late_is_presumed_to_have_the_vote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No gossip on top of requests that merely time out: on a busy machine the request usually
+    arrived, and gossiping every such vote too is the load that made the answers late."""
+    sim = Simulation(tmp_path, nodes=4, seed=9, direct_votes=True)
+
+    async def late(*args: object, **kwargs: object) -> bytes:
+        raise RequestTimeout("timeout")
+
+    async def scenario(sim: Simulation) -> None:
+        node = sim.nodes[0].node
+        assert node is not None and node.vote_delivery is not None
+        monkeypatch.setattr(node.vote_delivery, "network", type("Slow", (), {"request": late})())
+        await sim.run_until_slot(4 * EPOCH)
+        assert node.votes_cast >= 3
+        assert node.vote_delivery.gossiped == 0 and node.vote_delivery.sent_direct == node.votes_cast
+        assert node.vote_delivery.asked["late"] > 0 and node.vote_delivery.asked["acked"] == 0
 
     sim.run(scenario)
