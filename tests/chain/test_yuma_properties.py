@@ -517,3 +517,30 @@ def test_weight_proportions_on_64_bit_lanes_are_exact() -> None:
         assert list(words) == expected
         assert packed == lanes.pack(array("Q", expected))
     assert paths == {True, False}
+
+
+@pytest.mark.parametrize("shape", ["spread", "bunched", "two_camps"])
+def test_consensus_by_bisection_at_its_default_settings(shape: str) -> None:
+    """600 uids, 80 of them voting (48,000 votes; the default settings, nothing patched): spread
+    weights end in a few gathered entries per column, bunched ones (80 votes within a few units
+    of each other, more than a column may keep) in columns sorted whole, and two camps of
+    validators with tied values in many gathered ties; all equal the per-column sort."""
+    rng = random.Random(shape)
+    n, voters = 600, 80
+
+    def weight(i: int, j: int) -> int:
+        if shape == "spread":
+            return rng.randrange(65536)
+        if shape == "bunched":
+            return 50_000 + rng.randrange(4)
+        return 65535 if (i < voters // 2) == (j % 2 == 0) else 1
+
+    weights = [[(j, weight(i, j)) for j in range(n)] if i < voters else [] for i in range(n)]
+    inp = EpochInput(
+        n=n, current_block=10, tempo=1, activity_cutoff=100, last_update=[9] * n, block_at_registration=[0] * n,
+        stake=[rng.randrange(10**12, 10**14) if i < voters else 0 for i in range(n)],
+        validator_permit=[i < voters for i in range(n)], max_allowed_validators=voters, weights=weights,
+        bonds=[[]] * n, emission=10**9,
+    )
+    bisection, sorting = consensus_both_ways(inp, (32767 << 32) // 65535)
+    assert bisection == sorting
