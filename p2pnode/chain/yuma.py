@@ -15,7 +15,9 @@ How it is fast enough in pure Python:
 * Packed lanes. A dense row (or a column) is one Python int holding every entry in a 64- or
   128-bit lane, so one big-int multiply, shift or mask acts on all entries at C speed; an exact
   division by a scalar is a multiply by a magic number (see `_Lanes.div`).
-* The stake-weighted median uses the closed form of §3.6 item 4, one sort per column.
+* The stake-weighted median uses the closed form of §3.6 item 4 (the largest t whose votes >= t
+  hold kappa), found for every column at once by bisection on packed rows; only the few votes
+  left near each answer are sorted (`_Epoch.consensus_by_bisection`).
 
 `p2pnode.testing.yuma_reference` is a literal, slow port of the chain code used to cross-check this.
 """
@@ -1166,7 +1168,7 @@ class _Epoch:
         top = min(ONE32, (U16_MAX << FRAC32) // min(totals))
         guarded = [(self.weights[i] or 0) | guard for i in voters]  # lanes 2^63 + w (w <= 2^32)
         # Each pass sums, per column, stake + 2^40 per voter at or above the midpoint: the stake
-        # (at most 2^32) in the low 40 bits of the lane, the count of such voters above.
+        # (at most 2^32) in the low 40 bits of the lane, the count of such voters in the bits above.
         unit = 1 << _COUNT_SHIFT
         stake_bits, count_bits = lanes.mask(_COUNT_SHIFT), lanes.mask(64 - _COUNT_SHIFT)
         addends = [s + unit for s in stake_hat]
@@ -1174,10 +1176,10 @@ class _Epoch:
         at_lo, at_hi = sum(addends) * ones, 0  # stake and count of the entries >= lo, >= hi
         kappa_lanes, two, low63 = kappa * ones, 2 * ones, lanes.mask(63)
         for _ in range(_BISECT_PASSES_MAX):
-            open_ = (((hi - lo) | guard) - two) & guard  # brackets holding two or more values
-            if not open_:
+            still_open = (((hi - lo) | guard) - two) & guard  # brackets holding two or more values
+            if not still_open:
                 break
-            pending = ((at_lo - at_hi) >> _COUNT_SHIFT) & count_bits & (open_ - (open_ >> 63))
+            pending = ((at_lo - at_hi) >> _COUNT_SHIFT) & count_bits & (still_open - (still_open >> 63))
             if _lane_sum(pending, n, 64) * _BISECT_ENTRIES_PER_PASS <= m * n:
                 break
             mid = ((lo + hi) >> 1) & low63
@@ -1212,8 +1214,9 @@ class _Epoch:
             return consensus
         lo_open, hi_open = lo & gather, hi & gather  # elsewhere [0, 0), which holds nothing
         # one key per entry in an open bracket: column, then value, then voter position
-        value_shift, voter_bits = m.bit_length(), m.bit_length()
-        column_shift = value_shift + top.bit_length()
+        value_shift = voter_bits = m.bit_length()
+        value_bits = top.bit_length()
+        column_shift = value_shift + value_bits
         keys: list[int] = []
         for p, g in enumerate(guarded):
             inside = (g - lo_open) & ~(g - hi_open) & guard
@@ -1222,7 +1225,7 @@ class _Epoch:
                 keys += [(j << column_shift) | (w[j] << value_shift) | p for j in lanes.flagged_lanes(inside)]
         keys.sort(reverse=True)
         above = lanes.unpack(at_hi & stake_bits)
-        voter_mask, value_mask = (1 << voter_bits) - 1, (1 << top.bit_length()) - 1
+        voter_mask, value_mask = (1 << voter_bits) - 1, (1 << value_bits) - 1
         column, running, found = -1, 0, False
         for key in keys:  # columns one after another, values descending within each
             j = key >> column_shift
