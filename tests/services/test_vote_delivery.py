@@ -61,7 +61,7 @@ def test_votes_reach_the_proposers_directly_get_included_and_finalize(tmp_path: 
             assert node is not None and node.vote_delivery is not None
             assert node.votes_cast >= 5
             assert node.vote_delivery.sent_direct == node.votes_cast, "every vote was taken by the proposers"
-            assert node.vote_delivery.gossiped == 0
+            assert node.vote_delivery.gossiped == 0 and node.status()["votes_gossiped"] == 0
         assert sum(n.vote_delivery.served.get("accepted", 0) for n in nodes if n and n.vote_delivery) > 0
         first = nodes[0]
         assert first is not None and first.finalized is not None and first.finalized.epoch >= 4

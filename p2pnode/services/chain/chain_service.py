@@ -234,6 +234,8 @@ class ChainService(ValidatorDuties):
             "forks": self.chain.fork_count(),
             "blocks_proposed": self.blocks_proposed,
             "votes_cast": self.votes_cast,
+            # Votes that no proposer took directly (all of them where the direct path is off).
+            "votes_gossiped": self.votes_cast if self.vote_delivery is None else self.vote_delivery.gossiped,
             "evidence_submitted": self.evidence_submitted,
             "block_delay_ms": self.clock_offset()[0],
             "block_delay_samples": self.clock_offset()[1],
