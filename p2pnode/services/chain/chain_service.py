@@ -578,7 +578,9 @@ class ChainService(ValidatorDuties):
         if admission.added:
             return Checked(Verdict.ACCEPT, stx)
         if admission.reason in ROOM_REFUSALS:
-            self.mempool.park(stx, data, tx_id, peer_id, self.clock.now_ms() if now is None else now)
+            parked = self.mempool.park(stx, data, tx_id, peer_id, self.clock.now_ms() if now is None else now)
+            if parked.stateless_rejection:  # its signature, checked before it took a parked place
+                admission = parked
         if admission.stateless_rejection:
             return Checked(Verdict.REJECT, reason=admission.reason)
         if admission.reason not in BENIGN_TX_REFUSALS and self._tx_refusals.refused(peer_id, self.clock.now_ms()):

@@ -25,8 +25,9 @@ Rules (docs/chain.md, "Mempool"; the attacks they answer in docs/security.md, "M
   aside, bounded (`max_parked`, one per sender and nonce, `max_per_sender` per sender, `parked_ttl_ms`),
   and offered again by `readmit_parked` once a block has freed room. Without it a peer whose pool
   was full when a transaction was gossiped lacked it until the next re-gossip (30 s), the pools
-  diverged and proposers built near-empty blocks. Parking costs no signature check: the retry is
-  an ordinary admission, which checks it.
+  diverged and proposers built near-empty blocks. A transaction's signatures are checked when it
+  is parked (a forged copy would otherwise hold a place, or displace the signed one of its
+  nonce), so the retry does not check them again.
 """
 
 from __future__ import annotations
@@ -321,27 +322,41 @@ class Mempool:
     def parked_count(self) -> int:
         return len(self._parked)
 
-    def park(self, stx: SignedTx, data: bytes, tx_id: bytes, source: str, now_ms: int) -> bool:
+    def park(self, stx: SignedTx, data: bytes, tx_id: bytes, source: str, now_ms: int) -> Admission:
         """Hold a gossiped transaction that `add_signed` refused with one of `ROOM_REFUSALS`, for
-        `readmit_parked`. One per sender and nonce (a higher fee replaces it), `max_per_sender`
-        per sender, `max_parked` and `max_parked_bytes` in all: when full, newcomers are refused (the parked set drains at
-        every block, so a flood holds it only until the next one)."""
+        `readmit_parked` (`added` when it is held). One per sender and nonce (a replacement must
+        outbid by `replace_fee_permille`, as in the pool), `max_per_sender` per sender, `max_parked`
+        and `max_parked_bytes` in all: when full, newcomers are refused (the parked set drains at
+        every block, so a flood holds it only until the next one). Its signatures are checked
+        before it takes a place: a place is held up to `parked_ttl_ms`, and a forged copy (no key
+        needed) must neither hold one nor displace the signed transaction of the same nonce; the
+        bounds are checked first, so a full set costs a flood no signature check."""
         tx = stx.tx
         key = (tx.sender, tx.nonce)
         held = self._parked.get(key)
         if held is not None:
-            if held.tx_id == tx_id or held.stx.tx.fee >= tx.fee:
-                return False
+            if held.tx_id == tx_id:
+                return Admission(False, "duplicate", tx_id)
+            if tx.fee * 1000 < held.stx.tx.fee * self.config.replace_fee_permille:
+                return Admission(False, "underpriced_replacement", tx_id)
+            if self._parked_bytes - len(held.data) + len(data) > self.config.max_parked_bytes:
+                return Admission(False, "parked_full", tx_id)
+        elif (len(self._parked) >= self.config.max_parked
+                or self._parked_bytes + len(data) > self.config.max_parked_bytes):
+            return Admission(False, "parked_full", tx_id)
+        elif self._parked_per_sender.get(tx.sender, 0) >= self.config.max_per_sender:
+            return Admission(False, "sender_parked_full", tx_id)
+        try:
+            check_tx_signatures(stx)
+        except InvalidSignature as exc:
+            return Admission(False, exc.reason, tx_id)
+        if held is not None:
             self._unpark(key)
-        if (len(self._parked) >= self.config.max_parked
-                or self._parked_bytes + len(data) > self.config.max_parked_bytes
-                or self._parked_per_sender.get(tx.sender, 0) >= self.config.max_per_sender):
-            return False
         self._seq += 1
         self._parked[key] = _Parked(stx, data, tx_id, source, now_ms, self._seq)
         self._parked_per_sender[tx.sender] = self._parked_per_sender.get(tx.sender, 0) + 1
         self._parked_bytes += len(data)
-        return True
+        return Admission(True, "parked" if held is None else "replaced", tx_id)
 
     def _unpark(self, key: tuple[bytes, int]) -> None:
         held = self._parked.pop(key, None)
@@ -375,7 +390,8 @@ class Mempool:
         out = []
         for _, _, key in order:
             held = self._parked[key]
-            admission = self.add_signed(held.stx, held.data, held.tx_id, state, ctx, now_ms)
+            # Its signatures were checked when it was parked.
+            admission = self.add_signed(held.stx, held.data, held.tx_id, state, ctx, now_ms, signature_verified=True)
             if admission.reason not in ROOM_REFUSALS:
                 self._unpark(key)
                 out.append((held.source, admission))
