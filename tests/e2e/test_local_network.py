@@ -66,6 +66,11 @@ def test_peers_finalize_and_agree_on_the_finalized_state(testnet: Path) -> None:
     blocks = {name: api(url, f"/blocks/{height}") for name, url in api_of.items()}
     assert len({b["hash"] for b in blocks.values()}) == 1, blocks
     assert len({b["state_root"] for b in blocks.values()}) == 1
+    # The finality votes went to the coming proposers by request, not by gossip (a few may have
+    # needed gossip while the peers started).
+    peer_status = [api(url, "/status") for url in api_of.values()]
+    cast = sum(s["votes_cast"] for s in peer_status)
+    assert cast > 0 and sum(s["votes_gossiped"] for s in peer_status) * 2 <= cast, peer_status
 
 
 def metagraph(url: str) -> list[dict[str, Any]]:
