@@ -55,9 +55,11 @@ HELD = "held"
 ACKS = frozenset({ACCEPTED.encode(), HELD.encode()})
 PENALTY_INVALID_VOTE = 20.0
 PENALTY_VOTE_FLOOD = 20.0
-# Every peer's requests together: well above what the validators of a large set send a proposer
-# (one vote per validator per epoch), far below what would load a node.
+# Every peer's requests together: a proposer hears from most validators within a slot or two of
+# the vote (one vote each per epoch), so the burst covers a block's worth of votes (1,024); the
+# rate bounds a flood to well under a core of signature checks. Past it, voters fall back to gossip.
 TOTAL_VOTE_REQUESTS_PER_S = 200.0
+TOTAL_VOTE_REQUESTS_BURST = 1024
 
 # hotkey -> the peer that validator runs under (None: not known, votes are only gossiped)
 ValidatorPeer = Callable[[bytes], "str | None"]
@@ -84,7 +86,7 @@ class VoteDelivery:
         self.gossip = gossip
         self.buckets: TokenBuckets[str] = TokenBuckets(config.vote_requests_per_minute / 60,
                                                        config.vote_requests_burst, max_entries=4096)
-        self.total: TokenBuckets[str] = TokenBuckets(TOTAL_VOTE_REQUESTS_PER_S, TOTAL_VOTE_REQUESTS_PER_S)
+        self.total: TokenBuckets[str] = TokenBuckets(TOTAL_VOTE_REQUESTS_PER_S, TOTAL_VOTE_REQUESTS_BURST)
         self.over_rate = RefusalCounter(config.vote_requests_burst, 60_000)
         # what happened to the votes this node cast, and to those handed to it
         self.sent_direct = 0
