@@ -1358,7 +1358,8 @@ class _Epoch:
             ema >>= FRAC32
             if not ema:
                 continue
-            words = _lane_words(ema.to_bytes(width, "little"), 2)
+            # the lanes' low words as a list: sum and max over list items make no int per item
+            words = _lane_words(ema.to_bytes(width, "little"), 2).tolist()
             ema_sum = sum(words)
             k = 33 + ema_sum.bit_length()
             ema_norm = ((ema * ((1 << (FRAC32 + k)) // ema_sum + 1)) & keep_bits[k]) >> k
