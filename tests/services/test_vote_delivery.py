@@ -62,6 +62,7 @@ def test_votes_reach_the_proposers_directly_get_included_and_finalize(tmp_path: 
             assert node.votes_cast >= 5
             assert node.vote_delivery.sent_direct == node.votes_cast, "every vote was taken by the proposers"
             assert node.vote_delivery.gossiped == 0 and node.status()["votes_gossiped"] == 0
+            assert node.vote_delivery.gossiped_uncounted == 0, "the chain counted every vote in time"
         assert sum(n.vote_delivery.served.get("accepted", 0) for n in nodes if n and n.vote_delivery) > 0
         first = nodes[0]
         assert first is not None and first.finalized is not None and first.finalized.epoch >= 4
@@ -180,5 +181,34 @@ def test_a_proposer_that_answers_late_is_presumed_to_have_the_vote(tmp_path: Pat
         assert node.votes_cast >= 3
         assert node.vote_delivery.gossiped == 0 and node.vote_delivery.sent_direct == node.votes_cast
         assert node.vote_delivery.asked["late"] > 0 and node.vote_delivery.asked["acked"] == 0
+
+    sim.run(scenario)
+
+
+def test_a_vote_proposers_acknowledge_but_drop_is_gossiped_once_the_chain_lacks_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proposers that answer `accepted` (or hold the request past its timeout) and drop the vote
+    must not keep it off the chain: once the slots it was handed to have passed and the head has
+    not counted it, the voter gossips it."""
+    sim = Simulation(tmp_path, nodes=5, seed=10, direct_votes=True)
+
+    async def lying(*args: object, **kwargs: object) -> bytes:
+        return b"accepted"  # and the vote never reaches them
+
+    async def scenario(sim: Simulation) -> None:
+        node = sim.nodes[0].node
+        assert node is not None and node.vote_delivery is not None and node.signer is not None
+        own = node.signer.public_key
+        monkeypatch.setattr(node.vote_delivery, "network", type("Liars", (), {"request": lying})())
+        # As if node 0 proposed no block while its votes can be included (its own blocks carry them).
+        pooled = node.vote_pool.for_inclusion
+        monkeypatch.setattr(node.vote_pool, "for_inclusion",
+                            lambda epoch: [v for v in pooled(epoch) if v.vote.validator != own])
+        await sim.run_until_slot(6 * EPOCH)
+        assert node.votes_cast >= 4
+        assert node.vote_delivery.sent_direct == node.votes_cast, "every vote looked delivered"
+        counted = counted_votes(sim.nodes[1].node)  # type: ignore[arg-type]
+        assert len(counted.get(own, set())) >= node.votes_cast - 1
+        assert node.vote_delivery.gossiped_uncounted >= node.votes_cast - 1
 
     sim.run(scenario)

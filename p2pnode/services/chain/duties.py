@@ -193,12 +193,22 @@ class ValidatorDuties:
             await self._gossip("votes", codec.encode(signed_vote))
 
     async def _vote_delivery_task(self) -> None:
-        async for signed_vote, slot in self._vote_recv:
-            assert self.vote_delivery is not None and self.signer is not None
-            try:
-                await self.vote_delivery.deliver(signed_vote, slot, self.signer.public_key)
-            except Exception as exc:
-                record_failure("vote delivery", exc)
+        async with trio.open_nursery() as nursery:  # a task per vote cast (one an epoch), a few slots each
+            async for signed_vote, slot in self._vote_recv:
+                nursery.start_soon(self._deliver_vote, signed_vote, slot)
+
+    async def _deliver_vote(self, signed_vote: SignedVote, slot: int) -> None:
+        """Hand the vote to the coming proposers; once the slots it went to have passed, gossip it
+        if the head has not counted it (a proposer may acknowledge a vote and drop it, or hold the
+        request past its timeout, which counts as taken)."""
+        assert self.vote_delivery is not None and self.signer is not None
+        try:
+            if await self.vote_delivery.deliver(signed_vote, slot, self.signer.public_key):
+                check_slot = slot + self.config.direct_vote_slots + 1
+                await self.clock.sleep_until_ms(self.genesis_ms + check_slot * self.slot_ms + self.slot_ms // 2)
+                await self.vote_delivery.gossip_if_uncounted(signed_vote, self.current_slot())
+        except Exception as exc:
+            record_failure("vote delivery", exc)
 
     async def _upkeep(self, slot: int) -> None:
         now = self.clock.now_ms()

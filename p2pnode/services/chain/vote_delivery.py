@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from p2pnode.chain import consensus
+from p2pnode.chain import consensus, finality
 from p2pnode.chain.types import SignedVote
 from p2pnode.services.chain.guards import RefusalCounter, guard_request
 from p2pnode.services.ratelimit import TokenBuckets
@@ -92,6 +92,7 @@ class VoteDelivery:
         self.sent_direct = 0
         self.asked = {"acked": 0, "late": 0, "refused": 0}  # the answers to this node's requests
         self.gossiped = 0
+        self.gossiped_uncounted = 0  # taken by proposers, yet not counted by the head later
         self.served: dict[str, int] = {}
 
     def register(self) -> None:
@@ -160,6 +161,18 @@ class VoteDelivery:
         self.gossiped += 1
         await self.gossip(data)
         return False
+
+    async def gossip_if_uncounted(self, signed_vote: SignedVote, slot: int) -> bool:
+        """Gossip a vote `deliver` handed over directly if the head's chain has not counted it and
+        a block may still carry it: the proposers that took it may have lied (or not answered)."""
+        vote = signed_vote.vote
+        if slot > (vote.target.epoch + 2) * self.epoch_slots - 1:
+            return False
+        if vote.validator in finality.counted_voters(self.chain.head_state(), vote.target.epoch):
+            return False
+        self.gossiped_uncounted += 1
+        await self.gossip(codec.encode(signed_vote))
+        return True
 
     async def _ask(self, peers: list[str], data: bytes) -> int:
         """How many of `peers` took the vote or may have: an answer `accepted`/`held`, or no
