@@ -10,11 +10,13 @@ import pytest
 
 from p2pnode.chain import consensus, finality
 from p2pnode.chain.types import Checkpoint, FinalityVote, SignedVote
+from p2pnode.services.chain import chain_service
 from p2pnode.services.chain.chain_service import ChainService
 from p2pnode.testing.sim import SimNode, Simulation
 from protocols import codec, topics
 from protocols.crypto import Keypair
 from protocols.network import RequestError, RequestTimeout
+from protocols.validation import vote_signature_ok
 
 EPOCH = 8  # the simulator's genesis
 
@@ -97,8 +99,15 @@ def test_a_vote_no_proposer_takes_is_gossiped_and_still_counted(tmp_path: Path, 
     sim.run(scenario)
 
 
-def test_hostile_vote_requests_are_refused_by_name(tmp_path: Path) -> None:
+def test_hostile_vote_requests_are_refused_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sim = Simulation(tmp_path, nodes=4, seed=7, direct_votes=True, passive=frozenset({3}))
+    checks = [0]
+
+    def counted_check(signed_vote: SignedVote) -> bool:
+        checks[0] += 1
+        return vote_signature_ok(signed_vote)
+
+    monkeypatch.setattr(chain_service, "vote_signature_ok", counted_check)
 
     async def scenario(sim: Simulation) -> None:
         target, hostile, other = sim.nodes[0], sim.nodes[3], sim.nodes[1]
@@ -117,8 +126,9 @@ def test_hostile_vote_requests_are_refused_by_name(tmp_path: Path) -> None:
         signed_foreign = SignedVote(vote=foreign, sig=hostile.key.sign(foreign.signing_bytes()))
         assert await hand_in(hostile, target, codec.encode(signed_foreign)) == "wrong_chain"
         # Someone else's (valid) vote: relaying is gossip's business; no penalty, no signature check.
+        before = checks[0]
         assert await hand_in(hostile, target, codec.encode(own_vote(node, other.key))) == "not_own_vote"
-        assert not penalised("vote_not_own_vote")
+        assert not penalised("vote_not_own_vote") and checks[0] == before
         forged = SignedVote(vote=good.vote, sig=bytes(64))
         assert await hand_in(hostile, target, codec.encode(forged)) == "bad_signature"
         assert penalised("vote_bad_signature")
@@ -126,12 +136,17 @@ def test_hostile_vote_requests_are_refused_by_name(tmp_path: Path) -> None:
         assert await hand_in(hostile, target, codec.encode(far)) == "epoch_out_of_window"
         assert await hand_in(hostile, target, codec.encode(good)) == "accepted"
         assert node.vote_pool.holds(good)
+        before = checks[0]
         assert await hand_in(hostile, target, codec.encode(good)) == "held"
+        assert checks[0] == before, "pooled bytes are not verified again"
         # A second vote for the same target epoch: refused, and turned into slashing evidence.
         assert await hand_in(hostile, target, codec.encode(own_vote(node, hostile.key, b"\x07" * 32))) == "duplicate"
         # Past its rate the peer gets `rate_limited`, cheaply, and a penalty once per window.
-        answers = [await hand_in(hostile, target, codec.encode(good)) for _ in range(12)]
+        flood = own_vote(node, hostile.key, b"\x08" * 32)  # would need a signature check each time
+        before = checks[0]
+        answers = [await hand_in(hostile, target, codec.encode(flood)) for _ in range(12)]
         assert "rate_limited" in answers
+        assert checks[0] - before == sum(1 for a in answers if a != "rate_limited"), "refused before any check"
         assert sum(1 for p, r, _ in target.endpoint.penalties if p == hostile.peer_id and r == "vote_flood") == 1
         await sim.run_until_slot(5 * EPOCH)
         assert node.evidence_submitted == 1
