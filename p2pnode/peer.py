@@ -22,11 +22,11 @@ from typing import Any
 import trio
 
 from p2pnode.chain.consensus import validator_set_for_epoch
-from p2pnode.chain.genesis import build_genesis_pinned, build_genesis_state
+from p2pnode.chain.genesis import Genesis, build_genesis_pinned, build_genesis_state
 from p2pnode.chain.schema import ChainObject
-from p2pnode.chain.state import State
+from p2pnode.chain.state import DictReader, State
 from p2pnode.chain.transition import minimum_fee
-from p2pnode.chain.types import TX_KIND_OF, Serve, SignedTx, make_tx
+from p2pnode.chain.types import TX_KIND_OF, Header, Serve, SignedTx, make_tx
 from p2pnode.genesis_file import load_genesis
 from p2pnode.net.addresses import default_listen_addrs
 from p2pnode.net.host import LibP2PNetwork, NetConfig
@@ -110,6 +110,27 @@ class PeerOptions:
     checkpoint: bytes | None = None
 
 
+def genesis_for_store(store: Store, genesis: Genesis, *, checkpoint_sync: bool) -> tuple[DictReader, int | None, Header]:
+    """The genesis state, its accumulator (None: not hashed) and header to open `store` with.
+
+    The pinned state root stands in for hashing every genesis item (seconds for 100,000 accounts)
+    on a fresh store that checkpoint sync will fill (whose genesis validators are then taken from
+    the file as it stands: docs/security.md), and on a store past genesis, whose stored genesis
+    hash (checked by `initialise`) covers the pin and whose state is the chain's. A store still at
+    genesis hashes it: checkpoint sync may yet run there and trust the genesis validators, which
+    only the hash ties to the pin (a file with other validators and the right pin has the right
+    genesis hash)."""
+    fresh = store.meta("genesis_hash") is None
+    if checkpoint_sync and genesis.state_root is not None and fresh:
+        reader, header = build_genesis_pinned(genesis)
+        log.info("genesis state root taken from the genesis file's pin (not hashed): checkpoint sync replaces it")
+        return reader, None, header
+    if genesis.state_root is not None and not fresh and not store.genesis_unhashed() and store.head_height > 0:
+        reader, header = build_genesis_pinned(genesis)
+        return reader, None, header
+    return build_genesis_state(genesis)
+
+
 class Peer:
     """One running peer: the pieces `run_peer` composes, reachable from the API handlers."""
 
@@ -118,21 +139,7 @@ class Peer:
         private_directory(options.data_dir)
         genesis, genesis_bootstrap = load_genesis(options.genesis)
         self.store = Store(options.data_dir / "chain.sqlite")
-        acc: int | None
-        fresh = self.store.meta("genesis_hash") is None
-        if options.checkpoint_sync and genesis.state_root is not None and fresh:
-            # A fresh store that checkpoint sync will fill: the pinned root stands in for hashing
-            # every genesis item (seconds for 100,000 accounts); the state is replaced at the join.
-            reader, header = build_genesis_pinned(genesis)
-            acc = None
-            log.info("genesis state root taken from the genesis file's pin (not hashed): checkpoint sync replaces it")
-        elif genesis.state_root is not None and not fresh and not self.store.genesis_unhashed():
-            # A store made for a genesis already: its stored genesis hash (checked by `initialise`)
-            # covers the pinned root, which was checked against the hashed state when it was made.
-            reader, header = build_genesis_pinned(genesis)
-            acc = None
-        else:
-            reader, acc, header = build_genesis_state(genesis)
+        reader, acc, header = genesis_for_store(self.store, genesis, checkpoint_sync=options.checkpoint_sync)
         genesis_vset = validator_set_for_epoch(State(reader, 0), 0)
         self.genesis_stake = {} if genesis_vset is None else dict(genesis_vset.validators)
         self.store.initialise(header, reader, acc)

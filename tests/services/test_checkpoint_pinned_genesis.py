@@ -79,3 +79,31 @@ def test_a_peer_on_a_pinned_genesis_joins_by_checkpoint_sync(tmp_path: Path) -> 
         joined.import_block(served.store.canonical_block(height))  # type: ignore[arg-type]
     assert joined.head.hash == served.head.hash
     assert recompute_root(store.state_items()) == joined.head.state_root
+
+
+def test_a_store_still_at_genesis_checks_the_pin_and_one_past_genesis_takes_it(tmp_path: Path) -> None:
+    """A genesis file with other validators and the real pin has the real genesis hash, so the
+    store's check cannot tell it apart: a store at height 0 (where checkpoint sync may still run
+    and trust those validators) hashes the file and refuses it; a store past genesis takes the pin."""
+    from p2pnode.peer import genesis_for_store
+
+    _, _, header = build_genesis_state(GENESIS)
+    pinned = dataclasses.replace(GENESIS, state_root=header.state_root)
+    swapped = dataclasses.replace(pinned, validators=GENESIS.validators[:1])
+    assert build_genesis_pinned(swapped)[1].hash == header.hash
+    store = Store(tmp_path / "chain.sqlite")
+    store.initialise(*_reader_header_acc(pinned))
+    assert store.head_height == 0
+    with pytest.raises(GenesisError, match="state_root: the genesis state's root is"):
+        genesis_for_store(store, swapped, checkpoint_sync=True)
+    assert genesis_for_store(store, pinned, checkpoint_sync=True)[1] is not None, "hashed at height 0"
+    chain = BlockTree(store)
+    run_chain(chain, 2)
+    assert store.head_height > 0
+    _, acc, past_header = genesis_for_store(store, pinned, checkpoint_sync=True)
+    assert acc is None and past_header.hash == header.hash, "past genesis: the pin, not a hash of every item"
+
+
+def _reader_header_acc(genesis):  # noqa: ANN001, ANN202
+    reader, acc, header = build_genesis_state(genesis)
+    return header, reader, acc
