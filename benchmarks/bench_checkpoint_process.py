@@ -12,7 +12,9 @@ cached under /tmp, minutes to make once), both processes' clocks put just past i
 Reported besides: the validator's start on that data directory (process start to ready, and to its
 first new block), and after following, the joiner's history backfill of the N blocks below its
 checkpoint: how long until it reaches block 1, the joiner's and the validator's CPU meanwhile, and
-how far the joiner's head fell behind the validator's while it ran (sampled every 0.25 s).
+how far the joiner's head fell behind the validator's while it ran, once it had caught up with the
+validator's current head (sampled every 0.25 s; that time is reported too), and both
+processes' peak resident memory.
 
     .venv/bin/python benchmarks/bench_checkpoint_process.py [--accounts 100000] [--blocks 100000] [--repeat 1] [--no-pin]
 """
@@ -60,6 +62,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def one_run(accounts: int, pin: bool, tmp: Path, made: MadeChain | None = None) -> dict[str, Any]:
     env = {"P2PNODE_KDF": "fast"}
     out: dict[str, Any] = {}
@@ -104,6 +112,7 @@ def one_run(accounts: int, pin: bool, tmp: Path, made: MadeChain | None = None) 
         wait_until(lambda: (s := status(joiner_api)) and s["head_height"] >= head_then, 300,
                    "the joiner to follow the head", interval=0.1)
         following_s = time.monotonic() - started
+        following_cpu_s = cpu_s(joiner.pid)  # load-independent: the joiner's own CPU to get there
         joined = re.search(r"joined at checkpoint height (\d+) \((\d+) state items\) in ([\d.]+) s; "
                            r"validator-set walk: (\d+) steps", log.read_text())
         assert joined, log.read_text()[-3000:]
@@ -115,7 +124,7 @@ def one_run(accounts: int, pin: bool, tmp: Path, made: MadeChain | None = None) 
         joined_at = next(t for t, line in stamps if "joined at checkpoint height" in line) - wall_started
         if made is not None:
             out.update(backfill(api, joiner_api, joiner.pid, validator.pid, log, started))
-        return {**out, "following_s": following_s, "ready_s": ready_s, "first_log_s": first, "genesis_s": genesis_done,
+        return {**out, "following_s": following_s, "following_cpu_s": following_cpu_s, "ready_s": ready_s, "first_log_s": first, "genesis_s": genesis_done,
                 "joined_s": joined_at, "join_s": float(joined[3]),
                 "checkpoint": int(joined[1]), "items": int(joined[2]), "walk_steps": int(joined[4]),
                 "head_then": head_then}
@@ -125,25 +134,33 @@ def one_run(accounts: int, pin: bool, tmp: Path, made: MadeChain | None = None) 
 
 def backfill(api: str, joiner_api: str, joiner_pid: int, validator_pid: int, log: Path,
              started: float) -> dict[str, Any]:
-    """Wait for the joiner's history backfill to reach block 1, sampling how far its head is behind
-    the validator's meanwhile; its time and the two processes' CPU over it."""
+    """Wait for the joiner's head to reach the validator's current head (within a block: caught
+    up; the head of its start, `following`, is behind by then), then for its history backfill to
+    reach block 1, sampling how far its head is behind the validator's meanwhile; the backfill's
+    time and the two processes' CPU over it."""
     joiner_cpu, validator_cpu, since = cpu_s(joiner_pid), cpu_s(validator_pid), time.monotonic()
     lags: list[int] = []
+    caught_up: float | None = None
     deadline = since + 1800
-    while "history backfill complete" not in log.read_text():
+    while caught_up is None or "history backfill complete" not in log.read_text():
         if time.monotonic() > deadline:
             raise SystemExit(f"the backfill did not finish: {log.read_text()[-3000:]}")
         ours, theirs = status(joiner_api), status(api)
         if ours and theirs:
-            lags.append(theirs["head_height"] - ours["head_height"])
+            lag = theirs["head_height"] - ours["head_height"]
+            if caught_up is None and lag <= 1:
+                caught_up = time.monotonic()
+            elif caught_up is not None:
+                lags.append(lag)
         time.sleep(0.25)
     done = time.monotonic()
     complete = re.search(r"history backfill complete: (\d+) blocks", log.read_text())
     assert complete, log.read_text()[-3000:]
-    return {"backfill_s": done - started, "backfill_after_following_s": done - since,
+    return {"caught_up_s": caught_up - started, "backfill_s": done - started, "backfill_after_following_s": done - since,
             "backfill_blocks": int(complete[1]), "backfill_joiner_cpu_s": cpu_s(joiner_pid) - joiner_cpu,
             "backfill_validator_cpu_s": cpu_s(validator_pid) - validator_cpu,
             "lag_max_blocks": max(lags, default=0), "lag_samples": len(lags),
+            "joiner_peak_rss_mb": peak_rss_mb(joiner_pid), "validator_peak_rss_mb": peak_rss_mb(validator_pid),
             "lag_over_1_share": sum(lag > 1 for lag in lags) / max(1, len(lags))}
 
 
@@ -151,12 +168,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--blocks", type=int, default=0, help="run the validator on a made chain of this many blocks")
+    parser.add_argument("--remake", action="store_true", help="make the chain of --blocks again (not from the cache)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="leave the state root out of the genesis file")
     args = parser.parse_args()
     made = None
     if args.blocks:
-        made = cached_chain(ChainSpec(blocks=args.blocks, accounts=args.accounts),
+        made = cached_chain(ChainSpec(blocks=args.blocks, accounts=args.accounts), remake=args.remake,
                             progress=lambda slot: print(f"making the chain: {slot} blocks", flush=True))
         print(f"chain of {made.head_height} blocks (finalized {made.finalized_height}) in {made.path}, "
               f"made in {made.seconds:.0f} s", flush=True)
@@ -173,13 +191,15 @@ def main() -> None:
         def median(key: str) -> float:
             return statistics.median(r[key] for r in runs)
 
-        print(f"chain of {made.head_height} blocks: validator start {median('validator_ready_s'):.1f} s to ready, "
+        print(f"chain of {made.head_height} blocks: joiner start -> caught up with the validator's current head "
+              f"{median('caught_up_s'):.1f} s; validator start {median('validator_ready_s'):.1f} s to ready, "
               f"{median('validator_first_block_s'):.1f} s to its first block; backfill of "
               f"{runs[0]['backfill_blocks']} blocks done {median('backfill_s'):.1f} s after the joiner's start, "
               f"joiner CPU {median('backfill_joiner_cpu_s'):.1f} s, validator CPU "
               f"{median('backfill_validator_cpu_s'):.1f} s meanwhile; joiner head behind the validator's "
-              f"by at most {max(r['lag_max_blocks'] for r in runs)} blocks, more than 1 in "
-              f"{100 * median('lag_over_1_share'):.0f}% of samples")
+              f"by at most {max(r['lag_max_blocks'] for r in runs)} blocks once caught up, more than 1 in "
+              f"{100 * median('lag_over_1_share'):.1f}% of samples; peak memory joiner "
+              f"{median('joiner_peak_rss_mb'):.0f} MB, validator {median('validator_peak_rss_mb'):.0f} MB")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ last generated slot, so a made directory can be cached and reused (`cached_chain
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -28,7 +29,7 @@ from p2pnode.chain import finality
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.genesis import build_genesis_state
-from p2pnode.chain.params import TAO
+from p2pnode.chain.params import TAO, default_params
 from p2pnode.chain.state import DictReader
 from p2pnode.chain.types import FinalityVote, Header, SignedTx, SignedVote, Transfer, make_tx
 from p2pnode.cli.testnet import make_genesis
@@ -45,10 +46,10 @@ log = logging.getLogger(__name__)
 VALIDATOR_KEY = "validator-0-hot"
 # Where `cached_chain` keeps made chains (one directory per set of parameters).
 CACHE_ROOT = Path("/tmp/p2pnode-bigchain")
-# Bump when what is made changes. The cache key is the parameters, this and the store's schema, not
-# the chain core's sources (any edit would make it again, minutes): a core change that alters the
-# genesis makes the peer refuse a stale directory loudly ("belongs to another network"); remake it
-# (`cached_chain(..., remake=True)`, the benchmark's --remake).
+# Bump when what is made changes. The cache key is the parameters, this, the store's schema and the
+# default chain parameters, not the chain core's sources (any edit would make it again, minutes): a
+# core change that alters the genesis otherwise makes the peer refuse a stale directory loudly
+# ("belongs to another network"); remake it (`cached_chain(..., remake=True)`, the benchmark's --remake).
 GENERATOR_VERSION = 1
 
 
@@ -62,8 +63,10 @@ class ChainSpec:
     transfer_every: int = 1
 
     def key(self) -> str:
+        # The default chain parameters go into every genesis: a change of one makes another chain.
+        params = hashlib.sha256(json.dumps(default_params(), sort_keys=True).encode()).hexdigest()[:8]
         return (f"b{self.blocks}-a{self.accounts}-s{self.slot_ms}-e{self.epoch_slots}-t{self.transfer_every}"
-                f"-g{GENERATOR_VERSION}-s{SCHEMA_VERSION}")
+                f"-g{GENERATOR_VERSION}-s{SCHEMA_VERSION}-p{params}")
 
 
 @dataclass(frozen=True)

@@ -170,3 +170,37 @@ def test_get_many_answers_as_get_does_across_select_chunks(tmp_path: Path) -> No
     assert sqlite_store._KEYS_PER_SELECT < len(keys)  # noqa: SLF001 (several statements)
     assert store.get_many(keys) == {key: store.get(key) for key in keys}
     store.close()
+
+
+def _prune_steps(store: Store, below: int) -> int:
+    """SQLite virtual-machine steps `prune_undo(below)` takes (the work it does, load-independent)."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    store._db.set_progress_handler(count, 1)
+    try:
+        store.prune_undo(below)
+    finally:
+        store._db.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def test_prune_undo_drops_records_below_a_height_at_a_cost_that_does_not_grow_with_the_chain(chain: BlockTree) -> None:
+    for _ in range(40):
+        produce(chain, n_txs=1)
+    store = chain.store
+    store.prune_undo(30)
+    for height in range(1, 41):
+        record = store.undo_record(store.canonical_hash(height))  # type: ignore[arg-type]
+        assert (record is None) == (height < 30), height
+    short = _prune_steps(store, 35)
+    for _ in range(200):
+        produce(chain, n_txs=1)
+    store.prune_undo(230)
+    long = _prune_steps(store, 235)  # the same 10 or so records, over 6 times the history
+    assert store.undo_record(store.canonical_hash(234)) is None  # type: ignore[arg-type]
+    assert store.undo_record(store.canonical_hash(235)) is not None  # type: ignore[arg-type]
+    assert long < 2 * short, (short, long)
