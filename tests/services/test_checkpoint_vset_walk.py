@@ -15,7 +15,7 @@ from p2pnode.chain.encoding import encode
 from p2pnode.chain.params import TAO
 from p2pnode.chain.state import compose_root
 from p2pnode.chain.types import AddStake, Checkpoint, FinalityVote, SignedVote
-from p2pnode.services.chain.block_tree import BlockTree
+from p2pnode.services.chain.block_tree import EARLIER_SERVED_CHECKPOINTS, BlockTree
 from p2pnode.services.chain.checkpoint import CheckpointConfig, CheckpointSync, CheckpointSyncError
 from p2pnode.services.chain.vset_walk import (
     ValidatorSetHistory,
@@ -244,13 +244,24 @@ def test_the_checkpoint_before_the_latest_is_still_served_so_a_join_begun_there_
     report = trio.run(join.join)
     assert report.checkpoint == earlier and network.penalties == []
     assert recompute_root(join.store.state_items()) == chain.store.header(earlier.hash).state_root  # type: ignore[union-attr]
-    # One more epoch and it is no longer served.
-    run_chain(chain, 8)
+    # One more epoch: its walk is no longer served (a join fetches the walk first, its state after),
+    # its state is while it is among the EARLIER_SERVED_CHECKPOINTS before the latest.
     server = network.servers["honest"][1]
-    answer = server.answer("p", sync.StateChunkRequest(block=earlier.hash, after=b"", max_items=4))
-    assert sync.decode_state_chunk(answer, b"", 4).error == "not_current_checkpoint"
+    request = sync.StateChunkRequest(block=earlier.hash, after=b"", max_items=4)
+    run_chain(chain, 8)
     answer = server.answer_walk("p", sync.ValidatorSetWalkRequest(checkpoint=earlier.hash, after_epoch=0))
     assert sync.decode_walk(answer, 0).error == "not_current_checkpoint"
+    run_chain(chain, 8 * (EARLIER_SERVED_CHECKPOINTS - 2))
+    assert chain.earlier_finalized[-1] == earlier
+    assert sync.decode_state_chunk(server.answer("p", request), b"", 4).error == ""
+    run_chain(chain, 8)
+    assert sync.decode_state_chunk(server.answer("p", request), b"", 4).error == "not_current_checkpoint"
+    # A join still on it fails by that name (finality moved on), blaming no one.
+    late = joiner(tmp_path / "late.sqlite", network, trusted)
+    late.trusted_checkpoint = earlier.hash
+    with pytest.raises(CheckpointSyncError) as failed:
+        trio.run(late.join)
+    assert failed.value.reason == "checkpoint_no_longer_served" and network.penalties == []
 
 
 @pytest.mark.parametrize("outsiders_in", [1, 4])

@@ -93,10 +93,10 @@ def test_nothing_at_or_below_finality_is_reverted(new_chain: Callable[[str], Blo
         for block in long_fork:
             a.import_block(block)
     assert a.store.canonical_hash(finalized.height) == finalized.hash
-    # Undo records are pruned at and below the finalized checkpoint before the latest (the state of
-    # that one is still served to joiners) and kept above it.
-    previous = a.previous_finalized
-    assert previous is not None and previous.epoch < finalized.epoch
-    assert a.store.undo_record(a.store.canonical_hash(previous.height)) is None, "undo pruned below finality"
-    assert a.store.undo_record(a.store.canonical_hash(previous.height + 1)) is not None
+    # Undo records are pruned at and below the oldest finalized checkpoint whose state is still
+    # served to joiners (a few before the latest) and kept above it.
+    oldest = a.earlier_finalized[-1]
+    assert a.previous_finalized is not None and oldest.epoch <= a.previous_finalized.epoch < finalized.epoch
+    assert a.store.undo_record(a.store.canonical_hash(oldest.height)) is None, "undo pruned below finality"
+    assert a.store.undo_record(a.store.canonical_hash(oldest.height + 1)) is not None
     assert a.store.undo_record(a.head.hash) is not None

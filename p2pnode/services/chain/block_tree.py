@@ -40,6 +40,10 @@ BLOCK_OVERHEAD_BYTES = 1024
 # many blocks, not for a node a few dozen blocks behind (a peer joining a young testnet would start
 # one for a fraction of a second of work). Once it runs, every batch of two or more blocks uses it.
 MIN_BLOCKS_TO_START_HELPER = 64
+# Finalized checkpoints before the latest whose state is still served (their undo records kept): a
+# join that began on one finishes while finality moves on. With 8-slot epochs of 1 s, 4 give a join
+# 32 to 40 s; a 100,000-item state took 38 s on a heavily loaded machine, and 1 (8 to 16 s) failed.
+EARLIER_SERVED_CHECKPOINTS = 4
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class BlockTree:
         self._head_view: _HeadView | None = None
         raw = store.meta("finalized")
         self._finalized: Checkpoint | None = None if raw is None else finality.cp_from(decode(raw))
-        self._previous_finalized = self._read_previous_finalized()
+        self._earlier_finalized = self._read_earlier_finalized()
         # (head hash, checkpoint height, overrides): the last snapshot read, see `_overrides_above`.
         self._snapshot_overrides: tuple[bytes, int, dict[bytes, bytes | None]] | None = None
         # Set by the composition root where there is more than one core: checks the signatures of
@@ -171,13 +175,21 @@ class BlockTree:
 
     @property
     def previous_finalized(self) -> Checkpoint | None:
-        """The finalized checkpoint before the latest: its state is still served (a join that began
-        on it gets one more epoch to finish), so its undo records are kept."""
-        return self._previous_finalized
+        """The finalized checkpoint before the latest (the newest of `earlier_finalized`)."""
+        return self._earlier_finalized[0] if self._earlier_finalized else None
 
-    def _read_previous_finalized(self) -> Checkpoint | None:
-        raw = self.store.meta("finalized_previous")
-        return None if not raw else finality.cp_from(decode(raw))
+    @property
+    def earlier_finalized(self) -> list[Checkpoint]:
+        """The finalized checkpoints before the latest, newest first, whose state is still served
+        (a join that began on one gets more epochs to finish), so their undo records are kept."""
+        return list(self._earlier_finalized)
+
+    def _read_earlier_finalized(self) -> list[Checkpoint]:
+        raw = self.store.meta("finalized_earlier")
+        if raw:
+            return [finality.cp_from(cp) for cp in decode(raw)]
+        raw = self.store.meta("finalized_previous")  # a store from before several were kept
+        return [] if not raw else [finality.cp_from(decode(raw))]
 
     @property
     def justified(self) -> Checkpoint | None:
@@ -202,22 +214,22 @@ class BlockTree:
         self._snapshot_overrides = None
         raw = self.store.meta("finalized")
         self._finalized = None if raw is None else finality.cp_from(decode(raw))
-        self._previous_finalized = self._read_previous_finalized()
+        self._earlier_finalized = self._read_earlier_finalized()
 
     # ---------------------------------------------------------------- serving the finalized state
 
     def finalized_state_chunk(self, after: bytes, max_items: int, max_bytes: int,
                               checkpoint: Checkpoint | None = None) -> tuple[list[tuple[bytes, bytes]], bool]:
-        """State items after the finalized checkpoint block (or `checkpoint`: the finalized or the
-        previous finalized one) with keys above `after`, in key order: at most `max_items`, and
+        """State items after the finalized checkpoint block (or `checkpoint`: the finalized or an
+        earlier finalized one still served) with keys above `after`, in key order: at most `max_items`, and
         past `max_bytes` no more (at least one). Returns (items, done).
 
         The store holds the head state; the finalized state is the head state rewound through the
-        undo records of the blocks above the checkpoint (kept until the next finality but one), so
+        undo records of the blocks above the checkpoint (kept while it is served), so
         every chunk reads one consistent snapshot while the head moves on."""
         if checkpoint is None or checkpoint == self.finalized:
             overrides = self._finalized_overrides()
-        elif checkpoint == self._previous_finalized:
+        elif checkpoint in self._earlier_finalized:
             overrides = self._overrides_above(checkpoint.height)
         else:
             raise BlockInvalid("no_snapshot", f"checkpoint at height {checkpoint.height} is not served")
@@ -462,11 +474,12 @@ class BlockTree:
         previous, self._finalized = self._finalized, state_cp
         self.store.set_meta("finalized", encode(finality.cp_plain(state_cp)))
         if previous is not None:
-            self._previous_finalized = previous
-            self.store.set_meta("finalized_previous", encode(finality.cp_plain(previous)))
+            self._earlier_finalized = [previous, *self._earlier_finalized][:EARLIER_SERVED_CHECKPOINTS]
+            self.store.set_meta("finalized_earlier", encode([finality.cp_plain(cp) for cp in self._earlier_finalized]))
         # Undo of the finalized block and below is never needed to revert anything; the undo
-        # records between the previous finalized block and this one serve that block's state.
-        self.store.prune_undo((state_cp if previous is None else previous).height + 1)
+        # records above the oldest checkpoint still served serve the states of those checkpoints.
+        oldest = self._earlier_finalized[-1] if self._earlier_finalized else state_cp
+        self.store.prune_undo(oldest.height + 1)
         for block_hash in [h for h, f in self._forks.items() if f.info.height <= state_cp.height]:
             del self._forks[block_hash]
         for finality_listener in self.finality_listeners:

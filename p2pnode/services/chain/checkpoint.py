@@ -1,8 +1,8 @@
 """Checkpoint sync: join a chain at a recent finalized checkpoint instead of replaying from genesis.
 
 Serving (`StateChunkServer`, every node): the `state_chunk` protocol hands out the state after the
-node's current finalized checkpoint (or the one before it, so that a join that began there can
-finish after finality moves on) in key-ordered chunks (bounded items and bytes), rate-limited per
+node's current finalized checkpoint (or one of the few before it, `EARLIER_SERVED_CHECKPOINTS`, so
+that a join that began there can finish after finality moves on) in key-ordered chunks (bounded items and bytes), rate-limited per
 peer; a request for any other block is refused with `not_current_checkpoint`. The `vset_walk`
 protocol serves, under the same limits, the validator-set walk to that checkpoint
 (`vset_walk.ValidatorSetHistory`).
@@ -113,9 +113,9 @@ class StateChunkServer:
     def answer(self, peer_id: str, req: sync.StateChunkRequest) -> bytes:
         if not self._within_rate(peer_id):
             return sync.encode_state_chunk_error("rate_limited")
-        # The finalized checkpoint, or the one before it: a join that began on that one gets one
-        # more epoch to finish when finality moves on meanwhile.
-        served = [cp for cp in (self.chain.finalized, self.chain.previous_finalized) if cp is not None]
+        # The finalized checkpoint, or one of the few before it: a join that began on one of those
+        # gets more epochs to finish when finality moves on meanwhile.
+        served = [cp for cp in (self.chain.finalized, *self.chain.earlier_finalized) if cp is not None]
         checkpoint = next((cp for cp in served if cp.hash == req.block), None)
         if checkpoint is None:
             return sync.encode_state_chunk_error("not_current_checkpoint")
@@ -174,6 +174,8 @@ class CheckpointSync:
         # Peers left out of later attempts without a penalty (their checkpoint had no evidence we
         # can check: they may be honest on a validator set we do not know).
         self.excluded: set[str] = set()
+        # Peers that answered `not_current_checkpoint` in this attempt: finality moved past it.
+        self.moved_on: set[str] = set()
 
     # ---------------------------------------------------------------- the steps
 
@@ -194,6 +196,7 @@ class CheckpointSync:
         raise AssertionError("unreachable")
 
     async def _join_once(self) -> JoinReport:
+        self.moved_on = set()
         checkpoint, sources = await self._choose_checkpoint()
         block, evidence_source = await self._fetch_checkpoint_block(checkpoint, sources)
         ordered = [evidence_source, *[p for p in sources if p != evidence_source]]
@@ -393,6 +396,8 @@ class CheckpointSync:
         except codec.MalformedMessage:
             self._penalise(peer_id, "malformed_state_chunk", PENALTY_BAD_RESPONSE)
             return None
+        if resp.error == "not_current_checkpoint":
+            self.moved_on.add(peer_id)
         return resp
 
     async def _download(self, block_hash: bytes, sources: list[str]) -> tuple[list[tuple[bytes, bytes]], dict[bytes, tuple[str, bytes]]] | None:
@@ -415,12 +420,18 @@ class CheckpointSync:
                     break
                 live.remove(peer_id)
             if resp is None:
-                return None
+                break
             served[after] = (peer_id, codec.encode(resp))
             items.extend((item.key, item.value) for item in resp.items)
             if resp.done:
                 return items, served
             after = resp.items[-1].key
+        if set(sources) <= self.moved_on:
+            # Not a bad snapshot: every source has finalized past the checkpoint and no longer
+            # serves it (the join took longer than the epochs they keep); the next attempt takes
+            # their new one.
+            raise CheckpointSyncError("checkpoint_no_longer_served",
+                                      "finality moved past it while its state was fetched")
         return None
 
     async def _fetch_state(self, block: Block, sources: list[str]) -> tuple[list[tuple[bytes, bytes]], int]:
