@@ -1337,6 +1337,9 @@ class _Epoch:
         # `_Lanes.div` written out (this loop runs per column): the result bits of a lane after
         # dividing with shift k are its bits [k, 128), selected by `keep_bits[k]` before the shift.
         keep_bits = _KeepBits(cols)
+        # Every divided lane is at most its divisor (a column entry against the column's sum, an
+        # entry against the column's largest), so x_bits = bitlen(divisor) is exact: the magic
+        # numbers are a 30-bit digit shorter than with x_bits = 33, and so is each multiply by them.
         # what storage needs of each column, 4 bytes per entry, column after column: the stored u16
         # and a byte that is not 0 where the EMA entry is > 0 (an entry kept even when its u16 is 0)
         store_image = bytearray(4 * r * n)
@@ -1351,8 +1354,8 @@ class _Epoch:
                 k = 16 + bs.bit_length()
                 column = bond_columns.column(j)
                 ema = ((((column * ((1 << (FRAC32 + k)) // bs + 1)) & keep_bits[k]) >> k) * keep) & high
-            if ds:  # delta_n = floor(d * 2^32 / ds) of lanes < 2^33
-                k = 33 + ds.bit_length()
+            if ds:  # delta_n = floor(d * 2^32 / ds) of lanes d <= ds
+                k = 2 * ds.bit_length()
                 column = delta_columns.column(j)
                 ema += ((((column * ((1 << (FRAC32 + k)) // ds + 1)) & keep_bits[k]) >> k) * alpha) & high
             ema >>= FRAC32
@@ -1361,13 +1364,13 @@ class _Epoch:
             # the lanes' low words as a list: sum and max over list items make no int per item
             words = _lane_words(ema.to_bytes(width, "little"), 2).tolist()
             ema_sum = sum(words)
-            k = 33 + ema_sum.bit_length()
+            k = 2 * ema_sum.bit_length()
             ema_norm = ((ema * ((1 << (FRAC32 + k)) // ema_sum + 1)) & keep_bits[k]) >> k
             if incentive[j]:  # floored per entry; every term a multiple of 2^32, shifted once at the end
                 dividends += (ema_norm * incentive[j]) & high
             # storage: column max-upscale (by the largest normalised entry), then u16
-            col_max = (max(words) << FRAC32) // ema_sum
-            k = 33 + col_max.bit_length()
+            col_max = (max(words) << FRAC32) // ema_sum  # >= every normalised entry
+            k = 2 * col_max.bit_length()
             upscaled = ((ema_norm * ((1 << (FRAC32 + k)) // col_max + 1)) & keep_bits[k]) >> k
             # upscaled <= 2^32, so floor(upscaled * 65535 / 2^32) is bytes 4 and 5 of the product's
             # lane; the guard bit (byte 15) flags an EMA entry > 0
@@ -1421,7 +1424,8 @@ class _Epoch:
                 if incentive[j] and ema_sums[j]:
                     # `_Lanes.div` written out (this loop runs per column); each term floored per
                     # entry (a multiple of 2^32), the sum shifted once after the loop
-                    total, k = ema_sums[j], 33 + ema_sums[j].bit_length()
+                    # every entry <= the column's sum: x_bits = bitlen(total) (see the original bond step)
+                    total, k = ema_sums[j], 2 * ema_sums[j].bit_length()
                     column = columns.column(j)
                     normalised = ((column * ((1 << (FRAC32 + k)) // total + 1)) & keep_bits[k]) >> k
                     totals += (normalised * incentive[j]) & high
