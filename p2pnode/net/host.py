@@ -154,6 +154,7 @@ class LibP2PNetwork(PeerFinding):
     ) -> None:
         workarounds.configure_libp2p_logging()
         workarounds.install_cpu_fixes()
+        workarounds.install_yamux_window_limits()
         self.config = config or NetConfig()
         self._listen_multiaddrs = [parse_multiaddr(a, "listen address") for a in listen_addrs]
         self._bootstrap = [parse_peer_addr(a, "bootstrap address") for a in bootstrap]

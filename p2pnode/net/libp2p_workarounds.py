@@ -41,6 +41,8 @@ process-wide).
 |   UPDATE frame per 2 messages received), not at half-window          |   credit, go-yamux's rule)             |
 | #27 Noise reads a frame's 2-byte length and its body with a `recv`    | `install_cpu_fixes` (TCP read-ahead)   |
 |   each (plus a lock and usually a wait for the socket)               |                                        |
+| yamux buffers what a peer sends past a stream's receive window (a   | `install_yamux_window_limits`          |
+|   warning only): a stream not being read grows without bound        |   (process-wide)                       |
 """
 
 from __future__ import annotations
@@ -595,6 +597,43 @@ async def _credit_at_half_window(self: YamuxStream, *, bytes_read: int = 0) -> N
         return
     increment = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
     await self.send_window_update(increment, skip_lock=True)
+
+
+class YamuxWindowExceeded(trio.TooSlowError):
+    """A peer sent a stream more than its receive window allows. A `trio.TooSlowError` because
+    upstream's frame reader closes the connection on that error alone (its DATA body timeout);
+    every other error there only marks one stream closed and reads on."""
+
+
+# Unread bytes a stream may hold beyond the window we offered before its peer is cut off: an
+# honest sender never exceeds the window, so this only absorbs accounting races.
+_WINDOW_SLACK = yamux_module.DEFAULT_WINDOW_SIZE
+
+
+def _recv_window(self: YamuxStream) -> int:
+    # A stream made before the limits were installed keeps its window under upstream's name.
+    return self.__dict__.get("_p2pnode_recv_window", self.__dict__.get("recv_window", 0))  # type: ignore[no-any-return]
+
+
+def _set_recv_window(self: YamuxStream, value: int) -> None:
+    """Upstream takes each DATA frame's length off the window after buffering it and, when that
+    goes below zero, only logs it: a peer could make a stream that is not being read buffer
+    without bound. Past the window we offered plus `_WINDOW_SLACK`, the connection is closed."""
+    if value < 0:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        if buffered > self.target_recv_window + _WINDOW_SLACK:
+            raise YamuxWindowExceeded(f"stream {self.stream_id} of {self.conn.peer_id}: {buffered} bytes unread, "
+                                      f"window {self.target_recv_window}")
+    self.__dict__["_p2pnode_recv_window"] = value
+
+
+def install_yamux_window_limits() -> None:
+    """Enforce yamux flow control on what peers send us (process-wide, idempotent): a stream
+    holding more unread bytes than its window allows (plus slack) closes the connection, as
+    go-yamux does. Upstream logged the overrun and kept the bytes. Not undone by
+    `restore_cpu_fixes`: it is no speed-up."""
+    if not isinstance(YamuxStream.__dict__.get("recv_window"), property):
+        YamuxStream.recv_window = property(_recv_window, _set_recv_window)  # type: ignore[assignment]
 
 
 # The library task run by each trio task, so that a service finds a new task's parent in O(1).
