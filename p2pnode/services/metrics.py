@@ -138,7 +138,8 @@ def attach_node(metrics: NodeMetrics, status: Callable[[], dict[str, Any]], sync
         yield _gauge("p2pnode_fork_blocks", "Verified blocks off the canonical chain.", s["forks"])
         yield _counter("p2pnode_blocks_proposed", "Blocks this node proposed.", s["blocks_proposed"])
         yield _counter("p2pnode_votes_cast", "Finality votes this node cast.", s["votes_cast"])
-        yield _counter("p2pnode_votes_gossiped", "Finality votes this node cast that no proposer took directly.",
+        yield _counter("p2pnode_votes_gossiped", "Finality votes this node cast that it also gossiped (no proposer "
+                       "took them directly, or the chain had not counted them after those proposers' slots).",
                        s["votes_gossiped"])
         yield _counter("p2pnode_evidence_submitted", "Equivocation evidence this node submitted.",
                        s["evidence_submitted"])

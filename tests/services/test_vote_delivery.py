@@ -227,3 +227,30 @@ def test_a_vote_proposers_acknowledge_but_drop_is_gossiped_once_the_chain_lacks_
         assert node.vote_delivery.gossiped_uncounted >= node.votes_cast - 1
 
     sim.run(scenario)
+
+
+def test_an_uncounted_vote_is_not_gossiped_while_blocks_arrive_late(tmp_path: Path) -> None:
+    """The check after the proposers' slots gossips an uncounted vote, except while the recent
+    blocks arrived more than half a slot late: an overloaded network, where gossiping every late
+    vote adds to the load."""
+    sim = Simulation(tmp_path, nodes=4, seed=12, direct_votes=True, passive=frozenset({3}))
+    sent: list[bytes] = []
+
+    async def scenario(sim: Simulation) -> None:
+        node, voter = sim.nodes[0].node, sim.nodes[3]
+        assert node is not None and node.vote_delivery is not None and voter.key is not None
+        await sim.run_until_slot(2 * EPOCH + 2)
+        delivery = node.vote_delivery
+
+        async def record(data: bytes) -> None:
+            sent.append(data)
+
+        delivery.gossip = record
+        uncounted = own_vote(node, voter.key)  # the passive validator's vote: no block has it
+        slot = node.current_slot()
+        assert not await delivery.gossip_if_uncounted(uncounted, slot, block_delay_ms=2_000)
+        assert sent == [] and delivery.held_back_overloaded == 1
+        assert await delivery.gossip_if_uncounted(uncounted, slot, block_delay_ms=120)
+        assert sent == [codec.encode(uncounted)] and delivery.gossiped_uncounted == 1
+
+    sim.run(scenario)

@@ -234,8 +234,10 @@ class ChainService(ValidatorDuties):
             "forks": self.chain.fork_count(),
             "blocks_proposed": self.blocks_proposed,
             "votes_cast": self.votes_cast,
-            # Votes that no proposer took directly (all of them where the direct path is off).
-            "votes_gossiped": self.votes_cast if self.vote_delivery is None else self.vote_delivery.gossiped,
+            # Votes this node gossiped: all of them where the direct path is off, else those no
+            # proposer took directly and those the chain had not counted once their slots passed.
+            "votes_gossiped": self.votes_cast if self.vote_delivery is None
+            else self.vote_delivery.gossiped + self.vote_delivery.gossiped_uncounted,
             "evidence_submitted": self.evidence_submitted,
             "block_delay_ms": self.clock_offset()[0],
             "block_delay_samples": self.clock_offset()[1],

@@ -73,6 +73,8 @@ class ValidatorDuties:
 
         def current_slot(self) -> int: ...
 
+        def clock_offset(self) -> tuple[int | None, int]: ...
+
         async def submit_tx(self, data: bytes) -> Admission: ...
 
         async def _import(self, block: Block, peer_id: str, *, header_verified: bool = False) -> str: ...
@@ -206,7 +208,7 @@ class ValidatorDuties:
             if await self.vote_delivery.deliver(signed_vote, slot, self.signer.public_key):
                 check_slot = slot + self.config.direct_vote_slots + 1
                 await self.clock.sleep_until_ms(self.genesis_ms + check_slot * self.slot_ms + self.slot_ms // 2)
-                await self.vote_delivery.gossip_if_uncounted(signed_vote, self.current_slot())
+                await self.vote_delivery.gossip_if_uncounted(signed_vote, self.current_slot(), self.clock_offset()[0])
         except Exception as exc:
             record_failure("vote delivery", exc)
 

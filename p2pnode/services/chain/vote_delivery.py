@@ -93,6 +93,7 @@ class VoteDelivery:
         self.asked = {"acked": 0, "late": 0, "refused": 0}  # the answers to this node's requests
         self.gossiped = 0
         self.gossiped_uncounted = 0  # taken by proposers, yet not counted by the head later
+        self.held_back_overloaded = 0  # uncounted, but not gossiped: blocks were arriving late
         self.served: dict[str, int] = {}
 
     def register(self) -> None:
@@ -162,13 +163,22 @@ class VoteDelivery:
         await self.gossip(data)
         return False
 
-    async def gossip_if_uncounted(self, signed_vote: SignedVote, slot: int) -> bool:
+    async def gossip_if_uncounted(self, signed_vote: SignedVote, slot: int, block_delay_ms: int | None = None) -> bool:
         """Gossip a vote `deliver` handed over directly if the head's chain has not counted it and
-        a block may still carry it: the proposers that took it may have lied (or not answered)."""
+        a block may still carry it: the proposers that took it may have lied (or not answered).
+
+        Not while blocks arrive more than half a slot late (`block_delay_ms`: the median delay of
+        recent gossip blocks): then the machine or the network is overloaded, votes are uncounted
+        because every block is late, and gossiping them all adds the load that made the blocks
+        late (a 32-peer testnet on a busy machine never recovered once every vote was gossiped).
+        One proposer withholding its block does not move that median."""
         vote = signed_vote.vote
         if slot > (vote.target.epoch + 2) * self.epoch_slots - 1:
             return False
         if vote.validator in finality.counted_voters(self.chain.head_state(), vote.target.epoch):
+            return False
+        if block_delay_ms is not None and block_delay_ms > self.chain.head_param("slot_ms") // 2:
+            self.held_back_overloaded += 1
             return False
         self.gossiped_uncounted += 1
         await self.gossip(codec.encode(signed_vote))
