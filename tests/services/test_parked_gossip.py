@@ -145,3 +145,23 @@ def test_a_forged_transaction_is_never_parked(chain) -> None:  # noqa: ANN001
     fake = forged(pay(BOB, 0))
     assert pool.park(fake, codec.encode(fake), fake.id, "p", 0).reason == "bad_signature"
     assert pool.parked_count == 0
+
+
+def test_a_full_parked_set_gives_way_to_a_higher_fee(chain) -> None:  # noqa: ANN001
+    """Funded keys whose parked transactions can never be admitted (future nonces past their quota)
+    would otherwise hold the whole set for free; as in the pool, a newcomer that pays more takes
+    the place of the lowest fee (the newest of those first), and one that pays no more is refused."""
+    pool = Mempool(MempoolConfig(max_txs=1, max_parked=3))
+
+    def park(stx: SignedTx) -> str:
+        return pool.park(stx, codec.encode(stx), stx.id, "p", 0).reason
+
+    assert [park(pay(ALICE, n, fee=1_000)) for n in range(3)] == ["parked"] * 3
+    assert park(pay(BOB, 0, fee=1_000)) == "parked_full", "no more than the lowest: refused"
+    assert park(pay(BOB, 0, fee=1_500)) == "parked"
+    assert pool.parked_count == 3
+    assert park(pay(CAROL, 0, fee=1_200)) == "parked"
+    assert park(pay(CAROL, 1, fee=1_100)) == "parked"
+    assert park(pay(DAVE, 0, fee=1_100)) == "parked_full", "the lowest left pays 1,100"
+    assert set(pool._parked) == {(BOB.public_key, 0), (CAROL.public_key, 0), (CAROL.public_key, 1)}
+    assert pool.parked_count == 3 and pool._parked_bytes == sum(len(p.data) for p in pool._parked.values())

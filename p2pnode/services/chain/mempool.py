@@ -121,6 +121,9 @@ class Mempool:
         self._parked: dict[tuple[bytes, int], _Parked] = {}
         self._parked_per_sender: dict[bytes, int] = {}
         self._parked_bytes = 0
+        # Eviction order of the parked set, lowest first: (fee, -seq, key); stale keys (unparked or
+        # replaced: another seq) are dropped when they reach the top.
+        self._parked_ranks: list[tuple[int, int, tuple[bytes, int]]] = []
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -326,14 +329,17 @@ class Mempool:
         """Hold a gossiped transaction that `add_signed` refused with one of `ROOM_REFUSALS`, for
         `readmit_parked` (`added` when it is held). One per sender and nonce (a replacement must
         outbid by `replace_fee_permille`, as in the pool), `max_per_sender` per sender, `max_parked`
-        and `max_parked_bytes` in all: when full, newcomers are refused (the parked set drains at
-        every block, so a flood holds it only until the next one). Its signatures are checked
-        before it takes a place: a place is held up to `parked_ttl_ms`, and a forged copy (no key
-        needed) must neither hold one nor displace the signed transaction of the same nonce; the
-        bounds are checked first, so a full set costs a flood no signature check."""
+        and `max_parked_bytes` in all: when full, a newcomer takes the place of the lowest fee (the
+        newest of those) if it pays more, else it is refused; so transactions that can never be
+        admitted (future nonces past their sender's quota) cannot hold the set against better
+        ones. Its signatures are checked before it takes a place: a place is held up to
+        `parked_ttl_ms`, and a forged copy (no key needed) must neither hold one nor displace the
+        signed transaction of the same nonce; the bounds are checked first, so a full set costs a
+        flood that outbids nothing no signature check."""
         tx = stx.tx
         key = (tx.sender, tx.nonce)
         held = self._parked.get(key)
+        victim: tuple[bytes, int] | None = None
         if held is not None:
             if held.tx_id == tx_id:
                 return Admission(False, "duplicate", tx_id)
@@ -341,22 +347,45 @@ class Mempool:
                 return Admission(False, "underpriced_replacement", tx_id)
             if self._parked_bytes - len(held.data) + len(data) > self.config.max_parked_bytes:
                 return Admission(False, "parked_full", tx_id)
-        elif (len(self._parked) >= self.config.max_parked
-                or self._parked_bytes + len(data) > self.config.max_parked_bytes):
-            return Admission(False, "parked_full", tx_id)
-        elif self._parked_per_sender.get(tx.sender, 0) >= self.config.max_per_sender:
-            return Admission(False, "sender_parked_full", tx_id)
+        else:
+            if self._parked_per_sender.get(tx.sender, 0) >= self.config.max_per_sender:
+                return Admission(False, "sender_parked_full", tx_id)
+            if (len(self._parked) >= self.config.max_parked
+                    or self._parked_bytes + len(data) > self.config.max_parked_bytes):
+                victim = self._lowest_parked()
+                if (victim is None or self._parked[victim].stx.tx.fee >= tx.fee
+                        or self._parked_bytes - len(self._parked[victim].data) + len(data)
+                        > self.config.max_parked_bytes):
+                    return Admission(False, "parked_full", tx_id)
         try:
             check_tx_signatures(stx)
         except InvalidSignature as exc:
             return Admission(False, exc.reason, tx_id)
         if held is not None:
             self._unpark(key)
+        if victim is not None:
+            self._unpark(victim)
         self._seq += 1
         self._parked[key] = _Parked(stx, data, tx_id, source, now_ms, self._seq)
         self._parked_per_sender[tx.sender] = self._parked_per_sender.get(tx.sender, 0) + 1
         self._parked_bytes += len(data)
+        heapq.heappush(self._parked_ranks, (tx.fee, -self._seq, key))
+        if len(self._parked_ranks) > 2 * len(self._parked) + 1024:
+            # Mostly stale keys: rebuild from the live entries (bounded memory, amortised O(1)).
+            self._parked_ranks = [(p.stx.tx.fee, -p.seq, k) for k, p in self._parked.items()]
+            heapq.heapify(self._parked_ranks)
         return Admission(True, "parked" if held is None else "replaced", tx_id)
+
+    def _lowest_parked(self) -> tuple[bytes, int] | None:
+        """The key of the parked transaction first in eviction order (None when none is parked)."""
+        ranks = self._parked_ranks
+        while ranks:
+            _, neg_seq, key = ranks[0]
+            held = self._parked.get(key)
+            if held is not None and held.seq == -neg_seq:
+                return key
+            heapq.heappop(ranks)
+        return None
 
     def _unpark(self, key: tuple[bytes, int]) -> None:
         held = self._parked.pop(key, None)
