@@ -345,7 +345,9 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
                 s = get_json(watch_api, "/status")
                 included = get_json(watch_api, sink_path)["balance"] - base_balance
             except ApiError:
-                continue  # a peer too busy to answer within the client's timeout: ask again
+                # A peer too busy to answer within the client's timeout (or gone): ask again later.
+                stop.wait(args.poll_s)
+                continue
             samples.append((time.monotonic(), included, s["head_height"], s["finalized_height"] or 0))
             stop.wait(args.poll_s)
 
@@ -353,7 +355,8 @@ def measure(apis: list[str], pids: list[int], args: argparse.Namespace) -> dict[
     cpu0 = [cpu_seconds(p) for p in pids]
     import0 = [scrape_import_seconds(a) for a in apis]
     load0 = os.getloadavg()
-    watcher = threading.Thread(target=watch)
+    # A daemon: an interrupted run (its testnet stopped) must not wait on it at exit.
+    watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     if args.profile_dir:
         for pid in pids:
