@@ -185,8 +185,8 @@ def count_frames() -> Counter[str]:
             counts["rpc_with_control"] += 1
         return await write_msg(self, stream, rpc)
 
-    Yamux._write_frame = counting_write_frame  # type: ignore[method-assign]
-    Pubsub.write_msg = counting_write_msg  # type: ignore[method-assign]
+    Yamux._write_frame = counting_write_frame  # type: ignore[method-assign, assignment]
+    Pubsub.write_msg = counting_write_msg  # type: ignore[method-assign, assignment]
     return counts
 
 
