@@ -184,7 +184,8 @@ def main() -> None:
             runs.append(one_run(args.accounts, not args.no_pin, Path(directory), made))
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in runs[-1].items()}, flush=True)
     print(f"accounts {args.accounts} ({'pinned' if not args.no_pin else 'hashed'} genesis): median start -> "
-          f"following {statistics.median(r['following_s'] for r in runs):.1f} s (join itself "
+          f"following {statistics.median(r['following_s'] for r in runs):.1f} s, "
+          f"{statistics.median(r['following_cpu_s'] for r in runs):.1f} s of the joiner's CPU (join itself "
           f"{statistics.median(r['join_s'] for r in runs):.1f} s, {runs[0]['items']} items, "
           f"walk {runs[0]['walk_steps']} steps)")
     if made is not None:
