@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from p2pnode.chain import consensus
+from p2pnode.chain import consensus, finality
 from p2pnode.chain.encoding import encode
 from p2pnode.chain.params import TAO
 from p2pnode.chain.state import compose_root
@@ -294,3 +294,19 @@ def test_a_change_across_an_empty_boundary_slot_relies_on_two_thirds_carrying_ov
         return
     with pytest.raises(CheckpointSyncError, match="bad_validator_set_walk: validator_set_step_unattested"):
         trio.run(join.join)
+
+
+def test_a_store_from_before_several_checkpoints_were_served_keeps_serving_its_previous_one(tmp_path: Path) -> None:
+    chain = open_chain(tmp_path / "old.sqlite", GENESIS)
+    run_chain(chain, 48)
+    earlier = chain.earlier_finalized
+    assert len(earlier) >= 2
+    # What a store written before `finalized_earlier` holds: the one previous checkpoint only.
+    chain.store._db.execute("DELETE FROM meta WHERE key = 'finalized_earlier'")
+    chain.store.set_meta("finalized_previous", encode(finality.cp_plain(earlier[0])))
+    reopened = BlockTree(chain.store)
+    assert reopened.earlier_finalized == [earlier[0]] and reopened.previous_finalized == earlier[0]
+    items, _ = reopened.finalized_state_chunk(b"", 4, 1 << 20, earlier[0])
+    assert items
+    run_chain(reopened, 8)  # finality moves on: the list grows from there
+    assert reopened.earlier_finalized[1] == earlier[0]
