@@ -41,6 +41,8 @@ process-wide).
 |   UPDATE frame per 2 messages received), not at half-window          |   credit, go-yamux's rule)             |
 | #27 Noise reads a frame's 2-byte length and its body with a `recv`    | `install_cpu_fixes` (TCP read-ahead)   |
 |   each (plus a lock and usually a wait for the socket)               |                                        |
+| #29 yamux takes two locks that exclude nothing and a checkpoint more | `install_cpu_fixes` (lean yamux write, |
+|   per frame written, and formats debug lines with DEBUG off           |   `_write_frame`, `read_stream`)       |
 | yamux buffers what a peer sends past a stream's receive window (a   | `install_yamux_window_limits`          |
 |   warning only): a stream not being read grows without bound        |   (process-wide)                       |
 """
@@ -48,6 +50,7 @@ process-wide).
 from __future__ import annotations
 
 import logging
+import struct
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -72,6 +75,7 @@ from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.exceptions import MuxedStreamEOF, MuxedStreamError, MuxedStreamReset
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
@@ -665,6 +669,117 @@ def _find_parent_task_indexed(manager: TrioManager, trio_task: trio.lowlevel.Tas
     return task if node in manager._root_tasks else None
 
 
+# -- yamux frame path (problem 29) --------------------------------------------------------------
+
+_YAMUX_LOG = yamux_module.logger
+_YAMUX_FRAME_PAYLOAD = yamux_module.MAX_MESSAGE_SIZE - yamux_module.HEADER_SIZE
+
+
+def _yamux_debugging() -> bool:
+    """With DEBUG on for libp2p's yamux logger, upstream's own code (and its log lines) runs."""
+    return _YAMUX_LOG.isEnabledFor(logging.DEBUG)
+
+
+async def _lean_yamux_write(self: YamuxStream, data: bytes) -> None:
+    """Upstream's `YamuxStream.write` without its two locks around the framing, and no f-string
+    log line formatted per write with DEBUG off (problem 29).
+
+    Framing a chunk (check the stream, take from `send_window`, build the header) has no await in
+    it, so under trio nothing can interleave with it: the per-stream write lock and the window
+    lock upstream takes there exclude nothing, yet each acquisition is a pass through the
+    scheduler. The frame goes to `_write_frame` straight after, in the order framed, as upstream.
+    Only once the window is empty does this wait as upstream does (under `window_lock`, 5 s).
+    """
+    if _yamux_debugging():
+        await _ORIGINALS[(YamuxStream, "write")](self, data)
+        return
+    if self.send_closed:
+        raise MuxedStreamError("Stream is closed for sending")
+    total_len = len(data)
+    sent = 0
+    while sent < total_len:
+        if self.send_closed:
+            raise MuxedStreamError("Stream is closed for sending")
+        if self.closed:
+            raise MuxedStreamError("Stream is closed")
+        if self.send_window <= 0:
+            await _wait_for_send_window(self)
+            continue
+        to_send = min(self.send_window, _YAMUX_FRAME_PAYLOAD, total_len - sent)
+        self.send_window -= to_send
+        header = struct.pack(yamux_module.YAMUX_HEADER_FORMAT, 0, yamux_module.TYPE_DATA, 0, self.stream_id, to_send)
+        await self.conn._write_frame(header + data[sent:sent + to_send])
+        sent += to_send
+
+
+async def _wait_for_send_window(stream: YamuxStream) -> None:
+    """Upstream's wait for a WINDOW_UPDATE: poll under `window_lock` for 5 s, then fail the write."""
+    stream._zero_window_waits += 1
+    with trio.move_on_after(5.0) as cancel_scope:
+        while True:
+            async with stream.window_lock:
+                if stream.send_window > 0 or stream.closed:
+                    return
+            await trio.sleep(0.01)
+    if cancel_scope.cancelled_caught:
+        raise MuxedStreamError("Timed out waiting for window update after 5 seconds.")
+
+
+async def _lean_write_frame(self: Yamux, data: bytes) -> None:
+    """Upstream's `Yamux._write_frame` without decoding and formatting a log line for every frame
+    with DEBUG off, and without its extra checkpoint after the write (the socket write already
+    is one). Writes stay serialised by the connection's write lock."""
+    if _yamux_debugging():
+        await _ORIGINALS[(Yamux, "_write_frame")](self, data)
+        return
+    async with self._write_lock:
+        await self.secured_conn.write(data)
+
+
+async def _lean_read_stream(self: Yamux, stream_id: int, n: int = -1) -> bytes:
+    """Upstream's `Yamux.read_stream` (same states, errors and order) without the three to four
+    f-string log lines it formats per read with DEBUG off."""
+    if _yamux_debugging():
+        return await _ORIGINALS[(Yamux, "read_stream")](self, stream_id, n)  # type: ignore[no-any-return]
+    if n is None:
+        n = -1
+    while True:
+        async with self.streams_lock:
+            if stream_id not in self.streams:
+                raise MuxedStreamEOF("Stream closed")
+            if self.event_shutting_down.is_set():
+                raise MuxedStreamEOF("Connection shut down")
+            stream = self.streams[stream_id]
+            buffer = self.stream_buffers.get(stream_id)
+            if buffer is None:
+                if stream.reset_received:
+                    raise MuxedStreamReset("Stream was reset")
+                raise MuxedStreamEOF("Stream buffer closed")
+            # Bytes buffered before a FIN are still returned after a reset; otherwise a reset wins.
+            if stream.reset_received and not (stream.recv_closed and buffer):
+                raise MuxedStreamReset("Stream was reset")
+            if buffer:
+                if n == -1 or n >= len(buffer):
+                    data = bytes(buffer)
+                    buffer.clear()
+                else:
+                    data = bytes(buffer[:n])
+                    del buffer[:n]
+                if stream.closed:
+                    # Drained on a fully closed stream: reclaim it now (we hold streams_lock).
+                    self._finalize_stream_locked(stream, fully_closed=True)
+                return data
+            if stream.recv_closed:
+                raise MuxedStreamEOF("Stream is closed for receiving")
+            if stream.closed:
+                raise MuxedStreamReset("Stream is reset or closed")
+        try:
+            await self.stream_events[stream_id].wait()
+            self.stream_events[stream_id] = trio.Event()
+        except KeyError:
+            raise MuxedStreamEOF("Stream was removed") from None
+
+
 def _patch(module: Any, name: str, replacement: Any) -> None:
     _ORIGINALS.setdefault((module, name), getattr(module, name))
     setattr(module, name, replacement)
@@ -681,6 +796,9 @@ def install_cpu_fixes() -> None:
       on every read;
     - TCP: read ahead up to 64 KiB per `recv`, not one `recv` per Noise length prefix and body
       (problem 27);
+    - yamux frame path: frame without the stream's write and window locks (no await inside, so
+      they exclude nothing under trio), no extra checkpoint per frame, no debug line formatted
+      with DEBUG off (problem 29);
     - services: find a new task's parent through an index, not a scan of every task.
     """
     for module in (pubsub_module, gossipsub_module):
@@ -696,6 +814,9 @@ def install_cpu_fixes() -> None:
     _patch(yamux_module, "_perf_yamux_debug_enabled", lambda: False)
     _patch(YamuxStream, "_auto_tune_and_send_window_update", _credit_at_half_window)
     _patch(TrioTCPStream, "read", _read_ahead_tcp_read)
+    _patch(YamuxStream, "write", _lean_yamux_write)
+    _patch(Yamux, "_write_frame", _lean_write_frame)
+    _patch(Yamux, "read_stream", _lean_read_stream)
     _patch(FunctionTask, "trio_task", property(_original_trio_task.fget, _set_trio_task_indexed))
     _patch(TrioManager, "_find_parent_task", _find_parent_task_indexed)
 

@@ -6,6 +6,7 @@ fix stops applying (or if an upstream release makes it unnecessary: then the con
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.io.trio import TrioTCPStream
 from libp2p.io.utils import read_exactly
+from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import TYPE_WINDOW_UPDATE, Yamux, YamuxStream
 from netutil import TOPIC, dial, listening_node, raw_host, running, wait_for
 
@@ -213,3 +215,78 @@ async def test_control_upstream_tcp_read_receives_per_read(monkeypatch: pytest.M
     for _ in range(10):
         assert await read_exactly(tcp, int.from_bytes(await read_exactly(tcp, 2), "big")) == b"abc"
     assert counting.receives == 20
+
+
+# -- yamux frame path -------------------------------------------------------------------------
+
+
+class TaskSteps(trio.abc.Instrument):
+    """Counts how often one task is scheduled: every lock acquisition or checkpoint is one step."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+class CountingLogger:
+    """Stands in for yamux's module logger (DEBUG off) and counts, by calling function, the lines
+    handed to `debug`: each one an f-string the caller already formatted."""
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+        self.debug_lines: Counter[str] = Counter()
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        self.debug_lines[sys._getframe(1).f_code.co_name] += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.logger, name)
+
+
+async def write_frames_counting(writes: int) -> tuple[int, Counter[str]]:
+    """Scheduler steps of the writing task, and yamux debug lines formatted (by function), for
+    `writes` small writes (one frame each) sent to and read by the other host."""
+    counting_logger = CountingLogger(yamux_module.logger)
+    async with sink_pair() as (sender, receiver, received):
+        stream = await sender.new_stream(receiver.get_id(), [SINK])
+        await stream.write(b"warm-up")
+        steps = TaskSteps(trio.lowlevel.current_task())
+        yamux_module.logger = counting_logger  # type: ignore[assignment]
+        try:
+            trio.lowlevel.add_instrument(steps)
+            try:
+                for i in range(writes):
+                    await stream.write(bytes([i]) * 100)
+            finally:
+                trio.lowlevel.remove_instrument(steps)
+            with trio.fail_after(20):
+                while sum(map(len, received)) < 7 + writes * 100:  # noqa: ASYNC110 (no event for bytes read)
+                    await trio.sleep(0.01)
+        finally:
+            yamux_module.logger = counting_logger.logger
+        assert b"".join(received) == b"warm-up" + b"".join(bytes([i]) * 100 for i in range(writes))
+    return steps.steps, counting_logger.debug_lines
+
+
+async def test_yamux_frame_path_formats_no_debug_line_and_takes_fewer_scheduler_passes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Problem 29, against upstream on the same traffic: no log line is formatted on the frame
+    write path or in `read_stream` with DEBUG off, and a frame written costs the writer at least
+    two passes through trio's scheduler fewer (upstream: a stream write lock, a window lock and a
+    checkpoint more). Delivery is checked byte for byte in both."""
+    workarounds.install_cpu_fixes()
+    writes = 100
+    hot_path = ("write", "_write_frame", "read_stream")
+    fixed_steps, fixed_lines = await write_frames_counting(writes)
+    with monkeypatch.context() as upstream:
+        for owner, name in ((YamuxStream, "write"), (Yamux, "_write_frame"), (Yamux, "read_stream")):
+            upstream.setattr(owner, name, workarounds._ORIGINALS[(owner, name)])
+        upstream_steps, upstream_lines = await write_frames_counting(writes)
+    assert all(fixed_lines[name] == 0 for name in hot_path), fixed_lines
+    assert all(upstream_lines[name] >= writes for name in hot_path), upstream_lines  # control
+    assert fixed_steps <= upstream_steps - 2 * writes, (fixed_steps, upstream_steps)
