@@ -6,6 +6,7 @@ fix stops applying (or if an upstream release makes it unnecessary: then the con
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -290,3 +291,12 @@ async def test_yamux_frame_path_formats_no_debug_line_and_takes_fewer_scheduler_
     assert all(fixed_lines[name] == 0 for name in hot_path), fixed_lines
     assert all(upstream_lines[name] >= writes for name in hot_path), upstream_lines  # control
     assert fixed_steps <= upstream_steps - 2 * writes, (fixed_steps, upstream_steps)
+
+
+async def test_yamux_frame_path_runs_upstream_code_with_debug_on(caplog: pytest.LogCaptureFixture) -> None:
+    """With DEBUG on for the yamux logger, upstream's write path (and its per-frame log) runs."""
+    workarounds.install_cpu_fixes()
+    caplog.set_level(logging.DEBUG, logger=yamux_module.logger.name)
+    async with sink_pair() as (sender, receiver, received):
+        await send_small_writes(sender, receiver, received, 5, 100)
+    assert any("YAMUX TX: type=DATA" in record.getMessage() for record in caplog.records)
