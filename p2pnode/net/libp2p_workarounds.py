@@ -49,11 +49,8 @@ process-wide).
 
 from __future__ import annotations
 
-import ast
-import inspect
 import logging
 import struct
-import textwrap
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
@@ -783,80 +780,6 @@ async def _lean_read_stream(self: Yamux, stream_id: int, n: int = -1) -> bytes:
             raise MuxedStreamEOF("Stream was removed") from None
 
 
-# Names upstream's frame reader computes only to put them in a debug line.
-_DEBUG_ONLY_NAMES = frozenset({"type_names", "flag_names"})
-
-
-def _is_debug_line(stmt: ast.stmt) -> bool:
-    call = stmt.value if isinstance(stmt, ast.Expr) else None
-    return (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "debug"
-            and isinstance(call.func.value, ast.Name) and call.func.value.id == "logger")
-
-
-def _mentions_debug_only_name(stmt: ast.stmt) -> bool:
-    return any(isinstance(node, ast.Name) and node.id in _DEBUG_ONLY_NAMES for node in ast.walk(stmt))
-
-
-class _DropDebugLines(ast.NodeTransformer):
-    """Removes `logger.debug(...)` statements and the statements that only build their text;
-    a block left empty gets a `pass`, so every branch and its order stay as upstream wrote them."""
-
-    def __init__(self) -> None:
-        self.dropped = 0
-
-    def generic_visit(self, node: ast.AST) -> ast.AST:
-        super().generic_visit(node)
-        for field in ("body", "orelse", "finalbody"):
-            block = getattr(node, field, None)
-            if not isinstance(block, list) or not block or not isinstance(block[0], ast.stmt):
-                continue
-            kept = [stmt for stmt in block if not self._droppable(stmt)]
-            self.dropped += len(block) - len(kept)
-            setattr(node, field, kept or ([ast.Pass()] if field == "body" else []))
-        return node
-
-    @staticmethod
-    def _droppable(stmt: ast.stmt) -> bool:
-        if _is_debug_line(stmt) or _mentions_debug_only_name(stmt):
-            return True
-        # An `if` (no else) left with nothing but `pass`, whose test calls nothing: it did only logging.
-        return (isinstance(stmt, ast.If) and not stmt.orelse and all(isinstance(s, ast.Pass) for s in stmt.body)
-                and not any(isinstance(n, (ast.Call, ast.Await)) for n in ast.walk(stmt.test)))
-
-
-def _without_debug_lines(function: Callable[..., Any], module: Any) -> tuple[Callable[..., Any], int] | None:
-    """`function` recompiled from its own source in `module`'s namespace with its debug lines
-    removed, and how many statements went; None if its source cannot be read. Nothing else
-    changes: same statements in the same order, same globals, upstream's file and line numbers
-    in tracebacks."""
-    try:
-        lines, first_line = inspect.getsourcelines(function)
-    except (OSError, TypeError):
-        return None
-    tree = ast.parse(textwrap.dedent("".join(lines)))
-    ast.increment_lineno(tree, first_line - 1)
-    transformer = _DropDebugLines()
-    tree = ast.fix_missing_locations(transformer.visit(tree))
-    namespace: dict[str, Any] = {}
-    exec(compile(tree, inspect.getsourcefile(function) or "<libp2p>", "exec"), vars(module), namespace)
-    return namespace[function.__name__], transformer.dropped
-
-
-_quiet_handle_incoming: Callable[[Yamux], Awaitable[None]] | None = None
-
-
-async def _lean_handle_incoming(self: Yamux) -> None:
-    """Upstream's frame reader `Yamux.handle_incoming` without the five or more f-string debug
-    lines (and the flag-name list built for one) it formats per frame received with DEBUG off
-    (problem 29). Too long to copy safely, so it is upstream's own source with those statements
-    removed (`_without_debug_lines`): every branch, error path and the window limits stay
-    upstream's. With DEBUG on when a connection starts reading, upstream's code runs for it."""
-    if _yamux_debugging() or _quiet_handle_incoming is None:
-        await _ORIGINALS[(Yamux, "handle_incoming")](self)
-        return
-    await _quiet_handle_incoming(self)
-
-
 def _patch(module: Any, name: str, replacement: Any) -> None:
     _ORIGINALS.setdefault((module, name), getattr(module, name))
     setattr(module, name, replacement)
@@ -894,11 +817,6 @@ def install_cpu_fixes() -> None:
     _patch(YamuxStream, "write", _lean_yamux_write)
     _patch(Yamux, "_write_frame", _lean_write_frame)
     _patch(Yamux, "read_stream", _lean_read_stream)
-    global _quiet_handle_incoming
-    if _quiet_handle_incoming is None:
-        stripped = _without_debug_lines(_ORIGINALS.get((Yamux, "handle_incoming"), Yamux.handle_incoming), yamux_module)
-        _quiet_handle_incoming = stripped[0] if stripped else None
-    _patch(Yamux, "handle_incoming", _lean_handle_incoming)
     _patch(FunctionTask, "trio_task", property(_original_trio_task.fget, _set_trio_task_indexed))
     _patch(TrioManager, "_find_parent_task", _find_parent_task_indexed)
 
