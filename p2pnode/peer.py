@@ -121,14 +121,13 @@ def genesis_for_store(store: Store, genesis: Genesis, *, checkpoint_sync: bool) 
     only the hash ties to the pin (a file with other validators and the right pin has the right
     genesis hash)."""
     fresh = store.meta("genesis_hash") is None
-    if checkpoint_sync and genesis.state_root is not None and fresh:
-        reader, header = build_genesis_pinned(genesis)
+    past_genesis = not fresh and not store.genesis_unhashed() and store.head_height > 0
+    if genesis.state_root is None or not ((checkpoint_sync and fresh) or past_genesis):
+        return build_genesis_state(genesis)
+    if fresh:
         log.info("genesis state root taken from the genesis file's pin (not hashed): checkpoint sync replaces it")
-        return reader, None, header
-    if genesis.state_root is not None and not fresh and not store.genesis_unhashed() and store.head_height > 0:
-        reader, header = build_genesis_pinned(genesis)
-        return reader, None, header
-    return build_genesis_state(genesis)
+    reader, header = build_genesis_pinned(genesis)
+    return reader, None, header
 
 
 class Peer:

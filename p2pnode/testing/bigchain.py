@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2pnode.chain import finality
 from p2pnode.chain.address import encode_address
 from p2pnode.chain.encoding import sha256
 from p2pnode.chain.genesis import build_genesis_state
 from p2pnode.chain.params import TAO, default_params
 from p2pnode.chain.state import DictReader
-from p2pnode.chain.types import FinalityVote, Header, SignedTx, SignedVote, Transfer, make_tx
+from p2pnode.chain.types import Header, SignedTx, SignedVote, Transfer, make_tx
 from p2pnode.cli.testnet import make_genesis
 from p2pnode.genesis_file import dev_keypair, genesis_from_json
 from p2pnode.services.chain.block_tree import BlockTree
@@ -39,6 +38,7 @@ from p2pnode.services.chain.vset_walk import ValidatorSetHistory
 from p2pnode.store import Store
 from p2pnode.store.slashing_protection import SlashingProtection
 from p2pnode.store.sqlite_store import SCHEMA_VERSION
+from p2pnode.testing.factories import finality_votes, user_keys
 from protocols import codec
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def make_chain(path: Path, spec: ChainSpec, *, progress: Callable[[int], None] |
     chain = BlockTree(store)
     ValidatorSetHistory(chain)  # records the walk's steps as finality moves, as the peer does
     validator = dev_keypair(VALIDATOR_KEY)
-    users = [dev_keypair(f"user-{i}") for i in range(4)]
+    users = user_keys(4)
     state = chain.head_state()
     nonces = [state.nonce(user.public_key) for user in users]
     min_fee = state.param("min_fee")
@@ -159,14 +159,8 @@ def make_chain(path: Path, spec: ChainSpec, *, progress: Callable[[int], None] |
         pending = []
         # The validator votes in the middle of each epoch for that epoch's checkpoint (as its duties do).
         if slot % epoch_slots == epoch_slots // 2 and slot > epoch_slots:
-            head_state, head = chain.head_state(), chain.head
-            epoch = slot // epoch_slots
-            target = finality.vote_target(head_state, head.hash, head.height, head.slot, epoch)
-            source = finality.justified_checkpoint(head_state)
-            assert target is not None and source is not None
-            vote = FinalityVote(chain=chain_id, validator=validator.public_key, source=source, target=target)
-            last_vote = SignedVote(vote=vote, sig=validator.sign(vote.signing_bytes()))
-            pending = [last_vote]
+            pending = finality_votes(chain, slot // epoch_slots)  # the one validator's vote
+            last_vote = pending[-1]
         if progress is not None and slot % 10_000 == 0:
             progress(slot)
     assert block is not None and chain.finalized is not None
