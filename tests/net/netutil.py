@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamEOF, StreamReset
 from libp2p.peer.id import ID
@@ -121,6 +121,24 @@ async def raw_host(name: str, *, plaintext_only: bool = False) -> AsyncIterator[
 async def dial(host: IHost, addr: str) -> None:
     with trio.fail_after(10):
         await host.connect(info_from_p2p_addr(Multiaddr(addr)))
+
+
+SINK = TProtocol("/p2pnode/test/sink/1")
+
+
+@asynccontextmanager
+async def sink_pair() -> AsyncIterator[tuple[IHost, IHost, list[bytes]]]:
+    """Two bare hosts (Noise, Yamux) connected; the second reads whatever `SINK` streams carry into a list."""
+    received: list[bytes] = []
+
+    async def sink(stream: INetStream) -> None:
+        while chunk := await stream.read(1024):
+            received.append(chunk)
+
+    async with raw_host("sender") as sender, raw_host("receiver") as receiver:
+        receiver.set_stream_handler(SINK, sink)
+        await dial(sender, str(receiver.get_addrs()[0]))
+        yield sender, receiver, received
 
 
 async def send_and_wait_for_close(host: IHost, peer: ID, protocol: str, payload: bytes, *, half_close: bool = False) -> None:

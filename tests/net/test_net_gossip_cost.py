@@ -9,26 +9,22 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from libp2p.abc import IHost, INetStream
-from libp2p.custom_types import TProtocol
+from libp2p.abc import IHost
 from libp2p.io.trio import TrioTCPStream
 from libp2p.io.utils import read_exactly
 from libp2p.stream_muxer.yamux import yamux as yamux_module
 from libp2p.stream_muxer.yamux.yamux import TYPE_WINDOW_UPDATE, Yamux, YamuxStream
-from netutil import TOPIC, dial, listening_node, raw_host, running, wait_for
+from netutil import SINK, TOPIC, listening_node, running, sink_pair, wait_for
 
 from p2pnode.net import libp2p_workarounds as workarounds
 
 pytestmark = pytest.mark.timeout(60)
 
-SINK = TProtocol("/p2pnode/test/sink/1")
 # The yamux header: version, type, flags (SYN 1, ACK 2, FIN 4, RST 8), stream id, length.
 FLAGS_OFFSET = 2
 
@@ -45,21 +41,6 @@ def count_window_updates(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
 
     monkeypatch.setattr(Yamux, "_write_frame", counting)
     return counts
-
-
-@asynccontextmanager
-async def sink_pair() -> AsyncIterator[tuple[IHost, IHost, list[bytes]]]:
-    """Two bare hosts (Noise, Yamux) connected; the second reads whatever `SINK` streams carry into a list."""
-    received: list[bytes] = []
-
-    async def sink(stream: INetStream) -> None:
-        while chunk := await stream.read(1024):
-            received.append(chunk)
-
-    async with raw_host("sender") as sender, raw_host("receiver") as receiver:
-        receiver.set_stream_handler(SINK, sink)
-        await dial(sender, str(receiver.get_addrs()[0]))
-        yield sender, receiver, received
 
 
 async def send_small_writes(sender: IHost, receiver: IHost, received: list[bytes], writes: int, size: int) -> None:

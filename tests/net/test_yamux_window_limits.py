@@ -12,14 +12,13 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.stream_muxer.yamux.yamux import TYPE_DATA, Yamux
-from netutil import dial, raw_host
+from netutil import SINK, dial, raw_host, sink_pair
 
 from p2pnode.net import libp2p_workarounds as workarounds
 
 pytestmark = pytest.mark.timeout(60)
 
 STALL = TProtocol("/p2pnode/test/stall/1")
-ECHO_LEN = TProtocol("/p2pnode/test/count/1")
 
 
 def receiving_muxer(receiver: IHost, sender: IHost) -> Yamux:
@@ -64,16 +63,8 @@ async def test_a_peer_overrunning_a_streams_window_loses_the_connection() -> Non
 
 
 async def test_honest_transfers_past_the_window_still_pass() -> None:
-    received = []
-
-    async def sink(stream: INetStream) -> None:
-        while chunk := await stream.read(4096):
-            received.append(chunk)
-
-    async with raw_host("sender") as sender, raw_host("receiver") as receiver:
-        receiver.set_stream_handler(ECHO_LEN, sink)
-        await dial(sender, str(receiver.get_addrs()[0]))
-        stream = await sender.new_stream(receiver.get_id(), [ECHO_LEN])
+    async with sink_pair() as (sender, receiver, received):
+        stream = await sender.new_stream(receiver.get_id(), [SINK])
         big = bytes(range(256)) * 4096 * 3  # 3 MiB in one write: 12 windows of 256 KiB
         await stream.write(big)
         for i in range(300):
