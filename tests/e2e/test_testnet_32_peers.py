@@ -4,7 +4,7 @@ machine's own overload.
 
 Slow (minutes on two cores, and it needs most of the machine): `-m slow`. The short versions in
 the default run are the overload tests in `tests/net/test_net_overload.py` and the direct vote
-delivery on the simulator (`tests/services/test_vote_delivery.py`), which is what made 1 s slots
+delivery on the simulator (`tests/adversarial/test_vote_delivery.py`), which is what made 1 s slots
 fit: votes no longer cost every node a gossip copy each.
 """
 

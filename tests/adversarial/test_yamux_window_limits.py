@@ -12,9 +12,9 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.stream_muxer.yamux.yamux import TYPE_DATA, Yamux
-from netutil import SINK, dial, raw_host, sink_pair
 
 from p2pnode.net import libp2p_workarounds as workarounds
+from tests.net.netutil import SINK, dial, raw_host, sink_pair
 
 pytestmark = pytest.mark.timeout(60)
 
